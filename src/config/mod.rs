@@ -1,0 +1,163 @@
+//! Configuration: TOML text → validated, frozen [`Config`].
+//!
+//! Owns: reading the file, `${VAR}` expansion, checking every key (unknown keys are errors, with
+//! a suggestion), and collecting *all* errors with their key paths before failing.
+//!
+//! Must not: start anything, or log secret values (expanded `env` and `headers` values are held
+//! as [`Secret`]).
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{ConfigError, ConfigErrors};
+
+/// The bundled quickstart config, used when no `--config` is given and no `mcp-warden.toml`
+/// exists in the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "proxy-config/quickstart.toml";
+
+/// A value that must never reach logs or error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config was read from (for reloads and messages); `None` when built in code.
+    pub source: Option<PathBuf>,
+    pub proxy: ProxySettings,
+    /// In the config's order, which is also the order of namespacing and collision handling.
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub listen: SocketAddr,
+    pub path: String,
+    /// Extra `Host` header values accepted besides the listener's own loopback names.
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted besides loopback origins.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
+    pub session_idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub server_name: String,
+    /// Tools per `tools/list` page towards the agent (0: everything in one page).
+    pub page_size: usize,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            path: "/mcp".into(),
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+            max_body_bytes: 1024 * 1024,
+            max_line_bytes: 16 * 1024 * 1024,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            request_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+            server_name: "mcp-warden".into(),
+            page_size: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub transport: Transport,
+    /// Prefix for exposed tool and prompt names (`<prefix>__tool`); `None`: names unchanged.
+    pub namespace: Option<String>,
+    pub startup_timeout: Duration,
+    /// Off: the upstream is configured but not started.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Stdio(StdioSpec),
+    Http(HttpSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, Secret>,
+    pub cwd: Option<PathBuf>,
+    /// Environment variables passed through from mcp-warden's own environment by name.
+    pub inherit_env: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFlavor {
+    /// Streamable HTTP (2025-03-26 and later).
+    Streamable,
+    /// The deprecated HTTP+SSE transport (2024-11-05).
+    LegacySse,
+    /// Try Streamable HTTP; fall back to legacy SSE as the spec's compatibility section says.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub url: String,
+    pub headers: Vec<(String, Secret)>,
+    pub flavor: HttpFlavor,
+}
+
+impl Config {
+    /// Reads and validates a config file. All problems are reported together.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        let mut cfg = Config::parse(&text, &|k| std::env::var(k).ok())?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses config text; `env` resolves `${VAR}` references.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        raw::parse(text, env)
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// Where to read the config when `--config` is not given: `./mcp-warden.toml` if present, else
+/// the bundled quickstart.
+pub fn default_config_path() -> PathBuf {
+    let local = PathBuf::from("mcp-warden.toml");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(DEFAULT_CONFIG_PATH)
+    }
+}

@@ -1,0 +1,687 @@
+//! The checking walk over the parsed TOML table. Written by hand rather than with
+//! `#[serde(deny_unknown_fields)]` so that *every* error is reported at once, each with its key
+//! path and, for a typo, the key that was probably meant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Config, HttpFlavor, HttpSpec, ProxySettings, Secret, StdioSpec, Transport, Upstream};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `upstreams.fs.args[2]`; empty for file-level errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+struct Ctx<'a> {
+    errors: Vec<ConfigError>,
+    env: Env<'a>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Expands `${VAR}` (and `$$` → `$`). A missing variable is an error naming it.
+    fn expand(&mut self, path: &str, s: &str) -> Option<String> {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        let mut ok = true;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            if let Some(stripped) = after.strip_prefix('$') {
+                out.push('$');
+                rest = stripped;
+            } else if let Some(body) = after.strip_prefix('{') {
+                match body.find('}') {
+                    Some(end) => {
+                        let name = &body[..end];
+                        let valid = !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !name.starts_with(|c: char| c.is_ascii_digit());
+                        if !valid {
+                            self.err(path, format!("invalid variable reference `${{{name}}}`"));
+                            ok = false;
+                        } else if let Some(v) = (self.env)(name) {
+                            out.push_str(&v);
+                        } else {
+                            self.err(path, format!("environment variable `{name}` is not set"));
+                            ok = false;
+                        }
+                        rest = &body[end + 1..];
+                    }
+                    None => {
+                        self.err(path, "unterminated `${` (write `$$` for a literal `$`)");
+                        return None;
+                    }
+                }
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+}
+
+/// One table being checked: remembers which keys were read, so leftovers are reported.
+struct Table<'t> {
+    path: String,
+    t: &'t toml::Table,
+    seen: BTreeSet<&'static str>,
+}
+
+fn type_name(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    let simple = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if simple {
+        key.to_string()
+    } else {
+        format!("\"{}\"", key.escape_default())
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl<'t> Table<'t> {
+    fn new(path: String, t: &'t toml::Table) -> Self {
+        Table {
+            path,
+            t,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    fn at(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'t toml::Value> {
+        self.seen.insert(key);
+        self.t.get(key)
+    }
+
+    fn string(&mut self, cx: &mut Ctx, key: &'static str) -> Option<String> {
+        match self.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            other => {
+                cx.err(&self.at(key), format!("expected a string, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, cx: &mut Ctx, key: &'static str) -> Option<bool> {
+        match self.get(key)? {
+            toml::Value::Boolean(b) => Some(*b),
+            other => {
+                cx.err(&self.at(key), format!("expected a boolean, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, cx: &mut Ctx, key: &'static str, min: u64, max: u64) -> Option<u64> {
+        match self.get(key)? {
+            toml::Value::Integer(i) if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 => {
+                Some(*i as u64)
+            }
+            toml::Value::Integer(i) => {
+                cx.err(&self.at(key), format!("{i} is out of range ({min}..={max})"));
+                None
+            }
+            other => {
+                cx.err(&self.at(key), format!("expected an integer, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn secs(&mut self, cx: &mut Ctx, key: &'static str, max: u64) -> Option<Duration> {
+        self.uint(cx, key, 1, max).map(Duration::from_secs)
+    }
+
+    fn strings(&mut self, cx: &mut Ctx, key: &'static str) -> Option<Vec<String>> {
+        let path = self.at(key);
+        match self.get(key)? {
+            toml::Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.iter().enumerate() {
+                    match v {
+                        toml::Value::String(s) => out.push(s.clone()),
+                        other => cx.err(
+                            &format!("{path}[{i}]"),
+                            format!("expected a string, found {}", type_name(other)),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                cx.err(&path, format!("expected an array of strings, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    /// A table of string values, e.g. `env = { KEY = "v" }`.
+    fn string_map(&mut self, cx: &mut Ctx, key: &'static str) -> Option<Vec<(String, String, String)>> {
+        let path = self.at(key);
+        match self.get(key)? {
+            toml::Value::Table(t) => {
+                let mut out = Vec::with_capacity(t.len());
+                for (k, v) in t {
+                    let p = join(&path, k);
+                    match v {
+                        toml::Value::String(s) => out.push((k.clone(), s.clone(), p)),
+                        other => cx.err(&p, format!("expected a string, found {}", type_name(other))),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                cx.err(&path, format!("expected a table of strings, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, cx: &mut Ctx, key: &'static str) -> Option<Table<'t>> {
+        let path = self.at(key);
+        match self.get(key)? {
+            toml::Value::Table(t) => Some(Table::new(path, t)),
+            other => {
+                cx.err(&path, format!("expected a table, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    /// Reports every key that was not read, suggesting the closest known one.
+    fn finish(self, cx: &mut Ctx, known: &[&'static str]) {
+        for key in self.t.keys() {
+            if self.seen.contains(key.as_str()) {
+                continue;
+            }
+            let hint = known
+                .iter()
+                .map(|k| (edit_distance(k, key), *k))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            cx.err(&join(&self.path, key), format!("unknown key{hint}"));
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+const TOP_KEYS: &[&str] = &["proxy", "upstreams"];
+const PROXY_KEYS: &[&str] = &[
+    "listen",
+    "path",
+    "allowed_hosts",
+    "allowed_origins",
+    "max_body_bytes",
+    "max_line_bytes",
+    "session_idle_timeout_secs",
+    "request_timeout_secs",
+    "shutdown_grace_secs",
+    "server_name",
+    "page_size",
+];
+const UPSTREAM_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "inherit_env",
+    "url",
+    "headers",
+    "transport",
+    "namespace",
+    "startup_timeout_secs",
+    "enabled",
+];
+
+/// A name usable in exposed tool names and log fields.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.contains("__")
+}
+
+pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("invalid TOML: {}", e.to_string().trim_end()),
+        }])
+    })?;
+    let mut cx = Ctx {
+        errors: vec![],
+        env,
+    };
+    let mut top = Table::new(String::new(), &doc);
+    let proxy = match top.table(&mut cx, "proxy") {
+        Some(t) => proxy_settings(&mut cx, t),
+        None => ProxySettings::default(),
+    };
+    let mut upstreams = vec![];
+    if let Some(t) = top.table(&mut cx, "upstreams") {
+        for (name, v) in t.t {
+            let path = join("upstreams", name);
+            if !valid_name(name) {
+                cx.err(
+                    &path,
+                    "upstream names are 1-32 characters of A-Z a-z 0-9 _ - (no `__`)",
+                );
+            }
+            match v {
+                toml::Value::Table(ut) => {
+                    if let Some(u) = upstream(&mut cx, name, Table::new(path, ut)) {
+                        upstreams.push(u);
+                    }
+                }
+                other => cx.err(&path, format!("expected a table, found {}", type_name(other))),
+            }
+        }
+    }
+    top.finish(&mut cx, TOP_KEYS);
+    if upstreams.is_empty() && cx.errors.is_empty() {
+        cx.err("upstreams", "no upstream servers configured");
+    }
+    // Default namespacing: prefix names only when more than one upstream shares the endpoint.
+    let several = upstreams.iter().filter(|u| u.enabled).count() > 1;
+    for u in &mut upstreams {
+        if u.namespace.as_deref() == Some(DEFAULT_NS) {
+            u.namespace = several.then(|| u.name.clone());
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(Config {
+            source: None,
+            proxy,
+            upstreams,
+        })
+    } else {
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// Marker for "namespace not given": resolved once all upstreams are known.
+const DEFAULT_NS: &str = "\0default";
+
+fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
+    let mut p = ProxySettings::default();
+    if let Some(s) = t.string(cx, "listen") {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => p.listen = a,
+            Err(_) => cx.err(&t.at("listen"), format!("`{s}` is not an address like 127.0.0.1:8787")),
+        }
+    }
+    if let Some(s) = t.string(cx, "path") {
+        if s.starts_with('/') && !s.contains(char::is_whitespace) {
+            p.path = s;
+        } else {
+            cx.err(&t.at("path"), "must start with `/`");
+        }
+    }
+    if let Some(v) = t.strings(cx, "allowed_hosts") {
+        p.allowed_hosts = v.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+    }
+    if let Some(v) = t.strings(cx, "allowed_origins") {
+        p.allowed_origins = v.into_iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
+    }
+    if let Some(n) = t.uint(cx, "max_body_bytes", 1024, 1 << 30) {
+        p.max_body_bytes = n as usize;
+    }
+    if let Some(n) = t.uint(cx, "max_line_bytes", 1024, 1 << 30) {
+        p.max_line_bytes = n as usize;
+    }
+    if let Some(d) = t.secs(cx, "session_idle_timeout_secs", 7 * 24 * 3600) {
+        p.session_idle_timeout = d;
+    }
+    if let Some(d) = t.secs(cx, "request_timeout_secs", 24 * 3600) {
+        p.request_timeout = d;
+    }
+    if let Some(d) = t.secs(cx, "shutdown_grace_secs", 3600) {
+        p.shutdown_grace = d;
+    }
+    if let Some(s) = t.string(cx, "server_name") {
+        p.server_name = s;
+    }
+    if let Some(n) = t.uint(cx, "page_size", 0, 100_000) {
+        p.page_size = n as usize;
+    }
+    t.finish(cx, PROXY_KEYS);
+    p
+}
+
+fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
+    let command = t.string(cx, "command");
+    let args = t.strings(cx, "args");
+    let env = t.string_map(cx, "env");
+    let cwd = t.string(cx, "cwd");
+    let inherit_env = t.strings(cx, "inherit_env");
+    let url = t.string(cx, "url");
+    let headers = t.string_map(cx, "headers");
+    let transport = t.string(cx, "transport");
+    let namespace = t.string(cx, "namespace");
+    let startup = t.secs(cx, "startup_timeout_secs", 3600);
+    let enabled = t.boolean(cx, "enabled").unwrap_or(true);
+    let before = cx.errors.len();
+
+    if let Some(ns) = &namespace {
+        if !ns.is_empty() && !valid_name(ns) {
+            cx.err(&t.at("namespace"), "1-32 characters of A-Z a-z 0-9 _ - (no `__`), or \"\" for none");
+        }
+    }
+    let transport_kind = match transport.as_deref() {
+        None => None,
+        Some("stdio") => Some("stdio"),
+        Some("streamable-http" | "http") => Some("http"),
+        Some("sse") => Some("sse"),
+        Some(other) => {
+            cx.err(
+                &t.at("transport"),
+                format!("unknown transport `{other}` (expected stdio, streamable-http or sse)"),
+            );
+            None
+        }
+    };
+    let transport = match (&command, &url) {
+        (Some(_), Some(_)) => {
+            cx.err(&t.path, "give either `command` (stdio) or `url` (HTTP), not both");
+            None
+        }
+        (None, None) => {
+            cx.err(&t.path, "missing `command` (stdio upstream) or `url` (HTTP upstream)");
+            None
+        }
+        (Some(cmd), None) => {
+            if matches!(transport_kind, Some("http" | "sse")) {
+                cx.err(&t.at("transport"), "an HTTP transport needs `url`, not `command`");
+            }
+            for key in ["headers"] {
+                if t.t.contains_key(key) {
+                    cx.err(&t.at(key), "only valid for HTTP upstreams (`url`)");
+                }
+            }
+            let command = cx.expand(&t.at("command"), cmd);
+            if command.as_deref().is_some_and(str::is_empty) {
+                cx.err(&t.at("command"), "must not be empty");
+            }
+            let args = args
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| cx.expand(&format!("{}[{i}]", t.at("args")), a))
+                .collect::<Option<Vec<_>>>();
+            let env_map = env
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v, p)| cx.expand(&p, &v).map(|v| (k, Secret::new(v))))
+                .collect::<Option<BTreeMap<_, _>>>();
+            let cwd = cwd.and_then(|c| cx.expand(&t.at("cwd"), &c)).map(PathBuf::from);
+            match (command, args, env_map) {
+                (Some(command), Some(args), Some(env)) => Some(Transport::Stdio(StdioSpec {
+                    command,
+                    args,
+                    env,
+                    cwd,
+                    inherit_env: inherit_env.unwrap_or_default(),
+                })),
+                _ => None,
+            }
+        }
+        (None, Some(u)) => {
+            if transport_kind == Some("stdio") {
+                cx.err(&t.at("transport"), "a stdio transport needs `command`, not `url`");
+            }
+            for key in ["args", "env", "cwd", "inherit_env"] {
+                if t.t.contains_key(key) {
+                    cx.err(&t.at(key), "only valid for stdio upstreams (`command`)");
+                }
+            }
+            let url = cx.expand(&t.at("url"), u);
+            if let Some(u) = &url {
+                match reqwest::Url::parse(u) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    Ok(_) => cx.err(&t.at("url"), "must be an http:// or https:// URL"),
+                    Err(e) => cx.err(&t.at("url"), format!("not a valid URL: {e}")),
+                }
+            }
+            let mut hs = vec![];
+            let mut ok = true;
+            for (k, v, p) in headers.unwrap_or_default() {
+                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    cx.err(&p, "not a valid HTTP header name");
+                    ok = false;
+                    continue;
+                }
+                match cx.expand(&p, &v) {
+                    Some(v) => {
+                        if reqwest::header::HeaderValue::from_str(&v).is_err() {
+                            cx.err(&p, "not a valid HTTP header value");
+                            ok = false;
+                        }
+                        hs.push((k, Secret::new(v)))
+                    }
+                    None => ok = false,
+                }
+            }
+            let flavor = match transport_kind {
+                Some("sse") => HttpFlavor::LegacySse,
+                Some("http") => HttpFlavor::Streamable,
+                _ => HttpFlavor::Auto,
+            };
+            match (url, ok) {
+                (Some(url), true) => Some(Transport::Http(HttpSpec {
+                    url,
+                    headers: hs,
+                    flavor,
+                })),
+                _ => None,
+            }
+        }
+    };
+    t.finish(cx, UPSTREAM_KEYS);
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Upstream {
+        name: name.to_string(),
+        transport: transport?,
+        namespace: Some(namespace.unwrap_or_else(|| DEFAULT_NS.to_string()))
+            .filter(|ns| !ns.is_empty()),
+        startup_timeout: startup.unwrap_or(Duration::from_secs(60)),
+        enabled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "TOKEN" => Some("s3cret".into()),
+            "HOME_DIR" => Some("/home/x".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(text, &env)
+    }
+
+    #[test]
+    fn mcp_servers_shape_parses() {
+        let c = parse(
+            r#"
+            [upstreams.everything]
+            command = "npx"
+            args = ["-y", "@modelcontextprotocol/server-everything", "stdio"]
+            env = { API_KEY = "${TOKEN}" }
+
+            [upstreams.remote]
+            url = "http://127.0.0.1:9000/mcp"
+            headers = { Authorization = "Bearer ${TOKEN}" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        let Transport::Stdio(s) = &c.upstreams[0].transport else { panic!() };
+        assert_eq!(s.env["API_KEY"].expose(), "s3cret");
+        assert_eq!(c.upstreams[0].namespace.as_deref(), Some("everything"));
+        let Transport::Http(h) = &c.upstreams[1].transport else { panic!() };
+        assert_eq!(h.headers[0].1.expose(), "Bearer s3cret");
+        assert_eq!(h.flavor, HttpFlavor::Auto);
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets leak through Debug");
+    }
+
+    #[test]
+    fn single_upstream_is_not_namespaced() {
+        let c = parse("[upstreams.a]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(c.upstreams[0].namespace, None);
+        let c = parse("[upstreams.a]\ncommand = \"x\"\nnamespace = \"aa\"\n").unwrap();
+        assert_eq!(c.upstreams[0].namespace.as_deref(), Some("aa"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let errs = parse(
+            r#"
+            [proxy]
+            listen = "nope"
+            max_body_bytes = "big"
+            [upstreams.a]
+            comand = "x"
+            [upstreams.b]
+            command = "y"
+            args = ["ok", 3]
+            env = { K = "${MISSING}" }
+            [upstreams.c]
+            url = "ftp://x"
+            headers = { "Bad Header" = "v" }
+            [upstreams."bad name"]
+            command = "z"
+            [extra]
+            "#,
+        )
+        .unwrap_err();
+        let text = errs.to_string();
+        for want in [
+            "proxy.listen: `nope` is not an address",
+            "proxy.max_body_bytes: expected an integer, found a string",
+            "upstreams.a.comand: unknown key (did you mean `command`?)",
+            "upstreams.a: missing `command`",
+            "upstreams.b.args[1]: expected a string, found an integer",
+            "upstreams.b.env.K: environment variable `MISSING` is not set",
+            "upstreams.c.url: must be an http:// or https:// URL",
+            "upstreams.c.headers.\"Bad Header\": not a valid HTTP header name",
+            "upstreams.\"bad name\": upstream names are",
+            "extra: unknown key",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn dollar_escapes_and_bad_references() {
+        let c = parse("[upstreams.a]\ncommand = \"x\"\nargs = [\"$$HOME\", \"${HOME_DIR}/y\", \"a$b\"]\n").unwrap();
+        let Transport::Stdio(s) = &c.upstreams[0].transport else { panic!() };
+        assert_eq!(s.args, vec!["$HOME", "/home/x/y", "a$b"]);
+        let e = parse("[upstreams.a]\ncommand = \"${1X}\"\n").unwrap_err().to_string();
+        assert!(e.contains("invalid variable reference"), "{e}");
+        let e = parse("[upstreams.a]\ncommand = \"${X\"\n").unwrap_err().to_string();
+        assert!(e.contains("unterminated"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let e = parse("[upstreams.a\ncommand=").unwrap_err().to_string();
+        assert!(e.starts_with("invalid TOML"), "{e}");
+        let e = parse("").unwrap_err().to_string();
+        assert!(e.contains("no upstream servers configured"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC*") {
+            let _ = parse(&s);
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The Streamable HTTP front (MCP 2025-11-25 transport rules; older clients too).
+//!
+//! POST carries messages: a request is answered with JSON when its answer is the first thing
+//! ready, or with an SSE stream when related messages (progress, sampling, logging) come first;
+//! notifications and responses get 202. `initialize` creates a session with a random
+//! `Mcp-Session-Id`; other requests need it (400 without, 404 when unknown, expired or deleted).
+//! GET opens the session's stream for messages not tied to a request, resumable with
+//! `Last-Event-ID`. DELETE ends the session and its upstreams. Every response carries security
+//! headers; `Host` and `Origin` are checked against DNS rebinding before anything else.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::jsonrpc::{self, code, Kind, Message, Payload};
+use crate::mcp::{self, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
+use crate::session::Session;
+use crate::sse;
+use crate::upstream::lock;
+
+/// Events kept per session for `Last-Event-ID` replay on the GET stream.
+const REPLAY: usize = 256;
+const KEEPALIVE: Duration = Duration::from_secs(25);
+
+struct HttpSession {
+    session: Arc<Session>,
+    /// The sender side of the outbox (also held by the session as its general sink).
+    session_general: mpsc::Sender<Bytes>,
+    outbox: Arc<Mutex<Outbox>>,
+}
+
+struct Outbox {
+    /// Taken by the open GET stream, put back when it ends.
+    rx: Option<mpsc::Receiver<Bytes>>,
+    history: VecDeque<(u64, Bytes)>,
+    next_event: u64,
+}
+
+#[derive(Clone)]
+pub struct Front {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<Config>,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    local_addr: SocketAddr,
+    stopping: watch::Receiver<bool>,
+}
+
+fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = jsonrpc::error_response(None, code, message).into_bytes();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+impl Front {
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Result<Arc<HttpSession>, Response> {
+        let Some(sid) = headers.get(HEADER_SESSION_ID).and_then(|v| v.to_str().ok()) else {
+            return Err(jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+        };
+        match lock(&self.inner.sessions).get(sid) {
+            Some(s) if !s.session.is_closed() => Ok(s.clone()),
+            _ => Err(jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Session not found")),
+        }
+    }
+
+    /// Closes sessions idle for longer than the configured TTL.
+    fn reap(&self) {
+        let ttl = self.inner.cfg.proxy.session_idle_timeout;
+        let expired: Vec<(String, Arc<HttpSession>)> = {
+            let mut map = lock(&self.inner.sessions);
+            let ids: Vec<String> = map
+                .iter()
+                .filter(|(_, s)| s.session.is_closed() || (s.session.idle_for() > ttl && lock(&s.outbox).rx.is_some()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.into_iter().filter_map(|k| map.remove(&k).map(|s| (k, s))).collect()
+        };
+        for (id, s) in expired {
+            tracing::info!(session = %id, "idle session reaped");
+            s.session.close();
+        }
+    }
+
+    fn close_all(&self) {
+        let all: Vec<_> = lock(&self.inner.sessions).drain().collect();
+        for (_, s) in all {
+            s.session.close();
+        }
+    }
+}
+
+pub fn router(front: Front) -> Router {
+    let path = front.inner.cfg.proxy.path.clone();
+    let limit = front.inner.cfg.proxy.max_body_bytes;
+    Router::new()
+        .route(&path, axum::routing::post(post).get(get).delete(delete))
+        .fallback(|| async { jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(front.clone(), guard))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(front)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default().to_string()
+    };
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// DNS-rebinding defence: `Host` must name this server, and a browser `Origin`, if any, must be
+/// loopback or explicitly allowed. Runs before any other processing (403 otherwise).
+async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response {
+    let p = &front.inner.cfg.proxy;
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host_ok = if p.allowed_hosts.iter().any(|h| h == "*") {
+        true
+    } else {
+        let lower = host.to_ascii_lowercase();
+        let bare = lower.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h.to_string()).unwrap_or_else(|| lower.clone());
+        (front.inner.local_addr.ip().is_loopback() && is_loopback_host(&lower))
+            || p.allowed_hosts.iter().any(|a| *a == lower || *a == bare)
+    };
+    if !host_ok {
+        tracing::warn!("request refused: Host header not allowed");
+        return jsonrpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: Host not allowed");
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+        let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+        let ok = p.allowed_origins.iter().any(|o| o == "*" || *o == origin)
+            || ((origin.starts_with("http://") || origin.starts_with("https://")) && is_loopback_host(authority));
+        if !ok {
+            tracing::warn!("request refused: Origin not allowed");
+            return jsonrpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: Origin not allowed");
+        }
+    }
+    next.run(req).await
+}
+
+fn accepts(headers: &HeaderMap, want: &str) -> bool {
+    let (kind, _) = want.split_once('/').unwrap_or((want, ""));
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let media = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        media == want || media == "*/*" || media == format!("{kind}/*")
+    })
+}
+
+fn version_error(headers: &HeaderMap) -> Option<Response> {
+    let v = headers.get(HEADER_PROTOCOL_VERSION)?;
+    match v.to_str() {
+        Ok(v) if mcp::is_supported(v) => None,
+        _ => Some(jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: unsupported MCP-Protocol-Version")),
+    }
+}
+
+async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Response {
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return jsonrpc_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Not Acceptable: Accept must include application/json and text/event-stream");
+    }
+    let ct_ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+    if !ct_ok {
+        return jsonrpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json");
+    }
+    let payload = match jsonrpc::parse_payload(body) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = super::stdio::parse_error(&e);
+            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], msg.into_bytes()).into_response();
+        }
+    };
+    if let Payload::Single(msg) = &payload {
+        if msg.kind() == Kind::Request && msg.method() == Some("initialize") {
+            return initialize(&front, msg).await;
+        }
+    }
+    let hs = match front.session(&headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(r) = version_error(&headers) {
+        return r;
+    }
+    match payload {
+        Payload::Single(msg) => {
+            if msg.kind() != Kind::Request {
+                hs.session.handle(msg, general_sink(&hs));
+                return StatusCode::ACCEPTED.into_response();
+            }
+            let want = msg.id_str().unwrap_or("null").to_string();
+            let (tx, rx) = mpsc::channel::<Bytes>(64);
+            hs.session.handle(msg, tx);
+            respond(rx, vec![want]).await
+        }
+        Payload::Batch(items) => {
+            if !mcp::allows_batches(hs.session.protocol_version) {
+                return jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "JSON-RPC batches are not supported by the negotiated protocol version");
+            }
+            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            let mut answers = vec![];
+            let mut waiting = 0usize;
+            for item in items {
+                match item {
+                    Err(e) => answers.push(super::stdio::parse_error(&e).into_bytes()),
+                    Ok(m) => {
+                        if m.kind() == Kind::Request {
+                            waiting += 1;
+                            hs.session.handle(m, tx.clone());
+                        } else {
+                            hs.session.handle(m, general_sink(&hs));
+                        }
+                    }
+                }
+            }
+            drop(tx);
+            if waiting == 0 && answers.is_empty() {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            let general = general_sink(&hs);
+            while waiting > 0 {
+                let Some(b) = rx.recv().await else { break };
+                match Message::parse(b.clone()) {
+                    Ok(m) if m.kind() == Kind::Response => {
+                        answers.push(b);
+                        waiting -= 1;
+                    }
+                    _ => {
+                        let _ = general.try_send(b);
+                    }
+                }
+            }
+            let mut arr = b"[".to_vec();
+            for (i, a) in answers.iter().enumerate() {
+                if i > 0 {
+                    arr.push(b',');
+                }
+                arr.extend_from_slice(a);
+            }
+            arr.push(b']');
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], arr).into_response()
+        }
+    }
+}
+
+fn general_sink(hs: &HttpSession) -> mpsc::Sender<Bytes> {
+    hs.session_general.clone()
+}
+
+async fn initialize(front: &Front, msg: &Message) -> Response {
+    let sid = super::new_session_id();
+    let (general_tx, general_rx) = mpsc::channel::<Bytes>(REPLAY);
+    let (session, reply) = Session::initialize(sid.clone(), front.inner.cfg.clone(), msg, general_tx.clone()).await;
+    let hs = Arc::new(HttpSession {
+        session,
+        session_general: general_tx,
+        outbox: Arc::new(Mutex::new(Outbox {
+            rx: Some(general_rx),
+            history: VecDeque::new(),
+            next_event: 1,
+        })),
+    });
+    lock(&front.inner.sessions).insert(sid.clone(), hs);
+    tracing::info!(session = %sid, "session created");
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], reply.into_bytes()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&sid) {
+        resp.headers_mut().insert(HEADER_SESSION_ID, v);
+    }
+    resp
+}
+
+/// Answers a POST: JSON if the answer is the first message ready, else an SSE stream of every
+/// related message ending with the answer(s).
+async fn respond(mut rx: mpsc::Receiver<Bytes>, mut want: Vec<String>) -> Response {
+    let Some(first) = rx.recv().await else {
+        return jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, "Request cancelled");
+    };
+    if is_answer(&first, &mut want) && want.is_empty() {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], first).into_response();
+    }
+    let stream = futures_util::stream::unfold((Some(first), rx, want, false), move |(pending, mut rx, mut want, done)| async move {
+        if done {
+            return None;
+        }
+        let b = match pending {
+            Some(b) => b,
+            None => rx.recv().await?,
+        };
+        let finished = is_answer(&b, &mut want) && want.is_empty();
+        let event = Bytes::from(sse::encode(None, &b));
+        Some((Ok::<_, std::convert::Infallible>(event), (None, rx, want, finished)))
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+fn is_answer(b: &Bytes, want: &mut Vec<String>) -> bool {
+    match Message::parse(b.clone()) {
+        Ok(m) if m.kind() == Kind::Response => {
+            let id = m.id_str().unwrap_or("null");
+            if let Some(i) = want.iter().position(|w| w == id) {
+                want.swap_remove(i);
+                return true;
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// Puts the GET stream's receiver back into the outbox when the stream ends.
+struct Lease {
+    outbox: Arc<Mutex<Outbox>>,
+    rx: Option<mpsc::Receiver<Bytes>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            lock(&self.outbox).rx = Some(rx);
+        }
+    }
+}
+
+async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
+    if !accepts(&headers, "text/event-stream") {
+        return jsonrpc_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Not Acceptable: Accept must include text/event-stream");
+    }
+    let hs = match front.session(&headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(r) = version_error(&headers) {
+        return r;
+    }
+    let last: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix('g'))
+        .and_then(|n| n.parse().ok());
+    let (rx, replay) = {
+        let mut ob = lock(&hs.outbox);
+        let Some(rx) = ob.rx.take() else {
+            return jsonrpc_error(StatusCode::CONFLICT, code::INVALID_REQUEST, "Conflict: this session already has an open GET stream");
+        };
+        let replay: Vec<(u64, Bytes)> = match last {
+            Some(n) => ob.history.iter().filter(|(id, _)| *id > n).cloned().collect(),
+            None => vec![],
+        };
+        (rx, replay)
+    };
+    let lease = Lease {
+        outbox: hs.outbox.clone(),
+        rx: Some(rx),
+    };
+    let stopping = front.inner.stopping.clone();
+    let session = hs.session.clone();
+    let outbox = hs.outbox.clone();
+    let replay: VecDeque<(u64, Bytes)> = replay.into();
+    let stream = futures_util::stream::unfold((lease, replay, stopping), move |(mut lease, mut replay, mut stopping)| {
+        let session = session.clone();
+        let outbox = outbox.clone();
+        async move {
+            if let Some((id, b)) = replay.pop_front() {
+                let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
+                return Some((Ok::<_, std::convert::Infallible>(ev), (lease, replay, stopping)));
+            }
+            if *stopping.borrow() || session.is_closed() {
+                return None;
+            }
+            let rx = lease.rx.as_mut()?;
+            let next = tokio::select! {
+                m = rx.recv() => m.map(Some),
+                _ = tokio::time::sleep(KEEPALIVE) => Some(None),
+                _ = stopping.changed() => None,
+            };
+            session.touch();
+            match next? {
+                Some(b) => {
+                    let id = {
+                        let mut ob = lock(&outbox);
+                        let id = ob.next_event;
+                        ob.next_event += 1;
+                        ob.history.push_back((id, b.clone()));
+                        if ob.history.len() > REPLAY {
+                            ob.history.pop_front();
+                        }
+                        id
+                    };
+                    let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
+                    Some((Ok(ev), (lease, replay, stopping)))
+                }
+                None => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (lease, replay, stopping))),
+            }
+        }
+    });
+    sse_response(Body::from_stream(stream))
+}
+
+async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
+    let hs = match front.session(&headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let sid = hs.session.id.clone();
+    lock(&front.inner.sessions).remove(&sid);
+    hs.session.close();
+    tracing::info!(session = %sid, "session deleted by client");
+    StatusCode::OK.into_response()
+}
+
+/// Serves the HTTP front on `listener` until `shutdown` resolves, then stops accepting, lets
+/// requests in flight finish (up to the configured grace), and closes every session.
+pub async fn serve(cfg: Arc<Config>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let local_addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let front = Front {
+        inner: Arc::new(Inner {
+            cfg: cfg.clone(),
+            sessions: Mutex::new(HashMap::new()),
+            local_addr,
+            stopping: stop_rx,
+        }),
+    };
+    let reaper_front = front.clone();
+    let tick = (cfg.proxy.session_idle_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let _reaper = crate::task::spawn(tracing::info_span!("session-reaper"), async move {
+        let mut iv = tokio::time::interval(tick);
+        loop {
+            iv.tick().await;
+            reaper_front.reap();
+        }
+    });
+    tracing::info!(addr = %local_addr, path = %cfg.proxy.path, "serving MCP over Streamable HTTP");
+    let app = router(front.clone());
+    let grace = cfg.proxy.shutdown_grace;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    // Run until shutdown is signalled, then give in-flight requests `grace` to complete.
+    let mut stop_seen = front.inner.stopping.clone();
+    tokio::select! {
+        r = &mut server => { r?; }
+        _ = stop_seen.wait_for(|s| *s) => {
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => r?,
+                Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+            }
+        }
+    }
+    front.close_all();
+    crate::wait_for_children(Duration::from_secs(5)).await;
+    Ok(())
+}

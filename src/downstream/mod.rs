@@ -1,0 +1,19 @@
+//! The fronts agents connect to: stdio (one agent, the one that launched us) and Streamable
+//! HTTP (many agents, sessions by `Mcp-Session-Id`).
+//!
+//! Must not: route or rewrite messages (that is `crate::session`); a front only frames
+//! messages, enforces its transport's rules, and owns the sessions' lifetimes.
+
+pub mod http;
+pub mod stdio;
+
+/// A fresh session id: 128 bits from the OS CSPRNG, hex-encoded (visible ASCII as the spec
+/// requires).
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness means no secure ids: refuse rather than issue guessable ones.
+        panic!("the operating system's random number generator is unavailable");
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,182 @@
+//! The stdio front: MCP on stdin/stdout for the one agent that launched us. Nothing but MCP is
+//! ever written to stdout (logs go to stderr); EOF on stdin ends the session and its children.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, ParseError, Payload};
+use crate::mcp;
+use crate::session::Session;
+
+/// Serves one agent over `input`/`output` until EOF or `shutdown`.
+pub async fn serve<R, W>(cfg: Arc<Config>, input: R, output: W, shutdown: impl Future<Output = ()>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
+    let writer = tokio::spawn(async move {
+        let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, output);
+        while let Some(msg) = out_rx.recv().await {
+            let mut ok = w.write_all(&msg).await.is_ok() && w.write_all(b"\n").await.is_ok();
+            // Coalesce whatever is already queued into one flush.
+            while ok {
+                match out_rx.try_recv() {
+                    Ok(m) => ok = w.write_all(&m).await.is_ok() && w.write_all(b"\n").await.is_ok(),
+                    Err(_) => break,
+                }
+            }
+            if !ok || w.flush().await.is_err() {
+                tracing::warn!("stdout closed; stopping");
+                break;
+            }
+        }
+    });
+
+    let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, input), cfg.proxy.max_line_bytes);
+    let mut session: Option<Arc<Session>> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = &mut shutdown => break,
+        };
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(LineError::TooLong(max)) => {
+                let e = jsonrpc::error_response(None, code::INVALID_REQUEST, &format!("Message larger than {max} bytes"));
+                let _ = out_tx.send(e.into_bytes()).await;
+                continue;
+            }
+            Err(LineError::Io(e)) => {
+                tracing::warn!(error = %e, "reading stdin failed");
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match jsonrpc::parse_payload(line) {
+            Err(e) => {
+                let _ = out_tx.send(parse_error(&e).into_bytes()).await;
+            }
+            Ok(Payload::Single(msg)) => {
+                if let Some(s) = dispatch(&cfg, &mut session, msg, &out_tx).await {
+                    session = Some(s);
+                }
+            }
+            Ok(Payload::Batch(items)) => {
+                let allowed = session.as_ref().is_some_and(|s| mcp::allows_batches(s.protocol_version));
+                match (&session, allowed) {
+                    (Some(s), true) => batch(s, items, &out_tx),
+                    _ => {
+                        let e = jsonrpc::error_response(None, code::INVALID_REQUEST, "JSON-RPC batches are not supported by the negotiated protocol version");
+                        let _ = out_tx.send(e.into_bytes()).await;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(s) = session {
+        s.close();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+pub(crate) fn parse_error(e: &ParseError) -> Message {
+    match e {
+        ParseError::Json(_) => jsonrpc::error_response(None, code::PARSE_ERROR, "Parse error"),
+        ParseError::Invalid(why) => jsonrpc::error_response(None, code::INVALID_REQUEST, &format!("Invalid Request: {why}")),
+    }
+}
+
+/// Handles one message; returns a new session when it was an `initialize`.
+async fn dispatch(
+    cfg: &Arc<Config>,
+    session: &mut Option<Arc<Session>>,
+    msg: Message,
+    out: &mpsc::Sender<Bytes>,
+) -> Option<Arc<Session>> {
+    match (session.as_ref(), msg.kind(), msg.method()) {
+        (None, Kind::Request, Some("initialize")) => {
+            let (s, reply) = Session::initialize("stdio".into(), cfg.clone(), &msg, out.clone()).await;
+            let _ = out.send(reply.into_bytes()).await;
+            Some(s)
+        }
+        (Some(s), _, _) => {
+            s.handle(msg, out.clone());
+            None
+        }
+        (None, Kind::Request, Some("ping")) => {
+            let _ = out.send(jsonrpc::response(msg.id_str().unwrap_or("null"), serde_json::json!({})).into_bytes()).await;
+            None
+        }
+        (None, Kind::Request, _) => {
+            let e = jsonrpc::error_response(msg.id_str(), code::INVALID_REQUEST, "Session not initialized: send initialize first");
+            let _ = out.send(e.into_bytes()).await;
+            None
+        }
+        (None, _, _) => None,
+    }
+}
+
+/// A batch: its requests are served concurrently and their answers written as one array;
+/// other messages produced meanwhile go out on their own.
+fn batch(s: &Arc<Session>, items: Vec<Result<Message, ParseError>>, out: &mpsc::Sender<Bytes>) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let mut answers: Vec<Bytes> = vec![];
+    let mut waiting = 0usize;
+    for item in items {
+        match item {
+            Err(e) => answers.push(parse_error(&e).into_bytes()),
+            Ok(m) => {
+                if m.kind() == Kind::Request {
+                    waiting += 1;
+                }
+                s.handle(m, tx.clone());
+            }
+        }
+    }
+    drop(tx);
+    let out = out.clone();
+    tokio::spawn(async move {
+        while waiting > 0 {
+            let Some(b) = rx.recv().await else { break };
+            match Message::parse(b.clone()) {
+                Ok(m) if m.kind() == Kind::Response => {
+                    answers.push(b);
+                    waiting -= 1;
+                }
+                _ => {
+                    let _ = out.send(b).await;
+                }
+            }
+        }
+        if answers.is_empty() {
+            return;
+        }
+        let mut arr = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+        arr.push(b'[');
+        for (i, a) in answers.iter().enumerate() {
+            if i > 0 {
+                arr.push(b',');
+            }
+            arr.extend_from_slice(a);
+        }
+        arr.push(b']');
+        let _ = out.send(Bytes::from(arr)).await;
+    });
+}
+
+/// Runs the stdio front on the process's stdin/stdout.
+pub async fn run(cfg: Arc<Config>, shutdown: impl Future<Output = ()>) {
+    serve(cfg, tokio::io::stdin(), tokio::io::stdout(), shutdown).await;
+    crate::wait_for_children(std::time::Duration::from_secs(5)).await;
+}

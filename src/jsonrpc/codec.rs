@@ -1,0 +1,114 @@
+//! Newline-delimited JSON framing (the MCP stdio transport) with a maximum line length.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("line longer than {0} bytes")]
+    TooLong(usize),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one line at a time, without its `\n` (and `\r`), never buffering more than `max` bytes
+/// of a line: an overlong line is skipped to its end and reported, so the stream stays usable.
+pub struct LineReader<R> {
+    inner: R,
+    max: usize,
+    buf: BytesMut,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            max,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// `Ok(None)` at EOF. A final line without a newline is still returned.
+    pub async fn next_line(&mut self) -> Result<Option<Bytes>, LineError> {
+        self.buf.clear();
+        let mut overlong = false;
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                if overlong {
+                    return Err(LineError::TooLong(self.max));
+                }
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(self.take()));
+            }
+            let (chunk, found) = match memchr_nl(available) {
+                Some(i) => (&available[..i], Some(i)),
+                None => (available, None),
+            };
+            if !overlong {
+                if self.buf.len() + chunk.len() > self.max {
+                    overlong = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(chunk);
+                }
+            }
+            let consumed = found.map(|i| i + 1).unwrap_or(available.len());
+            self.inner.consume(consumed);
+            if found.is_some() {
+                if overlong {
+                    return Err(LineError::TooLong(self.max));
+                }
+                return Ok(Some(self.take()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.truncate(self.buf.len() - 1);
+        }
+        self.buf.split().freeze()
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, String>> {
+        let mut r = LineReader::new(tokio::io::BufReader::with_capacity(4, input), max);
+        let mut out = vec![];
+        loop {
+            match r.next_line().await {
+                Ok(Some(l)) => out.push(Ok(l.to_vec())),
+                Ok(None) => break,
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_lines_and_keeps_last_unterminated() {
+        let got = lines(b"ab\r\ncd\n\nef", 100).await;
+        assert_eq!(
+            got,
+            vec![Ok(b"ab".to_vec()), Ok(b"cd".to_vec()), Ok(vec![]), Ok(b"ef".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn overlong_line_is_skipped_not_fatal() {
+        let got = lines(b"0123456789\nok\n", 5).await;
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_err());
+        assert_eq!(got[1], Ok(b"ok".to_vec()));
+    }
+}

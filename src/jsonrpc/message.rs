@@ -1,0 +1,444 @@
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What a JSON-RPC message is, judged by its members (not by trusting a `type` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    /// A response: `result` or `error` with an `id`.
+    Response,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("not a JSON-RPC 2.0 message: {0}")]
+    Invalid(&'static str),
+}
+
+/// One JSON-RPC message: the exact bytes received plus the spans of the members mcp-warden reads.
+///
+/// Cloning is cheap (`Bytes`). Spans index into `raw`.
+#[derive(Clone)]
+pub struct Message {
+    raw: Bytes,
+    kind: Kind,
+    id: Option<Range<usize>>,
+    method: Option<Range<usize>>,
+    params: Option<Range<usize>>,
+    result: Option<Range<usize>>,
+    error: Option<Range<usize>>,
+}
+
+impl std::fmt::Debug for Message {
+    // Never print payloads: they can hold secrets (and the consent `action_id`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("kind", &self.kind)
+            .field("id", &self.id_str())
+            .field("method", &self.method())
+            .field("len", &self.raw.len())
+            .finish()
+    }
+}
+
+/// `id` as present-or-absent, keeping `null` (which `Option<&RawValue>` would fold into absent).
+fn present<'de, D>(d: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// The byte range of `part` inside `base`. `part` must borrow from `base` (serde's borrowed
+/// `RawValue` does), which is checked; a foreign slice yields an empty range at 0.
+fn span_of(base: &[u8], part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    let end = start.wrapping_add(part.len());
+    if start <= base.len() && end <= base.len() && start <= end {
+        start..end
+    } else {
+        debug_assert!(false, "span_of: slice does not borrow from base");
+        0..0
+    }
+}
+
+/// A single message or a batch, as received.
+pub enum Payload {
+    Single(Message),
+    /// Each element parsed on its own; an element that is not a valid message is kept as its
+    /// error so that the batch answer can report it in place.
+    Batch(Vec<Result<Message, ParseError>>),
+}
+
+/// Parses one JSON-RPC payload (single message or batch).
+pub fn parse_payload(raw: Bytes) -> Result<Payload, ParseError> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
+        if items.is_empty() {
+            return Err(ParseError::Invalid("empty batch"));
+        }
+        let out = items
+            .iter()
+            .map(|item| {
+                let span = span_of(&raw, item.get());
+                Message::parse(raw.slice(span))
+            })
+            .collect();
+        Ok(Payload::Batch(out))
+    } else {
+        Message::parse(raw).map(Payload::Single)
+    }
+}
+
+impl Message {
+    /// Parses one JSON-RPC message, keeping `raw` as it is.
+    pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
+        let view: View<'_> =
+            serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
+        if view.jsonrpc.as_deref() != Some("2.0") {
+            return Err(ParseError::Invalid("jsonrpc must be \"2.0\""));
+        }
+        let base: &[u8] = &raw;
+        let span = |v: Option<&RawValue>| v.map(|v| span_of(base, v.get()));
+        let method = match view.method {
+            Some(m) => {
+                let s = m.get();
+                if !s.starts_with('"') {
+                    return Err(ParseError::Invalid("method must be a string"));
+                }
+                // Method names with escapes are legal but never MCP's; keep the span of the
+                // unescaped-looking contents only when there is no backslash.
+                if s.contains('\\') {
+                    return Err(ParseError::Invalid("escaped method names are not supported"));
+                }
+                let r = span_of(base, s);
+                Some(r.start + 1..r.end - 1)
+            }
+            None => None,
+        };
+        if let Some(id) = view.id {
+            let s = id.get().as_bytes();
+            let ok = matches!(s.first(), Some(b'"') | Some(b'-') | Some(b'0'..=b'9'));
+            if !ok && s != b"null" {
+                return Err(ParseError::Invalid("id must be a string or a number"));
+            }
+        }
+        let kind = match (&method, &view.id, &view.result, &view.error) {
+            (Some(_), Some(_), None, None) => Kind::Request,
+            (Some(_), None, None, None) => Kind::Notification,
+            (None, Some(_), Some(_), None) | (None, Some(_), None, Some(_)) => Kind::Response,
+            (None, Some(_), Some(_), Some(_)) => {
+                return Err(ParseError::Invalid("a response has result or error, not both"))
+            }
+            _ => return Err(ParseError::Invalid("neither a request, notification nor response")),
+        };
+        if kind == Kind::Request && view.id.map(|i| i.get()) == Some("null") {
+            return Err(ParseError::Invalid("a request id must not be null"));
+        }
+        Ok(Message {
+            kind,
+            id: span(view.id),
+            method,
+            params: span(view.params),
+            result: span(view.result),
+            error: span(view.error),
+            raw,
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.raw
+    }
+
+    fn slice(&self, r: &Option<Range<usize>>) -> Option<&str> {
+        // The spans come from serde's borrowed views of valid UTF-8 JSON.
+        r.as_ref()
+            .and_then(|r| std::str::from_utf8(&self.raw[r.clone()]).ok())
+    }
+
+    /// The raw JSON text of the id (`"abc"`, `42`, `null`), if any.
+    pub fn id_str(&self) -> Option<&str> {
+        self.slice(&self.id)
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        self.slice(&self.method)
+    }
+
+    pub fn params(&self) -> Option<&str> {
+        self.slice(&self.params)
+    }
+
+    pub fn result(&self) -> Option<&str> {
+        self.slice(&self.result)
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.slice(&self.error)
+    }
+
+    pub fn id_span(&self) -> Option<Range<usize>> {
+        self.id.clone()
+    }
+
+    /// The span of a borrowed sub-slice of this message's text (e.g. from a typed view of
+    /// `params`), for [`splice`].
+    pub fn span_of(&self, part: &str) -> Range<usize> {
+        span_of(&self.raw, part)
+    }
+
+    /// This message with its id replaced by `new_id` (raw JSON text). Everything else is
+    /// byte-identical.
+    pub fn with_id(&self, new_id: &str) -> Message {
+        let Some(r) = self.id.clone() else {
+            return self.clone();
+        };
+        let raw = splice(&self.raw, vec![Edit::new(r.clone(), new_id)]);
+        let delta = new_id.len() as isize - (r.end - r.start) as isize;
+        let shift = |s: &Option<Range<usize>>| {
+            s.as_ref().map(|s| {
+                if s.start >= r.end {
+                    (s.start as isize + delta) as usize..(s.end as isize + delta) as usize
+                } else {
+                    s.clone()
+                }
+            })
+        };
+        Message {
+            kind: self.kind,
+            id: Some(r.start..(r.start as isize + new_id.len() as isize) as usize),
+            method: shift(&self.method),
+            params: shift(&self.params),
+            result: shift(&self.result),
+            error: shift(&self.error),
+            raw,
+        }
+    }
+
+    /// Applies byte edits and re-parses (edits may move every span).
+    pub fn edited(&self, edits: Vec<Edit>) -> Result<Message, ParseError> {
+        if edits.is_empty() {
+            return Ok(self.clone());
+        }
+        Message::parse(splice(&self.raw, edits))
+    }
+}
+
+/// Replace the bytes in `range` with `with`.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub range: Range<usize>,
+    pub with: Vec<u8>,
+}
+
+impl Edit {
+    pub fn new(range: Range<usize>, with: impl AsRef<[u8]>) -> Edit {
+        Edit {
+            range,
+            with: with.as_ref().to_vec(),
+        }
+    }
+}
+
+/// Applies non-overlapping edits to `raw`; all bytes outside the edited ranges are kept.
+pub fn splice(raw: &[u8], mut edits: Vec<Edit>) -> Bytes {
+    edits.sort_by_key(|e| e.range.start);
+    let grow: usize = edits.iter().map(|e| e.with.len()).sum();
+    let mut out = Vec::with_capacity(raw.len() + grow);
+    let mut at = 0;
+    for e in edits {
+        if e.range.start < at || e.range.end > raw.len() {
+            debug_assert!(false, "overlapping or out-of-range edit");
+            continue;
+        }
+        out.extend_from_slice(&raw[at..e.range.start]);
+        out.extend_from_slice(&e.with);
+        at = e.range.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    Bytes::from(out)
+}
+
+fn build(v: serde_json::Value) -> Message {
+    // Serialising a `Value` cannot fail (string keys only) and always yields a valid message.
+    let raw = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    match Message::parse(raw) {
+        Ok(m) => m,
+        Err(e) => unreachable_message(e),
+    }
+}
+
+#[cold]
+fn unreachable_message(e: ParseError) -> Message {
+    tracing::error!(error = %e, "internal: built an invalid JSON-RPC message");
+    Message {
+        raw: Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"internal"}}"#,
+        ),
+        kind: Kind::Notification,
+        id: None,
+        method: Some(22..49),
+        params: None,
+        result: None,
+        error: None,
+    }
+}
+
+/// An error response with the given raw id. `message` must never carry internal detail.
+pub fn error_response(id: Option<&str>, code: i64, message: &str) -> Message {
+    // The id is spliced in raw so that large integer ids survive exactly.
+    let m = build(serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code, "message": message},
+    }));
+    match id {
+        Some(id) => m.with_id(id),
+        None => m,
+    }
+}
+
+/// A success response carrying `result` for the raw id.
+pub fn response(id: &str, result: serde_json::Value) -> Message {
+    let m = build(serde_json::json!({"jsonrpc": "2.0", "id": 0, "result": result}));
+    m.with_id(id)
+}
+
+/// A request mcp-warden issues itself.
+pub fn request(id: &str, method: &str, params: serde_json::Value) -> Message {
+    let m = build(serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}));
+    m.with_id(id)
+}
+
+pub fn notification(method: &str, params: Option<serde_json::Value>) -> Message {
+    match params {
+        Some(p) => build(serde_json::json!({"jsonrpc": "2.0", "method": method, "params": p})),
+        None => build(serde_json::json!({"jsonrpc": "2.0", "method": method})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Message {
+        Message::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn request_envelope_and_spans() {
+        let m = msg(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}"#);
+        assert_eq!(m.kind(), Kind::Request);
+        assert_eq!(m.id_str(), Some("7"));
+        assert_eq!(m.method(), Some("tools/call"));
+        assert_eq!(m.params(), Some(r#"{"name":"x"}"#));
+    }
+
+    #[test]
+    fn id_swap_keeps_every_other_byte() {
+        let src = r#"{ "jsonrpc" : "2.0", "id" : "a\u00e9", "method":"x/y", "params":{"big":123456789012345678901234567890,"_meta":{"k":[1,2.50,"\ud83d\ude00"]}},"zz":{"unknown":true} }"#;
+        let m = msg(src);
+        let swapped = m.with_id("18446744073709551615");
+        let expected = src.replace(r#""a\u00e9""#, "18446744073709551615");
+        assert_eq!(std::str::from_utf8(swapped.bytes()).unwrap(), expected);
+        assert_eq!(swapped.method(), Some("x/y"));
+        assert!(swapped.params().unwrap().contains("123456789012345678901234567890"));
+        let back = swapped.with_id(r#""a\u00e9""#);
+        assert_eq!(std::str::from_utf8(back.bytes()).unwrap(), src);
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(msg(r#"{"jsonrpc":"2.0","method":"n"}"#).kind(), Kind::Notification);
+        assert_eq!(msg(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).kind(), Kind::Response);
+        assert_eq!(
+            msg(r#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"m"}}"#).kind(),
+            Kind::Response
+        );
+    }
+
+    #[test]
+    fn rejects_bad_messages() {
+        for bad in [
+            r#"{"id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","method":5}"#,
+            r#"[1,2"#,
+            "not json",
+        ] {
+            assert!(
+                Message::parse(Bytes::copy_from_slice(bad.as_bytes())).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_are_split_raw() {
+        let raw = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"b"}]"#);
+        let Payload::Batch(items) = parse_payload(raw).unwrap() else { panic!() };
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].as_ref().unwrap().method(), Some("a"));
+        assert!(items[1].is_err());
+        assert_eq!(items[2].as_ref().unwrap().kind(), Kind::Notification);
+    }
+
+    #[test]
+    fn built_errors_keep_big_ids() {
+        let e = error_response(Some("123456789012345678901234567890"), -32601, "nope");
+        assert_eq!(e.id_str(), Some("123456789012345678901234567890"));
+        assert_eq!(e.kind(), Kind::Response);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in ".*") {
+            let _ = parse_payload(Bytes::copy_from_slice(s.as_bytes()));
+        }
+
+        #[test]
+        fn id_roundtrip_is_identity(id in 0u64.., text in "[a-z\\\\\"é]{0,20}") {
+            let src = serde_json::json!({"jsonrpc":"2.0","id":"x","method":"m","params":{"t":text}}).to_string();
+            let m = msg(&src);
+            let back = m.with_id(&id.to_string()).with_id("\"x\"");
+            proptest::prop_assert_eq!(back.bytes().as_ref(), src.as_bytes());
+        }
+    }
+}

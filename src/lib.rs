@@ -1,0 +1,56 @@
+//! mcp-warden: a standalone sidecar proxy for the Model Context Protocol.
+//!
+//! Agents connect to mcp-warden (stdio or Streamable HTTP) instead of their MCP servers; it
+//! connects to the real servers and forwards everything it does not need to change byte for
+//! byte.
+//!
+//! Module map (each module's own `//!` says what it owns and what it must not do):
+//!
+//! - [`config`]     TOML → validated, frozen [`config::Config`]; every error with its key path.
+//! - [`jsonrpc`]    raw messages plus a small envelope; byte-level edits; NDJSON framing.
+//! - [`sse`]        Server-Sent Events parser and encoder.
+//! - [`mcp`]        protocol versions, headers, borrowed views of intercepted messages.
+//! - [`policy`]     pure naming decisions (exposed names, collisions).
+//! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
+//! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
+//! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod downstream;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod policy;
+pub mod session;
+pub mod sse;
+pub mod task;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+
+/// Runs the Streamable HTTP front until `shutdown` resolves, then shuts down gracefully.
+pub async fn serve_http(
+    config: Arc<Config>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    downstream::http::serve(config, listener, shutdown).await
+}
+
+/// Runs the stdio front on this process's stdin/stdout.
+pub async fn serve_stdio(config: Arc<Config>, shutdown: impl Future<Output = ()>) {
+    downstream::stdio::run(config, shutdown).await
+}
+
+/// Waits until every stdio upstream child has exited, or `deadline` passes.
+pub async fn wait_for_children(deadline: Duration) {
+    let end = tokio::time::Instant::now() + deadline;
+    while upstream::live_children() > 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

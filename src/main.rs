@@ -1,0 +1,155 @@
+//! The `mcp-warden` command line: parse arguments, set up logging, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use mcp_warden::config::{self, Config, Transport};
+
+#[derive(Parser)]
+#[command(name = "mcp-warden", version, about = "A sidecar proxy for the Model Context Protocol", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `mcp_warden=debug`.
+    #[arg(long, global = true, env = "MCP_WARDEN_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over Streamable HTTP (default 127.0.0.1:8787, path /mcp).
+    Serve {
+        /// Config file (default: ./mcp-warden.toml, else the bundled proxy-config/quickstart.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding `[proxy] listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Serve one agent over stdin/stdout (logs go to stderr).
+    Stdio {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The agent this instance serves (agent policies arrive with a later release).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Validate a config: print every error with its key path (exit 1), or a summary.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(filter: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs always go to stderr: stdout belongs to MCP in stdio mode.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let path = path.unwrap_or_else(config::default_config_path);
+    Config::load(&path).map_err(|errs| {
+        eprintln!("mcp-warden: {} has {} error(s):", path.display(), errs.0.len());
+        for e in &errs.0 {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, &cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-warden: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Check { config } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                println!("config OK: {}", cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+                println!("  listen: http://{}{}", cfg.proxy.listen, cfg.proxy.path);
+                for u in &cfg.upstreams {
+                    let what = match &u.transport {
+                        Transport::Stdio(s) => format!("stdio: {} {}", s.command, s.args.join(" ")),
+                        Transport::Http(h) => format!("{:?} HTTP: {}", h.flavor, h.url),
+                    };
+                    let ns = u.namespace.as_deref().map(|n| format!(" (tools exposed as {n}__<tool>)")).unwrap_or_default();
+                    let off = if u.enabled { "" } else { " [disabled]" };
+                    println!("  upstream {}: {what}{ns}{off}", u.name);
+                }
+                ExitCode::SUCCESS
+            }
+            Command::Serve { config, listen } => {
+                let mut cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                if let Some(addr) = listen {
+                    cfg.proxy.listen = addr;
+                }
+                let listener = match tokio::net::TcpListener::bind(cfg.proxy.listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("mcp-warden: cannot listen on {}: {e}", cfg.proxy.listen);
+                        return ExitCode::from(1);
+                    }
+                };
+                if let Ok(addr) = listener.local_addr() {
+                    // One line on stdout so scripts (and tests) can learn an ephemeral port.
+                    println!("mcp-warden listening on http://{addr}{}", cfg.proxy.path);
+                }
+                match mcp_warden::serve_http(Arc::new(cfg), listener, shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("mcp-warden: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Command::Stdio { config, agent } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                if let Some(a) = agent {
+                    tracing::debug!(agent = %a, "agent named on the command line");
+                }
+                mcp_warden::serve_stdio(Arc::new(cfg), shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}

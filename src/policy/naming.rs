@@ -1,0 +1,121 @@
+//! Exposed names: always valid for every LLM provider (`^[a-zA-Z0-9_-]{1,64}$`), namespaced
+//! `prefix__name` when several upstreams share the endpoint, with deterministic collision
+//! handling: the same inputs in the same order always give the same names.
+
+use std::collections::HashSet;
+
+pub const MAX_LEN: usize = 64;
+pub const SEPARATOR: &str = "__";
+
+/// True if `s` is acceptable to every provider as a tool name.
+pub fn is_provider_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// FNV-1a: a small, stable hash (stable across versions and platforms, unlike `DefaultHasher`)
+/// used to keep shortened names distinct.
+fn fnv1a(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Maps any string to a provider-safe name: invalid characters become `_`; a name too long is
+/// cut and suffixed with a hash of the full name so that distinct long names stay distinct.
+pub fn sanitize(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    if out.len() > MAX_LEN {
+        // Every character is ASCII here, so byte truncation is safe.
+        out.truncate(MAX_LEN - 9);
+        out.push('_');
+        out.push_str(&format!("{:08x}", fnv1a(raw)));
+    }
+    out
+}
+
+/// The exposed name of an upstream item before collision handling.
+pub fn exposed(namespace: Option<&str>, original: &str) -> String {
+    match namespace {
+        Some(ns) => sanitize(&format!("{ns}{SEPARATOR}{original}")),
+        None => sanitize(original),
+    }
+}
+
+/// Assigns unique names in order: the first holder of a name keeps it; later ones get `_2`,
+/// `_3`, … (cut to fit 64 characters).
+#[derive(Default)]
+pub struct Allocator {
+    taken: HashSet<String>,
+}
+
+impl Allocator {
+    pub fn assign(&mut self, wanted: String) -> String {
+        if self.taken.insert(wanted.clone()) {
+            return wanted;
+        }
+        for n in 2u32.. {
+            let suffix = format!("_{n}");
+            let mut base = wanted.clone();
+            base.truncate(MAX_LEN - suffix.len());
+            let candidate = base + &suffix;
+            if self.taken.insert(candidate.clone()) {
+                return candidate;
+            }
+        }
+        unreachable!("u32 range exhausted")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespacing_and_sanitising() {
+        assert_eq!(exposed(None, "echo"), "echo");
+        assert_eq!(exposed(Some("fs"), "read_file"), "fs__read_file");
+        assert_eq!(exposed(Some("x"), "get.time/now"), "x__get_time_now");
+        assert_eq!(exposed(None, ""), "_");
+        let long = "a".repeat(100);
+        let s = exposed(None, &long);
+        assert_eq!(s.len(), MAX_LEN);
+        assert_ne!(s, exposed(None, &"a".repeat(101)));
+    }
+
+    #[test]
+    fn collisions_are_deterministic() {
+        let mut a = Allocator::default();
+        assert_eq!(a.assign("x".into()), "x");
+        assert_eq!(a.assign("x".into()), "x_2");
+        assert_eq!(a.assign("x".into()), "x_3");
+        let mut b = Allocator::default();
+        let long = "b".repeat(64);
+        assert_eq!(b.assign(long.clone()), long);
+        let second = b.assign(long.clone());
+        assert_eq!(second.len(), 64);
+        assert!(second.ends_with("_2"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn always_provider_safe(ns in proptest::option::of("[a-z]{1,10}"), name in "\\PC{0,100}") {
+            let e = exposed(ns.as_deref(), &name);
+            proptest::prop_assert!(is_provider_safe(&e), "{e:?}");
+            let mut alloc = Allocator::default();
+            alloc.assign(e.clone());
+            let again = alloc.assign(e);
+            proptest::prop_assert!(is_provider_safe(&again));
+        }
+    }
+}

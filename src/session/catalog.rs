@@ -1,0 +1,270 @@
+//! The merged view of every upstream's tools, prompts, resources and resource templates for one
+//! session: exposed name → (upstream, original name), each item kept as raw JSON with only its
+//! name spliced.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::jsonrpc::{splice, Edit, Message};
+use crate::mcp::{self, ItemKey};
+use crate::policy::naming::{self, Allocator};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    pub fn field(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability an upstream must declare for this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    pub fn from_method(m: &str) -> Option<ListKind> {
+        ListKind::ALL.into_iter().find(|k| k.method() == m)
+    }
+
+    pub fn from_list_changed(m: &str) -> Option<&'static [ListKind]> {
+        match m {
+            "notifications/tools/list_changed" => Some(&[ListKind::Tools]),
+            "notifications/prompts/list_changed" => Some(&[ListKind::Prompts]),
+            "notifications/resources/list_changed" => Some(&[ListKind::Resources, ListKind::Templates]),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub upstream: usize,
+    /// Name (tools, prompts), URI (resources) or URI template (templates) at the upstream.
+    pub original: String,
+    pub exposed: String,
+    /// The item as the agent sees it.
+    pub raw: Bytes,
+}
+
+/// One merged list.
+#[derive(Debug, Default)]
+pub struct List {
+    pub entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl List {
+    pub fn get(&self, exposed: &str) -> Option<&Entry> {
+        self.index.get(exposed).map(|&i| &self.entries[i])
+    }
+}
+
+/// Items fetched from one upstream: each item's bytes (a zero-copy slice of a page).
+pub struct Fetched {
+    pub upstream: usize,
+    pub namespace: Option<String>,
+    pub items: Vec<Bytes>,
+}
+
+/// Extracts the raw items of `kind` from a list page; returns the next cursor.
+pub fn page_items(kind: ListKind, page: &Message, out: &mut Vec<Bytes>) -> Result<Option<String>, String> {
+    let result = page.result().ok_or("list request failed")?;
+    let view: mcp::ListPage<'_> = serde_json::from_str(result).map_err(|e| format!("malformed list result: {e}"))?;
+    let items = match kind {
+        ListKind::Tools => view.tools,
+        ListKind::Prompts => view.prompts,
+        ListKind::Resources => view.resources,
+        ListKind::Templates => view.resource_templates,
+    }
+    .unwrap_or_default();
+    for item in items {
+        out.push(page.bytes().slice(page.span_of(item.get())));
+    }
+    Ok(view.next_cursor.filter(|c| !c.is_empty()))
+}
+
+fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a RawValue> {
+    match kind {
+        ListKind::Tools | ListKind::Prompts => k.name,
+        ListKind::Resources => k.uri,
+        ListKind::Templates => k.uri_template,
+    }
+}
+
+/// Merges fetched items in upstream order. Tools and prompts get exposed names (namespaced,
+/// provider-safe, unique); resources and templates keep their URIs (the first upstream listing
+/// a URI serves it).
+pub fn merge(kind: ListKind, fetched: Vec<Fetched>) -> List {
+    let mut list = List::default();
+    let mut alloc = Allocator::default();
+    for f in fetched {
+        for raw in f.items {
+            let Ok(key) = serde_json::from_slice::<ItemKey<'_>>(&raw) else {
+                tracing::warn!(?kind, "upstream listed an item that is not an object; skipped");
+                continue;
+            };
+            let Some(key_raw) = key_of(kind, &key) else {
+                tracing::warn!(?kind, "upstream listed an item without its key; skipped");
+                continue;
+            };
+            let Some(original) = mcp::raw_str(key_raw) else { continue };
+            let (exposed, raw) = match kind {
+                ListKind::Tools | ListKind::Prompts => {
+                    let wanted = if kind == ListKind::Tools {
+                        naming::exposed(f.namespace.as_deref(), &original)
+                    } else {
+                        match &f.namespace {
+                            Some(ns) => format!("{ns}{}{original}", naming::SEPARATOR),
+                            None => original.clone(),
+                        }
+                    };
+                    let exposed = alloc.assign(wanted);
+                    let raw = if exposed == original {
+                        raw.clone()
+                    } else {
+                        let start = key_raw.get().as_ptr() as usize - raw.as_ptr() as usize;
+                        let range = start..start + key_raw.get().len();
+                        let quoted = serde_json::Value::String(exposed.clone()).to_string();
+                        splice(&raw, vec![Edit::new(range, quoted)])
+                    };
+                    (exposed, raw)
+                }
+                ListKind::Resources | ListKind::Templates => {
+                    if list.index.contains_key(&original) {
+                        tracing::debug!(uri = %original, "URI listed by two upstreams; the first serves it");
+                        continue;
+                    }
+                    (original.clone(), raw.clone())
+                }
+            };
+            list.index.insert(exposed.clone(), list.entries.len());
+            list.entries.push(Entry {
+                upstream: f.upstream,
+                original,
+                exposed,
+                raw,
+            });
+        }
+    }
+    list
+}
+
+/// Matches a URI against an RFC 6570 template, treating each `{…}` expression as "any
+/// non-empty text" (enough to route; the upstream validates the details).
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    // Split into the literals around the expressions: [lit0, lit1, …, litN].
+    let mut literals = vec![];
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literals.push(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => rest = &rest[open + close + 1..],
+            None => return false,
+        }
+    }
+    literals.push(rest);
+    if literals.len() == 1 {
+        return template == uri;
+    }
+    match uri.strip_prefix(literals[0]) {
+        Some(after) => match_rest(after, &literals[1..]),
+        None => false,
+    }
+}
+
+/// `s` starts with an expression (≥ 1 character) followed by `lits[0]`, and so on.
+fn match_rest(s: &str, lits: &[&str]) -> bool {
+    let Some((lit, more)) = lits.split_first() else {
+        return false;
+    };
+    if more.is_empty() {
+        return s.len() > lit.len() && s.ends_with(lit);
+    }
+    s.char_indices()
+        .skip(1)
+        .map(|(i, _)| i)
+        .chain(std::iter::once(s.len()))
+        .filter(|&i| i > 0 && s[i..].starts_with(lit))
+        .any(|i| match_rest(&s[i + lit.len()..], more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(upstream: usize, ns: Option<&str>, items: &[&str]) -> Fetched {
+        Fetched {
+            upstream,
+            namespace: ns.map(String::from),
+            items: items.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect(),
+        }
+    }
+
+    #[test]
+    fn tools_are_namespaced_and_kept_raw() {
+        let list = merge(
+            ListKind::Tools,
+            vec![
+                fetched(0, Some("a"), &[r#"{"name":"echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#]),
+                fetched(1, Some("b"), &[r#"{"name":"echo"}"#, r#"{"nope":1}"#]),
+            ],
+        );
+        assert_eq!(list.entries.len(), 2);
+        assert_eq!(list.entries[0].exposed, "a__echo");
+        assert_eq!(
+            std::str::from_utf8(&list.entries[0].raw).unwrap(),
+            r#"{"name":"a__echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#
+        );
+        assert_eq!(list.get("b__echo").unwrap().upstream, 1);
+        assert_eq!(list.get("b__echo").unwrap().original, "echo");
+    }
+
+    #[test]
+    fn collisions_without_namespace() {
+        let list = merge(
+            ListKind::Tools,
+            vec![fetched(0, None, &[r#"{"name":"x.y"}"#]), fetched(1, None, &[r#"{"name":"x_y"}"#])],
+        );
+        let names: Vec<_> = list.entries.iter().map(|e| e.exposed.as_str()).collect();
+        assert_eq!(names, ["x_y", "x_y_2"]);
+        assert_eq!(list.get("x_y_2").unwrap().original, "x_y");
+    }
+
+    #[test]
+    fn templates() {
+        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
+        assert!(!template_matches("test://template/{id}/data", "test://template//data"));
+        assert!(!template_matches("test://template/{id}/data", "test://other/1/data"));
+        assert!(template_matches("demo://item/{id}", "demo://item/7"));
+        assert!(!template_matches("demo://item/{id}", "demo://item/"));
+        assert!(template_matches("file:///{path}", "file:///a/b"));
+        assert!(template_matches("x://plain", "x://plain"));
+    }
+}

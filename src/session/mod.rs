@@ -1,0 +1,889 @@
+//! A downstream session: one agent's MCP session and the upstream connections serving it.
+//!
+//! Owns: answering `initialize` as one server, routing each agent request to the right upstream
+//! (tools and prompts by exposed name, resources by URI, completions by reference), merging
+//! lists, id remapping for server→client requests, translating cancellations, choosing the
+//! stream each upstream message goes to, restarting a dead upstream on next use with backoff.
+//!
+//! Must not: know the downstream transport. It receives parsed messages and writes serialised
+//! ones to [`Sink`]s; the fronts (`crate::downstream`) own sockets and stdio.
+
+pub mod catalog;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Config, Upstream as UpstreamConfig};
+use crate::jsonrpc::{self, code, Edit, Kind, Message};
+use crate::mcp;
+use crate::upstream::{lock, Connection, Event, Handshake, Inbound, UpstreamError};
+use catalog::{Fetched, List, ListKind};
+
+/// Where messages for the agent go: serialised JSON-RPC messages, one per item.
+pub type Sink = mpsc::Sender<Bytes>;
+
+/// How long an upstream that keeps failing is left alone before the next attempt, at most.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Time allowed for an internal list request (`tools/list` pages) to one upstream.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum SlotState {
+    Up {
+        conn: Arc<Connection>,
+        since: Instant,
+        _pump: crate::task::Owned,
+    },
+    Down {
+        retry_at: Instant,
+        reason: String,
+    },
+    Disabled,
+}
+
+struct Slot {
+    cfg: UpstreamConfig,
+    state: Mutex<SlotState>,
+    /// Serialises (re)connection attempts.
+    connecting: tokio::sync::Mutex<()>,
+    failures: AtomicU64,
+}
+
+struct InFlight {
+    seq: u64,
+    sink: Sink,
+    /// The upstream and upstream-side id once forwarded.
+    upstream: Option<(usize, u64)>,
+    progress_token: Option<String>,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+/// A server→client request forwarded to the agent under our own id.
+struct ServerRequest {
+    upstream: usize,
+    upstream_id: String,
+}
+
+pub struct Session {
+    pub id: String,
+    cfg: Arc<Config>,
+    pub protocol_version: &'static str,
+    handshake: Handshake,
+    slots: Vec<Slot>,
+    lists: [tokio::sync::Mutex<Option<Arc<List>>>; 4],
+    inflight: Mutex<HashMap<String, InFlight>>,
+    server_requests: Mutex<HashMap<u64, ServerRequest>>,
+    seq: AtomicU64,
+    /// Messages not tied to an agent request (list changes, server requests outside a call).
+    general: Sink,
+    last_active: Mutex<Instant>,
+    closed: AtomicBool,
+    this: Weak<Session>,
+}
+
+fn list_index(kind: ListKind) -> usize {
+    kind as usize
+}
+
+impl Session {
+    /// Creates the session for an `initialize` request and connects every enabled upstream in
+    /// parallel (each bounded by its startup timeout; one failing does not stop the others).
+    /// Returns the session and the `initialize` response for the agent.
+    pub async fn initialize(
+        id: String,
+        cfg: Arc<Config>,
+        init: &Message,
+        general: Sink,
+    ) -> (Arc<Session>, Message) {
+        let params: mcp::InitializeParams<'_> = init
+            .params()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        let version = mcp::negotiate(params.protocol_version.as_deref());
+        let raw = |v: Option<&RawValue>, fallback: &str| {
+            v.map(|v| v.to_owned())
+                .or_else(|| RawValue::from_string(fallback.to_string()).ok())
+                .unwrap_or_else(|| RawValue::NULL.to_owned())
+        };
+        let handshake = Handshake {
+            protocol_version: version.to_string(),
+            capabilities: raw(params.capabilities, "{}"),
+            client_info: raw(params.client_info, r#"{"name":"mcp-warden","version":"0"}"#),
+        };
+        let slots = cfg
+            .upstreams
+            .iter()
+            .map(|u| Slot {
+                cfg: u.clone(),
+                state: Mutex::new(if u.enabled {
+                    SlotState::Down {
+                        retry_at: Instant::now(),
+                        reason: "not started".into(),
+                    }
+                } else {
+                    SlotState::Disabled
+                }),
+                connecting: tokio::sync::Mutex::new(()),
+                failures: AtomicU64::new(0),
+            })
+            .collect();
+        let session = Arc::new_cyclic(|this| Session {
+            id,
+            cfg,
+            protocol_version: version,
+            handshake,
+            slots,
+            lists: Default::default(),
+            inflight: Mutex::new(HashMap::new()),
+            server_requests: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(1),
+            general,
+            last_active: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+            this: this.clone(),
+        });
+        let starts = (0..session.slots.len()).map(|i| session.connection(i));
+        let _ = futures_util::future::join_all(starts).await;
+        let reply = session.initialize_result(init.id_str().unwrap_or("null"));
+        (session, reply)
+    }
+
+    fn initialize_result(&self, id: &str) -> Message {
+        let mut caps = serde_json::Map::new();
+        let mut instructions = vec![];
+        for slot in &self.slots {
+            let SlotState::Up { conn, .. } = &*lock(&slot.state) else { continue };
+            for (k, v) in &conn.init.capabilities {
+                merge_capability(caps.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+            if let Some(i) = &conn.init.instructions {
+                instructions.push(i.clone());
+            }
+        }
+        // mcp-warden itself announces list changes (an upstream coming or going changes them).
+        let tools = caps.entry("tools").or_insert_with(|| serde_json::json!({}));
+        if let Some(t) = tools.as_object_mut() {
+            t.insert("listChanged".into(), serde_json::Value::Bool(true));
+        }
+        for key in ["prompts", "resources"] {
+            if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
+                obj.insert("listChanged".into(), serde_json::Value::Bool(true));
+            }
+        }
+        let mut result = serde_json::json!({
+            "protocolVersion": self.protocol_version,
+            "capabilities": caps,
+            "serverInfo": {"name": self.cfg.proxy.server_name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = serde_json::Value::String(instructions.join("\n\n"));
+        }
+        jsonrpc::response(id, result)
+    }
+
+    pub fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// Idle: no request in flight and no activity for `ttl`.
+    pub fn idle_for(&self) -> Duration {
+        if !lock(&self.inflight).is_empty() {
+            return Duration::ZERO;
+        }
+        lock(&self.last_active).elapsed()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Ends the session: in-flight calls are dropped, upstream connections closed (stdio
+    /// children get the spec's shutdown sequence).
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let inflight: Vec<_> = lock(&self.inflight).drain().collect();
+        for (_, f) in inflight {
+            if let Some(a) = f.abort {
+                a.abort();
+            }
+        }
+        for slot in &self.slots {
+            *lock(&slot.state) = SlotState::Disabled;
+        }
+        tracing::info!(session = %self.id, "session closed");
+    }
+
+    // ---- upstream connections ----
+
+    /// The live connection of upstream `idx`, (re)connecting if it is down and its backoff has
+    /// passed.
+    async fn connection(&self, idx: usize) -> Result<Arc<Connection>, UpstreamError> {
+        let slot = &self.slots[idx];
+        if let Some(c) = self.live(idx) {
+            return Ok(c);
+        }
+        let _one = slot.connecting.lock().await;
+        match &*lock(&slot.state) {
+            SlotState::Up { conn, .. } if conn.is_alive() => return Ok(conn.clone()),
+            SlotState::Disabled => return Err(UpstreamError::Unavailable(slot.cfg.name.clone())),
+            SlotState::Down { retry_at, .. } if *retry_at > Instant::now() => {
+                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()))
+            }
+            _ => {}
+        }
+        if self.is_closed() {
+            return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        match Connection::connect(&slot.cfg, &self.handshake, self.cfg.proxy.max_line_bytes, tx).await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                let pump = crate::task::spawn(
+                    tracing::info_span!("upstream-events", session = %self.id, upstream = %slot.cfg.name),
+                    pump(self.this.clone(), idx, rx),
+                );
+                let was_down_after_start = slot.failures.load(Ordering::Relaxed) > 0;
+                {
+                    let mut st = lock(&slot.state);
+                    if matches!(*st, SlotState::Disabled) || self.is_closed() {
+                        return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+                    }
+                    *st = SlotState::Up {
+                        conn: conn.clone(),
+                        since: Instant::now(),
+                        _pump: pump,
+                    };
+                }
+                if was_down_after_start {
+                    // Its tools are back.
+                    self.lists_changed(&ListKind::ALL);
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                let n = slot.failures.fetch_add(1, Ordering::Relaxed);
+                let backoff = backoff(n);
+                tracing::warn!(upstream = %slot.cfg.name, error = %e, retry_in = ?backoff, "upstream unavailable");
+                let mut st = lock(&slot.state);
+                if !matches!(*st, SlotState::Disabled) {
+                    *st = SlotState::Down {
+                        retry_at: Instant::now() + backoff,
+                        reason: e.to_string(),
+                    };
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn live(&self, idx: usize) -> Option<Arc<Connection>> {
+        match &*lock(&self.slots[idx].state) {
+            SlotState::Up { conn, .. } if conn.is_alive() => Some(conn.clone()),
+            _ => None,
+        }
+    }
+
+    fn upstream_closed(&self, idx: usize, reason: String) {
+        let slot = &self.slots[idx];
+        {
+            let mut st = lock(&slot.state);
+            let lived = match &*st {
+                SlotState::Up { since, .. } => since.elapsed(),
+                _ => return,
+            };
+            // A connection that stayed up a while resets the backoff; a crash loop grows it.
+            let n = if lived > Duration::from_secs(30) {
+                slot.failures.store(1, Ordering::Relaxed);
+                0
+            } else {
+                slot.failures.fetch_add(1, Ordering::Relaxed)
+            };
+            *st = SlotState::Down {
+                retry_at: Instant::now() + backoff(n),
+                reason,
+            };
+        }
+        tracing::warn!(session = %self.id, upstream = %slot.cfg.name, "upstream went down; its tools are withdrawn until it is back");
+        self.lists_changed(&ListKind::ALL);
+    }
+
+    /// Invalidates cached lists and tells the agent.
+    fn lists_changed(&self, kinds: &[ListKind]) {
+        for &k in kinds {
+            if let Ok(mut l) = self.lists[list_index(k)].try_lock() {
+                *l = None;
+            } else {
+                // A rebuild is running; clear after it (cheap: spawn a tiny task).
+                let this = self.this.clone();
+                tokio::spawn(async move {
+                    if let Some(s) = this.upgrade() {
+                        *s.lists[list_index(k)].lock().await = None;
+                    }
+                });
+            }
+        }
+        let mut sent = [false; 3];
+        for &k in kinds {
+            let (i, method) = match k {
+                ListKind::Tools => (0, "notifications/tools/list_changed"),
+                ListKind::Prompts => (1, "notifications/prompts/list_changed"),
+                ListKind::Resources | ListKind::Templates => (2, "notifications/resources/list_changed"),
+            };
+            if !std::mem::replace(&mut sent[i], true) {
+                self.send_general(jsonrpc::notification(method, None).into_bytes());
+            }
+        }
+    }
+
+    fn send_general(&self, bytes: Bytes) {
+        if self.general.try_send(bytes).is_err() {
+            tracing::debug!(session = %self.id, "agent's notification stream is full or closed; message dropped");
+        }
+    }
+
+    // ---- lists ----
+
+    async fn list(&self, kind: ListKind) -> Arc<List> {
+        let mut cached = self.lists[list_index(kind)].lock().await;
+        if let Some(l) = &*cached {
+            return l.clone();
+        }
+        let fetches = (0..self.slots.len()).map(|i| self.fetch_all(i, kind));
+        let fetched: Vec<Fetched> = futures_util::future::join_all(fetches).await.into_iter().flatten().collect();
+        let list = Arc::new(catalog::merge(kind, fetched));
+        *cached = Some(list.clone());
+        list
+    }
+
+    async fn fetch_all(&self, idx: usize, kind: ListKind) -> Option<Fetched> {
+        let conn = self.connection(idx).await.ok()?;
+        if !conn.has_capability(kind.capability()) {
+            return None;
+        }
+        let mut items = vec![];
+        let mut cursor: Option<String> = None;
+        // Bounded: a misbehaving upstream could hand out cursors forever.
+        for _ in 0..1000 {
+            let params = match &cursor {
+                Some(c) => serde_json::json!({"cursor": c}),
+                None => serde_json::json!({}),
+            };
+            let page = match conn.call(kind.method(), params, LIST_TIMEOUT).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(upstream = %conn.name(), error = %e, "listing failed");
+                    return None;
+                }
+            };
+            match catalog::page_items(kind, &page, &mut items) {
+                Ok(Some(next)) => cursor = Some(next),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(upstream = %conn.name(), method = kind.method(), "{e}");
+                    break;
+                }
+            }
+        }
+        Some(Fetched {
+            upstream: idx,
+            namespace: self.slots[idx].cfg.namespace.clone(),
+            items,
+        })
+    }
+
+    async fn answer_list(&self, msg: &Message, kind: ListKind) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let list = self.list(kind).await;
+        #[derive(serde::Deserialize)]
+        struct P {
+            cursor: Option<String>,
+        }
+        let cursor = msg.params().and_then(|p| serde_json::from_str::<P>(p).ok()).and_then(|p| p.cursor);
+        let start = match cursor.as_deref() {
+            None => 0,
+            Some(c) => match c.strip_prefix("mw:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n <= list.entries.len() => n,
+                _ => return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid cursor"),
+            },
+        };
+        let page = self.cfg.proxy.page_size;
+        let end = if page == 0 { list.entries.len() } else { (start + page).min(list.entries.len()) };
+        let mut body = Vec::with_capacity(64 + list.entries[start..end].iter().map(|e| e.raw.len() + 1).sum::<usize>());
+        body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(b",\"result\":{\"");
+        body.extend_from_slice(kind.field().as_bytes());
+        body.extend_from_slice(b"\":[");
+        for (i, e) in list.entries[start..end].iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&e.raw);
+        }
+        body.push(b']');
+        if end < list.entries.len() {
+            body.extend_from_slice(format!(",\"nextCursor\":\"mw:{end}\"").as_bytes());
+        }
+        body.extend_from_slice(b"}}");
+        Message::parse(Bytes::from(body))
+            .unwrap_or_else(|_| jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"))
+    }
+
+    // ---- agent → proxy ----
+
+    /// Handles one message from the agent. Requests are served on their own task; their answer
+    /// (and every message related to them) goes to `sink`.
+    pub fn handle(&self, msg: Message, sink: Sink) {
+        self.touch();
+        match msg.kind() {
+            Kind::Request => self.start_request(msg, sink),
+            Kind::Notification => self.on_agent_notification(msg),
+            Kind::Response => self.on_agent_response(msg),
+        }
+    }
+
+    fn start_request(&self, msg: Message, sink: Sink) {
+        let Some(this) = self.this.upgrade() else { return };
+        let id = msg.id_str().unwrap_or("null").to_string();
+        let progress_token = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::MetaParams<'_>>(p).ok())
+            .and_then(|p| p.meta)
+            .and_then(|m| m.progress_token)
+            .map(|t| t.get().to_string());
+        {
+            let mut inflight = lock(&self.inflight);
+            if inflight.contains_key(&id) {
+                drop(inflight);
+                let err = jsonrpc::error_response(Some(&id), code::INVALID_REQUEST, "Duplicate request id: a request with this id is still in flight");
+                let _ = sink.try_send(err.into_bytes());
+                return;
+            }
+            inflight.insert(
+                id.clone(),
+                InFlight {
+                    seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                    sink: sink.clone(),
+                    upstream: None,
+                    progress_token,
+                    abort: None,
+                },
+            );
+        }
+        let key = id.clone();
+        let task = tokio::spawn(async move {
+            let reply = this.serve(msg, &key).await;
+            let still_ours = lock(&this.inflight).remove(&key).is_some();
+            if let (true, Some(reply)) = (still_ours, reply) {
+                let _ = sink.send(reply.into_bytes()).await;
+            }
+        });
+        if let Some(f) = lock(&self.inflight).get_mut(&id) {
+            f.abort = Some(task.abort_handle());
+        }
+    }
+
+    async fn serve(&self, msg: Message, key: &str) -> Option<Message> {
+        let id = msg.id_str().unwrap_or("null");
+        let method = msg.method().unwrap_or_default();
+        let reply = match method {
+            "ping" => jsonrpc::response(id, serde_json::json!({})),
+            "initialize" => jsonrpc::error_response(Some(id), code::INVALID_REQUEST, "Session already initialized"),
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                let kind = ListKind::from_method(method)?;
+                self.answer_list(&msg, kind).await
+            }
+            "tools/call" => self.route_named(&msg, ListKind::Tools, key).await,
+            "prompts/get" => self.route_named(&msg, ListKind::Prompts, key).await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.route_uri(&msg, key).await,
+            "completion/complete" => self.route_completion(&msg, key).await,
+            "logging/setLevel" => self.broadcast_request(&msg, "logging").await,
+            _ => match self.single_upstream() {
+                Some(idx) => self.forward(idx, msg.clone(), key).await,
+                None => jsonrpc::error_response(Some(id), code::METHOD_NOT_FOUND, "Method not found"),
+            },
+        };
+        Some(reply)
+    }
+
+    /// The only enabled upstream, if there is exactly one (then unknown methods go to it).
+    fn single_upstream(&self) -> Option<usize> {
+        let enabled: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].cfg.enabled).collect();
+        (enabled.len() == 1).then(|| enabled[0])
+    }
+
+    async fn route_named(&self, msg: &Message, kind: ListKind, key: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let Some(params) = msg.params().and_then(|p| serde_json::from_str::<mcp::NamedParams<'_>>(p).ok()) else {
+            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `name` is required");
+        };
+        let Some(name) = mcp::raw_str(params.name) else {
+            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `name` must be a string");
+        };
+        let list = self.list(kind).await;
+        let Some(entry) = list.get(&name) else {
+            let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+        };
+        let out = if entry.original == name {
+            msg.clone()
+        } else {
+            let quoted = serde_json::Value::String(entry.original.clone()).to_string();
+            match msg.edited(vec![Edit::new(msg.span_of(params.name.get()), quoted)]) {
+                Ok(m) => m,
+                Err(_) => return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"),
+            }
+        };
+        self.forward(entry.upstream, out, key).await
+    }
+
+    async fn route_uri(&self, msg: &Message, key: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let Some(uri) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::UriParams<'_>>(p).ok())
+            .and_then(|p| mcp::raw_str(p.uri))
+        else {
+            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `uri` is required");
+        };
+        match self.upstream_for_uri(&uri).await {
+            Some(idx) => self.forward(idx, msg.clone(), key).await,
+            None => jsonrpc::error_response(Some(id), code::RESOURCE_NOT_FOUND, &format!("Resource not found: {uri}")),
+        }
+    }
+
+    async fn upstream_for_uri(&self, uri: &str) -> Option<usize> {
+        if let Some(idx) = self.single_upstream() {
+            return Some(idx);
+        }
+        if let Some(e) = self.list(ListKind::Resources).await.get(uri) {
+            return Some(e.upstream);
+        }
+        let templates = self.list(ListKind::Templates).await;
+        templates
+            .entries
+            .iter()
+            .find(|t| catalog::template_matches(&t.original, uri))
+            .map(|t| t.upstream)
+    }
+
+    async fn route_completion(&self, msg: &Message, key: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let Some(params) = msg.params().and_then(|p| serde_json::from_str::<mcp::CompleteParams<'_>>(p).ok()) else {
+            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `ref` is required");
+        };
+        match (params.reference.kind.as_str(), params.reference.name, params.reference.uri) {
+            ("ref/prompt", Some(name_raw), _) => {
+                let Some(name) = mcp::raw_str(name_raw) else {
+                    return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params");
+                };
+                let list = self.list(ListKind::Prompts).await;
+                let Some(entry) = list.get(&name) else {
+                    return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, &format!("Unknown prompt: {name}"));
+                };
+                let out = if entry.original == name {
+                    msg.clone()
+                } else {
+                    let quoted = serde_json::Value::String(entry.original.clone()).to_string();
+                    match msg.edited(vec![Edit::new(msg.span_of(name_raw.get()), quoted)]) {
+                        Ok(m) => m,
+                        Err(_) => return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"),
+                    }
+                };
+                self.forward(entry.upstream, out, key).await
+            }
+            ("ref/resource", _, Some(uri_raw)) => {
+                let uri = mcp::raw_str(uri_raw).unwrap_or_default();
+                let idx = match self.single_upstream() {
+                    Some(i) => Some(i),
+                    None => {
+                        let t = self.list(ListKind::Templates).await;
+                        match t.get(&uri) {
+                            Some(e) => Some(e.upstream),
+                            None => self.upstream_for_uri(&uri).await,
+                        }
+                    }
+                };
+                match idx {
+                    Some(i) => self.forward(i, msg.clone(), key).await,
+                    None => jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Unknown resource reference"),
+                }
+            }
+            _ => jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: unknown `ref` type"),
+        }
+    }
+
+    /// Sends the request to every live upstream declaring `capability`; answers `{}` if all
+    /// that were asked succeeded, else the first error.
+    async fn broadcast_request(&self, msg: &Message, capability: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let mut conns = vec![];
+        for i in 0..self.slots.len() {
+            if let Ok(c) = self.connection(i).await {
+                if c.has_capability(capability) {
+                    conns.push(c);
+                }
+            }
+        }
+        let calls = conns.iter().map(|c| {
+            let timeout = self.cfg.proxy.request_timeout;
+            async move {
+                let (_, fut) = c.start_request(msg);
+                tokio::time::timeout(timeout, fut).await
+            }
+        });
+        for r in futures_util::future::join_all(calls).await {
+            if let Ok(Ok(m)) = r {
+                if m.error().is_some() {
+                    return m.with_id(id);
+                }
+            }
+        }
+        jsonrpc::response(id, serde_json::json!({}))
+    }
+
+    /// Forwards an agent request to upstream `idx` and returns the answer under the agent's id.
+    async fn forward(&self, idx: usize, msg: Message, key: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null").to_string();
+        let conn = match self.connection(idx).await {
+            Ok(c) => c,
+            Err(e) => return jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string()),
+        };
+        let (up_id, answer) = conn.start_request(&msg);
+        if let Some(f) = lock(&self.inflight).get_mut(key) {
+            f.upstream = Some((idx, up_id));
+        }
+        let timeout = self.cfg.proxy.request_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(reply)) => reply.with_id(&id),
+            Ok(Err(e)) => jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string()),
+            Err(_) => {
+                conn.cancel(up_id, "mcp-warden: request timed out").await;
+                jsonrpc::error_response(
+                    Some(&id),
+                    code::REQUEST_TIMEOUT,
+                    &format!("Request timed out: upstream {} did not answer within {}s", conn.name(), timeout.as_secs()),
+                )
+            }
+        }
+    }
+
+    fn on_agent_notification(&self, msg: Message) {
+        match msg.method().unwrap_or_default() {
+            "notifications/initialized" => {}
+            "notifications/cancelled" => self.agent_cancelled(&msg),
+            _ => {
+                // roots/list_changed and anything unknown: every upstream may care.
+                for i in 0..self.slots.len() {
+                    if let Some(c) = self.live(i) {
+                        let m = msg.clone();
+                        tokio::spawn(async move {
+                            let _ = c.notify(m).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn agent_cancelled(&self, msg: &Message) {
+        let Some(req) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::CancelledParams<'_>>(p).ok())
+        else {
+            return;
+        };
+        let key = req.request_id.get().to_string();
+        let Some(f) = lock(&self.inflight).remove(&key) else { return };
+        if let Some(a) = f.abort {
+            a.abort();
+        }
+        if let Some((idx, up_id)) = f.upstream {
+            if let Some(conn) = self.live(idx) {
+                // Same notification, with the upstream's id for the request.
+                let edited = msg.edited(vec![Edit::new(msg.span_of(req.request_id.get()), up_id.to_string())]);
+                if let Ok(m) = edited {
+                    tokio::spawn(async move {
+                        let _ = conn.notify(m).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_agent_response(&self, msg: Message) {
+        let Some(our_id) = msg.id_str().and_then(|s| s.parse::<u64>().ok()) else {
+            tracing::debug!("agent answered an unknown request id");
+            return;
+        };
+        let Some(req) = lock(&self.server_requests).remove(&our_id) else {
+            tracing::debug!(id = our_id, "agent answered an unknown or finished request");
+            return;
+        };
+        if let Some(conn) = self.live(req.upstream) {
+            let m = msg.with_id(&req.upstream_id);
+            tokio::spawn(async move {
+                let _ = conn.notify(m).await;
+            });
+        }
+    }
+
+    // ---- upstream → agent ----
+
+    async fn on_upstream_event(&self, idx: usize, ev: Event) {
+        match ev {
+            Event::Closed { reason } => self.upstream_closed(idx, reason),
+            Event::Message(inbound) => match inbound.msg.kind() {
+                Kind::Request => self.upstream_request(idx, inbound),
+                Kind::Notification => self.upstream_notification(idx, inbound),
+                Kind::Response => {}
+            },
+        }
+    }
+
+    /// The sink for a message from upstream `idx`: the agent request it relates to (explicitly
+    /// for HTTP upstreams, else the most recent call in flight to that upstream), else the
+    /// general stream.
+    fn sink_for(&self, idx: usize, related: Option<u64>) -> Sink {
+        let inflight = lock(&self.inflight);
+        let by_related = related.and_then(|r| inflight.values().find(|f| f.upstream == Some((idx, r))));
+        let chosen = by_related.or_else(|| {
+            inflight
+                .values()
+                .filter(|f| f.upstream.map(|(i, _)| i) == Some(idx))
+                .max_by_key(|f| f.seq)
+        });
+        chosen.map(|f| f.sink.clone()).unwrap_or_else(|| self.general.clone())
+    }
+
+    fn upstream_request(&self, idx: usize, inbound: Inbound) {
+        let our_id = self.seq.fetch_add(1, Ordering::Relaxed);
+        let upstream_id = inbound.msg.id_str().unwrap_or("null").to_string();
+        lock(&self.server_requests).insert(our_id, ServerRequest { upstream: idx, upstream_id });
+        let out = inbound.msg.with_id(&our_id.to_string());
+        let sink = self.sink_for(idx, inbound.related);
+        if sink.try_send(out.into_bytes()).is_err() {
+            tracing::warn!(session = %self.id, "cannot deliver a server request to the agent; answering with an error");
+            if let Some(req) = lock(&self.server_requests).remove(&our_id) {
+                if let Some(conn) = self.live(idx) {
+                    let err = jsonrpc::error_response(Some(&req.upstream_id), code::INTERNAL_ERROR, "client unreachable");
+                    tokio::spawn(async move {
+                        let _ = conn.notify(err).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn upstream_notification(&self, idx: usize, inbound: Inbound) {
+        let msg = inbound.msg;
+        let method = msg.method().unwrap_or_default();
+        if let Some(kinds) = ListKind::from_list_changed(method) {
+            self.lists_changed(kinds);
+            return;
+        }
+        let (sink, out) = match method {
+            "notifications/progress" => {
+                let token = msg
+                    .params()
+                    .and_then(|p| serde_json::from_str::<mcp::ProgressParams<'_>>(p).ok())
+                    .map(|p| p.progress_token.get().to_string());
+                let inflight = lock(&self.inflight);
+                let owner = token.and_then(|t| {
+                    inflight.values().find(|f| f.progress_token.as_deref() == Some(t.as_str()) && f.upstream.map(|u| u.0) == Some(idx))
+                });
+                match owner {
+                    Some(f) => (f.sink.clone(), msg),
+                    None => {
+                        tracing::debug!("progress for no request in flight; dropped");
+                        return;
+                    }
+                }
+            }
+            "notifications/cancelled" => {
+                // The upstream withdrew one of its requests to the agent: use our id for it.
+                let Some(p) = msg.params().and_then(|p| serde_json::from_str::<mcp::CancelledParams<'_>>(p).ok()) else {
+                    return;
+                };
+                let up_id = p.request_id.get().to_string();
+                let ours = {
+                    let mut reqs = lock(&self.server_requests);
+                    let found = reqs.iter().find(|(_, r)| r.upstream == idx && r.upstream_id == up_id).map(|(k, _)| *k);
+                    if let Some(k) = found {
+                        reqs.remove(&k);
+                    }
+                    found
+                };
+                let Some(ours) = ours else { return };
+                let Ok(m) = msg.edited(vec![Edit::new(msg.span_of(p.request_id.get()), ours.to_string())]) else {
+                    return;
+                };
+                (self.sink_for(idx, inbound.related), m)
+            }
+            "notifications/resources/updated" => (self.general.clone(), msg),
+            _ => (self.sink_for(idx, inbound.related), msg),
+        };
+        if sink.try_send(out.into_bytes()).is_err() {
+            tracing::debug!(session = %self.id, "agent stream full or closed; notification dropped");
+        }
+    }
+}
+
+async fn pump(session: Weak<Session>, idx: usize, mut rx: mpsc::Receiver<Event>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(s) = session.upgrade() else { return };
+        s.on_upstream_event(idx, ev).await;
+    }
+}
+
+fn backoff(failures: u64) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let ms = 250u64.saturating_mul(1 << failures.min(8));
+    Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+/// Merges one capability value into the accumulated one: objects are unioned key by key,
+/// booleans ORed (e.g. `listChanged`, `subscribe`).
+fn merge_capability(acc: &mut serde_json::Value, v: &serde_json::Value) {
+    use serde_json::Value;
+    match (acc, v) {
+        (acc @ Value::Null, v) => *acc = v.clone(),
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, bv) in b {
+                merge_capability(a.entry(k.clone()).or_insert(Value::Null), bv);
+            }
+        }
+        (Value::Bool(a), Value::Bool(b)) => *a = *a || *b,
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_merge() {
+        let mut acc = serde_json::Value::Null;
+        merge_capability(&mut acc, &serde_json::json!({"listChanged": false}));
+        merge_capability(&mut acc, &serde_json::json!({"listChanged": true, "subscribe": true}));
+        assert_eq!(acc, serde_json::json!({"listChanged": true, "subscribe": true}));
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

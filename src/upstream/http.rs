@@ -1,0 +1,411 @@
+//! A Streamable HTTP upstream (2025-03-26 and later), with reqwest.
+//!
+//! Each message is POSTed on its own task (so slow calls do not block fast ones); a response
+//! comes back as JSON or as an SSE stream that may carry related requests and notifications
+//! first. After `initialize` we keep the session id and protocol version for every later request,
+//! open the GET stream for server-initiated messages, and on a 404 for our session start a new
+//! one transparently (the spec's rule) and retry. Dropping the pipe DELETEs the session.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::StatusCode;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{lock, Inbound, Pipe, UpstreamError};
+use crate::config::HttpSpec;
+use crate::jsonrpc::{self, code, Kind, Message, Payload};
+use crate::mcp::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
+use crate::sse;
+
+/// Prefix of the handshake error that makes `transport = auto` fall back to legacy HTTP+SSE.
+pub const LEGACY_HINT: &str = "legacy:";
+/// Largest upstream response or SSE event we accept.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+struct State {
+    name: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    session: Mutex<Option<HeaderValue>>,
+    version: Mutex<Option<HeaderValue>>,
+    /// The initialize request as first sent, replayed when the upstream loses our session.
+    init: Mutex<Option<Message>>,
+    reinit: tokio::sync::Mutex<()>,
+    get_started: AtomicBool,
+    tx: mpsc::Sender<Inbound>,
+}
+
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .unwrap_or_default()
+}
+
+pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &spec.headers {
+        // Validated with the config.
+        if let (Ok(k), Ok(mut v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v.expose())) {
+            v.set_sensitive(true);
+            headers.insert(k, v);
+        }
+    }
+    headers
+}
+
+pub(super) fn spawn(name: &str, spec: &HttpSpec) -> Result<Pipe, UpstreamError> {
+    let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
+    let state = Arc::new(State {
+        name: name.to_string(),
+        client: client(),
+        url,
+        headers: header_map(spec),
+        session: Mutex::new(None),
+        version: Mutex::new(None),
+        init: Mutex::new(None),
+        reinit: tokio::sync::Mutex::new(()),
+        get_started: AtomicBool::new(false),
+        tx: in_tx,
+    });
+    crate::task::detach(tracing::Span::current(), async move {
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                msg = out_rx.recv() => match msg {
+                    Some(msg) => { tasks.spawn(post(state.clone(), msg, true)); }
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        tasks.abort_all();
+        state.get_started.store(true, Ordering::Relaxed);
+        let session = lock(&state.session).take();
+        if let Some(sid) = session {
+            let _ = state
+                .client
+                .delete(state.url.clone())
+                .headers(state.headers.clone())
+                .header(HEADER_SESSION_ID, sid)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+        }
+    });
+    Ok(Pipe {
+        tx: out_tx,
+        rx: in_rx,
+    })
+}
+
+impl State {
+    fn request(&self, method: reqwest::Method, with_session: bool) -> reqwest::RequestBuilder {
+        let mut rb = self.client.request(method, self.url.clone()).headers(self.headers.clone());
+        if with_session {
+            if let Some(s) = lock(&self.session).clone() {
+                rb = rb.header(HEADER_SESSION_ID, s);
+            }
+            if let Some(v) = lock(&self.version).clone() {
+                rb = rb.header(HEADER_PROTOCOL_VERSION, v);
+            }
+        }
+        rb
+    }
+
+    async fn fail(&self, msg: &Message, code: i64, text: String) {
+        if msg.kind() == Kind::Request {
+            tracing::warn!(method = ?msg.method(), "{text}");
+            let err = jsonrpc::error_response(msg.id_str(), code, &text);
+            let _ = self.tx.send(Inbound { msg: err, related: None }).await;
+        } else {
+            tracing::warn!(method = ?msg.method(), "{text}");
+        }
+    }
+
+    /// Starts a new upstream session with the original initialize request (the upstream forgot
+    /// ours). Serialised: concurrent 404s trigger one re-initialisation.
+    async fn reinitialize(&self, stale: Option<HeaderValue>) -> bool {
+        let _one = self.reinit.lock().await;
+        if lock(&self.session).as_ref() != stale.as_ref() {
+            return true; // someone else already did it
+        }
+        let Some(init) = lock(&self.init).clone() else {
+            return false;
+        };
+        *lock(&self.session) = None;
+        let init = init.with_id("\"mcp-warden-reinit\"");
+        let resp = self
+            .request(reqwest::Method::POST, false)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(init.into_bytes())
+            .send()
+            .await;
+        let Ok(resp) = resp else { return false };
+        if !resp.status().is_success() {
+            return false;
+        }
+        if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
+            *lock(&self.session) = Some(sid.clone());
+        }
+        // Drain the answer (JSON or SSE) without forwarding it: it answers nobody downstream.
+        let _ = read_limited(resp).await;
+        let note = jsonrpc::notification("notifications/initialized", None);
+        let _ = self
+            .request(reqwest::Method::POST, true)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(note.into_bytes())
+            .send()
+            .await;
+        tracing::info!("upstream session re-initialised after 404");
+        true
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(format!("response larger than {MAX_BODY} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn is_sse(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
+    let is_init = msg.method() == Some("initialize");
+    if is_init {
+        *lock(&state.init) = Some(msg.clone());
+    }
+    let related = msg.id_str().and_then(|s| s.parse::<u64>().ok());
+    let session_before = lock(&state.session).clone();
+    let resp = state
+        .request(reqwest::Method::POST, !is_init)
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream")
+        .body(msg.bytes().clone())
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let text = format!("upstream {} unreachable: {}", state.name, without_url(&e));
+            // (A connection error is no reason to try the legacy transport.)
+            return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
+        }
+    };
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND && !is_init && session_before.is_some() && may_retry {
+        if state.reinitialize(session_before).await {
+            return Box::pin(post(state, msg, false)).await;
+        }
+        return state
+            .fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {} lost the session", state.name))
+            .await;
+    }
+    if !status.is_success() {
+        let text = if is_init
+            && matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
+        {
+            format!("{LEGACY_HINT} upstream answered POST with HTTP {status}")
+        } else {
+            format!("upstream {} answered HTTP {}", state.name, status.as_u16())
+        };
+        return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
+    }
+    if is_init {
+        if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
+            *lock(&state.session) = Some(sid.clone());
+        }
+    }
+    if msg.kind() != Kind::Request {
+        return; // 202 for notifications and responses; any body is ignored
+    }
+    let got_answer = if is_sse(&resp) {
+        read_sse(&state, resp, related, is_init, msg.id_str()).await
+    } else {
+        match read_limited(resp).await {
+            Ok(body) => deliver(&state, body, related, is_init, msg.id_str()).await,
+            Err(e) => {
+                state.fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {}: {e}", state.name)).await;
+                return;
+            }
+        }
+    };
+    if !got_answer {
+        state
+            .fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {} ended the response without an answer", state.name))
+            .await;
+    }
+}
+
+/// Hands the messages in `body` to the connection; true if one of them answers `want_id`.
+async fn deliver(state: &Arc<State>, body: Bytes, related: Option<u64>, is_init: bool, want_id: Option<&str>) -> bool {
+    let msgs = match jsonrpc::parse_payload(body) {
+        Ok(Payload::Single(m)) => vec![m],
+        Ok(Payload::Batch(items)) => items.into_iter().filter_map(Result::ok).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream sent an invalid JSON-RPC body");
+            return false;
+        }
+    };
+    let mut answered = false;
+    for m in msgs {
+        if m.kind() == Kind::Response && m.id_str() == want_id {
+            answered = true;
+            if is_init {
+                note_init(state, &m);
+            }
+        }
+        if state.tx.send(Inbound { msg: m, related }).await.is_err() {
+            return true;
+        }
+    }
+    answered
+}
+
+fn note_init(state: &Arc<State>, m: &Message) {
+    #[derive(serde::Deserialize)]
+    struct R {
+        #[serde(rename = "protocolVersion")]
+        v: String,
+    }
+    if let Some(r) = m.result().and_then(|r| serde_json::from_str::<R>(r).ok()) {
+        if let Ok(v) = HeaderValue::from_str(&r.v) {
+            *lock(&state.version) = Some(v);
+        }
+    }
+    if m.error().is_none() && !state.get_started.swap(true, Ordering::Relaxed) {
+        crate::task::detach(tracing::Span::current(), get_loop(state.clone()));
+    }
+}
+
+/// The GET stream for server-initiated messages. Ends when the pipe closes, when the upstream
+/// does not offer one (405), or when the session is gone.
+async fn get_loop(state: Arc<State>) {
+    let mut last_event: Option<String> = None;
+    let mut delay = Duration::from_millis(500);
+    let mut failures = 0u32;
+    while !state.tx.is_closed() {
+        let mut rb = state
+            .request(reqwest::Method::GET, true)
+            .header(ACCEPT, "text/event-stream");
+        if let Some(id) = &last_event {
+            rb = rb.header("last-event-id", id.as_str());
+        }
+        let resp = tokio::select! {
+            r = rb.send() => r,
+            _ = state.tx.closed() => return,
+        };
+        match resp {
+            Ok(resp) if resp.status().is_success() && is_sse(&resp) => {
+                failures = 0;
+                let mut resp = resp;
+                let mut parser = sse::Parser::new(MAX_BODY);
+                let mut events = Vec::new();
+                loop {
+                    let chunk = tokio::select! {
+                        c = resp.chunk() => c,
+                        _ = state.tx.closed() => return,
+                    };
+                    let Ok(Some(chunk)) = chunk else { break };
+                    parser.push(&chunk, &mut events);
+                    for ev in events.drain(..) {
+                        if let Some(id) = ev.id { last_event = Some(id); }
+                        if let Some(ms) = ev.retry { delay = Duration::from_millis(ms.clamp(100, 60_000)); }
+                        if ev.data.is_empty() { continue; }
+                        deliver(&state, Bytes::from(ev.data), None, false, None).await;
+                    }
+                }
+            }
+            Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                tracing::debug!("upstream offers no GET stream");
+                return;
+            }
+            Ok(resp) => {
+                failures += 1;
+                tracing::debug!(status = resp.status().as_u16(), "GET stream refused");
+            }
+            Err(_) => failures += 1,
+        }
+        if failures > 5 {
+            tracing::warn!("giving up on the upstream's GET stream");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay * (1 << failures.min(5))) => {}
+            _ = state.tx.closed() => return,
+        }
+    }
+}
+
+async fn read_sse(
+    state: &Arc<State>,
+    mut resp: reqwest::Response,
+    related: Option<u64>,
+    is_init: bool,
+    want_id: Option<&str>,
+) -> bool {
+    let mut parser = sse::Parser::new(MAX_BODY);
+    let mut events = Vec::new();
+    let mut answered = false;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %without_url(&e), "upstream SSE stream broke");
+                break;
+            }
+        };
+        parser.push(&chunk, &mut events);
+        for ev in events.drain(..) {
+            if ev.data.is_empty() {
+                continue; // priming event / keep-alive
+            }
+            if deliver(state, Bytes::from(ev.data), related, is_init, want_id).await {
+                answered = true;
+            }
+        }
+        if answered {
+            break;
+        }
+    }
+    answered
+}
+
+/// Strips the URL (which may carry credentials in its query) from a reqwest error.
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "bad response body"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}

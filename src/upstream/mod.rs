@@ -1,0 +1,367 @@
+//! Connections to upstream MCP servers.
+//!
+//! Every transport (a supervised stdio child, Streamable HTTP, legacy HTTP+SSE) is reduced to the
+//! same duplex pipe of JSON-RPC messages ([`Pipe`]). On top of it, [`Connection`] does what is
+//! common: the MCP handshake, its own request ids (so that ids are unique per upstream whatever
+//! the agents send), the table of pending requests, and failing every one of them at once when
+//! the transport ends.
+//!
+//! Must not: know about agents, sessions or policy. Messages that are not responses to our own
+//! requests go to the owner through the event channel.
+
+mod http;
+mod sse_legacy;
+mod stdio;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::config::{HttpFlavor, Transport, Upstream as UpstreamConfig};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::mcp;
+
+/// A message from an upstream that is not a response to one of our requests.
+#[derive(Debug)]
+pub struct Inbound {
+    pub msg: Message,
+    /// The upstream-side id of our request on whose response stream this arrived (Streamable
+    /// HTTP tells us; stdio cannot).
+    pub related: Option<u64>,
+}
+
+/// The duplex message pipe every transport provides.
+pub(crate) struct Pipe {
+    pub tx: mpsc::Sender<Message>,
+    pub rx: mpsc::Receiver<Inbound>,
+}
+
+/// What the owner of a connection hears about it.
+#[derive(Debug)]
+pub enum Event {
+    Message(Inbound),
+    /// The transport ended (child exited, stream closed). Pending requests have been failed.
+    Closed { reason: String },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {0} is not available")]
+    Unavailable(String),
+    #[error("upstream {0} closed the connection")]
+    Closed(String),
+    #[error("upstream {0} did not answer in time")]
+    Timeout(String),
+    #[error("upstream {name} failed to start: {reason}")]
+    Start { name: String, reason: String },
+    #[error("upstream {name} rejected initialize: {reason}")]
+    Handshake { name: String, reason: String },
+}
+
+/// Stdio children currently alive (started and not yet reaped), for shutdown and tests.
+static LIVE_CHILDREN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn live_children() -> usize {
+    LIVE_CHILDREN.load(Ordering::Relaxed)
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Message, UpstreamError>>>>>;
+
+/// An initialised connection to one upstream. Dropping it closes the transport (for stdio: the
+/// child is asked to exit, then terminated).
+pub struct Connection {
+    name: Arc<str>,
+    tx: mpsc::Sender<Message>,
+    pending: Pending,
+    next_id: AtomicU64,
+    alive: Arc<AtomicBool>,
+    pub init: mcp::InitializeResult,
+    _reader: crate::task::Owned,
+}
+
+/// The `initialize` params mcp-warden sends upstream (the agent's own, with the negotiated
+/// version).
+#[derive(Clone)]
+pub struct Handshake {
+    pub protocol_version: String,
+    pub capabilities: Box<serde_json::value::RawValue>,
+    pub client_info: Box<serde_json::value::RawValue>,
+}
+
+impl Handshake {
+    fn request(&self, id: u64) -> Message {
+        let params = format!(
+            r#"{{"protocolVersion":{},"capabilities":{},"clientInfo":{}}}"#,
+            serde_json::Value::String(self.protocol_version.clone()),
+            self.capabilities.get(),
+            self.client_info.get()
+        );
+        let raw = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{params}}}"#
+        );
+        Message::parse(Bytes::from(raw)).unwrap_or_else(|_| {
+            jsonrpc::request(&id.to_string(), "initialize", serde_json::json!({}))
+        })
+    }
+}
+
+impl Connection {
+    /// Starts the transport and performs the MCP handshake.
+    pub async fn connect(
+        cfg: &UpstreamConfig,
+        hs: &Handshake,
+        max_line: usize,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Connection, UpstreamError> {
+        let span = tracing::info_span!("upstream", upstream = %cfg.name);
+        async {
+            match &cfg.transport {
+                Transport::Stdio(spec) => {
+                    let pipe = stdio::spawn(&cfg.name, spec, max_line).map_err(|e| {
+                        UpstreamError::Start {
+                            name: cfg.name.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    Self::handshake(cfg, hs, pipe, events).await
+                }
+                Transport::Http(spec) => match spec.flavor {
+                    HttpFlavor::Streamable => {
+                        let pipe = http::spawn(&cfg.name, spec)?;
+                        Self::handshake(cfg, hs, pipe, events).await
+                    }
+                    HttpFlavor::LegacySse => {
+                        let pipe = sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout).await?;
+                        Self::handshake(cfg, hs, pipe, events).await
+                    }
+                    HttpFlavor::Auto => {
+                        let pipe = http::spawn(&cfg.name, spec)?;
+                        match Self::handshake(cfg, hs, pipe, events.clone()).await {
+                            Err(UpstreamError::Handshake { reason, .. })
+                                if reason.starts_with(http::LEGACY_HINT) =>
+                            {
+                                tracing::info!("no Streamable HTTP endpoint; trying legacy HTTP+SSE");
+                                let pipe =
+                                    sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout).await?;
+                                Self::handshake(cfg, hs, pipe, events).await
+                            }
+                            other => other,
+                        }
+                    }
+                },
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn handshake(
+        cfg: &UpstreamConfig,
+        hs: &Handshake,
+        pipe: Pipe,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Connection, UpstreamError> {
+        let name: Arc<str> = Arc::from(cfg.name.as_str());
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let reader = crate::task::spawn(
+            tracing::info_span!("upstream-reader", upstream = %cfg.name),
+            read_loop(name.clone(), pipe.rx, pending.clone(), alive.clone(), events),
+        );
+        let mut conn = Connection {
+            name: name.clone(),
+            tx: pipe.tx,
+            pending,
+            next_id: AtomicU64::new(1),
+            alive,
+            init: mcp::InitializeResult {
+                protocol_version: String::new(),
+                capabilities: Default::default(),
+                server_info: None,
+                instructions: None,
+            },
+            _reader: reader,
+        };
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let reply = conn
+            .send_request(id, hs.request(id), cfg.startup_timeout)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Timeout(_) => UpstreamError::Start {
+                    name: cfg.name.clone(),
+                    reason: format!("no initialize answer within {:?}", cfg.startup_timeout),
+                },
+                other => other,
+            })?;
+        if let Some(err) = reply.error() {
+            return Err(UpstreamError::Handshake {
+                name: cfg.name.clone(),
+                reason: truncate(err, 300),
+            });
+        }
+        let init: mcp::InitializeResult = reply
+            .result()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .ok_or_else(|| UpstreamError::Handshake {
+                name: cfg.name.clone(),
+                reason: "initialize result is malformed".into(),
+            })?;
+        if !mcp::is_supported(&init.protocol_version) {
+            return Err(UpstreamError::Handshake {
+                name: cfg.name.clone(),
+                reason: format!("unsupported protocol version {:?}", init.protocol_version),
+            });
+        }
+        tracing::info!(version = %init.protocol_version, "upstream initialised");
+        conn.init = init;
+        conn.notify(jsonrpc::notification("notifications/initialized", None))
+            .await?;
+        Ok(conn)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.init.capabilities.contains_key(cap)
+    }
+
+    /// Sends `msg` as a request under a fresh upstream id and waits for the answer, which comes
+    /// back with the upstream id (the caller restores its own). Returns the id used, so that
+    /// the caller can cancel it.
+    pub fn start_request(&self, msg: &Message) -> (u64, impl std::future::Future<Output = Result<Message, UpstreamError>> + '_) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let out = msg.with_id(&id.to_string());
+        (id, self.send_request(id, out, Duration::MAX))
+    }
+
+    async fn send_request(
+        &self,
+        id: u64,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, UpstreamError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        // Removes the pending entry however this future ends (answer, timeout, or drop).
+        let _guard = PendingGuard {
+            pending: &self.pending,
+            id,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return Err(UpstreamError::Closed(self.name.to_string()));
+        }
+        let answer = if timeout == Duration::MAX {
+            rx.await
+        } else {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(r) => r,
+                Err(_) => return Err(UpstreamError::Timeout(self.name.to_string())),
+            }
+        };
+        answer.unwrap_or_else(|_| Err(UpstreamError::Closed(self.name.to_string())))
+    }
+
+    /// Sends a request mcp-warden makes itself (e.g. `tools/list`) and returns the response.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Message, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = jsonrpc::request(&id.to_string(), method, params);
+        self.send_request(id, msg, timeout).await
+    }
+
+    /// Sends a notification or a response (to a server→client request) as it is.
+    pub async fn notify(&self, msg: Message) -> Result<(), UpstreamError> {
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| UpstreamError::Closed(self.name.to_string()))
+    }
+
+    /// Tells the upstream that our request `id` is cancelled.
+    pub async fn cancel(&self, id: u64, reason: &str) {
+        let msg = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(serde_json::json!({"requestId": id, "reason": reason})),
+        );
+        let _ = self.notify(msg).await;
+    }
+}
+
+struct PendingGuard<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.pending).remove(&self.id);
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning: the maps guarded here stay consistent even if
+/// a holder panicked (every critical section is a single insert/remove).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn read_loop(
+    name: Arc<str>,
+    mut rx: mpsc::Receiver<Inbound>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(inbound) = rx.recv().await {
+        if inbound.msg.kind() == Kind::Response {
+            let id = inbound.msg.id_str().and_then(|s| s.parse::<u64>().ok());
+            let waiter = id.and_then(|id| lock(&pending).remove(&id));
+            match waiter {
+                Some(w) => {
+                    let _ = w.send(Ok(inbound.msg));
+                }
+                None => tracing::debug!(id = ?inbound.msg.id_str(), "response to no pending request (late or cancelled)"),
+            }
+            continue;
+        }
+        if events.send(Event::Message(inbound)).await.is_err() {
+            break;
+        }
+    }
+    alive.store(false, Ordering::Relaxed);
+    let failed: Vec<_> = lock(&pending).drain().collect();
+    for (_, w) in failed {
+        let _ = w.send(Err(UpstreamError::Closed(name.to_string())));
+    }
+    tracing::warn!("upstream connection ended");
+    let _ = events
+        .send(Event::Closed {
+            reason: "transport ended".into(),
+        })
+        .await;
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
