@@ -84,6 +84,7 @@ where
         }
     }
     if let Some(s) = session {
+        s.drain(cfg.proxy.shutdown_grace).await;
         s.close();
     }
     drop(out_tx);

@@ -118,6 +118,11 @@ pub fn parse_payload(raw: Bytes) -> Result<Payload, ParseError> {
 impl Message {
     /// Parses one JSON-RPC message, keeping `raw` as it is.
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
+        // serde_json skips unknown members without checking their UTF-8; the spans we hand out
+        // must be valid text, and so must everything we forward.
+        if std::str::from_utf8(&raw).is_err() {
+            return Err(ParseError::Json("invalid UTF-8".into()));
+        }
         let view: View<'_> =
             serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
         if view.jsonrpc.as_deref() != Some("2.0") {

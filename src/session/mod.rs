@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::config::{Config, Upstream as UpstreamConfig};
 use crate::jsonrpc::{self, code, Edit, Kind, Message};
 use crate::mcp;
-use crate::upstream::{lock, Connection, Event, Handshake, Inbound, UpstreamError};
+use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 use catalog::{Fetched, List, ListKind};
 
 /// Where messages for the agent go: serialised JSON-RPC messages, one per item.
@@ -38,7 +38,6 @@ enum SlotState {
     Up {
         conn: Arc<Connection>,
         since: Instant,
-        _pump: crate::task::Owned,
     },
     Down {
         retry_at: Instant,
@@ -83,6 +82,8 @@ pub struct Session {
     /// Messages not tied to an agent request (list changes, server requests outside a call).
     general: Sink,
     last_active: Mutex<Instant>,
+    /// Which list-changed notifications the agent was promised: tools, prompts, resources.
+    announced: Mutex<[bool; 3]>,
     closed: AtomicBool,
     this: Weak<Session>,
 }
@@ -145,6 +146,7 @@ impl Session {
             seq: AtomicU64::new(1),
             general,
             last_active: Mutex::new(Instant::now()),
+            announced: Mutex::new([true, false, false]),
             closed: AtomicBool::new(false),
             this: this.clone(),
         });
@@ -171,9 +173,10 @@ impl Session {
         if let Some(t) = tools.as_object_mut() {
             t.insert("listChanged".into(), serde_json::Value::Bool(true));
         }
-        for key in ["prompts", "resources"] {
+        for (i, key) in [(1, "prompts"), (2, "resources")] {
             if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
                 obj.insert("listChanged".into(), serde_json::Value::Bool(true));
+                lock(&self.announced)[i] = true;
             }
         }
         let mut result = serde_json::json!({
@@ -201,6 +204,15 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until no agent request is in flight: used when the agent hangs up, so
+    /// that answers to what it already sent are still written.
+    pub async fn drain(&self, within: Duration) {
+        let end = Instant::now() + within;
+        while !lock(&self.inflight).is_empty() && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Ends the session: in-flight calls are dropped, upstream connections closed (stdio
@@ -242,14 +254,15 @@ impl Session {
         if self.is_closed() {
             return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
         }
-        let (tx, rx) = mpsc::channel(256);
-        match Connection::connect(&slot.cfg, &self.handshake, self.cfg.proxy.max_line_bytes, tx).await {
+        let this = self.this.clone();
+        let handler: EventHandler = Arc::new(move |ev| {
+            if let Some(s) = this.upgrade() {
+                s.on_upstream_event(idx, ev);
+            }
+        });
+        match Connection::connect(&slot.cfg, &self.handshake, self.cfg.proxy.max_line_bytes, handler).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
-                let pump = crate::task::spawn(
-                    tracing::info_span!("upstream-events", session = %self.id, upstream = %slot.cfg.name),
-                    pump(self.this.clone(), idx, rx),
-                );
                 let was_down_after_start = slot.failures.load(Ordering::Relaxed) > 0;
                 {
                     let mut st = lock(&slot.state);
@@ -259,7 +272,6 @@ impl Session {
                     *st = SlotState::Up {
                         conn: conn.clone(),
                         since: Instant::now(),
-                        _pump: pump,
                     };
                 }
                 if was_down_after_start {
@@ -337,7 +349,7 @@ impl Session {
                 ListKind::Prompts => (1, "notifications/prompts/list_changed"),
                 ListKind::Resources | ListKind::Templates => (2, "notifications/resources/list_changed"),
             };
-            if !std::mem::replace(&mut sent[i], true) {
+            if lock(&self.announced)[i] && !std::mem::replace(&mut sent[i], true) {
                 self.send_general(jsonrpc::notification(method, None).into_bytes());
             }
         }
@@ -738,7 +750,7 @@ impl Session {
 
     // ---- upstream → agent ----
 
-    async fn on_upstream_event(&self, idx: usize, ev: Event) {
+    fn on_upstream_event(&self, idx: usize, ev: Event) {
         match ev {
             Event::Closed { reason } => self.upstream_closed(idx, reason),
             Event::Message(inbound) => match inbound.msg.kind() {
@@ -834,13 +846,6 @@ impl Session {
         if sink.try_send(out.into_bytes()).is_err() {
             tracing::debug!(session = %self.id, "agent stream full or closed; notification dropped");
         }
-    }
-}
-
-async fn pump(session: Weak<Session>, idx: usize, mut rx: mpsc::Receiver<Event>) {
-    while let Some(ev) = rx.recv().await {
-        let Some(s) = session.upgrade() else { return };
-        s.on_upstream_event(idx, ev).await;
     }
 }
 

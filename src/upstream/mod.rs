@@ -41,6 +41,11 @@ pub(crate) struct Pipe {
     pub rx: mpsc::Receiver<Inbound>,
 }
 
+/// Called inline by the connection's reader for every message that is not an answer to one of
+/// our requests, in arrival order: so a notification an upstream sends before its answer reaches
+/// the agent before that answer.
+pub type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
+
 /// What the owner of a connection hears about it.
 #[derive(Debug)]
 pub enum Event {
@@ -116,7 +121,7 @@ impl Connection {
         cfg: &UpstreamConfig,
         hs: &Handshake,
         max_line: usize,
-        events: mpsc::Sender<Event>,
+        events: EventHandler,
     ) -> Result<Connection, UpstreamError> {
         let span = tracing::info_span!("upstream", upstream = %cfg.name);
         async {
@@ -164,7 +169,7 @@ impl Connection {
         cfg: &UpstreamConfig,
         hs: &Handshake,
         pipe: Pipe,
-        events: mpsc::Sender<Event>,
+        events: EventHandler,
     ) -> Result<Connection, UpstreamError> {
         let name: Arc<str> = Arc::from(cfg.name.as_str());
         let pending: Pending = Arc::default();
@@ -324,7 +329,7 @@ async fn read_loop(
     mut rx: mpsc::Receiver<Inbound>,
     pending: Pending,
     alive: Arc<AtomicBool>,
-    events: mpsc::Sender<Event>,
+    events: EventHandler,
 ) {
     while let Some(inbound) = rx.recv().await {
         if inbound.msg.kind() == Kind::Response {
@@ -338,9 +343,7 @@ async fn read_loop(
             }
             continue;
         }
-        if events.send(Event::Message(inbound)).await.is_err() {
-            break;
-        }
+        events(Event::Message(inbound));
     }
     alive.store(false, Ordering::Relaxed);
     let failed: Vec<_> = lock(&pending).drain().collect();
@@ -348,11 +351,9 @@ async fn read_loop(
         let _ = w.send(Err(UpstreamError::Closed(name.to_string())));
     }
     tracing::warn!("upstream connection ended");
-    let _ = events
-        .send(Event::Closed {
-            reason: "transport ended".into(),
-        })
-        .await;
+    events(Event::Closed {
+        reason: "transport ended".into(),
+    });
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {

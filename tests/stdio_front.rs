@@ -1,0 +1,167 @@
+//! The stdio front under normal and hostile use: framing, bad input, misbehaving upstreams,
+//! clean exit on EOF with no child left behind.
+
+mod common;
+use std::time::Duration;
+
+use common::*;
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+#[test]
+fn stdio_to_stdio_demo_echo_and_namespacing_with_two_upstreams() {
+    let cfg = format!("{}\n{}", demo_upstream("a", &[]), demo_upstream("b", &[]));
+    let mut p = StdioProxy::start(&cfg);
+    let init = p.initialize("2025-06-18");
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcp-warden");
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let (line, _) = p.recv_response("2");
+    let names: Vec<String> = json(&line)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"a__echo".to_string()) && names.contains(&"b__echo".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')));
+    p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b__echo","arguments":{"message":"routed"}}}"#);
+    let (line, _) = p.recv_response("3");
+    assert_eq!(json(&line)["result"]["content"][0]["text"], "routed");
+    // The upstream's own name is not an exposed name when namespaced.
+    p.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#);
+    let (line, _) = p.recv_response("4");
+    assert_eq!(json(&line)["error"]["code"], -32602);
+}
+
+#[test]
+fn stdio_hostile_input_gets_clear_errors_and_the_session_survives() {
+    let mut p = StdioProxy::start(&demo_upstream("demo", &[]));
+    p.initialize("2025-11-25");
+    // Malformed JSON → parse error with null id.
+    p.send("{not json");
+    let v = json(&p.recv());
+    assert_eq!(v["error"]["code"], -32700);
+    assert!(v["id"].is_null());
+    // Invalid UTF-8.
+    p.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"x\":\"\xff\xfe\"}\n");
+    let v = json(&p.recv());
+    assert_eq!(v["error"]["code"], -32700);
+    // Valid JSON, not JSON-RPC.
+    p.send(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#);
+    assert_eq!(json(&p.recv())["error"]["code"], -32600);
+    p.send("[1,2,3]");
+    assert_eq!(json(&p.recv())["error"]["code"], -32600, "batches refused in 2025-11-25");
+    // Duplicate id while the first is in flight.
+    p.send(r#"{"jsonrpc":"2.0","id":"dup","method":"tools/call","params":{"name":"slow","arguments":{"steps":3,"delay_ms":100}}}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":"dup","method":"ping"}"#);
+    let first = json(&p.recv());
+    assert_eq!(first["id"], "dup");
+    assert_eq!(first["error"]["code"], -32600, "{first}");
+    let second = json(&p.recv());
+    assert_eq!(second["result"]["content"][0]["text"], "done after 3 steps");
+    // Still serving.
+    p.send(r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"message":"alive"}}}"#);
+    let (line, _) = p.recv_response("10");
+    assert_eq!(json(&line)["result"]["content"][0]["text"], "alive");
+}
+
+#[test]
+fn stdio_last_line_without_newline_is_served_then_clean_exit() {
+    let mut p = StdioProxy::start(&demo_upstream("demo", &[]));
+    p.initialize("2025-11-25");
+    p.send_raw(br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"tail"}}}"#);
+    p.close_stdin();
+    let (line, _) = p.recv_response("5");
+    assert_eq!(json(&line)["result"]["content"][0]["text"], "tail");
+    let pid = p.child.id();
+    let st = p.wait_exit(Duration::from_secs(15));
+    assert!(st.success(), "{st:?}");
+    assert!(descendants(pid).is_empty());
+}
+
+#[test]
+fn stdio_eof_ends_every_child() {
+    let cfg = format!("{}\n{}", demo_upstream("a", &[]), demo_upstream("b", &[]));
+    let mut p = StdioProxy::start(&cfg);
+    p.initialize("2025-11-25");
+    let pid = p.child.id();
+    assert_eq!(descendants(pid).len(), 2, "one child per upstream");
+    p.close_stdin();
+    p.wait_exit(Duration::from_secs(15));
+    eventually(Duration::from_secs(5), "children gone", || descendants(pid).is_empty());
+}
+
+#[test]
+fn stdio_upstream_garbage_on_stdout_is_skipped() {
+    let mut p = StdioProxy::start(&golden_upstream("golden"));
+    p.initialize("2025-11-25");
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"garbage","arguments":{}}}"#);
+    let (line, before) = p.recv_response("1");
+    assert!(before.is_empty(), "garbage must not reach the agent: {before:?}");
+    assert_eq!(json(&line)["result"]["content"][0]["text"], "after garbage");
+}
+
+#[test]
+fn stdio_upstream_dying_mid_call_fails_the_call_and_restarts_on_next_use() {
+    let mut p = StdioProxy::start(&golden_upstream("golden"));
+    p.initialize("2025-11-25");
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"die","arguments":{}}}"#);
+    // Both pending calls fail at once with a JSON-RPC error (the list_changed that announces
+    // the upstream's tools are gone may come before or between them).
+    let mut answers = vec![];
+    let mut saw_list_changed = false;
+    while answers.len() < 2 {
+        let v = json(&p.recv());
+        if v.get("method").is_some() {
+            saw_list_changed |= v["method"] == "notifications/tools/list_changed";
+        } else {
+            answers.push(v);
+        }
+    }
+    let (a, b) = (answers[0].clone(), answers[1].clone());
+    let mut ids = vec![a["id"].clone(), b["id"].clone()];
+    ids.sort_by_key(|v| v.as_i64());
+    assert_eq!(ids, vec![serde_json::json!(1), serde_json::json!(2)]);
+    for v in [&a, &b] {
+        assert_eq!(v["error"]["code"], -32001, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("golden"), "{v}");
+    }
+    // The agent is told the tool list changed; then the next use restarts the upstream.
+    for _ in 0..10 {
+        p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"golden","arguments":{}}}"#);
+        let (line, before) = p.recv_response("3");
+        saw_list_changed |= before.iter().any(|l| l.contains("notifications/tools/list_changed"));
+        if json(&line).get("result").is_some() {
+            assert!(saw_list_changed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("upstream was not restarted");
+}
+
+#[test]
+fn stdio_cancellation_reaches_the_upstream_and_no_answer_follows() {
+    let mut p = StdioProxy::start(&demo_upstream("demo", &[]));
+    p.initialize("2025-11-25");
+    p.send(r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"slow","arguments":{"steps":50,"delay_ms":100},"_meta":{"progressToken":"tok"}}}"#);
+    // Progress arrives with the agent's own token.
+    let prog = json(&p.recv());
+    assert_eq!(prog["method"], "notifications/progress");
+    assert_eq!(prog["params"]["progressToken"], "tok");
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c1","reason":"user"}}"#);
+    // Drain progress sent before the upstream saw the cancellation; no answer to c1 may come.
+    p.send(r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
+    let (_, before) = p.recv_response(r#""after""#);
+    assert!(before.iter().all(|l| !l.contains(r#""id":"c1""#)), "{before:?}");
+    // The upstream stopped: no more progress for the cancelled call.
+    std::thread::sleep(Duration::from_millis(400));
+    while let Some(l) = p.recv_timeout(Duration::from_millis(300)) {
+        assert!(!l.contains(r#""id":"c1""#), "answer after cancel: {l}");
+    }
+    assert!(p.recv_timeout(Duration::from_millis(500)).is_none(), "progress kept coming after cancellation");
+}
