@@ -63,6 +63,18 @@ pub struct ProxySettings {
     pub server_name: String,
     /// Tools per `tools/list` page towards the agent (0: everything in one page).
     pub page_size: usize,
+    /// How the HTTP front answers a POSTed request.
+    pub response_mode: ResponseMode,
+}
+
+/// How the Streamable HTTP front answers requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// An SSE stream (what the reference SDK servers do): related progress, logging and
+    /// server→client requests travel on it, and 2025-11-25 clients get a priming event.
+    Sse,
+    /// A single JSON body; related messages go to the session's GET stream instead.
+    Json,
 }
 
 impl Default for ProxySettings {
@@ -79,6 +91,7 @@ impl Default for ProxySettings {
             shutdown_grace: Duration::from_secs(10),
             server_name: "mcp-warden".into(),
             page_size: 0,
+            response_mode: ResponseMode::Sse,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, HttpFlavor, HttpSpec, ProxySettings, Secret, StdioSpec, Transport, Upstream};
+use super::{Config, ResponseMode, HttpFlavor, HttpSpec, ProxySettings, Secret, StdioSpec, Transport, Upstream};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -297,6 +297,7 @@ const PROXY_KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "server_name",
     "page_size",
+    "response_mode",
 ];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
@@ -424,6 +425,12 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(n) = t.uint(cx, "page_size", 0, 100_000) {
         p.page_size = n as usize;
+    }
+    match t.string(cx, "response_mode").as_deref() {
+        None => {}
+        Some("sse") => p.response_mode = ResponseMode::Sse,
+        Some("json") => p.response_mode = ResponseMode::Json,
+        Some(other) => cx.err(&t.at("response_mode"), format!("unknown mode `{other}` (expected sse or json)")),
     }
     t.finish(cx, PROXY_KEYS);
     p

@@ -23,7 +23,7 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{Config, ResponseMode};
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
 use crate::mcp::{self, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
 use crate::session::Session;
@@ -58,6 +58,7 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     local_addr: SocketAddr,
     stopping: watch::Receiver<bool>,
+    next_stream: std::sync::atomic::AtomicU64,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -225,7 +226,16 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
             let want = msg.id_str().unwrap_or("null").to_string();
             let (tx, rx) = mpsc::channel::<Bytes>(64);
             hs.session.handle(msg, tx);
-            respond(rx, vec![want]).await
+            // Priming events (SEP-1699) are for clients that speak 2025-11-25 on this request.
+            let version = headers
+                .get(HEADER_PROTOCOL_VERSION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(mcp::DEFAULT_HTTP_VERSION);
+            let prime = version >= "2025-11-25";
+            match front.inner.cfg.proxy.response_mode {
+                ResponseMode::Json => respond_json(rx, want, general_sink(&hs)).await,
+                ResponseMode::Sse => respond_sse(&front, rx, want, prime),
+            }
         }
         Payload::Batch(items) => {
             if !mcp::allows_batches(hs.session.protocol_version) {
@@ -303,26 +313,37 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
     resp
 }
 
-/// Answers a POST: JSON if the answer is the first message ready, else an SSE stream of every
-/// related message ending with the answer(s).
-async fn respond(mut rx: mpsc::Receiver<Bytes>, mut want: Vec<String>) -> Response {
-    let Some(first) = rx.recv().await else {
-        return jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, "Request cancelled");
-    };
-    if is_answer(&first, &mut want) && want.is_empty() {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], first).into_response();
+/// Answers a POST with one JSON body; messages related to the request that come before the
+/// answer go to the session's GET stream.
+async fn respond_json(mut rx: mpsc::Receiver<Bytes>, want: String, general: mpsc::Sender<Bytes>) -> Response {
+    let mut want = vec![want];
+    while let Some(b) = rx.recv().await {
+        if is_answer(&b, &mut want) {
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], b).into_response();
+        }
+        let _ = general.try_send(b);
     }
-    let stream = futures_util::stream::unfold((Some(first), rx, want, false), move |(pending, mut rx, mut want, done)| async move {
+    jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, "Request cancelled")
+}
+
+/// Answers a POST with an SSE stream: every message related to the request, ending with its
+/// answer. Events carry ids (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event
+/// (an id, `retry`, empty data).
+fn respond_sse(front: &Front, rx: mpsc::Receiver<Bytes>, want: String, prime: bool) -> Response {
+    let stream_id = front.inner.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let first: Option<Bytes> = prime.then(|| Bytes::from(format!("id: p{stream_id}-0\nretry: 1000\ndata: \n\n")));
+    let state = (first, rx, vec![want], false, 1u64);
+    let stream = futures_util::stream::unfold(state, move |(pending, mut rx, mut want, done, n)| async move {
+        if let Some(ev) = pending {
+            return Some((Ok::<_, std::convert::Infallible>(ev), (None, rx, want, done, n)));
+        }
         if done {
             return None;
         }
-        let b = match pending {
-            Some(b) => b,
-            None => rx.recv().await?,
-        };
+        let b = rx.recv().await?;
         let finished = is_answer(&b, &mut want) && want.is_empty();
-        let event = Bytes::from(sse::encode(None, &b));
-        Some((Ok::<_, std::convert::Infallible>(event), (None, rx, want, finished)))
+        let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), &b));
+        Some((Ok(event), (None, rx, want, finished, n + 1)))
     });
     sse_response(Body::from_stream(stream))
 }
@@ -461,6 +482,7 @@ pub async fn serve(cfg: Arc<Config>, listener: tokio::net::TcpListener, shutdown
             sessions: Mutex::new(HashMap::new()),
             local_addr,
             stopping: stop_rx,
+            next_stream: std::sync::atomic::AtomicU64::new(1),
         }),
     };
     let reaper_front = front.clone();

@@ -246,8 +246,9 @@ impl Session {
         match &*lock(&slot.state) {
             SlotState::Up { conn, .. } if conn.is_alive() => return Ok(conn.clone()),
             SlotState::Disabled => return Err(UpstreamError::Unavailable(slot.cfg.name.clone())),
-            SlotState::Down { retry_at, .. } if *retry_at > Instant::now() => {
-                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()))
+            SlotState::Down { retry_at, reason } if *retry_at > Instant::now() => {
+                tracing::debug!(upstream = %slot.cfg.name, %reason, "upstream still in backoff");
+                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
             }
             _ => {}
         }

@@ -361,27 +361,74 @@ async fn get_loop(state: Arc<State>) {
     }
 }
 
+/// Reads a POST's SSE stream until the answer to `want_id` arrives. If the upstream closes the
+/// stream first (SEP-1699 polling) after giving event ids, resumes it with a GET carrying
+/// `Last-Event-ID`, as the spec's resumability rules describe, a bounded number of times.
 async fn read_sse(
+    state: &Arc<State>,
+    resp: reqwest::Response,
+    related: Option<u64>,
+    is_init: bool,
+    want_id: Option<&str>,
+) -> bool {
+    let mut last_event: Option<String> = None;
+    let mut retry = Duration::from_millis(1000);
+    if read_events(state, resp, related, is_init, want_id, &mut last_event, &mut retry).await {
+        return true;
+    }
+    for _ in 0..5 {
+        let Some(id) = last_event.clone() else { return false };
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = state.tx.closed() => return true,
+        }
+        let resp = state
+            .request(reqwest::Method::GET, true)
+            .header(ACCEPT, "text/event-stream")
+            .header("last-event-id", id)
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status().is_success() && is_sse(&r) => {
+                if read_events(state, r, related, is_init, want_id, &mut last_event, &mut retry).await {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
+async fn read_events(
     state: &Arc<State>,
     mut resp: reqwest::Response,
     related: Option<u64>,
     is_init: bool,
     want_id: Option<&str>,
+    last_event: &mut Option<String>,
+    retry: &mut Duration,
 ) -> bool {
     let mut parser = sse::Parser::new(MAX_BODY);
     let mut events = Vec::new();
-    let mut answered = false;
     loop {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
-            Ok(None) => break,
+            Ok(None) => return false,
             Err(e) => {
                 tracing::warn!(error = %without_url(&e), "upstream SSE stream broke");
-                break;
+                return false;
             }
         };
         parser.push(&chunk, &mut events);
+        let mut answered = false;
         for ev in events.drain(..) {
+            if let Some(id) = ev.id {
+                *last_event = Some(id);
+            }
+            if let Some(ms) = ev.retry {
+                *retry = Duration::from_millis(ms.clamp(10, 30_000));
+            }
             if ev.data.is_empty() {
                 continue; // priming event / keep-alive
             }
@@ -390,10 +437,9 @@ async fn read_sse(
             }
         }
         if answered {
-            break;
+            return true;
         }
     }
-    answered
 }
 
 /// Strips the URL (which may carry credentials in its query) from a reqwest error.

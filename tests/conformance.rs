@@ -1,0 +1,83 @@
+//! The official MCP conformance suite (`@modelcontextprotocol/conformance`, `--suite all`) run
+//! against our conformance upstream directly, then through mcp-warden with that upstream over
+//! stdio and over Streamable HTTP. Every scenario must pass each time, and the results must be
+//! the same: equal scenario verdicts and equal check statuses, except `INFO` records (which
+//! only describe transport details, e.g. a JSON versus an SSE answer).
+
+mod common;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn run_suite(url: &str, out: &std::path::Path) -> serde_json::Value {
+    let o = Command::new("node")
+        .current_dir(node_dir())
+        .args(["run-conformance.mjs", url])
+        .arg(out)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run-conformance.mjs");
+    assert!(o.status.success(), "the suite could not run: {}", String::from_utf8_lossy(&o.stdout));
+    serde_json::from_slice(&o.stdout).expect("suite JSON")
+}
+
+fn compare(name: &str, direct: &serde_json::Value, proxied: &serde_json::Value) {
+    let failing: Vec<_> = proxied["scenarios"].as_object().unwrap().iter().filter(|(_, v)| *v != "pass").collect();
+    assert!(failing.is_empty(), "{name}: failing scenarios through mcp-warden: {failing:?}");
+    assert_eq!(direct["scenarios"], proxied["scenarios"], "{name}: scenario verdicts differ");
+    assert!(proxied["scenarios"].as_object().unwrap().len() >= 32, "{name}: the suite ran too few scenarios");
+    let d: BTreeMap<String, String> = serde_json::from_value(direct["checks"].clone()).unwrap();
+    let p: BTreeMap<String, String> = serde_json::from_value(proxied["checks"].clone()).unwrap();
+    let mut diffs = vec![];
+    for k in d.keys().chain(p.keys()) {
+        let (a, b) = (d.get(k).map(String::as_str), p.get(k).map(String::as_str));
+        let info_only = |s: Option<&str>| s.is_none() || s == Some("INFO");
+        if a != b && !(info_only(a) && info_only(b)) {
+            diffs.push(format!("{k}: direct {a:?}, through mcp-warden {b:?}"));
+        }
+    }
+    diffs.dedup();
+    assert!(diffs.is_empty(), "{name}: check results differ:\n{}", diffs.join("\n"));
+}
+
+#[test]
+fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstreams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Command::new("node")
+        .current_dir(node_dir())
+        .args(["conformance-server.mjs", "http", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start conformance server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let direct_url = line.trim().strip_prefix("listening on ").expect("listen line").to_string();
+
+    let direct = run_suite(&direct_url, &tmp.path().join("direct"));
+    let failing: Vec<_> = direct["scenarios"].as_object().unwrap().iter().filter(|(_, v)| *v != "pass").collect();
+    assert!(failing.is_empty(), "the conformance upstream itself fails: {failing:?}");
+
+    let server_js = node_dir().join("conformance-server.mjs");
+    let stdio_cfg = format!("[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n", server_js.display().to_string());
+    let mut proxy = HttpProxy::start(&stdio_cfg);
+    let via_stdio = run_suite(&proxy.url, &tmp.path().join("stdio"));
+    let pid = proxy.pid();
+    assert!(!descendants(pid).is_empty());
+    let st = proxy.stop();
+    assert!(st.success(), "{st:?}");
+    assert!(descendants(pid).is_empty(), "children left after shutdown");
+    compare("stdio upstream", &direct, &via_stdio);
+
+    let http_cfg = format!("[upstreams.conformance]\nurl = {direct_url:?}\n");
+    let proxy = HttpProxy::start(&http_cfg);
+    let via_http = run_suite(&proxy.url, &tmp.path().join("http"));
+    drop(proxy);
+    let _ = server.kill();
+    let _ = server.wait();
+    compare("HTTP upstream", &direct, &via_http);
+    std::thread::sleep(Duration::from_millis(10));
+}
