@@ -204,9 +204,14 @@ impl Connection {
                 other => other,
             })?;
         if let Some(err) = reply.error() {
+            #[derive(serde::Deserialize)]
+            struct E {
+                message: String,
+            }
+            let reason = serde_json::from_str::<E>(err).map(|e| e.message).unwrap_or_else(|_| err.to_string());
             return Err(UpstreamError::Handshake {
                 name: cfg.name.clone(),
-                reason: truncate(err, 300),
+                reason: truncate(&reason, 300),
             });
         }
         let init: mcp::InitializeResult = reply
