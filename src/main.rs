@@ -50,7 +50,9 @@ fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs always go to stderr: stdout belongs to MCP in stdio mode.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -61,7 +63,11 @@ fn init_logging(filter: &str, format: &str) {
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = path.unwrap_or_else(config::default_config_path);
     Config::load(&path).map_err(|errs| {
-        eprintln!("mcp-warden: {} has {} error(s):", path.display(), errs.0.len());
+        eprintln!(
+            "mcp-warden: {} has {} error(s):",
+            path.display(),
+            errs.0.len()
+        );
         for e in &errs.0 {
             eprintln!("  {e}");
         }
@@ -85,7 +91,10 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, &cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcp-warden: cannot start the runtime: {e}");
@@ -99,14 +108,24 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                println!("config OK: {}", cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+                println!(
+                    "config OK: {}",
+                    cfg.source
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                );
                 println!("  listen: http://{}{}", cfg.proxy.listen, cfg.proxy.path);
                 for u in &cfg.upstreams {
                     let what = match &u.transport {
                         Transport::Stdio(s) => format!("stdio: {} {}", s.command, s.args.join(" ")),
                         Transport::Http(h) => format!("{:?} HTTP: {}", h.flavor, h.url),
                     };
-                    let ns = u.namespace.as_deref().map(|n| format!(" (tools exposed as {n}__<tool>)")).unwrap_or_default();
+                    let ns = u
+                        .namespace
+                        .as_deref()
+                        .map(|n| format!(" (tools exposed as {n}__<tool>)"))
+                        .unwrap_or_default();
                     let off = if u.enabled { "" } else { " [disabled]" };
                     println!("  upstream {}: {what}{ns}{off}", u.name);
                 }

@@ -4,6 +4,8 @@
 //! the same: equal scenario verdicts and equal check statuses, except `INFO` records (which
 //! only describe transport details, e.g. a JSON versus an SSE answer).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -20,15 +22,33 @@ fn run_suite(url: &str, out: &std::path::Path) -> serde_json::Value {
         .stderr(Stdio::null())
         .output()
         .expect("run-conformance.mjs");
-    assert!(o.status.success(), "the suite could not run: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "the suite could not run: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     serde_json::from_slice(&o.stdout).expect("suite JSON")
 }
 
 fn compare(name: &str, direct: &serde_json::Value, proxied: &serde_json::Value) {
-    let failing: Vec<_> = proxied["scenarios"].as_object().unwrap().iter().filter(|(_, v)| *v != "pass").collect();
-    assert!(failing.is_empty(), "{name}: failing scenarios through mcp-warden: {failing:?}");
-    assert_eq!(direct["scenarios"], proxied["scenarios"], "{name}: scenario verdicts differ");
-    assert!(proxied["scenarios"].as_object().unwrap().len() >= 32, "{name}: the suite ran too few scenarios");
+    let failing: Vec<_> = proxied["scenarios"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| *v != "pass")
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "{name}: failing scenarios through mcp-warden: {failing:?}"
+    );
+    assert_eq!(
+        direct["scenarios"], proxied["scenarios"],
+        "{name}: scenario verdicts differ"
+    );
+    assert!(
+        proxied["scenarios"].as_object().unwrap().len() >= 32,
+        "{name}: the suite ran too few scenarios"
+    );
     let d: BTreeMap<String, String> = serde_json::from_value(direct["checks"].clone()).unwrap();
     let p: BTreeMap<String, String> = serde_json::from_value(proxied["checks"].clone()).unwrap();
     let mut diffs = vec![];
@@ -40,7 +60,11 @@ fn compare(name: &str, direct: &serde_json::Value, proxied: &serde_json::Value) 
         }
     }
     diffs.dedup();
-    assert!(diffs.is_empty(), "{name}: check results differ:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{name}: check results differ:\n{}",
+        diffs.join("\n")
+    );
 }
 
 #[test]
@@ -54,15 +78,32 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
         .spawn()
         .expect("start conformance server");
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let direct_url = line.trim().strip_prefix("listening on ").expect("listen line").to_string();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let direct_url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listen line")
+        .to_string();
 
     let direct = run_suite(&direct_url, &tmp.path().join("direct"));
-    let failing: Vec<_> = direct["scenarios"].as_object().unwrap().iter().filter(|(_, v)| *v != "pass").collect();
-    assert!(failing.is_empty(), "the conformance upstream itself fails: {failing:?}");
+    let failing: Vec<_> = direct["scenarios"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| *v != "pass")
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "the conformance upstream itself fails: {failing:?}"
+    );
 
     let server_js = node_dir().join("conformance-server.mjs");
-    let stdio_cfg = format!("[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n", server_js.display().to_string());
+    let stdio_cfg = format!(
+        "[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    );
     let mut proxy = HttpProxy::start(&stdio_cfg);
     let via_stdio = run_suite(&proxy.url, &tmp.path().join("stdio"));
     let pid = proxy.pid();

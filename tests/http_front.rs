@@ -1,6 +1,8 @@
 //! The Streamable HTTP front, tested with raw HTTP: the transport rules of the 2025-11-25
 //! specification and hostile input. Every refusal is clear and leaves the proxy serving.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +15,13 @@ fn demo_proxy() -> HttpProxy {
 }
 
 fn echo(url: &str, sid: &str, id: u64, message: &str) -> serde_json::Value {
-    let r = post(url, Some(sid), &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{message}"}}}}}}"#));
+    let r = post(
+        url,
+        Some(sid),
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{message}"}}}}}}"#
+        ),
+    );
     assert_eq!(r.status(), 200);
     messages(r).pop().unwrap()
 }
@@ -24,42 +32,82 @@ fn http_initialize_gives_random_session_and_requests_need_it() {
     let r = post(&p.url, None, INIT);
     assert_eq!(r.status(), 200);
     let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
-    assert!(sid.len() >= 32 && sid.chars().all(|c| c.is_ascii_hexdigit()), "{sid}");
+    assert!(
+        sid.len() >= 32 && sid.chars().all(|c| c.is_ascii_hexdigit()),
+        "{sid}"
+    );
     let other = open_session(&p.url);
     assert_ne!(sid, other);
     // No session id → 400; unknown → 404.
-    let r = post(&p.url, None, r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let r = post(
+        &p.url,
+        None,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
     assert_eq!(r.status(), 400);
-    let r = post(&p.url, Some("0123456789abcdef0123456789abcdef"), r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let r = post(
+        &p.url,
+        Some("0123456789abcdef0123456789abcdef"),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
     assert_eq!(r.status(), 404);
-    assert_eq!(echo(&p.url, &sid, 3, "ok")["result"]["content"][0]["text"], "ok");
+    assert_eq!(
+        echo(&p.url, &sid, 3, "ok")["result"]["content"][0]["text"],
+        "ok"
+    );
 }
 
 #[test]
 fn http_notifications_get_202_and_requests_stream_sse_with_priming() {
     let p = demo_proxy();
     let sid = open_session(&p.url);
-    let r = post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#,
+    );
     assert_eq!(r.status(), 202);
     assert!(r.text().unwrap().is_empty());
-    let r = post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":"p","method":"tools/call","params":{"name":"slow","arguments":{"steps":2,"delay_ms":10},"_meta":{"progressToken":7}}}"#);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":"p","method":"tools/call","params":{"name":"slow","arguments":{"steps":2,"delay_ms":10},"_meta":{"progressToken":7}}}"#,
+    );
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let text = r.text().unwrap();
     assert!(text.starts_with("id: p"), "priming event first: {text}");
     assert!(text.contains("retry: "), "{text}");
-    let msgs: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|d| !d.is_empty()).collect();
-    assert_eq!(msgs.len(), 3, "two progress notifications then the answer: {text}");
+    let msgs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(
+        msgs.len(),
+        3,
+        "two progress notifications then the answer: {text}"
+    );
     assert!(msgs[0].contains(r#""progressToken":7"#));
     assert!(msgs[2].contains(r#""id":"p""#));
 }
 
 #[test]
 fn http_json_response_mode_answers_with_one_body() {
-    let p = HttpProxy::start(&format!("[proxy]\nresponse_mode = \"json\"\n{}", demo_upstream("demo", &[])));
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nresponse_mode = \"json\"\n{}",
+        demo_upstream("demo", &[])
+    ));
     let sid = open_session(&p.url);
-    let r = post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"j"}}}"#);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"j"}}}"#,
+    );
     assert_eq!(r.headers()["content-type"], "application/json");
-    assert_eq!(r.text().unwrap(), r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"j"}]}}"#);
+    assert_eq!(
+        r.text().unwrap(),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"j"}]}}"#
+    );
 }
 
 #[test]
@@ -68,10 +116,24 @@ fn http_transport_rules_406_415_400_413() {
     let sid = open_session(&p.url);
     let c = http();
     // Accept without text/event-stream → 406.
-    let r = c.post(&p.url).header("content-type", "application/json").header("accept", "application/json").header("mcp-session-id", &sid).body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).send().unwrap();
+    let r = c
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sid)
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 406);
     // Wrong Content-Type → 415.
-    let r = c.post(&p.url).header("content-type", "text/plain").header("accept", "application/json, text/event-stream").header("mcp-session-id", &sid).body("{}").send().unwrap();
+    let r = c
+        .post(&p.url)
+        .header("content-type", "text/plain")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body("{}")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 415);
     // Malformed JSON → 400 with a JSON-RPC parse error.
     let r = post(&p.url, Some(&sid), "{oops");
@@ -79,34 +141,80 @@ fn http_transport_rules_406_415_400_413() {
     let v: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
     assert_eq!(v["error"]["code"], -32700);
     // Invalid protocol version header → 400.
-    let r = c.post(&p.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").header("mcp-session-id", &sid).header("mcp-protocol-version", "1999-01-01").body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).send().unwrap();
+    let r = c
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Oversized body → 413 (default limit 1 MiB), and the proxy keeps serving.
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#, "x".repeat(1024 * 1024 + 10));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
     let r = post(&p.url, Some(&sid), &big);
     assert_eq!(r.status(), 413);
     // GET without Accept: text/event-stream → 406.
-    let r = c.get(&p.url).header("accept", "application/json").header("mcp-session-id", &sid).send().unwrap();
+    let r = c
+        .get(&p.url)
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sid)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 406);
-    assert_eq!(echo(&p.url, &sid, 9, "still here")["result"]["content"][0]["text"], "still here");
+    assert_eq!(
+        echo(&p.url, &sid, 9, "still here")["result"]["content"][0]["text"],
+        "still here"
+    );
 }
 
 #[test]
 fn http_dns_rebinding_host_and_origin_refused_403() {
     let p = demo_proxy();
     let c = http();
-    for (name, value) in [("host", "evil.example"), ("origin", "http://evil.example"), ("origin", "null"), ("origin", "http://127.0.0.1.evil.example")] {
-        let r = c.post(&p.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").header(name, value).body(INIT).send().unwrap();
+    for (name, value) in [
+        ("host", "evil.example"),
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("origin", "http://127.0.0.1.evil.example"),
+    ] {
+        let r = c
+            .post(&p.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header(name, value)
+            .body(INIT)
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 403, "{name}: {value}");
     }
-    let r = c.post(&p.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").header("origin", "http://localhost:3000").body(INIT).send().unwrap();
+    let r = c
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", "http://localhost:3000")
+        .body(INIT)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Security headers on every response, refusals included.
     let r = c.get(&p.url).send().unwrap();
-    for h in ["x-content-type-options", "x-frame-options", "referrer-policy", "cache-control"] {
+    for h in [
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "cache-control",
+    ] {
         assert!(r.headers().contains_key(h), "{h} missing");
     }
-    assert!(!r.headers().contains_key("access-control-allow-origin"), "no CORS unless configured");
+    assert!(
+        !r.headers().contains_key("access-control-allow-origin"),
+        "no CORS unless configured"
+    );
 }
 
 #[test]
@@ -114,29 +222,54 @@ fn http_delete_ends_session_and_its_child() {
     let p = demo_proxy();
     let before = descendants(p.pid()).len();
     let sid = open_session(&p.url);
-    eventually(Duration::from_secs(5), "child started", || descendants(p.pid()).len() == before + 1);
-    let r = http().delete(&p.url).header("mcp-session-id", &sid).send().unwrap();
+    eventually(Duration::from_secs(5), "child started", || {
+        descendants(p.pid()).len() == before + 1
+    });
+    let r = http()
+        .delete(&p.url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
-    eventually(Duration::from_secs(10), "child gone after DELETE", || descendants(p.pid()).len() == before);
-    let r = post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    eventually(Duration::from_secs(10), "child gone after DELETE", || {
+        descendants(p.pid()).len() == before
+    });
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
     assert_eq!(r.status(), 404, "deleted session is unknown");
-    let r = http().delete(&p.url).header("mcp-session-id", &sid).send().unwrap();
+    let r = http()
+        .delete(&p.url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
 #[test]
 fn http_idle_sessions_are_reaped_with_their_children() {
-    let p = HttpProxy::start(&format!("[proxy]\nsession_idle_timeout_secs = 1\n{}", demo_upstream("demo", &[])));
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nsession_idle_timeout_secs = 1\n{}",
+        demo_upstream("demo", &[])
+    ));
     for _ in 0..3 {
         open_session(&p.url);
     }
     assert_eq!(descendants(p.pid()).len(), 3);
-    eventually(Duration::from_secs(10), "idle sessions reaped", || descendants(p.pid()).is_empty());
+    eventually(Duration::from_secs(10), "idle sessions reaped", || {
+        descendants(p.pid()).is_empty()
+    });
 }
 
 #[test]
 fn http_shutdown_ends_every_child_and_exits_cleanly() {
-    let mut p = HttpProxy::start(&format!("{}\n{}", demo_upstream("a", &[]), demo_upstream("b", &[])));
+    let mut p = HttpProxy::start(&format!(
+        "{}\n{}",
+        demo_upstream("a", &[]),
+        demo_upstream("b", &[])
+    ));
     for _ in 0..3 {
         open_session(&p.url);
     }
@@ -159,15 +292,28 @@ fn http_get_stream_carries_list_changed_and_resumes_with_last_event_id() {
         .unwrap();
     assert_eq!(get.headers()["content-type"], "text/event-stream");
     // A second GET stream on the same session is refused while the first is open.
-    let second = http().get(&p.url).header("accept", "text/event-stream").header("mcp-session-id", &sid).send().unwrap();
+    let second = http()
+        .get(&p.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .unwrap();
     assert_eq!(second.status(), 409);
-    let r = post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notify_list_changed","arguments":{}}}"#);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notify_list_changed","arguments":{}}}"#,
+    );
     assert_eq!(r.status(), 200);
     let mut buf = [0u8; 4096];
     let n = get.read(&mut buf).unwrap();
     let ev = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(ev.contains("notifications/tools/list_changed"), "{ev}");
-    let id = ev.lines().find_map(|l| l.strip_prefix("id: ")).expect("event id").to_string();
+    let id = ev
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("event id")
+        .to_string();
     drop(get);
     // Reconnect with Last-Event-ID of an earlier event: it is replayed.
     std::thread::sleep(Duration::from_millis(200));
@@ -181,14 +327,21 @@ fn http_get_stream_carries_list_changed_and_resumes_with_last_event_id() {
         .unwrap();
     let n2 = again.read(&mut buf).unwrap();
     let replay = String::from_utf8_lossy(&buf[..n2]);
-    assert!(replay.contains(&format!("id: {id}")) && replay.contains("list_changed"), "{replay}");
+    assert!(
+        replay.contains(&format!("id: {id}")) && replay.contains("list_changed"),
+        "{replay}"
+    );
 }
 
 #[test]
 fn http_batches_only_for_2025_03_26() {
     let p = demo_proxy();
     let sid = open_session(&p.url); // negotiated 2025-11-25
-    let r = post(&p.url, Some(&sid), r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+    );
     assert_eq!(r.status(), 400);
     let init = INIT.replace("2025-11-25", "2025-03-26");
     let r = post(&p.url, None, &init);
@@ -210,12 +363,23 @@ fn http_batches_only_for_2025_03_26() {
 #[test]
 fn http_slowloris_and_garbage_connections_do_not_stop_service() {
     let p = demo_proxy();
-    let addr = p.url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let addr = p
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     // Half a request line, never finished; and raw garbage.
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n").unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n")
+        .unwrap();
     let mut junk = TcpStream::connect(&addr).unwrap();
-    junk.write_all(b"\x00\x01\x02 not http at all\r\n\r\n").unwrap();
+    junk.write_all(b"\x00\x01\x02 not http at all\r\n\r\n")
+        .unwrap();
     let sid = open_session(&p.url);
-    assert_eq!(echo(&p.url, &sid, 1, "served")["result"]["content"][0]["text"], "served");
+    assert_eq!(
+        echo(&p.url, &sid, 1, "served")["result"]["content"][0]["text"],
+        "served"
+    );
 }

@@ -2,6 +2,8 @@
 //! over stdio, Streamable HTTP and legacy SSE; the Python `mcp-server-time`), driven by real
 //! clients (the official TypeScript SDK client, the inspector CLI).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -16,11 +18,17 @@ fn everything_js() -> String {
 }
 
 fn everything_stdio(name: &str) -> String {
-    format!("[upstreams.{name}]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n", everything_js())
+    format!(
+        "[upstreams.{name}]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        everything_js()
+    )
 }
 
 fn time_upstream(name: &str) -> String {
-    format!("[upstreams.{name}]\ncommand = {:?}\n", python_venv_bin("mcp-server-time").display().to_string())
+    format!(
+        "[upstreams.{name}]\ncommand = {:?}\n",
+        python_venv_bin("mcp-server-time").display().to_string()
+    )
 }
 
 /// server-everything in an HTTP mode, bound to loopback; returns the child and its port.
@@ -39,8 +47,14 @@ fn everything_http(mode: &str) -> (Child, u16) {
     let mut line = String::new();
     let port = loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server-everything exited before listening");
-        if let Some(rest) = line.trim().strip_prefix("bind-loopback: listening on 127.0.0.1:") {
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "server-everything exited before listening"
+        );
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("bind-loopback: listening on 127.0.0.1:")
+        {
             break rest.parse().unwrap();
         }
     };
@@ -57,7 +71,16 @@ impl Drop for Kill {
 }
 
 fn call(url: &str, tool: &str, args: &str) -> serde_json::Value {
-    node_client(&["--http", url, "--scenario", "call", "--tool", tool, "--args", args])
+    node_client(&[
+        "--http",
+        url,
+        "--scenario",
+        "call",
+        "--tool",
+        tool,
+        "--args",
+        args,
+    ])
 }
 
 fn content_types(result: &serde_json::Value) -> Vec<String> {
@@ -71,65 +94,212 @@ fn content_types(result: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn http_to_stdio_everything_and_python_time_lists_and_every_content_type() {
-    let proxy = HttpProxy::start(&format!("{}\n{}", everything_stdio("everything"), time_upstream("time")));
+    let proxy = HttpProxy::start(&format!(
+        "{}\n{}",
+        everything_stdio("everything"),
+        time_upstream("time")
+    ));
     let list = node_client(&["--http", &proxy.url, "--scenario", "list"]);
     assert_eq!(list["serverInfo"]["name"], "mcp-warden");
-    let tools: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    for want in ["everything__echo", "everything__get-tiny-image", "everything__trigger-sampling-request", "time__get_current_time", "time__convert_time"] {
+    let tools: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "everything__echo",
+        "everything__get-tiny-image",
+        "everything__trigger-sampling-request",
+        "time__get_current_time",
+        "time__convert_time",
+    ] {
         assert!(tools.contains(&want), "{want} missing from {tools:?}");
     }
     assert!(!list["prompts"].as_array().unwrap().is_empty());
     assert!(!list["resources"].as_array().unwrap().is_empty());
 
-    let echo = call(&proxy.url, "everything__echo", r#"{"message":"through the warden"}"#);
-    assert_eq!(echo["result"]["content"][0]["text"], "Echo: through the warden");
-    assert!(content_types(&call(&proxy.url, "everything__get-tiny-image", "{}")).contains(&"image".to_string()));
-    assert!(content_types(&call(&proxy.url, "everything__get-resource-links", r#"{"count":2}"#)).contains(&"resource_link".to_string()));
-    assert!(content_types(&call(&proxy.url, "everything__get-resource-reference", "{}")).contains(&"resource".to_string()));
-    let structured = call(&proxy.url, "everything__get-structured-content", r#"{"location":"New York"}"#);
-    assert!(structured["result"]["structuredContent"].is_object(), "{structured}");
-    let t = call(&proxy.url, "time__get_current_time", r#"{"timezone":"UTC"}"#);
-    assert!(t["result"]["content"][0]["text"].as_str().unwrap().contains("UTC"), "{t}");
+    let echo = call(
+        &proxy.url,
+        "everything__echo",
+        r#"{"message":"through the warden"}"#,
+    );
+    assert_eq!(
+        echo["result"]["content"][0]["text"],
+        "Echo: through the warden"
+    );
+    assert!(
+        content_types(&call(&proxy.url, "everything__get-tiny-image", "{}"))
+            .contains(&"image".to_string())
+    );
+    assert!(content_types(&call(
+        &proxy.url,
+        "everything__get-resource-links",
+        r#"{"count":2}"#
+    ))
+    .contains(&"resource_link".to_string()));
+    assert!(content_types(&call(
+        &proxy.url,
+        "everything__get-resource-reference",
+        "{}"
+    ))
+    .contains(&"resource".to_string()));
+    let structured = call(
+        &proxy.url,
+        "everything__get-structured-content",
+        r#"{"location":"New York"}"#,
+    );
+    assert!(
+        structured["result"]["structuredContent"].is_object(),
+        "{structured}"
+    );
+    let t = call(
+        &proxy.url,
+        "time__get_current_time",
+        r#"{"timezone":"UTC"}"#,
+    );
+    assert!(
+        t["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("UTC"),
+        "{t}"
+    );
 
     // Prompts by exposed name, resources by URI across two upstreams.
-    let prompt = node_client(&["--http", &proxy.url, "--scenario", "prompt", "--name", "everything__simple-prompt"]);
+    let prompt = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "prompt",
+        "--name",
+        "everything__simple-prompt",
+    ]);
     assert!(prompt["messages"].is_array(), "{prompt}");
     let uri = list["resources"][0]["uri"].as_str().unwrap();
-    let res = node_client(&["--http", &proxy.url, "--scenario", "resources", "--uri", uri]);
+    let res = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "resources",
+        "--uri",
+        uri,
+    ]);
     assert_eq!(res["contents"][0]["uri"], uri);
 }
 
 #[test]
 fn http_to_stdio_everything_sampling_elicitation_progress_logging() {
     let proxy = HttpProxy::start(&everything_stdio("everything"));
-    let s = node_client(&["--http", &proxy.url, "--scenario", "sampling", "--tool", "trigger-sampling-request", "--args", r#"{"prompt":"hello"}"#]);
+    let s = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "sampling",
+        "--tool",
+        "trigger-sampling-request",
+        "--args",
+        r#"{"prompt":"hello"}"#,
+    ]);
     assert_eq!(s["samplingRequests"].as_array().unwrap().len(), 1, "{s}");
     assert!(s["result"].to_string().contains("sampled-by-client"), "{s}");
 
-    let e = node_client(&["--http", &proxy.url, "--scenario", "elicitation", "--tool", "trigger-elicitation-request", "--args", "{}"]);
+    let e = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "elicitation",
+        "--tool",
+        "trigger-elicitation-request",
+        "--args",
+        "{}",
+    ]);
     assert_eq!(e["elicitationRequests"].as_array().unwrap().len(), 1, "{e}");
-    assert!(e["result"].to_string().contains("from-client") || e["result"].to_string().contains("accept"), "{e}");
+    assert!(
+        e["result"].to_string().contains("from-client")
+            || e["result"].to_string().contains("accept"),
+        "{e}"
+    );
 
-    let p = node_client(&["--http", &proxy.url, "--scenario", "progress", "--tool", "trigger-long-running-operation", "--args", r#"{"duration":1,"steps":3}"#]);
+    let p = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "progress",
+        "--tool",
+        "trigger-long-running-operation",
+        "--args",
+        r#"{"duration":1,"steps":3}"#,
+    ]);
     assert_eq!(p["progress"].as_array().unwrap().len(), 3, "{p}");
 
-    let l = node_client(&["--http", &proxy.url, "--scenario", "logging", "--tool", "toggle-simulated-logging", "--args", "{}", "--grace-ms", "500"]);
+    let l = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "logging",
+        "--tool",
+        "toggle-simulated-logging",
+        "--args",
+        "{}",
+        "--grace-ms",
+        "500",
+    ]);
     assert!(!l["logs"].as_array().unwrap().is_empty(), "{l}");
 }
 
 #[test]
 fn stdio_front_driven_by_sdk_client_with_cancellation() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &format!("{}\n{}", everything_stdio("everything"), demo_upstream("demo", &[])));
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n{}",
+            everything_stdio("everything"),
+            demo_upstream("demo", &[])
+        ),
+    );
     let warden = warden_bin().display().to_string();
     let cfg = cfg.display().to_string();
-    let list = node_client(&["--scenario", "list", "--stdio", "--", &warden, "stdio", "--config", &cfg]);
-    let tools: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(tools.contains(&"everything__echo") && tools.contains(&"demo__slow"), "{tools:?}");
+    let list = node_client(&[
+        "--scenario",
+        "list",
+        "--stdio",
+        "--",
+        &warden,
+        "stdio",
+        "--config",
+        &cfg,
+    ]);
+    let tools: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"everything__echo") && tools.contains(&"demo__slow"),
+        "{tools:?}"
+    );
     let c = node_client(&[
-        "--scenario", "cancel", "--tool", "demo__slow", "--args", r#"{"steps":100,"delay_ms":100}"#, "--after-ms", "300",
-        "--after-tool", "demo__echo", "--after-args", r#"{"message":"after-cancel"}"#,
-        "--stdio", "--", &warden, "stdio", "--config", &cfg,
+        "--scenario",
+        "cancel",
+        "--tool",
+        "demo__slow",
+        "--args",
+        r#"{"steps":100,"delay_ms":100}"#,
+        "--after-ms",
+        "300",
+        "--after-tool",
+        "demo__echo",
+        "--after-args",
+        r#"{"message":"after-cancel"}"#,
+        "--stdio",
+        "--",
+        &warden,
+        "stdio",
+        "--config",
+        &cfg,
     ]);
     assert_eq!(c["cancelled"], true, "{c}");
     assert_eq!(c["after"]["content"][0]["text"], "after-cancel", "{c}");
@@ -139,12 +309,32 @@ fn stdio_front_driven_by_sdk_client_with_cancellation() {
 fn http_to_streamable_http_everything_with_sampling() {
     let (child, port) = everything_http("streamableHttp");
     let _k = Kill(child);
-    let proxy = HttpProxy::start(&format!("[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"));
+    let proxy = HttpProxy::start(&format!(
+        "[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    ));
     let echo = call(&proxy.url, "echo", r#"{"message":"over http"}"#);
     assert_eq!(echo["result"]["content"][0]["text"], "Echo: over http");
-    let s = node_client(&["--http", &proxy.url, "--scenario", "sampling", "--tool", "trigger-sampling-request", "--args", r#"{"prompt":"hi"}"#]);
+    let s = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "sampling",
+        "--tool",
+        "trigger-sampling-request",
+        "--args",
+        r#"{"prompt":"hi"}"#,
+    ]);
     assert!(s["result"].to_string().contains("sampled-by-client"), "{s}");
-    let p = node_client(&["--http", &proxy.url, "--scenario", "progress", "--tool", "trigger-long-running-operation", "--args", r#"{"duration":1,"steps":2}"#]);
+    let p = node_client(&[
+        "--http",
+        &proxy.url,
+        "--scenario",
+        "progress",
+        "--tool",
+        "trigger-long-running-operation",
+        "--args",
+        r#"{"duration":1,"steps":2}"#,
+    ]);
     assert_eq!(p["progress"].as_array().unwrap().len(), 2, "{p}");
 }
 
@@ -153,12 +343,17 @@ fn http_to_legacy_sse_everything_explicit_and_detected() {
     let (child, port) = everything_http("sse");
     let _k = Kill(child);
     for cfg in [
-        format!("[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/sse\"\ntransport = \"sse\"\n"),
+        format!(
+            "[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/sse\"\ntransport = \"sse\"\n"
+        ),
         format!("[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/sse\"\n"),
     ] {
         let proxy = HttpProxy::start(&cfg);
         let echo = call(&proxy.url, "echo", r#"{"message":"legacy"}"#);
-        assert_eq!(echo["result"]["content"][0]["text"], "Echo: legacy", "{cfg}: {echo}");
+        assert_eq!(
+            echo["result"]["content"][0]["text"], "Echo: legacy",
+            "{cfg}: {echo}"
+        );
     }
 }
 
@@ -168,11 +363,28 @@ fn inspector_cli_calls_through_the_http_front() {
     // inspector-cli 1.0.3 must run from node_modules (see tests/node/README.md).
     let out = Command::new("./.bin/mcp-inspector-cli")
         .current_dir(node_dir().join("node_modules"))
-        .args(["--cli", &proxy.url, "--transport", "http", "--method", "tools/call", "--tool-name", "add", "--tool-arg", "a=2", "--tool-arg", "b=40"])
+        .args([
+            "--cli",
+            &proxy.url,
+            "--transport",
+            "http",
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "add",
+            "--tool-arg",
+            "a=2",
+            "--tool-arg",
+            "b=40",
+        ])
         .output()
         .expect("run inspector-cli");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "inspector failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "inspector failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("inspector JSON");
     assert_eq!(v["structuredContent"]["sum"], 42.0, "{v}");
 }

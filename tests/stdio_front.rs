@@ -1,6 +1,8 @@
 //! The stdio front under normal and hostile use: framing, bad input, misbehaving upstreams,
 //! clean exit on EOF with no child left behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 use std::time::Duration;
 
@@ -25,8 +27,13 @@ fn stdio_to_stdio_demo_echo_and_namespacing_with_two_upstreams() {
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(names.contains(&"a__echo".to_string()) && names.contains(&"b__echo".to_string()), "{names:?}");
-    assert!(names.iter().all(|n| n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')));
+    assert!(
+        names.contains(&"a__echo".to_string()) && names.contains(&"b__echo".to_string()),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')));
     p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b__echo","arguments":{"message":"routed"}}}"#);
     let (line, _) = p.recv_response("3");
     assert_eq!(json(&line)["result"]["content"][0]["text"], "routed");
@@ -53,7 +60,11 @@ fn stdio_hostile_input_gets_clear_errors_and_the_session_survives() {
     p.send(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#);
     assert_eq!(json(&p.recv())["error"]["code"], -32600);
     p.send("[1,2,3]");
-    assert_eq!(json(&p.recv())["error"]["code"], -32600, "batches refused in 2025-11-25");
+    assert_eq!(
+        json(&p.recv())["error"]["code"],
+        -32600,
+        "batches refused in 2025-11-25"
+    );
     // Duplicate id while the first is in flight.
     p.send(r#"{"jsonrpc":"2.0","id":"dup","method":"tools/call","params":{"name":"slow","arguments":{"steps":3,"delay_ms":100}}}"#);
     p.send(r#"{"jsonrpc":"2.0","id":"dup","method":"ping"}"#);
@@ -91,7 +102,9 @@ fn stdio_eof_ends_every_child() {
     assert_eq!(descendants(pid).len(), 2, "one child per upstream");
     p.close_stdin();
     p.wait_exit(Duration::from_secs(15));
-    eventually(Duration::from_secs(5), "children gone", || descendants(pid).is_empty());
+    eventually(Duration::from_secs(5), "children gone", || {
+        descendants(pid).is_empty()
+    });
 }
 
 #[test]
@@ -100,7 +113,10 @@ fn stdio_upstream_garbage_on_stdout_is_skipped() {
     p.initialize("2025-11-25");
     p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"garbage","arguments":{}}}"#);
     let (line, before) = p.recv_response("1");
-    assert!(before.is_empty(), "garbage must not reach the agent: {before:?}");
+    assert!(
+        before.is_empty(),
+        "garbage must not reach the agent: {before:?}"
+    );
     assert_eq!(json(&line)["result"]["content"][0]["text"], "after garbage");
 }
 
@@ -108,8 +124,12 @@ fn stdio_upstream_garbage_on_stdout_is_skipped() {
 fn stdio_upstream_dying_mid_call_fails_the_call_and_restarts_on_next_use() {
     let mut p = StdioProxy::start(&golden_upstream("golden"));
     p.initialize("2025-11-25");
-    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#);
-    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"die","arguments":{}}}"#);
+    p.send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#,
+    );
+    p.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"die","arguments":{}}}"#,
+    );
     // Both pending calls fail at once with a JSON-RPC error (the list_changed that announces
     // the upstream's tools are gone may come before or between them).
     let mut answers = vec![];
@@ -128,13 +148,18 @@ fn stdio_upstream_dying_mid_call_fails_the_call_and_restarts_on_next_use() {
     assert_eq!(ids, vec![serde_json::json!(1), serde_json::json!(2)]);
     for v in [&a, &b] {
         assert_eq!(v["error"]["code"], -32001, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("golden"), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("golden"),
+            "{v}"
+        );
     }
     // The agent is told the tool list changed; then the next use restarts the upstream.
     for _ in 0..10 {
         p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"golden","arguments":{}}}"#);
         let (line, before) = p.recv_response("3");
-        saw_list_changed |= before.iter().any(|l| l.contains("notifications/tools/list_changed"));
+        saw_list_changed |= before
+            .iter()
+            .any(|l| l.contains("notifications/tools/list_changed"));
         if json(&line).get("result").is_some() {
             assert!(saw_list_changed);
             return;
@@ -157,11 +182,17 @@ fn stdio_cancellation_reaches_the_upstream_and_no_answer_follows() {
     // Drain progress sent before the upstream saw the cancellation; no answer to c1 may come.
     p.send(r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
     let (_, before) = p.recv_response(r#""after""#);
-    assert!(before.iter().all(|l| !l.contains(r#""id":"c1""#)), "{before:?}");
+    assert!(
+        before.iter().all(|l| !l.contains(r#""id":"c1""#)),
+        "{before:?}"
+    );
     // The upstream stopped: no more progress for the cancelled call.
     std::thread::sleep(Duration::from_millis(400));
     while let Some(l) = p.recv_timeout(Duration::from_millis(300)) {
         assert!(!l.contains(r#""id":"c1""#), "answer after cancel: {l}");
     }
-    assert!(p.recv_timeout(Duration::from_millis(500)).is_none(), "progress kept coming after cancellation");
+    assert!(
+        p.recv_timeout(Duration::from_millis(500)).is_none(),
+        "progress kept coming after cancellation"
+    );
 }

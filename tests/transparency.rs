@@ -2,6 +2,8 @@
 //! byte for byte (unknown fields and methods, `_meta`, integers beyond 2^53, escapes, every
 //! content type, `structuredContent`, `isError`), and ids are restored exactly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 use common::*;
 
@@ -13,7 +15,10 @@ fn golden_rest() -> String {
     // Evaluate the Python string concatenation with python itself: no second implementation.
     let expr = &src[start..end];
     let out = std::process::Command::new("python3")
-        .args(["-c", &format!("import sys; sys.stdout.write({})", expr.trim())])
+        .args([
+            "-c",
+            &format!("import sys; sys.stdout.write({})", expr.trim()),
+        ])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
@@ -26,7 +31,10 @@ fn stdio_to_stdio_result_bytes_are_unchanged_and_big_id_restored() {
     let id = "123456789012345678901234567890";
     p.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"golden","arguments":{{}}}}}}"#));
     let (line, _) = p.recv_response(id);
-    assert_eq!(line, format!(r#"{{"jsonrpc":"2.0","id":{id},{}}}"#, golden_rest()));
+    assert_eq!(
+        line,
+        format!(r#"{{"jsonrpc":"2.0","id":{id},{}}}"#, golden_rest())
+    );
 }
 
 #[test]
@@ -45,7 +53,10 @@ fn stdio_unknown_method_request_reaches_upstream_byte_for_byte() {
         format!("{}<ID>{}", &s[..i], &s[j..])
     };
     assert_eq!(id_re(received), id_re(sent));
-    assert!(line.starts_with(r#"{"jsonrpc":"2.0","id":"s\u00e9-1","#), "{line}");
+    assert!(
+        line.starts_with(r#"{"jsonrpc":"2.0","id":"s\u00e9-1","#),
+        "{line}"
+    );
 }
 
 #[test]
@@ -61,15 +72,34 @@ fn stdio_notification_with_unknown_fields_passes_unchanged() {
 }
 
 #[test]
-fn http_to_stdio_result_bytes_are_unchanged() {
-    let proxy = HttpProxy::start(&golden_upstream("golden"));
-    let sid = open_session(&proxy.url);
+fn http_to_stdio_result_bytes_are_unchanged_json_and_sse() {
     let id = "-9007199254740993";
-    let r = post(&proxy.url, Some(&sid), &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"golden","arguments":{{}}}}}}"#));
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"golden","arguments":{{}}}}}}"#
+    );
+    let expected = format!(r#"{{"jsonrpc":"2.0","id":{id},{}}}"#, golden_rest());
+
+    let proxy = HttpProxy::start(&format!(
+        "[proxy]\nresponse_mode = \"json\"\n{}",
+        golden_upstream("golden")
+    ));
+    let sid = open_session(&proxy.url);
+    let r = post(&proxy.url, Some(&sid), &call);
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().unwrap(), expected);
+
+    let proxy = HttpProxy::start(&golden_upstream("golden"));
+    let sid = open_session(&proxy.url);
+    let r = post(&proxy.url, Some(&sid), &call);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
     let body = r.text().unwrap();
-    assert_eq!(body, format!(r#"{{"jsonrpc":"2.0","id":{id},{}}}"#, golden_rest()));
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(data, vec![expected.as_str()]);
 }
 
 #[test]

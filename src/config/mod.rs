@@ -151,6 +151,21 @@ impl Config {
         })?;
         let mut cfg = Config::parse(&text, &|k| std::env::var(k).ok())?;
         cfg.source = Some(path.to_path_buf());
+        // Relative paths in a config file mean "relative to the file", so a config works from
+        // any working directory. A bare command name (`npx`) is still looked up on PATH.
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for u in &mut cfg.upstreams {
+            if let Transport::Stdio(s) = &mut u.transport {
+                if s.command.contains('/') && Path::new(&s.command).is_relative() {
+                    s.command = base.join(&s.command).display().to_string();
+                }
+                if let Some(cwd) = &s.cwd {
+                    if cwd.is_relative() {
+                        s.cwd = Some(base.join(cwd));
+                    }
+                }
+            }
+        }
         Ok(cfg)
     }
 

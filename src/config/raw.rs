@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, ResponseMode, HttpFlavor, HttpSpec, ProxySettings, Secret, StdioSpec, Transport, Upstream};
+use super::{
+    Config, HttpFlavor, HttpSpec, ProxySettings, ResponseMode, Secret, StdioSpec, Transport,
+    Upstream,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -160,7 +163,10 @@ impl<'t> Table<'t> {
         match self.get(key)? {
             toml::Value::String(s) => Some(s.clone()),
             other => {
-                cx.err(&self.at(key), format!("expected a string, found {}", type_name(other)));
+                cx.err(
+                    &self.at(key),
+                    format!("expected a string, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -170,7 +176,10 @@ impl<'t> Table<'t> {
         match self.get(key)? {
             toml::Value::Boolean(b) => Some(*b),
             other => {
-                cx.err(&self.at(key), format!("expected a boolean, found {}", type_name(other)));
+                cx.err(
+                    &self.at(key),
+                    format!("expected a boolean, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -178,15 +187,23 @@ impl<'t> Table<'t> {
 
     fn uint(&mut self, cx: &mut Ctx, key: &'static str, min: u64, max: u64) -> Option<u64> {
         match self.get(key)? {
-            toml::Value::Integer(i) if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 => {
+            toml::Value::Integer(i)
+                if (*i as i128) >= min as i128 && (*i as i128) <= max as i128 =>
+            {
                 Some(*i as u64)
             }
             toml::Value::Integer(i) => {
-                cx.err(&self.at(key), format!("{i} is out of range ({min}..={max})"));
+                cx.err(
+                    &self.at(key),
+                    format!("{i} is out of range ({min}..={max})"),
+                );
                 None
             }
             other => {
-                cx.err(&self.at(key), format!("expected an integer, found {}", type_name(other)));
+                cx.err(
+                    &self.at(key),
+                    format!("expected an integer, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -213,14 +230,21 @@ impl<'t> Table<'t> {
                 Some(out)
             }
             other => {
-                cx.err(&path, format!("expected an array of strings, found {}", type_name(other)));
+                cx.err(
+                    &path,
+                    format!("expected an array of strings, found {}", type_name(other)),
+                );
                 None
             }
         }
     }
 
     /// A table of string values, e.g. `env = { KEY = "v" }`.
-    fn string_map(&mut self, cx: &mut Ctx, key: &'static str) -> Option<Vec<(String, String, String)>> {
+    fn string_map(
+        &mut self,
+        cx: &mut Ctx,
+        key: &'static str,
+    ) -> Option<Vec<(String, String, String)>> {
         let path = self.at(key);
         match self.get(key)? {
             toml::Value::Table(t) => {
@@ -229,13 +253,18 @@ impl<'t> Table<'t> {
                     let p = join(&path, k);
                     match v {
                         toml::Value::String(s) => out.push((k.clone(), s.clone(), p)),
-                        other => cx.err(&p, format!("expected a string, found {}", type_name(other))),
+                        other => {
+                            cx.err(&p, format!("expected a string, found {}", type_name(other)))
+                        }
                     }
                 }
                 Some(out)
             }
             other => {
-                cx.err(&path, format!("expected a table of strings, found {}", type_name(other)));
+                cx.err(
+                    &path,
+                    format!("expected a table of strings, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -246,7 +275,10 @@ impl<'t> Table<'t> {
         match self.get(key)? {
             toml::Value::Table(t) => Some(Table::new(path, t)),
             other => {
-                cx.err(&path, format!("expected a table, found {}", type_name(other)));
+                cx.err(
+                    &path,
+                    format!("expected a table, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -317,8 +349,7 @@ const UPSTREAM_KEYS: &[&str] = &[
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !s.contains("__")
 }
@@ -355,7 +386,10 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
                         upstreams.push(u);
                     }
                 }
-                other => cx.err(&path, format!("expected a table, found {}", type_name(other))),
+                other => cx.err(
+                    &path,
+                    format!("expected a table, found {}", type_name(other)),
+                ),
             }
         }
     }
@@ -389,7 +423,10 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     if let Some(s) = t.string(cx, "listen") {
         match s.parse::<SocketAddr>() {
             Ok(a) => p.listen = a,
-            Err(_) => cx.err(&t.at("listen"), format!("`{s}` is not an address like 127.0.0.1:8787")),
+            Err(_) => cx.err(
+                &t.at("listen"),
+                format!("`{s}` is not an address like 127.0.0.1:8787"),
+            ),
         }
     }
     if let Some(s) = t.string(cx, "path") {
@@ -403,7 +440,10 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
         p.allowed_hosts = v.into_iter().map(|h| h.to_ascii_lowercase()).collect();
     }
     if let Some(v) = t.strings(cx, "allowed_origins") {
-        p.allowed_origins = v.into_iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
+        p.allowed_origins = v
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
     }
     if let Some(n) = t.uint(cx, "max_body_bytes", 1024, 1 << 30) {
         p.max_body_bytes = n as usize;
@@ -430,7 +470,10 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
         None => {}
         Some("sse") => p.response_mode = ResponseMode::Sse,
         Some("json") => p.response_mode = ResponseMode::Json,
-        Some(other) => cx.err(&t.at("response_mode"), format!("unknown mode `{other}` (expected sse or json)")),
+        Some(other) => cx.err(
+            &t.at("response_mode"),
+            format!("unknown mode `{other}` (expected sse or json)"),
+        ),
     }
     t.finish(cx, PROXY_KEYS);
     p
@@ -452,7 +495,10 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
 
     if let Some(ns) = &namespace {
         if !ns.is_empty() && !valid_name(ns) {
-            cx.err(&t.at("namespace"), "1-32 characters of A-Z a-z 0-9 _ - (no `__`), or \"\" for none");
+            cx.err(
+                &t.at("namespace"),
+                "1-32 characters of A-Z a-z 0-9 _ - (no `__`), or \"\" for none",
+            );
         }
     }
     let transport_kind = match transport.as_deref() {
@@ -470,16 +516,25 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     };
     let transport = match (&command, &url) {
         (Some(_), Some(_)) => {
-            cx.err(&t.path, "give either `command` (stdio) or `url` (HTTP), not both");
+            cx.err(
+                &t.path,
+                "give either `command` (stdio) or `url` (HTTP), not both",
+            );
             None
         }
         (None, None) => {
-            cx.err(&t.path, "missing `command` (stdio upstream) or `url` (HTTP upstream)");
+            cx.err(
+                &t.path,
+                "missing `command` (stdio upstream) or `url` (HTTP upstream)",
+            );
             None
         }
         (Some(cmd), None) => {
             if matches!(transport_kind, Some("http" | "sse")) {
-                cx.err(&t.at("transport"), "an HTTP transport needs `url`, not `command`");
+                cx.err(
+                    &t.at("transport"),
+                    "an HTTP transport needs `url`, not `command`",
+                );
             }
             for key in ["headers"] {
                 if t.t.contains_key(key) {
@@ -501,7 +556,9 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
                 .into_iter()
                 .map(|(k, v, p)| cx.expand(&p, &v).map(|v| (k, Secret::new(v))))
                 .collect::<Option<BTreeMap<_, _>>>();
-            let cwd = cwd.and_then(|c| cx.expand(&t.at("cwd"), &c)).map(PathBuf::from);
+            let cwd = cwd
+                .and_then(|c| cx.expand(&t.at("cwd"), &c))
+                .map(PathBuf::from);
             match (command, args, env_map) {
                 (Some(command), Some(args), Some(env)) => Some(Transport::Stdio(StdioSpec {
                     command,
@@ -515,7 +572,10 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
         }
         (None, Some(u)) => {
             if transport_kind == Some("stdio") {
-                cx.err(&t.at("transport"), "a stdio transport needs `command`, not `url`");
+                cx.err(
+                    &t.at("transport"),
+                    "a stdio transport needs `command`, not `url`",
+                );
             }
             for key in ["args", "env", "cwd", "inherit_env"] {
                 if t.t.contains_key(key) {
@@ -579,6 +639,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::super::*;
 
@@ -610,13 +671,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.upstreams.len(), 2);
-        let Transport::Stdio(s) = &c.upstreams[0].transport else { panic!() };
+        let Transport::Stdio(s) = &c.upstreams[0].transport else {
+            panic!()
+        };
         assert_eq!(s.env["API_KEY"].expose(), "s3cret");
         assert_eq!(c.upstreams[0].namespace.as_deref(), Some("everything"));
-        let Transport::Http(h) = &c.upstreams[1].transport else { panic!() };
+        let Transport::Http(h) = &c.upstreams[1].transport else {
+            panic!()
+        };
         assert_eq!(h.headers[0].1.expose(), "Bearer s3cret");
         assert_eq!(h.flavor, HttpFlavor::Auto);
-        assert!(!format!("{c:?}").contains("s3cret"), "secrets leak through Debug");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets leak through Debug"
+        );
     }
 
     #[test]
@@ -668,12 +736,21 @@ mod tests {
 
     #[test]
     fn dollar_escapes_and_bad_references() {
-        let c = parse("[upstreams.a]\ncommand = \"x\"\nargs = [\"$$HOME\", \"${HOME_DIR}/y\", \"a$b\"]\n").unwrap();
-        let Transport::Stdio(s) = &c.upstreams[0].transport else { panic!() };
+        let c = parse(
+            "[upstreams.a]\ncommand = \"x\"\nargs = [\"$$HOME\", \"${HOME_DIR}/y\", \"a$b\"]\n",
+        )
+        .unwrap();
+        let Transport::Stdio(s) = &c.upstreams[0].transport else {
+            panic!()
+        };
         assert_eq!(s.args, vec!["$HOME", "/home/x/y", "a$b"]);
-        let e = parse("[upstreams.a]\ncommand = \"${1X}\"\n").unwrap_err().to_string();
+        let e = parse("[upstreams.a]\ncommand = \"${1X}\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid variable reference"), "{e}");
-        let e = parse("[upstreams.a]\ncommand = \"${X\"\n").unwrap_err().to_string();
+        let e = parse("[upstreams.a]\ncommand = \"${X\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unterminated"), "{e}");
     }
 

@@ -71,13 +71,22 @@ impl Front {
         lock(&self.inner.sessions).len()
     }
 
+    #[allow(clippy::result_large_err)] // the error is the response itself, built once
     fn session(&self, headers: &HeaderMap) -> Result<Arc<HttpSession>, Response> {
         let Some(sid) = headers.get(HEADER_SESSION_ID).and_then(|v| v.to_str().ok()) else {
-            return Err(jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required",
+            ));
         };
         match lock(&self.inner.sessions).get(sid) {
             Some(s) if !s.session.is_closed() => Ok(s.clone()),
-            _ => Err(jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Session not found")),
+            _ => Err(jsonrpc_error(
+                StatusCode::NOT_FOUND,
+                code::INVALID_REQUEST,
+                "Session not found",
+            )),
         }
     }
 
@@ -88,10 +97,15 @@ impl Front {
             let mut map = lock(&self.inner.sessions);
             let ids: Vec<String> = map
                 .iter()
-                .filter(|(_, s)| s.session.is_closed() || (s.session.idle_for() > ttl && lock(&s.outbox).rx.is_some()))
+                .filter(|(_, s)| {
+                    s.session.is_closed()
+                        || (s.session.idle_for() > ttl && lock(&s.outbox).rx.is_some())
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
-            ids.into_iter().filter_map(|k| map.remove(&k).map(|s| (k, s))).collect()
+            ids.into_iter()
+                .filter_map(|k| map.remove(&k).map(|s| (k, s)))
+                .collect()
         };
         for (id, s) in expired {
             tracing::info!(session = %id, "idle session reaped");
@@ -112,7 +126,9 @@ pub fn router(front: Front) -> Router {
     let limit = front.inner.cfg.proxy.max_body_bytes;
     Router::new()
         .route(&path, axum::routing::post(post).get(get).delete(delete))
-        .fallback(|| async { jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found") })
+        .fallback(|| async {
+            jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found")
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(front.clone(), guard))
         .layer(middleware::from_fn(security_headers))
@@ -122,11 +138,20 @@ pub fn router(front: Front) -> Router {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     resp
 }
@@ -134,7 +159,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
 fn is_loopback_host(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default()
+        rest.split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default()
     } else {
         host.split(':').next().unwrap_or_default().to_string()
     };
@@ -145,27 +173,48 @@ fn is_loopback_host(host: &str) -> bool {
 /// loopback or explicitly allowed. Runs before any other processing (403 otherwise).
 async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response {
     let p = &front.inner.cfg.proxy;
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let host_ok = if p.allowed_hosts.iter().any(|h| h == "*") {
         true
     } else {
         let lower = host.to_ascii_lowercase();
-        let bare = lower.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h.to_string()).unwrap_or_else(|| lower.clone());
+        let bare = lower
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| lower.clone());
         (front.inner.local_addr.ip().is_loopback() && is_loopback_host(&lower))
             || p.allowed_hosts.iter().any(|a| *a == lower || *a == bare)
     };
     if !host_ok {
         tracing::warn!("request refused: Host header not allowed");
-        return jsonrpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: Host not allowed");
+        return jsonrpc_error(
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            "Forbidden: Host not allowed",
+        );
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+        let origin = origin
+            .to_str()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
         let ok = p.allowed_origins.iter().any(|o| o == "*" || *o == origin)
-            || ((origin.starts_with("http://") || origin.starts_with("https://")) && is_loopback_host(authority));
+            || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                && is_loopback_host(authority));
         if !ok {
             tracing::warn!("request refused: Origin not allowed");
-            return jsonrpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: Origin not allowed");
+            return jsonrpc_error(
+                StatusCode::FORBIDDEN,
+                code::INVALID_REQUEST,
+                "Forbidden: Origin not allowed",
+            );
         }
     }
     next.run(req).await
@@ -173,36 +222,69 @@ async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response
 
 fn accepts(headers: &HeaderMap, want: &str) -> bool {
     let (kind, _) = want.split_once('/').unwrap_or((want, ""));
-    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let media = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        media == want || media == "*/*" || media == format!("{kind}/*")
-    })
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let media = item
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == want || media == "*/*" || media == format!("{kind}/*")
+        })
 }
 
 fn version_error(headers: &HeaderMap) -> Option<Response> {
     let v = headers.get(HEADER_PROTOCOL_VERSION)?;
     match v.to_str() {
         Ok(v) if mcp::is_supported(v) => None,
-        _ => Some(jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: unsupported MCP-Protocol-Version")),
+        _ => Some(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: unsupported MCP-Protocol-Version",
+        )),
     }
 }
 
 async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Response {
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
-        return jsonrpc_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Not Acceptable: Accept must include application/json and text/event-stream");
+        return jsonrpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: Accept must include application/json and text/event-stream",
+        );
     }
     let ct_ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
     if !ct_ok {
-        return jsonrpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json");
+        return jsonrpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
     }
     let payload = match jsonrpc::parse_payload(body) {
         Ok(p) => p,
         Err(e) => {
             let msg = super::stdio::parse_error(&e);
-            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], msg.into_bytes()).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                msg.into_bytes(),
+            )
+                .into_response();
         }
     };
     if let Payload::Single(msg) = &payload {
@@ -239,7 +321,11 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
         }
         Payload::Batch(items) => {
             if !mcp::allows_batches(hs.session.protocol_version) {
-                return jsonrpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "JSON-RPC batches are not supported by the negotiated protocol version");
+                return jsonrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    "JSON-RPC batches are not supported by the negotiated protocol version",
+                );
             }
             let (tx, mut rx) = mpsc::channel::<Bytes>(64);
             let mut answers = vec![];
@@ -282,7 +368,12 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
                 arr.extend_from_slice(a);
             }
             arr.push(b']');
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], arr).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                arr,
+            )
+                .into_response()
         }
     }
 }
@@ -294,7 +385,13 @@ fn general_sink(hs: &HttpSession) -> mpsc::Sender<Bytes> {
 async fn initialize(front: &Front, msg: &Message) -> Response {
     let sid = super::new_session_id();
     let (general_tx, general_rx) = mpsc::channel::<Bytes>(REPLAY);
-    let (session, reply) = Session::initialize(sid.clone(), front.inner.cfg.clone(), msg, general_tx.clone()).await;
+    let (session, reply) = Session::initialize(
+        sid.clone(),
+        front.inner.cfg.clone(),
+        msg,
+        general_tx.clone(),
+    )
+    .await;
     let hs = Arc::new(HttpSession {
         session,
         session_general: general_tx,
@@ -306,7 +403,12 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
     });
     lock(&front.inner.sessions).insert(sid.clone(), hs);
     tracing::info!(session = %sid, "session created");
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], reply.into_bytes()).into_response();
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.into_bytes(),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&sid) {
         resp.headers_mut().insert(HEADER_SESSION_ID, v);
     }
@@ -315,36 +417,59 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
 
 /// Answers a POST with one JSON body; messages related to the request that come before the
 /// answer go to the session's GET stream.
-async fn respond_json(mut rx: mpsc::Receiver<Bytes>, want: String, general: mpsc::Sender<Bytes>) -> Response {
+async fn respond_json(
+    mut rx: mpsc::Receiver<Bytes>,
+    want: String,
+    general: mpsc::Sender<Bytes>,
+) -> Response {
     let mut want = vec![want];
     while let Some(b) = rx.recv().await {
         if is_answer(&b, &mut want) {
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], b).into_response();
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                b,
+            )
+                .into_response();
         }
         let _ = general.try_send(b);
     }
-    jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, "Request cancelled")
+    jsonrpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::INTERNAL_ERROR,
+        "Request cancelled",
+    )
 }
 
 /// Answers a POST with an SSE stream: every message related to the request, ending with its
 /// answer. Events carry ids (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event
 /// (an id, `retry`, empty data).
 fn respond_sse(front: &Front, rx: mpsc::Receiver<Bytes>, want: String, prime: bool) -> Response {
-    let stream_id = front.inner.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let first: Option<Bytes> = prime.then(|| Bytes::from(format!("id: p{stream_id}-0\nretry: 1000\ndata: \n\n")));
+    let stream_id = front
+        .inner
+        .next_stream
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let first: Option<Bytes> =
+        prime.then(|| Bytes::from(format!("id: p{stream_id}-0\nretry: 1000\ndata: \n\n")));
     let state = (first, rx, vec![want], false, 1u64);
-    let stream = futures_util::stream::unfold(state, move |(pending, mut rx, mut want, done, n)| async move {
-        if let Some(ev) = pending {
-            return Some((Ok::<_, std::convert::Infallible>(ev), (None, rx, want, done, n)));
-        }
-        if done {
-            return None;
-        }
-        let b = rx.recv().await?;
-        let finished = is_answer(&b, &mut want) && want.is_empty();
-        let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), &b));
-        Some((Ok(event), (None, rx, want, finished, n + 1)))
-    });
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(pending, mut rx, mut want, done, n)| async move {
+            if let Some(ev) = pending {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(ev),
+                    (None, rx, want, done, n),
+                ));
+            }
+            if done {
+                return None;
+            }
+            let b = rx.recv().await?;
+            let finished = is_answer(&b, &mut want) && want.is_empty();
+            let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), &b));
+            Some((Ok(event), (None, rx, want, finished, n + 1)))
+        },
+    );
     sse_response(Body::from_stream(stream))
 }
 
@@ -365,7 +490,10 @@ fn is_answer(b: &Bytes, want: &mut Vec<String>) -> bool {
 fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
 }
@@ -386,7 +514,11 @@ impl Drop for Lease {
 
 async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
     if !accepts(&headers, "text/event-stream") {
-        return jsonrpc_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "Not Acceptable: Accept must include text/event-stream");
+        return jsonrpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: Accept must include text/event-stream",
+        );
     }
     let hs = match front.session(&headers) {
         Ok(s) => s,
@@ -403,10 +535,19 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
     let (rx, replay) = {
         let mut ob = lock(&hs.outbox);
         let Some(rx) = ob.rx.take() else {
-            return jsonrpc_error(StatusCode::CONFLICT, code::INVALID_REQUEST, "Conflict: this session already has an open GET stream");
+            return jsonrpc_error(
+                StatusCode::CONFLICT,
+                code::INVALID_REQUEST,
+                "Conflict: this session already has an open GET stream",
+            );
         };
         let replay: Vec<(u64, Bytes)> = match last {
-            Some(n) => ob.history.iter().filter(|(id, _)| *id > n).cloned().collect(),
+            Some(n) => ob
+                .history
+                .iter()
+                .filter(|(id, _)| *id > n)
+                .cloned()
+                .collect(),
             None => vec![],
         };
         (rx, replay)
@@ -419,43 +560,52 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
     let session = hs.session.clone();
     let outbox = hs.outbox.clone();
     let replay: VecDeque<(u64, Bytes)> = replay.into();
-    let stream = futures_util::stream::unfold((lease, replay, stopping), move |(mut lease, mut replay, mut stopping)| {
-        let session = session.clone();
-        let outbox = outbox.clone();
-        async move {
-            if let Some((id, b)) = replay.pop_front() {
-                let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
-                return Some((Ok::<_, std::convert::Infallible>(ev), (lease, replay, stopping)));
-            }
-            if *stopping.borrow() || session.is_closed() {
-                return None;
-            }
-            let rx = lease.rx.as_mut()?;
-            let next = tokio::select! {
-                m = rx.recv() => m.map(Some),
-                _ = tokio::time::sleep(KEEPALIVE) => Some(None),
-                _ = stopping.changed() => None,
-            };
-            session.touch();
-            match next? {
-                Some(b) => {
-                    let id = {
-                        let mut ob = lock(&outbox);
-                        let id = ob.next_event;
-                        ob.next_event += 1;
-                        ob.history.push_back((id, b.clone()));
-                        if ob.history.len() > REPLAY {
-                            ob.history.pop_front();
-                        }
-                        id
-                    };
+    let stream = futures_util::stream::unfold(
+        (lease, replay, stopping),
+        move |(mut lease, mut replay, mut stopping)| {
+            let session = session.clone();
+            let outbox = outbox.clone();
+            async move {
+                if let Some((id, b)) = replay.pop_front() {
                     let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
-                    Some((Ok(ev), (lease, replay, stopping)))
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(ev),
+                        (lease, replay, stopping),
+                    ));
                 }
-                None => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (lease, replay, stopping))),
+                if *stopping.borrow() || session.is_closed() {
+                    return None;
+                }
+                let rx = lease.rx.as_mut()?;
+                let next = tokio::select! {
+                    m = rx.recv() => m.map(Some),
+                    _ = tokio::time::sleep(KEEPALIVE) => Some(None),
+                    _ = stopping.changed() => None,
+                };
+                session.touch();
+                match next? {
+                    Some(b) => {
+                        let id = {
+                            let mut ob = lock(&outbox);
+                            let id = ob.next_event;
+                            ob.next_event += 1;
+                            ob.history.push_back((id, b.clone()));
+                            if ob.history.len() > REPLAY {
+                                ob.history.pop_front();
+                            }
+                            id
+                        };
+                        let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
+                        Some((Ok(ev), (lease, replay, stopping)))
+                    }
+                    None => Some((
+                        Ok(Bytes::from_static(b": keep-alive\n\n")),
+                        (lease, replay, stopping),
+                    )),
+                }
             }
-        }
-    });
+        },
+    );
     sse_response(Body::from_stream(stream))
 }
 
@@ -473,7 +623,11 @@ async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
 
 /// Serves the HTTP front on `listener` until `shutdown` resolves, then stops accepting, lets
 /// requests in flight finish (up to the configured grace), and closes every session.
-pub async fn serve(cfg: Arc<Config>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    cfg: Arc<Config>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let front = Front {
@@ -486,7 +640,8 @@ pub async fn serve(cfg: Arc<Config>, listener: tokio::net::TcpListener, shutdown
         }),
     };
     let reaper_front = front.clone();
-    let tick = (cfg.proxy.session_idle_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let tick = (cfg.proxy.session_idle_timeout / 4)
+        .clamp(Duration::from_millis(200), Duration::from_secs(30));
     let _reaper = crate::task::spawn(tracing::info_span!("session-reaper"), async move {
         let mut iv = tokio::time::interval(tick);
         loop {

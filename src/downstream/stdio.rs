@@ -38,7 +38,10 @@ where
         }
     });
 
-    let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, input), cfg.proxy.max_line_bytes);
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(64 * 1024, input),
+        cfg.proxy.max_line_bytes,
+    );
     let mut session: Option<Arc<Session>> = None;
     tokio::pin!(shutdown);
     loop {
@@ -50,7 +53,11 @@ where
             Ok(Some(l)) => l,
             Ok(None) => break,
             Err(LineError::TooLong(max)) => {
-                let e = jsonrpc::error_response(None, code::INVALID_REQUEST, &format!("Message larger than {max} bytes"));
+                let e = jsonrpc::error_response(
+                    None,
+                    code::INVALID_REQUEST,
+                    &format!("Message larger than {max} bytes"),
+                );
                 let _ = out_tx.send(e.into_bytes()).await;
                 continue;
             }
@@ -72,11 +79,17 @@ where
                 }
             }
             Ok(Payload::Batch(items)) => {
-                let allowed = session.as_ref().is_some_and(|s| mcp::allows_batches(s.protocol_version));
+                let allowed = session
+                    .as_ref()
+                    .is_some_and(|s| mcp::allows_batches(s.protocol_version));
                 match (&session, allowed) {
                     (Some(s), true) => batch(s, items, &out_tx),
                     _ => {
-                        let e = jsonrpc::error_response(None, code::INVALID_REQUEST, "JSON-RPC batches are not supported by the negotiated protocol version");
+                        let e = jsonrpc::error_response(
+                            None,
+                            code::INVALID_REQUEST,
+                            "JSON-RPC batches are not supported by the negotiated protocol version",
+                        );
                         let _ = out_tx.send(e.into_bytes()).await;
                     }
                 }
@@ -94,7 +107,11 @@ where
 pub(crate) fn parse_error(e: &ParseError) -> Message {
     match e {
         ParseError::Json(_) => jsonrpc::error_response(None, code::PARSE_ERROR, "Parse error"),
-        ParseError::Invalid(why) => jsonrpc::error_response(None, code::INVALID_REQUEST, &format!("Invalid Request: {why}")),
+        ParseError::Invalid(why) => jsonrpc::error_response(
+            None,
+            code::INVALID_REQUEST,
+            &format!("Invalid Request: {why}"),
+        ),
     }
 }
 
@@ -107,7 +124,8 @@ async fn dispatch(
 ) -> Option<Arc<Session>> {
     match (session.as_ref(), msg.kind(), msg.method()) {
         (None, Kind::Request, Some("initialize")) => {
-            let (s, reply) = Session::initialize("stdio".into(), cfg.clone(), &msg, out.clone()).await;
+            let (s, reply) =
+                Session::initialize("stdio".into(), cfg.clone(), &msg, out.clone()).await;
             let _ = out.send(reply.into_bytes()).await;
             Some(s)
         }
@@ -116,11 +134,20 @@ async fn dispatch(
             None
         }
         (None, Kind::Request, Some("ping")) => {
-            let _ = out.send(jsonrpc::response(msg.id_str().unwrap_or("null"), serde_json::json!({})).into_bytes()).await;
+            let _ = out
+                .send(
+                    jsonrpc::response(msg.id_str().unwrap_or("null"), serde_json::json!({}))
+                        .into_bytes(),
+                )
+                .await;
             None
         }
         (None, Kind::Request, _) => {
-            let e = jsonrpc::error_response(msg.id_str(), code::INVALID_REQUEST, "Session not initialized: send initialize first");
+            let e = jsonrpc::error_response(
+                msg.id_str(),
+                code::INVALID_REQUEST,
+                "Session not initialized: send initialize first",
+            );
             let _ = out.send(e.into_bytes()).await;
             None
         }

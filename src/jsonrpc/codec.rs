@@ -79,6 +79,7 @@ fn memchr_nl(b: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -100,7 +101,12 @@ mod tests {
         let got = lines(b"ab\r\ncd\n\nef", 100).await;
         assert_eq!(
             got,
-            vec![Ok(b"ab".to_vec()), Ok(b"cd".to_vec()), Ok(vec![]), Ok(b"ef".to_vec())]
+            vec![
+                Ok(b"ab".to_vec()),
+                Ok(b"cd".to_vec()),
+                Ok(vec![]),
+                Ok(b"ef".to_vec())
+            ]
         );
     }
 

@@ -139,7 +139,9 @@ impl Message {
                 // Method names with escapes are legal but never MCP's; keep the span of the
                 // unescaped-looking contents only when there is no backslash.
                 if s.contains('\\') {
-                    return Err(ParseError::Invalid("escaped method names are not supported"));
+                    return Err(ParseError::Invalid(
+                        "escaped method names are not supported",
+                    ));
                 }
                 let r = span_of(base, s);
                 Some(r.start + 1..r.end - 1)
@@ -158,9 +160,15 @@ impl Message {
             (Some(_), None, None, None) => Kind::Notification,
             (None, Some(_), Some(_), None) | (None, Some(_), None, Some(_)) => Kind::Response,
             (None, Some(_), Some(_), Some(_)) => {
-                return Err(ParseError::Invalid("a response has result or error, not both"))
+                return Err(ParseError::Invalid(
+                    "a response has result or error, not both",
+                ))
             }
-            _ => return Err(ParseError::Invalid("neither a request, notification nor response")),
+            _ => {
+                return Err(ParseError::Invalid(
+                    "neither a request, notification nor response",
+                ))
+            }
         };
         if kind == Kind::Request && view.id.map(|i| i.get()) == Some("null") {
             return Err(ParseError::Invalid("a request id must not be null"));
@@ -344,7 +352,8 @@ pub fn response(id: &str, result: serde_json::Value) -> Message {
 
 /// A request mcp-warden issues itself.
 pub fn request(id: &str, method: &str, params: serde_json::Value) -> Message {
-    let m = build(serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}));
+    let m =
+        build(serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}));
     m.with_id(id)
 }
 
@@ -356,6 +365,7 @@ pub fn notification(method: &str, params: Option<serde_json::Value>) -> Message 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -380,15 +390,24 @@ mod tests {
         let expected = src.replace(r#""a\u00e9""#, "18446744073709551615");
         assert_eq!(std::str::from_utf8(swapped.bytes()).unwrap(), expected);
         assert_eq!(swapped.method(), Some("x/y"));
-        assert!(swapped.params().unwrap().contains("123456789012345678901234567890"));
+        assert!(swapped
+            .params()
+            .unwrap()
+            .contains("123456789012345678901234567890"));
         let back = swapped.with_id(r#""a\u00e9""#);
         assert_eq!(std::str::from_utf8(back.bytes()).unwrap(), src);
     }
 
     #[test]
     fn kinds() {
-        assert_eq!(msg(r#"{"jsonrpc":"2.0","method":"n"}"#).kind(), Kind::Notification);
-        assert_eq!(msg(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).kind(), Kind::Response);
+        assert_eq!(
+            msg(r#"{"jsonrpc":"2.0","method":"n"}"#).kind(),
+            Kind::Notification
+        );
+        assert_eq!(
+            msg(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).kind(),
+            Kind::Response
+        );
         assert_eq!(
             msg(r#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"m"}}"#).kind(),
             Kind::Response
@@ -417,8 +436,12 @@ mod tests {
 
     #[test]
     fn batches_are_split_raw() {
-        let raw = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"b"}]"#);
-        let Payload::Batch(items) = parse_payload(raw).unwrap() else { panic!() };
+        let raw = Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"b"}]"#,
+        );
+        let Payload::Batch(items) = parse_payload(raw).unwrap() else {
+            panic!()
+        };
         assert_eq!(items.len(), 3);
         assert_eq!(items[0].as_ref().unwrap().method(), Some("a"));
         assert!(items[1].is_err());

@@ -145,6 +145,7 @@ pub fn raw_str(v: &RawValue) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -11,7 +11,8 @@ pub const SEPARATOR: &str = "__";
 pub fn is_provider_safe(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// FNV-1a: a small, stable hash (stable across versions and platforms, unlike `DefaultHasher`)
@@ -30,7 +31,13 @@ fn fnv1a(s: &str) -> u32 {
 pub fn sanitize(raw: &str) -> String {
     let mut out: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() {
         out.push('_');
@@ -78,6 +85,7 @@ impl Allocator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

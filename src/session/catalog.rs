@@ -20,7 +20,12 @@ pub enum ListKind {
 }
 
 impl ListKind {
-    pub const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
 
     pub fn method(self) -> &'static str {
         match self {
@@ -57,7 +62,9 @@ impl ListKind {
         match m {
             "notifications/tools/list_changed" => Some(&[ListKind::Tools]),
             "notifications/prompts/list_changed" => Some(&[ListKind::Prompts]),
-            "notifications/resources/list_changed" => Some(&[ListKind::Resources, ListKind::Templates]),
+            "notifications/resources/list_changed" => {
+                Some(&[ListKind::Resources, ListKind::Templates])
+            }
             _ => None,
         }
     }
@@ -94,9 +101,14 @@ pub struct Fetched {
 }
 
 /// Extracts the raw items of `kind` from a list page; returns the next cursor.
-pub fn page_items(kind: ListKind, page: &Message, out: &mut Vec<Bytes>) -> Result<Option<String>, String> {
+pub fn page_items(
+    kind: ListKind,
+    page: &Message,
+    out: &mut Vec<Bytes>,
+) -> Result<Option<String>, String> {
     let result = page.result().ok_or("list request failed")?;
-    let view: mcp::ListPage<'_> = serde_json::from_str(result).map_err(|e| format!("malformed list result: {e}"))?;
+    let view: mcp::ListPage<'_> =
+        serde_json::from_str(result).map_err(|e| format!("malformed list result: {e}"))?;
     let items = match kind {
         ListKind::Tools => view.tools,
         ListKind::Prompts => view.prompts,
@@ -127,14 +139,19 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>) -> List {
     for f in fetched {
         for raw in f.items {
             let Ok(key) = serde_json::from_slice::<ItemKey<'_>>(&raw) else {
-                tracing::warn!(?kind, "upstream listed an item that is not an object; skipped");
+                tracing::warn!(
+                    ?kind,
+                    "upstream listed an item that is not an object; skipped"
+                );
                 continue;
             };
             let Some(key_raw) = key_of(kind, &key) else {
                 tracing::warn!(?kind, "upstream listed an item without its key; skipped");
                 continue;
             };
-            let Some(original) = mcp::raw_str(key_raw) else { continue };
+            let Some(original) = mcp::raw_str(key_raw) else {
+                continue;
+            };
             let (exposed, raw) = match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let wanted = if kind == ListKind::Tools {
@@ -216,6 +233,7 @@ fn match_rest(s: &str, lits: &[&str]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -223,7 +241,10 @@ mod tests {
         Fetched {
             upstream,
             namespace: ns.map(String::from),
-            items: items.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect(),
+            items: items
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
         }
     }
 
@@ -232,7 +253,11 @@ mod tests {
         let list = merge(
             ListKind::Tools,
             vec![
-                fetched(0, Some("a"), &[r#"{"name":"echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#]),
+                fetched(
+                    0,
+                    Some("a"),
+                    &[r#"{"name":"echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#],
+                ),
                 fetched(1, Some("b"), &[r#"{"name":"echo"}"#, r#"{"nope":1}"#]),
             ],
         );
@@ -250,7 +275,10 @@ mod tests {
     fn collisions_without_namespace() {
         let list = merge(
             ListKind::Tools,
-            vec![fetched(0, None, &[r#"{"name":"x.y"}"#]), fetched(1, None, &[r#"{"name":"x_y"}"#])],
+            vec![
+                fetched(0, None, &[r#"{"name":"x.y"}"#]),
+                fetched(1, None, &[r#"{"name":"x_y"}"#]),
+            ],
         );
         let names: Vec<_> = list.entries.iter().map(|e| e.exposed.as_str()).collect();
         assert_eq!(names, ["x_y", "x_y_2"]);
@@ -259,9 +287,18 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
-        assert!(!template_matches("test://template/{id}/data", "test://template//data"));
-        assert!(!template_matches("test://template/{id}/data", "test://other/1/data"));
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template//data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://other/1/data"
+        ));
         assert!(template_matches("demo://item/{id}", "demo://item/7"));
         assert!(!template_matches("demo://item/{id}", "demo://item/"));
         assert!(template_matches("file:///{path}", "file:///a/b"));

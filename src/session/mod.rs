@@ -160,7 +160,9 @@ impl Session {
         let mut caps = serde_json::Map::new();
         let mut instructions = vec![];
         for slot in &self.slots {
-            let SlotState::Up { conn, .. } = &*lock(&slot.state) else { continue };
+            let SlotState::Up { conn, .. } = &*lock(&slot.state) else {
+                continue;
+            };
             for (k, v) in &conn.init.capabilities {
                 merge_capability(caps.entry(k.clone()).or_insert(serde_json::Value::Null), v);
             }
@@ -261,7 +263,14 @@ impl Session {
                 s.on_upstream_event(idx, ev);
             }
         });
-        match Connection::connect(&slot.cfg, &self.handshake, self.cfg.proxy.max_line_bytes, handler).await {
+        match Connection::connect(
+            &slot.cfg,
+            &self.handshake,
+            self.cfg.proxy.max_line_bytes,
+            handler,
+        )
+        .await
+        {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 let was_down_after_start = slot.failures.load(Ordering::Relaxed) > 0;
@@ -348,7 +357,9 @@ impl Session {
             let (i, method) = match k {
                 ListKind::Tools => (0, "notifications/tools/list_changed"),
                 ListKind::Prompts => (1, "notifications/prompts/list_changed"),
-                ListKind::Resources | ListKind::Templates => (2, "notifications/resources/list_changed"),
+                ListKind::Resources | ListKind::Templates => {
+                    (2, "notifications/resources/list_changed")
+                }
             };
             if lock(&self.announced)[i] && !std::mem::replace(&mut sent[i], true) {
                 self.send_general(jsonrpc::notification(method, None).into_bytes());
@@ -370,7 +381,11 @@ impl Session {
             return l.clone();
         }
         let fetches = (0..self.slots.len()).map(|i| self.fetch_all(i, kind));
-        let fetched: Vec<Fetched> = futures_util::future::join_all(fetches).await.into_iter().flatten().collect();
+        let fetched: Vec<Fetched> = futures_util::future::join_all(fetches)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let list = Arc::new(catalog::merge(kind, fetched));
         *cached = Some(list.clone());
         list
@@ -419,17 +434,35 @@ impl Session {
         struct P {
             cursor: Option<String>,
         }
-        let cursor = msg.params().and_then(|p| serde_json::from_str::<P>(p).ok()).and_then(|p| p.cursor);
+        let cursor = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<P>(p).ok())
+            .and_then(|p| p.cursor);
         let start = match cursor.as_deref() {
             None => 0,
             Some(c) => match c.strip_prefix("mw:").and_then(|n| n.parse::<usize>().ok()) {
                 Some(n) if n <= list.entries.len() => n,
-                _ => return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid cursor"),
+                _ => {
+                    return jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Invalid cursor",
+                    )
+                }
             },
         };
         let page = self.cfg.proxy.page_size;
-        let end = if page == 0 { list.entries.len() } else { (start + page).min(list.entries.len()) };
-        let mut body = Vec::with_capacity(64 + list.entries[start..end].iter().map(|e| e.raw.len() + 1).sum::<usize>());
+        let end = if page == 0 {
+            list.entries.len()
+        } else {
+            (start + page).min(list.entries.len())
+        };
+        let mut body = Vec::with_capacity(
+            64 + list.entries[start..end]
+                .iter()
+                .map(|e| e.raw.len() + 1)
+                .sum::<usize>(),
+        );
         body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         body.extend_from_slice(id.as_bytes());
         body.extend_from_slice(b",\"result\":{\"");
@@ -446,8 +479,9 @@ impl Session {
             body.extend_from_slice(format!(",\"nextCursor\":\"mw:{end}\"").as_bytes());
         }
         body.extend_from_slice(b"}}");
-        Message::parse(Bytes::from(body))
-            .unwrap_or_else(|_| jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"))
+        Message::parse(Bytes::from(body)).unwrap_or_else(|_| {
+            jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error")
+        })
     }
 
     // ---- agent → proxy ----
@@ -464,7 +498,9 @@ impl Session {
     }
 
     fn start_request(&self, msg: Message, sink: Sink) {
-        let Some(this) = self.this.upgrade() else { return };
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
         let id = msg.id_str().unwrap_or("null").to_string();
         let progress_token = msg
             .params()
@@ -476,7 +512,11 @@ impl Session {
             let mut inflight = lock(&self.inflight);
             if inflight.contains_key(&id) {
                 drop(inflight);
-                let err = jsonrpc::error_response(Some(&id), code::INVALID_REQUEST, "Duplicate request id: a request with this id is still in flight");
+                let err = jsonrpc::error_response(
+                    Some(&id),
+                    code::INVALID_REQUEST,
+                    "Duplicate request id: a request with this id is still in flight",
+                );
                 let _ = sink.try_send(err.into_bytes());
                 return;
             }
@@ -509,19 +549,27 @@ impl Session {
         let method = msg.method().unwrap_or_default();
         let reply = match method {
             "ping" => jsonrpc::response(id, serde_json::json!({})),
-            "initialize" => jsonrpc::error_response(Some(id), code::INVALID_REQUEST, "Session already initialized"),
+            "initialize" => jsonrpc::error_response(
+                Some(id),
+                code::INVALID_REQUEST,
+                "Session already initialized",
+            ),
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
                 let kind = ListKind::from_method(method)?;
                 self.answer_list(&msg, kind).await
             }
             "tools/call" => self.route_named(&msg, ListKind::Tools, key).await,
             "prompts/get" => self.route_named(&msg, ListKind::Prompts, key).await,
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.route_uri(&msg, key).await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.route_uri(&msg, key).await
+            }
             "completion/complete" => self.route_completion(&msg, key).await,
             "logging/setLevel" => self.broadcast_request(&msg, "logging").await,
             _ => match self.single_upstream() {
                 Some(idx) => self.forward(idx, msg.clone(), key).await,
-                None => jsonrpc::error_response(Some(id), code::METHOD_NOT_FOUND, "Method not found"),
+                None => {
+                    jsonrpc::error_response(Some(id), code::METHOD_NOT_FOUND, "Method not found")
+                }
             },
         };
         Some(reply)
@@ -529,22 +577,43 @@ impl Session {
 
     /// The only enabled upstream, if there is exactly one (then unknown methods go to it).
     fn single_upstream(&self) -> Option<usize> {
-        let enabled: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].cfg.enabled).collect();
+        let enabled: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].cfg.enabled)
+            .collect();
         (enabled.len() == 1).then(|| enabled[0])
     }
 
     async fn route_named(&self, msg: &Message, kind: ListKind, key: &str) -> Message {
         let id = msg.id_str().unwrap_or("null");
-        let Some(params) = msg.params().and_then(|p| serde_json::from_str::<mcp::NamedParams<'_>>(p).ok()) else {
-            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `name` is required");
+        let Some(params) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::NamedParams<'_>>(p).ok())
+        else {
+            return jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: `name` is required",
+            );
         };
         let Some(name) = mcp::raw_str(params.name) else {
-            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `name` must be a string");
+            return jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: `name` must be a string",
+            );
         };
         let list = self.list(kind).await;
         let Some(entry) = list.get(&name) else {
-            let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
-            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+            let what = if kind == ListKind::Tools {
+                "tool"
+            } else {
+                "prompt"
+            };
+            return jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                &format!("Unknown {what}: {name}"),
+            );
         };
         let out = if entry.original == name {
             msg.clone()
@@ -552,7 +621,13 @@ impl Session {
             let quoted = serde_json::Value::String(entry.original.clone()).to_string();
             match msg.edited(vec![Edit::new(msg.span_of(params.name.get()), quoted)]) {
                 Ok(m) => m,
-                Err(_) => return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"),
+                Err(_) => {
+                    return jsonrpc::error_response(
+                        Some(id),
+                        code::INTERNAL_ERROR,
+                        "Internal error",
+                    )
+                }
             }
         };
         self.forward(entry.upstream, out, key).await
@@ -565,11 +640,19 @@ impl Session {
             .and_then(|p| serde_json::from_str::<mcp::UriParams<'_>>(p).ok())
             .and_then(|p| mcp::raw_str(p.uri))
         else {
-            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `uri` is required");
+            return jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: `uri` is required",
+            );
         };
         match self.upstream_for_uri(&uri).await {
             Some(idx) => self.forward(idx, msg.clone(), key).await,
-            None => jsonrpc::error_response(Some(id), code::RESOURCE_NOT_FOUND, &format!("Resource not found: {uri}")),
+            None => jsonrpc::error_response(
+                Some(id),
+                code::RESOURCE_NOT_FOUND,
+                &format!("Resource not found: {uri}"),
+            ),
         }
     }
 
@@ -590,17 +673,36 @@ impl Session {
 
     async fn route_completion(&self, msg: &Message, key: &str) -> Message {
         let id = msg.id_str().unwrap_or("null");
-        let Some(params) = msg.params().and_then(|p| serde_json::from_str::<mcp::CompleteParams<'_>>(p).ok()) else {
-            return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: `ref` is required");
+        let Some(params) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::CompleteParams<'_>>(p).ok())
+        else {
+            return jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: `ref` is required",
+            );
         };
-        match (params.reference.kind.as_str(), params.reference.name, params.reference.uri) {
+        match (
+            params.reference.kind.as_str(),
+            params.reference.name,
+            params.reference.uri,
+        ) {
             ("ref/prompt", Some(name_raw), _) => {
                 let Some(name) = mcp::raw_str(name_raw) else {
-                    return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params");
+                    return jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Invalid params",
+                    );
                 };
                 let list = self.list(ListKind::Prompts).await;
                 let Some(entry) = list.get(&name) else {
-                    return jsonrpc::error_response(Some(id), code::INVALID_PARAMS, &format!("Unknown prompt: {name}"));
+                    return jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        &format!("Unknown prompt: {name}"),
+                    );
                 };
                 let out = if entry.original == name {
                     msg.clone()
@@ -608,7 +710,13 @@ impl Session {
                     let quoted = serde_json::Value::String(entry.original.clone()).to_string();
                     match msg.edited(vec![Edit::new(msg.span_of(name_raw.get()), quoted)]) {
                         Ok(m) => m,
-                        Err(_) => return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error"),
+                        Err(_) => {
+                            return jsonrpc::error_response(
+                                Some(id),
+                                code::INTERNAL_ERROR,
+                                "Internal error",
+                            )
+                        }
                     }
                 };
                 self.forward(entry.upstream, out, key).await
@@ -627,10 +735,18 @@ impl Session {
                 };
                 match idx {
                     Some(i) => self.forward(i, msg.clone(), key).await,
-                    None => jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Unknown resource reference"),
+                    None => jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Unknown resource reference",
+                    ),
                 }
             }
-            _ => jsonrpc::error_response(Some(id), code::INVALID_PARAMS, "Invalid params: unknown `ref` type"),
+            _ => jsonrpc::error_response(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: unknown `ref` type",
+            ),
         }
     }
 
@@ -668,7 +784,13 @@ impl Session {
         let id = msg.id_str().unwrap_or("null").to_string();
         let conn = match self.connection(idx).await {
             Ok(c) => c,
-            Err(e) => return jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string()),
+            Err(e) => {
+                return jsonrpc::error_response(
+                    Some(&id),
+                    code::UPSTREAM_UNAVAILABLE,
+                    &e.to_string(),
+                )
+            }
         };
         let (up_id, answer) = conn.start_request(&msg);
         if let Some(f) = lock(&self.inflight).get_mut(key) {
@@ -677,13 +799,19 @@ impl Session {
         let timeout = self.cfg.proxy.request_timeout;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(reply)) => reply.with_id(&id),
-            Ok(Err(e)) => jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string()),
+            Ok(Err(e)) => {
+                jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string())
+            }
             Err(_) => {
                 conn.cancel(up_id, "mcp-warden: request timed out").await;
                 jsonrpc::error_response(
                     Some(&id),
                     code::REQUEST_TIMEOUT,
-                    &format!("Request timed out: upstream {} did not answer within {}s", conn.name(), timeout.as_secs()),
+                    &format!(
+                        "Request timed out: upstream {} did not answer within {}s",
+                        conn.name(),
+                        timeout.as_secs()
+                    ),
                 )
             }
         }
@@ -715,14 +843,19 @@ impl Session {
             return;
         };
         let key = req.request_id.get().to_string();
-        let Some(f) = lock(&self.inflight).remove(&key) else { return };
+        let Some(f) = lock(&self.inflight).remove(&key) else {
+            return;
+        };
         if let Some(a) = f.abort {
             a.abort();
         }
         if let Some((idx, up_id)) = f.upstream {
             if let Some(conn) = self.live(idx) {
                 // Same notification, with the upstream's id for the request.
-                let edited = msg.edited(vec![Edit::new(msg.span_of(req.request_id.get()), up_id.to_string())]);
+                let edited = msg.edited(vec![Edit::new(
+                    msg.span_of(req.request_id.get()),
+                    up_id.to_string(),
+                )]);
                 if let Ok(m) = edited {
                     tokio::spawn(async move {
                         let _ = conn.notify(m).await;
@@ -767,27 +900,40 @@ impl Session {
     /// general stream.
     fn sink_for(&self, idx: usize, related: Option<u64>) -> Sink {
         let inflight = lock(&self.inflight);
-        let by_related = related.and_then(|r| inflight.values().find(|f| f.upstream == Some((idx, r))));
+        let by_related =
+            related.and_then(|r| inflight.values().find(|f| f.upstream == Some((idx, r))));
         let chosen = by_related.or_else(|| {
             inflight
                 .values()
                 .filter(|f| f.upstream.map(|(i, _)| i) == Some(idx))
                 .max_by_key(|f| f.seq)
         });
-        chosen.map(|f| f.sink.clone()).unwrap_or_else(|| self.general.clone())
+        chosen
+            .map(|f| f.sink.clone())
+            .unwrap_or_else(|| self.general.clone())
     }
 
     fn upstream_request(&self, idx: usize, inbound: Inbound) {
         let our_id = self.seq.fetch_add(1, Ordering::Relaxed);
         let upstream_id = inbound.msg.id_str().unwrap_or("null").to_string();
-        lock(&self.server_requests).insert(our_id, ServerRequest { upstream: idx, upstream_id });
+        lock(&self.server_requests).insert(
+            our_id,
+            ServerRequest {
+                upstream: idx,
+                upstream_id,
+            },
+        );
         let out = inbound.msg.with_id(&our_id.to_string());
         let sink = self.sink_for(idx, inbound.related);
         if sink.try_send(out.into_bytes()).is_err() {
             tracing::warn!(session = %self.id, "cannot deliver a server request to the agent; answering with an error");
             if let Some(req) = lock(&self.server_requests).remove(&our_id) {
                 if let Some(conn) = self.live(idx) {
-                    let err = jsonrpc::error_response(Some(&req.upstream_id), code::INTERNAL_ERROR, "client unreachable");
+                    let err = jsonrpc::error_response(
+                        Some(&req.upstream_id),
+                        code::INTERNAL_ERROR,
+                        "client unreachable",
+                    );
                     tokio::spawn(async move {
                         let _ = conn.notify(err).await;
                     });
@@ -811,7 +957,10 @@ impl Session {
                     .map(|p| p.progress_token.get().to_string());
                 let inflight = lock(&self.inflight);
                 let owner = token.and_then(|t| {
-                    inflight.values().find(|f| f.progress_token.as_deref() == Some(t.as_str()) && f.upstream.map(|u| u.0) == Some(idx))
+                    inflight.values().find(|f| {
+                        f.progress_token.as_deref() == Some(t.as_str())
+                            && f.upstream.map(|u| u.0) == Some(idx)
+                    })
                 });
                 match owner {
                     Some(f) => (f.sink.clone(), msg),
@@ -823,20 +972,29 @@ impl Session {
             }
             "notifications/cancelled" => {
                 // The upstream withdrew one of its requests to the agent: use our id for it.
-                let Some(p) = msg.params().and_then(|p| serde_json::from_str::<mcp::CancelledParams<'_>>(p).ok()) else {
+                let Some(p) = msg
+                    .params()
+                    .and_then(|p| serde_json::from_str::<mcp::CancelledParams<'_>>(p).ok())
+                else {
                     return;
                 };
                 let up_id = p.request_id.get().to_string();
                 let ours = {
                     let mut reqs = lock(&self.server_requests);
-                    let found = reqs.iter().find(|(_, r)| r.upstream == idx && r.upstream_id == up_id).map(|(k, _)| *k);
+                    let found = reqs
+                        .iter()
+                        .find(|(_, r)| r.upstream == idx && r.upstream_id == up_id)
+                        .map(|(k, _)| *k);
                     if let Some(k) = found {
                         reqs.remove(&k);
                     }
                     found
                 };
                 let Some(ours) = ours else { return };
-                let Ok(m) = msg.edited(vec![Edit::new(msg.span_of(p.request_id.get()), ours.to_string())]) else {
+                let Ok(m) = msg.edited(vec![Edit::new(
+                    msg.span_of(p.request_id.get()),
+                    ours.to_string(),
+                )]) else {
                     return;
                 };
                 (self.sink_for(idx, inbound.related), m)
@@ -875,6 +1033,7 @@ fn merge_capability(acc: &mut serde_json::Value, v: &serde_json::Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -882,8 +1041,14 @@ mod tests {
     fn capabilities_merge() {
         let mut acc = serde_json::Value::Null;
         merge_capability(&mut acc, &serde_json::json!({"listChanged": false}));
-        merge_capability(&mut acc, &serde_json::json!({"listChanged": true, "subscribe": true}));
-        assert_eq!(acc, serde_json::json!({"listChanged": true, "subscribe": true}));
+        merge_capability(
+            &mut acc,
+            &serde_json::json!({"listChanged": true, "subscribe": true}),
+        );
+        assert_eq!(
+            acc,
+            serde_json::json!({"listChanged": true, "subscribe": true})
+        );
     }
 
     #[test]

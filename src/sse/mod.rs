@@ -168,6 +168,7 @@ pub fn encode(id: Option<&str>, data: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -196,7 +197,11 @@ mod tests {
         let expect = parse_all(&[whole]);
         assert_eq!(expect.len(), 3);
         for i in 0..whole.len() {
-            assert_eq!(parse_all(&[&whole[..i], &whole[i..]]), expect, "split at {i}");
+            assert_eq!(
+                parse_all(&[&whole[..i], &whole[i..]]),
+                expect,
+                "split at {i}"
+            );
         }
     }
 

@@ -53,7 +53,10 @@ pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (k, v) in &spec.headers {
         // Validated with the config.
-        if let (Ok(k), Ok(mut v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v.expose())) {
+        if let (Ok(k), Ok(mut v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v.expose()),
+        ) {
             v.set_sensitive(true);
             headers.insert(k, v);
         }
@@ -113,7 +116,10 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec) -> Result<Pipe, UpstreamError> 
 
 impl State {
     fn request(&self, method: reqwest::Method, with_session: bool) -> reqwest::RequestBuilder {
-        let mut rb = self.client.request(method, self.url.clone()).headers(self.headers.clone());
+        let mut rb = self
+            .client
+            .request(method, self.url.clone())
+            .headers(self.headers.clone());
         if with_session {
             if let Some(s) = lock(&self.session).clone() {
                 rb = rb.header(HEADER_SESSION_ID, s);
@@ -129,7 +135,13 @@ impl State {
         if msg.kind() == Kind::Request {
             tracing::warn!(method = ?msg.method(), "{text}");
             let err = jsonrpc::error_response(msg.id_str(), code, &text);
-            let _ = self.tx.send(Inbound { msg: err, related: None }).await;
+            let _ = self
+                .tx
+                .send(Inbound {
+                    msg: err,
+                    related: None,
+                })
+                .await;
         } else {
             tracing::warn!(method = ?msg.method(), "{text}");
         }
@@ -191,7 +203,11 @@ fn is_sse(resp: &reqwest::Response) -> bool {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
@@ -222,13 +238,19 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
             return Box::pin(post(state, msg, false)).await;
         }
         return state
-            .fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {} lost the session", state.name))
+            .fail(
+                &msg,
+                code::UPSTREAM_UNAVAILABLE,
+                format!("upstream {} lost the session", state.name),
+            )
             .await;
     }
     if !status.is_success() {
         let text = if is_init
-            && matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
-        {
+            && matches!(
+                status,
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            ) {
             format!("{LEGACY_HINT} upstream answered POST with HTTP {status}")
         } else {
             format!("upstream {} answered HTTP {}", state.name, status.as_u16())
@@ -249,20 +271,39 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         match read_limited(resp).await {
             Ok(body) => deliver(&state, body, related, is_init, msg.id_str()).await,
             Err(e) => {
-                state.fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {}: {e}", state.name)).await;
+                state
+                    .fail(
+                        &msg,
+                        code::UPSTREAM_UNAVAILABLE,
+                        format!("upstream {}: {e}", state.name),
+                    )
+                    .await;
                 return;
             }
         }
     };
     if !got_answer {
         state
-            .fail(&msg, code::UPSTREAM_UNAVAILABLE, format!("upstream {} ended the response without an answer", state.name))
+            .fail(
+                &msg,
+                code::UPSTREAM_UNAVAILABLE,
+                format!(
+                    "upstream {} ended the response without an answer",
+                    state.name
+                ),
+            )
             .await;
     }
 }
 
 /// Hands the messages in `body` to the connection; true if one of them answers `want_id`.
-async fn deliver(state: &Arc<State>, body: Bytes, related: Option<u64>, is_init: bool, want_id: Option<&str>) -> bool {
+async fn deliver(
+    state: &Arc<State>,
+    body: Bytes,
+    related: Option<u64>,
+    is_init: bool,
+    want_id: Option<&str>,
+) -> bool {
     let msgs = match jsonrpc::parse_payload(body) {
         Ok(Payload::Single(m)) => vec![m],
         Ok(Payload::Batch(items)) => items.into_iter().filter_map(Result::ok).collect(),
@@ -333,9 +374,15 @@ async fn get_loop(state: Arc<State>) {
                     let Ok(Some(chunk)) = chunk else { break };
                     parser.push(&chunk, &mut events);
                     for ev in events.drain(..) {
-                        if let Some(id) = ev.id { last_event = Some(id); }
-                        if let Some(ms) = ev.retry { delay = Duration::from_millis(ms.clamp(100, 60_000)); }
-                        if ev.data.is_empty() { continue; }
+                        if let Some(id) = ev.id {
+                            last_event = Some(id);
+                        }
+                        if let Some(ms) = ev.retry {
+                            delay = Duration::from_millis(ms.clamp(100, 60_000));
+                        }
+                        if ev.data.is_empty() {
+                            continue;
+                        }
                         deliver(&state, Bytes::from(ev.data), None, false, None).await;
                     }
                 }
@@ -373,11 +420,23 @@ async fn read_sse(
 ) -> bool {
     let mut last_event: Option<String> = None;
     let mut retry = Duration::from_millis(1000);
-    if read_events(state, resp, related, is_init, want_id, &mut last_event, &mut retry).await {
+    if read_events(
+        state,
+        resp,
+        related,
+        is_init,
+        want_id,
+        &mut last_event,
+        &mut retry,
+    )
+    .await
+    {
         return true;
     }
     for _ in 0..5 {
-        let Some(id) = last_event.clone() else { return false };
+        let Some(id) = last_event.clone() else {
+            return false;
+        };
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
             _ = state.tx.closed() => return true,
@@ -390,7 +449,17 @@ async fn read_sse(
             .await;
         match resp {
             Ok(r) if r.status().is_success() && is_sse(&r) => {
-                if read_events(state, r, related, is_init, want_id, &mut last_event, &mut retry).await {
+                if read_events(
+                    state,
+                    r,
+                    related,
+                    is_init,
+                    want_id,
+                    &mut last_event,
+                    &mut retry,
+                )
+                .await
+                {
                     return true;
                 }
             }

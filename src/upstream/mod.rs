@@ -51,7 +51,9 @@ pub type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
 pub enum Event {
     Message(Inbound),
     /// The transport ended (child exited, stream closed). Pending requests have been failed.
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,9 +108,8 @@ impl Handshake {
             self.capabilities.get(),
             self.client_info.get()
         );
-        let raw = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{params}}}"#
-        );
+        let raw =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{params}}}"#);
         Message::parse(Bytes::from(raw)).unwrap_or_else(|_| {
             jsonrpc::request(&id.to_string(), "initialize", serde_json::json!({}))
         })
@@ -150,7 +151,9 @@ impl Connection {
                             Err(UpstreamError::Handshake { reason, .. })
                                 if reason.starts_with(http::LEGACY_HINT) =>
                             {
-                                tracing::info!("no Streamable HTTP endpoint; trying legacy HTTP+SSE");
+                                tracing::info!(
+                                    "no Streamable HTTP endpoint; trying legacy HTTP+SSE"
+                                );
                                 let pipe =
                                     sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout).await?;
                                 Self::handshake(cfg, hs, pipe, events).await
@@ -176,7 +179,13 @@ impl Connection {
         let alive = Arc::new(AtomicBool::new(true));
         let reader = crate::task::spawn(
             tracing::info_span!("upstream-reader", upstream = %cfg.name),
-            read_loop(name.clone(), pipe.rx, pending.clone(), alive.clone(), events),
+            read_loop(
+                name.clone(),
+                pipe.rx,
+                pending.clone(),
+                alive.clone(),
+                events,
+            ),
         );
         let mut conn = Connection {
             name: name.clone(),
@@ -208,7 +217,9 @@ impl Connection {
             struct E {
                 message: String,
             }
-            let reason = serde_json::from_str::<E>(err).map(|e| e.message).unwrap_or_else(|_| err.to_string());
+            let reason = serde_json::from_str::<E>(err)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| err.to_string());
             return Err(UpstreamError::Handshake {
                 name: cfg.name.clone(),
                 reason: truncate(&reason, 300),
@@ -249,7 +260,13 @@ impl Connection {
     /// Sends `msg` as a request under a fresh upstream id and waits for the answer, which comes
     /// back with the upstream id (the caller restores its own). Returns the id used, so that
     /// the caller can cancel it.
-    pub fn start_request(&self, msg: &Message) -> (u64, impl std::future::Future<Output = Result<Message, UpstreamError>> + '_) {
+    pub fn start_request(
+        &self,
+        msg: &Message,
+    ) -> (
+        u64,
+        impl std::future::Future<Output = Result<Message, UpstreamError>> + '_,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let out = msg.with_id(&id.to_string());
         (id, self.send_request(id, out, Duration::MAX))
@@ -344,7 +361,9 @@ async fn read_loop(
                 Some(w) => {
                     let _ = w.send(Ok(inbound.msg));
                 }
-                None => tracing::debug!(id = ?inbound.msg.id_str(), "response to no pending request (late or cancelled)"),
+                None => {
+                    tracing::debug!(id = ?inbound.msg.id_str(), "response to no pending request (late or cancelled)")
+                }
             }
             continue;
         }

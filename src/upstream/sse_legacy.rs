@@ -16,7 +16,11 @@ use crate::sse;
 
 const MAX_EVENT: usize = 32 * 1024 * 1024;
 
-pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Result<Pipe, UpstreamError> {
+pub(super) async fn spawn(
+    name: &str,
+    spec: &HttpSpec,
+    timeout: Duration,
+) -> Result<Pipe, UpstreamError> {
     let start_err = |reason: String| UpstreamError::Start {
         name: name.to_string(),
         reason,
@@ -36,7 +40,10 @@ pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Res
     .map_err(|_| start_err("no answer to the SSE GET".into()))?
     .map_err(|_| start_err("cannot open the SSE stream".into()))?;
     if !resp.status().is_success() {
-        return Err(start_err(format!("SSE GET answered HTTP {}", resp.status().as_u16())));
+        return Err(start_err(format!(
+            "SSE GET answered HTTP {}",
+            resp.status().as_u16()
+        )));
     }
     let mut parser = sse::Parser::new(MAX_EVENT);
     let mut events = Vec::new();
@@ -46,7 +53,10 @@ pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Res
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     parser.push(&chunk, &mut events);
-                    if let Some(i) = events.iter().position(|e| e.event.as_deref() == Some("endpoint")) {
+                    if let Some(i) = events
+                        .iter()
+                        .position(|e| e.event.as_deref() == Some("endpoint"))
+                    {
                         let ev = events.remove(i);
                         return Some(ev.data);
                     }
@@ -65,7 +75,9 @@ pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Res
     // The spec requires the endpoint to share the stream's origin; anything else could send our
     // traffic (and configured credentials) elsewhere.
     if post_url.origin() != url.origin() {
-        return Err(start_err("the `endpoint` event points to another origin".into()));
+        return Err(start_err(
+            "the `endpoint` event points to another origin".into(),
+        ));
     }
 
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
@@ -91,7 +103,14 @@ pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Res
                     }
                 };
                 for m in msgs {
-                    if reader_tx.send(Inbound { msg: m, related: None }).await.is_err() {
+                    if reader_tx
+                        .send(Inbound {
+                            msg: m,
+                            related: None,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -135,5 +154,8 @@ pub(super) async fn spawn(name: &str, spec: &HttpSpec, timeout: Duration) -> Res
         }
         tasks.abort_all();
     });
-    Ok(Pipe { tx: out_tx, rx: in_rx })
+    Ok(Pipe {
+        tx: out_tx,
+        rx: in_rx,
+    })
 }

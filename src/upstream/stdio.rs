@@ -22,7 +22,16 @@ use crate::jsonrpc::{self, LineError, LineReader, Message, Payload};
 /// Variables kept from mcp-warden's environment for every stdio child: what a program needs to
 /// find its interpreter and write its caches, nothing that carries credentials.
 pub const BASE_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
     "SYSTEMROOT",
 ];
 
@@ -52,7 +61,11 @@ pub(super) fn spawn(name: &str, spec: &StdioSpec, max_line: usize) -> std::io::R
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    for key in BASE_ENV.iter().copied().chain(spec.inherit_env.iter().map(String::as_str)) {
+    for key in BASE_ENV
+        .iter()
+        .copied()
+        .chain(spec.inherit_env.iter().map(String::as_str))
+    {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }

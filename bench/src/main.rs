@@ -1,0 +1,563 @@
+//! `mcp-warden-bench`: what does putting mcp-warden in front of an MCP server cost?
+//!
+//! It measures `tools/call` of the demo server's `echo` tool through mcp-warden and over a direct
+//! connection to the same upstream, in the same run, and prints the difference: sequential
+//! latency (p50/p90/p99), throughput with 16 and 64 calls in flight, the proxy's CPU time per
+//! call and its memory. Every call carries a unique message `m-<id>`; an answer with the wrong id
+//! or the wrong text is counted as a mismatch, and there must be none.
+//!
+//! - Scenario A, stdio upstream (`mcp-warden-demo stdio`): direct over NDJSON; through
+//!   `mcp-warden stdio` over NDJSON (stdio→stdio); through `mcp-warden serve` over HTTP.
+//! - Scenario B, HTTP upstream (`mcp-warden-demo http`): direct over HTTP; through
+//!   `mcp-warden serve` (`url = …`) over HTTP, in front of the same demo server process.
+//!
+//! Everything runs on 127.0.0.1, every loop is bounded in count and time, and every child process
+//! is stopped by a guard when the bench ends, fails or panics. See `bench/README.md`.
+
+mod client;
+mod measure;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use client::{Client, HttpClient, StdioClient};
+use measure::{Run, Settings};
+use procs::Proc;
+
+const USAGE: &str = "\
+mcp-warden-bench: tools/call latency, throughput, CPU and memory through mcp-warden versus a
+direct connection to the same upstream (the bundled demo server), measured in the same run.
+
+Usage: mcp-warden-bench [options]
+
+Options:
+  --calls N               sequential calls per run (latency percentiles)   [default 2000]
+  --load-calls N          calls per throughput phase                       [default 20000]
+  --warmup N              warm-up calls per run (sequential, then a burst) [default 500]
+  --concurrency LIST      calls in flight for the throughput phases        [default 16,64]
+  --max-phase-secs S      time limit of one phase (it stops at its count or this) [default 60]
+  --call-timeout-secs S   limit for one call; a call over it is an error   [default 10]
+  --quick                 small counts for a smoke run (calls 200, load 2000, warm-up 50, 20 s)
+  --scenario A|B|all      run only the stdio-upstream (A) or HTTP-upstream (B) scenario [all]
+  --warden PATH           the mcp-warden binary  [target/release/mcp-warden, else target/debug]
+  --demo PATH             the demo server binary [target/release/mcp-warden-demo, else target/debug]
+  -h, --help              print this help
+
+Output: tables on stdout, then one JSON object with every number; progress on stderr.
+Exit status: 0 if every call succeeded and matched, 1 otherwise, 2 on bad usage.
+";
+
+#[derive(Debug)]
+struct Options {
+    settings: Settings,
+    scenario_a: bool,
+    scenario_b: bool,
+    warden: Option<PathBuf>,
+    demo: Option<PathBuf>,
+    quick: bool,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut calls: Option<u64> = None;
+    let mut load: Option<u64> = None;
+    let mut warmup: Option<u64> = None;
+    let mut phase_secs: Option<u64> = None;
+    let mut call_timeout = 10;
+    let mut concurrency = vec![16, 64];
+    let mut quick = false;
+    let mut scenario = "all".to_owned();
+    let (mut warden, mut demo) = (None, None);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs {what}"))
+        };
+        let number = |s: String| -> Result<u64, String> {
+            s.parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{flag}: `{s}` is not a positive whole number"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--quick" => quick = true,
+            "--calls" => calls = Some(number(value("a count")?)?),
+            "--load-calls" => load = Some(number(value("a count")?)?),
+            "--warmup" => warmup = Some(number(value("a count")?)?),
+            "--max-phase-secs" => phase_secs = Some(number(value("seconds")?)?),
+            "--call-timeout-secs" => call_timeout = number(value("seconds")?)?,
+            "--concurrency" => {
+                concurrency = value("a list like 16,64")?
+                    .split(',')
+                    .map(|s| number(s.trim().to_owned()))
+                    .collect::<Result<_, _>>()?;
+                if concurrency.iter().any(|&c| c > 1024) {
+                    return Err("--concurrency: at most 1024 in flight".into());
+                }
+            }
+            "--scenario" => scenario = value("A, B or all")?.to_ascii_lowercase(),
+            "--warden" => warden = Some(PathBuf::from(value("a path")?)),
+            "--demo" => demo = Some(PathBuf::from(value("a path")?)),
+            _ => return Err(format!("unexpected argument `{arg}`")),
+        }
+    }
+    let (scenario_a, scenario_b) = match scenario.as_str() {
+        "a" => (true, false),
+        "b" => (false, true),
+        "all" => (true, true),
+        s => return Err(format!("--scenario: `{s}` is not A, B or all")),
+    };
+    let (d_calls, d_load, d_warmup, d_secs) = if quick {
+        (200, 2000, 50, 20)
+    } else {
+        (2000, 20000, 500, 60)
+    };
+    let (clk_tck, _) = procs::clock_ticks();
+    Ok(Some(Options {
+        settings: Settings {
+            warmup: warmup.unwrap_or(d_warmup),
+            calls: calls.unwrap_or(d_calls),
+            load_calls: load.unwrap_or(d_load),
+            concurrency,
+            phase_limit: Duration::from_secs(phase_secs.unwrap_or(d_secs)),
+            call_timeout: Duration::from_secs(call_timeout),
+            clk_tck,
+        },
+        scenario_a,
+        scenario_b,
+        warden,
+        demo,
+        quick,
+    }))
+}
+
+/// `given`, else `target/release/<name>`, else `target/debug/<name>` under the workspace root.
+fn find_binary(given: Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
+    let path = match given {
+        Some(p) => p,
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new("."));
+            let candidates = ["release", "debug"].map(|p| root.join("target").join(p).join(name));
+            candidates
+                .iter()
+                .find(|p| p.is_file())
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "{name} not found at {} or {}; build it: cargo build --release -p mcp-warden -p mcp-warden-demo",
+                        candidates[0].display(),
+                        candidates[1].display()
+                    )
+                })?
+        }
+    };
+    path.canonicalize()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A scratch directory for configs and child logs; removed at the end unless something failed.
+struct Scratch {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn create() -> Result<Scratch, String> {
+        let dir = std::env::temp_dir().join(format!("mcp-warden-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Scratch { dir, keep: false })
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf, String> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "bench: configs and child logs kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A TOML basic string (JSON string escapes are valid TOML).
+fn toml_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn stdio_upstream_config(demo: &Path) -> String {
+    format!(
+        "# mcp-warden-bench: the demo server as a stdio upstream\n[proxy]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.demo]\ncommand = {}\nargs = [\"stdio\"]\n",
+        toml_str(&demo.to_string_lossy())
+    )
+}
+
+fn http_upstream_config(url: &str) -> String {
+    format!(
+        "# mcp-warden-bench: the demo server as an HTTP upstream\n[proxy]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.demo]\nurl = {}\n",
+        toml_str(url)
+    )
+}
+
+const WARDEN_ANNOUNCE: &str = "mcp-warden listening on ";
+const DEMO_ANNOUNCE: &str = "listening on ";
+
+/// The pid of the demo server mcp-warden started as its stdio upstream (polled briefly).
+async fn upstream_child(warden: u32) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let kids: Vec<u32> = procs::children(warden)
+            .into_iter()
+            .filter(|(_, comm)| comm.starts_with("mcp-warden-demo"))
+            .map(|(pid, _)| pid)
+            .collect();
+        if kids.len() > 1 {
+            eprintln!(
+                "bench: mcp-warden (pid {warden}) runs {} demo children; CPU counted for the first",
+                kids.len()
+            );
+        }
+        if let Some(&pid) = kids.first() {
+            return Some(pid);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("bench: no demo child of mcp-warden (pid {warden}) found; upstream CPU not measured");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Ctx {
+    settings: Settings,
+    warden: PathBuf,
+    demo: PathBuf,
+    scratch: Scratch,
+}
+
+impl Ctx {
+    fn pool(&self) -> usize {
+        let max = self.settings.concurrency.iter().copied().max().unwrap_or(1);
+        usize::try_from(max).unwrap_or(64) + 8
+    }
+
+    async fn stdio_client(&self, proc: &mut Proc) -> Result<Client, String> {
+        let (stdin, stdout) = proc.take_stdio()?;
+        let client = StdioClient::connect(stdin, stdout, self.settings.call_timeout)
+            .await
+            .map_err(|e| format!("{}: {e} {}", proc.name(), proc.log_tail()))?;
+        Ok(Client::Stdio(std::sync::Arc::new(client)))
+    }
+
+    async fn http_client(&self, proc: &Proc, url: &str) -> Result<Client, String> {
+        let client = HttpClient::connect(url, self.pool(), self.settings.call_timeout)
+            .await
+            .map_err(|e| format!("{} ({url}): {e} {}", proc.name(), proc.log_tail()))?;
+        Ok(Client::Http(std::sync::Arc::new(client)))
+    }
+
+    async fn finish(&self, run: &mut Run, client: &Client) {
+        measure::measure(run, client, &self.settings).await;
+        client.close().await;
+    }
+
+    /// A: the bench ⇄ `mcp-warden-demo stdio`.
+    async fn a_direct(&self, run: &mut Run) -> Result<(), String> {
+        let mut demo = Proc::spawn("a-demo-stdio", &self.demo, &["stdio"], &self.scratch.dir)?;
+        let client = self.stdio_client(&mut demo).await?;
+        run.upstream_pid = Some(demo.pid());
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
+    /// A: the bench ⇄ `mcp-warden stdio` ⇄ `mcp-warden-demo stdio`.
+    async fn a_proxied_stdio(&self, run: &mut Run, config: &Path) -> Result<(), String> {
+        let config = config.to_string_lossy();
+        let mut warden = Proc::spawn(
+            "a-warden-stdio",
+            &self.warden,
+            &["stdio", "--config", &config],
+            &self.scratch.dir,
+        )?;
+        let client = self.stdio_client(&mut warden).await?;
+        run.proxy_pid = Some(warden.pid());
+        run.upstream_pid = upstream_child(warden.pid()).await;
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
+    /// A: the bench ⇄HTTP⇄ `mcp-warden serve` ⇄ `mcp-warden-demo stdio`.
+    async fn a_proxied_http(&self, run: &mut Run, config: &Path) -> Result<(), String> {
+        let config = config.to_string_lossy();
+        let mut warden = Proc::spawn(
+            "a-warden-serve",
+            &self.warden,
+            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+            &self.scratch.dir,
+        )?;
+        let url = warden.announced_url(WARDEN_ANNOUNCE).await?;
+        let client = self.http_client(&warden, &url).await?;
+        run.proxy_pid = Some(warden.pid());
+        run.upstream_pid = upstream_child(warden.pid()).await;
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
+    /// B: the bench ⇄HTTP⇄ `mcp-warden-demo http`.
+    async fn b_direct(&self, run: &mut Run, demo: &Proc, url: &str) -> Result<(), String> {
+        let client = self.http_client(demo, url).await?;
+        run.upstream_pid = Some(demo.pid());
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
+    /// B: the bench ⇄HTTP⇄ `mcp-warden serve` ⇄HTTP⇄ the same `mcp-warden-demo http`.
+    async fn b_proxied(&self, run: &mut Run, demo: &Proc, url: &str) -> Result<(), String> {
+        let config = self
+            .scratch
+            .write("b-http-upstream.toml", &http_upstream_config(url))?;
+        let config = config.to_string_lossy();
+        let mut warden = Proc::spawn(
+            "b-warden-serve",
+            &self.warden,
+            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+            &self.scratch.dir,
+        )?;
+        let front = warden.announced_url(WARDEN_ANNOUNCE).await?;
+        let client = self.http_client(&warden, &front).await?;
+        run.proxy_pid = Some(warden.pid());
+        run.upstream_pid = Some(demo.pid());
+        self.finish(run, &client).await;
+        Ok(())
+    }
+}
+
+fn new_run(key: &str, path: &str, proxied: bool) -> Run {
+    eprintln!("bench: {key}: {path}");
+    Run {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        proxied,
+        ..Run::default()
+    }
+}
+
+fn record(mut run: Run, outcome: Result<(), String>, runs: &mut Vec<Run>) {
+    if let Err(e) = outcome {
+        eprintln!("bench: {}: FAILED: {e}", run.key);
+        run.setup_error = Some(e);
+    }
+    runs.push(run);
+}
+
+async fn run_all(ctx: &Ctx, a: bool, b: bool) -> Vec<Run> {
+    let mut runs = Vec::new();
+    if a {
+        let mut run = new_run("A.direct-stdio", "bench =stdio=> demo", false);
+        let r = ctx.a_direct(&mut run).await;
+        record(run, r, &mut runs);
+        match ctx
+            .scratch
+            .write("a-stdio-upstream.toml", &stdio_upstream_config(&ctx.demo))
+        {
+            Ok(config) => {
+                let mut run = new_run(
+                    "A.proxied-stdio",
+                    "bench =stdio=> mcp-warden stdio =stdio=> demo",
+                    true,
+                );
+                let r = ctx.a_proxied_stdio(&mut run, &config).await;
+                record(run, r, &mut runs);
+                let mut run = new_run(
+                    "A.proxied-http",
+                    "bench =HTTP=> mcp-warden serve =stdio=> demo",
+                    true,
+                );
+                let r = ctx.a_proxied_http(&mut run, &config).await;
+                record(run, r, &mut runs);
+            }
+            Err(e) => record(new_run("A.proxied", "config", true), Err(e), &mut runs),
+        }
+    }
+    if b {
+        let started = async {
+            let mut demo = Proc::spawn(
+                "b-demo-http",
+                &ctx.demo,
+                &["http", "--listen", "127.0.0.1:0"],
+                &ctx.scratch.dir,
+            )?;
+            let url = demo.announced_url(DEMO_ANNOUNCE).await?;
+            Ok::<_, String>((demo, url))
+        };
+        match started.await {
+            Ok((demo, url)) => {
+                let mut run = new_run("B.direct-http", "bench =HTTP=> demo", false);
+                let r = ctx.b_direct(&mut run, &demo, &url).await;
+                record(run, r, &mut runs);
+                let mut run = new_run(
+                    "B.proxied-http",
+                    "bench =HTTP=> mcp-warden serve =HTTP=> demo (same process)",
+                    true,
+                );
+                let r = ctx.b_proxied(&mut run, &demo, &url).await;
+                record(run, r, &mut runs);
+            }
+            Err(e) => record(
+                new_run("B.direct-http", "demo http", false),
+                Err(e),
+                &mut runs,
+            ),
+        }
+    }
+    runs
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn main_async(opts: Options) -> Result<bool, String> {
+    let warden = find_binary(opts.warden.clone(), "mcp-warden")?;
+    let demo = find_binary(opts.demo.clone(), "mcp-warden-demo")?;
+    for p in [&warden, &demo] {
+        if p.components().any(|c| c.as_os_str() == "debug") {
+            eprintln!(
+                "bench: WARNING: {} looks like a debug build; numbers will not be representative",
+                p.display()
+            );
+        }
+    }
+    let (clk_tck, clk_source) = procs::clock_ticks();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let load_before = loadavg();
+    let ctx = Ctx {
+        settings: opts.settings.clone(),
+        warden,
+        demo,
+        scratch: Scratch::create()?,
+    };
+    let started = Instant::now();
+    let runs = run_all(&ctx, opts.scenario_a, opts.scenario_b).await;
+    let meta = report::Meta {
+        warden: ctx.warden.display().to_string(),
+        demo: ctx.demo.display().to_string(),
+        cpus,
+        clk_tck,
+        clk_source: clk_source.to_owned(),
+        load_before,
+        load_after: loadavg(),
+        wall: started.elapsed(),
+        quick: opts.quick,
+    };
+    let clean = runs.iter().all(|r| r.errors() == 0 && r.mismatches() == 0);
+    report::print(&meta, &ctx.settings, &runs);
+    let mut ctx = ctx;
+    ctx.scratch.keep = !clean;
+    Ok(clean)
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("mcp-warden-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-warden-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        // Ctrl-C drops the run (and with it every child-process guard) instead of leaving
+        // children behind.
+        tokio::select! {
+            r = main_async(opts) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+        }
+    });
+    // Do not wait for stray tasks (e.g. drainers of children's stdout).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!(
+                "mcp-warden-bench: some calls failed or mismatched (see `errors`/`mismatches`)"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mcp-warden-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn cli() {
+        let o = parse(&[]).ok().flatten();
+        assert_eq!(o.as_ref().map(|o| o.settings.calls), Some(2000));
+        assert_eq!(o.as_ref().map(|o| o.settings.load_calls), Some(20000));
+        let o = parse(&["--quick", "--calls", "50", "--concurrency=4,8"])
+            .ok()
+            .flatten();
+        assert_eq!(o.as_ref().map(|o| o.settings.calls), Some(50));
+        assert_eq!(o.as_ref().map(|o| o.settings.load_calls), Some(2000));
+        assert_eq!(o.map(|o| o.settings.concurrency), Some(vec![4, 8]));
+        assert!(matches!(parse(&["--help"]), Ok(None)));
+        assert!(parse(&["--calls", "0"]).is_err());
+        assert!(parse(&["--calls"]).is_err());
+        assert!(parse(&["--scenario", "C"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn configs_quote_paths() {
+        let c = stdio_upstream_config(Path::new("/a b/\"demo\""));
+        assert!(c.contains(r#"command = "/a b/\"demo\"""#));
+        assert!(http_upstream_config("http://127.0.0.1:1/mcp")
+            .contains(r#"url = "http://127.0.0.1:1/mcp""#));
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs everything the tests need (pinned Node and Python packages, see
+# tests/node/package-lock.json and tests/python/requirements.txt), then builds and runs every
+# test of the workspace. Real servers and clients run on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-test-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --locked
+cargo test --workspace --locked

@@ -1,0 +1,163 @@
+//! The command line as an operator uses it: `check` on good and bad configs, every bundled
+//! config valid, `--help` everywhere, the stdio front serving the bundled quickstart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+use std::process::Command;
+
+use common::*;
+
+fn warden(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(warden_bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn check_accepts_every_bundled_config() {
+    let mut n = 0;
+    for e in std::fs::read_dir(root().join("proxy-config")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let (code, out, err) = warden(&["check", "--config", p.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {out}{err}", p.display());
+        assert!(out.contains("config OK"), "{out}");
+        n += 1;
+    }
+    assert!(n >= 2, "expected the bundled configs");
+}
+
+#[test]
+fn check_without_config_uses_the_quickstart() {
+    let (code, out, _) = warden(&["check"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("quickstart.toml") && out.contains("upstream demo"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_every_error_with_its_path_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[proxy]\nlisten = \"localhost\"\n[upstreams.a]\ncomand = \"x\"\n[upstreams.b]\nurl = \"http://x/mcp\"\nheaders = { A = \"${MCP_WARDEN_TEST_SURELY_UNSET}\" }\n",
+    );
+    let (code, out, err) = warden(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    for want in [
+        "proxy.listen:",
+        "upstreams.a.comand: unknown key (did you mean `command`?)",
+        "upstreams.a: missing `command`",
+        "upstreams.b.headers.A: environment variable `MCP_WARDEN_TEST_SURELY_UNSET` is not set",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_never_prints_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[upstreams.b]\nurl = \"http://127.0.0.1:1/mcp\"\nheaders = { Authorization = \"Bearer ${MCP_WARDEN_TEST_SECRET}\" }\n[upstreams.c]\ncommand = \"x\"\nenv = { K = \"${MCP_WARDEN_TEST_SECRET}\" }\n");
+    let o = Command::new(warden_bin())
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("MCP_WARDEN_TEST_SECRET", "hunter2-very-secret")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["stdio", "--help"],
+        vec!["check", "--help"],
+    ] {
+        let (code, out, _) = warden(&args);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (code, _, err) = warden(&["check", "--config", "/nonexistent/warden.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read /nonexistent/warden.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stdio_upstream_environment_is_cleared_except_what_the_config_names() {
+    let everything =
+        node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let cfg = format!(
+        "[upstreams.ev]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nenv = {{ GIVEN = \"${{MCP_WARDEN_TEST_GIVEN}}\" }}\n",
+        everything.display().to_string()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = write_config(dir.path(), &cfg);
+    let mut child = Command::new(warden_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg_path)
+        .env("MCP_WARDEN_TEST_GIVEN", "named-in-config")
+        .env("AWS_SECRET_ACCESS_KEY", "must-not-leak")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("mcp-warden listening on ")
+        .unwrap()
+        .to_string();
+    let env = node_client(&[
+        "--http",
+        &url,
+        "--scenario",
+        "call",
+        "--tool",
+        "get-env",
+        "--args",
+        "{}",
+    ]);
+    let text = env["result"].to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("named-in-config"), "{text}");
+    assert!(
+        !text.contains("must-not-leak"),
+        "the proxy's environment leaked into the upstream"
+    );
+    assert!(
+        text.contains("PATH"),
+        "the documented minimum is passed: {text}"
+    );
+}
