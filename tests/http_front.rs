@@ -383,3 +383,99 @@ fn http_slowloris_and_garbage_connections_do_not_stop_service() {
         "served"
     );
 }
+
+#[test]
+fn http_upstream_that_never_answers_times_out_and_is_cancelled() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nrequest_timeout_secs = 1\n{}",
+        golden_upstream("golden")
+    ));
+    let sid = open_session(&p.url);
+    let started = std::time::Instant::now();
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#,
+    );
+    let v = messages(r).pop().unwrap();
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1s"),
+        "{v}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The session and the upstream still serve.
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"golden","arguments":{}}}"#,
+    );
+    assert!(messages(r).pop().unwrap().get("result").is_some());
+}
+
+#[test]
+fn http_shutdown_lets_calls_in_flight_finish() {
+    let mut p = demo_proxy();
+    let sid = open_session(&p.url);
+    let url = p.url.clone();
+    let call = std::thread::spawn(move || {
+        let r = post(
+            &url,
+            Some(&sid),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"steps":5,"delay_ms":100}}}"#,
+        );
+        messages(r).pop().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let st = p.stop();
+    assert!(st.success());
+    let v = call.join().unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"], "done after 5 steps",
+        "{v}"
+    );
+}
+
+#[test]
+fn http_pagination_towards_the_agent() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\npage_size = 2\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let sid = open_session(&p.url);
+    let mut names = vec![];
+    let mut cursor: Option<String> = None;
+    for i in 0..20 {
+        let params = cursor
+            .as_ref()
+            .map(|c| format!(r#","params":{{"cursor":"{c}"}}"#))
+            .unwrap_or_default();
+        let r = post(
+            &p.url,
+            Some(&sid),
+            &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"{params}}}"#),
+        );
+        let v = messages(r).pop().unwrap();
+        let tools = v["result"]["tools"].as_array().unwrap();
+        assert!(tools.len() <= 2);
+        names.extend(
+            tools
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string()),
+        );
+        match v["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(names.len(), 6, "{names:?}");
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":99,"method":"tools/list","params":{"cursor":"garbage"}}"#,
+    );
+    assert_eq!(messages(r).pop().unwrap()["error"]["code"], -32602);
+}

@@ -388,3 +388,48 @@ fn inspector_cli_calls_through_the_http_front() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("inspector JSON");
     assert_eq!(v["structuredContent"]["sum"], 42.0, "{v}");
 }
+
+/// The demo server over HTTP on a fixed port; returns the child.
+fn demo_http(port: u16) -> Child {
+    let mut child = Command::new(demo_bin())
+        .args(["http", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    child
+}
+
+#[test]
+fn http_upstream_restarted_loses_our_session_and_is_reinitialised_transparently() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first = Kill(demo_http(port));
+    let proxy = HttpProxy::start(&format!(
+        "[upstreams.demo]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    ));
+    let sid = open_session(&proxy.url);
+    let call = |id: u64| {
+        let r = post(
+            &proxy.url,
+            Some(&sid),
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m{id}"}}}}}}"#
+            ),
+        );
+        messages(r).pop().unwrap()
+    };
+    assert_eq!(call(1)["result"]["content"][0]["text"], "m1");
+    drop(first);
+    let _second = Kill(demo_http(port));
+    // The new server knows nothing of our session: 404 → new upstream session → retried.
+    assert_eq!(call(2)["result"]["content"][0]["text"], "m2");
+}
