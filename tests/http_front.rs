@@ -479,3 +479,61 @@ fn http_pagination_towards_the_agent() {
     );
     assert_eq!(messages(r).pop().unwrap()["error"]["code"], -32602);
 }
+
+#[test]
+fn http_shared_upstream_one_child_for_all_sessions_and_progress_stays_with_its_session() {
+    let mut p = HttpProxy::start(&format!("{}shared = true\n", demo_upstream("demo", &[])));
+    let a = open_session(&p.url);
+    let b = open_session(&p.url);
+    assert_eq!(descendants(p.pid()).len(), 1, "one child for every session");
+    // Both sessions use the same progress token at the same time.
+    let call = |sid: String, steps: u32| {
+        let url = p.url.clone();
+        std::thread::spawn(move || {
+            let r = post(
+                &url,
+                Some(&sid),
+                &format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"slow","arguments":{{"steps":{steps},"delay_ms":30}},"_meta":{{"progressToken":"same"}}}}}}"#
+                ),
+            );
+            messages(r)
+        })
+    };
+    let (ta, tb) = (call(a.clone(), 3), call(b.clone(), 5));
+    for (msgs, steps) in [(ta.join().unwrap(), 3), (tb.join().unwrap(), 5)] {
+        let progress: Vec<_> = msgs
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(progress.len(), steps, "{msgs:?}");
+        assert!(progress.iter().all(
+            |m| m["params"]["progressToken"] == "same" && m["params"]["total"] == steps as u64
+        ));
+        assert_eq!(
+            msgs.last().unwrap()["result"]["content"][0]["text"],
+            format!("done after {steps} steps")
+        );
+    }
+    // Ending one session keeps the shared child for the other.
+    assert_eq!(
+        http()
+            .delete(&p.url)
+            .header("mcp-session-id", &a)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        echo(&p.url, &b, 2, "still shared")["result"]["content"][0]["text"],
+        "still shared"
+    );
+    assert_eq!(descendants(p.pid()).len(), 1);
+    let pid = p.pid();
+    assert!(p.stop().success());
+    assert!(
+        descendants(pid).is_empty(),
+        "shared child left after shutdown"
+    );
+}

@@ -105,6 +105,8 @@ pub struct Upstream {
     pub startup_timeout: Duration,
     /// Off: the upstream is configured but not started.
     pub enabled: bool,
+    /// One connection (one child) for every session instead of one per session.
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -343,6 +343,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "namespace",
     "startup_timeout_secs",
     "enabled",
+    "shared",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -491,6 +492,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let namespace = t.string(cx, "namespace");
     let startup = t.secs(cx, "startup_timeout_secs", 3600);
     let enabled = t.boolean(cx, "enabled").unwrap_or(true);
+    let shared = t.boolean(cx, "shared").unwrap_or(false);
     let before = cx.errors.len();
 
     if let Some(ns) = &namespace {
@@ -635,6 +637,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
             .filter(|ns| !ns.is_empty()),
         startup_timeout: startup.unwrap_or(Duration::from_secs(60)),
         enabled,
+        shared,
     })
 }
 

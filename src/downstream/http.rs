@@ -59,6 +59,7 @@ struct Inner {
     local_addr: SocketAddr,
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
+    shared: crate::session::shared::Registry,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -118,6 +119,7 @@ impl Front {
         for (_, s) in all {
             s.session.close();
         }
+        self.inner.shared.close();
     }
 }
 
@@ -388,6 +390,7 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
     let (session, reply) = Session::initialize(
         sid.clone(),
         front.inner.cfg.clone(),
+        &front.inner.shared,
         msg,
         general_tx.clone(),
     )
@@ -637,6 +640,7 @@ pub async fn serve(
             local_addr,
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
+            shared: crate::session::shared::Registry::new(&cfg),
         }),
     };
     let reaper_front = front.clone();

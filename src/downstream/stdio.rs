@@ -43,6 +43,7 @@ where
         cfg.proxy.max_line_bytes,
     );
     let mut session: Option<Arc<Session>> = None;
+    let shared = crate::session::shared::Registry::new(&cfg);
     tokio::pin!(shutdown);
     loop {
         let line = tokio::select! {
@@ -74,7 +75,7 @@ where
                 let _ = out_tx.send(parse_error(&e).into_bytes()).await;
             }
             Ok(Payload::Single(msg)) => {
-                if let Some(s) = dispatch(&cfg, &mut session, msg, &out_tx).await {
+                if let Some(s) = dispatch(&cfg, &shared, &mut session, msg, &out_tx).await {
                     session = Some(s);
                 }
             }
@@ -100,6 +101,7 @@ where
         s.drain(cfg.proxy.shutdown_grace).await;
         s.close();
     }
+    shared.close();
     drop(out_tx);
     let _ = writer.await;
 }
@@ -118,6 +120,7 @@ pub(crate) fn parse_error(e: &ParseError) -> Message {
 /// Handles one message; returns a new session when it was an `initialize`.
 async fn dispatch(
     cfg: &Arc<Config>,
+    shared: &crate::session::shared::Registry,
     session: &mut Option<Arc<Session>>,
     msg: Message,
     out: &mpsc::Sender<Bytes>,
@@ -125,7 +128,7 @@ async fn dispatch(
     match (session.as_ref(), msg.kind(), msg.method()) {
         (None, Kind::Request, Some("initialize")) => {
             let (s, reply) =
-                Session::initialize("stdio".into(), cfg.clone(), &msg, out.clone()).await;
+                Session::initialize("stdio".into(), cfg.clone(), shared, &msg, out.clone()).await;
             let _ = out.send(reply.into_bytes()).await;
             Some(s)
         }

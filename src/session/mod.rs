@@ -9,6 +9,7 @@
 //! ones to [`Sink`]s; the fronts (`crate::downstream`) own sockets and stdio.
 
 pub mod catalog;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,8 @@ enum SlotState {
 
 struct Slot {
     cfg: UpstreamConfig,
+    /// Set for `shared = true` upstreams: the connection is the registry's, not the session's.
+    shared: Option<Arc<shared::SharedUpstream>>,
     state: Mutex<SlotState>,
     /// Serialises (re)connection attempts.
     connecting: tokio::sync::Mutex<()>,
@@ -99,6 +102,7 @@ impl Session {
     pub async fn initialize(
         id: String,
         cfg: Arc<Config>,
+        shared: &shared::Registry,
         init: &Message,
         general: Sink,
     ) -> (Arc<Session>, Message) {
@@ -120,8 +124,10 @@ impl Session {
         let slots = cfg
             .upstreams
             .iter()
-            .map(|u| Slot {
+            .enumerate()
+            .map(|(i, u)| Slot {
                 cfg: u.clone(),
+                shared: shared.get(i),
                 state: Mutex::new(if u.enabled {
                     SlotState::Down {
                         retry_at: Instant::now(),
@@ -150,6 +156,11 @@ impl Session {
             closed: AtomicBool::new(false),
             this: this.clone(),
         });
+        for slot in &session.slots {
+            if let Some(sh) = &slot.shared {
+                sh.attach(session.this.clone());
+            }
+        }
         let starts = (0..session.slots.len()).map(|i| session.connection(i));
         let _ = futures_util::future::join_all(starts).await;
         let reply = session.initialize_result(init.id_str().unwrap_or("null"));
@@ -244,6 +255,12 @@ impl Session {
         if let Some(c) = self.live(idx) {
             return Ok(c);
         }
+        if let Some(sh) = &slot.shared {
+            if self.is_closed() || !slot.cfg.enabled {
+                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+            }
+            return sh.connection().await;
+        }
         let _one = slot.connecting.lock().await;
         match &*lock(&slot.state) {
             SlotState::Up { conn, .. } if conn.is_alive() => return Ok(conn.clone()),
@@ -307,6 +324,9 @@ impl Session {
     }
 
     fn live(&self, idx: usize) -> Option<Arc<Connection>> {
+        if let Some(sh) = &self.slots[idx].shared {
+            return if self.is_closed() { None } else { sh.live() };
+        }
         match &*lock(&self.slots[idx].state) {
             SlotState::Up { conn, .. } if conn.is_alive() => Some(conn.clone()),
             _ => None,
@@ -334,6 +354,12 @@ impl Session {
             };
         }
         tracing::warn!(session = %self.id, upstream = %slot.cfg.name, "upstream went down; its tools are withdrawn until it is back");
+        self.lists_changed(&ListKind::ALL);
+    }
+
+    /// A shared upstream's connection ended: its tools are gone for now.
+    fn shared_upstream_closed(&self, idx: usize) {
+        tracing::warn!(session = %self.id, upstream = %self.slots[idx].cfg.name, "shared upstream went down");
         self.lists_changed(&ListKind::ALL);
     }
 
@@ -792,10 +818,28 @@ impl Session {
                 )
             }
         };
+        let shared = self.slots[idx].shared.clone();
+        let (msg, our_token) = match &shared {
+            Some(sh) => sh.rewrite_progress_token(&self.this, &msg),
+            None => (msg, None),
+        };
         let (up_id, answer) = conn.start_request(&msg);
         if let Some(f) = lock(&self.inflight).get_mut(key) {
             f.upstream = Some((idx, up_id));
         }
+        // Forgets the shared upstream's bookkeeping for this call however it ends.
+        struct SharedCall(Option<Arc<shared::SharedUpstream>>, u64, Option<String>);
+        impl Drop for SharedCall {
+            fn drop(&mut self) {
+                if let Some(sh) = &self.0 {
+                    sh.call_ended(self.1, self.2.as_deref());
+                }
+            }
+        }
+        if let Some(sh) = &shared {
+            sh.call_started(up_id, &self.this);
+        }
+        let _shared_call = SharedCall(shared, up_id, our_token);
         let timeout = self.cfg.proxy.request_timeout;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(reply)) => reply.with_id(&id),
@@ -884,7 +928,7 @@ impl Session {
 
     // ---- upstream → agent ----
 
-    fn on_upstream_event(&self, idx: usize, ev: Event) {
+    pub(crate) fn on_upstream_event(&self, idx: usize, ev: Event) {
         match ev {
             Event::Closed { reason } => self.upstream_closed(idx, reason),
             Event::Message(inbound) => match inbound.msg.kind() {
@@ -1008,7 +1052,7 @@ impl Session {
     }
 }
 
-fn backoff(failures: u64) -> Duration {
+pub(crate) fn backoff(failures: u64) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }

@@ -1,0 +1,325 @@
+//! Upstreams marked `shared = true`: one connection (one child, for stdio) serving every
+//! session, for stateless servers that are slow to start.
+//!
+//! The connection is initialised with mcp-warden's own client info and no client capabilities,
+//! so the upstream never sends server→client requests (which could not be attributed to one
+//! agent); a request it sends anyway is refused. Upstream request ids are unique per connection
+//! already (`Connection` assigns them); progress tokens are rewritten to tokens of our own on the
+//! way up and restored on the way back, so each notification reaches only the session it belongs
+//! to. List changes and the connection's end reach every session using it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::{backoff, Session};
+use crate::config::{Config, Upstream as UpstreamConfig};
+use crate::jsonrpc::{self, code, Edit, Kind};
+use crate::mcp;
+use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
+
+/// The shared upstreams of one proxy instance, by config index.
+#[derive(Default)]
+pub struct Registry {
+    by_index: HashMap<usize, Arc<SharedUpstream>>,
+}
+
+impl Registry {
+    pub fn new(cfg: &Arc<Config>) -> Registry {
+        let by_index = cfg
+            .upstreams
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.shared && u.enabled)
+            .map(|(i, u)| {
+                (
+                    i,
+                    SharedUpstream::new(i, u.clone(), cfg.proxy.max_line_bytes),
+                )
+            })
+            .collect();
+        Registry { by_index }
+    }
+
+    pub fn get(&self, idx: usize) -> Option<Arc<SharedUpstream>> {
+        self.by_index.get(&idx).cloned()
+    }
+
+    /// Closes every shared connection for good (at shutdown).
+    pub fn close(&self) {
+        for sh in self.by_index.values() {
+            sh.closed.store(true, Ordering::Relaxed);
+            *lock(&sh.state) = State::Down {
+                retry_at: Instant::now(),
+            };
+        }
+    }
+}
+
+enum State {
+    Up(Arc<Connection>),
+    Down { retry_at: Instant },
+}
+
+/// A progress token we sent upstream in place of an agent's.
+struct TokenOwner {
+    session: Weak<Session>,
+    original: String,
+}
+
+pub struct SharedUpstream {
+    idx: usize,
+    cfg: UpstreamConfig,
+    max_line: usize,
+    state: Mutex<State>,
+    connecting: tokio::sync::Mutex<()>,
+    failures: AtomicU64,
+    sessions: Mutex<Vec<Weak<Session>>>,
+    tokens: Mutex<HashMap<String, TokenOwner>>,
+    /// Upstream request id → the session that sent it (to route related messages).
+    calls: Mutex<HashMap<u64, Weak<Session>>>,
+    next_token: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+    this: Weak<SharedUpstream>,
+}
+
+impl SharedUpstream {
+    fn new(idx: usize, cfg: UpstreamConfig, max_line: usize) -> Arc<SharedUpstream> {
+        Arc::new_cyclic(|this| SharedUpstream {
+            idx,
+            cfg,
+            max_line,
+            state: Mutex::new(State::Down {
+                retry_at: Instant::now(),
+            }),
+            connecting: tokio::sync::Mutex::new(()),
+            failures: AtomicU64::new(0),
+            sessions: Mutex::new(vec![]),
+            tokens: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            this: this.clone(),
+        })
+    }
+
+    pub fn attach(&self, s: Weak<Session>) {
+        let mut v = lock(&self.sessions);
+        v.retain(|w| w.strong_count() > 0);
+        v.push(s);
+    }
+
+    pub fn live(&self) -> Option<Arc<Connection>> {
+        match &*lock(&self.state) {
+            State::Up(c) if c.is_alive() => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    pub async fn connection(&self) -> Result<Arc<Connection>, UpstreamError> {
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(UpstreamError::Unavailable(self.cfg.name.clone()));
+        }
+        match &*lock(&self.state) {
+            State::Up(c) if c.is_alive() => return Ok(c.clone()),
+            State::Down { retry_at } if *retry_at > Instant::now() => {
+                return Err(UpstreamError::Unavailable(self.cfg.name.clone()))
+            }
+            _ => {}
+        }
+        let hs = Handshake {
+            protocol_version: mcp::LATEST_VERSION.to_string(),
+            capabilities: raw("{}"),
+            client_info: raw(&format!(
+                r#"{{"name":"mcp-warden","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+        };
+        let this = self.this.clone();
+        let handler: EventHandler = Arc::new(move |ev| {
+            if let Some(s) = this.upgrade() {
+                s.on_event(ev);
+            }
+        });
+        match Connection::connect(&self.cfg, &hs, self.max_line, handler).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *lock(&self.state) = State::Up(c.clone());
+                tracing::info!(upstream = %self.cfg.name, "shared upstream connected");
+                Ok(c)
+            }
+            Err(e) => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.state) = State::Down {
+                    retry_at: Instant::now() + backoff(n),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the agent's progress token in `msg` by one of ours, remembering whose it is.
+    /// Returns the edited message and the token to forget when the call ends.
+    pub fn rewrite_progress_token(
+        &self,
+        session: &Weak<Session>,
+        msg: &jsonrpc::Message,
+    ) -> (jsonrpc::Message, Option<String>) {
+        let Some(tok) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::MetaParams<'_>>(p).ok())
+            .and_then(|p| p.meta)
+            .and_then(|m| m.progress_token)
+        else {
+            return (msg.clone(), None);
+        };
+        let ours = format!(
+            "\"mw-{}-{}\"",
+            self.idx,
+            self.next_token.fetch_add(1, Ordering::Relaxed)
+        );
+        let Ok(edited) = msg.edited(vec![Edit::new(msg.span_of(tok.get()), ours.as_bytes())])
+        else {
+            return (msg.clone(), None);
+        };
+        lock(&self.tokens).insert(
+            ours.clone(),
+            TokenOwner {
+                session: session.clone(),
+                original: tok.get().to_string(),
+            },
+        );
+        (edited, Some(ours))
+    }
+
+    pub fn call_started(&self, up_id: u64, session: &Weak<Session>) {
+        lock(&self.calls).insert(up_id, session.clone());
+    }
+
+    pub fn call_ended(&self, up_id: u64, token: Option<&str>) {
+        lock(&self.calls).remove(&up_id);
+        if let Some(t) = token {
+            lock(&self.tokens).remove(t);
+        }
+    }
+
+    fn sessions(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    fn on_event(&self, ev: Event) {
+        match ev {
+            Event::Closed { reason } => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.state) = State::Down {
+                    retry_at: Instant::now() + backoff(n).min(Duration::from_secs(5)),
+                };
+                tracing::warn!(upstream = %self.cfg.name, %reason, "shared upstream went down");
+                for s in self.sessions() {
+                    s.shared_upstream_closed(self.idx);
+                }
+            }
+            Event::Message(inbound) => self.on_message(inbound),
+        }
+    }
+
+    fn on_message(&self, inbound: Inbound) {
+        let msg = &inbound.msg;
+        match msg.kind() {
+            Kind::Request => {
+                // We declared no client capabilities: nothing may be asked of "the" client.
+                if let Some(c) = self.live() {
+                    let err = jsonrpc::error_response(
+                        msg.id_str(),
+                        code::METHOD_NOT_FOUND,
+                        "Not supported by a shared upstream connection",
+                    );
+                    tokio::spawn(async move {
+                        let _ = c.notify(err).await;
+                    });
+                }
+            }
+            Kind::Response => {}
+            Kind::Notification => {
+                let method = msg.method().unwrap_or_default();
+                if super::catalog::ListKind::from_list_changed(method).is_some() {
+                    for s in self.sessions() {
+                        s.on_upstream_event(
+                            self.idx,
+                            Event::Message(Inbound {
+                                msg: msg.clone(),
+                                related: None,
+                            }),
+                        );
+                    }
+                    return;
+                }
+                if method == "notifications/progress" {
+                    let Some(p) = msg
+                        .params()
+                        .and_then(|p| serde_json::from_str::<mcp::ProgressParams<'_>>(p).ok())
+                    else {
+                        return;
+                    };
+                    let owner = lock(&self.tokens)
+                        .get(p.progress_token.get())
+                        .map(|o| (o.session.clone(), o.original.clone()));
+                    let Some((session, original)) = owner else {
+                        return;
+                    };
+                    let Ok(restored) = msg.edited(vec![Edit::new(
+                        msg.span_of(p.progress_token.get()),
+                        original.as_bytes(),
+                    )]) else {
+                        return;
+                    };
+                    if let Some(s) = session.upgrade() {
+                        s.on_upstream_event(
+                            self.idx,
+                            Event::Message(Inbound {
+                                msg: restored,
+                                related: inbound.related,
+                            }),
+                        );
+                    }
+                    return;
+                }
+                // Anything else (logging, resource updates) goes to the one session it can be
+                // attributed to: the caller of the related request, or the only session with a
+                // call in flight. Otherwise it is dropped rather than shown to the wrong agent.
+                let target = {
+                    let calls = lock(&self.calls);
+                    match inbound.related.and_then(|r| calls.get(&r).cloned()) {
+                        Some(s) => Some(s),
+                        None => {
+                            let mut owners: Vec<&Weak<Session>> = calls.values().collect();
+                            owners.dedup_by(|a, b| a.ptr_eq(b));
+                            (owners.len() == 1).then(|| owners[0].clone())
+                        }
+                    }
+                };
+                match target.and_then(|w| w.upgrade()) {
+                    Some(s) => s.on_upstream_event(self.idx, Event::Message(inbound)),
+                    None => {
+                        tracing::debug!(upstream = %self.cfg.name, method, "notification from a shared upstream not attributable to one session; dropped")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_string()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
