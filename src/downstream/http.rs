@@ -37,13 +37,13 @@ const KEEPALIVE: Duration = Duration::from_secs(25);
 struct HttpSession {
     session: Arc<Session>,
     /// The sender side of the outbox (also held by the session as its general sink).
-    session_general: mpsc::Sender<Bytes>,
+    session_general: mpsc::Sender<Message>,
     outbox: Arc<Mutex<Outbox>>,
 }
 
 struct Outbox {
     /// Taken by the open GET stream, put back when it ends.
-    rx: Option<mpsc::Receiver<Bytes>>,
+    rx: Option<mpsc::Receiver<Message>>,
     history: VecDeque<(u64, Bytes)>,
     next_event: u64,
 }
@@ -308,7 +308,7 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
                 return StatusCode::ACCEPTED.into_response();
             }
             let want = msg.id_str().unwrap_or("null").to_string();
-            let (tx, rx) = mpsc::channel::<Bytes>(64);
+            let (tx, rx) = mpsc::channel::<Message>(64);
             hs.session.handle(msg, tx);
             // Priming events (SEP-1699) are for clients that speak 2025-11-25 on this request.
             let version = headers
@@ -329,12 +329,12 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
                     "JSON-RPC batches are not supported by the negotiated protocol version",
                 );
             }
-            let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            let (tx, mut rx) = mpsc::channel::<Message>(64);
             let mut answers = vec![];
             let mut waiting = 0usize;
             for item in items {
                 match item {
-                    Err(e) => answers.push(super::stdio::parse_error(&e).into_bytes()),
+                    Err(e) => answers.push(super::stdio::parse_error(&e)),
                     Ok(m) => {
                         if m.kind() == Kind::Request {
                             waiting += 1;
@@ -351,42 +351,31 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
             }
             let general = general_sink(&hs);
             while waiting > 0 {
-                let Some(b) = rx.recv().await else { break };
-                match Message::parse(b.clone()) {
-                    Ok(m) if m.kind() == Kind::Response => {
-                        answers.push(b);
-                        waiting -= 1;
-                    }
-                    _ => {
-                        let _ = general.try_send(b);
-                    }
+                let Some(m) = rx.recv().await else { break };
+                if m.kind() == Kind::Response {
+                    answers.push(m);
+                    waiting -= 1;
+                } else {
+                    let _ = general.try_send(m);
                 }
             }
-            let mut arr = b"[".to_vec();
-            for (i, a) in answers.iter().enumerate() {
-                if i > 0 {
-                    arr.push(b',');
-                }
-                arr.extend_from_slice(a);
-            }
-            arr.push(b']');
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
-                arr,
+                jsonrpc::batch_array(&answers),
             )
                 .into_response()
         }
     }
 }
 
-fn general_sink(hs: &HttpSession) -> mpsc::Sender<Bytes> {
+fn general_sink(hs: &HttpSession) -> mpsc::Sender<Message> {
     hs.session_general.clone()
 }
 
 async fn initialize(front: &Front, msg: &Message) -> Response {
     let sid = super::new_session_id();
-    let (general_tx, general_rx) = mpsc::channel::<Bytes>(REPLAY);
+    let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(
         sid.clone(),
         front.inner.cfg.clone(),
@@ -421,9 +410,9 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
 /// Answers a POST with one JSON body; messages related to the request that come before the
 /// answer go to the session's GET stream.
 async fn respond_json(
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Message>,
     want: String,
-    general: mpsc::Sender<Bytes>,
+    general: mpsc::Sender<Message>,
 ) -> Response {
     let mut want = vec![want];
     while let Some(b) = rx.recv().await {
@@ -431,7 +420,7 @@ async fn respond_json(
             return (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
-                b,
+                b.into_bytes(),
             )
                 .into_response();
         }
@@ -447,7 +436,7 @@ async fn respond_json(
 /// Answers a POST with an SSE stream: every message related to the request, ending with its
 /// answer. Events carry ids (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event
 /// (an id, `retry`, empty data).
-fn respond_sse(front: &Front, rx: mpsc::Receiver<Bytes>, want: String, prime: bool) -> Response {
+fn respond_sse(front: &Front, rx: mpsc::Receiver<Message>, want: String, prime: bool) -> Response {
     let stream_id = front
         .inner
         .next_stream
@@ -469,24 +458,24 @@ fn respond_sse(front: &Front, rx: mpsc::Receiver<Bytes>, want: String, prime: bo
             }
             let b = rx.recv().await?;
             let finished = is_answer(&b, &mut want) && want.is_empty();
-            let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), &b));
+            let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), b.bytes()));
             Some((Ok(event), (None, rx, want, finished, n + 1)))
         },
     );
     sse_response(Body::from_stream(stream))
 }
 
-fn is_answer(b: &Bytes, want: &mut Vec<String>) -> bool {
-    match Message::parse(b.clone()) {
-        Ok(m) if m.kind() == Kind::Response => {
-            let id = m.id_str().unwrap_or("null");
-            if let Some(i) = want.iter().position(|w| w == id) {
-                want.swap_remove(i);
-                return true;
-            }
-            false
+fn is_answer(m: &Message, want: &mut Vec<String>) -> bool {
+    if m.kind() != Kind::Response {
+        return false;
+    }
+    let id = m.id_str().unwrap_or("null");
+    match want.iter().position(|w| w == id) {
+        Some(i) => {
+            want.swap_remove(i);
+            true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -504,7 +493,7 @@ fn sse_response(body: Body) -> Response {
 /// Puts the GET stream's receiver back into the outbox when the stream ends.
 struct Lease {
     outbox: Arc<Mutex<Outbox>>,
-    rx: Option<mpsc::Receiver<Bytes>>,
+    rx: Option<mpsc::Receiver<Message>>,
 }
 
 impl Drop for Lease {
@@ -592,13 +581,13 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
                             let mut ob = lock(&outbox);
                             let id = ob.next_event;
                             ob.next_event += 1;
-                            ob.history.push_back((id, b.clone()));
+                            ob.history.push_back((id, b.bytes().clone()));
                             if ob.history.len() > REPLAY {
                                 ob.history.pop_front();
                             }
                             id
                         };
-                        let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), &b));
+                        let ev = Bytes::from(sse::encode(Some(&format!("g{id}")), b.bytes()));
                         Some((Ok(ev), (lease, replay, stopping)))
                     }
                     None => Some((

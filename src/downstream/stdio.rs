@@ -19,15 +19,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
+    // Messages for the agent; batch answers (JSON arrays, not single messages) have their own
+    // channel into the same writer.
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(1024);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Bytes>(64);
     let writer = tokio::spawn(async move {
         let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, output);
-        while let Some(msg) = out_rx.recv().await {
-            let mut ok = w.write_all(&msg).await.is_ok() && w.write_all(b"\n").await.is_ok();
+        loop {
+            let first: Bytes = tokio::select! {
+                m = out_rx.recv() => match m { Some(m) => m.into_bytes(), None => break },
+                Some(b) = batch_rx.recv() => b,
+            };
+            let mut ok = w.write_all(&first).await.is_ok() && w.write_all(b"\n").await.is_ok();
             // Coalesce whatever is already queued into one flush.
             while ok {
                 match out_rx.try_recv() {
-                    Ok(m) => ok = w.write_all(&m).await.is_ok() && w.write_all(b"\n").await.is_ok(),
+                    Ok(m) => {
+                        ok =
+                            w.write_all(m.bytes()).await.is_ok() && w.write_all(b"\n").await.is_ok()
+                    }
                     Err(_) => break,
                 }
             }
@@ -59,7 +69,7 @@ where
                     code::INVALID_REQUEST,
                     &format!("Message larger than {max} bytes"),
                 );
-                let _ = out_tx.send(e.into_bytes()).await;
+                let _ = out_tx.send(e).await;
                 continue;
             }
             Err(LineError::Io(e)) => {
@@ -72,7 +82,7 @@ where
         }
         match jsonrpc::parse_payload(line) {
             Err(e) => {
-                let _ = out_tx.send(parse_error(&e).into_bytes()).await;
+                let _ = out_tx.send(parse_error(&e)).await;
             }
             Ok(Payload::Single(msg)) => {
                 if let Some(s) = dispatch(&cfg, &shared, &mut session, msg, &out_tx).await {
@@ -84,14 +94,14 @@ where
                     .as_ref()
                     .is_some_and(|s| mcp::allows_batches(s.protocol_version));
                 match (&session, allowed) {
-                    (Some(s), true) => batch(s, items, &out_tx),
+                    (Some(s), true) => batch(s, items, &out_tx, &batch_tx),
                     _ => {
                         let e = jsonrpc::error_response(
                             None,
                             code::INVALID_REQUEST,
                             "JSON-RPC batches are not supported by the negotiated protocol version",
                         );
-                        let _ = out_tx.send(e.into_bytes()).await;
+                        let _ = out_tx.send(e).await;
                     }
                 }
             }
@@ -123,13 +133,13 @@ async fn dispatch(
     shared: &crate::session::shared::Registry,
     session: &mut Option<Arc<Session>>,
     msg: Message,
-    out: &mpsc::Sender<Bytes>,
+    out: &mpsc::Sender<Message>,
 ) -> Option<Arc<Session>> {
     match (session.as_ref(), msg.kind(), msg.method()) {
         (None, Kind::Request, Some("initialize")) => {
             let (s, reply) =
                 Session::initialize("stdio".into(), cfg.clone(), shared, &msg, out.clone()).await;
-            let _ = out.send(reply.into_bytes()).await;
+            let _ = out.send(reply).await;
             Some(s)
         }
         (Some(s), _, _) => {
@@ -138,10 +148,10 @@ async fn dispatch(
         }
         (None, Kind::Request, Some("ping")) => {
             let _ = out
-                .send(
-                    jsonrpc::response(msg.id_str().unwrap_or("null"), serde_json::json!({}))
-                        .into_bytes(),
-                )
+                .send(jsonrpc::response(
+                    msg.id_str().unwrap_or("null"),
+                    serde_json::json!({}),
+                ))
                 .await;
             None
         }
@@ -151,7 +161,7 @@ async fn dispatch(
                 code::INVALID_REQUEST,
                 "Session not initialized: send initialize first",
             );
-            let _ = out.send(e.into_bytes()).await;
+            let _ = out.send(e).await;
             None
         }
         (None, _, _) => None,
@@ -160,13 +170,18 @@ async fn dispatch(
 
 /// A batch: its requests are served concurrently and their answers written as one array;
 /// other messages produced meanwhile go out on their own.
-fn batch(s: &Arc<Session>, items: Vec<Result<Message, ParseError>>, out: &mpsc::Sender<Bytes>) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    let mut answers: Vec<Bytes> = vec![];
+fn batch(
+    s: &Arc<Session>,
+    items: Vec<Result<Message, ParseError>>,
+    out: &mpsc::Sender<Message>,
+    arrays: &mpsc::Sender<Bytes>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let mut answers: Vec<Message> = vec![];
     let mut waiting = 0usize;
     for item in items {
         match item {
-            Err(e) => answers.push(parse_error(&e).into_bytes()),
+            Err(e) => answers.push(parse_error(&e)),
             Ok(m) => {
                 if m.kind() == Kind::Request {
                     waiting += 1;
@@ -176,33 +191,20 @@ fn batch(s: &Arc<Session>, items: Vec<Result<Message, ParseError>>, out: &mpsc::
         }
     }
     drop(tx);
-    let out = out.clone();
+    let (out, arrays) = (out.clone(), arrays.clone());
     tokio::spawn(async move {
         while waiting > 0 {
-            let Some(b) = rx.recv().await else { break };
-            match Message::parse(b.clone()) {
-                Ok(m) if m.kind() == Kind::Response => {
-                    answers.push(b);
-                    waiting -= 1;
-                }
-                _ => {
-                    let _ = out.send(b).await;
-                }
+            let Some(m) = rx.recv().await else { break };
+            if m.kind() == Kind::Response {
+                answers.push(m);
+                waiting -= 1;
+            } else {
+                let _ = out.send(m).await;
             }
         }
-        if answers.is_empty() {
-            return;
+        if !answers.is_empty() {
+            let _ = arrays.send(jsonrpc::batch_array(&answers)).await;
         }
-        let mut arr = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
-        arr.push(b'[');
-        for (i, a) in answers.iter().enumerate() {
-            if i > 0 {
-                arr.push(b',');
-            }
-            arr.extend_from_slice(a);
-        }
-        arr.push(b']');
-        let _ = out.send(Bytes::from(arr)).await;
     });
 }
 

@@ -305,6 +305,20 @@ pub fn splice(raw: &[u8], mut edits: Vec<Edit>) -> Bytes {
     Bytes::from(out)
 }
 
+/// The answer to a batch: the answers' bytes joined into one JSON array.
+pub fn batch_array(answers: &[Message]) -> Bytes {
+    let mut arr = Vec::with_capacity(answers.iter().map(|a| a.raw.len() + 1).sum::<usize>() + 2);
+    arr.push(b'[');
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            arr.push(b',');
+        }
+        arr.extend_from_slice(&a.raw);
+    }
+    arr.push(b']');
+    Bytes::from(arr)
+}
+
 fn build(v: serde_json::Value) -> Message {
     // Serialising a `Value` cannot fail (string keys only) and always yields a valid message.
     let raw = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());

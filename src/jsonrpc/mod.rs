@@ -12,8 +12,8 @@ mod message;
 
 pub use codec::{LineError, LineReader};
 pub use message::{
-    error_response, notification, parse_payload, request, response, splice, Edit, Kind, Message,
-    ParseError, Payload,
+    batch_array, error_response, notification, parse_payload, request, response, splice, Edit,
+    Kind, Message, ParseError, Payload,
 };
 
 /// Standard JSON-RPC and MCP error codes used by mcp-warden.

@@ -27,8 +27,9 @@ use crate::mcp;
 use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 use catalog::{Fetched, List, ListKind};
 
-/// Where messages for the agent go: serialised JSON-RPC messages, one per item.
-pub type Sink = mpsc::Sender<Bytes>;
+/// Where messages for the agent go, one JSON-RPC message per item (kept parsed, so a front can
+/// tell an answer from a notification without parsing again).
+pub type Sink = mpsc::Sender<Message>;
 
 /// How long an upstream that keeps failing is left alone before the next attempt, at most.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -388,13 +389,13 @@ impl Session {
                 }
             };
             if lock(&self.announced)[i] && !std::mem::replace(&mut sent[i], true) {
-                self.send_general(jsonrpc::notification(method, None).into_bytes());
+                self.send_general(jsonrpc::notification(method, None));
             }
         }
     }
 
-    fn send_general(&self, bytes: Bytes) {
-        if self.general.try_send(bytes).is_err() {
+    fn send_general(&self, msg: Message) {
+        if self.general.try_send(msg).is_err() {
             tracing::debug!(session = %self.id, "agent's notification stream is full or closed; message dropped");
         }
     }
@@ -543,7 +544,7 @@ impl Session {
                     code::INVALID_REQUEST,
                     "Duplicate request id: a request with this id is still in flight",
                 );
-                let _ = sink.try_send(err.into_bytes());
+                let _ = sink.try_send(err);
                 return;
             }
             inflight.insert(
@@ -562,7 +563,7 @@ impl Session {
             let reply = this.serve(msg, &key).await;
             let still_ours = lock(&this.inflight).remove(&key).is_some();
             if let (true, Some(reply)) = (still_ours, reply) {
-                let _ = sink.send(reply.into_bytes()).await;
+                let _ = sink.send(reply).await;
             }
         });
         if let Some(f) = lock(&self.inflight).get_mut(&id) {
@@ -969,7 +970,7 @@ impl Session {
         );
         let out = inbound.msg.with_id(&our_id.to_string());
         let sink = self.sink_for(idx, inbound.related);
-        if sink.try_send(out.into_bytes()).is_err() {
+        if sink.try_send(out).is_err() {
             tracing::warn!(session = %self.id, "cannot deliver a server request to the agent; answering with an error");
             if let Some(req) = lock(&self.server_requests).remove(&our_id) {
                 if let Some(conn) = self.live(idx) {
@@ -1046,7 +1047,7 @@ impl Session {
             "notifications/resources/updated" => (self.general.clone(), msg),
             _ => (self.sink_for(idx, inbound.related), msg),
         };
-        if sink.try_send(out.into_bytes()).is_err() {
+        if sink.try_send(out).is_err() {
             tracing::debug!(session = %self.id, "agent stream full or closed; notification dropped");
         }
     }
