@@ -196,3 +196,33 @@ fn stdio_cancellation_reaches_the_upstream_and_no_answer_follows() {
         "progress kept coming after cancellation"
     );
 }
+
+#[test]
+fn stdio_slow_upstream_joins_after_initialize_with_list_changed() {
+    let demo = demo_bin().display().to_string();
+    let cfg = format!(
+        "[proxy]\ninitialize_wait_secs = 1\n{}\n[upstreams.slow]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 2; exec {demo} stdio\"]\n",
+        demo_upstream("fast", &[])
+    );
+    let mut p = StdioProxy::start(&cfg);
+    let started = std::time::Instant::now();
+    p.initialize("2025-11-25");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "initialize waited for the slow upstream"
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let (line, _) = p.recv_response("1");
+    assert!(
+        line.contains("fast__echo") && !line.contains("slow__echo"),
+        "{line}"
+    );
+    let changed = p.recv();
+    assert!(
+        changed.contains("notifications/tools/list_changed"),
+        "{changed}"
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let (line, _) = p.recv_response("2");
+    assert!(line.contains("slow__echo"), "{line}");
+}

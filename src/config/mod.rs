@@ -65,6 +65,8 @@ pub struct ProxySettings {
     pub page_size: usize,
     /// How the HTTP front answers a POSTed request.
     pub response_mode: ResponseMode,
+    /// How long `initialize` waits for upstreams before answering with those that are up.
+    pub initialize_wait: Duration,
 }
 
 /// How the Streamable HTTP front answers requests.
@@ -92,6 +94,7 @@ impl Default for ProxySettings {
             server_name: "mcp-warden".into(),
             page_size: 0,
             response_mode: ResponseMode::Sse,
+            initialize_wait: Duration::from_secs(20),
         }
     }
 }

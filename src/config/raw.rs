@@ -330,6 +330,7 @@ const PROXY_KEYS: &[&str] = &[
     "server_name",
     "page_size",
     "response_mode",
+    "initialize_wait_secs",
 ];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
@@ -466,6 +467,9 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(n) = t.uint(cx, "page_size", 0, 100_000) {
         p.page_size = n as usize;
+    }
+    if let Some(d) = t.secs(cx, "initialize_wait_secs", 3600) {
+        p.initialize_wait = d;
     }
     match t.string(cx, "response_mode").as_deref() {
         None => {}

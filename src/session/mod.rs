@@ -88,6 +88,8 @@ pub struct Session {
     last_active: Mutex<Instant>,
     /// Which list-changed notifications the agent was promised: tools, prompts, resources.
     announced: Mutex<[bool; 3]>,
+    /// `initialize` has been answered: an upstream coming up now changes the agent's lists.
+    answered: AtomicBool,
     closed: AtomicBool,
     this: Weak<Session>,
 }
@@ -154,6 +156,7 @@ impl Session {
             general,
             last_active: Mutex::new(Instant::now()),
             announced: Mutex::new([true, false, false]),
+            answered: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             this: this.clone(),
         });
@@ -162,8 +165,25 @@ impl Session {
                 sh.attach(session.this.clone());
             }
         }
-        let starts = (0..session.slots.len()).map(|i| session.connection(i));
-        let _ = futures_util::future::join_all(starts).await;
+        // Start every upstream in parallel; answer once all are up or `initialize_wait` has
+        // passed. A slower one (an `npx` download, say) joins later and the agent gets
+        // `list_changed` then.
+        let starts: Vec<_> = (0..session.slots.len())
+            .map(|i| {
+                let s = session.clone();
+                tokio::spawn(async move {
+                    let _ = s.connection(i).await;
+                })
+            })
+            .collect();
+        let wait = session.cfg.proxy.initialize_wait;
+        if tokio::time::timeout(wait, futures_util::future::join_all(starts))
+            .await
+            .is_err()
+        {
+            tracing::warn!(session = %session.id, waited = ?wait, "answering initialize before every upstream is up; the others join later");
+        }
+        session.answered.store(true, Ordering::Relaxed);
         let reply = session.initialize_result(init.id_str().unwrap_or("null"));
         (session, reply)
     }
@@ -291,7 +311,8 @@ impl Session {
         {
             Ok(conn) => {
                 let conn = Arc::new(conn);
-                let was_down_after_start = slot.failures.load(Ordering::Relaxed) > 0;
+                let was_down_after_start = slot.failures.load(Ordering::Relaxed) > 0
+                    || self.answered.load(Ordering::Relaxed);
                 {
                     let mut st = lock(&slot.state);
                     if matches!(*st, SlotState::Disabled) || self.is_closed() {
@@ -321,6 +342,27 @@ impl Session {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Starts a (re)connection of a down upstream whose backoff has passed, without waiting.
+    fn reconnect_in_background(&self, idx: usize) {
+        let slot = &self.slots[idx];
+        if self.is_closed() || !slot.cfg.enabled {
+            return;
+        }
+        let due = match &*lock(&slot.state) {
+            SlotState::Down { retry_at, .. } => *retry_at <= Instant::now(),
+            _ => slot.shared.is_some(),
+        };
+        let idle = slot.connecting.try_lock().is_ok();
+        if !(due && idle) {
+            return;
+        }
+        if let Some(this) = self.this.upgrade() {
+            tokio::spawn(async move {
+                let _ = this.connection(idx).await;
+            });
         }
     }
 
@@ -356,6 +398,13 @@ impl Session {
         }
         tracing::warn!(session = %self.id, upstream = %slot.cfg.name, "upstream went down; its tools are withdrawn until it is back");
         self.lists_changed(&ListKind::ALL);
+    }
+
+    /// A shared upstream came up: sessions already answered see new tools.
+    fn upstream_arrived(&self) {
+        if self.answered.load(Ordering::Relaxed) && !self.is_closed() {
+            self.lists_changed(&ListKind::ALL);
+        }
     }
 
     /// A shared upstream's connection ended: its tools are gone for now.
@@ -419,7 +468,12 @@ impl Session {
     }
 
     async fn fetch_all(&self, idx: usize, kind: ListKind) -> Option<Fetched> {
-        let conn = self.connection(idx).await.ok()?;
+        // Lists never wait for an upstream that is (re)starting: they show what is up now, and
+        // the agent hears `list_changed` when the rest arrives.
+        let Some(conn) = self.live(idx) else {
+            self.reconnect_in_background(idx);
+            return None;
+        };
         if !conn.has_capability(kind.capability()) {
             return None;
         }

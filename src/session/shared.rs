@@ -154,6 +154,9 @@ impl SharedUpstream {
                 let c = Arc::new(c);
                 *lock(&self.state) = State::Up(c.clone());
                 tracing::info!(upstream = %self.cfg.name, "shared upstream connected");
+                for s in self.sessions() {
+                    s.upstream_arrived();
+                }
                 Ok(c)
             }
             Err(e) => {
