@@ -13,7 +13,8 @@
 //! - [`policy`]     pure naming decisions (exposed names, collisions).
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
-//! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP.
+//! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP; identity.
+//! - [`state`]      the state directory: 0700, atomic 0600 files, never through a symlink.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod mcp;
 pub mod policy;
 pub mod session;
 pub mod sse;
+pub mod state;
 pub mod task;
 pub mod upstream;
 
@@ -43,8 +45,12 @@ pub async fn serve_http(
 }
 
 /// Runs the stdio front on this process's stdin/stdout.
-pub async fn serve_stdio(config: Arc<Config>, shutdown: impl Future<Output = ()>) {
-    downstream::stdio::run(config, shutdown).await
+pub async fn serve_stdio(
+    config: Arc<Config>,
+    caller: downstream::identity::Caller,
+    shutdown: impl Future<Output = ()>,
+) {
+    downstream::stdio::run(config, caller, shutdown).await
 }
 
 /// Waits until every stdio upstream child has exited, or `deadline` passes.

@@ -35,7 +35,8 @@ enum Command {
     Stdio {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// The agent this instance serves (agent policies arrive with a later release).
+        /// The agent this instance serves (default: the config's only agent; none configured:
+        /// the local user sees every upstream).
         #[arg(long)]
         agent: Option<String>,
     },
@@ -163,10 +164,15 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                if let Some(a) = agent {
-                    tracing::debug!(agent = %a, "agent named on the command line");
-                }
-                mcp_warden::serve_stdio(Arc::new(cfg), shutdown_signal()).await;
+                let caller = match mcp_warden::downstream::stdio::caller_for(&cfg, agent.as_deref())
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("mcp-warden: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                mcp_warden::serve_stdio(Arc::new(cfg), caller, shutdown_signal()).await;
                 ExitCode::SUCCESS
             }
         }

@@ -113,31 +113,17 @@ fn stdio_upstream_environment_is_cleared_except_what_the_config_names() {
     let everything =
         node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     let cfg = format!(
-        "[upstreams.ev]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nenv = {{ GIVEN = \"${{MCP_WARDEN_TEST_GIVEN}}\" }}\n",
+        "[proxy]\nauth = \"none\"\n[upstreams.ev]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nenv = {{ GIVEN = \"${{MCP_WARDEN_TEST_GIVEN}}\" }}\n",
         everything.display().to_string()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = write_config(dir.path(), &cfg);
-    let mut child = Command::new(warden_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg_path)
-        .env("MCP_WARDEN_TEST_GIVEN", "named-in-config")
-        .env("AWS_SECRET_ACCESS_KEY", "must-not-leak")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("mcp-warden listening on ")
-        .unwrap()
-        .to_string();
+    let proxy = HttpProxy::start_raw(
+        &cfg,
+        &[
+            ("MCP_WARDEN_TEST_GIVEN", "named-in-config"),
+            ("AWS_SECRET_ACCESS_KEY", "must-not-leak"),
+        ],
+    );
+    let url = proxy.url.clone();
     let env = node_client(&[
         "--http",
         &url,
@@ -149,8 +135,6 @@ fn stdio_upstream_environment_is_cleared_except_what_the_config_names() {
         "{}",
     ]);
     let text = env["result"].to_string();
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(text.contains("named-in-config"), "{text}");
     assert!(
         !text.contains("must-not-leak"),

@@ -185,7 +185,7 @@ impl HttpClient {
     }
 
     /// The JSON-RPC answer with id `id` from a response (JSON, JSON array, or SSE stream; the
-    /// stream is read only until that answer arrives).
+    /// stream is read to its end, which the server should reach right after the answer).
     async fn answer(&self, mut resp: reqwest::Response, id: u64) -> Result<Value, String> {
         let sse = resp
             .headers()
@@ -233,6 +233,15 @@ impl HttpClient {
                 let event: Vec<u8> = buf.drain(..end + 2).collect();
                 if let Some(v) = sse_event_json(&event)? {
                     if id_of(&v) == Some(id) {
+                        // The server should end the stream after the answer. Read to its end, as
+                        // a client must before reusing the connection (bounded by the timeout).
+                        while !done {
+                            done = resp
+                                .chunk()
+                                .await
+                                .map_err(|e| format!("reading SSE after the answer: {e}"))?
+                                .is_none();
+                        }
                         return Ok(v);
                     }
                     if let Some(other) = v.get("id") {

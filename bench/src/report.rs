@@ -54,7 +54,7 @@ fn table(title: &str, header: &[String], rows: &[Vec<String>]) {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 0 {
+                if i == 0 || header[i] == "first problem" {
                     format!("{c:<w$}", w = width[i])
                 } else {
                     format!("{c:>w$}", w = width[i])
@@ -302,7 +302,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
                 opt(c.p50_ratio, |x| format!("{x:.2}")),
             ];
             for (_, r) in &c.throughput_ratio {
-                row.push(opt(*r, |x| format!("{x:.2}")));
+                row.push(opt(*r, |x| format!("{x:.3}")));
             }
             row
         })

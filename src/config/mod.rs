@@ -45,6 +45,66 @@ pub struct Config {
     pub proxy: ProxySettings,
     /// In the config's order, which is also the order of namespacing and collision handling.
     pub upstreams: Vec<Upstream>,
+    /// Named agents, in config order. Empty: the single-user case (one local user sees every
+    /// upstream); as soon as one is named, every caller is an agent and deny-by-default applies.
+    pub agents: Vec<Agent>,
+}
+
+/// A SHA-256 digest of a bearer token: the config (and memory) never needs the token itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<token digest>")
+    }
+}
+
+impl TokenDigest {
+    pub fn of(token: &str) -> TokenDigest {
+        use sha2::Digest;
+        TokenDigest(sha2::Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+/// Allow and deny patterns (exact names and `*`/`?` globs). Deny wins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// How one tool is presented: per upstream (keyed by the upstream's own name) or per agent
+/// (keyed by the exposed name). See `policy::rewrite`.
+pub use crate::policy::rewrite::ToolRewrite;
+/// Which provider's tool-schema rules exposed schemas must follow (see `policy::schema`).
+pub use crate::policy::schema::Profile as SchemaProfile;
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    /// Bearer tokens that identify this agent over HTTP.
+    pub tokens: Vec<TokenDigest>,
+    /// Upstreams this agent may use at all; `None`: every upstream.
+    pub servers: Option<Vec<String>>,
+    pub tools: Rules,
+    /// `None`: every prompt of its servers.
+    pub prompts: Option<Rules>,
+    /// `None`: every resource of its servers.
+    pub resources: Option<Rules>,
+    pub schema: Option<SchemaProfile>,
+    /// Keyed by exposed name.
+    pub rewrite: std::collections::BTreeMap<String, ToolRewrite>,
+}
+
+/// How HTTP callers must identify themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A bearer token (an agent's, or in the single-user case the one generated at start).
+    Required,
+    /// No credential (single-user case only, loopback listener only): for local experiments
+    /// and test suites that cannot send headers.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +127,10 @@ pub struct ProxySettings {
     pub response_mode: ResponseMode,
     /// How long `initialize` waits for upstreams before answering with those that are up.
     pub initialize_wait: Duration,
+    pub auth: AuthMode,
+    /// Where generated secrets and state live (`None`: `$XDG_STATE_HOME/mcp-warden` or
+    /// `~/.local/state/mcp-warden`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How the Streamable HTTP front answers requests.
@@ -95,6 +159,8 @@ impl Default for ProxySettings {
             page_size: 0,
             response_mode: ResponseMode::Sse,
             initialize_wait: Duration::from_secs(20),
+            auth: AuthMode::Required,
+            state_dir: None,
         }
     }
 }
@@ -110,6 +176,9 @@ pub struct Upstream {
     pub enabled: bool,
     /// One connection (one child) for every session instead of one per session.
     pub shared: bool,
+    /// Presentation of this upstream's tools for every agent, keyed by the upstream's own name.
+    pub tools: std::collections::BTreeMap<String, ToolRewrite>,
+    pub schema: Option<SchemaProfile>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +250,22 @@ impl Config {
 
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The state directory to use.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(d) = &self.proxy.state_dir {
+            return d.clone();
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("mcp-warden")
     }
 }
 

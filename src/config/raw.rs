@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    Config, HttpFlavor, HttpSpec, ProxySettings, ResponseMode, Secret, StdioSpec, Transport,
-    Upstream,
+    Agent, AuthMode, Config, HttpFlavor, HttpSpec, ProxySettings, ResponseMode, Rules,
+    SchemaProfile, Secret, StdioSpec, TokenDigest, ToolRewrite, Transport, Upstream,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,7 +316,26 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-const TOP_KEYS: &[&str] = &["proxy", "upstreams"];
+const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents"];
+const AGENT_KEYS: &[&str] = &[
+    "token_env",
+    "token_sha256",
+    "servers",
+    "tools",
+    "prompts",
+    "resources",
+    "schema",
+];
+const RULE_KEYS: &[&str] = &["allow", "deny"];
+const AGENT_TOOL_KEYS: &[&str] = &["allow", "deny", "rewrite"];
+const REWRITE_KEYS: &[&str] = &[
+    "rename",
+    "description",
+    "title",
+    "annotations",
+    "pin",
+    "hide",
+];
 const PROXY_KEYS: &[&str] = &[
     "listen",
     "path",
@@ -331,6 +350,8 @@ const PROXY_KEYS: &[&str] = &[
     "page_size",
     "response_mode",
     "initialize_wait_secs",
+    "auth",
+    "state_dir",
 ];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
@@ -345,6 +366,8 @@ const UPSTREAM_KEYS: &[&str] = &[
     "startup_timeout_secs",
     "enabled",
     "shared",
+    "tools",
+    "schema",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -395,6 +418,43 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    let mut agents = vec![];
+    if let Some(t) = top.table(&mut cx, "agents") {
+        for (name, v) in t.t {
+            let path = join("agents", name);
+            if !valid_name(name) {
+                cx.err(
+                    &path,
+                    "agent names are 1-32 characters of A-Z a-z 0-9 _ - (no `__`)",
+                );
+            }
+            match v {
+                toml::Value::Table(at) => {
+                    if let Some(a) = agent(&mut cx, name, Table::new(path, at), &upstreams) {
+                        agents.push(a);
+                    }
+                }
+                other => cx.err(
+                    &path,
+                    format!("expected a table, found {}", type_name(other)),
+                ),
+            }
+        }
+    }
+    // A token identifies exactly one agent.
+    for (i, a) in agents.iter().enumerate() {
+        for b in &agents[i + 1..] {
+            if a.tokens.iter().any(|t| b.tokens.contains(t)) {
+                cx.err(
+                    &join("agents", &b.name),
+                    format!("uses the same token as agent `{}`", a.name),
+                );
+            }
+        }
+    }
+    if !agents.is_empty() && proxy.auth == AuthMode::None {
+        cx.err("proxy.auth", "`none` is only for the single-user case: with agents named, every caller must present its credential");
+    }
     top.finish(&mut cx, TOP_KEYS);
     if upstreams.is_empty() && cx.errors.is_empty() {
         cx.err("upstreams", "no upstream servers configured");
@@ -411,6 +471,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             source: None,
             proxy,
             upstreams,
+            agents,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -468,6 +529,19 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     if let Some(n) = t.uint(cx, "page_size", 0, 100_000) {
         p.page_size = n as usize;
     }
+    match t.string(cx, "auth").as_deref() {
+        None | Some("required") => {}
+        Some("none") => p.auth = AuthMode::None,
+        Some(other) => cx.err(
+            &t.at("auth"),
+            format!("unknown mode `{other}` (expected required or none)"),
+        ),
+    }
+    if let Some(d) = t.string(cx, "state_dir") {
+        if let Some(d) = cx.expand(&t.at("state_dir"), &d) {
+            p.state_dir = Some(PathBuf::from(d));
+        }
+    }
     if let Some(d) = t.secs(cx, "initialize_wait_secs", 3600) {
         p.initialize_wait = d;
     }
@@ -497,6 +571,21 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let startup = t.secs(cx, "startup_timeout_secs", 3600);
     let enabled = t.boolean(cx, "enabled").unwrap_or(true);
     let shared = t.boolean(cx, "shared").unwrap_or(false);
+    let schema = schema_profile(cx, &mut t);
+    let mut tools = std::collections::BTreeMap::new();
+    if let Some(tt) = t.table(cx, "tools") {
+        for (tool, v) in tt.t {
+            let p = join(&tt.path, tool);
+            match v {
+                toml::Value::Table(rt) => {
+                    if let Some(rw) = rewrite(cx, Table::new(p, rt)) {
+                        tools.insert(tool.clone(), rw);
+                    }
+                }
+                other => cx.err(&p, format!("expected a table, found {}", type_name(other))),
+            }
+        }
+    }
     let before = cx.errors.len();
 
     if let Some(ns) = &namespace {
@@ -642,7 +731,169 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
         startup_timeout: startup.unwrap_or(Duration::from_secs(60)),
         enabled,
         shared,
+        tools,
+        schema,
     })
+}
+
+fn schema_profile(cx: &mut Ctx, t: &mut Table) -> Option<SchemaProfile> {
+    match t.string(cx, "schema").as_deref() {
+        None => None,
+        Some("passthrough") => Some(SchemaProfile::Passthrough),
+        Some("anthropic") => Some(SchemaProfile::Anthropic),
+        Some("openai") => Some(SchemaProfile::OpenAi),
+        Some(other) => {
+            cx.err(
+                &t.at("schema"),
+                format!("unknown profile `{other}` (expected anthropic, openai or passthrough)"),
+            );
+            None
+        }
+    }
+}
+
+fn rules(cx: &mut Ctx, mut t: Table, known: &[&'static str]) -> Rules {
+    let r = Rules {
+        allow: t.strings(cx, "allow").unwrap_or_default(),
+        deny: t.strings(cx, "deny").unwrap_or_default(),
+    };
+    for (key, list) in [("allow", &r.allow), ("deny", &r.deny)] {
+        for (i, p) in list.iter().enumerate() {
+            if p.is_empty() {
+                cx.err(&format!("{}[{i}]", t.at(key)), "empty pattern");
+            }
+        }
+    }
+    t.finish(cx, known);
+    r
+}
+
+fn to_json(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn rewrite(cx: &mut Ctx, mut t: Table) -> Option<ToolRewrite> {
+    let before = cx.errors.len();
+    let mut rw = ToolRewrite {
+        rename: t.string(cx, "rename"),
+        description: t.string(cx, "description"),
+        title: t.string(cx, "title"),
+        ..Default::default()
+    };
+    if let Some(r) = &rw.rename {
+        if !crate::policy::naming::is_provider_safe(r) {
+            cx.err(
+                &t.at("rename"),
+                "must match ^[a-zA-Z0-9_-]{1,64}$ (a name every LLM provider accepts)",
+            );
+        }
+    }
+    if let Some(a) = t.table(cx, "annotations") {
+        rw.annotations = Some(a.t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect());
+    }
+    if let Some(p) = t.table(cx, "pin") {
+        rw.pin = p.t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+    }
+    rw.hide = t.strings(cx, "hide").unwrap_or_default();
+    for never in crate::policy::rewrite::NEVER_ADVERTISED {
+        if rw.pin.contains_key(*never) || rw.hide.iter().any(|h| h == never) {
+            cx.err(
+                &t.at("pin"),
+                format!("`{never}` belongs to the consent flow and cannot be pinned or hidden"),
+            );
+        }
+    }
+    for h in &rw.hide {
+        if rw.pin.contains_key(h) {
+            cx.err(&t.at("hide"), format!("`{h}` is both pinned and hidden"));
+        }
+    }
+    t.finish(cx, REWRITE_KEYS);
+    (cx.errors.len() == before).then_some(rw)
+}
+
+fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Option<Agent> {
+    let before = cx.errors.len();
+    let mut tokens = vec![];
+    if let Some(var) = t.string(cx, "token_env") {
+        match (cx.env)(&var) {
+            Some(tok) if tok.len() >= 16 => tokens.push(TokenDigest::of(&tok)),
+            Some(_) => cx.err(
+                &t.at("token_env"),
+                format!("the token in `{var}` is too short (at least 16 characters)"),
+            ),
+            None => cx.err(
+                &t.at("token_env"),
+                format!("environment variable `{var}` is not set"),
+            ),
+        }
+    }
+    if let Some(hex) = t.string(cx, "token_sha256") {
+        match parse_hex32(&hex) {
+            Some(d) => tokens.push(TokenDigest(d)),
+            None => cx.err(
+                &t.at("token_sha256"),
+                "expected 64 hex digits (the SHA-256 of the token)",
+            ),
+        }
+    }
+    let servers = t.strings(cx, "servers");
+    if let Some(list) = &servers {
+        for (i, s) in list.iter().enumerate() {
+            if !upstreams.iter().any(|u| &u.name == s) {
+                cx.err(
+                    &format!("{}[{i}]", t.at("servers")),
+                    format!("no upstream named `{s}`"),
+                );
+            }
+        }
+    }
+    let mut tool_rules = Rules::default();
+    let mut rewrites = std::collections::BTreeMap::new();
+    if let Some(mut tt) = t.table(cx, "tools") {
+        tool_rules.allow = tt.strings(cx, "allow").unwrap_or_default();
+        tool_rules.deny = tt.strings(cx, "deny").unwrap_or_default();
+        if let Some(rt) = tt.table(cx, "rewrite") {
+            for (tool, v) in rt.t {
+                let p = join(&rt.path, tool);
+                match v {
+                    toml::Value::Table(x) => {
+                        if let Some(rw) = rewrite(cx, Table::new(p, x)) {
+                            rewrites.insert(tool.clone(), rw);
+                        }
+                    }
+                    other => cx.err(&p, format!("expected a table, found {}", type_name(other))),
+                }
+            }
+        }
+        tt.finish(cx, AGENT_TOOL_KEYS);
+    }
+    let prompts = t.table(cx, "prompts").map(|pt| rules(cx, pt, RULE_KEYS));
+    let resources = t.table(cx, "resources").map(|rt| rules(cx, rt, RULE_KEYS));
+    let schema = schema_profile(cx, &mut t);
+    t.finish(cx, AGENT_KEYS);
+    (cx.errors.len() == before).then(|| Agent {
+        name: name.to_string(),
+        tokens,
+        servers,
+        tools: tool_rules,
+        prompts,
+        resources,
+        schema,
+        rewrite: rewrites,
+    })
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
+use super::identity::{AuthError, Authenticator, Caller};
 use crate::config::{Config, ResponseMode};
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
 use crate::mcp::{self, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
@@ -36,6 +37,8 @@ const KEEPALIVE: Duration = Duration::from_secs(25);
 
 struct HttpSession {
     session: Arc<Session>,
+    /// Only this caller may use the session.
+    caller: Caller,
     /// The sender side of the outbox (also held by the session as its general sink).
     session_general: mpsc::Sender<Message>,
     outbox: Arc<Mutex<Outbox>>,
@@ -60,6 +63,7 @@ struct Inner {
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::session::shared::Registry,
+    auth: Authenticator,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -67,12 +71,52 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+// The `Err` of these lookups is the finished HTTP response itself, built once per refusal.
+#[allow(clippy::result_large_err)]
 impl Front {
     pub fn session_count(&self) -> usize {
         lock(&self.inner.sessions).len()
     }
 
-    #[allow(clippy::result_large_err)] // the error is the response itself, built once
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+        self.inner.auth.authenticate(headers).map_err(|e| {
+            tracing::warn!(reason = ?e, "request refused: authentication failed");
+            let challenge = match e {
+                AuthError::Missing => r#"Bearer realm="mcp-warden""#,
+                AuthError::Invalid => r#"Bearer realm="mcp-warden", error="invalid_token""#,
+            };
+            let mut r = jsonrpc_error(
+                StatusCode::UNAUTHORIZED,
+                code::INVALID_REQUEST,
+                "Unauthorized",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            r
+        })
+    }
+
+    /// The caller's session named by the request. Another caller's session is "not found": a
+    /// session id alone grants nothing.
+    fn session_for(
+        &self,
+        headers: &HeaderMap,
+        caller: Caller,
+    ) -> Result<Arc<HttpSession>, Response> {
+        let hs = self.session(headers)?;
+        if hs.caller != caller {
+            tracing::warn!("request refused: session used with another caller's credential");
+            return Err(jsonrpc_error(
+                StatusCode::NOT_FOUND,
+                code::INVALID_REQUEST,
+                "Session not found",
+            ));
+        }
+        Ok(hs)
+    }
+
     fn session(&self, headers: &HeaderMap) -> Result<Arc<HttpSession>, Response> {
         let Some(sid) = headers.get(HEADER_SESSION_ID).and_then(|v| v.to_str().ok()) else {
             return Err(jsonrpc_error(
@@ -253,6 +297,10 @@ fn version_error(headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match front.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -291,10 +339,10 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
     };
     if let Payload::Single(msg) = &payload {
         if msg.kind() == Kind::Request && msg.method() == Some("initialize") {
-            return initialize(&front, msg).await;
+            return initialize(&front, msg, caller).await;
         }
     }
-    let hs = match front.session(&headers) {
+    let hs = match front.session_for(&headers, caller) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -373,12 +421,13 @@ fn general_sink(hs: &HttpSession) -> mpsc::Sender<Message> {
     hs.session_general.clone()
 }
 
-async fn initialize(front: &Front, msg: &Message) -> Response {
+async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
     let sid = super::new_session_id();
     let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(
         sid.clone(),
         front.inner.cfg.clone(),
+        caller,
         &front.inner.shared,
         msg,
         general_tx.clone(),
@@ -386,6 +435,7 @@ async fn initialize(front: &Front, msg: &Message) -> Response {
     .await;
     let hs = Arc::new(HttpSession {
         session,
+        caller,
         session_general: general_tx,
         outbox: Arc::new(Mutex::new(Outbox {
             rx: Some(general_rx),
@@ -505,6 +555,10 @@ impl Drop for Lease {
 }
 
 async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
+    let caller = match front.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if !accepts(&headers, "text/event-stream") {
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -512,7 +566,7 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
             "Not Acceptable: Accept must include text/event-stream",
         );
     }
-    let hs = match front.session(&headers) {
+    let hs = match front.session_for(&headers, caller) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -602,7 +656,11 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
 }
 
 async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
-    let hs = match front.session(&headers) {
+    let caller = match front.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let hs = match front.session_for(&headers, caller) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -615,12 +673,35 @@ async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
 
 /// Serves the HTTP front on `listener` until `shutdown` resolves, then stops accepting, lets
 /// requests in flight finish (up to the configured grace), and closes every session.
+/// In the single-user case with authentication required, the bearer token for this run:
+/// generated now, written to `http-token` (0600) in the state directory, printed once on stderr.
+fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
+    if !cfg.agents.is_empty() || cfg.proxy.auth != crate::config::AuthMode::Required {
+        return Ok(None);
+    }
+    let token = super::identity::generate_token()
+        .ok_or_else(|| std::io::Error::other("no randomness for a token"))?;
+    let dir = cfg.state_dir();
+    let path = crate::state::write_atomic(&dir, "http-token", token.as_bytes())?;
+    eprintln!(
+        "mcp-warden: no agents are configured; HTTP callers must send `Authorization: Bearer {token}` (for this run only; also in {})",
+        path.display()
+    );
+    Ok(Some(token))
+}
+
 pub async fn serve(
     cfg: Arc<Config>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
+    if cfg.proxy.auth == crate::config::AuthMode::None && !local_addr.ip().is_loopback() {
+        return Err(std::io::Error::other(
+            "`auth = \"none\"` is only allowed on a loopback listener",
+        ));
+    }
+    let generated = single_user_token(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let front = Front {
         inner: Arc::new(Inner {
@@ -630,6 +711,7 @@ pub async fn serve(
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::session::shared::Registry::new(&cfg),
+            auth: Authenticator::new(&cfg, generated.as_deref()),
         }),
     };
     let reaper_front = front.clone();

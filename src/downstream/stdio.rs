@@ -8,14 +8,20 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
+use super::identity::Caller;
 use crate::config::Config;
 use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, ParseError, Payload};
 use crate::mcp;
 use crate::session::Session;
 
 /// Serves one agent over `input`/`output` until EOF or `shutdown`.
-pub async fn serve<R, W>(cfg: Arc<Config>, input: R, output: W, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<R, W>(
+    cfg: Arc<Config>,
+    caller: Caller,
+    input: R,
+    output: W,
+    shutdown: impl Future<Output = ()>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -85,7 +91,7 @@ where
                 let _ = out_tx.send(parse_error(&e)).await;
             }
             Ok(Payload::Single(msg)) => {
-                if let Some(s) = dispatch(&cfg, &shared, &mut session, msg, &out_tx).await {
+                if let Some(s) = dispatch(&cfg, caller, &shared, &mut session, msg, &out_tx).await {
                     session = Some(s);
                 }
             }
@@ -130,6 +136,7 @@ pub(crate) fn parse_error(e: &ParseError) -> Message {
 /// Handles one message; returns a new session when it was an `initialize`.
 async fn dispatch(
     cfg: &Arc<Config>,
+    caller: Caller,
     shared: &crate::session::shared::Registry,
     session: &mut Option<Arc<Session>>,
     msg: Message,
@@ -137,8 +144,15 @@ async fn dispatch(
 ) -> Option<Arc<Session>> {
     match (session.as_ref(), msg.kind(), msg.method()) {
         (None, Kind::Request, Some("initialize")) => {
-            let (s, reply) =
-                Session::initialize("stdio".into(), cfg.clone(), shared, &msg, out.clone()).await;
+            let (s, reply) = Session::initialize(
+                "stdio".into(),
+                cfg.clone(),
+                caller,
+                shared,
+                &msg,
+                out.clone(),
+            )
+            .await;
             let _ = out.send(reply).await;
             Some(s)
         }
@@ -208,8 +222,31 @@ fn batch(
     });
 }
 
+/// The agent a stdio instance serves: the one named with `--agent`, or the config's only agent;
+/// with no agents configured, the single local user (every upstream).
+pub fn caller_for(cfg: &Config, agent: Option<&str>) -> Result<Caller, String> {
+    match (agent, cfg.agents.len()) {
+        (Some(name), _) => cfg
+            .agents
+            .iter()
+            .position(|a| a.name == name)
+            .map(Caller::Agent)
+            .ok_or_else(|| format!("no agent named `{name}` in the config")),
+        (None, 0) => Ok(Caller::User),
+        (None, 1) => Ok(Caller::Agent(0)),
+        (None, _) => Err("the config names several agents: choose one with --agent NAME".into()),
+    }
+}
+
 /// Runs the stdio front on the process's stdin/stdout.
-pub async fn run(cfg: Arc<Config>, shutdown: impl Future<Output = ()>) {
-    serve(cfg, tokio::io::stdin(), tokio::io::stdout(), shutdown).await;
+pub async fn run(cfg: Arc<Config>, caller: Caller, shutdown: impl Future<Output = ()>) {
+    serve(
+        cfg,
+        caller,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        shutdown,
+    )
+    .await;
     crate::wait_for_children(std::time::Duration::from_secs(5)).await;
 }

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use crate::config::{Agent, Config, SchemaProfile, ToolRewrite};
 use crate::jsonrpc::{splice, Edit, Message};
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming::{self, Allocator};
+use crate::policy::{agent, rewrite};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListKind {
@@ -78,6 +81,8 @@ pub struct Entry {
     pub exposed: String,
     /// The item as the agent sees it.
     pub raw: Bytes,
+    /// For tools: the rewrite that applies to calls (pinned and hidden arguments).
+    pub rewrite: Option<Arc<ToolRewrite>>,
 }
 
 /// One merged list.
@@ -133,10 +138,46 @@ fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a RawValue> {
 /// Merges fetched items in upstream order. Tools and prompts get exposed names (namespaced,
 /// provider-safe, unique); resources and templates keep their URIs (the first upstream listing
 /// a URI serves it).
-pub fn merge(kind: ListKind, fetched: Vec<Fetched>) -> List {
+/// What decides an agent's view: the config and the agent (`None`: the single-user case).
+pub struct PolicyCtx<'a> {
+    pub cfg: &'a Config,
+    pub agent: Option<&'a Agent>,
+}
+
+/// The upstream-level and agent-level rewrites of one tool, combined: the agent's fields win;
+/// pins and hidden parameters add up.
+fn combine(up: Option<&ToolRewrite>, agent: Option<&ToolRewrite>) -> Option<ToolRewrite> {
+    match (up, agent) {
+        (None, None) => None,
+        (Some(r), None) | (None, Some(r)) => Some(r.clone()),
+        (Some(u), Some(a)) => {
+            let mut out = u.clone();
+            out.rename = a.rename.clone().or(out.rename);
+            out.description = a.description.clone().or(out.description);
+            out.title = a.title.clone().or(out.title);
+            if let Some(ann) = &a.annotations {
+                let mut merged = out.annotations.unwrap_or_default();
+                merged.extend(ann.clone());
+                out.annotations = Some(merged);
+            }
+            out.pin.extend(a.pin.clone());
+            out.hide.extend(a.hide.iter().cloned());
+            Some(out)
+        }
+    }
+}
+
+/// Merges fetched items in upstream order, keeping only what the agent may see. Tools and
+/// prompts get exposed names (renamed, namespaced, provider-safe, unique); tools are rewritten
+/// as configured; resources and templates keep their URIs (the first upstream listing a URI
+/// serves it). Hidden items are skipped before names are assigned, so they take no name.
+pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List {
     let mut list = List::default();
     let mut alloc = Allocator::default();
     for f in fetched {
+        let Some(up) = ctx.cfg.upstreams.get(f.upstream) else {
+            continue;
+        };
         for raw in f.items {
             let Ok(key) = serde_json::from_slice::<ItemKey<'_>>(&raw) else {
                 tracing::warn!(
@@ -152,28 +193,61 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>) -> List {
             let Some(original) = mcp::raw_str(key_raw) else {
                 continue;
             };
+            let mut rewrite = None;
             let (exposed, raw) = match kind {
-                ListKind::Tools | ListKind::Prompts => {
-                    let wanted = if kind == ListKind::Tools {
-                        naming::exposed(f.namespace.as_deref(), &original)
-                    } else {
-                        match &f.namespace {
-                            Some(ns) => format!("{ns}{}{original}", naming::SEPARATOR),
-                            None => original.clone(),
-                        }
-                    };
+                ListKind::Tools => {
+                    let up_rw = up.tools.get(&original);
+                    let base = up_rw
+                        .and_then(|r| r.rename.clone())
+                        .unwrap_or_else(|| original.clone());
+                    let canonical = naming::exposed(f.namespace.as_deref(), &base);
+                    let agent_rw = ctx.agent.and_then(|a| a.rewrite.get(&canonical));
+                    let wanted = agent_rw
+                        .and_then(|r| r.rename.clone())
+                        .unwrap_or_else(|| canonical.clone());
+                    if !agent::tool_visible(ctx.agent, &up.name, &[&canonical, &wanted, &original])
+                    {
+                        continue;
+                    }
                     let exposed = alloc.assign(wanted);
-                    let raw = if exposed == original {
-                        raw.clone()
+                    let rw = combine(up_rw, agent_rw);
+                    let profile = ctx
+                        .agent
+                        .and_then(|a| a.schema)
+                        .or(up.schema)
+                        .unwrap_or(SchemaProfile::Passthrough);
+                    let raw = if rw.is_some() || profile != SchemaProfile::Passthrough {
+                        match rewritten(&raw, rw.as_ref(), profile, &exposed) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                tracing::warn!(upstream = %up.name, tool = %original, "tool hidden: {e}");
+                                continue;
+                            }
+                        }
                     } else {
-                        let start = key_raw.get().as_ptr() as usize - raw.as_ptr() as usize;
-                        let range = start..start + key_raw.get().len();
-                        let quoted = serde_json::Value::String(exposed.clone()).to_string();
-                        splice(&raw, vec![Edit::new(range, quoted)])
+                        rename_raw(&raw, key_raw, &exposed, &original)
                     };
+                    rewrite = rw.map(Arc::new);
+                    (exposed, raw)
+                }
+                ListKind::Prompts => {
+                    let wanted = match &f.namespace {
+                        Some(ns) => format!("{ns}{}{original}", naming::SEPARATOR),
+                        None => original.clone(),
+                    };
+                    let rules = ctx.agent.and_then(|a| a.prompts.as_ref());
+                    if !agent::item_visible(ctx.agent, &up.name, rules, &[&wanted, &original]) {
+                        continue;
+                    }
+                    let exposed = alloc.assign(wanted);
+                    let raw = rename_raw(&raw, key_raw, &exposed, &original);
                     (exposed, raw)
                 }
                 ListKind::Resources | ListKind::Templates => {
+                    let rules = ctx.agent.and_then(|a| a.resources.as_ref());
+                    if !agent::item_visible(ctx.agent, &up.name, rules, &[&original]) {
+                        continue;
+                    }
                     if list.index.contains_key(&original) {
                         tracing::debug!(uri = %original, "URI listed by two upstreams; the first serves it");
                         continue;
@@ -187,10 +261,47 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>) -> List {
                 original,
                 exposed,
                 raw,
+                rewrite,
             });
         }
     }
     list
+}
+
+/// The item with its name replaced by `exposed` (a byte splice: nothing else changes).
+fn rename_raw(raw: &Bytes, key_raw: &RawValue, exposed: &str, original: &str) -> Bytes {
+    if exposed == original {
+        return raw.clone();
+    }
+    let start = key_raw.get().as_ptr() as usize - raw.as_ptr() as usize;
+    let range = start..start + key_raw.get().len();
+    let quoted = serde_json::Value::String(exposed.to_string()).to_string();
+    splice(raw, vec![Edit::new(range, quoted)])
+}
+
+/// The tool rewritten as configured (re-serialised: only tools with a rewrite or a schema
+/// profile pay for this).
+fn rewritten(
+    raw: &Bytes,
+    rw: Option<&ToolRewrite>,
+    profile: SchemaProfile,
+    exposed: &str,
+) -> Result<Bytes, String> {
+    let tool: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    let default = ToolRewrite::default();
+    let (mut out, notes) = rewrite::rewrite_tool(&tool, rw.unwrap_or(&default), profile)?;
+    for n in notes {
+        tracing::debug!(tool = %exposed, "schema: {n}");
+    }
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert(
+            "name".into(),
+            serde_json::Value::String(exposed.to_string()),
+        );
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }
 
 /// Matches a URI against an RFC 6570 template, treating each `{…}` expression as "any
@@ -237,6 +348,14 @@ fn match_rest(s: &str, lits: &[&str]) -> bool {
 mod tests {
     use super::*;
 
+    fn cfg() -> Config {
+        Config::parse(
+            "[upstreams.a]\ncommand = \"x\"\n[upstreams.b]\ncommand = \"y\"\n",
+            &|_| None,
+        )
+        .unwrap()
+    }
+
     fn fetched(upstream: usize, ns: Option<&str>, items: &[&str]) -> Fetched {
         Fetched {
             upstream,
@@ -260,6 +379,10 @@ mod tests {
                 ),
                 fetched(1, Some("b"), &[r#"{"name":"echo"}"#, r#"{"nope":1}"#]),
             ],
+            &PolicyCtx {
+                cfg: &cfg(),
+                agent: None,
+            },
         );
         assert_eq!(list.entries.len(), 2);
         assert_eq!(list.entries[0].exposed, "a__echo");
@@ -279,6 +402,10 @@ mod tests {
                 fetched(0, None, &[r#"{"name":"x.y"}"#]),
                 fetched(1, None, &[r#"{"name":"x_y"}"#]),
             ],
+            &PolicyCtx {
+                cfg: &cfg(),
+                agent: None,
+            },
         );
         let names: Vec<_> = list.entries.iter().map(|e| e.exposed.as_str()).collect();
         assert_eq!(names, ["x_y", "x_y_2"]);

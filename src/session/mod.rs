@@ -22,8 +22,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{Config, Upstream as UpstreamConfig};
+use crate::downstream::identity::Caller;
 use crate::jsonrpc::{self, code, Edit, Kind, Message};
 use crate::mcp;
+use crate::policy;
 use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 use catalog::{Fetched, List, ListKind};
 
@@ -50,6 +52,9 @@ enum SlotState {
 
 struct Slot {
     cfg: UpstreamConfig,
+    /// Enabled, and the session's agent may use it. An unusable upstream is never started for
+    /// this session and nothing of it is reachable.
+    usable: bool,
     /// Set for `shared = true` upstreams: the connection is the registry's, not the session's.
     shared: Option<Arc<shared::SharedUpstream>>,
     state: Mutex<SlotState>,
@@ -75,6 +80,8 @@ struct ServerRequest {
 
 pub struct Session {
     pub id: String,
+    /// Who this session serves; fixed for its lifetime.
+    pub caller: Caller,
     cfg: Arc<Config>,
     pub protocol_version: &'static str,
     handshake: Handshake,
@@ -105,6 +112,7 @@ impl Session {
     pub async fn initialize(
         id: String,
         cfg: Arc<Config>,
+        caller: Caller,
         shared: &shared::Registry,
         init: &Message,
         general: Sink,
@@ -124,14 +132,26 @@ impl Session {
             capabilities: raw(params.capabilities, "{}"),
             client_info: raw(params.client_info, r#"{"name":"mcp-warden","version":"0"}"#),
         };
+        let agent = match caller {
+            Caller::Agent(i) => cfg.agents.get(i),
+            Caller::User => None,
+        };
         let slots = cfg
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| Slot {
+            .map(|(i, u)| {
+                (
+                    i,
+                    u,
+                    u.enabled && policy::agent::server_allowed(agent, &u.name),
+                )
+            })
+            .map(|(i, u, usable)| Slot {
                 cfg: u.clone(),
-                shared: shared.get(i),
-                state: Mutex::new(if u.enabled {
+                usable,
+                shared: shared.get(i).filter(|_| usable),
+                state: Mutex::new(if usable {
                     SlotState::Down {
                         retry_at: Instant::now(),
                         reason: "not started".into(),
@@ -145,6 +165,7 @@ impl Session {
             .collect();
         let session = Arc::new_cyclic(|this| Session {
             id,
+            caller,
             cfg,
             protocol_version: version,
             handshake,
@@ -276,8 +297,11 @@ impl Session {
         if let Some(c) = self.live(idx) {
             return Ok(c);
         }
+        if !slot.usable {
+            return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+        }
         if let Some(sh) = &slot.shared {
-            if self.is_closed() || !slot.cfg.enabled {
+            if self.is_closed() {
                 return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
             }
             return sh.connection().await;
@@ -348,7 +372,7 @@ impl Session {
     /// Starts a (re)connection of a down upstream whose backoff has passed, without waiting.
     fn reconnect_in_background(&self, idx: usize) {
         let slot = &self.slots[idx];
-        if self.is_closed() || !slot.cfg.enabled {
+        if self.is_closed() || !slot.usable {
             return;
         }
         let due = match &*lock(&slot.state) {
@@ -462,7 +486,11 @@ impl Session {
             .into_iter()
             .flatten()
             .collect();
-        let list = Arc::new(catalog::merge(kind, fetched));
+        let ctx = catalog::PolicyCtx {
+            cfg: &self.cfg,
+            agent: self.agent(),
+        };
+        let list = Arc::new(catalog::merge(kind, fetched, &ctx));
         *cached = Some(list.clone());
         list
     }
@@ -656,10 +684,18 @@ impl Session {
         Some(reply)
     }
 
-    /// The only enabled upstream, if there is exactly one (then unknown methods go to it).
+    /// The agent this session serves (`None`: the single-user case, which sees everything).
+    pub fn agent(&self) -> Option<&crate::config::Agent> {
+        match self.caller {
+            Caller::Agent(i) => self.cfg.agents.get(i),
+            Caller::User => None,
+        }
+    }
+
+    /// The only usable upstream, if there is exactly one (then unknown methods go to it).
     fn single_upstream(&self) -> Option<usize> {
         let enabled: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].cfg.enabled)
+            .filter(|&i| self.slots[i].usable)
             .collect();
         (enabled.len() == 1).then(|| enabled[0])
     }
@@ -696,19 +732,31 @@ impl Session {
                 &format!("Unknown {what}: {name}"),
             );
         };
-        let out = if entry.original == name {
-            msg.clone()
-        } else {
+        let mut edits = vec![];
+        if entry.original != name {
             let quoted = serde_json::Value::String(entry.original.clone()).to_string();
-            match msg.edited(vec![Edit::new(msg.span_of(params.name.get()), quoted)]) {
-                Ok(m) => m,
-                Err(_) => {
-                    return jsonrpc::error_response(
-                        Some(id),
-                        code::INTERNAL_ERROR,
-                        "Internal error",
-                    )
+            edits.push(Edit::new(msg.span_of(params.name.get()), quoted));
+        }
+        if let (ListKind::Tools, Some(rw)) = (kind, &entry.rewrite) {
+            match arguments_edit(msg, rw) {
+                Ok(Some(e)) => edits.push(e),
+                Ok(None) => {}
+                Err(refusal) => {
+                    tracing::info!(session = %self.id, tool = %name, "call refused: {refusal}");
+                    return jsonrpc::response(
+                        id,
+                        serde_json::json!({
+                            "content": [{"type": "text", "text": refusal}],
+                            "isError": true,
+                        }),
+                    );
                 }
+            }
+        }
+        let out = match msg.edited(edits) {
+            Ok(m) => m,
+            Err(_) => {
+                return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error")
             }
         };
         self.forward(entry.upstream, out, key).await
@@ -739,7 +787,10 @@ impl Session {
 
     async fn upstream_for_uri(&self, uri: &str) -> Option<usize> {
         if let Some(idx) = self.single_upstream() {
-            return Some(idx);
+            // Unlisted (dynamic) URIs go to the only upstream, within the agent's rules.
+            let rules = self.agent().and_then(|a| a.resources.as_ref());
+            let name = &self.slots[idx].cfg.name;
+            return policy::agent::item_visible(self.agent(), name, rules, &[uri]).then_some(idx);
         }
         if let Some(e) = self.list(ListKind::Resources).await.get(uri) {
             return Some(e.upstream);
@@ -1105,6 +1156,47 @@ impl Session {
             tracing::debug!(session = %self.id, "agent stream full or closed; notification dropped");
         }
     }
+}
+
+/// The edit that makes a call's `arguments` what the rewrite says (pinned values set, hidden
+/// and never-advertised parameters refused or dropped), or the refusal text for the agent.
+/// Only tools with a rewrite pay for this (their arguments are re-serialised).
+fn arguments_edit(msg: &Message, rw: &crate::config::ToolRewrite) -> Result<Option<Edit>, String> {
+    #[derive(serde::Deserialize)]
+    struct Args<'a> {
+        #[serde(borrow, default)]
+        arguments: Option<&'a RawValue>,
+    }
+    let Some(params) = msg.params() else {
+        return Ok(None);
+    };
+    let parsed: Args<'_> =
+        serde_json::from_str(params).map_err(|_| "invalid params".to_string())?;
+    let given: Option<serde_json::Value> = match parsed.arguments {
+        Some(raw) => {
+            Some(serde_json::from_str(raw.get()).map_err(|_| "invalid arguments".to_string())?)
+        }
+        None => None,
+    };
+    let out = policy::rewrite::apply_arguments(given.as_ref(), rw).map_err(|e| e.to_string())?;
+    if given.as_ref() == Some(&out) {
+        return Ok(None);
+    }
+    let text = out.to_string();
+    Ok(Some(match parsed.arguments {
+        Some(raw) => Edit::new(msg.span_of(raw.get()), text),
+        None => {
+            // Insert `"arguments":…` as the first member of params.
+            let p = msg.span_of(params);
+            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
+            let empty = params
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .eq("{}".chars());
+            let member = format!("\"arguments\":{text}{}", if empty { "" } else { "," });
+            Edit::new(open + 1..open + 1, member)
+        }
+    }))
 }
 
 pub(crate) fn backoff(failures: u64) -> Duration {

@@ -99,14 +99,37 @@ pub struct HttpProxy {
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// Test configs without agents run the HTTP front open (`auth = "none"`, loopback only), so
+/// that tests of the transport need no token; tests of identity name agents.
+fn open_auth(config: &str) -> String {
+    if config.contains("[agents") || config.contains("auth =") {
+        return config.to_string();
+    }
+    match config.find("[proxy]\n") {
+        Some(i) => format!(
+            "{}[proxy]\nauth = \"none\"\n{}",
+            &config[..i],
+            &config[i + 8..]
+        ),
+        None => format!("[proxy]\nauth = \"none\"\n{config}"),
+    }
+}
+
 impl HttpProxy {
     pub fn start(config: &str) -> HttpProxy {
+        Self::start_raw(&open_auth(config), &[])
+    }
+
+    /// Starts with the config as given and extra environment variables.
+    pub fn start_raw(config: &str, env: &[(&str, &str)]) -> HttpProxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = write_config(dir.path(), config);
         let mut child = Command::new(warden_bin())
             .args(["serve", "--config"])
             .arg(&cfg)
             .args(["--listen", "127.0.0.1:0", "--log", "info,mcp_warden=debug"])
+            .envs(env.iter().copied())
+            .env("XDG_STATE_HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,144 @@
+//! Who may see what: deny-by-default visibility of upstreams, tools, prompts and resources for
+//! one agent. Pure functions over the config; the session applies them when it builds an
+//! agent's lists, so a hidden item is *absent* — not listed, and not callable.
+
+use crate::config::{Agent, Rules};
+
+/// `*` matches any run of characters (also none), `?` exactly one; everything else matches
+/// itself, case-sensitively. Patterns are matched against whole names.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matcher with single-star backtracking: linear in practice, no recursion.
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn any_match(patterns: &[String], names: &[&str]) -> bool {
+    patterns
+        .iter()
+        .any(|p| names.iter().any(|n| glob_match(p, n)))
+}
+
+/// The agent may use this upstream at all. No agent (the single-user case): every upstream.
+pub fn server_allowed(agent: Option<&Agent>, upstream: &str) -> bool {
+    match agent {
+        None => true,
+        Some(a) => a
+            .servers
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == upstream)),
+    }
+}
+
+/// A tool is visible when its upstream is allowed, some allow pattern matches one of its names
+/// (exposed or the upstream's own), and no deny pattern does. Deny wins; no allow rule, no tool.
+pub fn tool_visible(agent: Option<&Agent>, upstream: &str, names: &[&str]) -> bool {
+    let Some(a) = agent else { return true };
+    server_allowed(agent, upstream)
+        && any_match(&a.tools.allow, names)
+        && !any_match(&a.tools.deny, names)
+}
+
+/// Prompts and resources follow `servers`; their own rules, if given, narrow further (an empty
+/// allow list there means "all of the allowed servers'").
+pub fn item_visible(
+    agent: Option<&Agent>,
+    upstream: &str,
+    rules: Option<&Rules>,
+    names: &[&str],
+) -> bool {
+    if !server_allowed(agent, upstream) {
+        return false;
+    }
+    match rules {
+        None => true,
+        Some(r) => (r.allow.is_empty() || any_match(&r.allow, names)) && !any_match(&r.deny, names),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::Agent;
+
+    fn agent(servers: Option<&[&str]>, allow: &[&str], deny: &[&str]) -> Agent {
+        Agent {
+            name: "a".into(),
+            tokens: vec![],
+            servers: servers.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            tools: Rules {
+                allow: allow.iter().map(|x| x.to_string()).collect(),
+                deny: deny.iter().map(|x| x.to_string()).collect(),
+            },
+            prompts: None,
+            resources: None,
+            schema: None,
+            rewrite: Default::default(),
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("fs__*", "fs__read"));
+        assert!(!glob_match("fs__*", "FS__read"));
+        assert!(glob_match("*_file", "read_file"));
+        assert!(glob_match("r?ad", "read"));
+        assert!(!glob_match("read", "read2"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("**", "anything"));
+    }
+
+    #[test]
+    fn deny_by_default_and_deny_wins() {
+        let none = agent(None, &[], &[]);
+        assert!(!tool_visible(Some(&none), "m365", &["m365__send", "send"]));
+        let a = agent(Some(&["ev"]), &["ev__*"], &["ev__get-env"]);
+        assert!(tool_visible(Some(&a), "ev", &["ev__echo", "echo"]));
+        assert!(!tool_visible(Some(&a), "ev", &["ev__get-env", "get-env"]));
+        assert!(
+            !tool_visible(Some(&a), "other", &["ev__echo", "echo"]),
+            "server not allowed"
+        );
+        // Matching the upstream's own name counts too.
+        let b = agent(None, &["echo"], &[]);
+        assert!(tool_visible(Some(&b), "ev", &["ev__echo", "echo"]));
+        assert!(
+            !tool_visible(Some(&b), "ev", &["ev__Echo", "Echo"]),
+            "case matters"
+        );
+        assert!(tool_visible(None, "any", &["x"]), "single-user sees all");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn star_matches_everything_and_literal_matches_itself(name in "\\PC{0,40}") {
+            proptest::prop_assert!(glob_match("*", &name));
+            let literal: String = name.chars().filter(|c| *c != '*' && *c != '?').collect();
+            proptest::prop_assert!(glob_match(&literal, &literal));
+        }
+    }
+}
