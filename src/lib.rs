@@ -36,12 +36,14 @@ use std::time::Duration;
 pub use config::Config;
 
 /// Runs the Streamable HTTP front until `shutdown` resolves, then shuts down gracefully.
+/// `token`: the single-user token (see [`downstream::http::single_user_token`]).
 pub async fn serve_http(
     config: Arc<Config>,
     listener: tokio::net::TcpListener,
+    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    downstream::http::serve(config, listener, shutdown).await
+    downstream::http::serve(config, listener, token, shutdown).await
 }
 
 /// Runs the stdio front on this process's stdin/stdout.

@@ -147,11 +147,20 @@ fn main() -> ExitCode {
                         return ExitCode::from(1);
                     }
                 };
+                let token = match mcp_warden::downstream::http::single_user_token(&cfg) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("mcp-warden: cannot create the access token: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
                 if let Ok(addr) = listener.local_addr() {
                     // One line on stdout so scripts (and tests) can learn an ephemeral port.
                     println!("mcp-warden listening on http://{addr}{}", cfg.proxy.path);
                 }
-                match mcp_warden::serve_http(Arc::new(cfg), listener, shutdown_signal()).await {
+                match mcp_warden::serve_http(Arc::new(cfg), listener, token, shutdown_signal())
+                    .await
+                {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("mcp-warden: {e}");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -116,8 +116,14 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// Opens an MCP session on `url`: `initialize`, then `notifications/initialized`.
-    pub async fn connect(url: &str, pool: usize, timeout: Duration) -> Result<HttpClient, String> {
+    /// Opens an MCP session on `url` (with `Authorization: Bearer <bearer>` if given):
+    /// `initialize`, then `notifications/initialized`.
+    pub async fn connect(
+        url: &str,
+        bearer: Option<&str>,
+        pool: usize,
+        timeout: Duration,
+    ) -> Result<HttpClient, String> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .http1_only()
@@ -134,6 +140,12 @@ impl HttpClient {
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(token) = bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the bearer token is not a valid header value".to_owned())?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
         let mut client = HttpClient {
             http,
             url: url.to_owned(),

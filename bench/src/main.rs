@@ -206,18 +206,51 @@ fn toml_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-fn stdio_upstream_config(demo: &Path) -> String {
+/// The upstream mcp-warden is put in front of.
+enum Upstream<'a> {
+    Stdio(&'a Path),
+    Http(&'a str),
+}
+
+/// An mcp-warden config: the demo server as the one upstream, and the proxy's state directory
+/// (where the single-user HTTP token is written) inside the bench's scratch directory, so the
+/// bench never touches the user's own state.
+fn warden_config(upstream: &Upstream<'_>, state_dir: &Path) -> String {
+    let upstream = match upstream {
+        Upstream::Stdio(demo) => format!(
+            "command = {}\nargs = [\"stdio\"]\n",
+            toml_str(&demo.to_string_lossy())
+        ),
+        Upstream::Http(url) => format!("url = {}\n", toml_str(url)),
+    };
     format!(
-        "# mcp-warden-bench: the demo server as a stdio upstream\n[proxy]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.demo]\ncommand = {}\nargs = [\"stdio\"]\n",
-        toml_str(&demo.to_string_lossy())
+        "# written by mcp-warden-bench\n[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {}\n\n[upstreams.demo]\n{upstream}",
+        toml_str(&state_dir.to_string_lossy())
     )
 }
 
-fn http_upstream_config(url: &str) -> String {
-    format!(
-        "# mcp-warden-bench: the demo server as an HTTP upstream\n[proxy]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.demo]\nurl = {}\n",
-        toml_str(url)
-    )
+/// The bearer token mcp-warden generated for this run (single-user mode, no agents configured):
+/// it writes it to `<state_dir>/http-token` as it starts serving. `None` if no file appears
+/// (then the bench connects without credentials).
+async fn single_user_token(state_dir: &Path) -> Option<String> {
+    let path = state_dir.join("http-token");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Ok(token) = std::fs::read_to_string(&path) {
+            let token = token.trim();
+            if !token.is_empty() {
+                return Some(token.to_owned());
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "bench: no {} appeared; connecting without a bearer token",
+                path.display()
+            );
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 const WARDEN_ANNOUNCE: &str = "mcp-warden listening on ";
@@ -270,8 +303,13 @@ impl Ctx {
         Ok(Client::Stdio(std::sync::Arc::new(client)))
     }
 
-    async fn http_client(&self, proc: &Proc, url: &str) -> Result<Client, String> {
-        let client = HttpClient::connect(url, self.pool(), self.settings.call_timeout)
+    async fn http_client(
+        &self,
+        proc: &Proc,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<Client, String> {
+        let client = HttpClient::connect(url, bearer, self.pool(), self.settings.call_timeout)
             .await
             .map_err(|e| format!("{} ({url}): {e} {}", proc.name(), proc.log_tail()))?;
         Ok(Client::Http(std::sync::Arc::new(client)))
@@ -291,11 +329,39 @@ impl Ctx {
         Ok(())
     }
 
-    /// A: the bench ⇄ `mcp-warden stdio` ⇄ `mcp-warden-demo stdio`.
-    async fn a_proxied_stdio(&self, run: &mut Run, config: &Path) -> Result<(), String> {
-        let config = config.to_string_lossy();
+    /// Writes `<name>.toml` (state in `<name>-state/`) for mcp-warden in front of `upstream`.
+    fn config(&self, name: &str, upstream: &Upstream<'_>) -> Result<(String, PathBuf), String> {
+        let state = self.scratch.dir.join(format!("{name}-state"));
+        let config = self
+            .scratch
+            .write(&format!("{name}.toml"), &warden_config(upstream, &state))?;
+        Ok((config.to_string_lossy().into_owned(), state))
+    }
+
+    /// Starts `mcp-warden serve` in front of `upstream`; its URL and bearer token.
+    async fn warden_serve(
+        &self,
+        name: &str,
+        upstream: &Upstream<'_>,
+    ) -> Result<(Proc, String, Option<String>), String> {
+        let (config, state) = self.config(name, upstream)?;
         let mut warden = Proc::spawn(
-            "a-warden-stdio",
+            name,
+            &self.warden,
+            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+            &self.scratch.dir,
+        )?;
+        let url = warden.announced_url(WARDEN_ANNOUNCE).await?;
+        let token = single_user_token(&state).await;
+        Ok((warden, url, token))
+    }
+
+    /// A: the bench ⇄ `mcp-warden stdio` ⇄ `mcp-warden-demo stdio`.
+    async fn a_proxied_stdio(&self, run: &mut Run) -> Result<(), String> {
+        let name = "a-warden-stdio";
+        let (config, _) = self.config(name, &Upstream::Stdio(&self.demo))?;
+        let mut warden = Proc::spawn(
+            name,
             &self.warden,
             &["stdio", "--config", &config],
             &self.scratch.dir,
@@ -308,16 +374,11 @@ impl Ctx {
     }
 
     /// A: the bench ⇄HTTP⇄ `mcp-warden serve` ⇄ `mcp-warden-demo stdio`.
-    async fn a_proxied_http(&self, run: &mut Run, config: &Path) -> Result<(), String> {
-        let config = config.to_string_lossy();
-        let mut warden = Proc::spawn(
-            "a-warden-serve",
-            &self.warden,
-            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
-            &self.scratch.dir,
-        )?;
-        let url = warden.announced_url(WARDEN_ANNOUNCE).await?;
-        let client = self.http_client(&warden, &url).await?;
+    async fn a_proxied_http(&self, run: &mut Run) -> Result<(), String> {
+        let (warden, url, token) = self
+            .warden_serve("a-warden-serve", &Upstream::Stdio(&self.demo))
+            .await?;
+        let client = self.http_client(&warden, &url, token.as_deref()).await?;
         run.proxy_pid = Some(warden.pid());
         run.upstream_pid = upstream_child(warden.pid()).await;
         self.finish(run, &client).await;
@@ -326,7 +387,7 @@ impl Ctx {
 
     /// B: the bench ⇄HTTP⇄ `mcp-warden-demo http`.
     async fn b_direct(&self, run: &mut Run, demo: &Proc, url: &str) -> Result<(), String> {
-        let client = self.http_client(demo, url).await?;
+        let client = self.http_client(demo, url, None).await?;
         run.upstream_pid = Some(demo.pid());
         self.finish(run, &client).await;
         Ok(())
@@ -334,18 +395,10 @@ impl Ctx {
 
     /// B: the bench ⇄HTTP⇄ `mcp-warden serve` ⇄HTTP⇄ the same `mcp-warden-demo http`.
     async fn b_proxied(&self, run: &mut Run, demo: &Proc, url: &str) -> Result<(), String> {
-        let config = self
-            .scratch
-            .write("b-http-upstream.toml", &http_upstream_config(url))?;
-        let config = config.to_string_lossy();
-        let mut warden = Proc::spawn(
-            "b-warden-serve",
-            &self.warden,
-            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
-            &self.scratch.dir,
-        )?;
-        let front = warden.announced_url(WARDEN_ANNOUNCE).await?;
-        let client = self.http_client(&warden, &front).await?;
+        let (warden, front, token) = self
+            .warden_serve("b-warden-serve", &Upstream::Http(url))
+            .await?;
+        let client = self.http_client(&warden, &front, token.as_deref()).await?;
         run.proxy_pid = Some(warden.pid());
         run.upstream_pid = Some(demo.pid());
         self.finish(run, &client).await;
@@ -377,28 +430,20 @@ async fn run_all(ctx: &Ctx, a: bool, b: bool) -> Vec<Run> {
         let mut run = new_run("A.direct-stdio", "bench =stdio=> demo", false);
         let r = ctx.a_direct(&mut run).await;
         record(run, r, &mut runs);
-        match ctx
-            .scratch
-            .write("a-stdio-upstream.toml", &stdio_upstream_config(&ctx.demo))
-        {
-            Ok(config) => {
-                let mut run = new_run(
-                    "A.proxied-stdio",
-                    "bench =stdio=> mcp-warden stdio =stdio=> demo",
-                    true,
-                );
-                let r = ctx.a_proxied_stdio(&mut run, &config).await;
-                record(run, r, &mut runs);
-                let mut run = new_run(
-                    "A.proxied-http",
-                    "bench =HTTP=> mcp-warden serve =stdio=> demo",
-                    true,
-                );
-                let r = ctx.a_proxied_http(&mut run, &config).await;
-                record(run, r, &mut runs);
-            }
-            Err(e) => record(new_run("A.proxied", "config", true), Err(e), &mut runs),
-        }
+        let mut run = new_run(
+            "A.proxied-stdio",
+            "bench =stdio=> mcp-warden stdio =stdio=> demo",
+            true,
+        );
+        let r = ctx.a_proxied_stdio(&mut run).await;
+        record(run, r, &mut runs);
+        let mut run = new_run(
+            "A.proxied-http",
+            "bench =HTTP=> mcp-warden serve =stdio=> demo",
+            true,
+        );
+        let r = ctx.a_proxied_http(&mut run).await;
+        record(run, r, &mut runs);
     }
     if b {
         let started = async {
@@ -555,9 +600,13 @@ mod tests {
 
     #[test]
     fn configs_quote_paths() {
-        let c = stdio_upstream_config(Path::new("/a b/\"demo\""));
+        let state = Path::new("/tmp/s");
+        let c = warden_config(&Upstream::Stdio(Path::new("/a b/\"demo\"")), state);
         assert!(c.contains(r#"command = "/a b/\"demo\"""#));
-        assert!(http_upstream_config("http://127.0.0.1:1/mcp")
-            .contains(r#"url = "http://127.0.0.1:1/mcp""#));
+        assert!(c.contains(r#"state_dir = "/tmp/s""#));
+        assert!(
+            warden_config(&Upstream::Http("http://127.0.0.1:1/mcp"), state)
+                .contains(r#"url = "http://127.0.0.1:1/mcp""#)
+        );
     }
 }

@@ -41,6 +41,7 @@ impl Proc {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
+            .env("NO_COLOR", "1")
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
@@ -109,10 +110,10 @@ impl Proc {
             .ok_or_else(|| format!("{}: unexpected first stdout line {line:?}", self.name))
     }
 
-    /// The last lines of the child's stderr log, for error messages.
+    /// The last lines of the child's stderr log (bearer tokens redacted), for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        let lines: Vec<String> = text.lines().map(redact).collect();
         let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
         format!("[{}] {tail}", self.log.display())
     }
@@ -161,6 +162,36 @@ impl Drop for Proc {
                 signal(pid, "KILL");
             }
         }
+    }
+}
+
+/// `Bearer <token>` → `Bearer <redacted>`.
+fn redact(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("Bearer ") {
+        let (head, tail) = rest.split_at(i + "Bearer ".len());
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '`' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        if end > 0 {
+            out.push_str("<redacted>");
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_tokens() {
+        assert_eq!(
+            super::redact("send `Authorization: Bearer abc123` (x) Bearer z"),
+            "send `Authorization: Bearer <redacted>` (x) Bearer <redacted>"
+        );
     }
 }
 

@@ -159,7 +159,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
     let mut rows = Vec::new();
     for r in runs {
         if let Some(e) = &r.setup_error {
-            rows.push(vec![r.key.clone(), format!("FAILED: {e}")]);
+            rows.push(vec![r.key.clone(), format!("FAILED: {}", clip(e))]);
             continue;
         }
         if let Some(p) = r.phase("sequential") {
@@ -271,7 +271,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
                 r.errors().to_string(),
                 r.mismatches().to_string(),
                 r.unsolicited.to_string(),
-                first,
+                clip(&first),
             ]
         })
         .collect();
@@ -354,6 +354,14 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
     match serde_json::to_string_pretty(&json) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("bench: cannot print the JSON: {e}"),
+    }
+}
+
+/// At most 160 characters, for table cells (the JSON has the whole text).
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
     }
 }
 

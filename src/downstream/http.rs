@@ -675,7 +675,7 @@ async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
 /// requests in flight finish (up to the configured grace), and closes every session.
 /// In the single-user case with authentication required, the bearer token for this run:
 /// generated now, written to `http-token` (0600) in the state directory, printed once on stderr.
-fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
+pub fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
     if !cfg.agents.is_empty() || cfg.proxy.auth != crate::config::AuthMode::Required {
         return Ok(None);
     }
@@ -693,6 +693,7 @@ fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
 pub async fn serve(
     cfg: Arc<Config>,
     listener: tokio::net::TcpListener,
+    generated: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
@@ -701,7 +702,6 @@ pub async fn serve(
             "`auth = \"none\"` is only allowed on a loopback listener",
         ));
     }
-    let generated = single_user_token(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let front = Front {
         inner: Arc::new(Inner {

@@ -1,0 +1,414 @@
+//! Each agent sees exactly its own tools: identity by credential alone, deny by default, absent
+//! tools that never reach an upstream, rewrites enforced at call time. Written from the
+//! attacker's side: spoofed identity headers, another agent's session, names that almost match.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+use common::*;
+
+const ROUTER: &str = "router-token-0123456789abcdef";
+const SPECIALIST: &str = "specialist-token-0123456789abcdef";
+
+fn everything(name: &str) -> String {
+    let js = node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    format!(
+        "[upstreams.{name}]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        js.display().to_string()
+    )
+}
+
+fn counted_golden(name: &str, log: &std::path::Path) -> String {
+    format!(
+        "{}env = {{ GOLDEN_LOG = {:?} }}\n",
+        golden_upstream(name),
+        log.display().to_string()
+    )
+}
+
+fn post_as(
+    url: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::blocking::Response {
+    let mut rb = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(s) = session {
+        rb = rb
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    for (k, v) in extra {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().unwrap()
+}
+
+fn open_as(url: &str, token: &str, extra: &[(&str, &str)]) -> String {
+    let r = post_as(url, Some(token), None, INIT, extra);
+    assert_eq!(r.status(), 200);
+    r.headers()["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+fn tool_names(url: &str, token: &str, sid: &str) -> Vec<String> {
+    let r = post_as(
+        url,
+        Some(token),
+        Some(sid),
+        r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#,
+        &[],
+    );
+    let v = messages(r).pop().unwrap();
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn call(url: &str, token: &str, sid: &str, name: &str, args: &str) -> serde_json::Value {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":{},"arguments":{args}}}}}"#,
+        serde_json::Value::String(name.into())
+    );
+    messages(post_as(url, Some(token), Some(sid), &body, &[]))
+        .pop()
+        .unwrap()
+}
+
+/// The field failure of OpenClaw issue 63399, as a test: every MCP server's tools leaked into
+/// every agent. Here the router sees its one tool, the specialist its one upstream.
+#[test]
+fn issue_63399_router_sees_one_tool_specialist_one_upstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("golden.log");
+    let cfg = format!(
+        "{}{}{}
+[agents.router]
+token_env = \"ROUTER_TOKEN\"
+tools.allow = [\"everything__echo\"]
+
+[agents.specialist]
+token_env = \"SPECIALIST_TOKEN\"
+servers = [\"golden\"]
+tools.allow = [\"*\"]
+",
+        everything("everything"),
+        counted_golden("golden", &log),
+        "",
+    );
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[("ROUTER_TOKEN", ROUTER), ("SPECIALIST_TOKEN", SPECIALIST)],
+    );
+    let r = open_as(&p.url, ROUTER, &[]);
+    assert_eq!(tool_names(&p.url, ROUTER, &r), vec!["everything__echo"]);
+    assert_eq!(
+        call(
+            &p.url,
+            ROUTER,
+            &r,
+            "everything__echo",
+            r#"{"message":"hi"}"#
+        )["result"]["content"][0]["text"],
+        "Echo: hi"
+    );
+    // Every way of reaching something else is the plain unknown-tool error.
+    for name in [
+        "golden__golden",
+        "golden",
+        "everything__get-env",
+        "echo",
+        "EVERYTHING__ECHO",
+        "everything__Echo",
+        "everything__echo ",
+        " everything__echo",
+        "everything__ech*",
+        "everything__*",
+        "everything__ech\u{043e}",
+        "everything__echo\u{200b}",
+        "everything_echo",
+        "everything__echo__",
+        "",
+    ] {
+        let v = call(&p.url, ROUTER, &r, name, r#"{"message":"x"}"#);
+        assert_eq!(v["error"]["code"], -32602, "{name:?}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("Unknown tool: {name}"),
+            "{name:?}"
+        );
+    }
+    // Prompts and resources follow the servers the router may use (all, here, but no tool).
+    let s = open_as(&p.url, SPECIALIST, &[]);
+    let names = tool_names(&p.url, SPECIALIST, &s);
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("golden__")),
+        "{names:?}"
+    );
+    let v = call(
+        &p.url,
+        SPECIALIST,
+        &s,
+        "everything__echo",
+        r#"{"message":"x"}"#,
+    );
+    assert_eq!(v["error"]["code"], -32602);
+    assert!(call(&p.url, SPECIALIST, &s, "golden__golden", "{}")
+        .get("result")
+        .is_some());
+    // The golden upstream saw exactly the specialist's one call, never the router's attempts.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("tools/call"))
+        .collect();
+    assert_eq!(calls, vec!["tools/call golden"], "{seen}");
+}
+
+#[test]
+fn identity_headers_are_ignored_and_sessions_are_bound_to_their_agent() {
+    let cfg = format!(
+        "{}[agents.router]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"echo\"]\n[agents.specialist]\ntoken_env = \"SPECIALIST_TOKEN\"\ntools.allow = [\"*\"]\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[("ROUTER_TOKEN", ROUTER), ("SPECIALIST_TOKEN", SPECIALIST)],
+    );
+    let spoof: &[(&str, &str)] = &[
+        ("x-agent-id", "specialist"),
+        ("x-session-key", "agent:specialist:main"),
+        ("x-openclaw-account-id", "specialist"),
+        ("x-forwarded-user", "specialist"),
+    ];
+    // The router stays the router, whatever it claims.
+    let r = open_as(&p.url, ROUTER, spoof);
+    assert_eq!(tool_names(&p.url, ROUTER, &r), vec!["echo"]);
+    // Without a credential, claims get nothing but 401 with a challenge and no detail.
+    let resp = post_as(&p.url, None, None, INIT, spoof);
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let wrong = post_as(
+        &p.url,
+        Some("specialist-token-0123456789abcdeX"),
+        None,
+        INIT,
+        &[],
+    );
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    // The specialist's credential on the router's session: not found (and no tools of the router's).
+    let s = open_as(&p.url, SPECIALIST, &[]);
+    let cross = post_as(
+        &p.url,
+        Some(SPECIALIST),
+        Some(&r),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    );
+    assert_eq!(cross.status(), 404);
+    let cross = post_as(
+        &p.url,
+        Some(ROUTER),
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[],
+    );
+    assert_eq!(cross.status(), 404);
+    // The logs never contain a token.
+    let logs = p.logs();
+    assert!(
+        !logs.contains(ROUTER) && !logs.contains(SPECIALIST),
+        "a token reached the logs"
+    );
+}
+
+#[test]
+fn deny_wins_over_allow_and_no_allow_means_nothing() {
+    let cfg = format!(
+        "{}[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"*\"]\ntools.deny = [\"send_*\", \"image\"]\n[agents.b]\ntoken_env = \"SPECIALIST_TOKEN\"\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[("ROUTER_TOKEN", ROUTER), ("SPECIALIST_TOKEN", SPECIALIST)],
+    );
+    let a = open_as(&p.url, ROUTER, &[]);
+    let names = tool_names(&p.url, ROUTER, &a);
+    assert!(names.contains(&"echo".to_string()));
+    assert!(
+        !names.iter().any(|n| n == "send_email" || n == "image"),
+        "{names:?}"
+    );
+    assert_eq!(
+        call(
+            &p.url,
+            ROUTER,
+            &a,
+            "send_email",
+            r#"{"to":"a","subject":"b","body":"c"}"#
+        )["error"]["code"],
+        -32602
+    );
+    let b = open_as(&p.url, SPECIALIST, &[]);
+    assert!(
+        tool_names(&p.url, SPECIALIST, &b).is_empty(),
+        "an agent with no allow rule sees nothing"
+    );
+}
+
+#[test]
+fn pinned_and_hidden_arguments_are_enforced() {
+    let cfg = format!(
+        "{}[upstreams.demo.tools.slow]\nhide = [\"delay_ms\"]\n[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"*\"]\n[agents.a.tools.rewrite.echo]\nrename = \"say\"\ndescription = \"Says the operator's message.\"\npin = {{ message = \"pinned by the operator\" }}\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("ROUTER_TOKEN", ROUTER)]);
+    let s = open_as(&p.url, ROUTER, &[]);
+    let r = post_as(
+        &p.url,
+        Some(ROUTER),
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#,
+        &[],
+    );
+    let tools = messages(r).pop().unwrap()["result"]["tools"].clone();
+    let say = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "say")
+        .expect("renamed tool");
+    assert_eq!(say["description"], "Says the operator's message.");
+    assert!(
+        say["inputSchema"]["properties"].get("message").is_none(),
+        "pinned parameter advertised: {say}"
+    );
+    assert!(!say["inputSchema"]["required"]
+        .as_array()
+        .map(|r| r.iter().any(|x| x == "message"))
+        .unwrap_or(false));
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "echo"),
+        "the old name is gone"
+    );
+    let slow = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "slow")
+        .unwrap();
+    assert!(slow["inputSchema"]["properties"].get("delay_ms").is_none());
+
+    let ok = call(&p.url, ROUTER, &s, "say", "{}");
+    assert_eq!(
+        ok["result"]["content"][0]["text"], "pinned by the operator",
+        "{ok}"
+    );
+    let refused = call(
+        &p.url,
+        ROUTER,
+        &s,
+        "say",
+        r#"{"message":"the model's own text"}"#,
+    );
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        refused["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("message"),
+        "{refused}"
+    );
+    let hidden = call(&p.url, ROUTER, &s, "slow", r#"{"steps":1,"delay_ms":1}"#);
+    assert_eq!(hidden["result"]["isError"], true, "{hidden}");
+    assert_eq!(
+        call(&p.url, ROUTER, &s, "slow", r#"{"steps":1}"#)["result"]["content"][0]["text"],
+        "done after 1 steps"
+    );
+}
+
+#[test]
+fn stdio_serves_the_agent_named_on_the_command_line() {
+    let cfg = format!(
+        "{}[agents.router]\ntoken_sha256 = \"{}\"\ntools.allow = [\"add\"]\n[agents.other]\ntools.allow = [\"*\"]\n",
+        demo_upstream("demo", &[]),
+        "0".repeat(64)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &cfg);
+    let warden = warden_bin().display().to_string();
+    let path = path.display().to_string();
+    let list = node_client(&[
+        "--scenario",
+        "list",
+        "--stdio",
+        "--",
+        &warden,
+        "stdio",
+        "--config",
+        &path,
+        "--agent",
+        "router",
+    ]);
+    let names: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["add"]);
+    // Several agents and none named: refuse to guess.
+    let out = std::process::Command::new(warden_bin())
+        .args(["stdio", "--config", &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--agent"));
+}
+
+#[test]
+fn single_user_http_requires_the_token_generated_at_start() {
+    let p = HttpProxy::start_raw(&demo_upstream("demo", &[]), &[]);
+    let file = p.dir.path().join("mcp-warden/http-token");
+    let token = std::fs::read_to_string(&file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(file.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert_eq!(post_as(&p.url, None, None, INIT, &[]).status(), 401);
+    let s = open_as(&p.url, &token, &[]);
+    assert!(tool_names(&p.url, &token, &s).contains(&"echo".to_string()));
+    // It is never written into the config.
+    let cfg = std::fs::read_to_string(p.dir.path().join("warden.toml")).unwrap();
+    assert!(!cfg.contains(&token));
+}
