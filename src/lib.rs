@@ -55,6 +55,68 @@ pub async fn serve_stdio(
     downstream::stdio::run(config, caller, shutdown).await
 }
 
+/// `mcp-warden tools`: starts the agent's upstreams in a throwaway session, prints what the
+/// agent would see, stops them.
+pub async fn print_tools(
+    config: Arc<Config>,
+    caller: downstream::identity::Caller,
+    json: bool,
+) -> std::process::ExitCode {
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let init = jsonrpc::request(
+        "0",
+        "initialize",
+        serde_json::json!({
+            "protocolVersion": mcp::LATEST_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "mcp-warden tools", "version": env!("CARGO_PKG_VERSION")}
+        }),
+    );
+    let shared = session::shared::Registry::new(&config);
+    let (s, _) =
+        session::Session::initialize("tools".into(), config, caller, &shared, &init, tx).await;
+    let tools = s.view(session::catalog::ListKind::Tools).await;
+    for (name, reason) in s.unavailable() {
+        eprintln!("mcp-warden: upstream {name} is unavailable: {reason}");
+    }
+    if json {
+        let items: Vec<serde_json::Value> = tools
+            .iter()
+            .map(|(exposed, upstream, original, raw)| {
+                serde_json::json!({
+                    "name": exposed,
+                    "upstream": upstream,
+                    "original": original,
+                    "tool": serde_json::from_slice::<serde_json::Value>(raw).unwrap_or_default(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        );
+    } else if tools.is_empty() {
+        println!("(no tools)");
+    } else {
+        for (exposed, upstream, original, raw) in &tools {
+            let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+            println!("{exposed}    ({upstream}: {original})");
+            if let Some(d) = v.get("description").and_then(|d| d.as_str()) {
+                println!("    {}", d.lines().next().unwrap_or_default());
+            }
+            let schema = v
+                .get("inputSchema")
+                .map(|x| x.to_string())
+                .unwrap_or_default();
+            println!("    schema: {schema}");
+        }
+    }
+    s.close();
+    shared.close();
+    wait_for_children(Duration::from_secs(5)).await;
+    std::process::ExitCode::SUCCESS
+}
+
 /// Waits until every stdio upstream child has exited, or `deadline` passes.
 pub async fn wait_for_children(deadline: Duration) {
     let end = tokio::time::Instant::now() + deadline;

@@ -40,6 +40,18 @@ enum Command {
         #[arg(long)]
         agent: Option<String>,
     },
+    /// Show what an agent will see: exposed name, upstream and original name, description, final
+    /// schema. Starts the agent's upstreams to ask them, then stops them.
+    Tools {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The agent (default: the config's only agent; none configured: the local user).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print JSON (one object per tool, as the agent receives it, plus its origin).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config: print every error with its key path (exit 1), or a summary.
     Check {
         #[arg(long, short)]
@@ -104,6 +116,25 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
+            Command::Tools {
+                config,
+                agent,
+                json,
+            } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let caller = match mcp_warden::downstream::stdio::caller_for(&cfg, agent.as_deref())
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("mcp-warden: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                mcp_warden::print_tools(Arc::new(cfg), caller, json).await
+            }
             Command::Check { config } => {
                 let cfg = match load(config) {
                     Ok(c) => c,

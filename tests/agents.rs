@@ -412,3 +412,46 @@ fn single_user_http_requires_the_token_generated_at_start() {
     let cfg = std::fs::read_to_string(p.dir.path().join("warden.toml")).unwrap();
     assert!(!cfg.contains(&token));
 }
+
+#[test]
+fn tools_command_shows_what_an_agent_will_see() {
+    let cfg = format!(
+        "{}[agents.router]\ntoken_sha256 = \"{}\"\ntools.allow = [\"echo\", \"slow\"]\nschema = \"openai\"\n[agents.router.tools.rewrite.slow]\nrename = \"wait\"\nhide = [\"delay_ms\"]\n",
+        demo_upstream("demo", &[]),
+        "1".repeat(64)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &cfg);
+    let out = std::process::Command::new(warden_bin())
+        .args(["tools", "--agent", "router", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["echo", "wait"]);
+    assert_eq!(v[1]["original"], "slow");
+    assert_eq!(v[1]["upstream"], "demo");
+    assert!(v[1]["tool"]["inputSchema"]["properties"]
+        .get("delay_ms")
+        .is_none());
+    assert_eq!(v[1]["tool"]["name"], "wait");
+    // The human-readable form, and no child left behind.
+    let out = std::process::Command::new(warden_bin())
+        .args(["tools", "--agent", "router", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wait    (demo: slow)"), "{text}");
+}

@@ -184,17 +184,6 @@ fn redact(line: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_tokens() {
-        assert_eq!(
-            super::redact("send `Authorization: Bearer abc123` (x) Bearer z"),
-            "send `Authorization: Bearer <redacted>` (x) Bearer <redacted>"
-        );
-    }
-}
-
 /// Sends a signal with the `kill` utility (keeps the bench free of `unsafe` and extra crates).
 fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill")
@@ -320,5 +309,16 @@ impl RssSampler {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         self.max_kib.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_tokens() {
+        assert_eq!(
+            super::redact("send `Authorization: Bearer abc123` (x) Bearer z"),
+            "send `Authorization: Bearer <redacted>` (x) Bearer <redacted>"
+        );
     }
 }

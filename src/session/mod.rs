@@ -684,6 +684,38 @@ impl Session {
         Some(reply)
     }
 
+    /// What this session's agent sees of `kind`: (exposed name, upstream name, original name,
+    /// the item as shown). For `mcp-warden tools` and other operator views.
+    pub async fn view(&self, kind: ListKind) -> Vec<(String, String, String, Bytes)> {
+        self.list(kind)
+            .await
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.exposed.clone(),
+                    self.slots[e.upstream].cfg.name.clone(),
+                    e.original.clone(),
+                    e.raw.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The upstreams that failed to come up for this session, with the reason.
+    pub fn unavailable(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .filter(|s| s.usable)
+            .filter_map(|s| match &*lock(&s.state) {
+                SlotState::Down { reason, .. } if s.shared.is_none() => {
+                    Some((s.cfg.name.clone(), reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The agent this session serves (`None`: the single-user case, which sees everything).
     pub fn agent(&self) -> Option<&crate::config::Agent> {
         match self.caller {
