@@ -161,6 +161,15 @@ fn main() -> ExitCode {
                     let off = if u.enabled { "" } else { " [disabled]" };
                     println!("  upstream {}: {what}{ns}{off}", u.name);
                 }
+                if cfg.agents.is_empty() {
+                    println!("  agents: none named (single user: every upstream; HTTP needs the token generated at start)");
+                }
+                for a in &cfg.agents {
+                    let servers = a.servers.as_ref().map(|s| s.join(", ")).unwrap_or_else(|| "all".into());
+                    let allow = if a.tools.allow.is_empty() { "nothing (no allow rule)".into() } else { a.tools.allow.join(", ") };
+                    println!("  agent {}: servers {servers}; tools allow {allow}{}", a.name,
+                        if a.tools.deny.is_empty() { String::new() } else { format!("; deny {}", a.tools.deny.join(", ")) });
+                }
                 ExitCode::SUCCESS
             }
             Command::Serve { config, listen } => {

@@ -29,12 +29,23 @@ fn check_accepts_every_bundled_config() {
         if p.extension().and_then(|x| x.to_str()) != Some("toml") {
             continue;
         }
-        let (code, out, err) = warden(&["check", "--config", p.to_str().unwrap()]);
+        // The examples read agent tokens from the environment.
+        let o = Command::new(warden_bin())
+            .args(["check", "--config", p.to_str().unwrap()])
+            .env("ROUTER_TOKEN", "router-token-for-the-check")
+            .env("SPECIALIST_TOKEN", "specialist-token-for-the-check")
+            .output()
+            .unwrap();
+        let (code, out, err) = (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        );
         assert_eq!(code, 0, "{}: {out}{err}", p.display());
         assert!(out.contains("config OK"), "{out}");
         n += 1;
     }
-    assert!(n >= 2, "expected the bundled configs");
+    assert!(n >= 3, "expected the bundled configs");
 }
 
 #[test]
