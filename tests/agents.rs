@@ -455,3 +455,56 @@ fn tools_command_shows_what_an_agent_will_see() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("wait    (demo: slow)"), "{text}");
 }
+
+#[test]
+fn upstream_list_changed_reaches_only_agents_whose_view_changed() {
+    let cfg = format!(
+        "{}[agents.narrow]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"golden\", \"grow\"]\n[agents.wide]\ntoken_env = \"SPECIALIST_TOKEN\"\ntools.allow = [\"*\"]\n",
+        golden_upstream("golden")
+    );
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[("ROUTER_TOKEN", ROUTER), ("SPECIALIST_TOKEN", SPECIALIST)],
+    );
+    let narrow = open_as(&p.url, ROUTER, &[]);
+    let wide = open_as(&p.url, SPECIALIST, &[]);
+    assert_eq!(tool_names(&p.url, ROUTER, &narrow), vec!["golden", "grow"]);
+    let before = tool_names(&p.url, SPECIALIST, &wide);
+    // Each session has its own upstream child: grow both, then see who is told.
+    for (tok, sid) in [(ROUTER, &narrow), (SPECIALIST, &wide)] {
+        assert_eq!(
+            call(&p.url, tok, sid, "grow", "{}")["result"]["content"][0]["text"],
+            "grown"
+        );
+    }
+    let read_get = |tok: &str, sid: &str| -> String {
+        let mut resp = http()
+            .get(&p.url)
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {tok}"))
+            .header("mcp-session-id", sid)
+            .timeout(std::time::Duration::from_millis(1500))
+            .send()
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        while let Ok(n) = std::io::Read::read(&mut resp, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got
+    };
+    assert!(
+        read_get(SPECIALIST, &wide).contains("tools/list_changed"),
+        "the wide agent's view changed"
+    );
+    assert!(
+        !read_get(ROUTER, &narrow).contains("tools/list_changed"),
+        "the narrow agent cannot see grown_1"
+    );
+    let after = tool_names(&p.url, SPECIALIST, &wide);
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(tool_names(&p.url, ROUTER, &narrow), vec!["golden", "grow"]);
+}

@@ -282,7 +282,7 @@ fn http_shutdown_ends_every_child_and_exits_cleanly() {
 
 #[test]
 fn http_get_stream_carries_list_changed_and_resumes_with_last_event_id() {
-    let p = HttpProxy::start(&demo_upstream("demo", &["--test-tools"]));
+    let p = HttpProxy::start(&golden_upstream("golden"));
     let sid = open_session(&p.url);
     let mut get = http()
         .get(&p.url)
@@ -302,7 +302,7 @@ fn http_get_stream_carries_list_changed_and_resumes_with_last_event_id() {
     let r = post(
         &p.url,
         Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notify_list_changed","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"grow","arguments":{}}}"#,
     );
     assert_eq!(r.status(), 200);
     let mut buf = [0u8; 4096];

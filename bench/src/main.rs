@@ -42,6 +42,8 @@ Options:
   --call-timeout-secs S   limit for one call; a call over it is an error   [default 10]
   --quick                 small counts for a smoke run (calls 200, load 2000, warm-up 50, 20 s)
   --scenario A|B|all      run only the stdio-upstream (A) or HTTP-upstream (B) scenario [all]
+  --response-mode M       write `[proxy] response_mode = M` (sse or json) into the proxy's
+                          config; default: leave it out (the proxy's default)
   --warden PATH           the mcp-warden binary  [target/release/mcp-warden, else target/debug]
   --demo PATH             the demo server binary [target/release/mcp-warden-demo, else target/debug]
   -h, --help              print this help
@@ -58,6 +60,7 @@ struct Options {
     warden: Option<PathBuf>,
     demo: Option<PathBuf>,
     quick: bool,
+    response_mode: Option<String>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -70,6 +73,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     let mut quick = false;
     let mut scenario = "all".to_owned();
     let (mut warden, mut demo) = (None, None);
+    let mut response_mode = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -106,6 +110,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 }
             }
             "--scenario" => scenario = value("A, B or all")?.to_ascii_lowercase(),
+            "--response-mode" => {
+                let m = value("sse or json")?;
+                if m != "sse" && m != "json" {
+                    return Err(format!("--response-mode: `{m}` is not sse or json"));
+                }
+                response_mode = Some(m);
+            }
             "--warden" => warden = Some(PathBuf::from(value("a path")?)),
             "--demo" => demo = Some(PathBuf::from(value("a path")?)),
             _ => return Err(format!("unexpected argument `{arg}`")),
@@ -138,6 +149,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         warden,
         demo,
         quick,
+        response_mode,
     }))
 }
 
@@ -215,7 +227,7 @@ enum Upstream<'a> {
 /// An mcp-warden config: the demo server as the one upstream, and the proxy's state directory
 /// (where the single-user HTTP token is written) inside the bench's scratch directory, so the
 /// bench never touches the user's own state.
-fn warden_config(upstream: &Upstream<'_>, state_dir: &Path) -> String {
+fn warden_config(upstream: &Upstream<'_>, state_dir: &Path, response_mode: Option<&str>) -> String {
     let upstream = match upstream {
         Upstream::Stdio(demo) => format!(
             "command = {}\nargs = [\"stdio\"]\n",
@@ -223,8 +235,11 @@ fn warden_config(upstream: &Upstream<'_>, state_dir: &Path) -> String {
         ),
         Upstream::Http(url) => format!("url = {}\n", toml_str(url)),
     };
+    let mode = response_mode.map_or(String::new(), |m| {
+        format!("response_mode = {}\n", toml_str(m))
+    });
     format!(
-        "# written by mcp-warden-bench\n[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {}\n\n[upstreams.demo]\n{upstream}",
+        "# written by mcp-warden-bench\n[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {}\n{mode}\n[upstreams.demo]\n{upstream}",
         toml_str(&state_dir.to_string_lossy())
     )
 }
@@ -287,6 +302,7 @@ struct Ctx {
     warden: PathBuf,
     demo: PathBuf,
     scratch: Scratch,
+    response_mode: Option<String>,
 }
 
 impl Ctx {
@@ -332,9 +348,10 @@ impl Ctx {
     /// Writes `<name>.toml` (state in `<name>-state/`) for mcp-warden in front of `upstream`.
     fn config(&self, name: &str, upstream: &Upstream<'_>) -> Result<(String, PathBuf), String> {
         let state = self.scratch.dir.join(format!("{name}-state"));
-        let config = self
-            .scratch
-            .write(&format!("{name}.toml"), &warden_config(upstream, &state))?;
+        let config = self.scratch.write(
+            &format!("{name}.toml"),
+            &warden_config(upstream, &state, self.response_mode.as_deref()),
+        )?;
         Ok((config.to_string_lossy().into_owned(), state))
     }
 
@@ -504,6 +521,7 @@ async fn main_async(opts: Options) -> Result<bool, String> {
         warden,
         demo,
         scratch: Scratch::create()?,
+        response_mode: opts.response_mode.clone(),
     };
     let started = Instant::now();
     let runs = run_all(&ctx, opts.scenario_a, opts.scenario_b).await;
@@ -517,6 +535,7 @@ async fn main_async(opts: Options) -> Result<bool, String> {
         load_after: loadavg(),
         wall: started.elapsed(),
         quick: opts.quick,
+        response_mode: opts.response_mode.clone(),
     };
     let clean = runs.iter().all(|r| r.errors() == 0 && r.mismatches() == 0);
     report::print(&meta, &ctx.settings, &runs);
@@ -601,12 +620,14 @@ mod tests {
     #[test]
     fn configs_quote_paths() {
         let state = Path::new("/tmp/s");
-        let c = warden_config(&Upstream::Stdio(Path::new("/a b/\"demo\"")), state);
+        let c = warden_config(&Upstream::Stdio(Path::new("/a b/\"demo\"")), state, None);
         assert!(c.contains(r#"command = "/a b/\"demo\"""#));
         assert!(c.contains(r#"state_dir = "/tmp/s""#));
-        assert!(
-            warden_config(&Upstream::Http("http://127.0.0.1:1/mcp"), state)
-                .contains(r#"url = "http://127.0.0.1:1/mcp""#)
-        );
+        assert!(warden_config(
+            &Upstream::Http("http://127.0.0.1:1/mcp"),
+            state,
+            Some("json")
+        )
+        .contains(r#"url = "http://127.0.0.1:1/mcp""#));
     }
 }

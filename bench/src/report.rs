@@ -16,6 +16,7 @@ pub struct Meta {
     pub load_after: String,
     pub wall: Duration,
     pub quick: bool,
+    pub response_mode: Option<String>,
 }
 
 /// proxied vs direct pairs: (name, proxied run, direct run, what it tells).
@@ -152,6 +153,14 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
         settings.load_calls,
         settings.phase_limit.as_secs(),
         if meta.quick { " (--quick)" } else { "" }
+    );
+    println!(
+        "  proxy config: response_mode {}",
+        meta.response_mode
+            .as_deref()
+            .map_or("not set (the proxy's default)".to_owned(), |m| format!(
+                "= \"{m}\""
+            ))
     );
     println!("  latency is per call as the bench sees it, in microseconds; CPU is utime+stime from /proc/<pid>/stat per call");
     println!();
@@ -330,6 +339,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
         },
         "settings": {
             "quick": meta.quick,
+            "proxy_response_mode": meta.response_mode,
             "warmup": settings.warmup,
             "sequential_calls": settings.calls,
             "load_calls": settings.load_calls,

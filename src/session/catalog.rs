@@ -96,6 +96,16 @@ impl List {
     pub fn get(&self, exposed: &str) -> Option<&Entry> {
         self.index.get(exposed).map(|&i| &self.entries[i])
     }
+
+    /// The agent would see exactly the same list.
+    pub fn same_view(&self, other: &List) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| a.exposed == b.exposed && a.raw == b.raw)
+    }
 }
 
 /// Items fetched from one upstream: each item's bytes (a zero-copy slice of a page).

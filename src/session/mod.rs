@@ -437,6 +437,30 @@ impl Session {
         self.lists_changed(&ListKind::ALL);
     }
 
+    /// An upstream says a list changed: re-fetch, and tell the agent only if *its* view changed
+    /// (a change to something it cannot see is not its business, and costs it a prompt-cache
+    /// miss for nothing).
+    fn upstream_lists_changed(&self, kinds: &'static [ListKind]) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut changed = vec![];
+            for &k in kinds {
+                let old = this.lists[list_index(k)].lock().await.take();
+                let new = this.list(k).await;
+                if !old.is_some_and(|o| o.same_view(&new)) {
+                    changed.push(k);
+                }
+            }
+            if changed.is_empty() {
+                tracing::debug!(session = %this.id, "upstream list change invisible to this agent");
+            } else {
+                this.notify_changed(&changed);
+            }
+        });
+    }
+
     /// Invalidates cached lists and tells the agent.
     fn lists_changed(&self, kinds: &[ListKind]) {
         for &k in kinds {
@@ -452,6 +476,10 @@ impl Session {
                 });
             }
         }
+        self.notify_changed(kinds);
+    }
+
+    fn notify_changed(&self, kinds: &[ListKind]) {
         let mut sent = [false; 3];
         for &k in kinds {
             let (i, method) = match k {
@@ -1128,7 +1156,7 @@ impl Session {
         let msg = inbound.msg;
         let method = msg.method().unwrap_or_default();
         if let Some(kinds) = ListKind::from_list_changed(method) {
-            self.lists_changed(kinds);
+            self.upstream_lists_changed(kinds);
             return;
         }
         let (sink, out) = match method {
