@@ -10,7 +10,8 @@
 //! - [`jsonrpc`]    raw messages plus a small envelope; byte-level edits; NDJSON framing.
 //! - [`sse`]        Server-Sent Events parser and encoder.
 //! - [`mcp`]        protocol versions, headers, borrowed views of intercepted messages.
-//! - [`policy`]     pure naming decisions (exposed names, collisions).
+//! - [`policy`]     pure decisions: visibility, names, rewrites, schema profiles.
+//! - [`pins`]       tool-definition pinning (rug-pull defence), kept in the state directory.
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
 //! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP; identity.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod downstream;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod pins;
 pub mod policy;
 pub mod session;
 pub mod sse;
@@ -72,7 +74,7 @@ pub async fn print_tools(
             "clientInfo": {"name": "mcp-warden tools", "version": env!("CARGO_PKG_VERSION")}
         }),
     );
-    let shared = session::shared::Registry::new(&config);
+    let shared = session::Services::new(&config);
     let (s, _) =
         session::Session::initialize("tools".into(), config, caller, &shared, &init, tx).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
@@ -115,6 +117,78 @@ pub async fn print_tools(
     shared.close();
     wait_for_children(Duration::from_secs(5)).await;
     std::process::ExitCode::SUCCESS
+}
+
+/// `mcp-warden tools accept`: fetches the upstream's current definition of `tool`, shows how it
+/// differs from the pinned one, and pins it (after confirmation unless `yes`).
+pub async fn accept_tool(
+    config: Arc<Config>,
+    upstream: &str,
+    tool: &str,
+    yes: bool,
+) -> std::process::ExitCode {
+    use std::io::{BufRead, IsTerminal, Write};
+    use std::process::ExitCode;
+    if config.upstream(upstream).is_none() {
+        eprintln!("mcp-warden: no upstream named `{upstream}` in the config");
+        return ExitCode::from(1);
+    }
+    let services = session::Services::new(&config);
+    let Some(pins) = services.pins.clone() else {
+        eprintln!("mcp-warden: no usable state directory");
+        return ExitCode::from(1);
+    };
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let init = jsonrpc::request(
+        "0",
+        "initialize",
+        serde_json::json!({"protocolVersion": mcp::LATEST_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-warden tools accept", "version": env!("CARGO_PKG_VERSION")}}),
+    );
+    let caller = downstream::identity::Caller::User;
+    let (s, _) =
+        session::Session::initialize("accept".into(), config, caller, &services, &init, tx).await;
+    let current = s.upstream_definition(upstream, tool).await;
+    s.close();
+    services.close();
+    wait_for_children(Duration::from_secs(5)).await;
+    let Some(current) = current else {
+        eprintln!(
+            "mcp-warden: upstream `{upstream}` does not list a tool `{tool}` (or is unavailable)"
+        );
+        return ExitCode::from(1);
+    };
+    let new = pins::pin_of(&current);
+    match pins.pinned(upstream, tool) {
+        Some(old) if old.digest == new.digest => {
+            println!("{upstream}/{tool}: the current definition is already the pinned one");
+            return ExitCode::SUCCESS;
+        }
+        Some(old) => {
+            println!("{upstream}/{tool} changed since it was pinned (- pinned, + now):");
+            print!("{}", pins::diff(&old.definition, &new.definition));
+        }
+        None => println!(
+            "{upstream}/{tool} is not pinned yet; its definition:\n{}",
+            serde_json::to_string_pretty(&new.definition).unwrap_or_default()
+        ),
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("mcp-warden: not accepted: confirm interactively or pass --yes");
+            return ExitCode::from(1);
+        }
+        print!("Accept this definition? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            println!("not accepted");
+            return ExitCode::from(1);
+        }
+    }
+    pins.accept(upstream, tool, &current);
+    println!("accepted: {upstream}/{tool} is pinned to {}", new.digest);
+    ExitCode::SUCCESS
 }
 
 /// Waits until every stdio upstream child has exited, or `deadline` passes.

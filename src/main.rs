@@ -21,6 +21,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ToolsAction {
+    /// Accept an upstream tool's current definition after it changed (shows the difference
+    /// first; asks for confirmation unless --yes). Running instances pick it up.
+    Accept {
+        /// The upstream's name in the config.
+        upstream: String,
+        /// The tool's name at the upstream.
+        tool: String,
+        /// Accept without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve MCP over Streamable HTTP (default 127.0.0.1:8787, path /mcp).
     Serve {
@@ -43,7 +58,7 @@ enum Command {
     /// Show what an agent will see: exposed name, upstream and original name, description, final
     /// schema. Starts the agent's upstreams to ask them, then stops them.
     Tools {
-        #[arg(long, short)]
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// The agent (default: the config's only agent; none configured: the local user).
         #[arg(long)]
@@ -51,6 +66,8 @@ enum Command {
         /// Print JSON (one object per tool, as the agent receives it, plus its origin).
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<ToolsAction>,
     },
     /// Validate a config: print every error with its key path (exit 1), or a summary.
     Check {
@@ -120,11 +137,15 @@ fn main() -> ExitCode {
                 config,
                 agent,
                 json,
+                action,
             } => {
                 let cfg = match load(config) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
+                if let Some(ToolsAction::Accept { upstream, tool, yes }) = action {
+                    return mcp_warden::accept_tool(Arc::new(cfg), &upstream, &tool, yes).await;
+                }
                 let caller = match mcp_warden::downstream::stdio::caller_for(&cfg, agent.as_deref())
                 {
                     Ok(c) => c,

@@ -179,6 +179,16 @@ pub struct Upstream {
     /// Presentation of this upstream's tools for every agent, keyed by the upstream's own name.
     pub tools: std::collections::BTreeMap<String, ToolRewrite>,
     pub schema: Option<SchemaProfile>,
+    /// What happens when a tool's definition differs from its pinned one.
+    pub on_tool_change: ToolChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChange {
+    /// Log the change; keep serving the tool.
+    Warn,
+    /// Log the change and hide the tool until an operator accepts the new definition.
+    Block,
 }
 
 #[derive(Debug, Clone)]

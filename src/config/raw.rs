@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{
     Agent, AuthMode, Config, HttpFlavor, HttpSpec, ProxySettings, ResponseMode, Rules,
-    SchemaProfile, Secret, StdioSpec, TokenDigest, ToolRewrite, Transport, Upstream,
+    SchemaProfile, Secret, StdioSpec, TokenDigest, ToolChange, ToolRewrite, Transport, Upstream,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +368,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "shared",
     "tools",
     "schema",
+    "on_tool_change",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -572,6 +573,17 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let enabled = t.boolean(cx, "enabled").unwrap_or(true);
     let shared = t.boolean(cx, "shared").unwrap_or(false);
     let schema = schema_profile(cx, &mut t);
+    let on_tool_change = match t.string(cx, "on_tool_change").as_deref() {
+        None | Some("warn") => ToolChange::Warn,
+        Some("block") => ToolChange::Block,
+        Some(other) => {
+            cx.err(
+                &t.at("on_tool_change"),
+                format!("unknown value `{other}` (expected warn or block)"),
+            );
+            ToolChange::Warn
+        }
+    };
     let mut tools = std::collections::BTreeMap::new();
     if let Some(tt) = t.table(cx, "tools") {
         for (tool, v) in tt.t {
@@ -733,6 +745,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
         shared,
         tools,
         schema,
+        on_tool_change,
     })
 }
 

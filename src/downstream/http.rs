@@ -62,7 +62,7 @@ struct Inner {
     local_addr: SocketAddr,
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
-    shared: crate::session::shared::Registry,
+    shared: crate::session::Services,
     auth: Authenticator,
 }
 
@@ -710,7 +710,7 @@ pub async fn serve(
             local_addr,
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
-            shared: crate::session::shared::Registry::new(&cfg),
+            shared: crate::session::Services::new(&cfg),
             auth: Authenticator::new(&cfg, generated.as_deref()),
         }),
     };

@@ -59,7 +59,7 @@ pub async fn serve<R, W>(
         cfg.proxy.max_line_bytes,
     );
     let mut session: Option<Arc<Session>> = None;
-    let shared = crate::session::shared::Registry::new(&cfg);
+    let shared = crate::session::Services::new(&cfg);
     tokio::pin!(shutdown);
     loop {
         let line = tokio::select! {
@@ -137,7 +137,7 @@ pub(crate) fn parse_error(e: &ParseError) -> Message {
 async fn dispatch(
     cfg: &Arc<Config>,
     caller: Caller,
-    shared: &crate::session::shared::Registry,
+    shared: &crate::session::Services,
     session: &mut Option<Arc<Session>>,
     msg: Message,
     out: &mpsc::Sender<Message>,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::config::{Agent, Config, SchemaProfile, ToolRewrite};
+use crate::config::{Agent, Config, SchemaProfile, ToolChange, ToolRewrite};
 use crate::jsonrpc::{splice, Edit, Message};
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming::{self, Allocator};
@@ -152,6 +152,8 @@ fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a RawValue> {
 pub struct PolicyCtx<'a> {
     pub cfg: &'a Config,
     pub agent: Option<&'a Agent>,
+    /// Tool-definition pins; `None`: not pinned (no state directory).
+    pub pins: Option<&'a crate::pins::PinStore>,
 }
 
 /// The upstream-level and agent-level rewrites of one tool, combined: the agent's fields win;
@@ -206,6 +208,18 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             let mut rewrite = None;
             let (exposed, raw) = match kind {
                 ListKind::Tools => {
+                    if let Some(pins) = ctx.pins {
+                        let Ok(tool) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+                            continue;
+                        };
+                        if let crate::pins::Verdict::Changed { .. } =
+                            pins.check(&up.name, &original, &tool)
+                        {
+                            if up.on_tool_change == ToolChange::Block {
+                                continue; // hidden until an operator accepts the new definition
+                            }
+                        }
+                    }
                     let up_rw = up.tools.get(&original);
                     let base = up_rw
                         .and_then(|r| r.rename.clone())

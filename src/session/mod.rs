@@ -78,8 +78,37 @@ struct ServerRequest {
     upstream_id: String,
 }
 
+/// What the sessions of one proxy instance share: `shared = true` upstream connections and the
+/// tool-definition pins.
+pub struct Services {
+    pub upstreams: shared::Registry,
+    pub pins: Option<Arc<crate::pins::PinStore>>,
+}
+
+impl Services {
+    pub fn new(cfg: &Arc<Config>) -> Services {
+        let dir = cfg.state_dir();
+        let pins = match crate::state::ensure_dir(&dir) {
+            Ok(()) => Some(Arc::new(crate::pins::PinStore::open(dir))),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "no usable state directory: tool definitions are not pinned");
+                None
+            }
+        };
+        Services {
+            upstreams: shared::Registry::new(cfg),
+            pins,
+        }
+    }
+
+    pub fn close(&self) {
+        self.upstreams.close();
+    }
+}
+
 pub struct Session {
     pub id: String,
+    pins: Option<Arc<crate::pins::PinStore>>,
     /// Who this session serves; fixed for its lifetime.
     pub caller: Caller,
     cfg: Arc<Config>,
@@ -113,7 +142,7 @@ impl Session {
         id: String,
         cfg: Arc<Config>,
         caller: Caller,
-        shared: &shared::Registry,
+        shared: &Services,
         init: &Message,
         general: Sink,
     ) -> (Arc<Session>, Message) {
@@ -150,7 +179,7 @@ impl Session {
             .map(|(i, u, usable)| Slot {
                 cfg: u.clone(),
                 usable,
-                shared: shared.get(i).filter(|_| usable),
+                shared: shared.upstreams.get(i).filter(|_| usable),
                 state: Mutex::new(if usable {
                     SlotState::Down {
                         retry_at: Instant::now(),
@@ -166,6 +195,7 @@ impl Session {
         let session = Arc::new_cyclic(|this| Session {
             id,
             caller,
+            pins: shared.pins.clone(),
             cfg,
             protocol_version: version,
             handshake,
@@ -517,6 +547,7 @@ impl Session {
         let ctx = catalog::PolicyCtx {
             cfg: &self.cfg,
             agent: self.agent(),
+            pins: self.pins.as_deref(),
         };
         let list = Arc::new(catalog::merge(kind, fetched, &ctx));
         *cached = Some(list.clone());
@@ -728,6 +759,21 @@ impl Session {
                 )
             })
             .collect()
+    }
+
+    /// The upstream's own current definition of `tool`, straight from its `tools/list` (no
+    /// policy, no pins): for `mcp-warden tools accept`.
+    pub async fn upstream_definition(
+        &self,
+        upstream: &str,
+        tool: &str,
+    ) -> Option<serde_json::Value> {
+        let idx = self.slots.iter().position(|s| s.cfg.name == upstream)?;
+        let fetched = self.fetch_all(idx, ListKind::Tools).await?;
+        fetched.items.iter().find_map(|raw| {
+            let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+            (v.get("name")?.as_str()? == tool).then_some(v)
+        })
     }
 
     /// The upstreams that failed to come up for this session, with the reason.

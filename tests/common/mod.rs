@@ -224,6 +224,7 @@ impl StdioProxy {
         let mut child = Command::new(warden_bin())
             .args(["stdio", "--config"])
             .arg(&cfg)
+            .env("XDG_STATE_HOME", dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
