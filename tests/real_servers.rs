@@ -114,7 +114,11 @@ fn http_to_stdio_everything_and_python_time_lists_and_every_content_type() {
         "time__get_current_time",
         "time__convert_time",
     ] {
-        assert!(tools.contains(&want), "{want} missing from {tools:?}");
+        assert!(
+            tools.contains(&want),
+            "{want} missing from {tools:?}\n{}",
+            proxy.logs()
+        );
     }
     assert!(!list["prompts"].as_array().unwrap().is_empty());
     assert!(!list["resources"].as_array().unwrap().is_empty());

@@ -406,6 +406,7 @@ mod tests {
             &PolicyCtx {
                 cfg: &cfg(),
                 agent: None,
+                pins: None,
             },
         );
         assert_eq!(list.entries.len(), 2);
@@ -429,6 +430,7 @@ mod tests {
             &PolicyCtx {
                 cfg: &cfg(),
                 agent: None,
+                pins: None,
             },
         );
         let names: Vec<_> = list.entries.iter().map(|e| e.exposed.as_str()).collect();

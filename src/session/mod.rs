@@ -377,9 +377,11 @@ impl Session {
                         since: Instant::now(),
                     };
                 }
+                // Lists built while it was down lack its items (even before `initialize` was
+                // answered: an upstream's list_changed can trigger a build that early).
+                self.invalidate(&ListKind::ALL);
                 if was_down_after_start {
-                    // Its tools are back.
-                    self.lists_changed(&ListKind::ALL);
+                    self.notify_changed(&ListKind::ALL);
                 }
                 Ok(conn)
             }
@@ -493,6 +495,12 @@ impl Session {
 
     /// Invalidates cached lists and tells the agent.
     fn lists_changed(&self, kinds: &[ListKind]) {
+        self.invalidate(kinds);
+        self.notify_changed(kinds);
+    }
+
+    /// Drops cached lists; the next request rebuilds them.
+    fn invalidate(&self, kinds: &[ListKind]) {
         for &k in kinds {
             if let Ok(mut l) = self.lists[list_index(k)].try_lock() {
                 *l = None;
@@ -506,7 +514,6 @@ impl Session {
                 });
             }
         }
-        self.notify_changed(kinds);
     }
 
     fn notify_changed(&self, kinds: &[ListKind]) {
@@ -558,10 +565,12 @@ impl Session {
         // Lists never wait for an upstream that is (re)starting: they show what is up now, and
         // the agent hears `list_changed` when the rest arrives.
         let Some(conn) = self.live(idx) else {
+            tracing::debug!(upstream = %self.slots[idx].cfg.name, "not up: left out of the list for now");
             self.reconnect_in_background(idx);
             return None;
         };
         if !conn.has_capability(kind.capability()) {
+            tracing::debug!(upstream = %conn.name(), capability = kind.capability(), "upstream lacks the capability");
             return None;
         }
         let mut items = vec![];
