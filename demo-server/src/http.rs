@@ -99,6 +99,9 @@ pub fn run(server: Server, listen: SocketAddr) -> ExitCode {
         let app = Router::new()
             .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
             .with_state(state);
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         match axum::serve(listener, app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -727,6 +727,10 @@ pub async fn serve(
     tracing::info!(addr = %local_addr, path = %cfg.proxy.path, "serving MCP over Streamable HTTP");
     let app = router(front.clone());
     let grace = cfg.proxy.shutdown_grace;
+    // Small SSE events must not wait for the client's delayed ACK (Nagle): ~40 ms per call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
