@@ -121,10 +121,13 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, &cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One agent over stdio: a single-threaded runtime (every hop of a call stays on one thread,
+    // so no cross-thread wake-ups). Many agents over HTTP: a worker per core.
+    let mut builder = match cli.command {
+        Command::Stdio { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcp-warden: cannot start the runtime: {e}");
