@@ -7,17 +7,28 @@ use crate::config::{Agent, Rules};
 /// `*` matches any run of characters (also none), `?` exactly one; everything else matches
 /// itself, case-sensitively. Patterns are matched against whole names.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return pattern == name;
+    }
+    if pattern.is_ascii() && name.is_ascii() {
+        return glob_units(pattern.as_bytes(), name.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
+    glob_units(&p, &n, '*', '?')
+}
+
+/// The matcher over any unit (bytes for ASCII, chars otherwise).
+fn glob_units<T: PartialEq + Copy>(p: &[T], n: &[T], star_unit: T, any: T) -> bool {
     // Iterative matcher with single-star backtracking: linear in practice, no recursion.
     let (mut pi, mut ni) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);
     while ni < n.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == star_unit {
             star = Some(pi);
             mark = ni;
             pi += 1;
-        } else if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        } else if pi < p.len() && (p[pi] == any || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
         } else if let Some(s) = star {
@@ -28,7 +39,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi] == star_unit {
         pi += 1;
     }
     pi == p.len()
@@ -110,6 +121,12 @@ mod tests {
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
         assert!(glob_match("**", "anything"));
+        assert!(
+            glob_match("é*", "éte"),
+            "non-ASCII names match by character"
+        );
+        assert!(glob_match("?t", "ét"));
+        assert!(!glob_match("?t", "ééte"));
     }
 
     #[test]

@@ -240,7 +240,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         .and_then(|a| a.schema)
                         .or(up.schema)
                         .unwrap_or(SchemaProfile::Passthrough);
-                    let raw = if rw.is_some() || profile != SchemaProfile::Passthrough {
+                    let raw = if rw.is_some() || profile_may_change(&raw, profile) {
                         match rewritten(&raw, rw.as_ref(), profile, &exposed) {
                             Ok(r) => r,
                             Err(e) => {
@@ -301,6 +301,57 @@ fn rename_raw(raw: &Bytes, key_raw: &RawValue, exposed: &str, original: &str) ->
     let range = start..start + key_raw.get().len();
     let quoted = serde_json::Value::String(exposed.to_string()).to_string();
     splice(raw, vec![Edit::new(range, quoted)])
+}
+
+/// Whether the schema profile could change this tool's input schema. A root that is already an
+/// object schema with no combinators, `$schema` or `$ref` is left as it is by the Anthropic
+/// profile, so such tools skip the parse-and-reserialise path (most tools of most servers).
+fn profile_may_change(raw: &[u8], profile: SchemaProfile) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Tool<'a> {
+        #[serde(rename = "inputSchema", borrow)]
+        input_schema: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Root<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a RawValue>,
+        #[serde(borrow)]
+        properties: Option<&'a RawValue>,
+        #[serde(rename = "anyOf", borrow)]
+        any_of: Option<&'a RawValue>,
+        #[serde(rename = "oneOf", borrow)]
+        one_of: Option<&'a RawValue>,
+        #[serde(rename = "allOf", borrow)]
+        all_of: Option<&'a RawValue>,
+        #[serde(rename = "$schema", borrow)]
+        schema: Option<&'a RawValue>,
+        #[serde(rename = "$ref", borrow)]
+        reference: Option<&'a RawValue>,
+    }
+    match profile {
+        SchemaProfile::Passthrough => false,
+        // OpenAI's rules reach into nested schemas: always take the full path.
+        SchemaProfile::OpenAi => true,
+        SchemaProfile::Anthropic => {
+            let Some(schema) = serde_json::from_slice::<Tool<'_>>(raw)
+                .ok()
+                .and_then(|t| t.input_schema)
+            else {
+                return true;
+            };
+            let Ok(root) = serde_json::from_str::<Root<'_>>(schema.get()) else {
+                return true;
+            };
+            root.kind.map(RawValue::get) != Some("\"object\"")
+                || root.properties.is_none()
+                || root.any_of.is_some()
+                || root.one_of.is_some()
+                || root.all_of.is_some()
+                || root.schema.is_some()
+                || root.reference.is_some()
+        }
+    }
 }
 
 /// The tool rewritten as configured (re-serialised: only tools with a rewrite or a schema
