@@ -11,6 +11,7 @@ mod raw;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use raw::{ConfigError, ConfigErrors};
@@ -47,7 +48,7 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Named agents, in config order. Empty: the single-user case (one local user sees every
     /// upstream); as soon as one is named, every caller is an agent and deny-by-default applies.
-    pub agents: Vec<Agent>,
+    pub agents: Vec<Arc<Agent>>,
 }
 
 /// A SHA-256 digest of a bearer token: the config (and memory) never needs the token itself.
@@ -191,13 +192,13 @@ pub enum ToolChange {
     Block,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     Stdio(StdioSpec),
     Http(HttpSpec),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StdioSpec {
     pub command: String,
     pub args: Vec<String>,
@@ -217,11 +218,19 @@ pub enum HttpFlavor {
     Auto,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSpec {
     pub url: String,
     pub headers: Vec<(String, Secret)>,
     pub flavor: HttpFlavor,
+}
+
+impl Upstream {
+    /// Whether a running connection made for `self` can keep serving `other`: same transport,
+    /// same sharing. (Names, rewrites, schema profile and pin policy change without a restart.)
+    pub fn same_connection(&self, other: &Upstream) -> bool {
+        self.transport == other.transport && self.shared == other.shared && self.enabled == other.enabled
+    }
 }
 
 impl Config {
@@ -262,7 +271,7 @@ impl Config {
         self.upstreams.iter().find(|u| u.name == name)
     }
 
-    pub fn agent(&self, name: &str) -> Option<&Agent> {
+    pub fn agent(&self, name: &str) -> Option<&Arc<Agent>> {
         self.agents.iter().find(|a| a.name == name)
     }
 

@@ -432,7 +432,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             match v {
                 toml::Value::Table(at) => {
                     if let Some(a) = agent(&mut cx, name, Table::new(path, at), &upstreams) {
-                        agents.push(a);
+                        agents.push(std::sync::Arc::new(a));
                     }
                 }
                 other => cx.err(

@@ -427,7 +427,7 @@ async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
     let (session, reply) = Session::initialize(
         sid.clone(),
         front.inner.cfg.clone(),
-        caller,
+        caller.clone(),
         &front.inner.shared,
         msg,
         general_tx.clone(),

@@ -10,10 +10,10 @@ use subtle::ConstantTimeEq;
 use crate::config::{AuthMode, Config, TokenDigest};
 
 /// The caller, once authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// Index into `Config::agents`.
-    Agent(usize),
+    /// A named agent (by name, which stays meaningful across config reloads).
+    Agent(Arc<str>),
     /// The single-user case: no agents are named; the caller sees every upstream.
     User,
 }
@@ -27,7 +27,7 @@ pub enum AuthError {
 }
 
 pub struct Authenticator {
-    agents: Vec<(TokenDigest, usize)>,
+    agents: Vec<(TokenDigest, Arc<str>)>,
     /// The token generated at start for the single-user case.
     user: Option<TokenDigest>,
     open: bool,
@@ -39,8 +39,10 @@ impl Authenticator {
         let agents = cfg
             .agents
             .iter()
-            .enumerate()
-            .flat_map(|(i, a)| a.tokens.iter().map(move |t| (t.clone(), i)))
+            .flat_map(|a| {
+                let name: Arc<str> = Arc::from(a.name.as_str());
+                a.tokens.iter().map(move |t| (t.clone(), name.clone()))
+            })
             .collect();
         Authenticator {
             agents,
@@ -58,9 +60,9 @@ impl Authenticator {
         // Compare against every digest (no early exit), so timing says nothing about which
         // agent, if any, came close.
         let mut found: Option<Caller> = None;
-        for (digest, idx) in &self.agents {
+        for (digest, name) in &self.agents {
             if bool::from(digest.0.ct_eq(&presented.0)) {
-                found = Some(Caller::Agent(*idx));
+                found = Some(Caller::Agent(name.clone()));
             }
         }
         if let Some(user) = &self.user {
@@ -139,14 +141,14 @@ mod tests {
                 "authorization",
                 "Bearer router-token-1234567"
             )])),
-            Ok(Caller::Agent(0))
+            Ok(Caller::Agent("router".into()))
         );
         assert_eq!(
             auth.authenticate(&headers(&[(
                 "authorization",
                 "bearer specialist-token-123456"
             )])),
-            Ok(Caller::Agent(1))
+            Ok(Caller::Agent("specialist".into()))
         );
         assert_eq!(auth.authenticate(&headers(&[])), Err(AuthError::Missing));
         assert_eq!(
@@ -169,7 +171,7 @@ mod tests {
                     (spoof, "specialist"),
                     ("authorization", "Bearer router-token-1234567")
                 ])),
-                Ok(Caller::Agent(0))
+                Ok(Caller::Agent("router".into()))
             );
             assert_eq!(
                 auth.authenticate(&headers(&[(spoof, "router")])),

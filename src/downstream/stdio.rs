@@ -91,7 +91,7 @@ pub async fn serve<R, W>(
                 let _ = out_tx.send(parse_error(&e)).await;
             }
             Ok(Payload::Single(msg)) => {
-                if let Some(s) = dispatch(&cfg, caller, &shared, &mut session, msg, &out_tx).await {
+                if let Some(s) = dispatch(&cfg, caller.clone(), &shared, &mut session, msg, &out_tx).await {
                     session = Some(s);
                 }
             }
@@ -229,11 +229,11 @@ pub fn caller_for(cfg: &Config, agent: Option<&str>) -> Result<Caller, String> {
         (Some(name), _) => cfg
             .agents
             .iter()
-            .position(|a| a.name == name)
-            .map(Caller::Agent)
+            .find(|a| a.name == name)
+            .map(|a| Caller::Agent(a.name.as_str().into()))
             .ok_or_else(|| format!("no agent named `{name}` in the config")),
         (None, 0) => Ok(Caller::User),
-        (None, 1) => Ok(Caller::Agent(0)),
+        (None, 1) => Ok(Caller::Agent(cfg.agents[0].name.as_str().into())),
         (None, _) => Err("the config names several agents: choose one with --agent NAME".into()),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::config::{Agent, Config, SchemaProfile, ToolChange, ToolRewrite};
+use crate::config::{Agent, SchemaProfile, ToolChange, ToolRewrite};
 use crate::jsonrpc::{splice, Edit, Message};
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming::{self, Allocator};
@@ -111,6 +111,8 @@ impl List {
 /// Items fetched from one upstream: each item's bytes (a zero-copy slice of a page).
 pub struct Fetched {
     pub upstream: usize,
+    /// The upstream's configuration as it is now.
+    pub cfg: std::sync::Arc<crate::config::Upstream>,
     pub namespace: Option<String>,
     pub items: Vec<Bytes>,
 }
@@ -150,7 +152,6 @@ fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a RawValue> {
 /// a URI serves it).
 /// What decides an agent's view: the config and the agent (`None`: the single-user case).
 pub struct PolicyCtx<'a> {
-    pub cfg: &'a Config,
     pub agent: Option<&'a Agent>,
     /// Tool-definition pins; `None`: not pinned (no state directory).
     pub pins: Option<&'a crate::pins::PinStore>,
@@ -187,9 +188,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     let mut list = List::default();
     let mut alloc = Allocator::default();
     for f in fetched {
-        let Some(up) = ctx.cfg.upstreams.get(f.upstream) else {
-            continue;
-        };
+        let up = f.cfg.clone();
         for raw in f.items {
             let Ok(key) = serde_json::from_slice::<ItemKey<'_>>(&raw) else {
                 tracing::warn!(
@@ -423,8 +422,8 @@ fn match_rest(s: &str, lits: &[&str]) -> bool {
 mod tests {
     use super::*;
 
-    fn cfg() -> Config {
-        Config::parse(
+    fn cfg() -> crate::config::Config {
+        crate::config::Config::parse(
             "[upstreams.a]\ncommand = \"x\"\n[upstreams.b]\ncommand = \"y\"\n",
             &|_| None,
         )
@@ -434,6 +433,7 @@ mod tests {
     fn fetched(upstream: usize, ns: Option<&str>, items: &[&str]) -> Fetched {
         Fetched {
             upstream,
+            cfg: std::sync::Arc::new(cfg().upstreams[upstream].clone()),
             namespace: ns.map(String::from),
             items: items
                 .iter()
@@ -455,7 +455,6 @@ mod tests {
                 fetched(1, Some("b"), &[r#"{"name":"echo"}"#, r#"{"nope":1}"#]),
             ],
             &PolicyCtx {
-                cfg: &cfg(),
                 agent: None,
                 pins: None,
             },
@@ -479,7 +478,6 @@ mod tests {
                 fetched(1, None, &[r#"{"name":"x_y"}"#]),
             ],
             &PolicyCtx {
-                cfg: &cfg(),
                 agent: None,
                 pins: None,
             },

@@ -13,7 +13,7 @@ pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,17 +50,55 @@ enum SlotState {
     Disabled,
 }
 
+/// One upstream as this session uses it. Identified by `id`, stable for the session's life
+/// (config reloads add, replace and remove slots, never renumber them): ids are what in-flight
+/// bookkeeping and list entries refer to.
 struct Slot {
-    cfg: UpstreamConfig,
+    id: usize,
+    /// Swapped on reload when the running connection can keep serving (same transport).
+    cfg: RwLock<Arc<UpstreamConfig>>,
     /// Enabled, and the session's agent may use it. An unusable upstream is never started for
     /// this session and nothing of it is reachable.
-    usable: bool,
+    usable: AtomicBool,
     /// Set for `shared = true` upstreams: the connection is the registry's, not the session's.
     shared: Option<Arc<shared::SharedUpstream>>,
     state: Mutex<SlotState>,
     /// Serialises (re)connection attempts.
     connecting: tokio::sync::Mutex<()>,
     failures: AtomicU64,
+}
+
+impl Slot {
+    fn new(id: usize, cfg: Arc<UpstreamConfig>, usable: bool, shared: Option<Arc<shared::SharedUpstream>>) -> Slot {
+        Slot {
+            id,
+            cfg: RwLock::new(cfg),
+            usable: AtomicBool::new(usable),
+            shared: shared.filter(|_| usable),
+            state: Mutex::new(if usable {
+                SlotState::Down {
+                    retry_at: Instant::now(),
+                    reason: "not started".into(),
+                }
+            } else {
+                SlotState::Disabled
+            }),
+            connecting: tokio::sync::Mutex::new(()),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn cfg(&self) -> Arc<UpstreamConfig> {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn name(&self) -> String {
+        self.cfg().name.clone()
+    }
+
+    fn usable(&self) -> bool {
+        self.usable.load(Ordering::Relaxed)
+    }
 }
 
 struct InFlight {
@@ -111,10 +149,12 @@ pub struct Session {
     pins: Option<Arc<crate::pins::PinStore>>,
     /// Who this session serves; fixed for its lifetime.
     pub caller: Caller,
-    cfg: Arc<Config>,
+    cfg: RwLock<Arc<Config>>,
+    agent: RwLock<Option<Arc<crate::config::Agent>>>,
     pub protocol_version: &'static str,
     handshake: Handshake,
-    slots: Vec<Slot>,
+    slots: RwLock<Vec<Arc<Slot>>>,
+    next_slot: AtomicU64,
     lists: [tokio::sync::Mutex<Option<Arc<List>>>; 4],
     inflight: Mutex<HashMap<String, InFlight>>,
     server_requests: Mutex<HashMap<u64, ServerRequest>>,
@@ -161,45 +201,30 @@ impl Session {
             capabilities: raw(params.capabilities, "{}"),
             client_info: raw(params.client_info, r#"{"name":"mcp-warden","version":"0"}"#),
         };
-        let agent = match caller {
-            Caller::Agent(i) => cfg.agents.get(i),
+        let agent = match &caller {
+            Caller::Agent(name) => cfg.agent(name).cloned(),
             Caller::User => None,
         };
-        let slots = cfg
+        let slots: Vec<Arc<Slot>> = cfg
             .upstreams
             .iter()
             .enumerate()
             .map(|(i, u)| {
-                (
-                    i,
-                    u,
-                    u.enabled && policy::agent::server_allowed(agent, &u.name),
-                )
-            })
-            .map(|(i, u, usable)| Slot {
-                cfg: u.clone(),
-                usable,
-                shared: shared.upstreams.get(i).filter(|_| usable),
-                state: Mutex::new(if usable {
-                    SlotState::Down {
-                        retry_at: Instant::now(),
-                        reason: "not started".into(),
-                    }
-                } else {
-                    SlotState::Disabled
-                }),
-                connecting: tokio::sync::Mutex::new(()),
-                failures: AtomicU64::new(0),
+                let usable = u.enabled && policy::agent::server_allowed(agent.as_deref(), &u.name);
+                Arc::new(Slot::new(i, Arc::new(u.clone()), usable, shared.upstreams.get(&u.name)))
             })
             .collect();
+        let next_slot = AtomicU64::new(slots.len() as u64);
         let session = Arc::new_cyclic(|this| Session {
             id,
             caller,
             pins: shared.pins.clone(),
-            cfg,
+            cfg: RwLock::new(cfg),
+            agent: RwLock::new(agent),
             protocol_version: version,
             handshake,
-            slots,
+            slots: RwLock::new(slots),
+            next_slot,
             lists: Default::default(),
             inflight: Mutex::new(HashMap::new()),
             server_requests: Mutex::new(HashMap::new()),
@@ -211,7 +236,7 @@ impl Session {
             closed: AtomicBool::new(false),
             this: this.clone(),
         });
-        for slot in &session.slots {
+        for slot in session.all_slots() {
             if let Some(sh) = &slot.shared {
                 sh.attach(session.this.clone());
             }
@@ -219,7 +244,9 @@ impl Session {
         // Start every upstream in parallel; answer once all are up or `initialize_wait` has
         // passed. A slower one (an `npx` download, say) joins later and the agent gets
         // `list_changed` then.
-        let starts: Vec<_> = (0..session.slots.len())
+        let starts: Vec<_> = session
+            .slot_ids()
+            .into_iter()
             .map(|i| {
                 let s = session.clone();
                 tokio::spawn(async move {
@@ -227,7 +254,7 @@ impl Session {
                 })
             })
             .collect();
-        let wait = session.cfg.proxy.initialize_wait;
+        let wait = session.cfg().proxy.initialize_wait;
         if tokio::time::timeout(wait, futures_util::future::join_all(starts))
             .await
             .is_err()
@@ -242,8 +269,8 @@ impl Session {
     fn initialize_result(&self, id: &str) -> Message {
         let mut caps = serde_json::Map::new();
         let mut instructions = vec![];
-        for slot in &self.slots {
-            let SlotState::Up { conn, .. } = &*lock(&slot.state) else {
+        for id in self.slot_ids() {
+            let Some(conn) = self.live(id) else {
                 continue;
             };
             for (k, v) in &conn.init.capabilities {
@@ -267,7 +294,7 @@ impl Session {
         let mut result = serde_json::json!({
             "protocolVersion": self.protocol_version,
             "capabilities": caps,
-            "serverInfo": {"name": self.cfg.proxy.server_name, "version": env!("CARGO_PKG_VERSION")},
+            "serverInfo": {"name": self.cfg().proxy.server_name, "version": env!("CARGO_PKG_VERSION")},
         });
         if !instructions.is_empty() {
             result["instructions"] = serde_json::Value::String(instructions.join("\n\n"));
@@ -312,7 +339,7 @@ impl Session {
                 a.abort();
             }
         }
-        for slot in &self.slots {
+        for slot in self.all_slots() {
             *lock(&slot.state) = SlotState::Disabled;
         }
         tracing::info!(session = %self.id, "session closed");
@@ -323,31 +350,33 @@ impl Session {
     /// The live connection of upstream `idx`, (re)connecting if it is down and its backoff has
     /// passed.
     async fn connection(&self, idx: usize) -> Result<Arc<Connection>, UpstreamError> {
-        let slot = &self.slots[idx];
+        let Some(slot) = self.slot(idx) else {
+            return Err(UpstreamError::Unavailable(format!("#{idx}")));
+        };
         if let Some(c) = self.live(idx) {
             return Ok(c);
         }
-        if !slot.usable {
-            return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+        if !slot.usable() {
+            return Err(UpstreamError::Unavailable(slot.name()));
         }
         if let Some(sh) = &slot.shared {
             if self.is_closed() {
-                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+                return Err(UpstreamError::Unavailable(slot.name()));
             }
             return sh.connection().await;
         }
         let _one = slot.connecting.lock().await;
         match &*lock(&slot.state) {
             SlotState::Up { conn, .. } if conn.is_alive() => return Ok(conn.clone()),
-            SlotState::Disabled => return Err(UpstreamError::Unavailable(slot.cfg.name.clone())),
+            SlotState::Disabled => return Err(UpstreamError::Unavailable(slot.name())),
             SlotState::Down { retry_at, reason } if *retry_at > Instant::now() => {
-                tracing::debug!(upstream = %slot.cfg.name, %reason, "upstream still in backoff");
-                return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+                tracing::debug!(upstream = %slot.name(), %reason, "upstream still in backoff");
+                return Err(UpstreamError::Unavailable(slot.name()));
             }
             _ => {}
         }
         if self.is_closed() {
-            return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+            return Err(UpstreamError::Unavailable(slot.name()));
         }
         let this = self.this.clone();
         let handler: EventHandler = Arc::new(move |ev| {
@@ -356,9 +385,9 @@ impl Session {
             }
         });
         match Connection::connect(
-            &slot.cfg,
+            &slot.cfg(),
             &self.handshake,
-            self.cfg.proxy.max_line_bytes,
+            self.cfg().proxy.max_line_bytes,
             handler,
         )
         .await
@@ -370,7 +399,7 @@ impl Session {
                 {
                     let mut st = lock(&slot.state);
                     if matches!(*st, SlotState::Disabled) || self.is_closed() {
-                        return Err(UpstreamError::Unavailable(slot.cfg.name.clone()));
+                        return Err(UpstreamError::Unavailable(slot.name()));
                     }
                     *st = SlotState::Up {
                         conn: conn.clone(),
@@ -388,7 +417,7 @@ impl Session {
             Err(e) => {
                 let n = slot.failures.fetch_add(1, Ordering::Relaxed);
                 let backoff = backoff(n);
-                tracing::warn!(upstream = %slot.cfg.name, error = %e, retry_in = ?backoff, "upstream unavailable");
+                tracing::warn!(upstream = %slot.name(), error = %e, retry_in = ?backoff, "upstream unavailable");
                 let mut st = lock(&slot.state);
                 if !matches!(*st, SlotState::Disabled) {
                     *st = SlotState::Down {
@@ -403,8 +432,8 @@ impl Session {
 
     /// Starts a (re)connection of a down upstream whose backoff has passed, without waiting.
     fn reconnect_in_background(&self, idx: usize) {
-        let slot = &self.slots[idx];
-        if self.is_closed() || !slot.usable {
+        let Some(slot) = self.slot(idx) else { return };
+        if self.is_closed() || !slot.usable() {
             return;
         }
         let due = match &*lock(&slot.state) {
@@ -423,17 +452,41 @@ impl Session {
     }
 
     fn live(&self, idx: usize) -> Option<Arc<Connection>> {
-        if let Some(sh) = &self.slots[idx].shared {
-            return if self.is_closed() { None } else { sh.live() };
+        let slot = self.slot(idx)?;
+        if let Some(sh) = &slot.shared {
+            return if self.is_closed() || !slot.usable() { None } else { sh.live() };
         }
-        match &*lock(&self.slots[idx].state) {
+        let st = lock(&slot.state);
+        match &*st {
             SlotState::Up { conn, .. } if conn.is_alive() => Some(conn.clone()),
             _ => None,
         }
     }
 
+    /// The slot with this id (`None`: removed by a reload).
+    fn slot(&self, id: usize) -> Option<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+    }
+
+    fn all_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn slot_ids(&self) -> Vec<usize> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.id).collect()
+    }
+
+    pub fn cfg(&self) -> Arc<Config> {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn upstream_closed(&self, idx: usize, reason: String) {
-        let slot = &self.slots[idx];
+        let Some(slot) = self.slot(idx) else { return };
         {
             let mut st = lock(&slot.state);
             let lived = match &*st {
@@ -452,8 +505,16 @@ impl Session {
                 reason,
             };
         }
-        tracing::warn!(session = %self.id, upstream = %slot.cfg.name, "upstream went down; its tools are withdrawn until it is back");
+        tracing::warn!(session = %self.id, upstream = %slot.name(), "upstream went down; its tools are withdrawn until it is back");
         self.lists_changed(&ListKind::ALL);
+    }
+
+    /// A message or event from the shared upstream `name`, for this session's slot using it.
+    pub(crate) fn on_shared_event(&self, name: &str, ev: Event) {
+        let slot = self.all_slots().into_iter().find(|s| s.shared.is_some() && s.name() == name);
+        if let Some(slot) = slot {
+            self.on_upstream_event(slot.id, ev);
+        }
     }
 
     /// A shared upstream came up: sessions already answered see new tools.
@@ -464,8 +525,8 @@ impl Session {
     }
 
     /// A shared upstream's connection ended: its tools are gone for now.
-    fn shared_upstream_closed(&self, idx: usize) {
-        tracing::warn!(session = %self.id, upstream = %self.slots[idx].cfg.name, "shared upstream went down");
+    fn shared_upstream_closed(&self, name: &str) {
+        tracing::warn!(session = %self.id, upstream = %name, "shared upstream went down");
         self.lists_changed(&ListKind::ALL);
     }
 
@@ -545,15 +606,15 @@ impl Session {
         if let Some(l) = &*cached {
             return l.clone();
         }
-        let fetches = (0..self.slots.len()).map(|i| self.fetch_all(i, kind));
+        let fetches = self.slot_ids().into_iter().map(|i| self.fetch_all(i, kind));
         let fetched: Vec<Fetched> = futures_util::future::join_all(fetches)
             .await
             .into_iter()
             .flatten()
             .collect();
+        let agent = self.agent();
         let ctx = catalog::PolicyCtx {
-            cfg: &self.cfg,
-            agent: self.agent(),
+            agent: agent.as_deref(),
             pins: self.pins.as_deref(),
         };
         let list = Arc::new(catalog::merge(kind, fetched, &ctx));
@@ -565,7 +626,7 @@ impl Session {
         // Lists never wait for an upstream that is (re)starting: they show what is up now, and
         // the agent hears `list_changed` when the rest arrives.
         let Some(conn) = self.live(idx) else {
-            tracing::debug!(upstream = %self.slots[idx].cfg.name, "not up: left out of the list for now");
+            tracing::debug!(upstream = %self.slot(idx).map(|s| s.name()).unwrap_or_default(), "not up: left out of the list for now");
             self.reconnect_in_background(idx);
             return None;
         };
@@ -597,9 +658,11 @@ impl Session {
                 }
             }
         }
+        let cfg = self.slot(idx)?.cfg();
         Some(Fetched {
             upstream: idx,
-            namespace: self.slots[idx].cfg.namespace.clone(),
+            namespace: cfg.namespace.clone(),
+            cfg,
             items,
         })
     }
@@ -628,7 +691,7 @@ impl Session {
                 }
             },
         };
-        let page = self.cfg.proxy.page_size;
+        let page = self.cfg().proxy.page_size;
         let end = if page == 0 {
             list.entries.len()
         } else {
@@ -762,7 +825,7 @@ impl Session {
             .map(|e| {
                 (
                     e.exposed.clone(),
-                    self.slots[e.upstream].cfg.name.clone(),
+                    self.slot(e.upstream).map(|s| s.name()).unwrap_or_default(),
                     e.original.clone(),
                     e.raw.clone(),
                 )
@@ -777,7 +840,7 @@ impl Session {
         upstream: &str,
         tool: &str,
     ) -> Option<serde_json::Value> {
-        let idx = self.slots.iter().position(|s| s.cfg.name == upstream)?;
+        let idx = self.all_slots().iter().find(|s| s.name() == upstream)?.id;
         let fetched = self.fetch_all(idx, ListKind::Tools).await?;
         fetched.items.iter().find_map(|raw| {
             let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
@@ -787,30 +850,28 @@ impl Session {
 
     /// The upstreams that failed to come up for this session, with the reason.
     pub fn unavailable(&self) -> Vec<(String, String)> {
-        self.slots
+        self.all_slots()
             .iter()
-            .filter(|s| s.usable)
+            .filter(|s| s.usable())
             .filter_map(|s| match &*lock(&s.state) {
-                SlotState::Down { reason, .. } if s.shared.is_none() => {
-                    Some((s.cfg.name.clone(), reason.clone()))
-                }
+                SlotState::Down { reason, .. } if s.shared.is_none() => Some((s.name(), reason.clone())),
                 _ => None,
             })
             .collect()
     }
 
     /// The agent this session serves (`None`: the single-user case, which sees everything).
-    pub fn agent(&self) -> Option<&crate::config::Agent> {
-        match self.caller {
-            Caller::Agent(i) => self.cfg.agents.get(i),
-            Caller::User => None,
-        }
+    pub fn agent(&self) -> Option<Arc<crate::config::Agent>> {
+        self.agent.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The only usable upstream, if there is exactly one (then unknown methods go to it).
     fn single_upstream(&self) -> Option<usize> {
-        let enabled: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].usable)
+        let enabled: Vec<usize> = self
+            .all_slots()
+            .iter()
+            .filter(|s| s.usable())
+            .map(|s| s.id)
             .collect();
         (enabled.len() == 1).then(|| enabled[0])
     }
@@ -903,9 +964,10 @@ impl Session {
     async fn upstream_for_uri(&self, uri: &str) -> Option<usize> {
         if let Some(idx) = self.single_upstream() {
             // Unlisted (dynamic) URIs go to the only upstream, within the agent's rules.
-            let rules = self.agent().and_then(|a| a.resources.as_ref());
-            let name = &self.slots[idx].cfg.name;
-            return policy::agent::item_visible(self.agent(), name, rules, &[uri]).then_some(idx);
+            let agent = self.agent();
+            let rules = agent.as_ref().and_then(|a| a.resources.as_ref());
+            let name = self.slot(idx)?.name();
+            return policy::agent::item_visible(agent.as_deref(), &name, rules, &[uri]).then_some(idx);
         }
         if let Some(e) = self.list(ListKind::Resources).await.get(uri) {
             return Some(e.upstream);
@@ -1002,7 +1064,7 @@ impl Session {
     async fn broadcast_request(&self, msg: &Message, capability: &str) -> Message {
         let id = msg.id_str().unwrap_or("null");
         let mut conns = vec![];
-        for i in 0..self.slots.len() {
+        for i in self.slot_ids() {
             if let Ok(c) = self.connection(i).await {
                 if c.has_capability(capability) {
                     conns.push(c);
@@ -1010,7 +1072,7 @@ impl Session {
             }
         }
         let calls = conns.iter().map(|c| {
-            let timeout = self.cfg.proxy.request_timeout;
+            let timeout = self.cfg().proxy.request_timeout;
             async move {
                 let (_, fut) = c.start_request(msg);
                 tokio::time::timeout(timeout, fut).await
@@ -1039,7 +1101,7 @@ impl Session {
                 )
             }
         };
-        let shared = self.slots[idx].shared.clone();
+        let shared = self.slot(idx).and_then(|s| s.shared.clone());
         let (msg, our_token) = match &shared {
             Some(sh) => sh.rewrite_progress_token(&self.this, &msg),
             None => (msg, None),
@@ -1061,7 +1123,7 @@ impl Session {
             sh.call_started(up_id, &self.this);
         }
         let _shared_call = SharedCall(shared, up_id, our_token);
-        let timeout = self.cfg.proxy.request_timeout;
+        let timeout = self.cfg().proxy.request_timeout;
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(reply)) => reply.with_id(&id),
             Ok(Err(e)) => {
@@ -1088,7 +1150,7 @@ impl Session {
             "notifications/cancelled" => self.agent_cancelled(&msg),
             _ => {
                 // roots/list_changed and anything unknown: every upstream may care.
-                for i in 0..self.slots.len() {
+                for i in self.slot_ids() {
                     if let Some(c) = self.live(i) {
                         let m = msg.clone();
                         tokio::spawn(async move {

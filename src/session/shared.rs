@@ -22,40 +22,50 @@ use crate::jsonrpc::{self, code, Edit, Kind};
 use crate::mcp;
 use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 
-/// The shared upstreams of one proxy instance, by config index.
+/// The shared upstreams of one proxy instance, by upstream name.
 #[derive(Default)]
 pub struct Registry {
-    by_index: HashMap<usize, Arc<SharedUpstream>>,
+    by_name: Mutex<HashMap<String, Arc<SharedUpstream>>>,
 }
 
 impl Registry {
     pub fn new(cfg: &Arc<Config>) -> Registry {
-        let by_index = cfg
-            .upstreams
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| u.shared && u.enabled)
-            .map(|(i, u)| {
-                (
-                    i,
-                    SharedUpstream::new(i, u.clone(), cfg.proxy.max_line_bytes),
-                )
-            })
-            .collect();
-        Registry { by_index }
+        let r = Registry::default();
+        r.sync(cfg);
+        r
     }
 
-    pub fn get(&self, idx: usize) -> Option<Arc<SharedUpstream>> {
-        self.by_index.get(&idx).cloned()
+    /// Brings the registry in line with a (new) config: shared upstreams that are gone or whose
+    /// connection changed are closed; new ones are created (they connect on first use).
+    pub fn sync(&self, cfg: &Config) {
+        let wanted: HashMap<&str, &UpstreamConfig> = cfg
+            .upstreams
+            .iter()
+            .filter(|u| u.shared && u.enabled)
+            .map(|u| (u.name.as_str(), u))
+            .collect();
+        let mut map = lock(&self.by_name);
+        map.retain(|name, sh| {
+            let keep = wanted.get(name.as_str()).is_some_and(|u| u.same_connection(&sh.cfg));
+            if !keep {
+                sh.shutdown();
+            }
+            keep
+        });
+        for (name, u) in wanted {
+            map.entry(name.to_string())
+                .or_insert_with(|| SharedUpstream::new((*u).clone(), cfg.proxy.max_line_bytes));
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<SharedUpstream>> {
+        lock(&self.by_name).get(name).cloned()
     }
 
     /// Closes every shared connection for good (at shutdown).
     pub fn close(&self) {
-        for sh in self.by_index.values() {
-            sh.closed.store(true, Ordering::Relaxed);
-            *lock(&sh.state) = State::Down {
-                retry_at: Instant::now(),
-            };
+        for sh in lock(&self.by_name).values() {
+            sh.shutdown();
         }
     }
 }
@@ -72,7 +82,6 @@ struct TokenOwner {
 }
 
 pub struct SharedUpstream {
-    idx: usize,
     cfg: UpstreamConfig,
     max_line: usize,
     state: Mutex<State>,
@@ -88,9 +97,8 @@ pub struct SharedUpstream {
 }
 
 impl SharedUpstream {
-    fn new(idx: usize, cfg: UpstreamConfig, max_line: usize) -> Arc<SharedUpstream> {
+    fn new(cfg: UpstreamConfig, max_line: usize) -> Arc<SharedUpstream> {
         Arc::new_cyclic(|this| SharedUpstream {
-            idx,
             cfg,
             max_line,
             state: Mutex::new(State::Down {
@@ -105,6 +113,14 @@ impl SharedUpstream {
             closed: std::sync::atomic::AtomicBool::new(false),
             this: this.clone(),
         })
+    }
+
+    /// Closes the connection for good.
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        *lock(&self.state) = State::Down {
+            retry_at: Instant::now(),
+        };
     }
 
     pub fn attach(&self, s: Weak<Session>) {
@@ -184,11 +200,8 @@ impl SharedUpstream {
         else {
             return (msg.clone(), None);
         };
-        let ours = format!(
-            "\"mw-{}-{}\"",
-            self.idx,
-            self.next_token.fetch_add(1, Ordering::Relaxed)
-        );
+        // Unique per shared connection; the upstream only ever sees tokens of this shape.
+        let ours = format!("\"mw-{}\"", self.next_token.fetch_add(1, Ordering::Relaxed));
         let Ok(edited) = msg.edited(vec![Edit::new(msg.span_of(tok.get()), ours.as_bytes())])
         else {
             return (msg.clone(), None);
@@ -230,7 +243,7 @@ impl SharedUpstream {
                 };
                 tracing::warn!(upstream = %self.cfg.name, %reason, "shared upstream went down");
                 for s in self.sessions() {
-                    s.shared_upstream_closed(self.idx);
+                    s.shared_upstream_closed(&self.cfg.name);
                 }
             }
             Event::Message(inbound) => self.on_message(inbound),
@@ -258,8 +271,7 @@ impl SharedUpstream {
                 let method = msg.method().unwrap_or_default();
                 if super::catalog::ListKind::from_list_changed(method).is_some() {
                     for s in self.sessions() {
-                        s.on_upstream_event(
-                            self.idx,
+                        s.on_shared_event(&self.cfg.name,
                             Event::Message(Inbound {
                                 msg: msg.clone(),
                                 related: None,
@@ -288,8 +300,7 @@ impl SharedUpstream {
                         return;
                     };
                     if let Some(s) = session.upgrade() {
-                        s.on_upstream_event(
-                            self.idx,
+                        s.on_shared_event(&self.cfg.name,
                             Event::Message(Inbound {
                                 msg: restored,
                                 related: inbound.related,
@@ -313,7 +324,7 @@ impl SharedUpstream {
                     }
                 };
                 match target.and_then(|w| w.upgrade()) {
-                    Some(s) => s.on_upstream_event(self.idx, Event::Message(inbound)),
+                    Some(s) => s.on_shared_event(&self.cfg.name, Event::Message(inbound)),
                     None => {
                         tracing::debug!(upstream = %self.cfg.name, method, "notification from a shared upstream not attributable to one session; dropped")
                     }
