@@ -11,6 +11,7 @@
 //! - [`sse`]        Server-Sent Events parser and encoder.
 //! - [`mcp`]        protocol versions, headers, borrowed views of intercepted messages.
 //! - [`policy`]     pure decisions: visibility, names, rewrites, schema profiles.
+//! - [`reload`]     config reload on SIGHUP and file change (validated first, applied atomically).
 //! - [`pins`]       tool-definition pinning (rug-pull defence), kept in the state directory.
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
@@ -25,6 +26,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod pins;
 pub mod policy;
+pub mod reload;
 pub mod session;
 pub mod sse;
 pub mod state;

@@ -595,3 +595,90 @@ fn changed_tool_definition_is_blocked_until_accepted() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(list(&changed).contains(&"notify".to_string()));
 }
+
+/// A config change on disk applies to live sessions at once: policy, upstreams, agents; a
+/// broken file changes nothing.
+#[test]
+fn config_reload_applies_atomically_and_a_broken_file_changes_nothing() {
+    let base = |allow: &str, extra_upstream: bool| {
+        format!(
+            "{}namespace = \"a\"\n{}[agents.router]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [{allow}]\n[agents.specialist]\ntoken_env = \"SPECIALIST_TOKEN\"\ntools.allow = [\"*\"]\n",
+            demo_upstream("a", &[]),
+            if extra_upstream { demo_upstream("b", &[]) } else { String::new() }
+        )
+    };
+    let p = HttpProxy::start_raw(
+        &base("\"a__echo\"", true),
+        &[("ROUTER_TOKEN", ROUTER), ("SPECIALIST_TOKEN", SPECIALIST)],
+    );
+    let path = p.dir.path().join("warden.toml");
+    let r = open_as(&p.url, ROUTER, &[]);
+    let s = open_as(&p.url, SPECIALIST, &[]);
+    assert_eq!(tool_names(&p.url, ROUTER, &r), vec!["a__echo"]);
+    let children = || descendants(p.pid()).len();
+    eventually(
+        std::time::Duration::from_secs(5),
+        "4 children (2 sessions x 2 upstreams)",
+        || children() == 4,
+    );
+
+    // A broken file: every error logged, nothing changes.
+    std::fs::write(&path, "[agents.router]\ntools.allow = 5\n").unwrap();
+    eventually(
+        std::time::Duration::from_secs(10),
+        "reload refusal logged",
+        || p.logs().contains("config reload refused"),
+    );
+    assert_eq!(tool_names(&p.url, ROUTER, &r), vec!["a__echo"]);
+    assert_eq!(children(), 4);
+
+    // A valid change: the router gets another tool, upstream b goes away (its children stop).
+    std::fs::write(&path, base("\"a__echo\", \"a__add\"", false)).unwrap();
+    eventually(
+        std::time::Duration::from_secs(10),
+        "new policy applied",
+        || tool_names(&p.url, ROUTER, &r) == vec!["a__echo".to_string(), "a__add".to_string()],
+    );
+    eventually(
+        std::time::Duration::from_secs(10),
+        "upstream b stopped in both sessions",
+        || children() == 2,
+    );
+    let names = tool_names(&p.url, SPECIALIST, &s);
+    assert!(
+        names.contains(&"a__echo".to_string()) && !names.iter().any(|n| n.starts_with("b__")),
+        "{names:?}"
+    );
+
+    // Removing an agent ends its sessions; its token no longer opens new ones.
+    std::fs::write(
+        &path,
+        format!(
+            "{}[agents.specialist]\ntoken_env = \"SPECIALIST_TOKEN\"\ntools.allow = [\"*\"]\n",
+            demo_upstream("a", &[])
+        ),
+    )
+    .unwrap();
+    eventually(std::time::Duration::from_secs(10), "router removed", || {
+        post_as(
+            &p.url,
+            Some(ROUTER),
+            Some(&r),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[],
+        )
+        .status()
+            == 401
+    });
+    assert_eq!(
+        post_as(
+            &p.url,
+            Some(SPECIALIST),
+            Some(&s),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[]
+        )
+        .status(),
+        200
+    );
+}

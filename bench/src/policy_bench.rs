@@ -52,15 +52,13 @@ fn measure(label: &str, cfg_text: &str, items: &[Bytes]) -> serde_json::Value {
             std::process::exit(1);
         }
     };
-    let agent = cfg.agents.first();
-    let ctx = PolicyCtx {
-        cfg: &cfg,
-        agent,
-        pins: None,
-    };
+    let agent = cfg.agents.first().map(|a| a.as_ref());
+    let ctx = PolicyCtx { agent, pins: None };
+    let up = std::sync::Arc::new(cfg.upstreams[0].clone());
     let build = || {
         let fetched = vec![Fetched {
             upstream: 0,
+            cfg: up.clone(),
             namespace: Some("big".into()),
             items: items.to_vec(),
         }];

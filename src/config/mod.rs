@@ -229,7 +229,9 @@ impl Upstream {
     /// Whether a running connection made for `self` can keep serving `other`: same transport,
     /// same sharing. (Names, rewrites, schema profile and pin policy change without a restart.)
     pub fn same_connection(&self, other: &Upstream) -> bool {
-        self.transport == other.transport && self.shared == other.shared && self.enabled == other.enabled
+        self.transport == other.transport
+            && self.shared == other.shared
+            && self.enabled == other.enabled
     }
 }
 

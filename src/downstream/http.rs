@@ -57,13 +57,15 @@ pub struct Front {
 }
 
 struct Inner {
-    cfg: Arc<Config>,
+    cfg: std::sync::RwLock<Arc<Config>>,
+    /// The single-user token generated at start, if any (kept across reloads).
+    generated: Option<String>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     local_addr: SocketAddr,
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::session::Services,
-    auth: Authenticator,
+    auth: std::sync::RwLock<Arc<Authenticator>>,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -74,12 +76,64 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 // The `Err` of these lookups is the finished HTTP response itself, built once per refusal.
 #[allow(clippy::result_large_err)]
 impl Front {
+    pub fn cfg(&self) -> Arc<Config> {
+        self.inner
+            .cfg
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a reloaded, valid config: credentials, shared upstreams and every live session
+    /// switch to it at once. The listener (address, path, body limit) keeps its start-up values.
+    pub fn apply(&self, mut cfg: Arc<Config>) {
+        let old = self.cfg();
+        if cfg.proxy.listen != old.proxy.listen
+            || cfg.proxy.path != old.proxy.path
+            || cfg.proxy.max_body_bytes != old.proxy.max_body_bytes
+        {
+            tracing::warn!(
+                "listen address, path and body limit keep their start-up values until a restart"
+            );
+            let mut c = (*cfg).clone();
+            c.proxy.listen = old.proxy.listen;
+            c.proxy.path = old.proxy.path.clone();
+            c.proxy.max_body_bytes = old.proxy.max_body_bytes;
+            cfg = Arc::new(c);
+        }
+        if cfg.agents.is_empty()
+            && self.inner.generated.is_none()
+            && cfg.proxy.auth == crate::config::AuthMode::Required
+        {
+            tracing::warn!("no agents are named any more and no token was generated at start: restart to get one");
+        }
+        *self.inner.auth.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Authenticator::new(&cfg, self.inner.generated.as_deref()));
+        self.inner.shared.upstreams.sync(&cfg);
+        *self.inner.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
+        let sessions: Vec<(String, Arc<HttpSession>)> = lock(&self.inner.sessions)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, hs) in sessions {
+            if !hs.session.reconfigure(cfg.clone(), &self.inner.shared) {
+                lock(&self.inner.sessions).remove(&id);
+            }
+        }
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.inner.sessions).len()
     }
 
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, Response> {
-        self.inner.auth.authenticate(headers).map_err(|e| {
+        let auth = self
+            .inner
+            .auth
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        auth.authenticate(headers).map_err(|e| {
             tracing::warn!(reason = ?e, "request refused: authentication failed");
             let challenge = match e {
                 AuthError::Missing => r#"Bearer realm="mcp-warden""#,
@@ -137,7 +191,7 @@ impl Front {
 
     /// Closes sessions idle for longer than the configured TTL.
     fn reap(&self) {
-        let ttl = self.inner.cfg.proxy.session_idle_timeout;
+        let ttl = self.cfg().proxy.session_idle_timeout;
         let expired: Vec<(String, Arc<HttpSession>)> = {
             let mut map = lock(&self.inner.sessions);
             let ids: Vec<String> = map
@@ -168,8 +222,8 @@ impl Front {
 }
 
 pub fn router(front: Front) -> Router {
-    let path = front.inner.cfg.proxy.path.clone();
-    let limit = front.inner.cfg.proxy.max_body_bytes;
+    let path = front.cfg().proxy.path.clone();
+    let limit = front.cfg().proxy.max_body_bytes;
     Router::new()
         .route(&path, axum::routing::post(post).get(get).delete(delete))
         .fallback(|| async {
@@ -218,7 +272,8 @@ fn is_loopback_host(host: &str) -> bool {
 /// DNS-rebinding defence: `Host` must name this server, and a browser `Origin`, if any, must be
 /// loopback or explicitly allowed. Runs before any other processing (403 otherwise).
 async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response {
-    let p = &front.inner.cfg.proxy;
+    let cfg = front.cfg();
+    let p = &cfg.proxy;
     let host = req
         .headers()
         .get(header::HOST)
@@ -364,7 +419,7 @@ async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Re
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(mcp::DEFAULT_HTTP_VERSION);
             let prime = version >= "2025-11-25";
-            match front.inner.cfg.proxy.response_mode {
+            match front.cfg().proxy.response_mode {
                 ResponseMode::Json => respond_json(rx, want, general_sink(&hs)).await,
                 ResponseMode::Sse => respond_sse(&front, rx, want, prime),
             }
@@ -426,7 +481,7 @@ async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
     let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(
         sid.clone(),
-        front.inner.cfg.clone(),
+        front.cfg(),
         caller.clone(),
         &front.inner.shared,
         msg,
@@ -705,15 +760,23 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let front = Front {
         inner: Arc::new(Inner {
-            cfg: cfg.clone(),
+            cfg: std::sync::RwLock::new(cfg.clone()),
+            generated: generated.clone(),
             sessions: Mutex::new(HashMap::new()),
             local_addr,
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::session::Services::new(&cfg),
-            auth: Authenticator::new(&cfg, generated.as_deref()),
+            auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
         }),
     };
+    let _reloader = cfg.source.clone().map(|path| {
+        let f = front.clone();
+        crate::task::spawn(
+            tracing::info_span!("config-reload"),
+            crate::reload::watch(path, move |c| f.apply(c)),
+        )
+    });
     let reaper_front = front.clone();
     let tick = (cfg.proxy.session_idle_timeout / 4)
         .clamp(Duration::from_millis(200), Duration::from_secs(30));

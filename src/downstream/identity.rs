@@ -46,7 +46,11 @@ impl Authenticator {
             .collect();
         Authenticator {
             agents,
-            user: generated.map(TokenDigest::of),
+            // The generated token stands for the single user, who exists only while no agent
+            // is named.
+            user: generated
+                .filter(|_| cfg.agents.is_empty())
+                .map(TokenDigest::of),
             open: cfg.agents.is_empty() && cfg.proxy.auth == AuthMode::None,
         }
     }

@@ -59,7 +59,23 @@ pub async fn serve<R, W>(
         cfg.proxy.max_line_bytes,
     );
     let mut session: Option<Arc<Session>> = None;
-    let shared = crate::session::Services::new(&cfg);
+    let shared = Arc::new(crate::session::Services::new(&cfg));
+    // Reloads apply to the live session; `latest` is what a later `initialize` would use.
+    let live: Arc<std::sync::Mutex<Option<Arc<Session>>>> = Arc::default();
+    let latest = Arc::new(std::sync::Mutex::new(cfg.clone()));
+    let _reloader = cfg.source.clone().map(|path| {
+        let (live, latest, shared) = (live.clone(), latest.clone(), shared.clone());
+        crate::task::spawn(
+            tracing::info_span!("config-reload"),
+            crate::reload::watch(path, move |c| {
+                shared.upstreams.sync(&c);
+                *crate::upstream::lock(&latest) = c.clone();
+                if let Some(s) = crate::upstream::lock(&live).clone() {
+                    s.reconfigure(c, &shared);
+                }
+            }),
+        )
+    });
     tokio::pin!(shutdown);
     loop {
         let line = tokio::select! {
@@ -91,7 +107,18 @@ pub async fn serve<R, W>(
                 let _ = out_tx.send(parse_error(&e)).await;
             }
             Ok(Payload::Single(msg)) => {
-                if let Some(s) = dispatch(&cfg, caller.clone(), &shared, &mut session, msg, &out_tx).await {
+                let current = crate::upstream::lock(&latest).clone();
+                if let Some(s) = dispatch(
+                    &current,
+                    caller.clone(),
+                    &shared,
+                    &mut session,
+                    msg,
+                    &out_tx,
+                )
+                .await
+                {
+                    *crate::upstream::lock(&live) = Some(s.clone());
                     session = Some(s);
                 }
             }
@@ -118,6 +145,10 @@ pub async fn serve<R, W>(
         s.close();
     }
     shared.close();
+    // Nothing may keep the session (and so its sinks) alive past here: the writer ends when
+    // every sender is gone.
+    drop(_reloader);
+    crate::upstream::lock(&live).take();
     drop(out_tx);
     let _ = writer.await;
 }

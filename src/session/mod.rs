@@ -69,7 +69,12 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(id: usize, cfg: Arc<UpstreamConfig>, usable: bool, shared: Option<Arc<shared::SharedUpstream>>) -> Slot {
+    fn new(
+        id: usize,
+        cfg: Arc<UpstreamConfig>,
+        usable: bool,
+        shared: Option<Arc<shared::SharedUpstream>>,
+    ) -> Slot {
         Slot {
             id,
             cfg: RwLock::new(cfg),
@@ -211,7 +216,12 @@ impl Session {
             .enumerate()
             .map(|(i, u)| {
                 let usable = u.enabled && policy::agent::server_allowed(agent.as_deref(), &u.name);
-                Arc::new(Slot::new(i, Arc::new(u.clone()), usable, shared.upstreams.get(&u.name)))
+                Arc::new(Slot::new(
+                    i,
+                    Arc::new(u.clone()),
+                    usable,
+                    shared.upstreams.get(&u.name),
+                ))
             })
             .collect();
         let next_slot = AtomicU64::new(slots.len() as u64);
@@ -454,7 +464,11 @@ impl Session {
     fn live(&self, idx: usize) -> Option<Arc<Connection>> {
         let slot = self.slot(idx)?;
         if let Some(sh) = &slot.shared {
-            return if self.is_closed() || !slot.usable() { None } else { sh.live() };
+            return if self.is_closed() || !slot.usable() {
+                None
+            } else {
+                sh.live()
+            };
         }
         let st = lock(&slot.state);
         match &*st {
@@ -478,7 +492,12 @@ impl Session {
     }
 
     fn slot_ids(&self) -> Vec<usize> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.id).collect()
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.id)
+            .collect()
     }
 
     pub fn cfg(&self) -> Arc<Config> {
@@ -509,9 +528,80 @@ impl Session {
         self.lists_changed(&ListKind::ALL);
     }
 
+    /// Applies a new, already validated config to this live session: the agent's policy is
+    /// swapped; upstreams that were removed, became unusable or changed their connection are
+    /// stopped; new ones start; the agent hears `list_changed` for each list whose view changed.
+    /// Returns false (and closes the session) when its agent no longer exists.
+    pub fn reconfigure(&self, cfg: Arc<Config>, services: &Services) -> bool {
+        let agent = match &self.caller {
+            Caller::Agent(name) => match cfg.agent(name) {
+                Some(a) => Some(a.clone()),
+                None => {
+                    tracing::warn!(session = %self.id, agent = %name, "agent removed from the config; session closed");
+                    self.close();
+                    return false;
+                }
+            },
+            Caller::User if !cfg.agents.is_empty() => {
+                tracing::warn!(session = %self.id, "agents are now named: the single-user session is closed");
+                self.close();
+                return false;
+            }
+            Caller::User => None,
+        };
+        let old = self.all_slots();
+        let mut kept: Vec<Arc<Slot>> = Vec::with_capacity(cfg.upstreams.len());
+        let mut started = vec![];
+        for u in &cfg.upstreams {
+            let usable = u.enabled && policy::agent::server_allowed(agent.as_deref(), &u.name);
+            let reuse = old
+                .iter()
+                .find(|s| s.name() == u.name && s.usable() == usable && s.cfg().same_connection(u));
+            match reuse {
+                Some(s) => {
+                    *s.cfg.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(u.clone());
+                    kept.push(s.clone());
+                }
+                None => {
+                    let id = self.next_slot.fetch_add(1, Ordering::Relaxed) as usize;
+                    let slot = Arc::new(Slot::new(
+                        id,
+                        Arc::new(u.clone()),
+                        usable,
+                        services.upstreams.get(&u.name),
+                    ));
+                    if let Some(sh) = &slot.shared {
+                        sh.attach(self.this.clone());
+                    }
+                    if usable {
+                        started.push(id);
+                    }
+                    kept.push(slot);
+                }
+            }
+        }
+        for s in &old {
+            if !kept.iter().any(|k| Arc::ptr_eq(k, s)) {
+                tracing::info!(session = %self.id, upstream = %s.name(), "upstream removed or changed by the new config; stopping it");
+                *lock(&s.state) = SlotState::Disabled;
+            }
+        }
+        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = kept;
+        *self.agent.write().unwrap_or_else(|p| p.into_inner()) = agent;
+        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        for id in started {
+            self.reconnect_in_background(id);
+        }
+        self.upstream_lists_changed(&ListKind::ALL);
+        true
+    }
+
     /// A message or event from the shared upstream `name`, for this session's slot using it.
     pub(crate) fn on_shared_event(&self, name: &str, ev: Event) {
-        let slot = self.all_slots().into_iter().find(|s| s.shared.is_some() && s.name() == name);
+        let slot = self
+            .all_slots()
+            .into_iter()
+            .find(|s| s.shared.is_some() && s.name() == name);
         if let Some(slot) = slot {
             self.on_upstream_event(slot.id, ev);
         }
@@ -854,7 +944,9 @@ impl Session {
             .iter()
             .filter(|s| s.usable())
             .filter_map(|s| match &*lock(&s.state) {
-                SlotState::Down { reason, .. } if s.shared.is_none() => Some((s.name(), reason.clone())),
+                SlotState::Down { reason, .. } if s.shared.is_none() => {
+                    Some((s.name(), reason.clone()))
+                }
                 _ => None,
             })
             .collect()
@@ -967,7 +1059,8 @@ impl Session {
             let agent = self.agent();
             let rules = agent.as_ref().and_then(|a| a.resources.as_ref());
             let name = self.slot(idx)?.name();
-            return policy::agent::item_visible(agent.as_deref(), &name, rules, &[uri]).then_some(idx);
+            return policy::agent::item_visible(agent.as_deref(), &name, rules, &[uri])
+                .then_some(idx);
         }
         if let Some(e) = self.list(ListKind::Resources).await.get(uri) {
             return Some(e.upstream);

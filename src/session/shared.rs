@@ -46,7 +46,9 @@ impl Registry {
             .collect();
         let mut map = lock(&self.by_name);
         map.retain(|name, sh| {
-            let keep = wanted.get(name.as_str()).is_some_and(|u| u.same_connection(&sh.cfg));
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|u| u.same_connection(&sh.cfg));
             if !keep {
                 sh.shutdown();
             }
@@ -271,7 +273,8 @@ impl SharedUpstream {
                 let method = msg.method().unwrap_or_default();
                 if super::catalog::ListKind::from_list_changed(method).is_some() {
                     for s in self.sessions() {
-                        s.on_shared_event(&self.cfg.name,
+                        s.on_shared_event(
+                            &self.cfg.name,
                             Event::Message(Inbound {
                                 msg: msg.clone(),
                                 related: None,
@@ -300,7 +303,8 @@ impl SharedUpstream {
                         return;
                     };
                     if let Some(s) = session.upgrade() {
-                        s.on_shared_event(&self.cfg.name,
+                        s.on_shared_event(
+                            &self.cfg.name,
                             Event::Message(Inbound {
                                 msg: restored,
                                 related: inbound.related,
