@@ -11,6 +11,7 @@
 //! - [`sse`]        Server-Sent Events parser and encoder.
 //! - [`mcp`]        protocol versions, headers, borrowed views of intercepted messages.
 //! - [`policy`]     pure decisions: visibility, names, rewrites, schema profiles.
+//! - [`approval`]   consent envelopes, the broker that holds calls, grants, audit log, control API.
 //! - [`reload`]     config reload on SIGHUP and file change (validated first, applied atomically).
 //! - [`pins`]       tool-definition pinning (rug-pull defence), kept in the state directory.
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
@@ -20,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod approval;
+pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod jsonrpc;

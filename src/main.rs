@@ -36,7 +36,60 @@ enum ToolsAction {
 }
 
 #[derive(Subcommand)]
+enum ApprovalsAction {
+    /// Pending approvals of every running instance sharing the state directory.
+    List,
+    /// Print approval events as they happen (one JSON object per line).
+    Watch,
+}
+
+#[derive(Subcommand)]
+enum GrantsAction {
+    /// Standing grants (allow-always decisions).
+    List,
+    /// Revoke a grant: it stops applying at once.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the audit log's hash chain; name the first broken link.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Pending approvals (held calls waiting for a human).
+    Approvals {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ApprovalsAction,
+    },
+    /// Decide a held call: allow-once, allow-always or deny. ID may be left out when exactly one
+    /// approval is pending.
+    Approve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The approval id (from `approvals list`), or the decision when only one is pending.
+        first: String,
+        /// The decision, when an id is given.
+        second: Option<String>,
+    },
+    /// Standing grants created by allow-always.
+    Grants {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: GrantsAction,
+    },
+    /// The audit log.
+    Audit {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Serve MCP over Streamable HTTP (default 127.0.0.1:8787, path /mcp).
     Serve {
         /// Config file (default: ./mcp-warden.toml, else the bundled proxy-config/quickstart.toml).
@@ -158,6 +211,54 @@ fn main() -> ExitCode {
                     }
                 };
                 mcp_warden::print_tools(Arc::new(cfg), caller, json).await
+            }
+            Command::Approvals { config, action } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match action {
+                    ApprovalsAction::List => mcp_warden::cli::approvals_list(&cfg).await,
+                    ApprovalsAction::Watch => mcp_warden::cli::approvals_watch(&cfg).await,
+                }
+            }
+            Command::Approve { config, first, second } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let (id, decision) = match second {
+                    Some(d) => (Some(first), d),
+                    None => (None, first),
+                };
+                mcp_warden::cli::approve(&cfg, id.as_deref(), &decision).await
+            }
+            Command::Grants { config, action } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match action {
+                    GrantsAction::List => mcp_warden::cli::grants_list(&cfg).await,
+                    GrantsAction::Revoke { id } => mcp_warden::cli::grants_revoke(&cfg, &id).await,
+                }
+            }
+            Command::Audit { config, action: AuditAction::Verify } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let path = cfg.state_dir().join(mcp_warden::approval::audit::FILE);
+                match mcp_warden::approval::audit::verify(&path) {
+                    Ok(n) => {
+                        println!("audit log OK: {n} entries, chain intact ({})", path.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        println!("audit log BROKEN: {e} ({})", path.display());
+                        ExitCode::from(1)
+                    }
+                }
             }
             Command::Check { config } => {
                 let cfg = match load(config) {

@@ -49,6 +49,27 @@ pub struct Config {
     /// Named agents, in config order. Empty: the single-user case (one local user sees every
     /// upstream); as soon as one is named, every caller is an agent and deny-by-default applies.
     pub agents: Vec<Arc<Agent>>,
+    pub approvals: ApprovalSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalSettings {
+    /// Expiry of an approval whose envelope names none.
+    pub default_expiry: Duration,
+    /// No approval waits longer, whatever the envelope says.
+    pub max_expiry: Duration,
+    /// Progress notifications while a call waits (for agents that asked for progress).
+    pub progress_interval: Duration,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            default_expiry: Duration::from_secs(120),
+            max_expiry: Duration::from_secs(600),
+            progress_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A SHA-256 digest of a bearer token: the config (and memory) never needs the token itself.
@@ -182,6 +203,8 @@ pub struct Upstream {
     pub schema: Option<SchemaProfile>,
     /// What happens when a tool's definition differs from its pinned one.
     pub on_tool_change: ToolChange,
+    /// Consent envelopes from this upstream are held for a human (default on).
+    pub consent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

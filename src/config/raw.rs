@@ -316,7 +316,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents"];
+const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents", "approvals"];
+const APPROVAL_KEYS: &[&str] = &[
+    "default_expiry_secs",
+    "max_expiry_secs",
+    "progress_interval_secs",
+];
 const AGENT_KEYS: &[&str] = &[
     "token_env",
     "token_sha256",
@@ -369,6 +374,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "tools",
     "schema",
     "on_tool_change",
+    "consent",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -418,6 +424,19 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
                 ),
             }
         }
+    }
+    let mut approvals = super::ApprovalSettings::default();
+    if let Some(mut t) = top.table(&mut cx, "approvals") {
+        if let Some(d) = t.secs(&mut cx, "default_expiry_secs", 24 * 3600) {
+            approvals.default_expiry = d;
+        }
+        if let Some(d) = t.secs(&mut cx, "max_expiry_secs", 7 * 24 * 3600) {
+            approvals.max_expiry = d;
+        }
+        if let Some(d) = t.secs(&mut cx, "progress_interval_secs", 3600) {
+            approvals.progress_interval = d;
+        }
+        t.finish(&mut cx, APPROVAL_KEYS);
     }
     let mut agents = vec![];
     if let Some(t) = top.table(&mut cx, "agents") {
@@ -473,6 +492,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             proxy,
             upstreams,
             agents,
+            approvals,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -572,6 +592,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let startup = t.secs(cx, "startup_timeout_secs", 3600);
     let enabled = t.boolean(cx, "enabled").unwrap_or(true);
     let shared = t.boolean(cx, "shared").unwrap_or(false);
+    let consent = t.boolean(cx, "consent").unwrap_or(true);
     let schema = schema_profile(cx, &mut t);
     let on_tool_change = match t.string(cx, "on_tool_change").as_deref() {
         None | Some("warn") => ToolChange::Warn,
@@ -746,6 +767,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
         tools,
         schema,
         on_tool_change,
+        consent,
     })
 }
 

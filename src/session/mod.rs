@@ -126,21 +126,40 @@ struct ServerRequest {
 pub struct Services {
     pub upstreams: shared::Registry,
     pub pins: Option<Arc<crate::pins::PinStore>>,
+    /// Held calls and the humans who decide them; `None` (no state directory): every consent
+    /// envelope is refused (fail closed).
+    pub broker: Option<Arc<crate::approval::Broker>>,
+    _control: Option<crate::task::Owned>,
 }
 
 impl Services {
     pub fn new(cfg: &Arc<Config>) -> Services {
         let dir = cfg.state_dir();
-        let pins = match crate::state::ensure_dir(&dir) {
-            Ok(()) => Some(Arc::new(crate::pins::PinStore::open(dir))),
+        let usable = match crate::state::ensure_dir(&dir) {
+            Ok(()) => true,
             Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "no usable state directory: tool definitions are not pinned");
-                None
+                tracing::error!(dir = %dir.display(), error = %e, "no usable state directory: tool definitions are not pinned and consent envelopes are refused");
+                false
             }
+        };
+        let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
+        let broker = usable.then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
+        // The control API needs a runtime (it is absent in unit tests building Services).
+        let control = match (&broker, tokio::runtime::Handle::try_current()) {
+            (Some(b), Ok(_)) => match crate::approval::control::serve(&dir, b.clone()) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve the control API: approvals can only expire");
+                    None
+                }
+            },
+            _ => None,
         };
         Services {
             upstreams: shared::Registry::new(cfg),
             pins,
+            broker,
+            _control: control,
         }
     }
 
@@ -152,6 +171,7 @@ impl Services {
 pub struct Session {
     pub id: String,
     pins: Option<Arc<crate::pins::PinStore>>,
+    broker: Option<Arc<crate::approval::Broker>>,
     /// Who this session serves; fixed for its lifetime.
     pub caller: Caller,
     cfg: RwLock<Arc<Config>>,
@@ -229,6 +249,7 @@ impl Session {
             id,
             caller,
             pins: shared.pins.clone(),
+            broker: shared.broker.clone(),
             cfg: RwLock::new(cfg),
             agent: RwLock::new(agent),
             protocol_version: version,
@@ -1005,7 +1026,16 @@ impl Session {
             let quoted = serde_json::Value::String(entry.original.clone()).to_string();
             edits.push(Edit::new(msg.span_of(params.name.get()), quoted));
         }
-        if let (ListKind::Tools, Some(rw)) = (kind, &entry.rewrite) {
+        // Consent-enabled upstreams never get a `confirmation_token` from the agent: only
+        // mcp-warden supplies one, after a human approved.
+        let consent =
+            kind == ListKind::Tools && self.slot(entry.upstream).is_some_and(|s| s.cfg().consent);
+        let rewrite = match &entry.rewrite {
+            Some(rw) => Some(rw.clone()),
+            None if consent => Some(Arc::new(crate::config::ToolRewrite::default())),
+            None => None,
+        };
+        if let (ListKind::Tools, Some(rw)) = (kind, &rewrite) {
             match arguments_edit(msg, rw) {
                 Ok(Some(e)) => edits.push(e),
                 Ok(None) => {}
@@ -1027,7 +1057,158 @@ impl Session {
                 return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error")
             }
         };
-        self.forward(entry.upstream, out, key).await
+        let reply = self.forward(entry.upstream, out.clone(), key).await;
+        if !consent {
+            return reply;
+        }
+        match reply.result().and_then(crate::approval::envelope::detect) {
+            Some(envelope) => self.hold(entry, &name, out, envelope, key).await,
+            None => reply,
+        }
+    }
+
+    /// The consent flow (PRODUCT.md, "The consent envelope"): the upstream answered with an
+    /// envelope, whose result is suppressed; a human decides (or a grant applies); on allow the
+    /// same call is made again with `confirmation_token = action_id` and *that* result goes to
+    /// the agent; anything else is a synthetic refusal. The `action_id` never leaves here.
+    async fn hold(
+        &self,
+        entry: &catalog::Entry,
+        exposed: &str,
+        call: Message,
+        envelope: crate::approval::envelope::Envelope,
+        key: &str,
+    ) -> Message {
+        let id = call.id_str().unwrap_or("null").to_string();
+        let cfg = self.cfg();
+        let upstream = self
+            .slot(entry.upstream)
+            .map(|s| s.name())
+            .unwrap_or_default();
+        let agent = match &self.caller {
+            Caller::Agent(n) => n.to_string(),
+            Caller::User => "user".to_string(),
+        };
+        let refuse = |reason: &str| {
+            let body = serde_json::json!({"ok": false, "approved": false, "reason": reason});
+            jsonrpc::response(
+                &id,
+                serde_json::json!({
+                    "content": [{"type": "text", "text": body.to_string()}],
+                    "structuredContent": body,
+                    "isError": true,
+                }),
+            )
+        };
+        let Some(broker) = self.broker.clone() else {
+            return refuse("approval system unavailable");
+        };
+        #[derive(serde::Deserialize)]
+        struct Args {
+            #[serde(default)]
+            arguments: Option<serde_json::Value>,
+        }
+        let args = call
+            .params()
+            .and_then(|p| serde_json::from_str::<Args>(p).ok())
+            .and_then(|a| a.arguments)
+            .unwrap_or(serde_json::json!({}));
+        let canonical = crate::approval::canonical(&args);
+        let digest: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(canonical.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let granted = broker.grant_for(&agent, &upstream, &entry.original);
+        if let Some(g) = &granted {
+            broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
+        } else {
+            let max = cfg.approvals.max_expiry;
+            let expiry = envelope
+                .expires_in_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(cfg.approvals.default_expiry)
+                .min(max);
+            let summary = envelope
+                .summary
+                .clone()
+                .unwrap_or_else(|| format!("{agent} wants to call {upstream}/{}", entry.original));
+            let info = crate::approval::ApprovalInfo {
+                id: String::new(),
+                agent: agent.clone(),
+                upstream: upstream.clone(),
+                tool: entry.original.clone(),
+                summary: summary.clone(),
+                arguments: crate::approval::display_arguments(&canonical),
+                arguments_sha256: digest,
+                kind: "envelope".into(),
+                created_at: 0,
+                expires_at: 0,
+            };
+            // While waiting, keep clients that reset their timeout on progress waiting.
+            let progress = self.progress_ticker(key, summary, cfg.approvals.progress_interval);
+            let outcome = broker.request(info, expiry).await;
+            drop(progress);
+            match outcome {
+                crate::approval::Outcome::Allowed { .. } => {}
+                crate::approval::Outcome::Denied => return refuse("denied by a human"),
+                crate::approval::Outcome::Expired => return refuse("the approval expired"),
+                crate::approval::Outcome::Failed(e) => {
+                    tracing::warn!(session = %self.id, "approval failed: {e}");
+                    return refuse("the approval system failed");
+                }
+            }
+        }
+        // Approved: the same call again, with the server's token.
+        let Ok(second) = with_confirmation_token(&call, &envelope.action_id) else {
+            return refuse("internal error");
+        };
+        let reply = self.forward(entry.upstream, second, key).await;
+        if reply
+            .result()
+            .and_then(crate::approval::envelope::detect)
+            .is_some()
+        {
+            tracing::warn!(session = %self.id, tool = %exposed, "the server asked for confirmation again after approval; refusing rather than looping");
+            return refuse("the server asked for confirmation again");
+        }
+        reply
+    }
+
+    /// Sends `notifications/progress` to the held request's stream every `every` while the
+    /// returned task lives, if the agent asked for progress.
+    fn progress_ticker(
+        &self,
+        key: &str,
+        summary: String,
+        every: Duration,
+    ) -> Option<crate::task::Owned> {
+        let (sink, token) = {
+            let inflight = lock(&self.inflight);
+            let f = inflight.get(key)?;
+            (f.sink.clone(), f.progress_token.clone()?)
+        };
+        Some(crate::task::spawn(tracing::Span::current(), async move {
+            let mut n = 0u64;
+            loop {
+                tokio::time::sleep(every).await;
+                n += 1;
+                let raw = format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":{n},"message":{}}}}}"#,
+                    serde_json::Value::String(format!("waiting for approval: {summary}"))
+                );
+                match Message::parse(Bytes::from(raw)) {
+                    Ok(m) => {
+                        if sink.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }))
     }
 
     async fn route_uri(&self, msg: &Message, key: &str) -> Message {
@@ -1426,6 +1607,43 @@ impl Session {
             tracing::debug!(session = %self.id, "agent stream full or closed; notification dropped");
         }
     }
+}
+
+/// The call with `confirmation_token` set in its arguments (the only place mcp-warden writes an
+/// `action_id`: towards the upstream that issued it).
+fn with_confirmation_token(call: &Message, action_id: &str) -> Result<Message, ()> {
+    #[derive(serde::Deserialize)]
+    struct Args<'a> {
+        #[serde(borrow, default)]
+        arguments: Option<&'a RawValue>,
+    }
+    let params = call.params().ok_or(())?;
+    let parsed: Args<'_> = serde_json::from_str(params).map_err(|_| ())?;
+    let mut args: serde_json::Map<String, serde_json::Value> = match parsed.arguments {
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| ())?,
+        None => serde_json::Map::new(),
+    };
+    args.insert(
+        "confirmation_token".into(),
+        serde_json::Value::String(action_id.to_string()),
+    );
+    let text = serde_json::Value::Object(args).to_string();
+    let edit = match parsed.arguments {
+        Some(raw) => Edit::new(call.span_of(raw.get()), text),
+        None => {
+            let p = call.span_of(params);
+            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
+            let empty = params
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .eq("{}".chars());
+            Edit::new(
+                open + 1..open + 1,
+                format!("\"arguments\":{text}{}", if empty { "" } else { "," }),
+            )
+        }
+    };
+    call.edited(vec![edit]).map_err(|_| ())
 }
 
 /// The edit that makes a call's `arguments` what the rewrite says (pinned values set, hidden

@@ -1,0 +1,364 @@
+//! The control API approval channels use: JSON-RPC 2.0 over HTTP on a Unix domain socket in the
+//! state directory (`control-<pid>.sock`, mode 0600; one per running instance, so instances
+//! sharing a state directory never share a socket).
+//!
+//! Local clients (the CLI, another container sharing the state volume) authenticate with a token
+//! *derived* from the secret file `approval-secret` — HMAC-SHA256(secret, "approval-runtime") —
+//! never the secret itself. The secret file is created once with `O_EXCL`, mode 0600, never
+//! overwritten and never read through a symlink.
+//!
+//! Methods: `approvals.list`, `approvals.decide {id, decision, operator?}`, `grants.list`,
+//! `grants.revoke {id}`. `GET /events` streams approval events (SSE).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+
+use super::{Broker, Decision};
+
+pub const SECRET_FILE: &str = "approval-secret";
+pub const PURPOSE: &str = "approval-runtime";
+
+/// Reads the secret, creating it (O_EXCL, 0600) if it does not exist yet.
+pub fn secret(dir: &Path) -> std::io::Result<Vec<u8>> {
+    crate::state::ensure_dir(dir)?;
+    let path = dir.join(SECRET_FILE);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path);
+    match created {
+        Ok(mut f) => {
+            let s = super::random_id(32);
+            if s.is_empty() {
+                return Err(std::io::Error::other("no randomness for the secret"));
+            }
+            f.write_all(s.as_bytes())?;
+            f.sync_all()?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)?;
+    let mut s = Vec::new();
+    f.read_to_end(&mut s)?;
+    if s.len() < 32 {
+        return Err(std::io::Error::other("the approval secret is too short"));
+    }
+    Ok(s)
+}
+
+/// The token a local client presents: HMAC-SHA256(secret, purpose), hex.
+pub fn derive_token(secret: &[u8], purpose: &str) -> String {
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(purpose.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Clone)]
+struct Ctl {
+    broker: Arc<Broker>,
+    token: String,
+}
+
+fn authorized(ctl: &Ctl, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    !ctl.token.is_empty() && bool::from(given.as_bytes().ct_eq(ctl.token.as_bytes()))
+}
+
+fn json(v: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn rpc_result(id: &serde_json::Value, result: serde_json::Value) -> Response {
+    json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+fn rpc_error(id: &serde_json::Value, code: i64, message: &str) -> Response {
+    json(
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+    )
+}
+
+async fn rpc(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorized(&ctl, &headers) {
+        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    }
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return rpc_error(&serde_json::Value::Null, -32700, "Parse error");
+    };
+    let id = req.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let params = req.get("params").cloned().unwrap_or_default();
+    match req
+        .get("method")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+    {
+        "approvals.list" => rpc_result(&id, serde_json::json!(ctl.broker.list())),
+        "approvals.decide" => {
+            let approval = params
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let decision = match params
+                .get("decision")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .parse::<Decision>()
+            {
+                Ok(d) => d,
+                Err(e) => return rpc_error(&id, -32602, &e),
+            };
+            let operator = params
+                .get("operator")
+                .and_then(|v| v.as_str())
+                .unwrap_or("local");
+            match ctl.broker.decide(approval, decision, "control", operator) {
+                Ok(info) => rpc_result(
+                    &id,
+                    serde_json::json!({"decided": info, "decision": decision}),
+                ),
+                Err(e) => rpc_error(&id, -32602, &e),
+            }
+        }
+        "grants.list" => rpc_result(&id, serde_json::json!(ctl.broker.grants())),
+        "grants.revoke" => {
+            let g = params
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            if ctl.broker.revoke(g) {
+                rpc_result(&id, serde_json::json!({"revoked": g}))
+            } else {
+                rpc_error(&id, -32602, &format!("no grant `{g}`"))
+            }
+        }
+        _ => rpc_error(&id, -32601, "Method not found"),
+    }
+}
+
+async fn events(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
+    if !authorized(&ctl, &headers) {
+        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    }
+    let rx = ctl.broker.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(format!(
+                            "data: {ev}\n\n"
+                        ))),
+                        rx,
+                    ))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    resp
+}
+
+/// The socket path of this instance.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(format!("control-{}.sock", std::process::id()))
+}
+
+/// Serves the control API on this instance's socket until the returned task is dropped.
+pub fn serve(dir: &Path, broker: Arc<Broker>) -> std::io::Result<crate::task::Owned> {
+    let token = derive_token(&secret(dir)?, PURPOSE);
+    let path = socket_path(dir);
+    let _ = std::fs::remove_file(&path); // a stale socket of a previous process with our pid
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let app = Router::new()
+        .route("/control", axum::routing::post(rpc))
+        .route("/events", axum::routing::get(events))
+        .with_state(Ctl { broker, token });
+    let cleanup = SocketFile(path.clone());
+    Ok(crate::task::spawn(
+        tracing::info_span!("control-api"),
+        async move {
+            let _cleanup = cleanup;
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "control API stopped");
+            }
+        },
+    ))
+}
+
+/// Removes the socket file when the control API stops.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Some running instance's socket in `dir` (the newest).
+pub fn socket_path_any(dir: &Path) -> Option<PathBuf> {
+    let mut socks: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("control-") && n.ends_with(".sock"))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    socks.sort();
+    socks.pop().map(|(_, p)| p)
+}
+
+/// Client side (the CLI): one JSON-RPC call to every running instance's socket in `dir`.
+/// Returns (socket, result or error text) per instance that answered.
+pub async fn call_all(
+    dir: &Path,
+    method: &str,
+    params: serde_json::Value,
+) -> std::io::Result<Vec<(PathBuf, Result<serde_json::Value, String>)>> {
+    let token = derive_token(&secret(dir)?, PURPOSE);
+    let mut out = vec![];
+    let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("control-") && n.ends_with(".sock"))
+        })
+        .collect();
+    sockets.sort();
+    for sock in sockets {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                .to_string();
+        match request(&sock, "POST", "/control", &token, Some(&body)).await {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let r = match (v.get("result"), v.get("error")) {
+                    (Some(r), _) => Ok(r.clone()),
+                    (_, Some(e)) => Err(e["message"].as_str().unwrap_or("error").to_string()),
+                    _ => Err(format!("unexpected answer: {text}")),
+                };
+                out.push((sock, r));
+            }
+            Err(_) => {
+                // Nobody listens: a socket left by a process that died.
+                let _ = std::fs::remove_file(&sock);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A minimal HTTP/1.1 exchange over a Unix socket (`Connection: close`; body read to the end).
+pub async fn request(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(sock).await?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(
+            head.lines().next().unwrap_or("bad answer").to_string(),
+        ));
+    }
+    // Bodies from axum with a known length come as is; chunked ones are de-chunked here.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut r = rest;
+        while let Some((size, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = tail[n..].trim_start_matches("\r\n");
+        }
+        return Ok(out);
+    }
+    Ok(rest.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_created_once_and_never_through_a_symlink() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("state");
+        let a = secret(&dir).unwrap();
+        let b = secret(&dir).unwrap();
+        assert_eq!(a, b, "never overwritten");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(dir.join(SECRET_FILE)).unwrap().mode() & 0o777,
+            0o600
+        );
+        let t = derive_token(&a, PURPOSE);
+        assert_eq!(t.len(), 64);
+        assert_ne!(
+            t,
+            String::from_utf8(a.clone()).unwrap(),
+            "the token is not the secret"
+        );
+        // A symlinked secret is refused.
+        let other = base.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(base.path().join("victim"), b"x".repeat(64)).unwrap();
+        std::os::unix::fs::symlink(base.path().join("victim"), other.join(SECRET_FILE)).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(secret(&other).is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The consent envelope, as upstream servers speak it (see PRODUCT.md): a `tools/call` result
+//! whose `structuredContent` — or the JSON text of a `text` content block — is an object with
+//! `requires_confirmation: true` and a non-empty string `action_id`.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The server-side single-use token. Never shown to the agent, never logged at info level.
+    pub action_id: String,
+    pub summary: Option<String>,
+    pub expires_in_seconds: Option<u64>,
+}
+
+impl std::fmt::Display for Envelope {
+    // Deliberately without the action id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "consent envelope ({})",
+            self.summary.as_deref().unwrap_or("no summary")
+        )
+    }
+}
+
+fn from_object(v: &Value) -> Option<Envelope> {
+    let o = v.as_object()?;
+    if o.get("requires_confirmation") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let action_id = o.get("action_id")?.as_str()?.to_string();
+    if action_id.is_empty() {
+        return None;
+    }
+    Some(Envelope {
+        action_id,
+        summary: o.get("summary").and_then(Value::as_str).map(str::to_string),
+        expires_in_seconds: o.get("expires_in_seconds").and_then(Value::as_u64),
+    })
+}
+
+/// Detects an envelope in a `tools/call` result (the raw `result` member). `structuredContent`
+/// first, then every `text` content block that parses as a JSON object.
+pub fn detect(result: &str) -> Option<Envelope> {
+    let v: Value = serde_json::from_str(result).ok()?;
+    if let Some(e) = v.get("structuredContent").and_then(from_object) {
+        return Some(e);
+    }
+    v.get("content")?.as_array()?.iter().find_map(|block| {
+        if block.get("type")?.as_str()? != "text" {
+            return None;
+        }
+        let text = block.get("text")?.as_str()?;
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        from_object(&serde_json::from_str::<Value>(text).ok()?)
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_content_first_then_text() {
+        let r = r#"{"content":[{"type":"text","text":"{\"requires_confirmation\":true,\"action_id\":\"from-text\"}"}],"structuredContent":{"ok":false,"requires_confirmation":true,"action_id":"abc","summary":"Send","expires_in_seconds":60}}"#;
+        let e = detect(r).unwrap();
+        assert_eq!(e.action_id, "abc");
+        assert_eq!(e.summary.as_deref(), Some("Send"));
+        assert_eq!(e.expires_in_seconds, Some(60));
+        let t = r#"{"content":[{"type":"image","data":"x"},{"type":"text","text":"  {\"requires_confirmation\":true,\"action_id\":\"t1\"}"}]}"#;
+        assert_eq!(detect(t).unwrap().action_id, "t1");
+        assert!(
+            !format!("{e}").contains("abc"),
+            "Display never shows the action id"
+        );
+    }
+
+    #[test]
+    fn not_envelopes() {
+        for r in [
+            r#"{"content":[{"type":"text","text":"hello"}]}"#,
+            r#"{"structuredContent":{"requires_confirmation":false,"action_id":"x"}}"#,
+            r#"{"structuredContent":{"requires_confirmation":"true","action_id":"x"}}"#,
+            r#"{"structuredContent":{"requires_confirmation":true,"action_id":""}}"#,
+            r#"{"structuredContent":{"requires_confirmation":true,"action_id":5}}"#,
+            r#"{"content":[{"type":"text","text":"{not json"}]}"#,
+            "not json",
+        ] {
+            assert!(detect(r).is_none(), "{r}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = detect(&s);
+        }
+    }
+}

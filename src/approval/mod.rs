@@ -1,0 +1,350 @@
+//! Holding dangerous calls for a human.
+//!
+//! Owns: detecting the consent envelope ([`envelope`]), the [`Broker`] that keeps pending
+//! approvals and wakes the held call when a human decides, grants (allow-always), the
+//! tamper-evident audit log ([`audit`]), and the local control API that approval channels use
+//! ([`control`]).
+//!
+//! Must not: ever let an `action_id` reach the agent or the info-level log, or let the agent
+//! decide. Every failure denies (fail closed).
+
+pub mod audit;
+pub mod control;
+pub mod envelope;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::upstream::lock;
+
+const GRANTS_FILE: &str = "grants.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    AllowOnce,
+    AllowAlways,
+    Deny,
+}
+
+impl std::str::FromStr for Decision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "allow-once" => Ok(Decision::AllowOnce),
+            "allow-always" => Ok(Decision::AllowAlways),
+            "deny" => Ok(Decision::Deny),
+            other => Err(format!(
+                "unknown decision `{other}` (allow-once, allow-always or deny)"
+            )),
+        }
+    }
+}
+
+/// What an approver sees. Never contains the `action_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalInfo {
+    pub id: String,
+    pub agent: String,
+    pub upstream: String,
+    pub tool: String,
+    pub summary: String,
+    /// The call's arguments as canonical JSON, long values cut for display.
+    pub arguments: String,
+    /// SHA-256 of the exact arguments.
+    pub arguments_sha256: String,
+    /// `envelope` (the server asked) or `policy` (the operator's rules asked).
+    pub kind: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Allowed { always: bool },
+    Denied,
+    Expired,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    pub id: String,
+    pub agent: String,
+    pub upstream: String,
+    pub tool: String,
+    pub created_at: u64,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+struct Pending {
+    info: ApprovalInfo,
+    tx: oneshot::Sender<(Decision, String)>,
+}
+
+pub struct Broker {
+    dir: PathBuf,
+    pending: Mutex<HashMap<String, Pending>>,
+    grants: Mutex<Vec<Grant>>,
+    audit: Option<audit::AuditLog>,
+    events: broadcast::Sender<String>,
+    /// How long grants live (`None`: until revoked).
+    pub grant_ttl: Option<Duration>,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn random_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::fill(&mut b).is_err() {
+        return String::new();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Canonical JSON of a value (object keys sorted), for digests and display.
+pub fn canonical(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect(),
+                )
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+/// Arguments for display: canonical JSON, long string values cut (the digest covers the whole).
+pub fn display_arguments(canonical: &str) -> String {
+    const MAX: usize = 2000;
+    if canonical.len() <= MAX {
+        return canonical.to_string();
+    }
+    let mut end = MAX;
+    while !canonical.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &canonical[..end], canonical.len())
+}
+
+/// Removes the pending entry when the held call goes away without a decision (the agent
+/// cancelled, its session ended) and records that.
+struct PendingGuard<'a> {
+    broker: &'a Broker,
+    id: String,
+    done: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(p) = lock(&self.broker.pending).remove(&self.id) {
+            let _ = self.broker.emit("approval.cancelled", &p.info, None);
+        }
+    }
+}
+
+impl Broker {
+    pub fn open(dir: PathBuf) -> Broker {
+        let audit = match audit::AuditLog::open(&dir) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %e, "no audit log: every approval will be denied (fail closed)");
+                None
+            }
+        };
+        let grants = std::fs::read(dir.join(GRANTS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let (events, _) = broadcast::channel(256);
+        Broker {
+            dir,
+            pending: Mutex::new(HashMap::new()),
+            grants: Mutex::new(grants),
+            audit,
+            events,
+            grant_ttl: None,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+
+    /// Records an event in the audit log and tells watchers. An audit failure is returned so
+    /// that the caller can deny.
+    fn emit(
+        &self,
+        kind: &str,
+        info: &ApprovalInfo,
+        extra: Option<serde_json::Value>,
+    ) -> Result<(), String> {
+        let mut ev = serde_json::json!({"kind": kind, "approval": info});
+        if let Some(x) = extra {
+            ev["detail"] = x;
+        }
+        let _ = self.events.send(ev.to_string());
+        match &self.audit {
+            Some(a) => a.record(ev).map_err(|e| format!("audit log: {e}")),
+            None => Err("no audit log".into()),
+        }
+    }
+
+    /// Records something that is not about one approval (a refused call, a grant revoked).
+    pub fn audit(&self, event: serde_json::Value) {
+        let _ = self.events.send(event.to_string());
+        if let Some(a) = &self.audit {
+            if let Err(e) = a.record(event) {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<ApprovalInfo> {
+        let mut v: Vec<ApprovalInfo> = lock(&self.pending)
+            .values()
+            .map(|p| p.info.clone())
+            .collect();
+        v.sort_by_key(|i| i.created_at);
+        v
+    }
+
+    /// A human's decision. `channel` and `operator` go into the audit log.
+    pub fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        channel: &str,
+        operator: &str,
+    ) -> Result<ApprovalInfo, String> {
+        let p = lock(&self.pending)
+            .remove(id)
+            .ok_or_else(|| format!("no pending approval `{id}`"))?;
+        let info = p.info.clone();
+        let _ = p.tx.send((decision, format!("{channel}:{operator}")));
+        Ok(info)
+    }
+
+    /// An unexpired grant for (agent, upstream, tool).
+    pub fn grant_for(&self, agent: &str, upstream: &str, tool: &str) -> Option<Grant> {
+        let now = now_secs();
+        lock(&self.grants)
+            .iter()
+            .find(|g| {
+                g.agent == agent
+                    && g.upstream == upstream
+                    && g.tool == tool
+                    && g.expires_at.is_none_or(|e| e > now)
+            })
+            .cloned()
+    }
+
+    pub fn grants(&self) -> Vec<Grant> {
+        lock(&self.grants).clone()
+    }
+
+    pub fn revoke(&self, id: &str) -> bool {
+        let removed = {
+            let mut g = lock(&self.grants);
+            let before = g.len();
+            g.retain(|x| x.id != id);
+            before != g.len()
+        };
+        if removed {
+            self.save_grants();
+            self.audit(serde_json::json!({"kind": "grant.revoked", "grant": id}));
+        }
+        removed
+    }
+
+    fn save_grants(&self) {
+        let bytes = serde_json::to_vec_pretty(&*lock(&self.grants)).unwrap_or_default();
+        if let Err(e) = crate::state::write_atomic(&self.dir, GRANTS_FILE, &bytes) {
+            tracing::error!(error = %e, "cannot save grants");
+        }
+    }
+
+    /// Holds until a human decides, the approval expires, or the caller drops this future
+    /// (cancellation). Fails closed on any error.
+    pub async fn request(&self, mut info: ApprovalInfo, expiry: Duration) -> Outcome {
+        info.id = random_id(6);
+        info.created_at = now_secs();
+        info.expires_at = info.created_at + expiry.as_secs();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            info.id.clone(),
+            Pending {
+                info: info.clone(),
+                tx,
+            },
+        );
+        let mut guard = PendingGuard {
+            broker: self,
+            id: info.id.clone(),
+            done: false,
+        };
+        if let Err(e) = self.emit("approval.requested", &info, None) {
+            lock(&self.pending).remove(&info.id);
+            guard.done = true;
+            return Outcome::Failed(e);
+        }
+        tracing::info!(approval = %info.id, agent = %info.agent, upstream = %info.upstream, tool = %info.tool, "call held for approval");
+        let outcome = tokio::select! {
+            r = rx => match r {
+                Ok((decision, by)) => {
+                    guard.done = true;
+                    let detail = Some(serde_json::json!({"decision": decision, "by": by}));
+                    if let Err(e) = self.emit("approval.decided", &info, detail) {
+                        return Outcome::Failed(e);
+                    }
+                    match decision {
+                        Decision::Deny => Outcome::Denied,
+                        Decision::AllowOnce => Outcome::Allowed { always: false },
+                        Decision::AllowAlways => {
+                            let grant = Grant {
+                                id: random_id(6),
+                                agent: info.agent.clone(),
+                                upstream: info.upstream.clone(),
+                                tool: info.tool.clone(),
+                                created_at: now_secs(),
+                                expires_at: self.grant_ttl.map(|t| now_secs() + t.as_secs()),
+                            };
+                            lock(&self.grants).push(grant.clone());
+                            self.save_grants();
+                            self.audit(serde_json::json!({"kind": "grant.created", "grant": grant}));
+                            Outcome::Allowed { always: true }
+                        }
+                    }
+                }
+                Err(_) => Outcome::Failed("approval closed without a decision".into()),
+            },
+            _ = tokio::time::sleep(expiry) => {
+                guard.done = true;
+                lock(&self.pending).remove(&info.id);
+                let _ = self.emit("approval.expired", &info, None);
+                Outcome::Expired
+            }
+        };
+        outcome
+    }
+}

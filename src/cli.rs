@@ -1,0 +1,206 @@
+//! Operator commands that talk to running instances through the control API: `approvals list`,
+//! `approvals watch`, `approve`, `grants list|revoke`.
+
+use std::process::ExitCode;
+
+use crate::approval::control;
+use crate::config::Config;
+
+async fn call(
+    cfg: &Config,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<Vec<serde_json::Value>, String> {
+    let dir = cfg.state_dir();
+    let answers = control::call_all(&dir, method, params)
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", dir.display()))?;
+    if answers.is_empty() {
+        return Err(format!(
+            "no running mcp-warden instance uses the state directory {}",
+            dir.display()
+        ));
+    }
+    let mut ok = vec![];
+    let mut errors = vec![];
+    for (_, r) in answers {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    if ok.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(ok)
+}
+
+fn pending(results: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    results
+        .into_iter()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn describe(a: &serde_json::Value) -> String {
+    let left = a["expires_at"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(crate::approval::now_secs());
+    format!(
+        "{}  {} wants {}/{}  ({}; expires in {left}s)\n    {}\n    arguments: {}",
+        a["id"].as_str().unwrap_or_default(),
+        a["agent"].as_str().unwrap_or_default(),
+        a["upstream"].as_str().unwrap_or_default(),
+        a["tool"].as_str().unwrap_or_default(),
+        a["kind"].as_str().unwrap_or_default(),
+        a["summary"].as_str().unwrap_or_default(),
+        a["arguments"].as_str().unwrap_or_default(),
+    )
+}
+
+pub async fn approvals_list(cfg: &Config) -> ExitCode {
+    match call(cfg, "approvals.list", serde_json::json!({})).await {
+        Ok(r) => {
+            let all = pending(r);
+            if all.is_empty() {
+                println!("no pending approvals");
+            }
+            for a in &all {
+                println!("{}", describe(a));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub async fn approve(cfg: &Config, id: Option<&str>, decision: &str) -> ExitCode {
+    if let Err(e) = decision.parse::<crate::approval::Decision>() {
+        eprintln!("mcp-warden: {e}");
+        return ExitCode::from(2);
+    }
+    let id = match id {
+        Some(i) => i.to_string(),
+        None => {
+            let all = match call(cfg, "approvals.list", serde_json::json!({})).await {
+                Ok(r) => pending(r),
+                Err(e) => {
+                    eprintln!("mcp-warden: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match all.as_slice() {
+                [] => {
+                    eprintln!("mcp-warden: no pending approvals");
+                    return ExitCode::from(1);
+                }
+                [one] => one["id"].as_str().unwrap_or_default().to_string(),
+                many => {
+                    eprintln!(
+                        "mcp-warden: {} approvals are pending; name one:",
+                        many.len()
+                    );
+                    for a in many {
+                        eprintln!(
+                            "{}\n    mcp-warden approve {} {decision}",
+                            describe(a),
+                            a["id"].as_str().unwrap_or_default()
+                        );
+                    }
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    let params = serde_json::json!({"id": id, "decision": decision, "operator": operator});
+    match call(cfg, "approvals.decide", params).await {
+        Ok(_) => {
+            println!("{decision}: {id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub async fn approvals_watch(cfg: &Config) -> ExitCode {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = cfg.state_dir();
+    let token = match control::secret(&dir) {
+        Ok(s) => control::derive_token(&s, control::PURPOSE),
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let sock = control::socket_path_any(&dir);
+    let Some(sock) = sock else {
+        eprintln!("mcp-warden: no running instance uses {}", dir.display());
+        return ExitCode::from(1);
+    };
+    let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await else {
+        eprintln!("mcp-warden: cannot connect to {}", sock.display());
+        return ExitCode::from(1);
+    };
+    let req =
+        format!("GET /events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return ExitCode::from(1);
+    }
+    let mut lines = tokio::io::BufReader::new(s).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(data) = line.strip_prefix("data: ") {
+            println!("{data}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub async fn grants_list(cfg: &Config) -> ExitCode {
+    match call(cfg, "grants.list", serde_json::json!({})).await {
+        Ok(r) => {
+            let all = pending(r);
+            if all.is_empty() {
+                println!("no grants");
+            }
+            for g in &all {
+                println!(
+                    "{}  {} may call {}/{} without asking{}",
+                    g["id"].as_str().unwrap_or_default(),
+                    g["agent"].as_str().unwrap_or_default(),
+                    g["upstream"].as_str().unwrap_or_default(),
+                    g["tool"].as_str().unwrap_or_default(),
+                    g["expires_at"]
+                        .as_u64()
+                        .map(|e| format!(" (until unix time {e})"))
+                        .unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub async fn grants_revoke(cfg: &Config, id: &str) -> ExitCode {
+    match call(cfg, "grants.revoke", serde_json::json!({"id": id})).await {
+        Ok(_) => {
+            println!("revoked: {id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The consent envelope, end to end: an upstream asks for confirmation, mcp-warden holds the
+//! agent's call, a human decides through the CLI (the control API), and the agent sees only the
+//! final result — never an `action_id`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+struct Setup {
+    proxy: StdioProxy,
+    cfg: std::path::PathBuf,
+    state_home: std::path::PathBuf,
+    log: std::path::PathBuf,
+    actions: std::path::PathBuf,
+}
+
+fn setup(extra_env: &str, proxy_section: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap().keep();
+    let log = tmp.join("golden.log");
+    let actions = tmp.join("actions.log");
+    let cfg_text = format!(
+        "{proxy_section}{}env = {{ GOLDEN_LOG = {:?}, CONSENT_LOG = {:?}{extra_env} }}\n",
+        golden_upstream("golden"),
+        log.display().to_string(),
+        actions.display().to_string()
+    );
+    let mut proxy = StdioProxy::start(&cfg_text);
+    proxy.initialize("2025-11-25");
+    let cfg = proxy.dir.path().join("warden.toml");
+    let state_home = proxy.dir.path().to_path_buf();
+    Setup {
+        proxy,
+        cfg,
+        state_home,
+        log,
+        actions,
+    }
+}
+
+fn cli(s: &Setup, args: &[&str]) -> Output {
+    Command::new(warden_bin())
+        .args(args)
+        .arg("--config")
+        .arg(&s.cfg)
+        .env("XDG_STATE_HOME", &s.state_home)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn pending_count(s: &Setup) -> usize {
+    let o = cli(s, &["approvals", "list"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("wants golden/consent"))
+        .count()
+}
+
+fn call_consent(s: &mut Setup, id: u32, x: &str, extra: &str) {
+    s.proxy.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"consent","arguments":{{"x":"{x}"{extra}}}}}}}"#
+    ));
+}
+
+fn action_ids(s: &Setup) -> Vec<String> {
+    std::fs::read_to_string(&s.actions)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn assert_no_action_id(s: &Setup, seen: &[String]) {
+    for a in action_ids(s) {
+        for line in seen {
+            assert!(!line.contains(&a), "an action_id reached the agent: {line}");
+        }
+    }
+}
+
+#[test]
+fn stdio_allow_once_through_the_cli_performs_the_call_and_hides_the_action_id() {
+    let mut s = setup("", "");
+    call_consent(&mut s, 1, "42", "");
+    eventually(Duration::from_secs(10), "the call is held", || {
+        pending_count(&s) == 1
+    });
+    let o = cli(&s, &["approve", "allow-once"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (line, before) = s.proxy.recv_response("1");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"], "performed x=42",
+        "{line}"
+    );
+    let mut seen = before;
+    seen.push(line);
+    assert_no_action_id(&s, &seen);
+    // The upstream saw one call without a token and one with the token it issued.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    let tokens: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("consent-token"))
+        .collect();
+    assert_eq!(tokens.len(), 2, "{log}");
+    assert_eq!(tokens[0], "consent-token none");
+    assert_eq!(tokens[1], format!("consent-token {}", action_ids(&s)[0]));
+    // Audited, and the chain verifies.
+    let o = cli(&s, &["audit", "verify"]);
+    assert!(
+        o.status.success() && text(&o).contains("chain intact"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn stdio_deny_returns_a_refusal_and_nothing_happens_upstream() {
+    let mut s = setup("", "");
+    call_consent(&mut s, 1, "7", "");
+    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    assert!(cli(&s, &["approve", "deny"]).status.success());
+    let (line, _) = s.proxy.recv_response("1");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["result"]["isError"], true);
+    assert_eq!(v["result"]["structuredContent"]["approved"], false);
+    assert_eq!(
+        v["result"]["structuredContent"]["reason"],
+        "denied by a human"
+    );
+    assert_no_action_id(&s, &[line]);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("consent-token"))
+            .count(),
+        1,
+        "no second call: {log}"
+    );
+}
+
+#[test]
+fn stdio_forged_confirmation_token_is_stripped_and_approval_still_required() {
+    let mut s = setup("", "");
+    // First get a real action id issued (and deny it), then try to replay it as the agent.
+    call_consent(&mut s, 1, "a", "");
+    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    assert!(cli(&s, &["approve", "deny"]).status.success());
+    s.proxy.recv_response("1");
+    let stolen = action_ids(&s)[0].clone();
+    call_consent(
+        &mut s,
+        2,
+        "b",
+        &format!(r#","confirmation_token":"{stolen}""#),
+    );
+    eventually(Duration::from_secs(10), "held again", || {
+        pending_count(&s) == 1
+    });
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        !log.contains(&format!("consent-token {stolen}")),
+        "the agent's token reached the upstream: {log}"
+    );
+    assert!(cli(&s, &["approve", "deny"]).status.success());
+    s.proxy.recv_response("2");
+}
+
+#[test]
+fn stdio_allow_always_grant_then_revoke() {
+    let mut s = setup("", "");
+    call_consent(&mut s, 1, "1", "");
+    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    assert!(cli(&s, &["approve", "allow-always"]).status.success());
+    s.proxy.recv_response("1");
+    // Approved at once now.
+    call_consent(&mut s, 2, "2", "");
+    let (line, _) = s.proxy.recv_response("2");
+    assert!(line.contains("performed x=2"), "{line}");
+    let grants = cli(&s, &["grants", "list"]);
+    let gtext = String::from_utf8_lossy(&grants.stdout).to_string();
+    let gid = gtext.split_whitespace().next().unwrap().to_string();
+    assert!(gtext.contains("may call golden/consent"), "{gtext}");
+    assert!(cli(&s, &["grants", "revoke", &gid]).status.success());
+    call_consent(&mut s, 3, "3", "");
+    eventually(Duration::from_secs(10), "held again after revoke", || {
+        pending_count(&s) == 1
+    });
+    assert!(cli(&s, &["approve", "allow-once"]).status.success());
+    s.proxy.recv_response("3");
+}
+
+#[test]
+fn stdio_expiry_and_repeated_envelope_are_refused() {
+    let mut s = setup(", CONSENT_EXPIRES = \"1\"", "");
+    call_consent(&mut s, 1, "x", "");
+    let (line, _) = s.proxy.recv_response("1");
+    assert!(line.contains("the approval expired"), "{line}");
+    let mut again = setup(", CONSENT_AGAIN = \"1\"", "");
+    call_consent(&mut again, 1, "x", "");
+    eventually(Duration::from_secs(10), "held", || {
+        pending_count(&again) == 1
+    });
+    assert!(cli(&again, &["approve", "allow-once"]).status.success());
+    let (line, _) = again.proxy.recv_response("1");
+    assert!(line.contains("asked for confirmation again"), "{line}");
+    assert_no_action_id(&again, &[line]);
+}
+
+#[test]
+fn several_pending_approvals_need_an_id_and_can_be_decided_out_of_order() {
+    let mut s = setup("", "");
+    for i in 1..=3 {
+        call_consent(&mut s, i, &format!("n{i}"), "");
+    }
+    eventually(Duration::from_secs(10), "three held", || {
+        pending_count(&s) == 3
+    });
+    let o = cli(&s, &["approve", "allow-once"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("mcp-warden approve "),
+        "prints the commands to copy: {}",
+        text(&o)
+    );
+    let list = String::from_utf8_lossy(&cli(&s, &["approvals", "list"]).stdout).to_string();
+    let ids: Vec<(String, String)> = list
+        .lines()
+        .filter(|l| l.contains("wants golden/consent"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .zip(
+            list.lines()
+                .filter(|l| l.contains("arguments:"))
+                .map(|l| l.to_string()),
+        )
+        .collect();
+    // Decide the last first: deny n3, allow n1, allow n2.
+    let find = |x: &str| ids.iter().find(|(_, a)| a.contains(x)).unwrap().0.clone();
+    for (x, d) in [("n3", "deny"), ("n1", "allow-once"), ("n2", "allow-once")] {
+        assert!(cli(&s, &["approve", &find(x), d]).status.success());
+    }
+    let mut results = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let line = s.proxy.recv();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        results.insert(v["id"].as_u64().unwrap(), line);
+    }
+    assert!(results[&1].contains("performed x=n1"));
+    assert!(results[&2].contains("performed x=n2"));
+    assert!(results[&3].contains("denied by a human"));
+}
+
+#[test]
+fn http_waiting_call_gets_progress_and_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\nstate_dir = {:?}\n[approvals]\nprogress_interval_secs = 1\n{}",
+        tmp.path().display().to_string(),
+        golden_upstream("golden")
+    );
+    let p = HttpProxy::start(&cfg);
+    let sid = open_session(&p.url);
+    let url = p.url.clone();
+    let waiter = std::thread::spawn(move || {
+        let r = post(
+            &url,
+            Some(&sid),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"h"},"_meta":{"progressToken":"p"}}}"#,
+        );
+        r.text().unwrap()
+    });
+    let cfg_path = p.dir.path().join("warden.toml");
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(10), "held", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
+            .contains("wants golden/consent")
+    });
+    std::thread::sleep(Duration::from_millis(2200));
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let body = waiter.join().unwrap();
+    assert!(
+        body.contains("waiting for approval: Do the thing with x=h"),
+        "progress while waiting: {body}"
+    );
+    assert!(body.contains("performed x=h"), "{body}");
+    assert!(!body.contains("act-"), "no action id on the wire: {body}");
+}
