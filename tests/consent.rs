@@ -303,3 +303,103 @@ fn http_waiting_call_gets_progress_and_the_result() {
     assert!(body.contains("performed x=h"), "{body}");
     assert!(!body.contains("act-"), "no action id on the wire: {body}");
 }
+
+#[test]
+fn operator_rule_holds_a_real_servers_tool_before_forwarding() {
+    let js = node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\nstate_dir = {:?}\n[[approvals.require]]\ntools = [\"echo\"]\n[upstreams.everything]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        tmp.path().display().to_string(),
+        js.display().to_string()
+    );
+    let p = HttpProxy::start(&cfg);
+    let cfg_path = p.dir.path().join("warden.toml");
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .output()
+            .unwrap()
+    };
+    let call = |msg: &'static str| {
+        let url = p.url.clone();
+        let sid = open_session(&url);
+        std::thread::spawn(move || {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{msg}"}}}}}}"#
+            );
+            messages(post(&url, Some(&sid), &body)).pop().unwrap()
+        })
+    };
+    let held = call("please");
+    eventually(Duration::from_secs(10), "held before forwarding", || {
+        let out = String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).to_string();
+        out.contains("wants everything/echo")
+            && out.contains("(policy;")
+            && out.contains(r#"{"message":"please"}"#)
+    });
+    assert!(cli(&["approve", "deny"]).status.success());
+    let v = held.join().unwrap();
+    assert_eq!(
+        v["result"]["structuredContent"]["reason"], "denied by a human",
+        "{v}"
+    );
+    let held = call("allowed");
+    eventually(Duration::from_secs(10), "held", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
+            .contains("wants everything/echo")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    assert_eq!(
+        held.join().unwrap()["result"]["content"][0]["text"],
+        "Echo: allowed"
+    );
+    // Tools without a matching rule are not held.
+    let url = p.url.clone();
+    let sid = open_session(&url);
+    let v = messages(post(&url, Some(&sid), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}}"#)).pop().unwrap();
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains('3'),
+        "{v}"
+    );
+}
+
+#[test]
+fn demo_send_email_needs_one_approval_for_rule_and_envelope_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\nstate_dir = {:?}\n[[approvals.require]]\nannotations = [\"openWorldHint\"]\n{}",
+        tmp.path().display().to_string(),
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start(&cfg);
+    let cfg_path = p.dir.path().join("warden.toml");
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .output()
+            .unwrap()
+    };
+    let url = p.url.clone();
+    let sid = open_session(&url);
+    let sid2 = sid.clone();
+    let held = std::thread::spawn(move || {
+        messages(post(&url, Some(&sid2), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"ops@example.com","subject":"hi","body":"b"}}}"#)).pop().unwrap()
+    });
+    eventually(Duration::from_secs(10), "held by the rule", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
+            .contains("wants demo/send_email")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let v = held.join().unwrap();
+    assert_eq!(v["result"]["structuredContent"]["sent"], true, "{v}");
+    let count = messages(post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sent_count","arguments":{}}}"#)).pop().unwrap();
+    assert_eq!(count["result"]["content"][0]["text"], "1");
+}

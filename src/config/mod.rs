@@ -60,6 +60,23 @@ pub struct ApprovalSettings {
     pub max_expiry: Duration,
     /// Progress notifications while a call waits (for agents that asked for progress).
     pub progress_interval: Duration,
+    /// Operator rules: calls they match wait for a human *before* they are forwarded.
+    pub require: Vec<RequireRule>,
+}
+
+/// "Calls like these need a human's approval first". A call matches when every given field
+/// matches (an absent field matches everything).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequireRule {
+    /// Tool name globs (exposed or the upstream's own name).
+    pub tools: Vec<String>,
+    /// Tool annotations that must be `true` (e.g. `destructiveHint`, `openWorldHint`); any one
+    /// suffices.
+    pub annotations: Vec<String>,
+    /// Agents the rule applies to (`user` names the single-user case); empty: all.
+    pub agents: Vec<String>,
+    /// Upstreams the rule applies to; empty: all.
+    pub upstreams: Vec<String>,
 }
 
 impl Default for ApprovalSettings {
@@ -68,6 +85,7 @@ impl Default for ApprovalSettings {
             default_expiry: Duration::from_secs(120),
             max_expiry: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
+            require: vec![],
         }
     }
 }

@@ -321,7 +321,9 @@ const APPROVAL_KEYS: &[&str] = &[
     "default_expiry_secs",
     "max_expiry_secs",
     "progress_interval_secs",
+    "require",
 ];
+const REQUIRE_KEYS: &[&str] = &["tools", "annotations", "agents", "upstreams"];
 const AGENT_KEYS: &[&str] = &[
     "token_env",
     "token_sha256",
@@ -435,6 +437,42 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
         }
         if let Some(d) = t.secs(&mut cx, "progress_interval_secs", 3600) {
             approvals.progress_interval = d;
+        }
+        let path = t.at("require");
+        match t.get("require") {
+            None => {}
+            Some(toml::Value::Array(rules)) => {
+                for (i, r) in rules.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    let toml::Value::Table(rt) = r else {
+                        cx.err(&p, "expected a table");
+                        continue;
+                    };
+                    let mut rt = Table::new(p.clone(), rt);
+                    let rule = super::RequireRule {
+                        tools: rt.strings(&mut cx, "tools").unwrap_or_default(),
+                        annotations: rt.strings(&mut cx, "annotations").unwrap_or_default(),
+                        agents: rt.strings(&mut cx, "agents").unwrap_or_default(),
+                        upstreams: rt.strings(&mut cx, "upstreams").unwrap_or_default(),
+                    };
+                    if rule.tools.is_empty()
+                        && rule.annotations.is_empty()
+                        && rule.agents.is_empty()
+                        && rule.upstreams.is_empty()
+                    {
+                        cx.err(&p, "an empty rule would hold every call; name tools, annotations, agents or upstreams");
+                    }
+                    rt.finish(&mut cx, REQUIRE_KEYS);
+                    approvals.require.push(rule);
+                }
+            }
+            Some(other) => cx.err(
+                &path,
+                format!(
+                    "expected an array of tables ([[approvals.require]]), found {}",
+                    type_name(other)
+                ),
+            ),
         }
         t.finish(&mut cx, APPROVAL_KEYS);
     }

@@ -1057,52 +1057,112 @@ impl Session {
                 return jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error")
             }
         };
+        // Operator rules may hold the call before it is forwarded at all; what is forwarded
+        // after approval is exactly `out`, the bytes the approval was bound to.
+        let mut approved = false;
+        if kind == ListKind::Tools && self.policy_requires_approval(entry, &name) {
+            let cfg = self.cfg();
+            let summary = format!("{} wants to call {}", self.agent_name(), name);
+            if let Err(refusal) = self
+                .await_approval(
+                    entry,
+                    &out,
+                    "policy",
+                    summary,
+                    cfg.approvals.default_expiry,
+                    key,
+                )
+                .await
+            {
+                return refusal;
+            }
+            approved = true;
+        }
         let reply = self.forward(entry.upstream, out.clone(), key).await;
         if !consent {
             return reply;
         }
         match reply.result().and_then(crate::approval::envelope::detect) {
-            Some(envelope) => self.hold(entry, &name, out, envelope, key).await,
+            Some(envelope) => self.hold(entry, &name, out, envelope, key, approved).await,
             None => reply,
         }
     }
 
-    /// The consent flow (PRODUCT.md, "The consent envelope"): the upstream answered with an
-    /// envelope, whose result is suppressed; a human decides (or a grant applies); on allow the
-    /// same call is made again with `confirmation_token = action_id` and *that* result goes to
-    /// the agent; anything else is a synthetic refusal. The `action_id` never leaves here.
-    async fn hold(
+    fn agent_name(&self) -> String {
+        match &self.caller {
+            Caller::Agent(n) => n.to_string(),
+            Caller::User => "user".to_string(),
+        }
+    }
+
+    /// Whether an operator rule (`[[approvals.require]]`) holds this call before forwarding.
+    fn policy_requires_approval(&self, entry: &catalog::Entry, exposed: &str) -> bool {
+        let cfg = self.cfg();
+        if cfg.approvals.require.is_empty() {
+            return false;
+        }
+        let agent = self.agent_name();
+        let upstream = self
+            .slot(entry.upstream)
+            .map(|s| s.name())
+            .unwrap_or_default();
+        let annotations: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice::<serde_json::Value>(&entry.raw)
+                .ok()
+                .and_then(|t| t.get("annotations").and_then(|a| a.as_object().cloned()))
+                .unwrap_or_default();
+        cfg.approvals.require.iter().any(|r| {
+            (r.agents.is_empty() || r.agents.iter().any(|a| *a == agent))
+                && (r.upstreams.is_empty() || r.upstreams.iter().any(|u| *u == upstream))
+                && (r.tools.is_empty()
+                    || r.tools.iter().any(|p| {
+                        policy::agent::glob_match(p, exposed)
+                            || policy::agent::glob_match(p, &entry.original)
+                    }))
+                && (r.annotations.is_empty()
+                    || r.annotations
+                        .iter()
+                        .any(|a| annotations.get(a) == Some(&serde_json::Value::Bool(true))))
+        })
+    }
+
+    /// A synthetic refusal: `isError` with `{"ok": false, "approved": false, "reason": …}`.
+    fn refusal(id: &str, reason: &str) -> Message {
+        let body = serde_json::json!({"ok": false, "approved": false, "reason": reason});
+        jsonrpc::response(
+            id,
+            serde_json::json!({
+                "content": [{"type": "text", "text": body.to_string()}],
+                "structuredContent": body,
+                "isError": true,
+            }),
+        )
+    }
+
+    /// Waits for a human (or a standing grant) to allow `call`. `Err` is the refusal to send.
+    async fn await_approval(
         &self,
         entry: &catalog::Entry,
-        exposed: &str,
-        call: Message,
-        envelope: crate::approval::envelope::Envelope,
+        call: &Message,
+        kind: &str,
+        summary: String,
+        expiry: Duration,
         key: &str,
-    ) -> Message {
+    ) -> Result<(), Message> {
         let id = call.id_str().unwrap_or("null").to_string();
         let cfg = self.cfg();
         let upstream = self
             .slot(entry.upstream)
             .map(|s| s.name())
             .unwrap_or_default();
-        let agent = match &self.caller {
-            Caller::Agent(n) => n.to_string(),
-            Caller::User => "user".to_string(),
-        };
-        let refuse = |reason: &str| {
-            let body = serde_json::json!({"ok": false, "approved": false, "reason": reason});
-            jsonrpc::response(
-                &id,
-                serde_json::json!({
-                    "content": [{"type": "text", "text": body.to_string()}],
-                    "structuredContent": body,
-                    "isError": true,
-                }),
-            )
-        };
+        let agent = self.agent_name();
         let Some(broker) = self.broker.clone() else {
-            return refuse("approval system unavailable");
+            return Err(Self::refusal(&id, "approval system unavailable"));
         };
+        if let Some(g) = broker.grant_for(&agent, &upstream, &entry.original) {
+            broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
+            return Ok(());
+        }
         #[derive(serde::Deserialize)]
         struct Args {
             #[serde(default)]
@@ -1121,49 +1181,70 @@ impl Session {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
-        let granted = broker.grant_for(&agent, &upstream, &entry.original);
-        if let Some(g) = &granted {
-            broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
-        } else {
-            let max = cfg.approvals.max_expiry;
+        let info = crate::approval::ApprovalInfo {
+            id: String::new(),
+            agent,
+            upstream,
+            tool: entry.original.clone(),
+            summary: summary.clone(),
+            arguments: crate::approval::display_arguments(&canonical),
+            arguments_sha256: digest,
+            kind: kind.into(),
+            created_at: 0,
+            expires_at: 0,
+        };
+        // While waiting, keep clients that reset their timeout on progress waiting.
+        let progress = self.progress_ticker(key, summary, cfg.approvals.progress_interval);
+        let outcome = broker
+            .request(info, expiry.min(cfg.approvals.max_expiry))
+            .await;
+        drop(progress);
+        match outcome {
+            crate::approval::Outcome::Allowed { .. } => Ok(()),
+            crate::approval::Outcome::Denied => Err(Self::refusal(&id, "denied by a human")),
+            crate::approval::Outcome::Expired => Err(Self::refusal(&id, "the approval expired")),
+            crate::approval::Outcome::Failed(e) => {
+                tracing::warn!(session = %self.id, "approval failed: {e}");
+                Err(Self::refusal(&id, "the approval system failed"))
+            }
+        }
+    }
+
+    /// The consent flow (PRODUCT.md, "The consent envelope"): the upstream answered with an
+    /// envelope, whose result is suppressed; a human decides (or a grant applies, or an
+    /// operator-rule approval of this very call already covers it); on allow the same call is
+    /// made again with `confirmation_token = action_id` and *that* result goes to the agent;
+    /// anything else is a synthetic refusal. The `action_id` never leaves here.
+    async fn hold(
+        &self,
+        entry: &catalog::Entry,
+        exposed: &str,
+        call: Message,
+        envelope: crate::approval::envelope::Envelope,
+        key: &str,
+        approved: bool,
+    ) -> Message {
+        let id = call.id_str().unwrap_or("null").to_string();
+        if !approved {
+            let cfg = self.cfg();
             let expiry = envelope
                 .expires_in_seconds
                 .map(Duration::from_secs)
-                .unwrap_or(cfg.approvals.default_expiry)
-                .min(max);
+                .unwrap_or(cfg.approvals.default_expiry);
             let summary = envelope
                 .summary
                 .clone()
-                .unwrap_or_else(|| format!("{agent} wants to call {upstream}/{}", entry.original));
-            let info = crate::approval::ApprovalInfo {
-                id: String::new(),
-                agent: agent.clone(),
-                upstream: upstream.clone(),
-                tool: entry.original.clone(),
-                summary: summary.clone(),
-                arguments: crate::approval::display_arguments(&canonical),
-                arguments_sha256: digest,
-                kind: "envelope".into(),
-                created_at: 0,
-                expires_at: 0,
-            };
-            // While waiting, keep clients that reset their timeout on progress waiting.
-            let progress = self.progress_ticker(key, summary, cfg.approvals.progress_interval);
-            let outcome = broker.request(info, expiry).await;
-            drop(progress);
-            match outcome {
-                crate::approval::Outcome::Allowed { .. } => {}
-                crate::approval::Outcome::Denied => return refuse("denied by a human"),
-                crate::approval::Outcome::Expired => return refuse("the approval expired"),
-                crate::approval::Outcome::Failed(e) => {
-                    tracing::warn!(session = %self.id, "approval failed: {e}");
-                    return refuse("the approval system failed");
-                }
+                .unwrap_or_else(|| format!("{} wants to call {}", self.agent_name(), exposed));
+            if let Err(refusal) = self
+                .await_approval(entry, &call, "envelope", summary, expiry, key)
+                .await
+            {
+                return refusal;
             }
         }
         // Approved: the same call again, with the server's token.
         let Ok(second) = with_confirmation_token(&call, &envelope.action_id) else {
-            return refuse("internal error");
+            return Self::refusal(&id, "internal error");
         };
         let reply = self.forward(entry.upstream, second, key).await;
         if reply
@@ -1172,7 +1253,7 @@ impl Session {
             .is_some()
         {
             tracing::warn!(session = %self.id, tool = %exposed, "the server asked for confirmation again after approval; refusing rather than looping");
-            return refuse("the server asked for confirmation again");
+            return Self::refusal(&id, "the server asked for confirmation again");
         }
         reply
     }
