@@ -1112,8 +1112,8 @@ impl Session {
                 .and_then(|t| t.get("annotations").and_then(|a| a.as_object().cloned()))
                 .unwrap_or_default();
         cfg.approvals.require.iter().any(|r| {
-            (r.agents.is_empty() || r.agents.iter().any(|a| *a == agent))
-                && (r.upstreams.is_empty() || r.upstreams.iter().any(|u| *u == upstream))
+            (r.agents.is_empty() || r.agents.contains(&agent))
+                && (r.upstreams.is_empty() || r.upstreams.contains(&upstream))
                 && (r.tools.is_empty()
                     || r.tools.iter().any(|p| {
                         policy::agent::glob_match(p, exposed)
