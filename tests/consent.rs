@@ -403,3 +403,72 @@ fn demo_send_email_needs_one_approval_for_rule_and_envelope_together() {
     let count = messages(post(&p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sent_count","arguments":{}}}"#)).pop().unwrap();
     assert_eq!(count["result"]["content"][0]["text"], "1");
 }
+
+#[test]
+fn http_delete_cancels_a_pending_approval_and_a_restart_closes_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().display().to_string();
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\nstate_dir = {state:?}\n{}",
+        golden_upstream("golden")
+    );
+    let mut p = HttpProxy::start(&cfg);
+    let cfg_path = p.dir.path().join("warden.toml");
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .output()
+            .unwrap()
+    };
+    let list = || String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).to_string();
+    let hold = |p: &HttpProxy| {
+        let url = p.url.clone();
+        let sid = open_session(&url);
+        let s2 = sid.clone();
+        std::thread::spawn(move || {
+            let _ = post(&url, Some(&s2), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"d"}}}"#).text();
+        });
+        sid
+    };
+    let sid = hold(&p);
+    eventually(Duration::from_secs(10), "held", || {
+        list().contains("wants golden/consent")
+    });
+    assert_eq!(
+        http()
+            .delete(&p.url)
+            .header("mcp-session-id", &sid)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    eventually(
+        Duration::from_secs(10),
+        "cancelled with its session",
+        || list().contains("no pending approvals"),
+    );
+    // Kill the proxy with an approval pending; the next start closes it as abandoned.
+    hold(&p);
+    eventually(Duration::from_secs(10), "held again", || {
+        list().contains("wants golden/consent")
+    });
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+    let p2 = HttpProxy::start(&cfg);
+    let audit = || std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "leftover closed as abandoned at start",
+        || audit().contains("approval.abandoned"),
+    );
+    assert!(audit().contains("approval.cancelled"));
+    let o = Command::new(warden_bin())
+        .args(["audit", "verify", "--config"])
+        .arg(p2.dir.path().join("warden.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}

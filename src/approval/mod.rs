@@ -177,13 +177,46 @@ impl Broker {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let (events, _) = broadcast::channel(256);
-        Broker {
+        let broker = Broker {
             dir,
             pending: Mutex::new(HashMap::new()),
             grants: Mutex::new(grants),
             audit,
             events,
             grant_ttl: None,
+        };
+        broker.close_abandoned();
+        broker
+    }
+
+    /// Approvals a previous process left open (requested, never closed) are closed as
+    /// abandoned: their agents' calls died with that process.
+    fn close_abandoned(&self) {
+        let Ok(text) = std::fs::read_to_string(self.dir.join(audit::FILE)) else {
+            return;
+        };
+        let mut open: Vec<serde_json::Value> = vec![];
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let ev = &v["event"];
+            let id = ev["approval"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match ev["kind"].as_str().unwrap_or_default() {
+                "approval.requested" => open.push(ev["approval"].clone()),
+                "approval.decided" | "approval.expired" | "approval.cancelled"
+                | "approval.abandoned" => {
+                    open.retain(|a| a["id"].as_str() != Some(id.as_str()));
+                }
+                _ => {}
+            }
+        }
+        for a in open {
+            tracing::info!(approval = %a["id"].as_str().unwrap_or_default(), "approval left pending by a previous process closed as abandoned");
+            self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": a}));
         }
     }
 
