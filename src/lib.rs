@@ -62,13 +62,14 @@ pub async fn serve_stdio(
     downstream::stdio::run(config, caller, shutdown).await
 }
 
-/// `mcp-warden tools`: starts the agent's upstreams in a throwaway session, prints what the
-/// agent would see, stops them.
-pub async fn print_tools(
+/// A throwaway session for an operator command: the caller's upstreams started, nothing
+/// listening for what they send.
+async fn operator_session(
+    name: &str,
     config: Arc<Config>,
     caller: downstream::identity::Caller,
-    json: bool,
-) -> std::process::ExitCode {
+    services: &session::Services,
+) -> Arc<session::Session> {
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let init = jsonrpc::request(
         "0",
@@ -76,12 +77,23 @@ pub async fn print_tools(
         serde_json::json!({
             "protocolVersion": mcp::LATEST_VERSION,
             "capabilities": {},
-            "clientInfo": {"name": "mcp-warden tools", "version": env!("CARGO_PKG_VERSION")}
+            "clientInfo": {"name": name, "version": env!("CARGO_PKG_VERSION")}
         }),
     );
+    session::Session::initialize(name.into(), config, caller, services, &init, tx)
+        .await
+        .0
+}
+
+/// `mcp-warden tools`: starts the agent's upstreams in a throwaway session, prints what the
+/// agent would see, stops them.
+pub async fn print_tools(
+    config: Arc<Config>,
+    caller: downstream::identity::Caller,
+    json: bool,
+) -> std::process::ExitCode {
     let shared = session::Services::new(&config);
-    let (s, _) =
-        session::Session::initialize("tools".into(), config, caller, &shared, &init, tx).await;
+    let s = operator_session("mcp-warden tools", config, caller, &shared).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
     for (name, reason) in s.unavailable() {
         eprintln!("mcp-warden: upstream {name} is unavailable: {reason}");
@@ -143,15 +155,8 @@ pub async fn accept_tool(
         eprintln!("mcp-warden: no usable state directory");
         return ExitCode::from(1);
     };
-    let (tx, _rx) = tokio::sync::mpsc::channel(64);
-    let init = jsonrpc::request(
-        "0",
-        "initialize",
-        serde_json::json!({"protocolVersion": mcp::LATEST_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-warden tools accept", "version": env!("CARGO_PKG_VERSION")}}),
-    );
     let caller = downstream::identity::Caller::User;
-    let (s, _) =
-        session::Session::initialize("accept".into(), config, caller, &services, &init, tx).await;
+    let s = operator_session("mcp-warden tools accept", config, caller, &services).await;
     let current = s.upstream_definition(upstream, tool).await;
     s.close();
     services.close();

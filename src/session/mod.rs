@@ -1690,16 +1690,36 @@ impl Session {
     }
 }
 
+/// `params.arguments` of a call: the raw member if present.
+#[derive(serde::Deserialize)]
+struct ArgsView<'a> {
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// The edit that makes `params.arguments` of `msg` be `text`: replacing the present member, or
+/// inserting one as the first member of `params`.
+fn set_arguments(msg: &Message, params: &str, present: Option<&RawValue>, text: String) -> Edit {
+    match present {
+        Some(raw) => Edit::new(msg.span_of(raw.get()), text),
+        None => {
+            let p = msg.span_of(params);
+            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
+            let empty = params
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .eq("{}".chars());
+            let member = format!("\"arguments\":{text}{}", if empty { "" } else { "," });
+            Edit::new(open + 1..open + 1, member)
+        }
+    }
+}
+
 /// The call with `confirmation_token` set in its arguments (the only place mcp-warden writes an
 /// `action_id`: towards the upstream that issued it).
 fn with_confirmation_token(call: &Message, action_id: &str) -> Result<Message, ()> {
-    #[derive(serde::Deserialize)]
-    struct Args<'a> {
-        #[serde(borrow, default)]
-        arguments: Option<&'a RawValue>,
-    }
     let params = call.params().ok_or(())?;
-    let parsed: Args<'_> = serde_json::from_str(params).map_err(|_| ())?;
+    let parsed: ArgsView<'_> = serde_json::from_str(params).map_err(|_| ())?;
     let mut args: serde_json::Map<String, serde_json::Value> = match parsed.arguments {
         Some(raw) => serde_json::from_str(raw.get()).map_err(|_| ())?,
         None => serde_json::Map::new(),
@@ -1709,37 +1729,18 @@ fn with_confirmation_token(call: &Message, action_id: &str) -> Result<Message, (
         serde_json::Value::String(action_id.to_string()),
     );
     let text = serde_json::Value::Object(args).to_string();
-    let edit = match parsed.arguments {
-        Some(raw) => Edit::new(call.span_of(raw.get()), text),
-        None => {
-            let p = call.span_of(params);
-            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
-            let empty = params
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .eq("{}".chars());
-            Edit::new(
-                open + 1..open + 1,
-                format!("\"arguments\":{text}{}", if empty { "" } else { "," }),
-            )
-        }
-    };
-    call.edited(vec![edit]).map_err(|_| ())
+    call.edited(vec![set_arguments(call, params, parsed.arguments, text)])
+        .map_err(|_| ())
 }
 
 /// The edit that makes a call's `arguments` what the rewrite says (pinned values set, hidden
 /// and never-advertised parameters refused or dropped), or the refusal text for the agent.
 /// Only tools with a rewrite pay for this (their arguments are re-serialised).
 fn arguments_edit(msg: &Message, rw: &crate::config::ToolRewrite) -> Result<Option<Edit>, String> {
-    #[derive(serde::Deserialize)]
-    struct Args<'a> {
-        #[serde(borrow, default)]
-        arguments: Option<&'a RawValue>,
-    }
     let Some(params) = msg.params() else {
         return Ok(None);
     };
-    let parsed: Args<'_> =
+    let parsed: ArgsView<'_> =
         serde_json::from_str(params).map_err(|_| "invalid params".to_string())?;
     let given: Option<serde_json::Value> = match parsed.arguments {
         Some(raw) => {
@@ -1751,21 +1752,12 @@ fn arguments_edit(msg: &Message, rw: &crate::config::ToolRewrite) -> Result<Opti
     if given.as_ref() == Some(&out) {
         return Ok(None);
     }
-    let text = out.to_string();
-    Ok(Some(match parsed.arguments {
-        Some(raw) => Edit::new(msg.span_of(raw.get()), text),
-        None => {
-            // Insert `"arguments":…` as the first member of params.
-            let p = msg.span_of(params);
-            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
-            let empty = params
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .eq("{}".chars());
-            let member = format!("\"arguments\":{text}{}", if empty { "" } else { "," });
-            Edit::new(open + 1..open + 1, member)
-        }
-    }))
+    Ok(Some(set_arguments(
+        msg,
+        params,
+        parsed.arguments,
+        out.to_string(),
+    )))
 }
 
 pub(crate) fn backoff(failures: u64) -> Duration {
