@@ -4,15 +4,14 @@
 use std::process::ExitCode;
 
 use crate::approval::control;
-use crate::config::Config;
+use std::path::Path;
 
 async fn call(
-    cfg: &Config,
+    dir: &Path,
     method: &str,
     params: serde_json::Value,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let dir = cfg.state_dir();
-    let answers = control::call_all(&dir, method, params)
+    let answers = control::call_all(dir, method, params)
         .await
         .map_err(|e| format!("cannot reach {}: {e}", dir.display()))?;
     if answers.is_empty() {
@@ -59,8 +58,8 @@ fn describe(a: &serde_json::Value) -> String {
     )
 }
 
-pub async fn approvals_list(cfg: &Config) -> ExitCode {
-    match call(cfg, "approvals.list", serde_json::json!({})).await {
+pub async fn approvals_list(dir: &Path) -> ExitCode {
+    match call(dir, "approvals.list", serde_json::json!({})).await {
         Ok(r) => {
             let all = pending(r);
             if all.is_empty() {
@@ -78,7 +77,7 @@ pub async fn approvals_list(cfg: &Config) -> ExitCode {
     }
 }
 
-pub async fn approve(cfg: &Config, id: Option<&str>, decision: &str) -> ExitCode {
+pub async fn approve(dir: &Path, id: Option<&str>, decision: &str) -> ExitCode {
     if let Err(e) = decision.parse::<crate::approval::Decision>() {
         eprintln!("mcp-warden: {e}");
         return ExitCode::from(2);
@@ -86,7 +85,7 @@ pub async fn approve(cfg: &Config, id: Option<&str>, decision: &str) -> ExitCode
     let id = match id {
         Some(i) => i.to_string(),
         None => {
-            let all = match call(cfg, "approvals.list", serde_json::json!({})).await {
+            let all = match call(dir, "approvals.list", serde_json::json!({})).await {
                 Ok(r) => pending(r),
                 Err(e) => {
                     eprintln!("mcp-warden: {e}");
@@ -118,7 +117,7 @@ pub async fn approve(cfg: &Config, id: Option<&str>, decision: &str) -> ExitCode
     };
     let operator = std::env::var("USER").unwrap_or_else(|_| "local".into());
     let params = serde_json::json!({"id": id, "decision": decision, "operator": operator});
-    match call(cfg, "approvals.decide", params).await {
+    match call(dir, "approvals.decide", params).await {
         Ok(_) => {
             println!("{decision}: {id}");
             ExitCode::SUCCESS
@@ -130,17 +129,16 @@ pub async fn approve(cfg: &Config, id: Option<&str>, decision: &str) -> ExitCode
     }
 }
 
-pub async fn approvals_watch(cfg: &Config) -> ExitCode {
+pub async fn approvals_watch(dir: &Path) -> ExitCode {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let dir = cfg.state_dir();
-    let token = match control::secret(&dir) {
+    let token = match control::secret(dir) {
         Ok(s) => control::derive_token(&s, control::PURPOSE),
         Err(e) => {
             eprintln!("mcp-warden: {e}");
             return ExitCode::from(1);
         }
     };
-    let sock = control::socket_path_any(&dir);
+    let sock = control::socket_path_any(dir);
     let Some(sock) = sock else {
         eprintln!("mcp-warden: no running instance uses {}", dir.display());
         return ExitCode::from(1);
@@ -163,8 +161,8 @@ pub async fn approvals_watch(cfg: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub async fn grants_list(cfg: &Config) -> ExitCode {
-    match call(cfg, "grants.list", serde_json::json!({})).await {
+pub async fn grants_list(dir: &Path) -> ExitCode {
+    match call(dir, "grants.list", serde_json::json!({})).await {
         Ok(r) => {
             let all = pending(r);
             if all.is_empty() {
@@ -192,8 +190,8 @@ pub async fn grants_list(cfg: &Config) -> ExitCode {
     }
 }
 
-pub async fn grants_revoke(cfg: &Config, id: &str) -> ExitCode {
-    match call(cfg, "grants.revoke", serde_json::json!({"id": id})).await {
+pub async fn grants_revoke(dir: &Path, id: &str) -> ExitCode {
+    match call(dir, "grants.revoke", serde_json::json!({"id": id})).await {
         Ok(_) => {
             println!("revoked: {id}");
             ExitCode::SUCCESS

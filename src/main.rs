@@ -143,6 +143,11 @@ fn init_logging(filter: &str, format: &str) {
     }
 }
 
+/// The state directory named by the config (operator commands need nothing else from it).
+fn state_dir(path: Option<PathBuf>) -> PathBuf {
+    Config::state_dir_of(&path.unwrap_or_else(config::default_config_path))
+}
+
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     let path = path.unwrap_or_else(config::default_config_path);
     Config::load(&path).map_err(|errs| {
@@ -213,42 +218,28 @@ fn main() -> ExitCode {
                 mcp_warden::print_tools(Arc::new(cfg), caller, json).await
             }
             Command::Approvals { config, action } => {
-                let cfg = match load(config) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
+                let dir = state_dir(config);
                 match action {
-                    ApprovalsAction::List => mcp_warden::cli::approvals_list(&cfg).await,
-                    ApprovalsAction::Watch => mcp_warden::cli::approvals_watch(&cfg).await,
+                    ApprovalsAction::List => mcp_warden::cli::approvals_list(&dir).await,
+                    ApprovalsAction::Watch => mcp_warden::cli::approvals_watch(&dir).await,
                 }
             }
             Command::Approve { config, first, second } => {
-                let cfg = match load(config) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
                 let (id, decision) = match second {
                     Some(d) => (Some(first), d),
                     None => (None, first),
                 };
-                mcp_warden::cli::approve(&cfg, id.as_deref(), &decision).await
+                mcp_warden::cli::approve(&state_dir(config), id.as_deref(), &decision).await
             }
             Command::Grants { config, action } => {
-                let cfg = match load(config) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
+                let dir = state_dir(config);
                 match action {
-                    GrantsAction::List => mcp_warden::cli::grants_list(&cfg).await,
-                    GrantsAction::Revoke { id } => mcp_warden::cli::grants_revoke(&cfg, &id).await,
+                    GrantsAction::List => mcp_warden::cli::grants_list(&dir).await,
+                    GrantsAction::Revoke { id } => mcp_warden::cli::grants_revoke(&dir, &id).await,
                 }
             }
             Command::Audit { config, action: AuditAction::Verify } => {
-                let cfg = match load(config) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
-                let path = cfg.state_dir().join(mcp_warden::approval::audit::FILE);
+                let path = state_dir(config).join(mcp_warden::approval::audit::FILE);
                 match mcp_warden::approval::audit::verify(&path) {
                     Ok(n) => {
                         println!("audit log OK: {n} entries, chain intact ({})", path.display());

@@ -19,6 +19,10 @@ struct Setup {
 }
 
 fn setup(extra_env: &str, proxy_section: &str) -> Setup {
+    setup_env(extra_env, proxy_section, &[])
+}
+
+fn setup_env(extra_env: &str, proxy_section: &str, env: &[(&str, &str)]) -> Setup {
     let tmp = tempfile::tempdir().unwrap().keep();
     let log = tmp.join("golden.log");
     let actions = tmp.join("actions.log");
@@ -28,7 +32,7 @@ fn setup(extra_env: &str, proxy_section: &str) -> Setup {
         log.display().to_string(),
         actions.display().to_string()
     );
-    let mut proxy = StdioProxy::start(&cfg_text);
+    let mut proxy = StdioProxy::start_env(&cfg_text, env);
     proxy.initialize("2025-11-25");
     let cfg = proxy.dir.path().join("warden.toml");
     let state_home = proxy.dir.path().to_path_buf();
@@ -471,4 +475,103 @@ fn http_delete_cancels_a_pending_approval_and_a_restart_closes_leftovers() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// A minimal HTTP receiver: records (headers, body) of each POST and answers 200.
+fn receiver() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send((head, String::from_utf8_lossy(&body).to_string()));
+        }
+    });
+    (url, rx)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+#[test]
+fn webhooks_are_signed_and_an_unreachable_channel_fails_closed() {
+    let (url, events) = receiver();
+    let secret = "webhook-secret-0123456789";
+    let mut s = setup_env(
+        "",
+        &format!("[[approvals.webhooks]]\nurl = {url:?}\nsecret_env = \"HOOK_SECRET\"\n"),
+        &[("HOOK_SECRET", secret)],
+    );
+    call_consent(&mut s, 1, "w", "");
+    let (head, body) = events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("approval.requested delivered");
+    assert_eq!(header(&head, "x-warden-event"), "approval.requested");
+    let ts = header(&head, "x-warden-timestamp");
+    let sig = header(&head, "x-warden-signature");
+    // Verify independently (Python's hmac), not with our own signing code.
+    let py = format!(
+        "import hmac,hashlib,sys; print('sha256='+hmac.new({:?}.encode(), ({:?}+'.'+sys.stdin.read()).encode(), hashlib.sha256).hexdigest(), end='')",
+        secret, ts
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &py])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let expected = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(sig, expected, "signature");
+    assert!(
+        body.contains("Do the thing with x=w") && !body.contains("act-"),
+        "{body}"
+    );
+    assert!(cli(&s, &["approve", "allow-once"]).status.success());
+    let (head, _) = events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("approval.decided delivered");
+    assert_eq!(header(&head, "x-warden-event"), "approval.decided");
+    s.proxy.recv_response("1");
+
+    // A webhook nobody listens on: nobody would hear of the approval, so the call is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg_text = format!(
+        "[[approvals.webhooks]]\nurl = \"http://{dead}/hook\"\nsecret_env = \"HOOK_SECRET\"\n{}env = {{ CONSENT_LOG = {:?} }}\n",
+        golden_upstream("golden"),
+        s.actions.display().to_string()
+    );
+    let mut p = StdioProxy::start_env(&cfg_text, &[("HOOK_SECRET", secret)]);
+    p.initialize("2025-11-25");
+    p.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"consent","arguments":{"x":"z"}}}"#);
+    let (line, _) = p.recv_response("9");
+    assert!(line.contains("the approval system failed"), "{line}");
 }

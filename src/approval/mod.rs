@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod control;
 pub mod envelope;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -96,6 +97,7 @@ pub struct Broker {
     events: broadcast::Sender<String>,
     /// How long grants live (`None`: until revoked).
     pub grant_ttl: Option<Duration>,
+    webhooks: std::sync::RwLock<std::sync::Arc<webhook::Webhooks>>,
 }
 
 pub fn now_secs() -> u64 {
@@ -159,6 +161,7 @@ impl Drop for PendingGuard<'_> {
         }
         if let Some(p) = lock(&self.broker.pending).remove(&self.id) {
             let _ = self.broker.emit("approval.cancelled", &p.info, None);
+            self.broker.notify_closed("approval.cancelled", &p.info);
         }
     }
 }
@@ -184,6 +187,7 @@ impl Broker {
             audit,
             events,
             grant_ttl: None,
+            webhooks: std::sync::RwLock::new(std::sync::Arc::new(webhook::Webhooks::new(vec![]))),
         };
         broker.close_abandoned();
         broker
@@ -217,6 +221,33 @@ impl Broker {
         for a in open {
             tracing::info!(approval = %a["id"].as_str().unwrap_or_default(), "approval left pending by a previous process closed as abandoned");
             self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": a}));
+        }
+    }
+
+    /// Sets the webhooks (at start and on every config reload).
+    pub fn set_webhooks(&self, hooks: Vec<crate::config::Webhook>) {
+        *self.webhooks.write().unwrap_or_else(|p| p.into_inner()) =
+            std::sync::Arc::new(webhook::Webhooks::new(hooks));
+    }
+
+    fn webhooks(&self) -> std::sync::Arc<webhook::Webhooks> {
+        self.webhooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tells the webhooks that an approval closed, without waiting.
+    fn notify_closed(&self, kind: &'static str, info: &ApprovalInfo) {
+        let hooks = self.webhooks();
+        if hooks.is_empty() {
+            return;
+        }
+        let info = info.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                hooks.deliver(kind, &info).await;
+            });
         }
     }
 
@@ -342,10 +373,23 @@ impl Broker {
             return Outcome::Failed(e);
         }
         tracing::info!(approval = %info.id, agent = %info.agent, upstream = %info.upstream, tool = %info.tool, "call held for approval");
+        // A configured channel that cannot be reached means no human will hear of this: deny.
+        let hooks = self.webhooks();
+        if !hooks.deliver("approval.requested", &info).await {
+            guard.done = true;
+            lock(&self.pending).remove(&info.id);
+            let _ = self.emit(
+                "approval.failed",
+                &info,
+                Some(serde_json::json!({"reason": "no webhook accepted the event"})),
+            );
+            return Outcome::Failed("no approval channel could be reached".into());
+        }
         let outcome = tokio::select! {
             r = rx => match r {
                 Ok((decision, by)) => {
                     guard.done = true;
+                    self.notify_closed("approval.decided", &info);
                     let detail = Some(serde_json::json!({"decision": decision, "by": by}));
                     if let Err(e) = self.emit("approval.decided", &info, detail) {
                         return Outcome::Failed(e);
@@ -375,6 +419,7 @@ impl Broker {
                 guard.done = true;
                 lock(&self.pending).remove(&info.id);
                 let _ = self.emit("approval.expired", &info, None);
+                self.notify_closed("approval.expired", &info);
                 Outcome::Expired
             }
         };

@@ -62,6 +62,15 @@ pub struct ApprovalSettings {
     pub progress_interval: Duration,
     /// Operator rules: calls they match wait for a human *before* they are forwarded.
     pub require: Vec<RequireRule>,
+    /// Signed notifications of approvals opening and closing, for chat bots and the like.
+    pub webhooks: Vec<Webhook>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Warden-Signature` header.
+    pub secret: Secret,
 }
 
 /// "Calls like these need a human's approval first". A call matches when every given field
@@ -86,6 +95,7 @@ impl Default for ApprovalSettings {
             max_expiry: Duration::from_secs(600),
             progress_interval: Duration::from_secs(10),
             require: vec![],
+            webhooks: vec![],
         }
     }
 }
@@ -318,10 +328,29 @@ impl Config {
         self.agents.iter().find(|a| a.name == name)
     }
 
+    /// The state directory a config file names, without validating the rest of it (operator
+    /// commands such as `approve` need only this, not the upstreams' secrets).
+    pub fn state_dir_of(path: &Path) -> PathBuf {
+        let named = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| {
+                t.get("proxy")?
+                    .get("state_dir")?
+                    .as_str()
+                    .map(PathBuf::from)
+            });
+        Config::state_dir_or_default(named)
+    }
+
     /// The state directory to use.
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(d) = &self.proxy.state_dir {
-            return d.clone();
+        Config::state_dir_or_default(self.proxy.state_dir.clone())
+    }
+
+    fn state_dir_or_default(named: Option<PathBuf>) -> PathBuf {
+        if let Some(d) = named {
+            return d;
         }
         let base = std::env::var_os("XDG_STATE_HOME")
             .map(PathBuf::from)

@@ -322,7 +322,9 @@ const APPROVAL_KEYS: &[&str] = &[
     "max_expiry_secs",
     "progress_interval_secs",
     "require",
+    "webhooks",
 ];
+const WEBHOOK_KEYS: &[&str] = &["url", "secret_env"];
 const REQUIRE_KEYS: &[&str] = &["tools", "annotations", "agents", "upstreams"];
 const AGENT_KEYS: &[&str] = &[
     "token_env",
@@ -470,6 +472,58 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
                 &path,
                 format!(
                     "expected an array of tables ([[approvals.require]]), found {}",
+                    type_name(other)
+                ),
+            ),
+        }
+        let path = t.at("webhooks");
+        match t.get("webhooks") {
+            None => {}
+            Some(toml::Value::Array(hooks)) => {
+                for (i, h) in hooks.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    let toml::Value::Table(ht) = h else {
+                        cx.err(&p, "expected a table");
+                        continue;
+                    };
+                    let mut ht = Table::new(p.clone(), ht);
+                    let url = ht.string(&mut cx, "url");
+                    let secret_env = ht.string(&mut cx, "secret_env");
+                    ht.finish(&mut cx, WEBHOOK_KEYS);
+                    let Some(url) = url else {
+                        cx.err(&p, "missing `url`");
+                        continue;
+                    };
+                    let scheme_ok = reqwest::Url::parse(&url)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                    if !scheme_ok {
+                        cx.err(&format!("{p}.url"), "must be an http:// or https:// URL");
+                        continue;
+                    }
+                    let Some(var) = secret_env else {
+                        cx.err(&p, "missing `secret_env` (the environment variable holding the signing secret)");
+                        continue;
+                    };
+                    match (cx.env)(&var) {
+                        Some(sec) if sec.len() >= 16 => approvals.webhooks.push(super::Webhook {
+                            url,
+                            secret: Secret::new(sec),
+                        }),
+                        Some(_) => cx.err(
+                            &format!("{p}.secret_env"),
+                            format!("the secret in `{var}` is too short (at least 16 characters)"),
+                        ),
+                        None => cx.err(
+                            &format!("{p}.secret_env"),
+                            format!("environment variable `{var}` is not set"),
+                        ),
+                    }
+                }
+            }
+            Some(other) => cx.err(
+                &path,
+                format!(
+                    "expected an array of tables ([[approvals.webhooks]]), found {}",
                     type_name(other)
                 ),
             ),

@@ -110,6 +110,9 @@ impl Front {
         *self.inner.auth.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Authenticator::new(&cfg, self.inner.generated.as_deref()));
         self.inner.shared.upstreams.sync(&cfg);
+        if let Some(b) = &self.inner.shared.broker {
+            b.set_webhooks(cfg.approvals.webhooks.clone());
+        }
         *self.inner.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
         let sessions: Vec<(String, Arc<HttpSession>)> = lock(&self.inner.sessions)
             .iter()

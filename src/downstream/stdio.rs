@@ -69,6 +69,9 @@ pub async fn serve<R, W>(
             tracing::info_span!("config-reload"),
             crate::reload::watch(path, move |c| {
                 shared.upstreams.sync(&c);
+                if let Some(b) = &shared.broker {
+                    b.set_webhooks(c.approvals.webhooks.clone());
+                }
                 *crate::upstream::lock(&latest) = c.clone();
                 if let Some(s) = crate::upstream::lock(&live).clone() {
                     s.reconfigure(c, &shared);

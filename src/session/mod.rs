@@ -144,6 +144,9 @@ impl Services {
         };
         let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
         let broker = usable.then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
+        if let Some(b) = &broker {
+            b.set_webhooks(cfg.approvals.webhooks.clone());
+        }
         // The control API needs a runtime (it is absent in unit tests building Services).
         let control = match (&broker, tokio::runtime::Handle::try_current()) {
             (Some(b), Ok(_)) => match crate::approval::control::serve(&dir, b.clone()) {

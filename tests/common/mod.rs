@@ -219,11 +219,16 @@ pub struct StdioProxy {
 
 impl StdioProxy {
     pub fn start(config: &str) -> StdioProxy {
+        Self::start_env(config, &[])
+    }
+
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> StdioProxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = write_config(dir.path(), config);
         let mut child = Command::new(warden_bin())
             .args(["stdio", "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .env("XDG_STATE_HOME", dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
