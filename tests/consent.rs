@@ -575,3 +575,102 @@ fn webhooks_are_signed_and_an_unreachable_channel_fails_closed() {
     let (line, _) = p.recv_response("9");
     assert!(line.contains("the approval system failed"), "{line}");
 }
+
+#[test]
+fn remote_operator_decides_over_http_and_agents_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[proxy]\nstate_dir = {:?}\n[operators.alice]\ntoken_env = \"OP_TOKEN\"\n[agents.bot]\ntoken_env = \"AGENT_TOKEN\"\ntools.allow = [\"*\"]\n{}",
+        tmp.path().display().to_string(),
+        golden_upstream("golden")
+    );
+    let op = "operator-token-0123456789";
+    let agent = "agent-token-0123456789abc";
+    let p = HttpProxy::start_raw(&cfg, &[("OP_TOKEN", op), ("AGENT_TOKEN", agent)]);
+    let control = p.url.replace("/mcp", "/control");
+    let rpc = |token: &str, method: &str, params: serde_json::Value| {
+        http()
+            .post(&control)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                    .to_string(),
+            )
+            .send()
+            .unwrap()
+    };
+    // The agent holds a call.
+    let url = p.url.clone();
+    let held = std::thread::spawn(move || {
+        let init = http()
+            .post(&url)
+            .header("authorization", format!("Bearer {agent}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INIT)
+            .send()
+            .unwrap();
+        let sid = init.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let r = http().post(&url).header("authorization", format!("Bearer {agent}")).header("mcp-session-id", &sid).header("content-type", "application/json").header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"remote"}}}"#).send().unwrap();
+        messages(r).pop().unwrap()
+    });
+    let mut id = String::new();
+    eventually(
+        Duration::from_secs(10),
+        "held and listed for the operator",
+        || {
+            let v: serde_json::Value = serde_json::from_str(
+                &rpc(op, "approvals.list", serde_json::json!({}))
+                    .text()
+                    .unwrap(),
+            )
+            .unwrap();
+            match v["result"].as_array().and_then(|a| a.first()) {
+                Some(a) => {
+                    id = a["id"].as_str().unwrap().to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    // The agent's own token cannot see or decide approvals; neither can no token.
+    assert_eq!(
+        rpc(agent, "approvals.list", serde_json::json!({})).status(),
+        401
+    );
+    assert_eq!(
+        rpc(
+            agent,
+            "approvals.decide",
+            serde_json::json!({"id": id, "decision": "allow-once"})
+        )
+        .status(),
+        401
+    );
+    assert_eq!(
+        http().post(&control).body("{}").send().unwrap().status(),
+        401
+    );
+    let r = rpc(
+        op,
+        "approvals.decide",
+        serde_json::json!({"id": id, "decision": "allow-once"}),
+    );
+    assert_eq!(r.status(), 200);
+    let v = held.join().unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"], "performed x=remote",
+        "{v}"
+    );
+    let audit = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("http:operator:alice"),
+        "the decision names channel and operator: {audit}"
+    );
+}

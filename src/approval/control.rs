@@ -75,19 +75,53 @@ pub fn derive_token(secret: &[u8], purpose: &str) -> String {
         .collect()
 }
 
+/// Operator credentials for the remote control endpoint: (digest, operator name).
+pub type Operators = Arc<std::sync::RwLock<Vec<(crate::config::TokenDigest, String)>>>;
+
+pub fn operators_of(cfg: &crate::config::Config) -> Vec<(crate::config::TokenDigest, String)> {
+    cfg.operators
+        .iter()
+        .flat_map(|o| o.tokens.iter().map(move |t| (t.clone(), o.name.clone())))
+        .collect()
+}
+
 #[derive(Clone)]
 struct Ctl {
     broker: Arc<Broker>,
+    /// The local token (derived from the secret file).
     token: String,
+    operators: Operators,
 }
 
-fn authorized(ctl: &Ctl, headers: &HeaderMap) -> bool {
+/// Who is deciding, or `None`. An operator token works from anywhere; the local token only on
+/// the Unix socket (`peer` is `None`) or from a loopback address — a request arriving from the
+/// network never gets the local authority.
+fn authorize(ctl: &Ctl, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> Option<String> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    !ctl.token.is_empty() && bool::from(given.as_bytes().ct_eq(ctl.token.as_bytes()))
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    let digest = crate::config::TokenDigest::of(given);
+    let mut who = None;
+    for (d, name) in ctl
+        .operators
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        if bool::from(d.0.ct_eq(&digest.0)) {
+            who = Some(format!("operator:{name}"));
+        }
+    }
+    let local_ok = peer.is_none_or(|p| p.ip().is_loopback());
+    if who.is_none()
+        && local_ok
+        && !ctl.token.is_empty()
+        && bool::from(given.as_bytes().ct_eq(ctl.token.as_bytes()))
+    {
+        who = Some("local".into());
+    }
+    who
 }
 
 fn json(v: serde_json::Value) -> Response {
@@ -104,10 +138,33 @@ fn rpc_error(id: &serde_json::Value, code: i64, message: &str) -> Response {
     )
 }
 
-async fn rpc(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !authorized(&ctl, &headers) {
+async fn rpc_local(
+    State(ctl): State<Ctl>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    rpc(ctl, headers, None, body)
+}
+
+async fn rpc_remote(
+    State(ctl): State<Ctl>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    rpc(ctl, headers, Some(peer), body)
+}
+
+fn rpc(
+    ctl: Ctl,
+    headers: HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(who) = authorize(&ctl, &headers, peer) else {
+        tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
-    }
+    };
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return rpc_error(&serde_json::Value::Null, -32700, "Parse error");
     };
@@ -133,11 +190,16 @@ async fn rpc(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Bytes
                 Ok(d) => d,
                 Err(e) => return rpc_error(&id, -32602, &e),
             };
-            let operator = params
-                .get("operator")
-                .and_then(|v| v.as_str())
-                .unwrap_or("local");
-            match ctl.broker.decide(approval, decision, "control", operator) {
+            // The authenticated identity decides; a local client may add whom it acts for.
+            let operator = match (
+                who.as_str(),
+                params.get("operator").and_then(|v| v.as_str()),
+            ) {
+                ("local", Some(name)) => format!("local:{name}"),
+                (w, _) => w.to_string(),
+            };
+            let channel = if peer.is_some() { "http" } else { "socket" };
+            match ctl.broker.decide(approval, decision, channel, &operator) {
                 Ok(info) => rpc_result(
                     &id,
                     serde_json::json!({"decided": info, "decision": decision}),
@@ -161,8 +223,20 @@ async fn rpc(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Bytes
     }
 }
 
-async fn events(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
-    if !authorized(&ctl, &headers) {
+async fn events_local(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
+    events(ctl, headers, None)
+}
+
+async fn events_remote(
+    State(ctl): State<Ctl>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    events(ctl, headers, Some(peer))
+}
+
+fn events(ctl: Ctl, headers: HeaderMap, peer: Option<std::net::SocketAddr>) -> Response {
+    if authorize(&ctl, &headers, peer).is_none() {
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     }
     let rx = ctl.broker.subscribe();
@@ -196,16 +270,41 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 }
 
 /// Serves the control API on this instance's socket until the returned task is dropped.
-pub fn serve(dir: &Path, broker: Arc<Broker>) -> std::io::Result<crate::task::Owned> {
+/// The control API on the HTTP listener (`/control`, `/control/events`) for remote operators.
+pub fn http_routes<S>(
+    dir: &Path,
+    broker: Arc<Broker>,
+    operators: Operators,
+) -> std::io::Result<Router<S>> {
+    let token = derive_token(&secret(dir)?, PURPOSE);
+    Ok(Router::new()
+        .route("/control", axum::routing::post(rpc_remote))
+        .route("/control/events", axum::routing::get(events_remote))
+        .with_state(Ctl {
+            broker,
+            token,
+            operators,
+        }))
+}
+
+pub fn serve(
+    dir: &Path,
+    broker: Arc<Broker>,
+    operators: Operators,
+) -> std::io::Result<crate::task::Owned> {
     let token = derive_token(&secret(dir)?, PURPOSE);
     let path = socket_path(dir);
     let _ = std::fs::remove_file(&path); // a stale socket of a previous process with our pid
     let listener = tokio::net::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let app = Router::new()
-        .route("/control", axum::routing::post(rpc))
-        .route("/events", axum::routing::get(events))
-        .with_state(Ctl { broker, token });
+        .route("/control", axum::routing::post(rpc_local))
+        .route("/events", axum::routing::get(events_local))
+        .with_state(Ctl {
+            broker,
+            token,
+            operators,
+        });
     let cleanup = SocketFile(path.clone());
     Ok(crate::task::spawn(
         tracing::info_span!("control-api"),
@@ -333,6 +432,51 @@ pub async fn request(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_authority_never_from_the_network_operator_tokens_from_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(Broker::open(dir.path().join("s")));
+        let token = derive_token(&secret(&dir.path().join("s")).unwrap(), PURPOSE);
+        let operators: Operators = Arc::new(std::sync::RwLock::new(vec![(
+            crate::config::TokenDigest::of("operator-token-0123456789"),
+            "alice".into(),
+        )]));
+        let ctl = Ctl {
+            broker,
+            token: token.clone(),
+            operators,
+        };
+        let h = |t: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            m
+        };
+        let lan: std::net::SocketAddr = "192.168.1.20:5555".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        assert_eq!(authorize(&ctl, &h(&token), None).as_deref(), Some("local"));
+        assert_eq!(
+            authorize(&ctl, &h(&token), Some(lo)).as_deref(),
+            Some("local")
+        );
+        assert_eq!(
+            authorize(&ctl, &h(&token), Some(lan)),
+            None,
+            "the local token from the network"
+        );
+        assert_eq!(
+            authorize(&ctl, &h("operator-token-0123456789"), Some(lan)).as_deref(),
+            Some("operator:alice")
+        );
+        assert_eq!(
+            authorize(&ctl, &h("operator-token-012345678X"), Some(lo)),
+            None
+        );
+        assert_eq!(authorize(&ctl, &HeaderMap::new(), None), None);
+    }
 
     #[test]
     fn secret_is_created_once_and_never_through_a_symlink() {

@@ -50,6 +50,14 @@ pub struct Config {
     /// upstream); as soon as one is named, every caller is an agent and deny-by-default applies.
     pub agents: Vec<Arc<Agent>>,
     pub approvals: ApprovalSettings,
+    /// People who may decide approvals remotely (`/control` on the HTTP listener).
+    pub operators: Vec<Operator>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operator {
+    pub name: String,
+    pub tokens: Vec<TokenDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

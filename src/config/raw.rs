@@ -316,7 +316,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents", "approvals"];
+const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents", "approvals", "operators"];
+const OPERATOR_KEYS: &[&str] = &["token_env", "token_sha256"];
 const APPROVAL_KEYS: &[&str] = &[
     "default_expiry_secs",
     "max_expiry_secs",
@@ -553,6 +554,37 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    let mut operators = vec![];
+    if let Some(t) = top.table(&mut cx, "operators") {
+        for (name, v) in t.t {
+            let path = join("operators", name);
+            let toml::Value::Table(ot) = v else {
+                cx.err(&path, format!("expected a table, found {}", type_name(v)));
+                continue;
+            };
+            let mut ot = Table::new(path.clone(), ot);
+            let tokens = tokens(&mut cx, &mut ot);
+            ot.finish(&mut cx, OPERATOR_KEYS);
+            if tokens.is_empty() {
+                cx.err(&path, "an operator needs `token_env` or `token_sha256`");
+            }
+            operators.push(super::Operator {
+                name: name.clone(),
+                tokens,
+            });
+        }
+    }
+    for o in &operators {
+        if agents
+            .iter()
+            .any(|a| a.tokens.iter().any(|t| o.tokens.contains(t)))
+        {
+            cx.err(
+                &join("operators", &o.name),
+                "uses an agent's token: an agent must never be able to decide",
+            );
+        }
+    }
     // A token identifies exactly one agent.
     for (i, a) in agents.iter().enumerate() {
         for b in &agents[i + 1..] {
@@ -585,6 +617,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             upstreams,
             agents,
             approvals,
+            operators,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -941,29 +974,7 @@ fn rewrite(cx: &mut Ctx, mut t: Table) -> Option<ToolRewrite> {
 
 fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Option<Agent> {
     let before = cx.errors.len();
-    let mut tokens = vec![];
-    if let Some(var) = t.string(cx, "token_env") {
-        match (cx.env)(&var) {
-            Some(tok) if tok.len() >= 16 => tokens.push(TokenDigest::of(&tok)),
-            Some(_) => cx.err(
-                &t.at("token_env"),
-                format!("the token in `{var}` is too short (at least 16 characters)"),
-            ),
-            None => cx.err(
-                &t.at("token_env"),
-                format!("environment variable `{var}` is not set"),
-            ),
-        }
-    }
-    if let Some(hex) = t.string(cx, "token_sha256") {
-        match parse_hex32(&hex) {
-            Some(d) => tokens.push(TokenDigest(d)),
-            None => cx.err(
-                &t.at("token_sha256"),
-                "expected 64 hex digits (the SHA-256 of the token)",
-            ),
-        }
-    }
+    let tokens = tokens(cx, &mut t);
     let servers = t.strings(cx, "servers");
     if let Some(list) = &servers {
         for (i, s) in list.iter().enumerate() {
@@ -1009,6 +1020,34 @@ fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Opti
         schema,
         rewrite: rewrites,
     })
+}
+
+/// `token_env` / `token_sha256` of an agent or operator, as digests.
+fn tokens(cx: &mut Ctx, t: &mut Table) -> Vec<TokenDigest> {
+    let mut tokens = vec![];
+    if let Some(var) = t.string(cx, "token_env") {
+        match (cx.env)(&var) {
+            Some(tok) if tok.len() >= 16 => tokens.push(TokenDigest::of(&tok)),
+            Some(_) => cx.err(
+                &t.at("token_env"),
+                format!("the token in `{var}` is too short (at least 16 characters)"),
+            ),
+            None => cx.err(
+                &t.at("token_env"),
+                format!("environment variable `{var}` is not set"),
+            ),
+        }
+    }
+    if let Some(hex) = t.string(cx, "token_sha256") {
+        match parse_hex32(&hex) {
+            Some(d) => tokens.push(TokenDigest(d)),
+            None => cx.err(
+                &t.at("token_sha256"),
+                "expected 64 hex digits (the SHA-256 of the token)",
+            ),
+        }
+    }
+    tokens
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {

@@ -110,6 +110,12 @@ impl Front {
         *self.inner.auth.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Authenticator::new(&cfg, self.inner.generated.as_deref()));
         self.inner.shared.upstreams.sync(&cfg);
+        *self
+            .inner
+            .shared
+            .operators
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = crate::approval::control::operators_of(&cfg);
         if let Some(b) = &self.inner.shared.broker {
             b.set_webhooks(cfg.approvals.webhooks.clone());
         }
@@ -227,15 +233,27 @@ impl Front {
 pub fn router(front: Front) -> Router {
     let path = front.cfg().proxy.path.clone();
     let limit = front.cfg().proxy.max_body_bytes;
-    Router::new()
-        .route(&path, axum::routing::post(post).get(get).delete(delete))
-        .fallback(|| async {
-            jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found")
-        })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(front.clone(), guard))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(front)
+    let mut app = Router::new().route(&path, axum::routing::post(post).get(get).delete(delete));
+    // Remote operators decide approvals here (operator tokens; the local token only from
+    // loopback). Behind the same Host/Origin checks and security headers as everything else.
+    if let Some(broker) = front.inner.shared.broker.clone() {
+        let dir = front.cfg().state_dir();
+        match crate::approval::control::http_routes(
+            &dir,
+            broker,
+            front.inner.shared.operators.clone(),
+        ) {
+            Ok(ctl) => app = app.merge(ctl),
+            Err(e) => tracing::error!(error = %e, "no /control endpoint"),
+        }
+    }
+    app.fallback(|| async {
+        jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found")
+    })
+    .layer(DefaultBodyLimit::max(limit))
+    .layer(middleware::from_fn_with_state(front.clone(), guard))
+    .layer(middleware::from_fn(security_headers))
+    .with_state(front)
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -797,6 +815,7 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");

@@ -129,6 +129,8 @@ pub struct Services {
     /// Held calls and the humans who decide them; `None` (no state directory): every consent
     /// envelope is refused (fail closed).
     pub broker: Option<Arc<crate::approval::Broker>>,
+    /// Remote operators' credentials (shared with the control endpoints; swapped on reload).
+    pub operators: crate::approval::control::Operators,
     _control: Option<crate::task::Owned>,
 }
 
@@ -147,21 +149,26 @@ impl Services {
         if let Some(b) = &broker {
             b.set_webhooks(cfg.approvals.webhooks.clone());
         }
+        let operators: crate::approval::control::Operators =
+            Arc::new(RwLock::new(crate::approval::control::operators_of(cfg)));
         // The control API needs a runtime (it is absent in unit tests building Services).
         let control = match (&broker, tokio::runtime::Handle::try_current()) {
-            (Some(b), Ok(_)) => match crate::approval::control::serve(&dir, b.clone()) {
-                Ok(task) => Some(task),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot serve the control API: approvals can only expire");
-                    None
+            (Some(b), Ok(_)) => {
+                match crate::approval::control::serve(&dir, b.clone(), operators.clone()) {
+                    Ok(task) => Some(task),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve the control API: approvals can only expire");
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         Services {
             upstreams: shared::Registry::new(cfg),
             pins,
             broker,
+            operators,
             _control: control,
         }
     }
