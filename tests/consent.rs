@@ -674,3 +674,32 @@ fn remote_operator_decides_over_http_and_agents_cannot() {
         "the decision names channel and operator: {audit}"
     );
 }
+
+#[test]
+fn grants_narrowed_to_the_approved_arguments() {
+    let mut s = setup(
+        "",
+        "[approvals]\ngrant_scope = \"arguments\"\ngrant_ttl_secs = 3600\n",
+    );
+    call_consent(&mut s, 1, "same", "");
+    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    assert!(cli(&s, &["approve", "allow-always"]).status.success());
+    s.proxy.recv_response("1");
+    call_consent(&mut s, 2, "same", "");
+    let (line, _) = s.proxy.recv_response("2");
+    assert!(
+        line.contains("performed x=same"),
+        "same arguments: approved at once: {line}"
+    );
+    call_consent(&mut s, 3, "other", "");
+    eventually(Duration::from_secs(10), "other arguments held", || {
+        pending_count(&s) == 1
+    });
+    assert!(cli(&s, &["approve", "deny"]).status.success());
+    s.proxy.recv_response("3");
+    let grants = String::from_utf8_lossy(&cli(&s, &["grants", "list"]).stdout).to_string();
+    assert!(
+        grants.contains("until unix time"),
+        "the TTL shows: {grants}"
+    );
+}

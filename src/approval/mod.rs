@@ -82,6 +82,9 @@ pub struct Grant {
     pub created_at: u64,
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// Narrowed to calls with exactly these arguments (their SHA-256), if set.
+    #[serde(default)]
+    pub arguments_sha256: Option<String>,
 }
 
 struct Pending {
@@ -95,8 +98,9 @@ pub struct Broker {
     grants: Mutex<Vec<Grant>>,
     audit: Option<audit::AuditLog>,
     events: broadcast::Sender<String>,
-    /// How long grants live (`None`: until revoked).
-    pub grant_ttl: Option<Duration>,
+    /// How long new grants live (`None`: until revoked) and whether they are narrowed to the
+    /// exact arguments; from the config, swapped on reload.
+    grant_policy: std::sync::RwLock<(Option<Duration>, bool)>,
     webhooks: std::sync::RwLock<std::sync::Arc<webhook::Webhooks>>,
 }
 
@@ -186,7 +190,7 @@ impl Broker {
             grants: Mutex::new(grants),
             audit,
             events,
-            grant_ttl: None,
+            grant_policy: std::sync::RwLock::new((None, false)),
             webhooks: std::sync::RwLock::new(std::sync::Arc::new(webhook::Webhooks::new(vec![]))),
         };
         broker.close_abandoned();
@@ -222,6 +226,14 @@ impl Broker {
             tracing::info!(approval = %a["id"].as_str().unwrap_or_default(), "approval left pending by a previous process closed as abandoned");
             self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": a}));
         }
+    }
+
+    pub fn set_grant_policy(&self, ttl: Option<Duration>, per_arguments: bool) {
+        *self.grant_policy.write().unwrap_or_else(|p| p.into_inner()) = (ttl, per_arguments);
+    }
+
+    fn grant_policy(&self) -> (Option<Duration>, bool) {
+        *self.grant_policy.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets the webhooks (at start and on every config reload).
@@ -310,7 +322,13 @@ impl Broker {
     }
 
     /// An unexpired grant for (agent, upstream, tool).
-    pub fn grant_for(&self, agent: &str, upstream: &str, tool: &str) -> Option<Grant> {
+    pub fn grant_for(
+        &self,
+        agent: &str,
+        upstream: &str,
+        tool: &str,
+        args_sha256: &str,
+    ) -> Option<Grant> {
         let now = now_secs();
         lock(&self.grants)
             .iter()
@@ -319,6 +337,9 @@ impl Broker {
                     && g.upstream == upstream
                     && g.tool == tool
                     && g.expires_at.is_none_or(|e| e > now)
+                    && g.arguments_sha256
+                        .as_deref()
+                        .is_none_or(|d| d == args_sha256)
             })
             .cloned()
     }
@@ -404,7 +425,11 @@ impl Broker {
                                 upstream: info.upstream.clone(),
                                 tool: info.tool.clone(),
                                 created_at: now_secs(),
-                                expires_at: self.grant_ttl.map(|t| now_secs() + t.as_secs()),
+                                expires_at: self.grant_policy().0.map(|t| now_secs() + t.as_secs()),
+                                arguments_sha256: self
+                                    .grant_policy()
+                                    .1
+                                    .then(|| info.arguments_sha256.clone()),
                             };
                             lock(&self.grants).push(grant.clone());
                             self.save_grants();

@@ -72,6 +72,10 @@ pub struct ApprovalSettings {
     pub require: Vec<RequireRule>,
     /// Signed notifications of approvals opening and closing, for chat bots and the like.
     pub webhooks: Vec<Webhook>,
+    /// How long an allow-always grant lasts (`None`: until revoked).
+    pub grant_ttl: Option<Duration>,
+    /// Grants cover only calls with the approved arguments (else: any call of the tool).
+    pub grant_per_arguments: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +108,8 @@ impl Default for ApprovalSettings {
             progress_interval: Duration::from_secs(10),
             require: vec![],
             webhooks: vec![],
+            grant_ttl: None,
+            grant_per_arguments: false,
         }
     }
 }

@@ -324,6 +324,8 @@ const APPROVAL_KEYS: &[&str] = &[
     "progress_interval_secs",
     "require",
     "webhooks",
+    "grant_ttl_secs",
+    "grant_scope",
 ];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_env"];
 const REQUIRE_KEYS: &[&str] = &["tools", "annotations", "agents", "upstreams"];
@@ -440,6 +442,15 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
         }
         if let Some(d) = t.secs(&mut cx, "progress_interval_secs", 3600) {
             approvals.progress_interval = d;
+        }
+        approvals.grant_ttl = t.secs(&mut cx, "grant_ttl_secs", 365 * 24 * 3600);
+        match t.string(&mut cx, "grant_scope").as_deref() {
+            None | Some("tool") => {}
+            Some("arguments") => approvals.grant_per_arguments = true,
+            Some(other) => cx.err(
+                &t.at("grant_scope"),
+                format!("unknown scope `{other}` (expected tool or arguments)"),
+            ),
         }
         let path = t.at("require");
         match t.get("require") {

@@ -118,6 +118,7 @@ impl Front {
             .unwrap_or_else(|p| p.into_inner()) = crate::approval::control::operators_of(&cfg);
         if let Some(b) = &self.inner.shared.broker {
             b.set_webhooks(cfg.approvals.webhooks.clone());
+            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
         }
         *self.inner.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
         let sessions: Vec<(String, Arc<HttpSession>)> = lock(&self.inner.sessions)

@@ -71,6 +71,7 @@ pub async fn serve<R, W>(
                 shared.upstreams.sync(&c);
                 if let Some(b) = &shared.broker {
                     b.set_webhooks(c.approvals.webhooks.clone());
+                    b.set_grant_policy(c.approvals.grant_ttl, c.approvals.grant_per_arguments);
                 }
                 *crate::upstream::lock(&latest) = c.clone();
                 if let Some(s) = crate::upstream::lock(&live).clone() {

@@ -148,6 +148,7 @@ impl Services {
         let broker = usable.then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
         if let Some(b) = &broker {
             b.set_webhooks(cfg.approvals.webhooks.clone());
+            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
         }
         let operators: crate::approval::control::Operators =
             Arc::new(RwLock::new(crate::approval::control::operators_of(cfg)));
@@ -1169,10 +1170,6 @@ impl Session {
         let Some(broker) = self.broker.clone() else {
             return Err(Self::refusal(&id, "approval system unavailable"));
         };
-        if let Some(g) = broker.grant_for(&agent, &upstream, &entry.original) {
-            broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
-            return Ok(());
-        }
         #[derive(serde::Deserialize)]
         struct Args {
             #[serde(default)]
@@ -1191,6 +1188,10 @@ impl Session {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
+        if let Some(g) = broker.grant_for(&agent, &upstream, &entry.original, &digest) {
+            broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
+            return Ok(());
+        }
         let info = crate::approval::ApprovalInfo {
             id: String::new(),
             agent,
