@@ -45,6 +45,19 @@ else
   echo "$node_want" > "$NODE_STAMP"
 fi
 
+# ------------------------------------------------------------------ chromium
+# The approvals page is tested in a real browser: Debian's Chromium, driven by playwright-core.
+if command -v chromium >/dev/null 2>&1; then
+  say "chromium: $(chromium --version 2>/dev/null | head -1)"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  say "chromium: installing Debian's package (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+else
+  say "error: chromium is not installed and this user cannot apt-get install it (sudo apt-get install chromium)"
+  exit 1
+fi
+
 # ------------------------------------------------------------------ python
 need python3
 PY_STAMP="$VENV/.mcp-warden-install-stamp"

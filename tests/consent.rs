@@ -703,3 +703,94 @@ fn grants_narrowed_to_the_approved_arguments() {
         "the TTL shows: {grants}"
     );
 }
+
+/// The approvals page in a real browser (Debian's Chromium via playwright-core): sign in with an
+/// operator token, click "Allow once", and the agent's blocked call completes.
+#[test]
+fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = "operator-token-for-the-browser";
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\nstate_dir = {:?}\n[operators.alice]\ntoken_env = \"OP_TOKEN\"\n{}",
+        tmp.path().display().to_string(),
+        golden_upstream("golden")
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("OP_TOKEN", op)]);
+    // The page is served with a strict CSP and the usual security headers.
+    let page = http()
+        .get(p.url.replace("/mcp", "/approvals"))
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    // Without the page's CSRF header, a cookie alone cannot decide.
+    let login = http()
+        .post(p.url.replace("/mcp", "/approvals/login"))
+        .body(format!(r#"{{"token":"{op}"}}"#))
+        .send()
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("HttpOnly; SameSite=Strict"));
+    let forged = http()
+        .post(p.url.replace("/mcp", "/control"))
+        .header("cookie", &cookie)
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"approvals.list"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403, "CSRF: cookie without the header");
+    let bad = http()
+        .post(p.url.replace("/mcp", "/approvals/login"))
+        .body(r#"{"token":"not-an-operator-token"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let sid = open_session(&p.url);
+    let url = p.url.clone();
+    let held = std::thread::spawn(move || {
+        messages(post(&url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"browser"}}}"#)).pop().unwrap()
+    });
+    let base = p.url.trim_end_matches("/mcp").to_string();
+    let out = std::process::Command::new("node")
+        .current_dir(node_dir())
+        .args(["approve-in-browser.mjs", &base, op, "allow-once"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "browser run failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["summary"], "Do the thing with x=browser");
+    assert_eq!(
+        v["consoleErrors"].as_array().map(|a| a.len()),
+        Some(0),
+        "no CSP violations or script errors: {v}"
+    );
+    let r = held.join().unwrap();
+    assert_eq!(
+        r["result"]["content"][0]["text"], "performed x=browser",
+        "{r}"
+    );
+    let audit = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("http:operator:alice"));
+}

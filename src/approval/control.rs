@@ -91,17 +91,54 @@ struct Ctl {
     /// The local token (derived from the secret file).
     token: String,
     operators: Operators,
+    /// Signed-in operators of the approvals page.
+    web: Arc<WebSessions>,
 }
 
-/// Who is deciding, or `None`. An operator token works from anywhere; the local token only on
-/// the Unix socket (`peer` is `None`) or from a loopback address — a request arriving from the
-/// network never gets the local authority.
-fn authorize(ctl: &Ctl, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> Option<String> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))?;
-    let digest = crate::config::TokenDigest::of(given);
+/// Web sessions of the approvals page: an HttpOnly, SameSite=Strict cookie names the session;
+/// state-changing requests must also carry its CSRF token in a header (which a cross-site form
+/// cannot set).
+#[derive(Default)]
+pub struct WebSessions {
+    map: std::sync::Mutex<std::collections::HashMap<String, (String, String, std::time::Instant)>>,
+}
+
+const WEB_COOKIE: &str = "mw_op";
+const WEB_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+impl WebSessions {
+    fn create(&self, operator: &str) -> (String, String) {
+        let (sid, csrf) = (super::random_id(24), super::random_id(24));
+        let mut m = crate::upstream::lock(&self.map);
+        m.retain(|_, (_, _, t)| t.elapsed() < WEB_TTL);
+        m.insert(
+            sid.clone(),
+            (
+                operator.to_string(),
+                csrf.clone(),
+                std::time::Instant::now(),
+            ),
+        );
+        (sid, csrf)
+    }
+
+    /// (operator, csrf) of the session named by the request's cookie.
+    fn get(&self, headers: &HeaderMap) -> Option<(String, String)> {
+        let sid = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(WEB_COOKIE)?.strip_prefix('='))?
+            .to_string();
+        let m = crate::upstream::lock(&self.map);
+        let (op, csrf, t) = m.get(&sid)?;
+        (t.elapsed() < WEB_TTL).then(|| (op.clone(), csrf.clone()))
+    }
+}
+
+fn operator_by_token(ctl: &Ctl, token: &str) -> Option<String> {
+    let digest = crate::config::TokenDigest::of(token);
     let mut who = None;
     for (d, name) in ctl
         .operators
@@ -110,9 +147,28 @@ fn authorize(ctl: &Ctl, headers: &HeaderMap, peer: Option<std::net::SocketAddr>)
         .iter()
     {
         if bool::from(d.0.ct_eq(&digest.0)) {
-            who = Some(format!("operator:{name}"));
+            who = Some(name.clone());
         }
     }
+    who
+}
+
+/// Who is deciding, or `None`. An operator token works from anywhere; the local token only on
+/// the Unix socket (`peer` is `None`) or from a loopback address — a request arriving from the
+/// network never gets the local authority.
+fn authorize(ctl: &Ctl, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = bearer else {
+        // The approvals page (HTTP only): its session cookie; state-changing requests must also
+        // carry the session's CSRF token, which the caller checks.
+        return peer
+            .and(ctl.web.get(headers))
+            .map(|(op, _)| format!("operator:{op}"));
+    };
+    let mut who = operator_by_token(ctl, given).map(|n| format!("operator:{n}"));
     let local_ok = peer.is_none_or(|p| p.ip().is_loopback());
     if who.is_none()
         && local_ok
@@ -165,6 +221,19 @@ fn rpc(
         tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     };
+    // A cookie-authenticated request must prove it comes from the page (CSRF): a cross-site
+    // form or fetch cannot set this header.
+    if headers.get(header::AUTHORIZATION).is_none() {
+        let expected = ctl.web.get(&headers).map(|(_, c)| c).unwrap_or_default();
+        let given = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if expected.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            tracing::warn!(peer = ?peer, "control API: request refused (missing or wrong CSRF token)");
+            return (StatusCode::FORBIDDEN, "forbidden").into_response();
+        }
+    }
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return rpc_error(&serde_json::Value::Null, -32700, "Parse error");
     };
@@ -270,21 +339,92 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 }
 
 /// Serves the control API on this instance's socket until the returned task is dropped.
-/// The control API on the HTTP listener (`/control`, `/control/events`) for remote operators.
+/// The control API on the HTTP listener (`/control`, `/control/events`) for remote operators,
+/// and the approvals page (`/approvals`).
 pub fn http_routes<S>(
     dir: &Path,
     broker: Arc<Broker>,
     operators: Operators,
 ) -> std::io::Result<Router<S>> {
     let token = derive_token(&secret(dir)?, PURPOSE);
+    let web = Arc::new(WebSessions::default());
     Ok(Router::new()
         .route("/control", axum::routing::post(rpc_remote))
         .route("/control/events", axum::routing::get(events_remote))
+        .route("/approvals", axum::routing::get(page))
+        .route("/approvals/app.js", axum::routing::get(page_js))
+        .route("/approvals/app.css", axum::routing::get(page_css))
+        .route("/approvals/icon.svg", axum::routing::get(page_icon))
+        .route("/approvals/login", axum::routing::post(login))
+        .route("/approvals/session", axum::routing::get(web_session))
         .with_state(Ctl {
             broker,
             token,
             operators,
+            web,
         }))
+}
+
+/// The page's own policy: nothing but its own script, style and API.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(PAGE_CSP),
+    );
+    r
+}
+
+async fn page() -> Response {
+    static_file("text/html; charset=utf-8", include_str!("web/index.html"))
+}
+
+async fn page_js() -> Response {
+    static_file("text/javascript; charset=utf-8", include_str!("web/app.js"))
+}
+
+async fn page_css() -> Response {
+    static_file("text/css; charset=utf-8", include_str!("web/app.css"))
+}
+
+async fn page_icon() -> Response {
+    static_file("image/svg+xml", include_str!("web/icon.svg"))
+}
+
+async fn login(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        token: String,
+    }
+    let Some(op) = serde_json::from_slice::<Login>(&body)
+        .ok()
+        .and_then(|l| operator_by_token(&ctl, &l.token))
+    else {
+        tracing::warn!("approvals page: sign-in refused");
+        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    };
+    let (sid, csrf) = ctl.web.create(&op);
+    let mut r = json(serde_json::json!({"csrf": csrf, "operator": op}));
+    let cookie = format!(
+        "{WEB_COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        WEB_TTL.as_secs()
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn web_session(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
+    match ctl.web.get(&headers) {
+        Some((op, csrf)) => {
+            json(serde_json::json!({"signedIn": true, "csrf": csrf, "operator": op}))
+        }
+        // Not an error for the page: it shows the sign-in form.
+        None => json(serde_json::json!({"signedIn": false})),
+    }
 }
 
 pub fn serve(
@@ -304,6 +444,7 @@ pub fn serve(
             broker,
             token,
             operators,
+            web: Arc::default(),
         });
     let cleanup = SocketFile(path.clone());
     Ok(crate::task::spawn(
@@ -446,6 +587,7 @@ mod tests {
             broker,
             token: token.clone(),
             operators,
+            web: Arc::default(),
         };
         let h = |t: &str| {
             let mut m = HeaderMap::new();

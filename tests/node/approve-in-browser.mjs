@@ -1,0 +1,44 @@
+// Drives mcp-warden's approvals page in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): signs in with an operator token, waits for a pending approval, clicks a
+// decision button, waits for the approval to leave the page.
+//
+//   node approve-in-browser.mjs BASE_URL OPERATOR_TOKEN [allow-once|allow-always|deny]
+//
+// Prints one JSON line: {"clicked": "<decision>", "summary": "<text shown>", "csp": "<header>"}
+// and exits 0, or prints {"error": "..."} and exits 1.
+import { chromium } from "playwright-core";
+
+const [base, token, decision = "allow-once"] = process.argv.slice(2);
+if (!base || !token) {
+  console.log(JSON.stringify({ error: "usage: approve-in-browser.mjs BASE_URL TOKEN [DECISION]" }));
+  process.exit(1);
+}
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  const resp = await page.goto(`${base}/approvals`);
+  const csp = resp.headers()["content-security-policy"] || "";
+  await page.fill("#token", token);
+  await page.click("#login button[type=submit]");
+  const item = page.locator("li.approval").first();
+  await item.waitFor({ timeout: 15000 });
+  const summary = await item.locator(".summary").textContent();
+  await item.locator(`button[data-decision="${decision}"]`).click();
+  await page.locator("li.approval").first().waitFor({ state: "detached", timeout: 15000 });
+  console.log(JSON.stringify({ clicked: decision, summary, csp, consoleErrors: errors }));
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e && e.message || e) }));
+  if (browser) await browser.close().catch(() => {});
+  process.exit(1);
+}
