@@ -794,3 +794,62 @@ fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
     let audit = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
     assert!(audit.contains("http:operator:alice"));
 }
+
+/// An envelope server written with the official Python SDK (mcp 2.x): the token parameter it
+/// declares is not advertised, the call is held, and an approval performs exactly one transfer.
+#[test]
+fn python_sdk_envelope_server_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("issued.log");
+    let cfg = format!(
+        "[upstreams.bank]\ncommand = {:?}\nargs = [{:?}]\nenv = {{ ENVELOPE_LOG = {:?} }}\n",
+        python_venv_bin("python").display().to_string(),
+        root()
+            .join("tests/python/envelope_server.py")
+            .display()
+            .to_string(),
+        log.display().to_string()
+    );
+    let mut p = StdioProxy::start(&cfg);
+    p.initialize("2025-11-25");
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let (list, _) = p.recv_response("1");
+    assert!(
+        list.contains("transfer_funds") && !list.contains("confirmation_token"),
+        "{list}"
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"transfer_funds","arguments":{"amount":5,"to":"bob"}}}"#);
+    let cfg_path = p.dir.path().join("warden.toml");
+    let state = p.dir.path().to_path_buf();
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(15), "held", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let (line, before) = p.recv_response("2");
+    assert!(
+        line.contains(r#"\"transferred\": 5"#) || line.contains(r#""transferred":5"#),
+        "{line}"
+    );
+    let issued = std::fs::read_to_string(&log).unwrap();
+    for a in issued.lines() {
+        assert!(
+            !line.contains(a) && before.iter().all(|b| !b.contains(a)),
+            "action id leaked"
+        );
+    }
+    p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"transfers","arguments":{}}}"#);
+    let (count, _) = p.recv_response("3");
+    assert!(
+        count.contains(r#""text":"1""#),
+        "exactly one transfer: {count}"
+    );
+}

@@ -451,3 +451,77 @@ impl Broker {
         outcome
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn info() -> ApprovalInfo {
+        ApprovalInfo {
+            id: String::new(),
+            agent: "a".into(),
+            upstream: "u".into(),
+            tool: "t".into(),
+            summary: "s".into(),
+            arguments: "{}".into(),
+            arguments_sha256: "0".into(),
+            kind: "envelope".into(),
+            created_at: 0,
+            expires_at: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expires_on_paused_time_and_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(dir.path().to_path_buf());
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            b.request(info(), Duration::from_secs(600)).await,
+            Outcome::Expired
+        );
+        assert!(started.elapsed() >= Duration::from_secs(600));
+        assert!(b.list().is_empty());
+        let log = std::fs::read_to_string(dir.path().join(audit::FILE)).unwrap();
+        assert!(log.contains("approval.requested") && log.contains("approval.expired"));
+        assert_eq!(audit::verify(&dir.path().join(audit::FILE)), Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decisions_wake_the_held_call_and_allow_always_grants() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(Broker::open(dir.path().to_path_buf()));
+        let b2 = b.clone();
+        let held = tokio::spawn(async move { b2.request(info(), Duration::from_secs(600)).await });
+        while b.list().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let id = b.list()[0].id.clone();
+        assert!(b.decide("nope", Decision::Deny, "test", "me").is_err());
+        b.decide(&id, Decision::AllowAlways, "test", "me").unwrap();
+        assert_eq!(held.await.unwrap(), Outcome::Allowed { always: true });
+        assert!(b.grant_for("a", "u", "t", "0").is_some());
+        assert!(b.grant_for("a", "u", "other", "0").is_none());
+        let g = b.grants()[0].id.clone();
+        assert!(b.revoke(&g));
+        assert!(b.grant_for("a", "u", "t", "0").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_held_call_cancels_the_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(Broker::open(dir.path().to_path_buf()));
+        let b2 = b.clone();
+        let held = tokio::spawn(async move { b2.request(info(), Duration::from_secs(600)).await });
+        while b.list().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        held.abort();
+        let _ = held.await;
+        assert!(b.list().is_empty());
+        let log = std::fs::read_to_string(dir.path().join(audit::FILE)).unwrap();
+        assert!(log.contains("approval.cancelled"), "{log}");
+    }
+}

@@ -239,7 +239,9 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         .and_then(|a| a.schema)
                         .or(up.schema)
                         .unwrap_or(SchemaProfile::Passthrough);
-                    let raw = if rw.is_some() || profile_may_change(&raw, profile) {
+                    // A consent upstream's `confirmation_token` is never advertised.
+                    let hides_token = up.consent && memmem(&raw, b"confirmation_token");
+                    let raw = if rw.is_some() || hides_token || profile_may_change(&raw, profile) {
                         match rewritten(&raw, rw.as_ref(), profile, &exposed) {
                             Ok(r) => r,
                             Err(e) => {
@@ -300,6 +302,10 @@ fn rename_raw(raw: &Bytes, key_raw: &RawValue, exposed: &str, original: &str) ->
     let range = start..start + key_raw.get().len();
     let quoted = serde_json::Value::String(exposed.to_string()).to_string();
     splice(raw, vec![Edit::new(range, quoted)])
+}
+
+fn memmem(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Whether the schema profile could change this tool's input schema. A root that is already an
