@@ -55,6 +55,8 @@ enum GrantsAction {
 enum AuditAction {
     /// Check the audit log's hash chain; name the first broken link.
     Verify,
+    /// Print the audit log, one JSON object per line.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -238,17 +240,33 @@ fn main() -> ExitCode {
                     GrantsAction::Revoke { id } => mcp_warden::cli::grants_revoke(&dir, &id).await,
                 }
             }
-            Command::Audit { config, action: AuditAction::Verify } => {
-                let path = state_dir(config).join(mcp_warden::approval::audit::FILE);
-                match mcp_warden::approval::audit::verify(&path) {
-                    Ok(n) => {
-                        println!("audit log OK: {n} entries, chain intact ({})", path.display());
+            Command::Audit { config, action } => {
+                let dir = state_dir(config);
+                let rows = match mcp_warden::approval::store::audit_rows(&dir) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("mcp-warden: cannot read the audit log in {}: {e}", dir.display());
+                        return ExitCode::from(1);
+                    }
+                };
+                match action {
+                    AuditAction::List => {
+                        for r in &rows {
+                            let event: serde_json::Value = serde_json::from_str(&r.event).unwrap_or_default();
+                            println!("{}", serde_json::json!({"seq": r.seq, "time": r.time, "event": event}));
+                        }
                         ExitCode::SUCCESS
                     }
-                    Err(e) => {
-                        println!("audit log BROKEN: {e} ({})", path.display());
-                        ExitCode::from(1)
-                    }
+                    AuditAction::Verify => match mcp_warden::approval::audit::verify(&rows) {
+                        Ok(n) => {
+                            println!("audit log OK: {n} entries, chain intact ({})", dir.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            println!("audit log BROKEN: {e} ({})", dir.display());
+                            ExitCode::from(1)
+                        }
+                    },
                 }
             }
             Command::Check { config } => {

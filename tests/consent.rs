@@ -77,6 +77,25 @@ fn call_consent(s: &mut Setup, id: u32, x: &str, extra: &str) {
     ));
 }
 
+/// The audit log as `mcp-warden audit list` prints it, for a config naming `state_dir`.
+fn audit_log(state_dir: &std::path::Path) -> String {
+    let cfg = state_dir.join("audit-cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nstate_dir = {:?}\n",
+            state_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(warden_bin())
+        .args(["audit", "list", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 fn action_ids(s: &Setup) -> Vec<String> {
     std::fs::read_to_string(&s.actions)
         .unwrap_or_default()
@@ -462,7 +481,7 @@ fn http_delete_cancels_a_pending_approval_and_a_restart_closes_leftovers() {
     let _ = p.child.kill();
     let _ = p.child.wait();
     let p2 = HttpProxy::start(&cfg);
-    let audit = || std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    let audit = || audit_log(tmp.path());
     eventually(
         Duration::from_secs(10),
         "leftover closed as abandoned at start",
@@ -668,7 +687,7 @@ fn remote_operator_decides_over_http_and_agents_cannot() {
         v["result"]["content"][0]["text"], "performed x=remote",
         "{v}"
     );
-    let audit = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    let audit = audit_log(tmp.path());
     assert!(
         audit.contains("http:operator:alice"),
         "the decision names channel and operator: {audit}"
@@ -791,7 +810,7 @@ fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
         r["result"]["content"][0]["text"], "performed x=browser",
         "{r}"
     );
-    let audit = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+    let audit = audit_log(tmp.path());
     assert!(audit.contains("http:operator:alice"));
 }
 

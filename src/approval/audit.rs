@@ -1,84 +1,66 @@
-//! The append-only audit log: one JSON object per line in `audit.jsonl` in the state directory,
-//! each carrying the SHA-256 of the previous line's hash and its own content, so a removed,
-//! reordered or edited line breaks the chain. `mcp-warden audit verify` names the first broken
-//! link.
-
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+//! The audit log's hash chain: each entry carries the hash of the previous entry and its own
+//! content (sequence number, time, event), so a removed, reordered or edited entry breaks the
+//! chain. `mcp-warden audit verify` names the first broken link. The entries are stored by the
+//! approval store (`store.rs`).
 
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::upstream::lock;
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-pub const FILE: &str = "audit.jsonl";
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub fn hash(prev: &str, seq: u64, time: &str, event: &Value) -> String {
+    hash_text(prev, seq, time, &event.to_string())
+}
 
-fn hash(prev: &str, seq: u64, time: &str, event: &Value) -> String {
+fn hash_text(prev: &str, seq: u64, time: &str, event: &str) -> String {
     let mut h = sha2::Sha256::new();
     h.update(prev.as_bytes());
     h.update(seq.to_string().as_bytes());
     h.update(time.as_bytes());
-    h.update(event.to_string().as_bytes());
+    h.update(event.as_bytes());
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub struct AuditLog {
-    path: PathBuf,
-    /// (next sequence number, hash of the last line)
-    tail: Mutex<(u64, String)>,
+/// One stored entry.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub seq: u64,
+    pub time: String,
+    /// The event as stored (JSON text).
+    pub event: String,
+    pub prev: String,
+    pub hash: String,
 }
 
-impl AuditLog {
-    /// Opens (creating) the log in `dir`, continuing the chain where it ends.
-    pub fn open(dir: &Path) -> std::io::Result<AuditLog> {
-        crate::state::ensure_dir(dir)?;
-        let path = dir.join(FILE);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "the audit log is a symlink",
+/// Checks the chain; `Err` names the first broken entry and why.
+pub fn verify(rows: &[Row]) -> Result<u64, String> {
+    let mut prev = GENESIS.to_string();
+    for (n, r) in rows.iter().enumerate() {
+        let n = n as u64;
+        if r.seq != n {
+            return Err(format!(
+                "entry {n}: sequence {}, expected {n} (an entry was removed or reordered)",
+                r.seq
             ));
         }
-        let mut tail = (0u64, GENESIS.to_string());
-        if let Ok(f) = std::fs::File::open(&path) {
-            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let (Some(seq), Some(h)) = (v["seq"].as_u64(), v["hash"].as_str()) {
-                        tail = (seq + 1, h.to_string());
-                    }
-                }
-            }
+        if r.prev != prev {
+            return Err(format!(
+                "entry {n}: does not continue the chain (previous hash differs)"
+            ));
         }
-        Ok(AuditLog {
-            path,
-            tail: Mutex::new(tail),
-        })
+        let want = hash_text(&prev, r.seq, &r.time, &r.event);
+        if r.hash != want {
+            return Err(format!(
+                "entry {n}: content does not match its hash (edited)"
+            ));
+        }
+        prev = want;
     }
-
-    /// Appends one event. A failure is returned so that callers can fail closed.
-    pub fn record(&self, event: Value) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut tail = lock(&self.tail);
-        let time = humantime_now();
-        let h = hash(&tail.1, tail.0, &time, &event);
-        let line = serde_json::json!({"seq": tail.0, "time": time, "event": event, "prev": tail.1, "hash": h});
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&self.path)?;
-        f.write_all(format!("{line}\n").as_bytes())?;
-        f.sync_data()?;
-        *tail = (tail.0 + 1, h);
-        Ok(())
-    }
+    Ok(rows.len() as u64)
 }
 
-/// RFC 3339 UTC time, from the system clock, without a date crate.
-fn humantime_now() -> String {
+/// RFC 3339 UTC time from the system clock, without a date crate.
+pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -103,74 +85,50 @@ fn humantime_now() -> String {
     )
 }
 
-/// Checks the chain; `Err` names the first broken line (1-based) and why.
-pub fn verify(path: &Path) -> Result<u64, String> {
-    let f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut prev = GENESIS.to_string();
-    let mut n = 0u64;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: unreadable: {e}", i + 1))?;
-        let v: Value =
-            serde_json::from_str(&line).map_err(|_| format!("line {}: not JSON", i + 1))?;
-        let seq = v["seq"].as_u64().ok_or(format!("line {}: no seq", i + 1))?;
-        if seq != n {
-            return Err(format!(
-                "line {}: sequence {seq}, expected {n} (a line was removed or reordered)",
-                i + 1
-            ));
-        }
-        if v["prev"].as_str() != Some(prev.as_str()) {
-            return Err(format!(
-                "line {}: does not continue the chain (prev hash differs)",
-                i + 1
-            ));
-        }
-        let time = v["time"].as_str().unwrap_or_default();
-        let want = hash(&prev, seq, time, &v["event"]);
-        if v["hash"].as_str() != Some(want.as_str()) {
-            return Err(format!(
-                "line {}: content does not match its hash (edited)",
-                i + 1
-            ));
-        }
-        prev = want;
-        n += 1;
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::super::store::{audit_rows, SqliteStore, Store};
     use super::*;
 
     #[test]
     fn chain_verifies_and_tampering_is_found() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path()).unwrap();
-        for i in 0..3 {
-            log.record(serde_json::json!({"kind": "test", "i": i}))
-                .unwrap();
+        {
+            let s = SqliteStore::open(dir.path()).unwrap();
+            for i in 0..3 {
+                s.audit(&serde_json::json!({"kind": "test", "i": i}))
+                    .unwrap();
+            }
         }
         // Reopening continues the chain.
-        let log = AuditLog::open(dir.path()).unwrap();
-        log.record(serde_json::json!({"kind": "after-restart"}))
+        SqliteStore::open(dir.path())
+            .unwrap()
+            .audit(&serde_json::json!({"kind": "after-restart"}))
             .unwrap();
-        let path = dir.path().join(FILE);
-        assert_eq!(verify(&path), Ok(4));
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replacen("\"i\":1", "\"i\":7", 1)).unwrap();
-        let e = verify(&path).unwrap_err();
-        assert!(e.starts_with("line 2:"), "{e}");
-        let lines: Vec<&str> = text.lines().collect();
-        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
-        assert!(verify(&path).unwrap_err().starts_with("line 2: sequence"));
+        assert_eq!(verify(&audit_rows(dir.path()).unwrap()), Ok(4));
+        let db = rusqlite::Connection::open(dir.path().join(super::super::store::FILE)).unwrap();
+        db.execute(
+            "UPDATE audit SET event = replace(event, '\"i\":1', '\"i\":7') WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        let e = verify(&audit_rows(dir.path()).unwrap()).unwrap_err();
+        assert!(e.starts_with("entry 1: content"), "{e}");
+        db.execute(
+            "UPDATE audit SET event = replace(event, '\"i\":7', '\"i\":1') WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        db.execute("DELETE FROM audit WHERE seq = 1", []).unwrap();
+        assert!(verify(&audit_rows(dir.path()).unwrap())
+            .unwrap_err()
+            .starts_with("entry 1: sequence"));
     }
 
     #[test]
     fn time_format() {
-        let t = humantime_now();
+        let t = now_rfc3339();
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z'));
     }

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod control;
 pub mod envelope;
+pub mod store;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -22,8 +23,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::upstream::lock;
-
-const GRANTS_FILE: &str = "grants.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,6 +62,17 @@ pub struct ApprovalInfo {
     pub kind: String,
     pub created_at: u64,
     pub expires_at: u64,
+    /// The process holding the call (its pid), so that a restart closes only approvals whose
+    /// process is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// Whether the process named by an approval's `instance` (a pid) still runs.
+fn process_alive(pid: &str) -> bool {
+    pid.parse::<i32>()
+        .ok()
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,10 +103,9 @@ struct Pending {
 }
 
 pub struct Broker {
-    dir: PathBuf,
     pending: Mutex<HashMap<String, Pending>>,
-    grants: Mutex<Vec<Grant>>,
-    audit: Option<audit::AuditLog>,
+    /// `None` (the store could not be opened): every approval is denied (fail closed).
+    store: Option<std::sync::Arc<dyn store::Store>>,
     events: broadcast::Sender<String>,
     /// How long new grants live (`None`: until revoked) and whether they are narrowed to the
     /// exact arguments; from the config, swapped on reload.
@@ -172,23 +181,17 @@ impl Drop for PendingGuard<'_> {
 
 impl Broker {
     pub fn open(dir: PathBuf) -> Broker {
-        let audit = match audit::AuditLog::open(&dir) {
-            Ok(a) => Some(a),
+        let store: Option<std::sync::Arc<dyn store::Store>> = match store::SqliteStore::open(&dir) {
+            Ok(s) => Some(std::sync::Arc::new(s)),
             Err(e) => {
-                tracing::error!(error = %e, "no audit log: every approval will be denied (fail closed)");
+                tracing::error!(error = %e, "no approval store: every approval will be denied (fail closed)");
                 None
             }
         };
-        let grants = std::fs::read(dir.join(GRANTS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
         let (events, _) = broadcast::channel(256);
         let broker = Broker {
-            dir,
             pending: Mutex::new(HashMap::new()),
-            grants: Mutex::new(grants),
-            audit,
+            store,
             events,
             grant_policy: std::sync::RwLock::new((None, false)),
             webhooks: std::sync::RwLock::new(std::sync::Arc::new(webhook::Webhooks::new(vec![]))),
@@ -197,34 +200,25 @@ impl Broker {
         broker
     }
 
-    /// Approvals a previous process left open (requested, never closed) are closed as
-    /// abandoned: their agents' calls died with that process.
+    /// Approvals a previous process left pending are closed as abandoned: their agents' calls
+    /// died with that process. (Several live instances may share the store: only approvals
+    /// whose process is gone should be closed — the store marks each with its instance below.)
     fn close_abandoned(&self) {
-        let Ok(text) = std::fs::read_to_string(self.dir.join(audit::FILE)) else {
-            return;
-        };
-        let mut open: Vec<serde_json::Value> = vec![];
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let ev = &v["event"];
-            let id = ev["approval"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            match ev["kind"].as_str().unwrap_or_default() {
-                "approval.requested" => open.push(ev["approval"].clone()),
-                "approval.decided" | "approval.expired" | "approval.cancelled"
-                | "approval.abandoned" => {
-                    open.retain(|a| a["id"].as_str() != Some(id.as_str()));
-                }
-                _ => {}
+        let Some(st) = &self.store else { return };
+        let pending = match st.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending approvals");
+                return;
             }
-        }
-        for a in open {
-            tracing::info!(approval = %a["id"].as_str().unwrap_or_default(), "approval left pending by a previous process closed as abandoned");
-            self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": a}));
+        };
+        for info in pending {
+            if info.instance.as_deref().is_some_and(process_alive) {
+                continue; // another live instance holds it
+            }
+            tracing::info!(approval = %info.id, "approval left pending by a previous process closed as abandoned");
+            let _ = st.approval(&info, "abandoned", None);
+            self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": info}));
         }
     }
 
@@ -280,17 +274,26 @@ impl Broker {
             ev["detail"] = x;
         }
         let _ = self.events.send(ev.to_string());
-        match &self.audit {
-            Some(a) => a.record(ev).map_err(|e| format!("audit log: {e}")),
-            None => Err("no audit log".into()),
-        }
+        let Some(st) = &self.store else {
+            return Err("no approval store".into());
+        };
+        let status = match kind {
+            "approval.requested" => "pending",
+            "approval.decided" => "decided",
+            "approval.expired" => "expired",
+            "approval.cancelled" => "cancelled",
+            _ => "failed",
+        };
+        st.approval(info, status, ev.get("detail"))
+            .map_err(|e| e.to_string())?;
+        st.audit(&ev).map_err(|e| e.to_string())
     }
 
     /// Records something that is not about one approval (a refused call, a grant revoked).
     pub fn audit(&self, event: serde_json::Value) {
         let _ = self.events.send(event.to_string());
-        if let Some(a) = &self.audit {
-            if let Err(e) = a.record(event) {
+        if let Some(st) = &self.store {
+            if let Err(e) = st.audit(&event) {
                 tracing::error!(error = %e, "cannot write the audit log");
             }
         }
@@ -322,6 +325,9 @@ impl Broker {
     }
 
     /// An unexpired grant for (agent, upstream, tool).
+    /// An unexpired grant for (agent, upstream, tool) — and these arguments, for a grant
+    /// narrowed to them. Read from the store each time, so a revocation (by any instance)
+    /// applies at once.
     pub fn grant_for(
         &self,
         agent: &str,
@@ -330,49 +336,43 @@ impl Broker {
         args_sha256: &str,
     ) -> Option<Grant> {
         let now = now_secs();
-        lock(&self.grants)
-            .iter()
-            .find(|g| {
-                g.agent == agent
-                    && g.upstream == upstream
-                    && g.tool == tool
-                    && g.expires_at.is_none_or(|e| e > now)
-                    && g.arguments_sha256
-                        .as_deref()
-                        .is_none_or(|d| d == args_sha256)
-            })
-            .cloned()
+        self.grants().into_iter().find(|g| {
+            g.agent == agent
+                && g.upstream == upstream
+                && g.tool == tool
+                && g.expires_at.is_none_or(|e| e > now)
+                && g.arguments_sha256
+                    .as_deref()
+                    .is_none_or(|d| d == args_sha256)
+        })
     }
 
     pub fn grants(&self) -> Vec<Grant> {
-        lock(&self.grants).clone()
+        match &self.store {
+            Some(st) => st.grants().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read grants");
+                vec![]
+            }),
+            None => vec![],
+        }
     }
 
     pub fn revoke(&self, id: &str) -> bool {
-        let removed = {
-            let mut g = lock(&self.grants);
-            let before = g.len();
-            g.retain(|x| x.id != id);
-            before != g.len()
-        };
+        let removed = self
+            .store
+            .as_ref()
+            .is_some_and(|st| st.remove_grant(id).unwrap_or(false));
         if removed {
-            self.save_grants();
             self.audit(serde_json::json!({"kind": "grant.revoked", "grant": id}));
         }
         removed
-    }
-
-    fn save_grants(&self) {
-        let bytes = serde_json::to_vec_pretty(&*lock(&self.grants)).unwrap_or_default();
-        if let Err(e) = crate::state::write_atomic(&self.dir, GRANTS_FILE, &bytes) {
-            tracing::error!(error = %e, "cannot save grants");
-        }
     }
 
     /// Holds until a human decides, the approval expires, or the caller drops this future
     /// (cancellation). Fails closed on any error.
     pub async fn request(&self, mut info: ApprovalInfo, expiry: Duration) -> Outcome {
         info.id = random_id(6);
+        info.instance = Some(std::process::id().to_string());
         info.created_at = now_secs();
         info.expires_at = info.created_at + expiry.as_secs();
         let (tx, rx) = oneshot::channel();
@@ -431,8 +431,11 @@ impl Broker {
                                     .1
                                     .then(|| info.arguments_sha256.clone()),
                             };
-                            lock(&self.grants).push(grant.clone());
-                            self.save_grants();
+                            if let Some(st) = &self.store {
+                                if let Err(e) = st.add_grant(&grant) {
+                                    tracing::error!(error = %e, "cannot store the grant");
+                                }
+                            }
                             self.audit(serde_json::json!({"kind": "grant.created", "grant": grant}));
                             Outcome::Allowed { always: true }
                         }
@@ -470,6 +473,7 @@ mod tests {
             kind: "envelope".into(),
             created_at: 0,
             expires_at: 0,
+            instance: None,
         }
     }
 
@@ -484,9 +488,10 @@ mod tests {
         );
         assert!(started.elapsed() >= Duration::from_secs(600));
         assert!(b.list().is_empty());
-        let log = std::fs::read_to_string(dir.path().join(audit::FILE)).unwrap();
+        let rows = store::audit_rows(dir.path()).unwrap();
+        let log: String = rows.iter().map(|r| r.event.clone()).collect();
         assert!(log.contains("approval.requested") && log.contains("approval.expired"));
-        assert_eq!(audit::verify(&dir.path().join(audit::FILE)), Ok(2));
+        assert_eq!(audit::verify(&rows), Ok(2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -521,7 +526,11 @@ mod tests {
         held.abort();
         let _ = held.await;
         assert!(b.list().is_empty());
-        let log = std::fs::read_to_string(dir.path().join(audit::FILE)).unwrap();
+        let log: String = store::audit_rows(dir.path())
+            .unwrap()
+            .iter()
+            .map(|r| r.event.clone())
+            .collect();
         assert!(log.contains("approval.cancelled"), "{log}");
     }
 }

@@ -1203,6 +1203,7 @@ impl Session {
             kind: kind.into(),
             created_at: 0,
             expires_at: 0,
+            instance: None,
         };
         // While waiting, keep clients that reset their timeout on progress waiting.
         let progress = self.progress_ticker(key, summary, cfg.approvals.progress_interval);

@@ -1,0 +1,190 @@
+//! Where approvals (pending and history), grants and the audit log live: behind the narrow
+//! [`Store`] interface, so that a shared database server can replace the embedded default
+//! without touching the broker. The default is an embedded SQLite database, `warden.db` in the
+//! state directory (created 0600, never opened through a symlink; several instances sharing the
+//! state directory share it safely, SQLite locks).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{audit, ApprovalInfo, Grant};
+use crate::upstream::lock;
+
+pub const FILE: &str = "warden.db";
+
+#[derive(Debug, thiserror::Error)]
+#[error("approval store: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// The narrow interface the broker needs.
+pub trait Store: Send + Sync {
+    /// Appends one event to the hash-chained audit log.
+    fn audit(&self, event: &Value) -> Result<(), StoreError>;
+    /// Records an approval and its status (`pending`, `decided`, `expired`, `cancelled`,
+    /// `abandoned`, `failed`).
+    fn approval(
+        &self,
+        info: &ApprovalInfo,
+        status: &str,
+        detail: Option<&Value>,
+    ) -> Result<(), StoreError>;
+    /// Approvals still `pending` (left by a process that stopped, when called at start).
+    fn pending(&self) -> Result<Vec<ApprovalInfo>, StoreError>;
+    fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+    fn add_grant(&self, g: &Grant) -> Result<(), StoreError>;
+    fn remove_grant(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+pub struct SqliteStore {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        crate::state::ensure_dir(dir).map_err(|e| StoreError(e.to_string()))?;
+        let path = dir.join(FILE);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(StoreError(format!(
+                "{} is a symlink; refusing to open it",
+                path.display()
+            )));
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+            | rusqlite::OpenFlags::SQLITE_OPEN_FULL_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS audit (
+                 seq INTEGER PRIMARY KEY, time TEXT NOT NULL, event TEXT NOT NULL,
+                 prev TEXT NOT NULL, hash TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS approvals (
+                 id TEXT PRIMARY KEY, info TEXT NOT NULL, status TEXT NOT NULL,
+                 detail TEXT, updated_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS grants (
+                 id TEXT PRIMARY KEY, grant_json TEXT NOT NULL);",
+        )?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn audit(&self, event: &Value) -> Result<(), StoreError> {
+        let mut conn = lock(&self.conn);
+        // One transaction: read the tail, append the next link (several instances may write).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (seq, prev): (i64, String) = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(|(s, h): (i64, String)| (s + 1, h))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok((0, audit::GENESIS.to_string())),
+                e => Err(e),
+            })?;
+        let time = audit::now_rfc3339();
+        let h = audit::hash(&prev, seq as u64, &time, event);
+        tx.execute(
+            "INSERT INTO audit (seq, time, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![seq, time, event.to_string(), prev, h],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn approval(
+        &self,
+        info: &ApprovalInfo,
+        status: &str,
+        detail: Option<&Value>,
+    ) -> Result<(), StoreError> {
+        let info_json = serde_json::to_string(info).map_err(|e| StoreError(e.to_string()))?;
+        lock(&self.conn).execute(
+            "INSERT INTO approvals (id, info, status, detail, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, detail = excluded.detail, updated_at = excluded.updated_at",
+            rusqlite::params![info.id, info_json, status, detail.map(|d| d.to_string()), super::now_secs() as i64],
+        )?;
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<ApprovalInfo>, StoreError> {
+        let conn = lock(&self.conn);
+        let mut stmt = conn.prepare("SELECT info FROM approvals WHERE status = 'pending'")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows
+            .filter_map(|r| r.ok())
+            .filter_map(|s| serde_json::from_str(&s).ok())
+            .collect())
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let conn = lock(&self.conn);
+        let mut stmt = conn.prepare("SELECT grant_json FROM grants ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows
+            .filter_map(|r| r.ok())
+            .filter_map(|s| serde_json::from_str(&s).ok())
+            .collect())
+    }
+
+    fn add_grant(&self, g: &Grant) -> Result<(), StoreError> {
+        let json = serde_json::to_string(g).map_err(|e| StoreError(e.to_string()))?;
+        lock(&self.conn).execute(
+            "INSERT INTO grants (id, grant_json) VALUES (?1, ?2)",
+            rusqlite::params![g.id, json],
+        )?;
+        Ok(())
+    }
+
+    fn remove_grant(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.conn).execute("DELETE FROM grants WHERE id = ?1", [id])? > 0)
+    }
+}
+
+/// Every audit row, in order (for `audit verify` and `audit list`).
+pub fn audit_rows(dir: &Path) -> Result<Vec<audit::Row>, String> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT seq, time, event, prev, hash FROM audit ORDER BY seq")
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(audit::Row {
+                seq: r.get::<_, i64>(0)? as u64,
+                time: r.get(1)?,
+                event: r.get(2)?,
+                prev: r.get(3)?,
+                hash: r.get(4)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
