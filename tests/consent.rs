@@ -244,11 +244,11 @@ fn stdio_expiry_and_repeated_envelope_are_refused() {
 #[test]
 fn several_pending_approvals_need_an_id_and_can_be_decided_out_of_order() {
     let mut s = setup("", "");
-    for i in 1..=3 {
+    for i in 1..=10 {
         call_consent(&mut s, i, &format!("n{i}"), "");
     }
-    eventually(Duration::from_secs(10), "three held", || {
-        pending_count(&s) == 3
+    eventually(Duration::from_secs(15), "ten held", || {
+        pending_count(&s) == 10
     });
     let o = cli(&s, &["approve", "allow-once"]);
     assert!(!o.status.success());
@@ -268,20 +268,46 @@ fn several_pending_approvals_need_an_id_and_can_be_decided_out_of_order() {
                 .map(|l| l.to_string()),
         )
         .collect();
-    // Decide the last first: deny n3, allow n1, allow n2.
-    let find = |x: &str| ids.iter().find(|(_, a)| a.contains(x)).unwrap().0.clone();
-    for (x, d) in [("n3", "deny"), ("n1", "allow-once"), ("n2", "allow-once")] {
-        assert!(cli(&s, &["approve", &find(x), d]).status.success());
+    // Decide in a scrambled order; even numbers are denied.
+    let find = |x: &str| {
+        ids.iter()
+            .find(|(_, a)| a.contains(&format!("\"{x}\"")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{x} not in {list}\naudit:\n{}",
+                    audit_log(&s.state_home.join("mcp-warden"))
+                )
+            })
+            .0
+            .clone()
+    };
+    for i in [7, 2, 10, 1, 5, 9, 3, 8, 4, 6] {
+        let d = if i % 2 == 0 { "deny" } else { "allow-once" };
+        assert!(
+            cli(&s, &["approve", &find(&format!("n{i}")), d])
+                .status
+                .success(),
+            "n{i}"
+        );
     }
     let mut results = std::collections::HashMap::new();
-    for _ in 0..3 {
+    for _ in 0..10 {
         let line = s.proxy.recv();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         results.insert(v["id"].as_u64().unwrap(), line);
     }
-    assert!(results[&1].contains("performed x=n1"));
-    assert!(results[&2].contains("performed x=n2"));
-    assert!(results[&3].contains("denied by a human"));
+    for i in 1..=10u64 {
+        if i % 2 == 0 {
+            assert!(results[&i].contains("denied by a human"), "{}", results[&i]);
+        } else {
+            assert!(
+                results[&i].contains(&format!("performed x=n{i}")),
+                "{}",
+                results[&i]
+            );
+        }
+    }
+    assert_no_action_id(&s, &results.values().cloned().collect::<Vec<_>>());
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! never the secret itself. The secret file is created once with `O_EXCL`, mode 0600, never
 //! overwritten and never read through a symlink.
 //!
-//! Methods: `approvals.list`, `approvals.decide {id, decision, operator?}`, `grants.list`,
+//! Methods: `approvals.list`, `approvals.show {id}`, `approvals.decide {id, decision, operator?}`, `grants.list`,
 //! `grants.revoke {id}`. `GET /events` streams approval events (SSE).
 
 use std::io::{Read, Write};
@@ -276,6 +276,16 @@ fn rpc(
                 Err(e) => rpc_error(&id, -32602, &e),
             }
         }
+        "approvals.show" => {
+            let approval = params
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            match ctl.broker.list().into_iter().find(|a| a.id == approval) {
+                Some(a) => rpc_result(&id, serde_json::json!(a)),
+                None => rpc_error(&id, -32602, &format!("no pending approval `{approval}`")),
+            }
+        }
         "grants.list" => rpc_result(&id, serde_json::json!(ctl.broker.grants())),
         "grants.revoke" => {
             let g = params
@@ -515,10 +525,11 @@ pub async fn call_all(
                 };
                 out.push((sock, r));
             }
-            Err(_) => {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 // Nobody listens: a socket left by a process that died.
                 let _ = std::fs::remove_file(&sock);
             }
+            Err(e) => out.push((sock, Err(e.to_string()))),
         }
     }
     Ok(out)

@@ -1026,6 +1026,7 @@ impl Session {
             } else {
                 "prompt"
             };
+            self.audit_refusal(&name, &format!("unknown or hidden {what}"));
             return jsonrpc::error_response(
                 Some(id),
                 code::INVALID_PARAMS,
@@ -1052,6 +1053,7 @@ impl Session {
                 Ok(None) => {}
                 Err(refusal) => {
                     tracing::info!(session = %self.id, tool = %name, "call refused: {refusal}");
+                    self.audit_refusal(&name, &refusal);
                     return jsonrpc::response(
                         id,
                         serde_json::json!({
@@ -1096,6 +1098,13 @@ impl Session {
         match reply.result().and_then(crate::approval::envelope::detect) {
             Some(envelope) => self.hold(entry, &name, out, envelope, key, approved).await,
             None => reply,
+        }
+    }
+
+    /// Every refused call goes into the audit log (who, what, why).
+    fn audit_refusal(&self, name: &str, reason: &str) {
+        if let Some(b) = &self.broker {
+            b.audit(serde_json::json!({"kind": "call.refused", "agent": self.agent_name(), "name": name, "reason": reason}));
         }
     }
 
