@@ -898,3 +898,19 @@ fn python_sdk_envelope_server_end_to_end() {
         "exactly one transfer: {count}"
     );
 }
+
+#[test]
+fn stdio_eof_cancels_a_held_call_promptly() {
+    let mut s = setup("", "");
+    call_consent(&mut s, 1, "eof", "");
+    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    let started = std::time::Instant::now();
+    s.proxy.close_stdin();
+    s.proxy.wait_exit(Duration::from_secs(8));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exit waited for the human"
+    );
+    let audit = audit_log(&s.state_home.join("mcp-warden"));
+    assert!(audit.contains("approval.cancelled"), "{audit}");
+}

@@ -108,6 +108,8 @@ impl Slot {
 
 struct InFlight {
     seq: u64,
+    /// Waiting for a human: not worth waiting for when the agent hangs up.
+    held: bool,
     sink: Sink,
     /// The upstream and upstream-side id once forwarded.
     upstream: Option<(usize, u64)>,
@@ -364,7 +366,9 @@ impl Session {
     /// that answers to what it already sent are still written.
     pub async fn drain(&self, within: Duration) {
         let end = Instant::now() + within;
-        while !lock(&self.inflight).is_empty() && Instant::now() < end {
+        // Calls held for a human are not waited for: the agent that asked is gone, so closing
+        // the session cancels their approvals.
+        while lock(&self.inflight).values().any(|f| !f.held) && Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -886,6 +890,7 @@ impl Session {
                 id.clone(),
                 InFlight {
                     seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                    held: false,
                     sink: sink.clone(),
                     upstream: None,
                     progress_token,
@@ -1216,9 +1221,15 @@ impl Session {
         };
         // While waiting, keep clients that reset their timeout on progress waiting.
         let progress = self.progress_ticker(key, summary, cfg.approvals.progress_interval);
+        if let Some(f) = lock(&self.inflight).get_mut(key) {
+            f.held = true;
+        }
         let outcome = broker
             .request(info, expiry.min(cfg.approvals.max_expiry))
             .await;
+        if let Some(f) = lock(&self.inflight).get_mut(key) {
+            f.held = false;
+        }
         drop(progress);
         match outcome {
             crate::approval::Outcome::Allowed { .. } => Ok(()),
