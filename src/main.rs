@@ -100,6 +100,9 @@ enum Command {
         /// Listen address, overriding `[proxy] listen`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Allow a non-loopback listener without TLS (traffic and bearer tokens in clear text).
+        #[arg(long)]
+        dangerously_allow_insecure_remote: bool,
     },
     /// Serve one agent over stdin/stdout (logs go to stderr).
     Stdio {
@@ -306,13 +309,33 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Command::Serve { config, listen } => {
+            Command::Serve {
+                config,
+                listen,
+                dangerously_allow_insecure_remote,
+            } => {
                 let mut cfg = match load(config) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
                 if let Some(addr) = listen {
                     cfg.proxy.listen = addr;
+                }
+                if !cfg.proxy.listen.ip().is_loopback() {
+                    // TLS is not available yet: a network listener would carry tokens in clear.
+                    if !dangerously_allow_insecure_remote {
+                        eprintln!(
+                            "mcp-warden: refusing to listen on {} (not loopback) without TLS; use a loopback address, or pass --dangerously-allow-insecure-remote to accept clear-text traffic and tokens",
+                            cfg.proxy.listen
+                        );
+                        return ExitCode::from(1);
+                    }
+                    if cfg.agents.is_empty() && cfg.proxy.auth == config::AuthMode::None {
+                        eprintln!("mcp-warden: a non-loopback listener needs authentication (auth = \"none\" is loopback-only)");
+                        return ExitCode::from(1);
+                    }
+                    tracing::warn!(listen = %cfg.proxy.listen, "INSECURE: listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
+                    eprintln!("mcp-warden: WARNING: listening on {} without TLS: traffic and bearer tokens are readable on the network", cfg.proxy.listen);
                 }
                 let listener = match tokio::net::TcpListener::bind(cfg.proxy.listen).await {
                     Ok(l) => l,
