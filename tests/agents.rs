@@ -682,3 +682,40 @@ fn config_reload_applies_atomically_and_a_broken_file_changes_nothing() {
         200
     );
 }
+
+/// Guessing tokens: after a few wrong ones, the source address is refused (429, Retry-After)
+/// without its credential being looked at — even a right one — until the back-off passes.
+#[test]
+fn wrong_tokens_are_rate_limited_per_source_address() {
+    let cfg = format!(
+        "{}[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"*\"]\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("ROUTER_TOKEN", ROUTER)]);
+    for i in 0..5 {
+        let r = post_as(
+            &p.url,
+            Some(&format!("wrong-token-guess-number-{i}")),
+            None,
+            INIT,
+            &[],
+        );
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = post_as(&p.url, Some("wrong-token-guess-number-6"), None, INIT, &[]);
+    assert_eq!(r.status(), 401);
+    let r = post_as(&p.url, Some(ROUTER), None, INIT, &[]);
+    assert_eq!(r.status(), 429, "blocked even with the right token");
+    assert!(r.headers().contains_key("retry-after"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = post_as(&p.url, Some(ROUTER), None, INIT, &[]);
+    assert_eq!(r.status(), 200, "after the back-off the right token works");
+    // No token at all is not a guess and is never throttled.
+    for _ in 0..10 {
+        assert_eq!(post_as(&p.url, None, None, INIT, &[]).status(), 401);
+    }
+    assert!(
+        !p.logs().contains(ROUTER),
+        "the token never reaches the logs"
+    );
+}

@@ -160,7 +160,10 @@ fn stdio_upstream_environment_is_cleared_except_what_the_config_names() {
 #[test]
 fn non_loopback_listener_is_refused_without_the_dangerous_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &format!("[proxy]\nauth = \"none\"\n{}", demo_upstream("demo", &[])));
+    let cfg = write_config(
+        dir.path(),
+        &format!("[proxy]\nauth = \"none\"\n{}", demo_upstream("demo", &[])),
+    );
     let o = Command::new(warden_bin())
         .args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(&cfg)
@@ -168,10 +171,20 @@ fn non_loopback_listener_is_refused_without_the_dangerous_flag() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to listen on 0.0.0.0:0"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to listen on 0.0.0.0:0"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Even with the flag, no authentication is not allowed beyond loopback.
     let o = Command::new(warden_bin())
-        .args(["serve", "--listen", "0.0.0.0:0", "--dangerously-allow-insecure-remote", "--config"])
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--dangerously-allow-insecure-remote",
+            "--config",
+        ])
         .arg(&cfg)
         .env("XDG_STATE_HOME", dir.path())
         .output()

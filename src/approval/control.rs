@@ -93,6 +93,8 @@ struct Ctl {
     operators: Operators,
     /// Signed-in operators of the approvals page.
     web: Arc<WebSessions>,
+    /// Throttling of failed sign-ins and control requests from the network.
+    throttle: Arc<crate::downstream::identity::Throttle>,
 }
 
 /// Web sessions of the approvals page: an HttpOnly, SameSite=Strict cookie names the session;
@@ -217,8 +219,16 @@ fn rpc(
     peer: Option<std::net::SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(ip) = peer.map(|p| p.ip()) {
+        if ctl.throttle.blocked(ip).is_some() {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
+        }
+    }
     let Some(who) = authorize(&ctl, &headers, peer) else {
         tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
+        if let Some(ip) = peer.map(|p| p.ip()) {
+            ctl.throttle.failure(ip);
+        }
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     };
     // A cookie-authenticated request must prove it comes from the page (CSRF): a cross-site
@@ -372,6 +382,7 @@ pub fn http_routes<S>(
             token,
             operators,
             web,
+            throttle: Arc::default(),
         }))
 }
 
@@ -403,7 +414,14 @@ async fn page_icon() -> Response {
     static_file("image/svg+xml", include_str!("web/icon.svg"))
 }
 
-async fn login(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
+async fn login(
+    State(ctl): State<Ctl>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    if ctl.throttle.blocked(peer.ip()).is_some() {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
+    }
     #[derive(serde::Deserialize)]
     struct Login {
         token: String,
@@ -412,7 +430,8 @@ async fn login(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
         .ok()
         .and_then(|l| operator_by_token(&ctl, &l.token))
     else {
-        tracing::warn!("approvals page: sign-in refused");
+        tracing::warn!(peer = %peer.ip(), "approvals page: sign-in refused");
+        ctl.throttle.failure(peer.ip());
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     };
     let (sid, csrf) = ctl.web.create(&op);
@@ -455,6 +474,7 @@ pub fn serve(
             token,
             operators,
             web: Arc::default(),
+            throttle: Arc::default(),
         });
     let cleanup = SocketFile(path.clone());
     Ok(crate::task::spawn(
@@ -599,6 +619,7 @@ mod tests {
             token: token.clone(),
             operators,
             web: Arc::default(),
+            throttle: Arc::default(),
         };
         let h = |t: &str| {
             let mut m = HeaderMap::new();

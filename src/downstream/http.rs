@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -66,6 +66,7 @@ struct Inner {
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::session::Services,
     auth: std::sync::RwLock<Arc<Authenticator>>,
+    throttle: super::identity::Throttle,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -136,15 +137,35 @@ impl Front {
         lock(&self.inner.sessions).len()
     }
 
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+    fn caller(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Response> {
+        // Guessing tokens is throttled per source address: after a few failures, requests from
+        // it are refused (429) for a growing time without looking at the credential at all.
+        if let Some(wait) = self.inner.throttle.blocked(peer.ip()) {
+            let mut r = jsonrpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                code::INVALID_REQUEST,
+                "Too many failed authentication attempts",
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(r);
+        }
         let auth = self
             .inner
             .auth
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        auth.authenticate(headers).map_err(|e| {
-            tracing::warn!(reason = ?e, "request refused: authentication failed");
+        let result = auth.authenticate(headers);
+        match &result {
+            Ok(_) => self.inner.throttle.success(peer.ip()),
+            // A missing credential is not a guess; a wrong one is.
+            Err(AuthError::Invalid) => self.inner.throttle.failure(peer.ip()),
+            Err(AuthError::Missing) => {}
+        }
+        result.map_err(|e| {
+            tracing::warn!(reason = ?e, peer = %peer.ip(), "request refused: authentication failed");
             let challenge = match e {
                 AuthError::Missing => r#"Bearer realm="mcp-warden""#,
                 AuthError::Invalid => r#"Bearer realm="mcp-warden", error="invalid_token""#,
@@ -373,8 +394,13 @@ fn version_error(headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-async fn post(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match front.caller(&headers) {
+async fn post(
+    State(front): State<Front>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match front.caller(&headers, peer) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -631,8 +657,12 @@ impl Drop for Lease {
     }
 }
 
-async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
-    let caller = match front.caller(&headers) {
+async fn get(
+    State(front): State<Front>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match front.caller(&headers, peer) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -732,8 +762,12 @@ async fn get(State(front): State<Front>, headers: HeaderMap) -> Response {
     sse_response(Body::from_stream(stream))
 }
 
-async fn delete(State(front): State<Front>, headers: HeaderMap) -> Response {
-    let caller = match front.caller(&headers) {
+async fn delete(
+    State(front): State<Front>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match front.caller(&headers, peer) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -789,6 +823,7 @@ pub async fn serve(
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::session::Services::new(&cfg),
+            throttle: super::identity::Throttle::default(),
             auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
         }),
     };

@@ -88,6 +88,50 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Per-source-address throttling of failed authentication: after `FREE` failures, each further
+/// failure doubles the time the address is refused (1 s … 15 min). A success clears it.
+#[derive(Default)]
+pub struct Throttle {
+    map: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, tokio::time::Instant)>>,
+    /// Failed attempts since start (for metrics).
+    pub failures_total: std::sync::atomic::AtomicU64,
+}
+
+const FREE: u32 = 5;
+const MAX_BLOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl Throttle {
+    /// How much longer `ip` is refused, if it is.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        let m = crate::upstream::lock(&self.map);
+        let (_, until) = m.get(&ip)?;
+        let now = tokio::time::Instant::now();
+        (*until > now).then(|| *until - now)
+    }
+
+    pub fn failure(&self, ip: std::net::IpAddr) {
+        self.failures_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut m = crate::upstream::lock(&self.map);
+        if m.len() > 100_000 {
+            // Bounded memory under a spray of addresses: forget the oldest state.
+            m.clear();
+        }
+        let now = tokio::time::Instant::now();
+        let e = m.entry(ip).or_insert((0, now));
+        e.0 += 1;
+        if e.0 > FREE {
+            let shift = (e.0 - FREE - 1).min(20);
+            let wait = std::time::Duration::from_secs(1u64 << shift).min(MAX_BLOCK);
+            e.1 = now + wait;
+        }
+    }
+
+    pub fn success(&self, ip: std::net::IpAddr) {
+        crate::upstream::lock(&self.map).remove(&ip);
+    }
+}
+
 /// A fresh random token (256 bits, hex).
 pub fn generate_token() -> Option<String> {
     let mut b = [0u8; 32];
@@ -135,6 +179,32 @@ mod tests {
             );
         }
         h
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_throttled_with_growing_backoff_and_success_clears() {
+        let t = Throttle::default();
+        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        for _ in 0..FREE {
+            t.failure(ip);
+            assert!(t.blocked(ip).is_none());
+        }
+        t.failure(ip);
+        assert_eq!(t.blocked(ip), Some(std::time::Duration::from_secs(1)));
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        assert!(t.blocked(ip).is_none());
+        t.failure(ip);
+        assert_eq!(t.blocked(ip), Some(std::time::Duration::from_secs(2)));
+        assert!(
+            t.blocked("10.0.0.8".parse().unwrap()).is_none(),
+            "per address"
+        );
+        t.success(ip);
+        assert!(t.blocked(ip).is_none());
+        assert_eq!(
+            t.failures_total.load(std::sync::atomic::Ordering::Relaxed),
+            7
+        );
     }
 
     #[test]
