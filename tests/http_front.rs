@@ -537,3 +537,177 @@ fn http_shared_upstream_one_child_for_all_sessions_and_progress_stays_with_its_s
         "shared child left after shutdown"
     );
 }
+
+#[test]
+fn http_limits_sessions_inflight_nesting_headers() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nmax_sessions_per_agent = 2\nmax_inflight_per_session = 2\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let a = open_session(&p.url);
+    let _b = open_session(&p.url);
+    let r = post(&p.url, None, INIT);
+    assert_eq!(r.status(), 429, "a third session for the same caller");
+    // Ending one makes room.
+    assert_eq!(
+        http()
+            .delete(&p.url)
+            .header("mcp-session-id", &a)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let c = open_session(&p.url);
+    // Two slow calls in flight; the third is refused at once.
+    let slow = |id: u32| {
+        let (url, sid) = (p.url.clone(), c.clone());
+        std::thread::spawn(move || {
+            messages(post(&url, Some(&sid), &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"steps":4,"delay_ms":100}}}}}}"#))).pop().unwrap()
+        })
+    };
+    let (t1, t2) = (slow(1), slow(2));
+    std::thread::sleep(Duration::from_millis(150));
+    let third = messages(post(
+        &p.url,
+        Some(&c),
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    ))
+    .pop()
+    .unwrap();
+    assert!(
+        third["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Too many requests in flight"),
+        "{third}"
+    );
+    assert!(t1.join().unwrap().get("result").is_some());
+    assert!(t2.join().unwrap().get("result").is_some());
+    // Deep nesting is a parse error, not a crash.
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let r = post(&p.url, Some(&c), &deep);
+    assert_eq!(r.status(), 400);
+    // Oversized headers are refused by the HTTP layer.
+    let r = http()
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-filler", "x".repeat(512 * 1024))
+        .body(INIT)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    // Still serving.
+    let v = messages(post(
+        &p.url,
+        Some(&c),
+        r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
+    ))
+    .pop()
+    .unwrap();
+    assert!(v.get("result").is_some());
+}
+
+#[test]
+fn http_agent_credentials_never_reach_an_http_upstream() {
+    // An HTTP upstream that records every header it receives.
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("http://{}/mcp", l.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            seen2.lock().unwrap().push_str(&head);
+            let body = String::from_utf8_lossy(&body).to_string();
+            let reply = if body.contains("\"initialize\"") {
+                r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"1"}}}"#.to_string()
+            } else if body.contains("\"id\"") {
+                let id = body
+                    .split("\"id\":")
+                    .nth(1)
+                    .unwrap()
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+                    .to_string();
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}}}}"#)
+            } else {
+                String::new()
+            };
+            let status = if reply.is_empty() {
+                "202 Accepted"
+            } else {
+                "200 OK"
+            };
+            let _ = c.write_all(format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len()).as_bytes());
+        }
+    });
+    let cfg = format!(
+        "[upstreams.rec]\nurl = {up:?}\ntransport = \"streamable-http\"\nheaders = {{ X-Upstream-Key = \"${{UPSTREAM_KEY}}\" }}\n[agents.a]\ntoken_env = \"AGENT_TOKEN\"\ntools.allow = [\"*\"]\n"
+    );
+    let token = "agent-token-never-forwarded-123";
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[
+            ("AGENT_TOKEN", token),
+            ("UPSTREAM_KEY", "configured-upstream-key"),
+        ],
+    );
+    let r = http()
+        .post(&p.url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-agent-id", "spoof")
+        .body(INIT)
+        .send()
+        .unwrap();
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let r = http()
+        .post(&p.url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-session-id", &sid)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = seen.lock().unwrap().clone();
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("x-upstream-key: configured-upstream-key"),
+        "{headers}"
+    );
+    assert!(
+        !headers.contains(token),
+        "the agent's token reached the upstream:\n{headers}"
+    );
+    assert!(
+        !headers.to_ascii_lowercase().contains("authorization"),
+        "{headers}"
+    );
+    assert!(
+        !headers.to_ascii_lowercase().contains("x-agent-id"),
+        "{headers}"
+    );
+}

@@ -187,6 +187,10 @@ pub struct ProxySettings {
     pub server_name: String,
     /// Tools per `tools/list` page towards the agent (0: everything in one page).
     pub page_size: usize,
+    /// Open HTTP sessions one caller (agent, or the single user) may have.
+    pub max_sessions_per_agent: usize,
+    /// Requests one session may have in flight at once.
+    pub max_inflight_per_session: usize,
     /// How the HTTP front answers a POSTed request.
     pub response_mode: ResponseMode,
     /// How long `initialize` waits for upstreams before answering with those that are up.
@@ -221,6 +225,8 @@ impl Default for ProxySettings {
             shutdown_grace: Duration::from_secs(10),
             server_name: "mcp-warden".into(),
             page_size: 0,
+            max_sessions_per_agent: 64,
+            max_inflight_per_session: 128,
             response_mode: ResponseMode::Sse,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,

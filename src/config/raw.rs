@@ -360,6 +360,8 @@ const PROXY_KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "server_name",
     "page_size",
+    "max_sessions_per_agent",
+    "max_inflight_per_session",
     "response_mode",
     "initialize_wait_secs",
     "auth",
@@ -685,6 +687,12 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(n) = t.uint(cx, "page_size", 0, 100_000) {
         p.page_size = n as usize;
+    }
+    if let Some(n) = t.uint(cx, "max_sessions_per_agent", 1, 100_000) {
+        p.max_sessions_per_agent = n as usize;
+    }
+    if let Some(n) = t.uint(cx, "max_inflight_per_session", 1, 100_000) {
+        p.max_inflight_per_session = n as usize;
     }
     match t.string(cx, "auth").as_deref() {
         None | Some("required") => {}

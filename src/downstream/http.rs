@@ -525,6 +525,19 @@ fn general_sink(hs: &HttpSession) -> mpsc::Sender<Message> {
 }
 
 async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
+    let max = front.cfg().proxy.max_sessions_per_agent;
+    let open = lock(&front.inner.sessions)
+        .values()
+        .filter(|s| s.caller == caller && !s.session.is_closed())
+        .count();
+    if open >= max {
+        tracing::warn!(caller = ?caller, open, "session refused: too many open sessions for this caller");
+        return jsonrpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            code::INVALID_REQUEST,
+            &format!("Too many open sessions (at most {max}); end one with DELETE"),
+        );
+    }
     let sid = super::new_session_id();
     let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(

@@ -876,6 +876,17 @@ impl Session {
             .map(|t| t.get().to_string());
         {
             let mut inflight = lock(&self.inflight);
+            let max = self.cfg().proxy.max_inflight_per_session;
+            if inflight.len() >= max {
+                drop(inflight);
+                let err = jsonrpc::error_response(
+                    Some(&id),
+                    code::REQUEST_TIMEOUT,
+                    &format!("Too many requests in flight for this session (at most {max})"),
+                );
+                let _ = sink.try_send(err);
+                return;
+            }
             if inflight.contains_key(&id) {
                 drop(inflight);
                 let err = jsonrpc::error_response(
