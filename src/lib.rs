@@ -17,6 +17,7 @@
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
 //! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP; identity.
+//! - [`tls`]        the front's listener: plain loopback TCP, or TLS/mTLS with reloaded certificates.
 //! - [`state`]      the state directory: 0700, atomic 0600 files, never through a symlink.
 
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod session;
 pub mod sse;
 pub mod state;
 pub mod task;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -46,7 +48,7 @@ pub use config::Config;
 /// `token`: the single-user token (see [`downstream::http::single_user_token`]).
 pub async fn serve_http(
     config: Arc<Config>,
-    listener: tokio::net::TcpListener,
+    listener: tls::FrontListener,
     token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

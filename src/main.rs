@@ -322,25 +322,34 @@ fn main() -> ExitCode {
                     cfg.proxy.listen = addr;
                 }
                 if !cfg.proxy.listen.ip().is_loopback() {
-                    // TLS is not available yet: a network listener would carry tokens in clear.
-                    if !dangerously_allow_insecure_remote {
-                        eprintln!(
-                            "mcp-warden: refusing to listen on {} (not loopback) without TLS; use a loopback address, or pass --dangerously-allow-insecure-remote to accept clear-text traffic and tokens",
-                            cfg.proxy.listen
-                        );
-                        return ExitCode::from(1);
-                    }
                     if cfg.agents.is_empty() && cfg.proxy.auth == config::AuthMode::None {
                         eprintln!("mcp-warden: a non-loopback listener needs authentication (auth = \"none\" is loopback-only)");
                         return ExitCode::from(1);
                     }
-                    tracing::warn!(listen = %cfg.proxy.listen, "INSECURE: listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
-                    eprintln!("mcp-warden: WARNING: listening on {} without TLS: traffic and bearer tokens are readable on the network", cfg.proxy.listen);
+                    // Beyond loopback, traffic and tokens need TLS.
+                    if cfg.proxy.tls.is_none() {
+                        if !dangerously_allow_insecure_remote {
+                            eprintln!(
+                                "mcp-warden: refusing to listen on {} (not loopback) without TLS; configure [proxy.tls], use a loopback address, or pass --dangerously-allow-insecure-remote to accept clear-text traffic and tokens",
+                                cfg.proxy.listen
+                            );
+                            return ExitCode::from(1);
+                        }
+                        tracing::warn!(listen = %cfg.proxy.listen, "INSECURE: listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
+                        eprintln!("mcp-warden: WARNING: listening on {} without TLS: traffic and bearer tokens are readable on the network", cfg.proxy.listen);
+                    }
                 }
-                let listener = match tokio::net::TcpListener::bind(cfg.proxy.listen).await {
+                let tcp = match tokio::net::TcpListener::bind(cfg.proxy.listen).await {
                     Ok(l) => l,
                     Err(e) => {
                         eprintln!("mcp-warden: cannot listen on {}: {e}", cfg.proxy.listen);
+                        return ExitCode::from(1);
+                    }
+                };
+                let listener = match mcp_warden::tls::FrontListener::new(tcp, cfg.proxy.tls.as_ref()) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("mcp-warden: TLS: {e}");
                         return ExitCode::from(1);
                     }
                 };
@@ -353,7 +362,8 @@ fn main() -> ExitCode {
                 };
                 if let Ok(addr) = listener.local_addr() {
                     // One line on stdout so scripts (and tests) can learn an ephemeral port.
-                    println!("mcp-warden listening on http://{addr}{}", cfg.proxy.path);
+                    let scheme = if cfg.proxy.tls.is_some() { "https" } else { "http" };
+                    println!("mcp-warden listening on {scheme}://{addr}{}", cfg.proxy.path);
                 }
                 match mcp_warden::serve_http(Arc::new(cfg), listener, token, shutdown_signal())
                     .await

@@ -160,13 +160,15 @@ fn stdio_upstream_environment_is_cleared_except_what_the_config_names() {
 #[test]
 fn non_loopback_listener_is_refused_without_the_dangerous_flag() {
     let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, demo_upstream("demo", &[])).unwrap();
     let cfg = write_config(
         dir.path(),
         &format!("[proxy]\nauth = \"none\"\n{}", demo_upstream("demo", &[])),
     );
     let o = Command::new(warden_bin())
         .args(["serve", "--listen", "0.0.0.0:0", "--config"])
-        .arg(&cfg)
+        .arg(&plain)
         .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();

@@ -206,11 +206,11 @@ async fn rpc_local(
 
 async fn rpc_remote(
     State(ctl): State<Ctl>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    rpc(ctl, headers, Some(peer), body)
+    rpc(ctl, headers, Some(peer.addr), body)
 }
 
 fn rpc(
@@ -318,10 +318,10 @@ async fn events_local(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
 
 async fn events_remote(
     State(ctl): State<Ctl>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
-    events(ctl, headers, Some(peer))
+    events(ctl, headers, Some(peer.addr))
 }
 
 fn events(ctl: Ctl, headers: HeaderMap, peer: Option<std::net::SocketAddr>) -> Response {
@@ -416,9 +416,10 @@ async fn page_icon() -> Response {
 
 async fn login(
     State(ctl): State<Ctl>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::tls::Peer>,
     body: axum::body::Bytes,
 ) -> Response {
+    let peer = peer.addr;
     if ctl.throttle.blocked(peer.ip()).is_some() {
         return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
     }

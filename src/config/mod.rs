@@ -149,6 +149,8 @@ pub struct Agent {
     pub name: String,
     /// Bearer tokens that identify this agent over HTTP.
     pub tokens: Vec<TokenDigest>,
+    /// DNS names (SANs) of TLS client certificates that identify this agent (mTLS).
+    pub cert_names: Vec<String>,
     /// Upstreams this agent may use at all; `None`: every upstream.
     pub servers: Option<Vec<String>>,
     pub tools: Rules,
@@ -159,6 +161,18 @@ pub struct Agent {
     pub schema: Option<SchemaProfile>,
     /// Keyed by exposed name.
     pub rewrite: std::collections::BTreeMap<String, ToolRewrite>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    /// PEM certificate chain (re-read when the file changes).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA certificates that sign client certificates: enables mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse connections without a valid client certificate.
+    pub require_client_cert: bool,
 }
 
 /// How HTTP callers must identify themselves.
@@ -196,6 +210,8 @@ pub struct ProxySettings {
     /// How long `initialize` waits for upstreams before answering with those that are up.
     pub initialize_wait: Duration,
     pub auth: AuthMode,
+    /// TLS for the HTTP front (and mTLS when a client CA is given).
+    pub tls: Option<TlsSettings>,
     /// Where generated secrets and state live (`None`: `$XDG_STATE_HOME/mcp-warden` or
     /// `~/.local/state/mcp-warden`).
     pub state_dir: Option<PathBuf>,
@@ -230,6 +246,7 @@ impl Default for ProxySettings {
             response_mode: ResponseMode::Sse,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,
+            tls: None,
             state_dir: None,
         }
     }
@@ -320,6 +337,11 @@ impl Config {
         // Relative paths in a config file mean "relative to the file", so a config works from
         // any working directory. A bare command name (`npx`) is still looked up on PATH.
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(t) = &mut cfg.proxy.tls {
+            t.cert = crate::tls::resolve(&base, &t.cert);
+            t.key = crate::tls::resolve(&base, &t.key);
+            t.client_ca = t.client_ca.as_ref().map(|c| crate::tls::resolve(&base, c));
+        }
         for u in &mut cfg.upstreams {
             if let Transport::Stdio(s) = &mut u.transport {
                 if s.command.contains('/') && Path::new(&s.command).is_relative() {

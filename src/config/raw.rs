@@ -330,6 +330,7 @@ const APPROVAL_KEYS: &[&str] = &[
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_env"];
 const REQUIRE_KEYS: &[&str] = &["tools", "annotations", "agents", "upstreams"];
 const AGENT_KEYS: &[&str] = &[
+    "cert_names",
     "token_env",
     "token_sha256",
     "servers",
@@ -366,7 +367,9 @@ const PROXY_KEYS: &[&str] = &[
     "initialize_wait_secs",
     "auth",
     "state_dir",
+    "tls",
 ];
+const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "require_client_cert"];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
     "args",
@@ -702,6 +705,30 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
             format!("unknown mode `{other}` (expected required or none)"),
         ),
     }
+    if let Some(mut tt) = t.table(cx, "tls") {
+        let cert = tt.string(cx, "cert");
+        let key = tt.string(cx, "key");
+        let client_ca = tt.string(cx, "client_ca").map(PathBuf::from);
+        let require = tt.boolean(cx, "require_client_cert").unwrap_or(false);
+        if require && client_ca.is_none() {
+            cx.err(
+                &tt.at("require_client_cert"),
+                "needs `client_ca` (the CA that signs client certificates)",
+            );
+        }
+        match (cert, key) {
+            (Some(c), Some(k)) => {
+                p.tls = Some(super::TlsSettings {
+                    cert: PathBuf::from(c),
+                    key: PathBuf::from(k),
+                    client_ca,
+                    require_client_cert: require,
+                })
+            }
+            _ => cx.err(&tt.path, "needs `cert` and `key` (PEM files)"),
+        }
+        tt.finish(cx, TLS_KEYS);
+    }
     if let Some(d) = t.string(cx, "state_dir") {
         if let Some(d) = cx.expand(&t.at("state_dir"), &d) {
             p.state_dir = Some(PathBuf::from(d));
@@ -994,6 +1021,7 @@ fn rewrite(cx: &mut Ctx, mut t: Table) -> Option<ToolRewrite> {
 fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Option<Agent> {
     let before = cx.errors.len();
     let tokens = tokens(cx, &mut t);
+    let cert_names = t.strings(cx, "cert_names").unwrap_or_default();
     let servers = t.strings(cx, "servers");
     if let Some(list) = &servers {
         for (i, s) in list.iter().enumerate() {
@@ -1032,6 +1060,7 @@ fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Opti
     (cx.errors.len() == before).then(|| Agent {
         name: name.to_string(),
         tokens,
+        cert_names,
         servers,
         tools: tool_rules,
         prompts,

@@ -137,10 +137,10 @@ impl Front {
         lock(&self.inner.sessions).len()
     }
 
-    fn caller(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Response> {
+    fn caller(&self, headers: &HeaderMap, peer: crate::tls::Peer) -> Result<Caller, Response> {
         // Guessing tokens is throttled per source address: after a few failures, requests from
         // it are refused (429) for a growing time without looking at the credential at all.
-        if let Some(wait) = self.inner.throttle.blocked(peer.ip()) {
+        if let Some(wait) = self.inner.throttle.blocked(peer.addr.ip()) {
             let mut r = jsonrpc_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 code::INVALID_REQUEST,
@@ -157,15 +157,15 @@ impl Front {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let result = auth.authenticate(headers);
+        let result = auth.authenticate_peer(headers, peer.client_cert.as_deref());
         match &result {
-            Ok(_) => self.inner.throttle.success(peer.ip()),
+            Ok(_) => self.inner.throttle.success(peer.addr.ip()),
             // A missing credential is not a guess; a wrong one is.
-            Err(AuthError::Invalid) => self.inner.throttle.failure(peer.ip()),
+            Err(AuthError::Invalid) => self.inner.throttle.failure(peer.addr.ip()),
             Err(AuthError::Missing) => {}
         }
         result.map_err(|e| {
-            tracing::warn!(reason = ?e, peer = %peer.ip(), "request refused: authentication failed");
+            tracing::warn!(reason = ?e, peer = %peer.addr.ip(), "request refused: authentication failed");
             let challenge = match e {
                 AuthError::Missing => r#"Bearer realm="mcp-warden""#,
                 AuthError::Invalid => r#"Bearer realm="mcp-warden", error="invalid_token""#,
@@ -396,7 +396,7 @@ fn version_error(headers: &HeaderMap) -> Option<Response> {
 
 async fn post(
     State(front): State<Front>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -672,7 +672,7 @@ impl Drop for Lease {
 
 async fn get(
     State(front): State<Front>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
     let caller = match front.caller(&headers, peer) {
@@ -777,7 +777,7 @@ async fn get(
 
 async fn delete(
     State(front): State<Front>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
     let caller = match front.caller(&headers, peer) {
@@ -816,7 +816,7 @@ pub fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
 
 pub async fn serve(
     cfg: Arc<Config>,
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::FrontListener,
     generated: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -860,11 +860,7 @@ pub async fn serve(
     tracing::info!(addr = %local_addr, path = %cfg.proxy.path, "serving MCP over Streamable HTTP");
     let app = router(front.clone());
     let grace = cfg.proxy.shutdown_grace;
-    // Small SSE events must not wait for the client's delayed ACK (Nagle): ~40 ms per call.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<crate::tls::Peer>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");

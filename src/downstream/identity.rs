@@ -28,6 +28,8 @@ pub enum AuthError {
 
 pub struct Authenticator {
     agents: Vec<(TokenDigest, Arc<str>)>,
+    /// (certificate DNS name, agent) for mTLS identities.
+    cert_names: Vec<(String, Arc<str>)>,
     /// The token generated at start for the single-user case.
     user: Option<TokenDigest>,
     open: bool,
@@ -44,14 +46,46 @@ impl Authenticator {
                 a.tokens.iter().map(move |t| (t.clone(), name.clone()))
             })
             .collect();
+        let cert_names = cfg
+            .agents
+            .iter()
+            .flat_map(|a| {
+                let name: Arc<str> = Arc::from(a.name.as_str());
+                a.cert_names.iter().map(move |c| (c.clone(), name.clone()))
+            })
+            .collect();
         Authenticator {
             agents,
+            cert_names,
             // The generated token stands for the single user, who exists only while no agent
             // is named.
             user: generated
                 .filter(|_| cfg.agents.is_empty())
                 .map(TokenDigest::of),
             open: cfg.agents.is_empty() && cfg.proxy.auth == AuthMode::None,
+        }
+    }
+
+    /// Authenticates by bearer token and, over mTLS, by the verified client certificate. When
+    /// both are present they must name the same agent; a certificate that names no agent
+    /// identifies nobody (the token then decides).
+    pub fn authenticate_peer(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&rustls_pki_types::CertificateDer<'_>>,
+    ) -> Result<Caller, AuthError> {
+        let by_cert = cert.and_then(|c| {
+            self.cert_names
+                .iter()
+                .find(|(n, _)| crate::tls::cert_matches(c, n))
+                .map(|(_, a)| Caller::Agent(a.clone()))
+        });
+        let by_token = self.authenticate(headers);
+        match (by_cert, by_token) {
+            (Some(c), Ok(t)) if c == t => Ok(c),
+            (Some(_), Ok(_)) => Err(AuthError::Invalid),
+            (Some(c), Err(AuthError::Missing)) => Ok(c),
+            (_, result) => result,
         }
     }
 

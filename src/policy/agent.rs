@@ -98,6 +98,7 @@ mod tests {
         Agent {
             name: "a".into(),
             tokens: vec![],
+            cert_names: vec![],
             servers: servers.map(|s| s.iter().map(|x| x.to_string()).collect()),
             tools: Rules {
                 allow: allow.iter().map(|x| x.to_string()).collect(),
