@@ -122,12 +122,16 @@ impl HttpProxy {
 
     /// Starts with the config as given and extra environment variables.
     pub fn start_raw(config: &str, env: &[(&str, &str)]) -> HttpProxy {
+        Self::start_raw_listen(config, env, "127.0.0.1:0")
+    }
+
+    pub fn start_raw_listen(config: &str, env: &[(&str, &str)], listen: &str) -> HttpProxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = write_config(dir.path(), config);
         let mut child = Command::new(warden_bin())
             .args(["serve", "--config"])
             .arg(&cfg)
-            .args(["--listen", "127.0.0.1:0", "--log", "info,mcp_warden=debug"])
+            .args(["--listen", listen, "--log", "info,mcp_warden=debug"])
             .envs(env.iter().copied())
             .env("XDG_STATE_HOME", dir.path())
             .stdin(Stdio::null())
