@@ -78,6 +78,31 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<PathBuf> 
     result.map(|_| target)
 }
 
+/// An exclusive lock on `dir/name`, held until dropped (or the process ends). `Err` with
+/// `WouldBlock` when another live process holds it.
+pub struct DirLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub fn lock_exclusive(dir: &Path, name: &str) -> io::Result<DirLock> {
+    ensure_dir(dir)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dir.join(name))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(DirLock { _lock: l }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "held by another process",
+        )),
+        Err((_, e)) => Err(io::Error::other(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -719,3 +719,27 @@ fn wrong_tokens_are_rate_limited_per_source_address() {
         "the token never reaches the logs"
     );
 }
+
+#[test]
+fn two_single_user_servers_never_share_a_token_file() {
+    let first = HttpProxy::start_raw(&demo_upstream("demo", &[]), &[]);
+    let cfg = first.dir.path().join("warden.toml");
+    let o = std::process::Command::new(warden_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", first.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another single-user mcp-warden serve"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The first one's token still works.
+    let token = std::fs::read_to_string(first.dir.path().join("mcp-warden/http-token")).unwrap();
+    assert_eq!(
+        post_as(&first.url, Some(&token), None, INIT, &[]).status(),
+        200
+    );
+}

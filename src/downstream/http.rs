@@ -803,9 +803,21 @@ pub fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
     if !cfg.agents.is_empty() || cfg.proxy.auth != crate::config::AuthMode::Required {
         return Ok(None);
     }
+    let dir = cfg.state_dir();
+    // The token file belongs to one instance: a second single-user `serve` on the same state
+    // directory would silently replace the first one's token.
+    match crate::state::lock_exclusive(&dir, "http-token.lock") {
+        Ok(lock) => std::mem::forget(lock), // held for the life of the process
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(std::io::Error::other(format!(
+                "another single-user mcp-warden serve uses the state directory {}; give this one its own `state_dir`",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(e),
+    }
     let token = super::identity::generate_token()
         .ok_or_else(|| std::io::Error::other("no randomness for a token"))?;
-    let dir = cfg.state_dir();
     let path = crate::state::write_atomic(&dir, "http-token", token.as_bytes())?;
     eprintln!(
         "mcp-warden: no agents are configured; HTTP callers must send `Authorization: Bearer {token}` (for this run only; also in {})",
