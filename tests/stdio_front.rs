@@ -226,3 +226,38 @@ fn stdio_slow_upstream_joins_after_initialize_with_list_changed() {
     let (line, _) = p.recv_response("2");
     assert!(line.contains("slow__echo"), "{line}");
 }
+
+#[test]
+fn stdio_upstream_runs_under_its_configured_resource_limits() {
+    let cfg = format!(
+        "{}[upstreams.golden.limits]\nopen_files = 64\nmemory_mb = 1024\ncpu_secs = 600\n",
+        golden_upstream("golden")
+    );
+    let mut p = StdioProxy::start(&cfg);
+    p.initialize("2025-11-25");
+    let kids = descendants(p.child.id());
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", kids[0])).unwrap();
+    let row = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(row("Max open files"), "64", "{limits}");
+    assert_eq!(
+        row("Max address space"),
+        (1024u64 * 1024 * 1024).to_string(),
+        "{limits}"
+    );
+    assert_eq!(row("Max cpu time"), "600", "{limits}");
+    // And it still serves.
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"golden","arguments":{}}}"#);
+    let (line, _) = p.recv_response("1");
+    assert!(line.contains("structuredContent"));
+}

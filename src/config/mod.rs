@@ -294,6 +294,19 @@ pub struct StdioSpec {
     pub cwd: Option<PathBuf>,
     /// Environment variables passed through from mcp-warden's own environment by name.
     pub inherit_env: Vec<String>,
+    /// Resource limits for the child (applied with util-linux `prlimit`, which execs it).
+    pub limits: Option<Limits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Limits {
+    /// Address space, MiB.
+    pub memory_mb: Option<u64>,
+    /// CPU time, seconds.
+    pub cpu_secs: Option<u64>,
+    pub open_files: Option<u64>,
+    /// Processes/threads of the child's user.
+    pub processes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -369,6 +369,7 @@ const PROXY_KEYS: &[&str] = &[
     "state_dir",
     "tls",
 ];
+const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", "processes"];
 const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "require_client_cert"];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
@@ -376,6 +377,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "env",
     "cwd",
     "inherit_env",
+    "limits",
     "url",
     "headers",
     "transport",
@@ -756,6 +758,16 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let env = t.string_map(cx, "env");
     let cwd = t.string(cx, "cwd");
     let inherit_env = t.strings(cx, "inherit_env");
+    let limits = t.table(cx, "limits").map(|mut lt| {
+        let l = super::Limits {
+            memory_mb: lt.uint(cx, "memory_mb", 16, 1 << 30),
+            cpu_secs: lt.uint(cx, "cpu_secs", 1, 1 << 30),
+            open_files: lt.uint(cx, "open_files", 16, 1 << 20),
+            processes: lt.uint(cx, "processes", 1, 1 << 20),
+        };
+        lt.finish(cx, LIMIT_KEYS);
+        l
+    });
     let url = t.string(cx, "url");
     let headers = t.string_map(cx, "headers");
     let transport = t.string(cx, "transport");
@@ -865,6 +877,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
                     env,
                     cwd,
                     inherit_env: inherit_env.unwrap_or_default(),
+                    limits,
                 })),
                 _ => None,
             }
@@ -876,7 +889,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
                     "a stdio transport needs `command`, not `url`",
                 );
             }
-            for key in ["args", "env", "cwd", "inherit_env"] {
+            for key in ["args", "env", "cwd", "inherit_env", "limits"] {
                 if t.t.contains_key(key) {
                     cx.err(&t.at(key), "only valid for stdio upstreams (`command`)");
                 }

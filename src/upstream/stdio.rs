@@ -52,9 +52,36 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The program and arguments to run: the command itself, or — with resource limits — util-linux
+/// `prlimit` setting them and then executing the command (no shell either way; no unsafe
+/// `pre_exec` needed in this process).
+fn program(spec: &StdioSpec) -> (String, Vec<String>) {
+    let Some(l) = &spec.limits else {
+        return (spec.command.clone(), spec.args.clone());
+    };
+    let mut args = vec![];
+    if let Some(m) = l.memory_mb {
+        args.push(format!("--as={}", m * 1024 * 1024));
+    }
+    if let Some(c) = l.cpu_secs {
+        args.push(format!("--cpu={c}"));
+    }
+    if let Some(n) = l.open_files {
+        args.push(format!("--nofile={n}"));
+    }
+    if let Some(p) = l.processes {
+        args.push(format!("--nproc={p}"));
+    }
+    args.push("--".into());
+    args.push(spec.command.clone());
+    args.extend(spec.args.iter().cloned());
+    ("prlimit".into(), args)
+}
+
 pub(super) fn spawn(name: &str, spec: &StdioSpec, max_line: usize) -> std::io::Result<Pipe> {
-    let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
+    let (program, args) = program(spec);
+    let mut cmd = Command::new(&program);
+    cmd.args(&args)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
