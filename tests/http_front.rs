@@ -362,7 +362,10 @@ fn http_batches_only_for_2025_03_26() {
 
 #[test]
 fn http_slowloris_and_garbage_connections_do_not_stop_service() {
-    let p = demo_proxy();
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nheader_read_timeout_secs = 1\n{}",
+        demo_upstream("demo", &[])
+    ));
     let addr = p
         .url
         .trim_start_matches("http://")
@@ -381,6 +384,28 @@ fn http_slowloris_and_garbage_connections_do_not_stop_service() {
     assert_eq!(
         echo(&p.url, &sid, 1, "served")["result"]["content"][0]["text"],
         "served"
+    );
+    // The trickling client is cut off once the header deadline passes (it reads EOF, or the
+    // 408 hyper sends first).
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the slow connection was not closed: {e}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed by the deadline"
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
     );
 }
 

@@ -205,6 +205,8 @@ pub struct ProxySettings {
     pub max_sessions_per_agent: usize,
     /// Requests one session may have in flight at once.
     pub max_inflight_per_session: usize,
+    /// A client must send its request headers within this time (slowloris defence).
+    pub header_read_timeout: Duration,
     /// How the HTTP front answers a POSTed request.
     pub response_mode: ResponseMode,
     /// How long `initialize` waits for upstreams before answering with those that are up.
@@ -243,6 +245,7 @@ impl Default for ProxySettings {
             page_size: 0,
             max_sessions_per_agent: 64,
             max_inflight_per_session: 128,
+            header_read_timeout: Duration::from_secs(10),
             response_mode: ResponseMode::Sse,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,

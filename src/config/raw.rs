@@ -363,6 +363,7 @@ const PROXY_KEYS: &[&str] = &[
     "page_size",
     "max_sessions_per_agent",
     "max_inflight_per_session",
+    "header_read_timeout_secs",
     "response_mode",
     "initialize_wait_secs",
     "auth",
@@ -698,6 +699,9 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(n) = t.uint(cx, "max_inflight_per_session", 1, 100_000) {
         p.max_inflight_per_session = n as usize;
+    }
+    if let Some(d) = t.secs(cx, "header_read_timeout_secs", 3600) {
+        p.header_read_timeout = d;
     }
     match t.string(cx, "auth").as_deref() {
         None | Some("required") => {}

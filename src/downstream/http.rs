@@ -9,7 +9,7 @@
 //! headers; `Host` and `Origin` are checked against DNS rebinding before anything else.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -872,23 +872,49 @@ pub async fn serve(
     tracing::info!(addr = %local_addr, path = %cfg.proxy.path, "serving MCP over Streamable HTTP");
     let app = router(front.clone());
     let grace = cfg.proxy.shutdown_grace;
-    let app = app.into_make_service_with_connect_info::<crate::tls::Peer>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing requests in flight");
-        let _ = stop_tx.send(true);
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    // Run until shutdown is signalled, then give in-flight requests `grace` to complete.
-    let mut stop_seen = front.inner.stopping.clone();
-    tokio::select! {
-        r = &mut server => { r?; }
-        _ = stop_seen.wait_for(|s| *s) => {
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => r?,
-                Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+    // Our own accept loop (rather than `axum::serve`) so that HTTP/1 gets a header-read
+    // deadline: a client that trickles its headers (slowloris) is cut off instead of holding a
+    // connection forever.
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http1_only();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(cfg.proxy.header_read_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut listener = listener;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (io, peer) = axum::serve::Listener::accept(&mut listener) => {
+                let app = app.clone();
+                // Each request learns who is on the other end (address, client certificate).
+                let svc = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer.clone()));
+                    req
+                });
+                let conn = builder.serve_connection_with_upgrades(
+                    hyper_util::rt::TokioIo::new(io),
+                    hyper_util::service::TowerToHyperService::new(svc),
+                );
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
             }
+            _ = &mut shutdown => break,
         }
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    let _ = stop_tx.send(true);
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
     }
     front.close_all();
     crate::wait_for_children(Duration::from_secs(5)).await;
