@@ -336,6 +336,7 @@ fn main() -> ExitCode {
                             return ExitCode::from(1);
                         }
                         tracing::warn!(listen = %cfg.proxy.listen, "INSECURE: listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
+                        cfg.proxy.insecure_remote = true;
                         eprintln!("mcp-warden: WARNING: listening on {} without TLS: traffic and bearer tokens are readable on the network", cfg.proxy.listen);
                     }
                 }

@@ -194,3 +194,50 @@ fn non_loopback_listener_is_refused_without_the_dangerous_flag() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs authentication"));
 }
+
+#[test]
+fn insecure_remote_listener_is_reported_by_readyz() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[proxy]\nallowed_hosts = [\"*\"]\n{}",
+            demo_upstream("demo", &[])
+        ),
+    );
+    let mut child = Command::new(warden_bin())
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--dangerously-allow-insecure-remote",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = reqwest::blocking::get(format!("http://127.0.0.1:{port}/readyz"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("without TLS"), "{body}");
+}

@@ -736,3 +736,16 @@ fn http_agent_credentials_never_reach_an_http_upstream() {
         "{headers}"
     );
 }
+
+#[test]
+fn http_health_and_readiness() {
+    let p = demo_proxy();
+    let base = p.url.trim_end_matches("/mcp").to_string();
+    let h = http().get(format!("{base}/healthz")).send().unwrap();
+    assert_eq!(h.status(), 200);
+    let r = http().get(format!("{base}/readyz")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["ready"], true);
+    assert!(v["warnings"].as_array().unwrap().is_empty());
+}

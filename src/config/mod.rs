@@ -207,6 +207,9 @@ pub struct ProxySettings {
     pub max_inflight_per_session: usize,
     /// A client must send its request headers within this time (slowloris defence).
     pub header_read_timeout: Duration,
+    /// Set at start by `--dangerously-allow-insecure-remote` (not a config key): reported by
+    /// `/readyz` as a warning.
+    pub insecure_remote: bool,
     /// How the HTTP front answers a POSTed request.
     pub response_mode: ResponseMode,
     /// How long `initialize` waits for upstreams before answering with those that are up.
@@ -246,6 +249,7 @@ impl Default for ProxySettings {
             max_sessions_per_agent: 64,
             max_inflight_per_session: 128,
             header_read_timeout: Duration::from_secs(10),
+            insecure_remote: false,
             response_mode: ResponseMode::Sse,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,

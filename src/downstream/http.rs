@@ -255,7 +255,10 @@ impl Front {
 pub fn router(front: Front) -> Router {
     let path = front.cfg().proxy.path.clone();
     let limit = front.cfg().proxy.max_body_bytes;
-    let mut app = Router::new().route(&path, axum::routing::post(post).get(get).delete(delete));
+    let mut app = Router::new()
+        .route(&path, axum::routing::post(post).get(get).delete(delete))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/readyz", axum::routing::get(readyz));
     // Remote operators decide approvals here (operator tokens; the local token only from
     // loopback). Behind the same Host/Origin checks and security headers as everything else.
     if let Some(broker) = front.inner.shared.broker.clone() {
@@ -518,6 +521,26 @@ async fn post(
                 .into_response()
         }
     }
+}
+
+/// Readiness for orchestrators: ready once serving; warnings name unsafe settings in force.
+async fn readyz(State(front): State<Front>) -> Response {
+    let cfg = front.cfg();
+    let mut warnings = vec![];
+    if cfg.proxy.insecure_remote {
+        warnings
+            .push("listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
+    }
+    let body = serde_json::json!({
+        "ready": true,
+        "sessions": front.session_count(),
+        "warnings": warnings,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn general_sink(hs: &HttpSession) -> mpsc::Sender<Message> {
