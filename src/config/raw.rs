@@ -1130,6 +1130,45 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+
+    /// The configuration reference in README.md names every key the parser accepts: adding a
+    /// key without documenting it fails here, so the reference cannot drift from the code.
+    #[test]
+    fn readme_documents_every_config_key() {
+        let readme = include_str!("../../README.md");
+        let mut missing = vec![];
+        for (section, keys) in [
+            ("top", super::TOP_KEYS),
+            ("proxy", super::PROXY_KEYS),
+            ("proxy.tls", super::TLS_KEYS),
+            ("upstreams.*", super::UPSTREAM_KEYS),
+            ("upstreams.*.limits", super::LIMIT_KEYS),
+            ("tools rewrite", super::REWRITE_KEYS),
+            ("agents.*", super::AGENT_KEYS),
+            ("agents.*.tools", super::AGENT_TOOL_KEYS),
+            ("rules", super::RULE_KEYS),
+            ("operators.*", super::OPERATOR_KEYS),
+            ("approvals", super::APPROVAL_KEYS),
+            ("approvals.require", super::REQUIRE_KEYS),
+            ("approvals.webhooks", super::WEBHOOK_KEYS),
+        ] {
+            for k in keys {
+                let quoted = format!("`{k}`");
+                let assigned = format!("{k} =");
+                let dotted = format!(".{k}");
+                if !(readme.contains(&quoted)
+                    || readme.contains(&assigned)
+                    || readme.contains(&dotted))
+                {
+                    missing.push(format!("{section}: {k}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "README.md does not document: {missing:?}"
+        );
+    }
     use super::super::*;
 
     fn env(k: &str) -> Option<String> {
