@@ -26,6 +26,7 @@ pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod import;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod pins;

@@ -61,6 +61,16 @@ enum AuditAction {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Turn an `mcpServers` JSON file (Claude Desktop, Cursor, Claude Code) into an mcp-warden
+    /// config (printed, or written with --output), and show the client config that points the
+    /// client at mcp-warden.
+    Import {
+        /// claude_desktop_config.json, .cursor/mcp.json, .mcp.json, …
+        file: PathBuf,
+        /// Write the config here (refuses to overwrite) instead of printing it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Pending approvals (held calls waiting for a human).
     Approvals {
         #[arg(long, short, global = true)]
@@ -221,6 +231,45 @@ fn main() -> ExitCode {
                     }
                 };
                 mcp_warden::print_tools(Arc::new(cfg), caller, json).await
+            }
+            Command::Import { file, output } => {
+                let text = match std::fs::read_to_string(&file) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("mcp-warden: cannot read {}: {e}", file.display());
+                        return ExitCode::from(1);
+                    }
+                };
+                let imported = match mcp_warden::import::import(&text, &file.display().to_string()) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        eprintln!("mcp-warden: {}: {e}", file.display());
+                        return ExitCode::from(1);
+                    }
+                };
+                match &output {
+                    Some(path) => {
+                        use std::io::Write;
+                        let f = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+                        match f.and_then(|mut f| f.write_all(imported.toml.as_bytes())) {
+                            Ok(()) => eprintln!("mcp-warden: wrote {}", path.display()),
+                            Err(e) => {
+                                eprintln!("mcp-warden: cannot write {}: {e}", path.display());
+                                return ExitCode::from(1);
+                            }
+                        }
+                    }
+                    None => print!("{}", imported.toml),
+                }
+                if !imported.secrets.is_empty() {
+                    eprintln!("\nmcp-warden: secrets were not copied into the config; set these variables where mcp-warden runs:");
+                    for (var, _) in &imported.secrets {
+                        eprintln!("  export {var}=…");
+                    }
+                }
+                eprintln!("\nPoint the client at mcp-warden instead (stdio):\n{}", imported.client_stdio);
+                eprintln!("\nor over HTTP (with `mcp-warden serve`):\n{}", imported.client_http);
+                ExitCode::SUCCESS
             }
             Command::Approvals { config, action } => {
                 let dir = state_dir(config);

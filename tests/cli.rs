@@ -241,3 +241,109 @@ fn insecure_remote_listener_is_reported_by_readyz() {
     let _ = child.wait();
     assert!(body.contains("without TLS"), "{body}");
 }
+
+/// `import` turns each client's own config format into one `check` accepts, with the secrets
+/// moved out to environment variables it names — and never written to the config.
+#[test]
+fn import_converts_real_client_configs_into_checked_configs() {
+    let cases = [
+        (
+            "claude_desktop_config.json",
+            &["ghp_exampleexampleexample"][..],
+            &["filesystem", "github", "time"][..],
+        ),
+        (
+            "cursor_mcp.json",
+            &["ctx7-secret-value"][..],
+            &["context7", "Local_Notes_v2"][..],
+        ),
+        (
+            "claude_code.mcp.json",
+            &["sk-live-abc"][..],
+            &["sentry", "legacy-events", "memory"][..],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (file, secrets, upstreams) in cases {
+        let src = root().join("tests/fixtures/imports").join(file);
+        let out = dir.path().join(format!("{file}.toml"));
+        let (code, stdout, stderr) = warden(&[
+            "import",
+            src.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{file}: {stdout}{stderr}");
+        let toml = std::fs::read_to_string(&out).unwrap();
+        for s in secrets {
+            assert!(
+                !toml.contains(s),
+                "{file}: secret {s} copied into the config:\n{toml}"
+            );
+            assert!(
+                !stderr.contains(s) && !stdout.contains(s),
+                "{file}: secret {s} printed"
+            );
+        }
+        for u in upstreams {
+            assert!(
+                toml.contains(&format!("[upstreams.{u}]")),
+                "{file}: no upstream {u}:\n{toml}"
+            );
+        }
+        // The variables it asks for are exactly what `check` needs to accept the config.
+        let vars: Vec<&str> = stderr
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export ")?.strip_suffix("=…"))
+            .collect();
+        assert!(!vars.is_empty(), "{file}: no variables named:\n{stderr}");
+        let check = |with_vars: bool| {
+            let mut c = Command::new(warden_bin());
+            c.args(["check", "--config", out.to_str().unwrap()])
+                .env("NOTES_TOKEN", "t");
+            if with_vars {
+                for v in &vars {
+                    c.env(v, "value-from-the-environment");
+                }
+            }
+            c.output().unwrap()
+        };
+        let ok = check(true);
+        assert!(
+            ok.status.success(),
+            "{file}: check failed:\n{}\n{toml}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let missing = check(false);
+        assert!(
+            !missing.status.success(),
+            "{file}: check passed without the secret variables"
+        );
+        assert!(
+            String::from_utf8_lossy(&missing.stderr).contains(vars[0]),
+            "{file}: error does not name {}",
+            vars[0]
+        );
+        // It never overwrites.
+        let (again, _, err) = warden(&[
+            "import",
+            src.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(again, 1, "{file}: overwrote an existing file");
+        assert!(err.contains("cannot write"), "{err}");
+    }
+    // `${VAR}` references a client already uses stay references.
+    let cursor = std::fs::read_to_string(dir.path().join("cursor_mcp.json.toml")).unwrap();
+    assert!(
+        cursor.contains(r#""NOTES_TOKEN" = "${NOTES_TOKEN}""#),
+        "{cursor}"
+    );
+    // Not a client config: a clear error, exit 1.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"servers": 3}"#).unwrap();
+    let (code, _, err) = warden(&["import", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.json"), "{err}");
+}

@@ -1,0 +1,243 @@
+//! `mcp-warden import FILE`: turns the `mcpServers` JSON that MCP clients use (Claude Desktop's
+//! `claude_desktop_config.json`, Cursor's `mcp.json`, Claude Code's `.mcp.json`) into an
+//! mcp-warden config, and shows the client-side config that points the client at mcp-warden.
+//!
+//! Values that look secret (env or header names with KEY, TOKEN, SECRET, PASSWORD, AUTH) are
+//! not copied into the config: they become `${VAR}` references, and the variables to set are
+//! listed.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+pub struct Imported {
+    pub toml: String,
+    /// Environment variables the config now references, with the value found in the file.
+    pub secrets: Vec<(String, String)>,
+    pub client_stdio: String,
+    pub client_http: String,
+}
+
+fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "AUTH",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// An upstream name mcp-warden accepts: A-Z a-z 0-9 _ -, at most 32, no `__`.
+fn upstream_name(raw: &str, taken: &mut BTreeSet<String>) -> String {
+    let mut n: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while n.contains("__") {
+        n = n.replace("__", "_");
+    }
+    let n = n.trim_matches('_').to_string();
+    let mut n = if n.is_empty() {
+        "server".to_string()
+    } else {
+        n
+    };
+    n.truncate(28);
+    let base = n.clone();
+    let mut i = 2;
+    while !taken.insert(n.clone()) {
+        n = format!("{base}-{i}");
+        i += 1;
+    }
+    n
+}
+
+fn env_var_for(upstream: &str, key: &str) -> String {
+    let shout = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    // GITHUB_TOKEN on upstream `github` stays GITHUB_TOKEN rather than GITHUB_GITHUB_TOKEN.
+    let joined = if shout(key).starts_with(&format!("{}_", shout(upstream))) {
+        key.to_string()
+    } else {
+        format!("{upstream}_{key}")
+    };
+    let mut v: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if v.starts_with(|c: char| c.is_ascii_digit()) {
+        v.insert(0, '_');
+    }
+    v
+}
+
+fn toml_str(s: &str) -> String {
+    // A TOML basic string is a JSON string minus a few escapes JSON doesn't use; JSON's
+    // escaping is valid TOML for every character.
+    Value::String(s.to_string()).to_string()
+}
+
+fn table(pairs: &[(String, String)]) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v)))
+        .collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+pub fn import(json: &str, source: &str) -> Result<Imported, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let servers = v
+        .get("mcpServers")
+        .or_else(|| v.get("servers"))
+        .and_then(Value::as_object)
+        .ok_or("no `mcpServers` object in the file")?;
+    let mut out = format!("# Imported by `mcp-warden import` from {source}.\n# Check it with `mcp-warden check`, see each agent's view with `mcp-warden tools`.\n");
+    let mut taken = BTreeSet::new();
+    let mut secrets = vec![];
+    for (raw_name, s) in servers {
+        let name = upstream_name(raw_name, &mut taken);
+        out.push_str(&format!("\n[upstreams.{name}]\n"));
+        if name != *raw_name {
+            out.push_str(&format!("# was {}\n", toml_str(raw_name)));
+        }
+        let mut secret_pairs =
+            |pairs: Option<&serde_json::Map<String, Value>>| -> Vec<(String, String)> {
+                pairs
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| {
+                                let val = v.as_str()?.to_string();
+                                if val.contains("${") {
+                                    // Already an environment reference (Claude Code and Cursor
+                                    // expand `${VAR}` too): keep it, mcp-warden expands it the same way.
+                                    Some((k.clone(), val))
+                                } else if looks_secret(k) || val.contains("Bearer ") {
+                                    let var = env_var_for(&name, k);
+                                    let reference = if let Some(tok) = val.strip_prefix("Bearer ") {
+                                        secrets.push((var.clone(), tok.to_string()));
+                                        format!("Bearer ${{{var}}}")
+                                    } else {
+                                        secrets.push((var.clone(), val));
+                                        format!("${{{var}}}")
+                                    };
+                                    Some((k.clone(), reference))
+                                } else {
+                                    Some((k.clone(), val.replace('$', "$$")))
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+        let kind = s.get("type").and_then(Value::as_str).unwrap_or_default();
+        if let Some(url) = s.get("url").and_then(Value::as_str) {
+            out.push_str(&format!("url = {}\n", toml_str(url)));
+            if kind == "sse" {
+                out.push_str("transport = \"sse\"\n");
+            } else if kind == "http" || kind == "streamable-http" {
+                out.push_str("transport = \"streamable-http\"\n");
+            }
+            let headers = secret_pairs(s.get("headers").and_then(Value::as_object));
+            if !headers.is_empty() {
+                out.push_str(&format!("headers = {}\n", table(&headers)));
+            }
+        } else if let Some(cmd) = s.get("command").and_then(Value::as_str) {
+            out.push_str(&format!(
+                "command = {}\n",
+                toml_str(&cmd.replace('$', "$$"))
+            ));
+            let args: Vec<String> = s
+                .get("args")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .map(|x| toml_str(&x.replace('$', "$$")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !args.is_empty() {
+                out.push_str(&format!("args = [{}]\n", args.join(", ")));
+            }
+            let env = secret_pairs(s.get("env").and_then(Value::as_object));
+            if !env.is_empty() {
+                out.push_str(&format!("env = {}\n", table(&env)));
+            }
+            if let Some(cwd) = s.get("cwd").and_then(Value::as_str) {
+                out.push_str(&format!("cwd = {}\n", toml_str(cwd)));
+            }
+        } else {
+            return Err(format!(
+                "server `{raw_name}` has neither `command` nor `url`"
+            ));
+        }
+    }
+    let client_stdio = serde_json::to_string_pretty(&serde_json::json!({
+        "mcpServers": {"warden": {"command": "mcp-warden", "args": ["stdio", "--config", "/path/to/mcp-warden.toml"]}}
+    }))
+    .unwrap_or_default();
+    let client_http = serde_json::to_string_pretty(&serde_json::json!({
+        "mcpServers": {"warden": {"type": "http", "url": "http://127.0.0.1:8787/mcp", "headers": {"Authorization": "Bearer ${MCP_WARDEN_TOKEN}"}}}
+    }))
+    .unwrap_or_default();
+    Ok(Imported {
+        toml: out,
+        secrets,
+        client_stdio,
+        client_http,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_secrets() {
+        let mut t = BTreeSet::new();
+        assert_eq!(upstream_name("Local Notes.v2", &mut t), "Local_Notes_v2");
+        assert_eq!(upstream_name("a__b", &mut t), "a_b");
+        assert_eq!(upstream_name("a__b", &mut t), "a_b-2");
+        let i = import(r#"{"mcpServers":{"gh":{"command":"npx","env":{"GITHUB_TOKEN":"ghp_x","PLAIN":"a$b"}}}}"#, "t").unwrap();
+        assert!(
+            i.toml.contains(r#""GITHUB_TOKEN" = "${GH_GITHUB_TOKEN}""#),
+            "{}",
+            i.toml
+        );
+        assert!(i.toml.contains(r#""PLAIN" = "a$$b""#), "{}", i.toml);
+        assert!(!i.toml.contains("ghp_x"));
+        assert_eq!(
+            i.secrets,
+            vec![("GH_GITHUB_TOKEN".to_string(), "ghp_x".to_string())]
+        );
+    }
+}
