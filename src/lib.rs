@@ -29,6 +29,7 @@ pub mod downstream;
 pub mod import;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod reload;

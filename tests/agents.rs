@@ -743,3 +743,77 @@ fn two_single_user_servers_never_share_a_token_file() {
         200
     );
 }
+
+/// `/metrics` counts what happened, per upstream and agent, in the Prometheus text format —
+/// and carries no credential or argument.
+#[test]
+fn metrics_count_calls_refusals_and_auth_failures() {
+    let cfg = format!(
+        "{}[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"echo\"]\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("ROUTER_TOKEN", ROUTER)]);
+    let base = p.url.trim_end_matches("/mcp").to_string();
+    let sid = open_as(&p.url, ROUTER, &[]);
+    for i in 0..2 {
+        let r = call(
+            &p.url,
+            ROUTER,
+            &sid,
+            "echo",
+            &format!(r#"{{"message":"secret-argument-{i}"}}"#),
+        );
+        assert!(r["result"].is_object(), "{r}");
+    }
+    let hidden = call(
+        &p.url,
+        ROUTER,
+        &sid,
+        "send_email",
+        r#"{"to":"a","subject":"b","body":"c"}"#,
+    );
+    assert!(hidden["error"].is_object(), "{hidden}");
+    assert_eq!(
+        post_as(&p.url, Some("a-wrong-token-guess"), None, INIT, &[]).status(),
+        401
+    );
+
+    let r = http().get(format!("{base}/metrics")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value(
+            r#"mcp_warden_upstream_requests_total{upstream="demo",method="tools/call",outcome="ok"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"mcp_warden_calls_refused_total{agent="a",reason="hidden"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value("mcp_warden_auth_failures_total"), Some(1.0), "{text}");
+    assert_eq!(value("mcp_warden_sessions"), Some(1.0), "{text}");
+    assert_eq!(
+        value(r#"mcp_warden_upstream_starts_total{upstream="demo",result="ok"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value(r#"mcp_warden_upstream_request_duration_seconds_count{upstream="demo"}"#).unwrap()
+            >= 2.0,
+        "{text}"
+    );
+    for leak in [ROUTER, "secret-argument", "a-wrong-token-guess"] {
+        assert!(!text.contains(leak), "{leak} in metrics");
+    }
+}

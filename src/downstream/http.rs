@@ -258,7 +258,8 @@ pub fn router(front: Front) -> Router {
     let mut app = Router::new()
         .route(&path, axum::routing::post(post).get(get).delete(delete))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route("/readyz", axum::routing::get(readyz));
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics));
     // Remote operators decide approvals here (operator tokens; the local token only from
     // loopback). Behind the same Host/Origin checks and security headers as everything else.
     if let Some(broker) = front.inner.shared.broker.clone() {
@@ -539,6 +540,46 @@ async fn readyz(State(front): State<Front>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics (text format 0.0.4). Unauthenticated like the health endpoints; it names
+/// upstreams and agents but carries no arguments, tokens or results.
+async fn metrics(State(front): State<Front>) -> Response {
+    let pending = front
+        .inner
+        .shared
+        .broker
+        .as_ref()
+        .map_or(0, |b| b.list().len() as u64);
+    let text = crate::metrics::METRICS.render(&[
+        (
+            "mcp_warden_sessions",
+            "Open HTTP sessions.",
+            front.session_count() as u64,
+        ),
+        (
+            "mcp_warden_approvals_pending",
+            "Held calls waiting for a human.",
+            pending,
+        ),
+        (
+            "mcp_warden_auth_failures_total",
+            "Requests refused for a missing or wrong credential.",
+            front
+                .inner
+                .throttle
+                .failures_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ]);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
     )
         .into_response()
 }

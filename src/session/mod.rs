@@ -1042,6 +1042,7 @@ impl Session {
             } else {
                 "prompt"
             };
+            crate::metrics::METRICS.refused(&self.agent_name(), "hidden");
             self.audit_refusal(&name, &format!("unknown or hidden {what}"));
             return jsonrpc::error_response(
                 Some(id),
@@ -1069,6 +1070,7 @@ impl Session {
                 Ok(None) => {}
                 Err(refusal) => {
                     tracing::info!(session = %self.id, tool = %name, "call refused: {refusal}");
+                    crate::metrics::METRICS.refused(&self.agent_name(), "arguments");
                     self.audit_refusal(&name, &refusal);
                     return jsonrpc::response(
                         id,
@@ -1215,6 +1217,7 @@ impl Session {
         };
         if let Some(g) = broker.grant_for(&agent, &upstream, &entry.original, &digest) {
             broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
+            crate::metrics::METRICS.approval("grant");
             return Ok(());
         }
         let info = crate::approval::ApprovalInfo {
@@ -1242,6 +1245,17 @@ impl Session {
             f.held = false;
         }
         drop(progress);
+        let m = &crate::metrics::METRICS;
+        let label = match &outcome {
+            crate::approval::Outcome::Allowed { .. } => "allowed",
+            crate::approval::Outcome::Denied => "denied",
+            crate::approval::Outcome::Expired => "expired",
+            crate::approval::Outcome::Failed(_) => "failed",
+        };
+        m.approval(label);
+        if label != "allowed" {
+            m.refused(&self.agent_name(), label);
+        }
         match outcome {
             crate::approval::Outcome::Allowed { .. } => Ok(()),
             crate::approval::Outcome::Denied => Err(Self::refusal(&id, "denied by a human")),
@@ -1522,12 +1536,22 @@ impl Session {
         }
         let _shared_call = SharedCall(shared, up_id, our_token);
         let timeout = self.cfg().proxy.request_timeout;
+        let started = std::time::Instant::now();
+        let method = msg.method().unwrap_or_default();
+        let record = |outcome| {
+            crate::metrics::METRICS.request(conn.name(), method, outcome, started.elapsed())
+        };
         match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(reply)) => reply.with_id(&id),
+            Ok(Ok(reply)) => {
+                record(crate::metrics::outcome(&reply));
+                reply.with_id(&id)
+            }
             Ok(Err(e)) => {
+                record("unavailable");
                 jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string())
             }
             Err(_) => {
+                record("timeout");
                 conn.cancel(up_id, "mcp-warden: request timed out").await;
                 jsonrpc::error_response(
                     Some(&id),

@@ -166,6 +166,8 @@ impl Connection {
         }
         .instrument(span)
         .await
+        .inspect(|_| crate::metrics::METRICS.upstream_start(&cfg.name, "ok"))
+        .inspect_err(|_| crate::metrics::METRICS.upstream_start(&cfg.name, "failed"))
     }
 
     async fn handshake(

@@ -1,0 +1,215 @@
+//! Process-wide counters in the Prometheus text exposition format (version 0.0.4), served on
+//! `GET /metrics`. Hand-written rather than a metrics crate: a handful of counters and one
+//! histogram family do not justify a registry, and the text format is small and stable.
+//!
+//! Label values are operator-chosen names (upstreams, agents, JSON-RPC methods of forwarded
+//! requests) — never arguments, tokens or tool output.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the upstream latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (upstream, method, outcome) → forwarded requests.
+    requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// upstream → latency of forwarded requests.
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// (agent, reason) → calls refused by mcp-warden itself.
+    refused: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// outcome → approvals decided.
+    approvals: Mutex<BTreeMap<&'static str, u64>>,
+    /// (upstream, result) → connection attempts (child spawned + handshake, HTTP session).
+    starts: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+static STARTED: LazyLock<u64> = LazyLock::new(crate::approval::now_secs);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The outcome label of a forwarded request's answer.
+pub fn outcome(reply: &crate::jsonrpc::Message) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct ToolResult {
+        #[serde(rename = "isError", default)]
+        is_error: bool,
+    }
+    if reply.error().is_some() {
+        "error"
+    } else if reply
+        .result()
+        .and_then(|r| serde_json::from_str::<ToolResult>(r).ok())
+        .is_some_and(|r| r.is_error)
+    {
+        "tool_error"
+    } else {
+        "ok"
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, upstream: &str, method: &str, outcome: &'static str, took: Duration) {
+        // Methods are bounded to what MCP defines; anything else is folded into one label so a
+        // hostile client cannot grow the map.
+        let method = if method.len() <= 40
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_')
+        {
+            method
+        } else {
+            "other"
+        };
+        *lock(&self.requests)
+            .entry((upstream.to_string(), method.to_string(), outcome))
+            .or_default() += 1;
+        let mut l = lock(&self.latency);
+        let h = l.entry(upstream.to_string()).or_default();
+        let s = took.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += s;
+    }
+
+    pub fn refused(&self, agent: &str, reason: &'static str) {
+        *lock(&self.refused)
+            .entry((agent.to_string(), reason))
+            .or_default() += 1;
+    }
+
+    pub fn upstream_start(&self, upstream: &str, result: &'static str) {
+        *lock(&self.starts)
+            .entry((upstream.to_string(), result))
+            .or_default() += 1;
+    }
+
+    pub fn approval(&self, outcome: &'static str) {
+        *lock(&self.approvals).entry(outcome).or_default() += 1;
+    }
+
+    /// The exposition text, with the gauges the caller knows about appended.
+    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP mcp_warden_build_info Version of the running mcp-warden.\n# TYPE mcp_warden_build_info gauge\nmcp_warden_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(
+            o,
+            "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}",
+            *STARTED
+        );
+        let _ = writeln!(o, "# HELP mcp_warden_upstream_requests_total Requests forwarded to upstreams, by answer.\n# TYPE mcp_warden_upstream_requests_total counter");
+        for ((u, m, out), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                o,
+                "mcp_warden_upstream_requests_total{{upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
+                esc(u),
+                esc(m)
+            );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_upstream_request_duration_seconds Time from forwarding a request to its answer.\n# TYPE mcp_warden_upstream_request_duration_seconds histogram");
+        for (u, h) in lock(&self.latency).iter() {
+            let u = esc(u);
+            for (b, c) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    o,
+                    "mcp_warden_upstream_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"{b}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                o,
+                "mcp_warden_upstream_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"+Inf\"}} {}\nmcp_warden_upstream_request_duration_seconds_sum{{upstream=\"{u}\"}} {}\nmcp_warden_upstream_request_duration_seconds_count{{upstream=\"{u}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_calls_refused_total Calls mcp-warden refused itself (hidden tool, pinned argument, denied or expired approval).\n# TYPE mcp_warden_calls_refused_total counter");
+        for ((a, r), n) in lock(&self.refused).iter() {
+            let _ = writeln!(
+                o,
+                "mcp_warden_calls_refused_total{{agent=\"{}\",reason=\"{r}\"}} {n}",
+                esc(a)
+            );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_approvals_total Held calls decided, by outcome.\n# TYPE mcp_warden_approvals_total counter");
+        for (out, n) in lock(&self.approvals).iter() {
+            let _ = writeln!(o, "mcp_warden_approvals_total{{outcome=\"{out}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_upstream_starts_total Upstream connection attempts (start and handshake), by result.\n# TYPE mcp_warden_upstream_starts_total counter");
+        for ((u, r), n) in lock(&self.starts).iter() {
+            let _ = writeln!(
+                o,
+                "mcp_warden_upstream_starts_total{{upstream=\"{}\",result=\"{r}\"}} {n}",
+                esc(u)
+            );
+        }
+        for (name, help, v) in gauges {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        o
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_valid_exposition_lines() {
+        let m = Metrics::default();
+        m.request("demo", "tools/call", "ok", Duration::from_millis(3));
+        m.request("demo", "tools/call", "ok", Duration::from_millis(300));
+        m.request("de\"mo", "evil method{}", "error", Duration::from_millis(1));
+        m.refused("a", "hidden_tool");
+        let t = m.render(&[("mcp_warden_sessions", "Open sessions.", 2)]);
+        assert!(t.contains(
+            "mcp_warden_upstream_requests_total{upstream=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
+        ));
+        assert!(t.contains("method=\"other\""));
+        assert!(t.contains("upstream=\"de\\\"mo\""));
+        assert!(t.contains(
+            "mcp_warden_upstream_request_duration_seconds_bucket{upstream=\"demo\",le=\"0.005\"} 1"
+        ));
+        assert!(t.contains(
+            "mcp_warden_upstream_request_duration_seconds_bucket{upstream=\"demo\",le=\"+Inf\"} 2"
+        ));
+        assert!(t.contains("mcp_warden_sessions 2"));
+        for l in t.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = l.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{l}");
+        }
+    }
+}
