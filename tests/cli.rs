@@ -347,3 +347,39 @@ fn import_converts_real_client_configs_into_checked_configs() {
     assert_eq!(code, 1);
     assert!(err.contains("bad.json"), "{err}");
 }
+
+/// The container files stay consistent with the tree: every path the Dockerfile copies exists,
+/// and the config baked into the image passes `check`. (Building the image needs a Docker
+/// daemon, which the test machine does not have.)
+#[test]
+fn container_files_reference_what_exists_and_the_baked_config_checks() {
+    let dockerfile = std::fs::read_to_string(root().join("docker/Dockerfile")).unwrap();
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(root().join(src).exists(), "Dockerfile copies missing {src}");
+        }
+    }
+    let o = Command::new(warden_bin())
+        .args([
+            "check",
+            "--config",
+            root().join("docker/mcp-warden.toml").to_str().unwrap(),
+        ])
+        .env(
+            "MCP_WARDEN_AGENT_TOKEN",
+            "a-long-random-token-for-the-check-0123",
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let compose = std::fs::read_to_string(root().join("docker/compose.yaml")).unwrap();
+    assert!(
+        compose.contains("dockerfile: docker/Dockerfile")
+            && compose.contains("/etc/mcp-warden/mcp-warden.toml")
+    );
+    assert!(dockerfile.contains("COPY docker/mcp-warden.toml /etc/mcp-warden/mcp-warden.toml"));
+}
