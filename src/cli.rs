@@ -1,5 +1,5 @@
 //! Operator commands that talk to running instances through the control API: `approvals list`,
-//! `approvals watch`, `approve`, `grants list|revoke`.
+//! `approvals watch`, `approve`, `grants list|revoke`, `status`.
 
 use std::process::ExitCode;
 
@@ -156,6 +156,49 @@ pub async fn approvals_watch(dir: &Path) -> ExitCode {
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(data) = line.strip_prefix("data: ") {
             println!("{data}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub async fn status(dir: &Path, json: bool) -> ExitCode {
+    let all = match call(dir, "status", serde_json::json!({})).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-warden: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for s in &all {
+        if json {
+            println!("{s}");
+            continue;
+        }
+        println!(
+            "mcp-warden {} (pid {}), up {}s; {} pending approval(s), {} grant(s), {} call(s) refused",
+            s["version"].as_str().unwrap_or("?"),
+            s["pid"],
+            s["uptime_secs"],
+            s["pending_approvals"],
+            s["grants"],
+            s["calls_refused"],
+        );
+        let ups = s["upstreams"].as_object().cloned().unwrap_or_default();
+        if ups.is_empty() {
+            println!("  no upstream started yet");
+        }
+        for (name, u) in ups {
+            let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            println!(
+                "  {name}: {} request(s) ({} error, {} tool error, {} timed out, {} unavailable); started {} time(s), {} failed start(s)",
+                n("requests"),
+                n("requests_error"),
+                n("requests_tool_error"),
+                n("requests_timeout"),
+                n("requests_unavailable"),
+                n("starts"),
+                n("start_failures"),
+            );
         }
     }
     ExitCode::SUCCESS

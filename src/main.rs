@@ -71,6 +71,15 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// The running instances using this state directory: uptime, upstream traffic and starts,
+    /// pending approvals.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object per instance, one per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pending approvals (held calls waiting for a human).
     Approvals {
         #[arg(long, short, global = true)]
@@ -193,6 +202,7 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    mcp_warden::metrics::mark_start();
     init_logging(&cli.log, &cli.log_format);
     // One agent over stdio: a single-threaded runtime (every hop of a call stays on one thread,
     // so no cross-thread wake-ups). Many agents over HTTP: a worker per core.
@@ -284,6 +294,9 @@ fn main() -> ExitCode {
                     None => (None, first),
                 };
                 mcp_warden::cli::approve(&state_dir(config), id.as_deref(), &decision).await
+            }
+            Command::Status { config, json } => {
+                mcp_warden::cli::status(&state_dir(config), json).await
             }
             Command::Grants { config, action } => {
                 let dir = state_dir(config);

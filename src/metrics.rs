@@ -39,6 +39,11 @@ pub struct Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 static STARTED: LazyLock<u64> = LazyLock::new(crate::approval::now_secs);
 
+/// Records the process start time (call first thing in `main`).
+pub fn mark_start() {
+    LazyLock::force(&STARTED);
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -105,6 +110,42 @@ impl Metrics {
 
     pub fn approval(&self, outcome: &'static str) {
         *lock(&self.approvals).entry(outcome).or_default() += 1;
+    }
+
+    /// Per-upstream totals for `mcp-warden status`.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut up: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+        let mut add = |u: &str, k: &str, n: u64| {
+            let e = up.entry(u.to_string()).or_default();
+            let cur = e.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            e.insert(k.to_string(), (cur + n).into());
+        };
+        for ((u, _, out), n) in lock(&self.requests).iter() {
+            add(u, "requests", *n);
+            if *out != "ok" {
+                add(u, &format!("requests_{out}"), *n);
+            }
+        }
+        for ((u, r), n) in lock(&self.starts).iter() {
+            add(
+                u,
+                if *r == "ok" {
+                    "starts"
+                } else {
+                    "start_failures"
+                },
+                *n,
+            );
+        }
+        let refused: u64 = lock(&self.refused).values().sum();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": crate::approval::now_secs().saturating_sub(*STARTED),
+            "upstreams": up,
+            "calls_refused": refused,
+            "approvals": *lock(&self.approvals),
+        })
     }
 
     /// The exposition text, with the gauges the caller knows about appended.

@@ -747,7 +747,7 @@ fn two_single_user_servers_never_share_a_token_file() {
 /// `/metrics` counts what happened, per upstream and agent, in the Prometheus text format —
 /// and carries no credential or argument.
 #[test]
-fn metrics_count_calls_refusals_and_auth_failures() {
+fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     let cfg = format!(
         "{}[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"echo\"]\n",
         demo_upstream("demo", &[])
@@ -816,4 +816,47 @@ fn metrics_count_calls_refusals_and_auth_failures() {
     for leak in [ROUTER, "secret-argument", "a-wrong-token-guess"] {
         assert!(!text.contains(leak), "{leak} in metrics");
     }
+
+    // `status` asks the running instance over its control socket and says the same.
+    let status = |extra: &[&str]| {
+        let o = std::process::Command::new(warden_bin())
+            .arg("status")
+            .args(extra)
+            .args([
+                "--config",
+                p.dir.path().join("warden.toml").to_str().unwrap(),
+            ])
+            .env("XDG_STATE_HOME", p.dir.path())
+            .env("ROUTER_TOKEN", ROUTER)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let human = status(&[]);
+    assert!(human.contains(&format!("(pid {})", p.pid())), "{human}");
+    assert!(human.contains("1 call(s) refused"), "{human}");
+    assert!(human.contains("  demo: 2 request(s)"), "{human}");
+    let v: serde_json::Value = serde_json::from_str(status(&["--json"]).trim()).unwrap();
+    assert_eq!(v["upstreams"]["demo"]["starts"], 1, "{v}");
+    assert_eq!(v["pending_approvals"], 0);
+
+    // With no instance running on a state directory, a clear error and exit 1.
+    let empty = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(warden_bin())
+        .args([
+            "status",
+            "--config",
+            p.dir.path().join("warden.toml").to_str().unwrap(),
+        ])
+        .env("XDG_STATE_HOME", empty.path())
+        .env("ROUTER_TOKEN", ROUTER)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no running mcp-warden instance"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -255,6 +255,12 @@ fn rpc(
         .unwrap_or_default()
     {
         "approvals.list" => rpc_result(&id, serde_json::json!(ctl.broker.list())),
+        "status" => {
+            let mut s = crate::metrics::METRICS.summary();
+            s["pending_approvals"] = ctl.broker.list().len().into();
+            s["grants"] = ctl.broker.grants().len().into();
+            rpc_result(&id, s)
+        }
         "approvals.decide" => {
             let approval = params
                 .get("id")
