@@ -376,6 +376,61 @@ fn container_files_reference_what_exists_and_the_baked_config_checks() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The image's health check, run against the baked config (its binary paths and port
+    // moved to this machine), answers healthy: the Host it sends is one the config allows.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let baked = std::fs::read_to_string(root().join("docker/mcp-warden.toml")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let local = baked
+        .replace(
+            "/usr/local/bin/mcp-warden-demo",
+            demo_bin().to_str().unwrap(),
+        )
+        .replace("8787", &port.to_string())
+        .replace("/var/lib/mcp-warden", state.path().to_str().unwrap());
+    let cfg = write_config(state.path(), &local);
+    let mut serve = Command::new(warden_bin())
+        .args([
+            "serve",
+            "--dangerously-allow-insecure-remote",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .env(
+            "MCP_WARDEN_AGENT_TOKEN",
+            "a-long-random-token-for-the-check-0123",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("mcp-warden listening on"), "{line}");
+    let health = dockerfile
+        .split("HEALTHCHECK")
+        .nth(1)
+        .and_then(|h| h.split_once("CMD "))
+        .map(|(_, cmd)| cmd.lines().next().unwrap())
+        .unwrap();
+    let argv: Vec<String> =
+        serde_json::from_str(&health.replace("8787", &port.to_string())).unwrap();
+    let ok = Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(
+        ok.success(),
+        "the image's HEALTHCHECK fails against its own config: {argv:?}"
+    );
+
     let compose = std::fs::read_to_string(root().join("docker/compose.yaml")).unwrap();
     assert!(
         compose.contains("dockerfile: docker/Dockerfile")
