@@ -34,6 +34,11 @@ fn check_accepts_every_bundled_config() {
             .args(["check", "--config", p.to_str().unwrap()])
             .env("ROUTER_TOKEN", "router-token-for-the-check")
             .env("SPECIALIST_TOKEN", "specialist-token-for-the-check")
+            .env("ALICE_TOKEN", "alice-operator-token-for-the-check")
+            .env(
+                "MCP_WARDEN_AGENT_TOKEN",
+                "sidecar-agent-token-for-the-check",
+            )
             .output()
             .unwrap();
         let (code, out, err) = (
@@ -367,7 +372,10 @@ fn container_files_reference_what_exists_and_the_baked_config_checks() {
         .args([
             "check",
             "--config",
-            root().join("docker/mcp-warden.toml").to_str().unwrap(),
+            root()
+                .join("proxy-config/docker-sidecar.toml")
+                .to_str()
+                .unwrap(),
         ])
         .env(
             "MCP_WARDEN_AGENT_TOKEN",
@@ -383,7 +391,7 @@ fn container_files_reference_what_exists_and_the_baked_config_checks() {
         .local_addr()
         .unwrap()
         .port();
-    let baked = std::fs::read_to_string(root().join("docker/mcp-warden.toml")).unwrap();
+    let baked = std::fs::read_to_string(root().join("proxy-config/docker-sidecar.toml")).unwrap();
     let state = tempfile::tempdir().unwrap();
     let local = baked
         .replace(
@@ -436,5 +444,6 @@ fn container_files_reference_what_exists_and_the_baked_config_checks() {
         compose.contains("dockerfile: docker/Dockerfile")
             && compose.contains("/etc/mcp-warden/mcp-warden.toml")
     );
-    assert!(dockerfile.contains("COPY docker/mcp-warden.toml /etc/mcp-warden/mcp-warden.toml"));
+    assert!(dockerfile
+        .contains("COPY proxy-config/docker-sidecar.toml /etc/mcp-warden/mcp-warden.toml"));
 }
