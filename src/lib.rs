@@ -19,6 +19,9 @@
 //! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP; identity.
 //! - [`tls`]        the front's listener: plain loopback TCP, or TLS/mTLS with reloaded certificates.
 //! - [`state`]      the state directory: 0700, atomic 0600 files, never through a symlink.
+//! - [`metrics`]    process-wide counters, served as Prometheus text on `/metrics`.
+//! - [`import`]     `mcpServers` JSON (Claude Desktop, Cursor, Claude Code, VS Code) → config.
+//! - [`cli`]        operator commands that talk to running instances over the control socket.
 
 #![forbid(unsafe_code)]
 
