@@ -749,3 +749,52 @@ fn http_health_and_readiness() {
     assert_eq!(v["ready"], true);
     assert!(v["warnings"].as_array().unwrap().is_empty());
 }
+
+/// `/readyz` waits for the upstreams marked `required` (a real handshake), says which one is
+/// down and why, and never counts optional ones.
+#[test]
+fn http_readiness_waits_for_required_upstreams() {
+    let cfg = format!(
+        "{}required = true\n[upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\n[upstreams.optional]\ncommand = \"/nonexistent/other\"\n",
+        demo_upstream("demo", &[])
+    );
+    let ready = |cfg: &str| {
+        let p = HttpProxy::start(cfg);
+        let url = format!("{}/readyz", p.url.trim_end_matches("/mcp"));
+        let mut last = (0, serde_json::Value::Null);
+        eventually(Duration::from_secs(10), "a probe result", || {
+            let r = http().get(&url).send().unwrap();
+            last = (
+                r.status().as_u16(),
+                serde_json::from_str(&r.text().unwrap()).unwrap(),
+            );
+            last.1["required"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|u| u["error"] != "not probed yet")
+        });
+        last
+    };
+    let (status, v) = ready(&cfg);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["required"]["demo"]["up"], true, "{v}");
+    assert!(v["required"].get("optional").is_none(), "{v}");
+
+    let cfg = cfg.replace(
+        "[upstreams.broken]\n",
+        "[upstreams.broken]\nrequired = true\n",
+    );
+    let (status, v) = ready(&cfg);
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["required"]["broken"]["up"], false, "{v}");
+    assert!(
+        v["required"]["broken"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken"),
+        "{v}"
+    );
+    assert_eq!(v["required"]["demo"]["up"], true, "{v}");
+}

@@ -277,6 +277,9 @@ pub struct Upstream {
     pub on_tool_change: ToolChange,
     /// Consent envelopes from this upstream are held for a human (default on).
     pub consent: bool,
+    /// `/readyz` answers 503 until this upstream has completed a handshake (probed at start
+    /// and every 30 s).
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -390,6 +390,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "schema",
     "on_tool_change",
     "consent",
+    "required",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -780,6 +781,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let enabled = t.boolean(cx, "enabled").unwrap_or(true);
     let shared = t.boolean(cx, "shared").unwrap_or(false);
     let consent = t.boolean(cx, "consent").unwrap_or(true);
+    let required = t.boolean(cx, "required").unwrap_or(false);
     let schema = schema_profile(cx, &mut t);
     let on_tool_change = match t.string(cx, "on_tool_change").as_deref() {
         None | Some("warn") => ToolChange::Warn,
@@ -956,6 +958,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
         schema,
         on_tool_change,
         consent,
+        required,
     })
 }
 

@@ -67,6 +67,8 @@ struct Inner {
     shared: crate::session::Services,
     auth: std::sync::RwLock<Arc<Authenticator>>,
     throttle: super::identity::Throttle,
+    /// Last probe of each `required` upstream: `Err` says why it is not up (`/readyz`).
+    required: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -240,6 +242,38 @@ impl Front {
         for (id, s) in expired {
             tracing::info!(session = %id, "idle session reaped");
             s.session.close();
+        }
+    }
+
+    /// Probes every enabled `required` upstream with a full handshake (then closes it): at
+    /// start, every 2 s while one is not up, every 30 s once all are. Follows reloads.
+    async fn probe_required(&self) {
+        loop {
+            let cfg = self.cfg();
+            let wanted: Vec<_> = cfg
+                .upstreams
+                .iter()
+                .filter(|u| u.required && u.enabled)
+                .cloned()
+                .collect();
+            let mut results = std::collections::BTreeMap::new();
+            for u in &wanted {
+                let hs = crate::upstream::Handshake::probe();
+                let events: crate::upstream::EventHandler = Arc::new(|_| {});
+                let r =
+                    crate::upstream::Connection::connect(u, &hs, cfg.proxy.max_line_bytes, events)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                if let Err(e) = &r {
+                    tracing::warn!(upstream = %u.name, error = %e, "required upstream is not up");
+                }
+                results.insert(u.name.clone(), r);
+            }
+            let all_up = results.values().all(|r| r.is_ok());
+            *lock(&self.inner.required) = results;
+            let wait = if all_up { 30 } else { 2 };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
         }
     }
 
@@ -524,7 +558,8 @@ async fn post(
     }
 }
 
-/// Readiness for orchestrators: ready once serving; warnings name unsafe settings in force.
+/// Readiness for orchestrators: 503 until every `required` upstream has completed a handshake
+/// (and whenever its last probe failed); warnings name unsafe settings in force.
 async fn readyz(State(front): State<Front>) -> Response {
     let cfg = front.cfg();
     let mut warnings = vec![];
@@ -532,12 +567,31 @@ async fn readyz(State(front): State<Front>) -> Response {
         warnings
             .push("listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
     }
+    let probed = lock(&front.inner.required).clone();
+    let mut upstreams = serde_json::Map::new();
+    let mut ready = true;
+    for u in cfg.upstreams.iter().filter(|u| u.required && u.enabled) {
+        let state = match probed.get(&u.name) {
+            Some(Ok(())) => serde_json::json!({"up": true}),
+            Some(Err(e)) => serde_json::json!({"up": false, "error": e}),
+            None => serde_json::json!({"up": false, "error": "not probed yet"}),
+        };
+        ready &= state["up"] == true;
+        upstreams.insert(u.name.clone(), state);
+    }
     let body = serde_json::json!({
-        "ready": true,
+        "ready": ready,
         "sessions": front.session_count(),
+        "required": upstreams,
         "warnings": warnings,
     });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
+        status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
@@ -914,8 +968,13 @@ pub async fn serve(
             shared: crate::session::Services::new(&cfg),
             throttle: super::identity::Throttle::default(),
             auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
+            required: Mutex::new(Default::default()),
         }),
     };
+    let probe_front = front.clone();
+    let _prober = crate::task::spawn(tracing::info_span!("readiness-probe"), async move {
+        probe_front.probe_required().await
+    });
     let _reloader = cfg.source.clone().map(|path| {
         let f = front.clone();
         crate::task::spawn(

@@ -101,6 +101,24 @@ pub struct Handshake {
 }
 
 impl Handshake {
+    /// The handshake of a readiness probe: no capabilities, mcp-warden as the client.
+    pub fn probe() -> Handshake {
+        let raw = |s: String| {
+            serde_json::value::RawValue::from_string(s).unwrap_or_else(|_| {
+                serde_json::value::to_raw_value(&serde_json::json!({}))
+                    .unwrap_or_else(|_| unreachable!("an empty object serialises"))
+            })
+        };
+        Handshake {
+            protocol_version: crate::mcp::LATEST_VERSION.to_string(),
+            capabilities: raw("{}".into()),
+            client_info: raw(format!(
+                r#"{{"name":"mcp-warden-probe","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+        }
+    }
+
     fn request(&self, id: u64) -> Message {
         let params = format!(
             r#"{{"protocolVersion":{},"capabilities":{},"clientInfo":{}}}"#,
