@@ -16,7 +16,7 @@ struct Cli {
     #[arg(long, global = true, env = "MCP_WARDEN_LOG", default_value = "info")]
     log: String,
     /// Log format.
-    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    #[arg(long, global = true, env = "MCP_WARDEN_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
 }
 

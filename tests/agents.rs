@@ -860,3 +860,45 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// JSON logs (`MCP_WARDEN_LOG_FORMAT=json`, as in the container) carry, on every line logged
+/// while serving a request, the agent, session, method and request id.
+#[test]
+fn json_logs_name_the_agent_method_and_request_of_each_line() {
+    let cfg = format!(
+        "{}[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"echo\"]\n",
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start_raw(
+        &cfg,
+        &[("ROUTER_TOKEN", ROUTER), ("MCP_WARDEN_LOG_FORMAT", "json")],
+    );
+    let sid = open_as(&p.url, ROUTER, &[]);
+    let r = call(&p.url, ROUTER, &sid, "send_email", r#"{"to":"a"}"#);
+    assert!(r["error"].is_object(), "{r}");
+    let mut refused = None;
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the refusal logged",
+        || {
+            refused = p
+                .logs()
+                .lines()
+                .find(|l| l.contains("call refused"))
+                .map(str::to_string);
+            refused.is_some()
+        },
+    );
+    let line: serde_json::Value = serde_json::from_str(&refused.unwrap()).expect("a JSON log line");
+    let span = &line["span"];
+    assert_eq!(span["name"], "request", "{line}");
+    assert_eq!(span["agent"], "a", "{line}");
+    assert_eq!(span["method"], "tools/call", "{line}");
+    assert_eq!(span["id"], "7", "{line}");
+    assert_eq!(
+        span["session"].as_str().map(str::len),
+        Some(sid.len()),
+        "{line}"
+    );
+    assert!(!p.logs().contains(ROUTER));
+}

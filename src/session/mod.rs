@@ -910,13 +910,24 @@ impl Session {
             );
         }
         let key = id.clone();
-        let task = tokio::spawn(async move {
-            let reply = this.serve(msg, &key).await;
-            let still_ours = lock(&this.inflight).remove(&key).is_some();
-            if let (true, Some(reply)) = (still_ours, reply) {
-                let _ = sink.send(reply).await;
-            }
-        });
+        // Every log line of this request carries who asked what (the id is the agent's).
+        let span = tracing::info_span!(
+            "request",
+            session = %self.id,
+            agent = %self.agent_name(),
+            method = msg.method().unwrap_or_default(),
+            id = %key,
+        );
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let reply = this.serve(msg, &key).await;
+                let still_ours = lock(&this.inflight).remove(&key).is_some();
+                if let (true, Some(reply)) = (still_ours, reply) {
+                    let _ = sink.send(reply).await;
+                }
+            },
+            span,
+        ));
         if let Some(f) = lock(&self.inflight).get_mut(&id) {
             f.abort = Some(task.abort_handle());
         }
@@ -1043,6 +1054,7 @@ impl Session {
                 "prompt"
             };
             crate::metrics::METRICS.refused(&self.agent_name(), "hidden");
+            tracing::info!(tool = %name, "call refused: unknown or hidden {what}");
             self.audit_refusal(&name, &format!("unknown or hidden {what}"));
             return jsonrpc::error_response(
                 Some(id),
