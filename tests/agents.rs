@@ -862,7 +862,8 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
 }
 
 /// JSON logs (`MCP_WARDEN_LOG_FORMAT=json`, as in the container) carry, on every line logged
-/// while serving a request, the agent, session, method and request id.
+/// while serving a request, the agent, session, method and request id (the request span is at
+/// debug level; the test proxies log `mcp_warden=debug`).
 #[test]
 fn json_logs_name_the_agent_method_and_request_of_each_line() {
     let cfg = format!(
