@@ -183,6 +183,11 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
             s["grants"],
             s["calls_refused"],
         );
+        let sessions = s["sessions"].as_object().cloned().unwrap_or_default();
+        if !sessions.is_empty() {
+            let list: Vec<String> = sessions.iter().map(|(a, n)| format!("{a} {n}")).collect();
+            println!("  sessions: {}", list.join(", "));
+        }
         let ups = s["upstreams"].as_object().cloned().unwrap_or_default();
         if ups.is_empty() {
             println!("  no upstream started yet");

@@ -32,9 +32,13 @@ pub struct Metrics {
     refused: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// outcome → approvals decided.
     approvals: Mutex<BTreeMap<&'static str, u64>>,
+    sessions: Mutex<Option<SessionCounter>>,
     /// (upstream, result) → connection attempts (child spawned + handshake, HTTP session).
     starts: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
+
+/// Open sessions per agent, as the front that owns them counts them (set by the HTTP front).
+type SessionCounter = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 static STARTED: LazyLock<u64> = LazyLock::new(crate::approval::now_secs);
@@ -112,6 +116,18 @@ impl Metrics {
         *lock(&self.approvals).entry(outcome).or_default() += 1;
     }
 
+    /// Lets the front report its open sessions per agent (`status`, `/metrics`).
+    pub fn count_sessions_with(&self, f: SessionCounter) {
+        *lock(&self.sessions) = Some(f);
+    }
+
+    fn sessions_per_agent(&self) -> BTreeMap<String, u64> {
+        lock(&self.sessions)
+            .as_ref()
+            .map(|f| f())
+            .unwrap_or_default()
+    }
+
     /// Per-upstream totals for `mcp-warden status`.
     pub fn summary(&self) -> serde_json::Value {
         let mut up: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
@@ -144,6 +160,7 @@ impl Metrics {
             "uptime_secs": crate::approval::now_secs().saturating_sub(*STARTED),
             "upstreams": up,
             "calls_refused": refused,
+            "sessions": self.sessions_per_agent(),
             "approvals": *lock(&self.approvals),
         })
     }
@@ -204,6 +221,10 @@ impl Metrics {
                 "mcp_warden_upstream_starts_total{{upstream=\"{}\",result=\"{r}\"}} {n}",
                 esc(u)
             );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_agent_sessions Open HTTP sessions per agent.\n# TYPE mcp_warden_agent_sessions gauge");
+        for (a, n) in self.sessions_per_agent() {
+            let _ = writeln!(o, "mcp_warden_agent_sessions{{agent=\"{}\"}} {n}", esc(&a));
         }
         for (name, help, v) in gauges {
             let kind = if name.ends_with("_total") {

@@ -804,6 +804,11 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     assert_eq!(value("mcp_warden_auth_failures_total"), Some(1.0), "{text}");
     assert_eq!(value("mcp_warden_sessions"), Some(1.0), "{text}");
     assert_eq!(
+        value(r#"mcp_warden_agent_sessions{agent="a"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
         value(r#"mcp_warden_upstream_starts_total{upstream="demo",result="ok"}"#),
         Some(1.0),
         "{text}"
@@ -837,6 +842,7 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     assert!(human.contains(&format!("(pid {})", p.pid())), "{human}");
     assert!(human.contains("1 call(s) refused"), "{human}");
     assert!(human.contains("  demo: 2 request(s)"), "{human}");
+    assert!(human.contains("  sessions: a 1"), "{human}");
     let v: serde_json::Value = serde_json::from_str(status(&["--json"]).trim()).unwrap();
     assert_eq!(v["upstreams"]["demo"]["starts"], 1, "{v}");
     assert_eq!(v["pending_approvals"], 0);

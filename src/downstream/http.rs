@@ -971,6 +971,23 @@ pub async fn serve(
             required: Mutex::new(Default::default()),
         }),
     };
+    let weak = Arc::downgrade(&front.inner);
+    crate::metrics::METRICS.count_sessions_with(Box::new(move || {
+        let mut per = std::collections::BTreeMap::new();
+        if let Some(inner) = weak.upgrade() {
+            for s in lock(&inner.sessions)
+                .values()
+                .filter(|s| !s.session.is_closed())
+            {
+                let agent = match &s.caller {
+                    Caller::Agent(a) => a.to_string(),
+                    Caller::User => "user".to_string(),
+                };
+                *per.entry(agent).or_insert(0) += 1;
+            }
+        }
+        per
+    }));
     let probe_front = front.clone();
     let _prober = crate::task::spawn(tracing::info_span!("readiness-probe"), async move {
         probe_front.probe_required().await
