@@ -22,10 +22,13 @@ struct Histogram {
     sum: f64,
 }
 
+/// (agent, upstream, method, outcome).
+type RequestKey = (String, String, String, &'static str);
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (upstream, method, outcome) → forwarded requests.
-    requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// (agent, upstream, method, outcome) → forwarded requests.
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
     /// upstream → latency of forwarded requests.
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// (agent, reason) → calls refused by mcp-warden itself.
@@ -73,7 +76,14 @@ pub fn outcome(reply: &crate::jsonrpc::Message) -> &'static str {
 }
 
 impl Metrics {
-    pub fn request(&self, upstream: &str, method: &str, outcome: &'static str, took: Duration) {
+    pub fn request(
+        &self,
+        agent: &str,
+        upstream: &str,
+        method: &str,
+        outcome: &'static str,
+        took: Duration,
+    ) {
         // Methods are bounded to what MCP defines; anything else is folded into one label so a
         // hostile client cannot grow the map.
         let method = if method.len() <= 40
@@ -86,7 +96,12 @@ impl Metrics {
             "other"
         };
         *lock(&self.requests)
-            .entry((upstream.to_string(), method.to_string(), outcome))
+            .entry((
+                agent.to_string(),
+                upstream.to_string(),
+                method.to_string(),
+                outcome,
+            ))
             .or_default() += 1;
         let mut l = lock(&self.latency);
         let h = l.entry(upstream.to_string()).or_default();
@@ -136,7 +151,7 @@ impl Metrics {
             let cur = e.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
             e.insert(k.to_string(), (cur + n).into());
         };
-        for ((u, _, out), n) in lock(&self.requests).iter() {
+        for ((_, u, _, out), n) in lock(&self.requests).iter() {
             add(u, "requests", *n);
             if *out != "ok" {
                 add(u, &format!("requests_{out}"), *n);
@@ -179,10 +194,11 @@ impl Metrics {
             *STARTED
         );
         let _ = writeln!(o, "# HELP mcp_warden_upstream_requests_total Requests forwarded to upstreams, by answer.\n# TYPE mcp_warden_upstream_requests_total counter");
-        for ((u, m, out), n) in lock(&self.requests).iter() {
+        for ((a, u, m, out), n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 o,
-                "mcp_warden_upstream_requests_total{{upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
+                "mcp_warden_upstream_requests_total{{agent=\"{}\",upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
+                esc(a),
                 esc(u),
                 esc(m)
             );
@@ -252,13 +268,19 @@ mod tests {
     #[test]
     fn renders_valid_exposition_lines() {
         let m = Metrics::default();
-        m.request("demo", "tools/call", "ok", Duration::from_millis(3));
-        m.request("demo", "tools/call", "ok", Duration::from_millis(300));
-        m.request("de\"mo", "evil method{}", "error", Duration::from_millis(1));
+        m.request("a", "demo", "tools/call", "ok", Duration::from_millis(3));
+        m.request("a", "demo", "tools/call", "ok", Duration::from_millis(300));
+        m.request(
+            "a",
+            "de\"mo",
+            "evil method{}",
+            "error",
+            Duration::from_millis(1),
+        );
         m.refused("a", "hidden_tool");
         let t = m.render(&[("mcp_warden_sessions", "Open sessions.", 2)]);
         assert!(t.contains(
-            "mcp_warden_upstream_requests_total{upstream=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
+            "mcp_warden_upstream_requests_total{agent=\"a\",upstream=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
         ));
         assert!(t.contains("method=\"other\""));
         assert!(t.contains("upstream=\"de\\\"mo\""));

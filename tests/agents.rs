@@ -791,7 +791,7 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     };
     assert_eq!(
         value(
-            r#"mcp_warden_upstream_requests_total{upstream="demo",method="tools/call",outcome="ok"}"#
+            r#"mcp_warden_upstream_requests_total{agent="a",upstream="demo",method="tools/call",outcome="ok"}"#
         ),
         Some(2.0),
         "{text}"

@@ -1552,8 +1552,9 @@ impl Session {
         let timeout = self.cfg().proxy.request_timeout;
         let started = std::time::Instant::now();
         let method = msg.method().unwrap_or_default();
+        let agent = self.agent_name();
         let record = |outcome| {
-            crate::metrics::METRICS.request(conn.name(), method, outcome, started.elapsed())
+            crate::metrics::METRICS.request(&agent, conn.name(), method, outcome, started.elapsed())
         };
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(reply)) => {
