@@ -22,15 +22,34 @@ struct Histogram {
     sum: f64,
 }
 
-/// (agent, upstream, method, outcome).
-type RequestKey = (String, String, String, &'static str);
+/// The outcome labels of a forwarded request, in the order of [`Calls`].
+const OUTCOMES: [&str; 5] = ["ok", "tool_error", "error", "unavailable", "timeout"];
+
+/// Forwarded requests of one (agent, method), by outcome.
+type Calls = [u64; OUTCOMES.len()];
+
+/// Everything recorded for one upstream, so that a forwarded request takes one lock and, once
+/// its labels have been seen, allocates nothing.
+#[derive(Default)]
+struct UpstreamStats {
+    latency: Histogram,
+    /// agent → method → counts by outcome.
+    calls: BTreeMap<String, BTreeMap<String, Calls>>,
+}
+
+/// `map[key]`, inserted with its default the first time (the key is copied only then).
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+        .unwrap_or_else(|| unreachable!("inserted above"))
+}
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (agent, upstream, method, outcome) → forwarded requests.
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    /// upstream → latency of forwarded requests.
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// upstream → its latency and request counts.
+    upstreams: Mutex<BTreeMap<String, UpstreamStats>>,
     /// (agent, reason) → calls refused by mcp-warden itself.
     refused: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// outcome → approvals decided.
@@ -66,6 +85,8 @@ pub fn outcome(reply: &crate::jsonrpc::Message) -> &'static str {
         "error"
     } else if reply
         .result()
+        // Only a result that mentions `isError` is parsed (once per call, on the hot path).
+        .filter(|r| r.contains("\"isError\""))
         .and_then(|r| serde_json::from_str::<ToolResult>(r).ok())
         .is_some_and(|r| r.is_error)
     {
@@ -95,16 +116,11 @@ impl Metrics {
         } else {
             "other"
         };
-        *lock(&self.requests)
-            .entry((
-                agent.to_string(),
-                upstream.to_string(),
-                method.to_string(),
-                outcome,
-            ))
-            .or_default() += 1;
-        let mut l = lock(&self.latency);
-        let h = l.entry(upstream.to_string()).or_default();
+        let o = OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
+        let mut ups = lock(&self.upstreams);
+        let u = slot(&mut ups, upstream);
+        slot(slot(&mut u.calls, agent), method)[o] += 1;
+        let h = &mut u.latency;
         let s = took.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
             if s <= *b {
@@ -151,10 +167,14 @@ impl Metrics {
             let cur = e.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
             e.insert(k.to_string(), (cur + n).into());
         };
-        for ((_, u, _, out), n) in lock(&self.requests).iter() {
-            add(u, "requests", *n);
-            if *out != "ok" {
-                add(u, &format!("requests_{out}"), *n);
+        for (u, stats) in lock(&self.upstreams).iter() {
+            for calls in stats.calls.values().flat_map(|m| m.values()) {
+                for (out, n) in OUTCOMES.iter().zip(calls) {
+                    add(u, "requests", *n);
+                    if *out != "ok" {
+                        add(u, &format!("requests_{out}"), *n);
+                    }
+                }
             }
         }
         for ((u, r), n) in lock(&self.starts).iter() {
@@ -194,17 +214,25 @@ impl Metrics {
             *STARTED
         );
         let _ = writeln!(o, "# HELP mcp_warden_upstream_requests_total Requests forwarded to upstreams, by answer.\n# TYPE mcp_warden_upstream_requests_total counter");
-        for ((a, u, m, out), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                o,
-                "mcp_warden_upstream_requests_total{{agent=\"{}\",upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
-                esc(a),
-                esc(u),
-                esc(m)
-            );
+        let ups = lock(&self.upstreams);
+        for (u, stats) in ups.iter() {
+            for (a, methods) in &stats.calls {
+                for (m, calls) in methods {
+                    for (out, n) in OUTCOMES.iter().zip(calls).filter(|(_, n)| **n > 0) {
+                        let _ = writeln!(
+                            o,
+                            "mcp_warden_upstream_requests_total{{agent=\"{}\",upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
+                            esc(a),
+                            esc(u),
+                            esc(m)
+                        );
+                    }
+                }
+            }
         }
         let _ = writeln!(o, "# HELP mcp_warden_upstream_request_duration_seconds Time from forwarding a request to its answer.\n# TYPE mcp_warden_upstream_request_duration_seconds histogram");
-        for (u, h) in lock(&self.latency).iter() {
+        for (u, stats) in ups.iter() {
+            let h = &stats.latency;
             let u = esc(u);
             for (b, c) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -218,6 +246,7 @@ impl Metrics {
                 h.count, h.sum, h.count
             );
         }
+        drop(ups);
         let _ = writeln!(o, "# HELP mcp_warden_calls_refused_total Calls mcp-warden refused itself (hidden tool, pinned argument, denied or expired approval).\n# TYPE mcp_warden_calls_refused_total counter");
         for ((a, r), n) in lock(&self.refused).iter() {
             let _ = writeln!(
@@ -264,6 +293,31 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcome_labels() {
+        let m = |t: &'static str| crate::jsonrpc::Message::parse(bytes::Bytes::from(t)).unwrap();
+        assert_eq!(
+            outcome(&m(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#)),
+            "ok"
+        );
+        assert_eq!(
+            outcome(&m(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#
+            )),
+            "tool_error"
+        );
+        assert_eq!(
+            outcome(&m(r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false}}"#)),
+            "ok"
+        );
+        assert_eq!(
+            outcome(&m(
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#
+            )),
+            "error"
+        );
+    }
 
     #[test]
     fn renders_valid_exposition_lines() {

@@ -916,7 +916,7 @@ impl Session {
         let span = tracing::debug_span!(
             "request",
             session = %self.id,
-            agent = %self.agent_name(),
+            agent = %self.caller_name(),
             method = msg.method().unwrap_or_default(),
             id = %key,
         );
@@ -1055,9 +1055,8 @@ impl Session {
             } else {
                 "prompt"
             };
-            crate::metrics::METRICS.refused(&self.agent_name(), "hidden");
-            tracing::info!(session = %self.id, agent = %self.agent_name(), tool = %name, "call refused: unknown or hidden {what}");
-            self.audit_refusal(&name, &format!("unknown or hidden {what}"));
+            tracing::info!(session = %self.id, agent = %self.caller_name(), tool = %name, "call refused: unknown or hidden {what}");
+            self.audit_refusal(&name, "hidden", &format!("unknown or hidden {what}"));
             return jsonrpc::error_response(
                 Some(id),
                 code::INVALID_PARAMS,
@@ -1084,8 +1083,7 @@ impl Session {
                 Ok(None) => {}
                 Err(refusal) => {
                     tracing::info!(session = %self.id, tool = %name, "call refused: {refusal}");
-                    crate::metrics::METRICS.refused(&self.agent_name(), "arguments");
-                    self.audit_refusal(&name, &refusal);
+                    self.audit_refusal(&name, "arguments", &refusal);
                     return jsonrpc::response(
                         id,
                         serde_json::json!({
@@ -1134,16 +1132,22 @@ impl Session {
     }
 
     /// Every refused call goes into the audit log (who, what, why).
-    fn audit_refusal(&self, name: &str, reason: &str) {
+    fn audit_refusal(&self, name: &str, label: &'static str, reason: &str) {
+        crate::metrics::METRICS.refused(self.caller_name(), label);
         if let Some(b) = &self.broker {
             b.audit(serde_json::json!({"kind": "call.refused", "agent": self.agent_name(), "name": name, "reason": reason}));
         }
     }
 
     fn agent_name(&self) -> String {
+        self.caller_name().to_string()
+    }
+
+    /// The caller's name as policy, audit and metrics know it (`user` in single-user mode).
+    fn caller_name(&self) -> &str {
         match &self.caller {
-            Caller::Agent(n) => n.to_string(),
-            Caller::User => "user".to_string(),
+            Caller::Agent(n) => n,
+            Caller::User => "user",
         }
     }
 
@@ -1268,7 +1272,7 @@ impl Session {
         };
         m.approval(label);
         if label != "allowed" {
-            m.refused(&self.agent_name(), label);
+            m.refused(self.caller_name(), label);
         }
         match outcome {
             crate::approval::Outcome::Allowed { .. } => Ok(()),
@@ -1552,9 +1556,14 @@ impl Session {
         let timeout = self.cfg().proxy.request_timeout;
         let started = std::time::Instant::now();
         let method = msg.method().unwrap_or_default();
-        let agent = self.agent_name();
         let record = |outcome| {
-            crate::metrics::METRICS.request(&agent, conn.name(), method, outcome, started.elapsed())
+            crate::metrics::METRICS.request(
+                self.caller_name(),
+                conn.name(),
+                method,
+                outcome,
+                started.elapsed(),
+            )
         };
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(reply)) => {
