@@ -258,7 +258,7 @@ impl Front {
                 .collect();
             let mut results = std::collections::BTreeMap::new();
             for u in &wanted {
-                let hs = crate::upstream::Handshake::probe();
+                let hs = crate::upstream::Handshake::own("mcp-warden-probe");
                 let events: crate::upstream::EventHandler = Arc::new(|_| {});
                 let r =
                     crate::upstream::Connection::connect(u, &hs, cfg.proxy.max_line_bytes, events)

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::{backoff, Session};
@@ -153,14 +152,7 @@ impl SharedUpstream {
             }
             _ => {}
         }
-        let hs = Handshake {
-            protocol_version: mcp::LATEST_VERSION.to_string(),
-            capabilities: raw("{}"),
-            client_info: raw(&format!(
-                r#"{{"name":"mcp-warden","version":"{}"}}"#,
-                env!("CARGO_PKG_VERSION")
-            )),
-        };
+        let hs = Handshake::own("mcp-warden");
         let this = self.this.clone();
         let handler: EventHandler = Arc::new(move |ev| {
             if let Some(s) = this.upgrade() {
@@ -336,8 +328,4 @@ impl SharedUpstream {
             }
         }
     }
-}
-
-fn raw(s: &str) -> Box<RawValue> {
-    RawValue::from_string(s.to_string()).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }

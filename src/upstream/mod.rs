@@ -101,21 +101,21 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// The handshake of a readiness probe: no capabilities, mcp-warden as the client.
-    pub fn probe() -> Handshake {
+    /// mcp-warden's own handshake (no client capabilities), for connections that no agent's
+    /// `initialize` describes: shared upstreams (`mcp-warden`), readiness probes
+    /// (`mcp-warden-probe`).
+    pub fn own(client_name: &str) -> Handshake {
         let raw = |s: String| {
-            serde_json::value::RawValue::from_string(s).unwrap_or_else(|_| {
-                serde_json::value::to_raw_value(&serde_json::json!({}))
-                    .unwrap_or_else(|_| unreachable!("an empty object serialises"))
-            })
+            serde_json::value::RawValue::from_string(s)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
         };
         Handshake {
             protocol_version: crate::mcp::LATEST_VERSION.to_string(),
             capabilities: raw("{}".into()),
-            client_info: raw(format!(
-                r#"{{"name":"mcp-warden-probe","version":"{}"}}"#,
-                env!("CARGO_PKG_VERSION")
-            )),
+            client_info: raw(
+                serde_json::json!({"name": client_name, "version": env!("CARGO_PKG_VERSION")})
+                    .to_string(),
+            ),
         }
     }
 
