@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{lock, Inbound, Pipe, UpstreamError};
+use super::{lock, Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
 use crate::mcp::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
@@ -38,7 +38,7 @@ struct State {
     init: Mutex<Option<Message>>,
     reinit: tokio::sync::Mutex<()>,
     get_started: AtomicBool,
-    tx: mpsc::Sender<Inbound>,
+    inlet: Inlet,
 }
 
 pub(crate) fn client() -> reqwest::Client {
@@ -64,13 +64,12 @@ pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
     headers
 }
 
-pub(super) fn spawn(name: &str, spec: &HttpSpec) -> Result<Pipe, UpstreamError> {
+pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, UpstreamError> {
     let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {
         name: name.to_string(),
         reason: e.to_string(),
     })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
     let state = Arc::new(State {
         name: name.to_string(),
         client: client(),
@@ -81,7 +80,7 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec) -> Result<Pipe, UpstreamError> 
         init: Mutex::new(None),
         reinit: tokio::sync::Mutex::new(()),
         get_started: AtomicBool::new(false),
-        tx: in_tx,
+        inlet,
     });
     crate::task::detach(tracing::Span::current(), async move {
         let mut tasks = JoinSet::new();
@@ -108,10 +107,7 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec) -> Result<Pipe, UpstreamError> 
                 .await;
         }
     });
-    Ok(Pipe {
-        tx: out_tx,
-        rx: in_rx,
-    })
+    Ok(Pipe { tx: out_tx })
 }
 
 impl State {
@@ -135,13 +131,10 @@ impl State {
         if msg.kind() == Kind::Request {
             tracing::warn!(method = ?msg.method(), "{text}");
             let err = jsonrpc::error_response(msg.id_str(), code, &text);
-            let _ = self
-                .tx
-                .send(Inbound {
-                    msg: err,
-                    related: None,
-                })
-                .await;
+            self.inlet.deliver(Inbound {
+                msg: err,
+                related: None,
+            });
         } else {
             tracing::warn!(method = ?msg.method(), "{text}");
         }
@@ -320,7 +313,7 @@ async fn deliver(
                 note_init(state, &m);
             }
         }
-        if state.tx.send(Inbound { msg: m, related }).await.is_err() {
+        if !state.inlet.deliver(Inbound { msg: m, related }) {
             return true;
         }
     }
@@ -349,7 +342,7 @@ async fn get_loop(state: Arc<State>) {
     let mut last_event: Option<String> = None;
     let mut delay = Duration::from_millis(500);
     let mut failures = 0u32;
-    while !state.tx.is_closed() {
+    while !state.inlet.is_closed() {
         let mut rb = state
             .request(reqwest::Method::GET, true)
             .header(ACCEPT, "text/event-stream");
@@ -358,7 +351,7 @@ async fn get_loop(state: Arc<State>) {
         }
         let resp = tokio::select! {
             r = rb.send() => r,
-            _ = state.tx.closed() => return,
+            _ = state.inlet.closed() => return,
         };
         match resp {
             Ok(resp) if resp.status().is_success() && is_sse(&resp) => {
@@ -369,7 +362,7 @@ async fn get_loop(state: Arc<State>) {
                 loop {
                     let chunk = tokio::select! {
                         c = resp.chunk() => c,
-                        _ = state.tx.closed() => return,
+                        _ = state.inlet.closed() => return,
                     };
                     let Ok(Some(chunk)) = chunk else { break };
                     parser.push(&chunk, &mut events);
@@ -403,7 +396,7 @@ async fn get_loop(state: Arc<State>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(delay * (1 << failures.min(5))) => {}
-            _ = state.tx.closed() => return,
+            _ = state.inlet.closed() => return,
         }
     }
 }
@@ -439,7 +432,7 @@ async fn read_sse(
         };
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
-            _ = state.tx.closed() => return true,
+            _ = state.inlet.closed() => return true,
         }
         let resp = state
             .request(reqwest::Method::GET, true)

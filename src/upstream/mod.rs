@@ -35,10 +35,84 @@ pub struct Inbound {
     pub related: Option<u64>,
 }
 
-/// The duplex message pipe every transport provides.
+/// What every transport provides: the sender of outgoing messages. What it reads, it hands to
+/// its [`Inlet`].
 pub(crate) struct Pipe {
     pub tx: mpsc::Sender<Message>,
-    pub rx: mpsc::Receiver<Inbound>,
+}
+
+/// Where a transport delivers what it reads. Answers to our requests go straight to their
+/// waiter and everything else to the owner's event handler: inline, in arrival order, with no
+/// task in between (each hop between tasks costs a wake-up per message). Clones are held by the
+/// transport's tasks; when the last one is dropped (the transport ended), every pending request
+/// fails at once and the owner hears [`Event::Closed`].
+#[derive(Clone)]
+pub(crate) struct Inlet(Arc<InletGuard>);
+
+struct InletGuard(Arc<Dispatch>);
+
+struct Dispatch {
+    name: Arc<str>,
+    pending: Pending,
+    alive: AtomicBool,
+    events: EventHandler,
+    /// Set when the [`Connection`] is dropped: nothing more is delivered to its owner, and
+    /// transports stop reading.
+    detached: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inlet {
+    /// Delivers one message. Returns false once the connection is gone (the transport should
+    /// stop reading).
+    pub(crate) fn deliver(&self, inbound: Inbound) -> bool {
+        let d = &self.0 .0;
+        if *d.detached.borrow() {
+            return false;
+        }
+        if inbound.msg.kind() == Kind::Response {
+            let id = inbound.msg.id_str().and_then(|s| s.parse::<u64>().ok());
+            let waiter = id.and_then(|id| lock(&d.pending).remove(&id));
+            match waiter {
+                Some(w) => {
+                    let _ = w.send(Ok(inbound.msg));
+                }
+                None => {
+                    tracing::debug!(id = ?inbound.msg.id_str(), "response to no pending request (late or cancelled)")
+                }
+            }
+            return true;
+        }
+        (d.events)(Event::Message(inbound));
+        true
+    }
+
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.0 .0.detached.borrow()
+    }
+
+    /// Resolves when the connection is gone.
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.0 .0.detached.subscribe();
+        let _ = rx.wait_for(|gone| *gone).await;
+    }
+}
+
+impl Drop for InletGuard {
+    fn drop(&mut self) {
+        let d = &self.0;
+        d.alive.store(false, Ordering::Relaxed);
+        let failed: Vec<_> = lock(&d.pending).drain().collect();
+        for (_, w) in failed {
+            let _ = w.send(Err(UpstreamError::Closed(d.name.to_string())));
+        }
+        if !*d.detached.borrow() {
+            tracing::warn!("upstream connection ended");
+            (d.events)(Event::Closed {
+                reason: "transport ended".into(),
+            });
+        }
+    }
 }
 
 /// Called inline by the connection's reader for every message that is not an answer to one of
@@ -84,11 +158,16 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Message, UpstreamEr
 pub struct Connection {
     name: Arc<str>,
     tx: mpsc::Sender<Message>,
-    pending: Pending,
+    dispatch: Arc<Dispatch>,
     next_id: AtomicU64,
-    alive: Arc<AtomicBool>,
     pub init: mcp::InitializeResult,
-    _reader: crate::task::Owned,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The owner is done with it: no more events, and readers stop.
+        self.dispatch.detached.send_replace(true);
+    }
 }
 
 /// The `initialize` params mcp-warden sends upstream (the agent's own, with the negotiated
@@ -134,6 +213,19 @@ impl Handshake {
     }
 }
 
+impl Dispatch {
+    fn new(name: &str, events: EventHandler) -> (Arc<Dispatch>, Inlet) {
+        let d = Arc::new(Dispatch {
+            name: Arc::from(name),
+            pending: Arc::default(),
+            alive: AtomicBool::new(true),
+            events,
+            detached: tokio::sync::watch::Sender::new(false),
+        });
+        (d.clone(), Inlet(Arc::new(InletGuard(d))))
+    }
+}
+
 impl Connection {
     /// Starts the transport and performs the MCP handshake.
     pub async fn connect(
@@ -146,35 +238,42 @@ impl Connection {
         async {
             match &cfg.transport {
                 Transport::Stdio(spec) => {
-                    let pipe = stdio::spawn(&cfg.name, spec, max_line).map_err(|e| {
+                    let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
+                    let pipe = stdio::spawn(&cfg.name, spec, max_line, inlet).map_err(|e| {
                         UpstreamError::Start {
                             name: cfg.name.clone(),
                             reason: e.to_string(),
                         }
                     })?;
-                    Self::handshake(cfg, hs, pipe, events).await
+                    Self::handshake(cfg, hs, pipe, dispatch).await
                 }
                 Transport::Http(spec) => match spec.flavor {
                     HttpFlavor::Streamable => {
-                        let pipe = http::spawn(&cfg.name, spec)?;
-                        Self::handshake(cfg, hs, pipe, events).await
+                        let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
+                        let pipe = http::spawn(&cfg.name, spec, inlet)?;
+                        Self::handshake(cfg, hs, pipe, dispatch).await
                     }
                     HttpFlavor::LegacySse => {
-                        let pipe = sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout).await?;
-                        Self::handshake(cfg, hs, pipe, events).await
+                        let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
+                        let pipe =
+                            sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout, inlet).await?;
+                        Self::handshake(cfg, hs, pipe, dispatch).await
                     }
                     HttpFlavor::Auto => {
-                        let pipe = http::spawn(&cfg.name, spec)?;
-                        match Self::handshake(cfg, hs, pipe, events.clone()).await {
+                        let (dispatch, inlet) = Dispatch::new(&cfg.name, events.clone());
+                        let pipe = http::spawn(&cfg.name, spec, inlet)?;
+                        match Self::handshake(cfg, hs, pipe, dispatch).await {
                             Err(UpstreamError::Handshake { reason, .. })
                                 if reason.starts_with(http::LEGACY_HINT) =>
                             {
                                 tracing::info!(
                                     "no Streamable HTTP endpoint; trying legacy HTTP+SSE"
                                 );
+                                let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
                                 let pipe =
-                                    sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout).await?;
-                                Self::handshake(cfg, hs, pipe, events).await
+                                    sse_legacy::spawn(&cfg.name, spec, cfg.startup_timeout, inlet)
+                                        .await?;
+                                Self::handshake(cfg, hs, pipe, dispatch).await
                             }
                             other => other,
                         }
@@ -192,34 +291,19 @@ impl Connection {
         cfg: &UpstreamConfig,
         hs: &Handshake,
         pipe: Pipe,
-        events: EventHandler,
+        dispatch: Arc<Dispatch>,
     ) -> Result<Connection, UpstreamError> {
-        let name: Arc<str> = Arc::from(cfg.name.as_str());
-        let pending: Pending = Arc::default();
-        let alive = Arc::new(AtomicBool::new(true));
-        let reader = crate::task::spawn(
-            tracing::info_span!("upstream-reader", upstream = %cfg.name),
-            read_loop(
-                name.clone(),
-                pipe.rx,
-                pending.clone(),
-                alive.clone(),
-                events,
-            ),
-        );
         let mut conn = Connection {
-            name: name.clone(),
+            name: dispatch.name.clone(),
             tx: pipe.tx,
-            pending,
+            dispatch,
             next_id: AtomicU64::new(1),
-            alive,
             init: mcp::InitializeResult {
                 protocol_version: String::new(),
                 capabilities: Default::default(),
                 server_info: None,
                 instructions: None,
             },
-            _reader: reader,
         };
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let reply = conn
@@ -270,7 +354,7 @@ impl Connection {
     }
 
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+        self.dispatch.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
     }
 
     pub fn has_capability(&self, cap: &str) -> bool {
@@ -299,10 +383,10 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Message, UpstreamError> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
+        lock(&self.dispatch.pending).insert(id, tx);
         // Removes the pending entry however this future ends (answer, timeout, or drop).
         let _guard = PendingGuard {
-            pending: &self.pending,
+            pending: &self.dispatch.pending,
             id,
         };
         if self.tx.send(msg).await.is_err() {
@@ -364,40 +448,6 @@ impl Drop for PendingGuard<'_> {
 /// a holder panicked (every critical section is a single insert/remove).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn read_loop(
-    name: Arc<str>,
-    mut rx: mpsc::Receiver<Inbound>,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
-    events: EventHandler,
-) {
-    while let Some(inbound) = rx.recv().await {
-        if inbound.msg.kind() == Kind::Response {
-            let id = inbound.msg.id_str().and_then(|s| s.parse::<u64>().ok());
-            let waiter = id.and_then(|id| lock(&pending).remove(&id));
-            match waiter {
-                Some(w) => {
-                    let _ = w.send(Ok(inbound.msg));
-                }
-                None => {
-                    tracing::debug!(id = ?inbound.msg.id_str(), "response to no pending request (late or cancelled)")
-                }
-            }
-            continue;
-        }
-        events(Event::Message(inbound));
-    }
-    alive.store(false, Ordering::Relaxed);
-    let failed: Vec<_> = lock(&pending).drain().collect();
-    for (_, w) in failed {
-        let _ = w.send(Err(UpstreamError::Closed(name.to_string())));
-    }
-    tracing::warn!("upstream connection ended");
-    events(Event::Closed {
-        reason: "transport ended".into(),
-    });
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::http::{client, header_map};
-use super::{Inbound, Pipe, UpstreamError};
+use super::{Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
 use crate::sse;
@@ -20,6 +20,7 @@ pub(super) async fn spawn(
     name: &str,
     spec: &HttpSpec,
     timeout: Duration,
+    inlet: Inlet,
 ) -> Result<Pipe, UpstreamError> {
     let start_err = |reason: String| UpstreamError::Start {
         name: name.to_string(),
@@ -81,8 +82,8 @@ pub(super) async fn spawn(
     }
 
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
-    let reader_tx = in_tx.clone();
+    let in_tx = inlet.clone();
+    let reader_tx = inlet;
     // Dropped when the reader ends, which stops the writer too, so that the pipe closes and
     // the connection learns the upstream is gone.
     let (reader_done, mut reader_gone) = tokio::sync::oneshot::channel::<()>();
@@ -103,14 +104,10 @@ pub(super) async fn spawn(
                     }
                 };
                 for m in msgs {
-                    if reader_tx
-                        .send(Inbound {
-                            msg: m,
-                            related: None,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if !reader_tx.deliver(Inbound {
+                        msg: m,
+                        related: None,
+                    }) {
                         return;
                     }
                 }
@@ -142,7 +139,7 @@ pub(super) async fn spawn(
                             let ok = matches!(&r, Ok(r) if r.status().is_success());
                             if !ok && msg.kind() == Kind::Request {
                                 let err = jsonrpc::error_response(msg.id_str(), code::UPSTREAM_UNAVAILABLE, "upstream rejected the message");
-                                let _ = tx.send(Inbound { msg: err, related: None }).await;
+                                tx.deliver(Inbound { msg: err, related: None });
                             }
                         });
                     }
@@ -154,8 +151,5 @@ pub(super) async fn spawn(
         }
         tasks.abort_all();
     });
-    Ok(Pipe {
-        tx: out_tx,
-        rx: in_rx,
-    })
+    Ok(Pipe { tx: out_tx })
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::{Inbound, Pipe};
+use super::{Inbound, Inlet, Pipe};
 use crate::config::StdioSpec;
 use crate::jsonrpc::{self, LineError, LineReader, Message, Payload};
 
@@ -78,7 +78,12 @@ fn program(spec: &StdioSpec) -> (String, Vec<String>) {
     ("prlimit".into(), args)
 }
 
-pub(super) fn spawn(name: &str, spec: &StdioSpec, max_line: usize) -> std::io::Result<Pipe> {
+pub(super) fn spawn(
+    name: &str,
+    spec: &StdioSpec,
+    max_line: usize,
+    inlet: Inlet,
+) -> std::io::Result<Pipe> {
     let (program, args) = program(spec);
     let mut cmd = Command::new(&program);
     cmd.args(&args)
@@ -113,11 +118,10 @@ pub(super) fn spawn(name: &str, spec: &StdioSpec, max_line: usize) -> std::io::R
         return Err(std::io::Error::other("child pipes missing"));
     };
     let (out_tx, out_rx) = mpsc::channel::<Message>(256);
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(256);
 
     let span = tracing::Span::current();
     crate::task::detach(span.clone(), supervise(child, pid, stdin, out_rx));
-    crate::task::detach(span.clone(), read_stdout(stdout, in_tx, max_line));
+    crate::task::detach(span.clone(), read_stdout(stdout, inlet, max_line));
     let upstream = name.to_string();
     crate::task::detach(span, async move {
         let mut lines = BufReader::new(stderr).lines();
@@ -125,10 +129,7 @@ pub(super) fn spawn(name: &str, spec: &StdioSpec, max_line: usize) -> std::io::R
             tracing::info!(target: "mcp_warden::upstream::stderr", upstream = %upstream, "{}", super::truncate(&line, 2000));
         }
     });
-    Ok(Pipe {
-        tx: out_tx,
-        rx: in_rx,
-    })
+    Ok(Pipe { tx: out_tx })
 }
 
 async fn supervise(
@@ -196,11 +197,7 @@ async fn supervise(
     tracing::info!(status = ?status, "stdio upstream exited");
 }
 
-async fn read_stdout(
-    stdout: tokio::process::ChildStdout,
-    tx: mpsc::Sender<Inbound>,
-    max_line: usize,
-) {
+async fn read_stdout(stdout: tokio::process::ChildStdout, inlet: Inlet, max_line: usize) {
     let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line);
     loop {
         let line = match lines.next_line().await {
@@ -219,7 +216,7 @@ async fn read_stdout(
             continue;
         }
         for msg in parse_line(line) {
-            if tx.send(Inbound { msg, related: None }).await.is_err() {
+            if !inlet.deliver(Inbound { msg, related: None }) {
                 return;
             }
         }
