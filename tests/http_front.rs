@@ -111,6 +111,65 @@ fn http_json_response_mode_answers_with_one_body() {
 }
 
 #[test]
+fn http_auto_mode_json_for_quick_answers_sse_for_slow_ones() {
+    // The default: a quick answer is one JSON body (no stream to frame and parse).
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nstream_after_ms = 40\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let sid = open_session(&p.url);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a"}}}"#,
+    );
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.text().unwrap(),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a"}]}}"#
+    );
+    // A call slower than `stream_after_ms`, with nothing before its answer: an SSE stream that
+    // starts with the priming event (resumable), then the answer.
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"steps":2,"delay_ms":60}}}"#,
+    );
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().unwrap();
+    assert!(text.starts_with("id: p"), "priming event first: {text}");
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(data.len(), 1, "{text}");
+    assert!(data[0].contains(r#""id":2"#), "{text}");
+    // Progress before the answer switches to SSE at once, with the progress first.
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{"steps":2,"delay_ms":1},"_meta":{"progressToken":"t"}}}"#,
+    );
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().unwrap();
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids.len(), 4, "priming, two progress, answer: {text}");
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 4, "event ids are distinct: {text}");
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert!(data[0].contains("notifications/progress"), "{text}");
+    assert!(data[2].contains(r#""id":3"#), "{text}");
+}
+
+#[test]
 fn http_transport_rules_406_415_400_413() {
     let p = demo_proxy();
     let sid = open_session(&p.url);

@@ -72,7 +72,7 @@ fn stdio_notification_with_unknown_fields_passes_unchanged() {
 }
 
 #[test]
-fn http_to_stdio_result_bytes_are_unchanged_json_and_sse() {
+fn http_to_stdio_result_bytes_are_unchanged_json_auto_and_sse() {
     let id = "-9007199254740993";
     let call = format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"golden","arguments":{{}}}}}}"#
@@ -89,7 +89,17 @@ fn http_to_stdio_result_bytes_are_unchanged_json_and_sse() {
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().unwrap(), expected);
 
+    // The default (`auto`) answers this quick call with JSON too.
     let proxy = HttpProxy::start(&golden_upstream("golden"));
+    let sid = open_session(&proxy.url);
+    let r = post(&proxy.url, Some(&sid), &call);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().unwrap(), expected);
+
+    let proxy = HttpProxy::start(&format!(
+        "[proxy]\nresponse_mode = \"sse\"\n{}",
+        golden_upstream("golden")
+    ));
     let sid = open_session(&proxy.url);
     let r = post(&proxy.url, Some(&sid), &call);
     assert_eq!(r.headers()["content-type"], "text/event-stream");

@@ -212,6 +212,8 @@ pub struct ProxySettings {
     pub insecure_remote: bool,
     /// How the HTTP front answers a POSTed request.
     pub response_mode: ResponseMode,
+    /// In `auto` mode: how long a request's answer may take and still be sent as plain JSON.
+    pub stream_after: Duration,
     /// How long `initialize` waits for upstreams before answering with those that are up.
     pub initialize_wait: Duration,
     pub auth: AuthMode,
@@ -225,6 +227,9 @@ pub struct ProxySettings {
 /// How the Streamable HTTP front answers requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMode {
+    /// JSON when the answer is ready within `stream_after` and nothing related came first;
+    /// otherwise an SSE stream (so slow calls stay resumable and carry their progress).
+    Auto,
     /// An SSE stream (what the reference SDK servers do): related progress, logging and
     /// server→client requests travel on it, and 2025-11-25 clients get a priming event.
     Sse,
@@ -250,7 +255,8 @@ impl Default for ProxySettings {
             max_inflight_per_session: 128,
             header_read_timeout: Duration::from_secs(10),
             insecure_remote: false,
-            response_mode: ResponseMode::Sse,
+            response_mode: ResponseMode::Auto,
+            stream_after: Duration::from_millis(100),
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,
             tls: None,

@@ -365,6 +365,7 @@ const PROXY_KEYS: &[&str] = &[
     "max_inflight_per_session",
     "header_read_timeout_secs",
     "response_mode",
+    "stream_after_ms",
     "initialize_wait_secs",
     "auth",
     "state_dir",
@@ -745,13 +746,16 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
         p.initialize_wait = d;
     }
     match t.string(cx, "response_mode").as_deref() {
-        None => {}
+        None | Some("auto") => {}
         Some("sse") => p.response_mode = ResponseMode::Sse,
         Some("json") => p.response_mode = ResponseMode::Json,
         Some(other) => cx.err(
             &t.at("response_mode"),
-            format!("unknown mode `{other}` (expected sse or json)"),
+            format!("unknown mode `{other}` (expected auto, sse or json)"),
         ),
+    }
+    if let Some(ms) = t.uint(cx, "stream_after_ms", 0, 60_000) {
+        p.stream_after = Duration::from_millis(ms);
     }
     t.finish(cx, PROXY_KEYS);
     p

@@ -505,9 +505,13 @@ async fn post(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(mcp::DEFAULT_HTTP_VERSION);
             let prime = version >= "2025-11-25";
-            match front.cfg().proxy.response_mode {
+            let cfg = front.cfg();
+            match cfg.proxy.response_mode {
                 ResponseMode::Json => respond_json(rx, want, general_sink(&hs)).await,
-                ResponseMode::Sse => respond_sse(&front, rx, want, prime),
+                ResponseMode::Sse => respond_sse(&front, rx, vec![want], prime, None),
+                ResponseMode::Auto => {
+                    respond_auto(&front, rx, want, prime, cfg.proxy.stream_after).await
+                }
             }
         }
         Payload::Batch(items) => {
@@ -717,24 +721,72 @@ async fn respond_json(
     )
 }
 
-/// Answers a POST with an SSE stream: every message related to the request, ending with its
-/// answer. Events carry ids (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event
-/// (an id, `retry`, empty data).
-fn respond_sse(front: &Front, rx: mpsc::Receiver<Message>, want: String, prime: bool) -> Response {
+/// `auto` mode: the answer alone, as one JSON body, if it is ready within `stream_after` and
+/// nothing related (progress, logging, a server→client request) comes before it; an SSE stream
+/// otherwise, so that slow calls carry their progress and stay resumable. Quick calls, the
+/// great majority, cost one write instead of a chunked stream.
+async fn respond_auto(
+    front: &Front,
+    mut rx: mpsc::Receiver<Message>,
+    want: String,
+    prime: bool,
+    stream_after: Duration,
+) -> Response {
+    match tokio::time::timeout(stream_after, rx.recv()).await {
+        Ok(Some(b)) if b.kind() == Kind::Response && b.id_str().unwrap_or("null") == want => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            b.into_bytes(),
+        )
+            .into_response(),
+        Ok(Some(related)) => respond_sse(front, rx, vec![want], prime, Some(related)),
+        Ok(None) => jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::INTERNAL_ERROR,
+            "Request cancelled",
+        ),
+        Err(_) => respond_sse(front, rx, vec![want], prime, None),
+    }
+}
+
+/// Answers a POST with an SSE stream: every message related to the request (`first`, if one
+/// already arrived, then what `rx` brings), ending with its answer. Events carry ids
+/// (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event (an id, `retry`, empty
+/// data).
+fn respond_sse(
+    front: &Front,
+    rx: mpsc::Receiver<Message>,
+    mut want: Vec<String>,
+    prime: bool,
+    first: Option<Message>,
+) -> Response {
     let stream_id = front
         .inner
         .next_stream
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let first: Option<Bytes> =
-        prime.then(|| Bytes::from(format!("id: p{stream_id}-0\nretry: 1000\ndata: \n\n")));
-    let state = (first, rx, vec![want], false, 1u64);
+    let mut queued: VecDeque<Bytes> = VecDeque::with_capacity(2);
+    if prime {
+        queued.push_back(Bytes::from(format!(
+            "id: p{stream_id}-0\nretry: 1000\ndata: \n\n"
+        )));
+    }
+    let mut done = false;
+    if let Some(m) = first {
+        done = is_answer(&m, &mut want) && want.is_empty();
+        queued.push_back(Bytes::from(sse::encode(
+            Some(&format!("p{stream_id}-1")),
+            m.bytes(),
+        )));
+    }
+    let n = queued.len() as u64 + u64::from(!prime);
+    let state = (queued, rx, want, done, n);
     let stream = futures_util::stream::unfold(
         state,
-        move |(pending, mut rx, mut want, done, n)| async move {
-            if let Some(ev) = pending {
+        move |(mut queued, mut rx, mut want, done, n)| async move {
+            if let Some(ev) = queued.pop_front() {
                 return Some((
                     Ok::<_, std::convert::Infallible>(ev),
-                    (None, rx, want, done, n),
+                    (queued, rx, want, done, n),
                 ));
             }
             if done {
@@ -743,7 +795,7 @@ fn respond_sse(front: &Front, rx: mpsc::Receiver<Message>, want: String, prime: 
             let b = rx.recv().await?;
             let finished = is_answer(&b, &mut want) && want.is_empty();
             let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), b.bytes()));
-            Some((Ok(event), (None, rx, want, finished, n + 1)))
+            Some((Ok(event), (queued, rx, want, finished, n + 1)))
         },
     );
     sse_response(Body::from_stream(stream))
