@@ -217,6 +217,39 @@ fn http_transport_rules_406_415_400_413() {
     );
     let r = post(&p.url, Some(&sid), &big);
     assert_eq!(r.status(), 413);
+    let body: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    // A body that only announces its size is refused before it is read.
+    let mut s = TcpStream::connect(
+        p.url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 900000000\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // Other methods on the endpoint → 405 naming the allowed ones, with the security headers.
+    let r = c.put(&p.url).body("{}").send().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, POST, DELETE");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let r = c.post(p.url.replace("/mcp", "/healthz")).send().unwrap();
+    assert_eq!(r.status(), 405);
+    let r = c.get(p.url.replace("/mcp", "/nope")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
     // GET without Accept: text/event-stream → 406.
     let r = c
         .get(&p.url)

@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
@@ -62,6 +61,9 @@ struct Inner {
     generated: Option<String>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     local_addr: SocketAddr,
+    /// The MCP endpoint's path and body limit (start-up values; a reload does not move them).
+    path: String,
+    max_body: usize,
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::session::Services,
@@ -286,14 +288,127 @@ impl Front {
     }
 }
 
-pub fn router(front: Front) -> Router {
-    let path = front.cfg().proxy.path.clone();
-    let limit = front.cfg().proxy.max_body_bytes;
-    let mut app = Router::new()
-        .route(&path, axum::routing::post(post).get(get).delete(delete))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route("/readyz", axum::routing::get(readyz))
-        .route("/metrics", axum::routing::get(metrics));
+/// The HTTP service of one connection. The MCP endpoint and the health and metrics routes are
+/// dispatched here directly (the hot path: no router, no boxed middleware, a handful of
+/// allocations per request); everything else (`/control`, `/approvals`, 404) goes to an axum
+/// router. Every response, refusals included, carries the security headers, and `Host` and
+/// `Origin` are checked before anything else.
+#[derive(Clone)]
+struct Service {
+    front: Front,
+    peer: crate::tls::Peer,
+    fallback: Arc<Router>,
+}
+
+impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for Service {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+    fn call(&self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut resp = match guard(&this.front, req.headers()) {
+                Some(refusal) => refusal,
+                None => this.route(req).await,
+            };
+            security_headers(resp.headers_mut());
+            Ok(resp)
+        })
+    }
+}
+
+impl Service {
+    async fn route(self, req: axum::http::Request<hyper::body::Incoming>) -> Response {
+        let Service {
+            front,
+            peer,
+            fallback,
+        } = self;
+        let path = req.uri().path();
+        if path == front.inner.path {
+            let (parts, body) = req.into_parts();
+            return match parts.method {
+                axum::http::Method::POST => {
+                    let body = match read_body(body, front.inner.max_body).await {
+                        Ok(b) => b,
+                        Err(r) => return r,
+                    };
+                    post(State(front), ConnectInfo(peer), parts.headers, body).await
+                }
+                axum::http::Method::GET => {
+                    get(State(front), ConnectInfo(peer), parts.headers).await
+                }
+                axum::http::Method::DELETE => {
+                    delete(State(front), ConnectInfo(peer), parts.headers).await
+                }
+                _ => method_not_allowed("GET, POST, DELETE"),
+            };
+        }
+        let plain_get = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        match path {
+            "/healthz" | "/readyz" | "/metrics" if !plain_get => method_not_allowed("GET, HEAD"),
+            "/healthz" => "ok\n".into_response(),
+            "/readyz" => readyz(State(front)).await,
+            "/metrics" => metrics(State(front)).await,
+            _ => {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                match tower::ServiceExt::oneshot((*fallback).clone(), req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            }
+        }
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut r = jsonrpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "Method not allowed",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// The request body, up to `limit` bytes (413 beyond: announced or actual).
+async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
+    let too_large = || {
+        jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::INVALID_REQUEST,
+            &format!("Payload Too Large: the body limit is {limit} bytes"),
+        )
+    };
+    // A Content-Length over the limit is refused before anything is read.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            code::PARSE_ERROR,
+            &format!("Bad Request: could not read the body: {e}"),
+        )),
+    }
+}
+
+/// What is not the MCP endpoint or a health route: the approval console and control API (if
+/// approvals are configured), otherwise 404.
+fn fallback_router(front: &Front) -> Router {
+    let limit = front.inner.max_body;
+    let mut app = Router::new();
     // Remote operators decide approvals here (operator tokens; the local token only from
     // loopback). Behind the same Host/Origin checks and security headers as everything else.
     if let Some(broker) = front.inner.shared.broker.clone() {
@@ -311,76 +426,71 @@ pub fn router(front: Front) -> Router {
         jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found")
     })
     .layer(DefaultBodyLimit::max(limit))
-    .layer(middleware::from_fn_with_state(front.clone(), guard))
-    .layer(middleware::from_fn(security_headers))
-    .with_state(front)
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+fn security_headers(h: &mut HeaderMap) {
+    use axum::http::HeaderName;
     h.insert(
-        "x-content-type-options",
+        header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
-        "cross-origin-opener-policy",
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
         HeaderValue::from_static("same-origin"),
     );
     h.insert(
-        "permissions-policy",
+        HeaderName::from_static("permissions-policy"),
         HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
-    h.insert("cache-control", HeaderValue::from_static("no-store"));
-    resp
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// Whether `host` (a Host header value or an authority, any case, with or without a port)
+/// names the loopback interface.
 fn is_loopback_host(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']')
-            .next()
-            .map(|h| format!("[{h}]"))
-            .unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default().to_string()
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, _)) => return inner == "::1",
+            None => return false,
+        },
+        None => host.split(':').next().unwrap_or_default(),
     };
-    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1"
 }
 
 /// DNS-rebinding defence: `Host` must name this server, and a browser `Origin`, if any, must be
 /// loopback or explicitly allowed. Runs before any other processing (403 otherwise).
-async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response {
+fn guard(front: &Front, headers: &HeaderMap) -> Option<Response> {
     let cfg = front.cfg();
     let p = &cfg.proxy;
-    let host = req
-        .headers()
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let host_ok = if p.allowed_hosts.iter().any(|h| h == "*") {
-        true
-    } else {
-        let lower = host.to_ascii_lowercase();
-        let bare = lower
-            .rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_else(|| lower.clone());
-        (front.inner.local_addr.ip().is_loopback() && is_loopback_host(&lower))
-            || p.allowed_hosts.iter().any(|a| *a == lower || *a == bare)
-    };
+    let host_ok = (front.inner.local_addr.ip().is_loopback() && is_loopback_host(host))
+        || p.allowed_hosts.iter().any(|h| h == "*")
+        || {
+            let lower = host.to_ascii_lowercase();
+            let bare = lower
+                .rsplit_once(':')
+                .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+                .map_or(lower.as_str(), |(h, _)| h);
+            p.allowed_hosts.iter().any(|a| *a == lower || a == bare)
+        };
     if !host_ok {
         tracing::warn!("request refused: Host header not allowed");
-        return jsonrpc_error(
+        return Some(jsonrpc_error(
             StatusCode::FORBIDDEN,
             code::INVALID_REQUEST,
             "Forbidden: Host not allowed",
-        );
+        ));
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
+    if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin
             .to_str()
             .unwrap_or("")
@@ -392,14 +502,14 @@ async fn guard(State(front): State<Front>, req: Request, next: Next) -> Response
                 && is_loopback_host(authority));
         if !ok {
             tracing::warn!("request refused: Origin not allowed");
-            return jsonrpc_error(
+            return Some(jsonrpc_error(
                 StatusCode::FORBIDDEN,
                 code::INVALID_REQUEST,
                 "Forbidden: Origin not allowed",
-            );
+            ));
         }
     }
-    next.run(req).await
+    None
 }
 
 fn accepts(headers: &HeaderMap, want: &str) -> bool {
@@ -822,7 +932,10 @@ fn sse_response(body: Body) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(
+        axum::http::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     resp
 }
 
@@ -1015,6 +1128,8 @@ pub async fn serve(
             generated: generated.clone(),
             sessions: Mutex::new(HashMap::new()),
             local_addr,
+            path: cfg.proxy.path.clone(),
+            max_body: cfg.proxy.max_body_bytes,
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::session::Services::new(&cfg),
@@ -1062,7 +1177,7 @@ pub async fn serve(
         }
     });
     tracing::info!(addr = %local_addr, path = %cfg.proxy.path, "serving MCP over Streamable HTTP");
-    let app = router(front.clone());
+    let fallback = Arc::new(fallback_router(&front));
     let grace = cfg.proxy.shutdown_grace;
     // Our own accept loop (rather than `axum::serve`) so that HTTP/1 gets a header-read
     // deadline: a client that trickles its headers (slowloris) is cut off instead of holding a
@@ -1081,15 +1196,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             (io, peer) = axum::serve::Listener::accept(&mut listener) => {
-                let app = app.clone();
                 // Each request learns who is on the other end (address, client certificate).
-                let svc = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer.clone()));
-                    req
-                });
+                let svc = Service { front: front.clone(), peer, fallback: fallback.clone() };
                 let conn = builder.serve_connection_with_upgrades(
                     hyper_util::rt::TokioIo::new(io),
-                    hyper_util::service::TowerToHyperService::new(svc),
+                    svc,
                 );
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
