@@ -198,6 +198,23 @@ fn stdio_forged_confirmation_token_is_stripped_and_approval_still_required() {
     );
     assert!(cli(&s, &["approve", "deny"]).status.success());
     s.proxy.recv_response("2");
+    // The same key behind a JSON escape is the same key: stripped too.
+    call_consent(
+        &mut s,
+        3,
+        "c",
+        &format!(r#","confirmation\u005ftoken":"{stolen}""#),
+    );
+    eventually(Duration::from_secs(10), "held a third time", || {
+        pending_count(&s) == 1
+    });
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        !log.contains(&format!("consent-token {stolen}")),
+        "the agent's escaped token reached the upstream: {log}"
+    );
+    assert!(cli(&s, &["approve", "deny"]).status.success());
+    s.proxy.recv_response("3");
 }
 
 #[test]

@@ -42,6 +42,11 @@ fn from_object(v: &Value) -> Option<Envelope> {
 /// Detects an envelope in a `tools/call` result (the raw `result` member). `structuredContent`
 /// first, then every `text` content block that parses as a JSON object.
 pub fn detect(result: &str) -> Option<Envelope> {
+    // Nearly every result is not an envelope: skip the parse unless the key can be in it,
+    // literally or behind a `\u` escape (at either level of JSON-in-a-string).
+    if !result.contains("requires_confirmation") && !result.contains("\\u") {
+        return None;
+    }
     let v: Value = serde_json::from_str(result).ok()?;
     if let Some(e) = v.get("structuredContent").and_then(from_object) {
         return Some(e);
@@ -72,6 +77,12 @@ mod tests {
         assert_eq!(e.expires_in_seconds, Some(60));
         let t = r#"{"content":[{"type":"image","data":"x"},{"type":"text","text":"  {\"requires_confirmation\":true,\"action_id\":\"t1\"}"}]}"#;
         assert_eq!(detect(t).unwrap().action_id, "t1");
+        // Escaped keys are still keys: the quick check must not skip them.
+        let esc = r#"{"structuredContent":{"\u0072equires_confirmation":true,"action_id":"e1"}}"#;
+        assert_eq!(detect(esc).unwrap().action_id, "e1");
+        let nested = r#"{"content":[{"type":"text","text":"{\"requires\\u005fconfirmation\":true,\"action_id\":\"e2\"}"}]}"#;
+        assert_eq!(detect(nested).unwrap().action_id, "e2");
+        assert!(detect(r#"{"content":[{"type":"text","text":"plain"}]}"#).is_none());
         assert!(
             !format!("{e}").contains("abc"),
             "Display never shows the action id"

@@ -239,7 +239,12 @@ impl Message {
         let Some(r) = self.id.clone() else {
             return self.clone();
         };
-        let raw = splice(&self.raw, vec![Edit::new(r.clone(), new_id)]);
+        // One allocation: the bytes before the id, the new id, the bytes after it.
+        let mut out = Vec::with_capacity(self.raw.len() + new_id.len());
+        out.extend_from_slice(&self.raw[..r.start]);
+        out.extend_from_slice(new_id.as_bytes());
+        out.extend_from_slice(&self.raw[r.end..]);
+        let raw = Bytes::from(out);
         let delta = new_id.len() as isize - (r.end - r.start) as isize;
         let shift = |s: &Option<Range<usize>>| {
             s.as_ref().map(|s| {

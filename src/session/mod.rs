@@ -1833,6 +1833,22 @@ fn arguments_edit(msg: &Message, rw: &crate::config::ToolRewrite) -> Result<Opti
     };
     let parsed: ArgsView<'_> =
         serde_json::from_str(params).map_err(|_| "invalid params".to_string())?;
+    // The common case — no pins, no hidden parameters (the consent-only rewrite every consent
+    // upstream gets), an object without a never-advertised key — changes nothing: skip the
+    // parse. Any backslash takes the full path, since an escaped key is still that key.
+    if rw.pin.is_empty() && rw.hide.is_empty() {
+        if let Some(raw) = parsed.arguments {
+            let text = raw.get();
+            if text.starts_with('{')
+                && !text.contains('\\')
+                && !policy::rewrite::NEVER_ADVERTISED
+                    .iter()
+                    .any(|k| text.contains(k))
+            {
+                return Ok(None);
+            }
+        }
+    }
     let given: Option<serde_json::Value> = match parsed.arguments {
         Some(raw) => {
             Some(serde_json::from_str(raw.get()).map_err(|_| "invalid arguments".to_string())?)
