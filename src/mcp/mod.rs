@@ -137,11 +137,21 @@ pub struct ItemKey<'a> {
     pub uri: Option<&'a RawValue>,
     #[serde(rename = "uriTemplate", borrow, default)]
     pub uri_template: Option<&'a RawValue>,
+    /// Tools: the input schema (captured in the same pass, for the schema profiles).
+    #[serde(rename = "inputSchema", borrow, default)]
+    pub input_schema: Option<&'a RawValue>,
 }
 
 /// Decodes a raw JSON string value.
 pub fn raw_str(v: &RawValue) -> Option<String> {
-    serde_json::from_str::<String>(v.get()).ok()
+    let s = v.get();
+    // Most names carry no escapes: take the bytes between the quotes as they are.
+    if let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if !inner.contains(['\\', '"']) {
+            return Some(inner.to_string());
+        }
+    }
+    serde_json::from_str::<String>(s).ok()
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ fn fnv1a(s: &str) -> u32 {
 /// Maps any string to a provider-safe name: invalid characters become `_`; a name too long is
 /// cut and suffixed with a hash of the full name so that distinct long names stay distinct.
 pub fn sanitize(raw: &str) -> String {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if !raw.is_empty() && raw.len() <= MAX_LEN && raw.bytes().all(safe) {
+        return raw.to_string();
+    }
     let mut out: String = raw
         .chars()
         .map(|c| {
@@ -54,7 +58,18 @@ pub fn sanitize(raw: &str) -> String {
 /// The exposed name of an upstream item before collision handling.
 pub fn exposed(namespace: Option<&str>, original: &str) -> String {
     match namespace {
-        Some(ns) => sanitize(&format!("{ns}{SEPARATOR}{original}")),
+        Some(ns) => {
+            let mut joined = String::with_capacity(ns.len() + SEPARATOR.len() + original.len());
+            joined.push_str(ns);
+            joined.push_str(SEPARATOR);
+            joined.push_str(original);
+            let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            if joined.len() <= MAX_LEN && joined.bytes().all(safe) {
+                joined
+            } else {
+                sanitize(&joined)
+            }
+        }
         None => sanitize(original),
     }
 }

@@ -219,12 +219,19 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                             }
                         }
                     }
-                    let up_rw = up.tools.get(&original);
+                    let up_rw = if up.tools.is_empty() {
+                        None
+                    } else {
+                        up.tools.get(&original)
+                    };
                     let base = up_rw
                         .and_then(|r| r.rename.clone())
                         .unwrap_or_else(|| original.clone());
                     let canonical = naming::exposed(f.namespace.as_deref(), &base);
-                    let agent_rw = ctx.agent.and_then(|a| a.rewrite.get(&canonical));
+                    let agent_rw = ctx
+                        .agent
+                        .filter(|a| !a.rewrite.is_empty())
+                        .and_then(|a| a.rewrite.get(&canonical));
                     let wanted = agent_rw
                         .and_then(|r| r.rename.clone())
                         .unwrap_or_else(|| canonical.clone());
@@ -241,7 +248,10 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         .unwrap_or(SchemaProfile::Passthrough);
                     // A consent upstream's `confirmation_token` is never advertised.
                     let hides_token = up.consent && memmem(&raw, b"confirmation_token");
-                    let raw = if rw.is_some() || hides_token || profile_may_change(&raw, profile) {
+                    let raw = if rw.is_some()
+                        || hides_token
+                        || profile_may_change(key.input_schema, profile)
+                    {
                         match rewritten(&raw, rw.as_ref(), profile, &exposed) {
                             Ok(r) => r,
                             Err(e) => {
@@ -300,23 +310,31 @@ fn rename_raw(raw: &Bytes, key_raw: &RawValue, exposed: &str, original: &str) ->
     }
     let start = key_raw.get().as_ptr() as usize - raw.as_ptr() as usize;
     let range = start..start + key_raw.get().len();
+    if exposed
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        // Provider-safe names (every tool and prompt name) need no escaping: one allocation.
+        let mut out = Vec::with_capacity(raw.len() + exposed.len() + 2);
+        out.extend_from_slice(&raw[..range.start]);
+        out.push(b'"');
+        out.extend_from_slice(exposed.as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(&raw[range.end..]);
+        return Bytes::from(out);
+    }
     let quoted = serde_json::Value::String(exposed.to_string()).to_string();
     splice(raw, vec![Edit::new(range, quoted)])
 }
 
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Whether the schema profile could change this tool's input schema. A root that is already an
 /// object schema with no combinators, `$schema` or `$ref` is left as it is by the Anthropic
 /// profile, so such tools skip the parse-and-reserialise path (most tools of most servers).
-fn profile_may_change(raw: &[u8], profile: SchemaProfile) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Tool<'a> {
-        #[serde(rename = "inputSchema", borrow)]
-        input_schema: Option<&'a RawValue>,
-    }
+fn profile_may_change(input_schema: Option<&RawValue>, profile: SchemaProfile) -> bool {
     #[derive(serde::Deserialize)]
     struct Root<'a> {
         #[serde(rename = "type", borrow)]
@@ -339,10 +357,7 @@ fn profile_may_change(raw: &[u8], profile: SchemaProfile) -> bool {
         // OpenAI's rules reach into nested schemas: always take the full path.
         SchemaProfile::OpenAi => true,
         SchemaProfile::Anthropic => {
-            let Some(schema) = serde_json::from_slice::<Tool<'_>>(raw)
-                .ok()
-                .and_then(|t| t.input_schema)
-            else {
+            let Some(schema) = input_schema else {
                 return true;
             };
             let Ok(root) = serde_json::from_str::<Root<'_>>(schema.get()) else {
