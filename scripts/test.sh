@@ -10,3 +10,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked
+# OpenTelemetry export is a cargo feature (off by default): lint it and test it from a
+# collector's side.
+cargo clippy -p mcp-warden --features otel --lib --bins --test otel --locked -- -D warnings
+cargo test -p mcp-warden --features otel --locked --test otel

@@ -40,6 +40,7 @@ pub mod session;
 pub mod sse;
 pub mod state;
 pub mod task;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 

@@ -153,20 +153,6 @@ enum Command {
     },
 }
 
-fn init_logging(filter: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs always go to stderr: stdout belongs to MCP in stdio mode.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// The state directory named by the config (operator commands need nothing else from it).
 fn state_dir(path: Option<PathBuf>) -> PathBuf {
     Config::state_dir_of(&path.unwrap_or_else(config::default_config_path))
@@ -203,7 +189,8 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mcp_warden::metrics::mark_start();
-    init_logging(&cli.log, &cli.log_format);
+    // Dropped last (after the runtime): flushes exported traces.
+    let _telemetry = mcp_warden::telemetry::init(&cli.log, &cli.log_format);
     // One agent over stdio: a single-threaded runtime (every hop of a call stays on one thread,
     // so no cross-thread wake-ups). Many agents over HTTP: a worker per core.
     let mut builder = match cli.command {

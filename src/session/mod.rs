@@ -919,6 +919,7 @@ impl Session {
             agent = %self.caller_name(),
             method = msg.method().unwrap_or_default(),
             id = %key,
+            upstream = tracing::field::Empty,
         );
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -1536,6 +1537,7 @@ impl Session {
             Some(sh) => sh.rewrite_progress_token(&self.this, &msg),
             None => (msg, None),
         };
+        tracing::Span::current().record("upstream", conn.name());
         let (up_id, answer) = conn.start_request(&msg);
         if let Some(f) = lock(&self.inflight).get_mut(key) {
             f.upstream = Some((idx, up_id));
