@@ -194,8 +194,17 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
         }
         for (name, u) in ups {
             let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            let state = match u.get("up").and_then(|v| v.as_bool()) {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "not started",
+            };
+            let tools = match u.get("tools") {
+                Some(t) => format!("{t} tool(s)"),
+                None => "tools not listed yet".into(),
+            };
             println!(
-                "  {name}: {} request(s) ({} error, {} tool error, {} timed out, {} unavailable); started {} time(s), {} failed start(s)",
+                "  {name}: {state}, {tools}; {} request(s) ({} error, {} tool error, {} timed out, {} unavailable); started {} time(s), {} failed start(s)",
                 n("requests"),
                 n("requests_error"),
                 n("requests_tool_error"),

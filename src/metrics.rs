@@ -57,6 +57,11 @@ pub struct Metrics {
     sessions: Mutex<Option<SessionCounter>>,
     /// (upstream, result) → connection attempts (child spawned + handshake, HTTP session).
     starts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// upstream → whether its last connection came up and is still alive (the last event wins:
+    /// with a child per session, one session's crash marks it down until the next start).
+    up: Mutex<BTreeMap<String, bool>>,
+    /// upstream → how many tools it listed the last time it was asked.
+    tools: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Open sessions per agent, as the front that owns them counts them (set by the HTTP front).
@@ -141,6 +146,17 @@ impl Metrics {
         *lock(&self.starts)
             .entry((upstream.to_string(), result))
             .or_default() += 1;
+        lock(&self.up).insert(upstream.to_string(), result == "ok");
+    }
+
+    /// An upstream's transport ended on its own (child exited, stream closed).
+    pub fn upstream_ended(&self, upstream: &str) {
+        lock(&self.up).insert(upstream.to_string(), false);
+    }
+
+    /// An upstream listed `n` tools (all pages).
+    pub fn tools_listed(&self, upstream: &str, n: usize) {
+        lock(&self.tools).insert(upstream.to_string(), n as u64);
     }
 
     pub fn approval(&self, outcome: &'static str) {
@@ -187,6 +203,14 @@ impl Metrics {
                 },
                 *n,
             );
+        }
+        for (u, n) in lock(&self.tools).iter() {
+            add(u, "tools", *n);
+        }
+        for (u, is_up) in lock(&self.up).iter() {
+            up.entry(u.clone())
+                .or_default()
+                .insert("up".into(), (*is_up).into());
         }
         let refused: u64 = lock(&self.refused).values().sum();
         serde_json::json!({
@@ -264,6 +288,23 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "mcp_warden_upstream_starts_total{{upstream=\"{}\",result=\"{r}\"}} {n}",
+                esc(u)
+            );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_upstream_up Whether the upstream's last connection came up and is still alive (1) or not (0).\n# TYPE mcp_warden_upstream_up gauge");
+        for (u, is_up) in lock(&self.up).iter() {
+            let _ = writeln!(
+                o,
+                "mcp_warden_upstream_up{{upstream=\"{}\"}} {}",
+                esc(u),
+                u8::from(*is_up)
+            );
+        }
+        let _ = writeln!(o, "# HELP mcp_warden_upstream_tools Tools the upstream listed the last time it was asked.\n# TYPE mcp_warden_upstream_tools gauge");
+        for (u, n) in lock(&self.tools).iter() {
+            let _ = writeln!(
+                o,
+                "mcp_warden_upstream_tools{{upstream=\"{}\"}} {n}",
                 esc(u)
             );
         }

@@ -818,6 +818,15 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
             >= 2.0,
         "{text}"
     );
+    assert_eq!(
+        value(r#"mcp_warden_upstream_up{upstream="demo"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    // The demo lists echo, add, image, slow, send_email and more (all of them, whatever the
+    // agent is allowed to see).
+    let tools = value(r#"mcp_warden_upstream_tools{upstream="demo"}"#).unwrap();
+    assert!(tools >= 5.0, "{text}");
     for leak in [ROUTER, "secret-argument", "a-wrong-token-guess"] {
         assert!(!text.contains(leak), "{leak} in metrics");
     }
@@ -841,10 +850,15 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     let human = status(&[]);
     assert!(human.contains(&format!("(pid {})", p.pid())), "{human}");
     assert!(human.contains("1 call(s) refused"), "{human}");
-    assert!(human.contains("  demo: 2 request(s)"), "{human}");
+    assert!(
+        human.contains(&format!("  demo: up, {tools} tool(s); 2 request(s)")),
+        "{human}"
+    );
     assert!(human.contains("  sessions: a 1"), "{human}");
     let v: serde_json::Value = serde_json::from_str(status(&["--json"]).trim()).unwrap();
     assert_eq!(v["upstreams"]["demo"]["starts"], 1, "{v}");
+    assert_eq!(v["upstreams"]["demo"]["up"], true, "{v}");
+    assert_eq!(v["upstreams"]["demo"]["tools"], tools as u64, "{v}");
     assert_eq!(v["pending_approvals"], 0);
 
     // With no instance running on a state directory, a clear error and exit 1.

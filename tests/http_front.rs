@@ -890,3 +890,44 @@ fn http_readiness_waits_for_required_upstreams() {
     );
     assert_eq!(v["required"]["demo"]["up"], true, "{v}");
 }
+
+#[test]
+fn http_metrics_show_an_upstream_down_after_a_crash_and_up_after_the_restart() {
+    let p = HttpProxy::start(&demo_upstream("demo", &["--test-tools"]));
+    let sid = open_session(&p.url);
+    let up = || {
+        let text = http()
+            .get(p.url.replace("/mcp", "/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"mcp_warden_upstream_up{upstream="demo"} "#))
+            .map(str::to_string)
+    };
+    assert_eq!(up().as_deref(), Some("1"));
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#,
+    );
+    assert!(messages(r).pop().unwrap()["error"].is_object());
+    eventually(Duration::from_secs(5), "down after the crash", || {
+        up().as_deref() == Some("0")
+    });
+    // The next use restarts it.
+    eventually(
+        Duration::from_secs(10),
+        "answered after the restart",
+        || {
+            let r = post(
+                &p.url,
+                Some(&sid),
+                r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"back"}}}"#,
+            );
+            messages(r).pop().unwrap()["result"]["content"][0]["text"] == "back"
+        },
+    );
+    assert_eq!(up().as_deref(), Some("1"));
+}

@@ -784,6 +784,9 @@ impl Session {
                 }
             }
         }
+        if kind == ListKind::Tools {
+            crate::metrics::METRICS.tools_listed(conn.name(), items.len());
+        }
         let cfg = self.slot(idx)?.cfg();
         Some(Fetched {
             upstream: idx,

@@ -108,6 +108,7 @@ impl Drop for InletGuard {
         }
         if !*d.detached.borrow() {
             tracing::warn!("upstream connection ended");
+            crate::metrics::METRICS.upstream_ended(&d.name);
             (d.events)(Event::Closed {
                 reason: "transport ended".into(),
             });
