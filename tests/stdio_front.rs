@@ -261,3 +261,104 @@ fn stdio_upstream_runs_under_its_configured_resource_limits() {
     let (line, _) = p.recv_response("1");
     assert!(line.contains("structuredContent"));
 }
+
+/// How some agents (Node's child_process, for one) hand a child its stdio: a socket pair rather
+/// than pipes. mcp-warden serves it the same way, and EOF (the agent shutting its side) still
+/// ends the session and its children. With stderr on the same pipe as stdout (`2>&1`), logs keep
+/// flowing (stdout stays blocking) and every MCP line is still valid JSON-RPC.
+#[test]
+fn stdio_over_a_socket_pair_and_with_stderr_merged_into_stdout() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &demo_upstream("demo", &[]));
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new(warden_bin())
+        .args(["stdio", "--config"])
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", dir.path())
+        .stdin(Stdio::from(OwnedFd::from(theirs.try_clone().unwrap())))
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut w = ours.try_clone().unwrap();
+    let mut r = BufReader::new(ours.try_clone().unwrap());
+    writeln!(w, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#).unwrap();
+    writeln!(
+        w,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .unwrap();
+    writeln!(w, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"over a socket"}}}}}}"#).unwrap();
+    let mut got = vec![];
+    for _ in 0..10 {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v = json(&line);
+        let done = v["id"] == 2;
+        got.push(v);
+        if done {
+            break;
+        }
+    }
+    let answer = got.iter().find(|v| v["id"] == 2).expect("an answer to 2");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "over a socket",
+        "{got:?}"
+    );
+    ours.shutdown(std::net::Shutdown::Write).unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit on EOF");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(descendants(pid).is_empty());
+
+    // stderr merged into stdout (`2>&1`): logs and MCP share the pipe; the MCP lines are intact
+    // and the session is served to the end.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" stdio --log debug --config "$1" 2>&1"#)
+        .arg(warden_bin())
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#).unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"still here"}}}}}}"#).unwrap();
+    let mut lines = vec![];
+    for line in out.lines().map_while(Result::ok) {
+        let done = line.starts_with('{') && json(&line)["id"] == 2;
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    drop(stdin);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('{') && l.contains("still here")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| !l.starts_with('{')),
+        "log lines are there too: {lines:?}"
+    );
+    assert!(child.wait().unwrap().success());
+}

@@ -275,13 +275,68 @@ pub fn caller_for(cfg: &Config, agent: Option<&str>) -> Result<Caller, String> {
 
 /// Runs the stdio front on the process's stdin/stdout.
 pub async fn run(cfg: Arc<Config>, caller: Caller, shutdown: impl Future<Output = ()>) {
-    serve(
-        cfg,
-        caller,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        shutdown,
-    )
-    .await;
+    let (input, output) = std_streams();
+    serve(cfg, caller, input, output, shutdown).await;
     crate::wait_for_children(std::time::Duration::from_secs(5)).await;
+}
+
+type Input = Box<dyn AsyncRead + Unpin + Send>;
+type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// This process's stdin and stdout as async streams. Pipes and sockets — what an agent launches
+/// us with — are driven by the runtime's reactor directly; anything else (a terminal, a file)
+/// goes through tokio's blocking-thread adapters. The reactor path saves a hand-off to another
+/// thread, and its wake-up, for every line read and every flush.
+fn std_streams() -> (Input, Output) {
+    use std::os::fd::AsFd;
+    let input: Input = match reactor_stream(std::io::stdin().as_fd()) {
+        Some(Stream::Pipe(fd)) => match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(r) => Box::new(r),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        Some(Stream::Socket(s)) => Box::new(s),
+        None => Box::new(tokio::io::stdin()),
+    };
+    // Non-blocking mode belongs to the open file, not the descriptor: when stderr is the same
+    // pipe as stdout (`2>&1`), our log writes would start failing with EAGAIN. Keep the
+    // blocking adapter then.
+    let shared_with_stderr = same_file(std::io::stdout().as_fd(), std::io::stderr().as_fd());
+    let output: Output = match reactor_stream(std::io::stdout().as_fd()) {
+        _ if shared_with_stderr => Box::new(tokio::io::stdout()),
+        Some(Stream::Pipe(fd)) => match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+            Ok(w) => Box::new(w),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        Some(Stream::Socket(s)) => Box::new(s),
+        None => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
+}
+
+enum Stream {
+    Pipe(std::os::fd::OwnedFd),
+    Socket(tokio::net::UnixStream),
+}
+
+/// A duplicate of `fd` ready for the reactor, if it is a pipe or a socket.
+fn reactor_stream(fd: std::os::fd::BorrowedFd<'_>) -> Option<Stream> {
+    use nix::sys::stat::{fstat, SFlag};
+    let kind = SFlag::from_bits_truncate(fstat(fd).ok()?.st_mode) & SFlag::S_IFMT;
+    let owned = fd.try_clone_to_owned().ok()?;
+    if kind == SFlag::S_IFIFO {
+        return Some(Stream::Pipe(owned));
+    }
+    if kind == SFlag::S_IFSOCK {
+        let s = std::os::unix::net::UnixStream::from(owned);
+        s.set_nonblocking(true).ok()?;
+        return tokio::net::UnixStream::from_std(s).ok().map(Stream::Socket);
+    }
+    None
+}
+
+fn same_file(a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>) -> bool {
+    match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => true, // when in doubt, the blocking adapter
+    }
 }
