@@ -396,6 +396,15 @@ impl Session {
     /// The live connection of upstream `idx`, (re)connecting if it is down and its backoff has
     /// passed.
     async fn connection(&self, idx: usize) -> Result<Arc<Connection>, UpstreamError> {
+        if let Some(c) = self.live(idx) {
+            return Ok(c);
+        }
+        // Starting an upstream is a large future; boxed, it does not weigh on every call's
+        // task (see `start_request`).
+        Box::pin(self.connect_slot(idx)).await
+    }
+
+    async fn connect_slot(&self, idx: usize) -> Result<Arc<Connection>, UpstreamError> {
         let Some(slot) = self.slot(idx) else {
             return Err(UpstreamError::Unavailable(format!("#{idx}")));
         };
@@ -924,12 +933,20 @@ impl Session {
             id = %key,
             upstream = tracing::field::Empty,
         );
+        // One task per request, so that it outlives an HTTP client that disconnects. Its
+        // future is kept small (rare, large branches are boxed): it is allocated and moved
+        // for every call.
+        // One task per request, so that it outlives an HTTP client that disconnects. Its
+        // future is kept small (rare, large branches are boxed): it is allocated and moved
+        // for every call.
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let reply = this.serve(msg, &key).await;
                 let still_ours = lock(&this.inflight).remove(&key).is_some();
                 if let (true, Some(reply)) = (still_ours, reply) {
-                    let _ = sink.send(reply).await;
+                    if let Err(mpsc::error::TrySendError::Full(reply)) = sink.try_send(reply) {
+                        let _ = Box::pin(sink.send(reply)).await;
+                    }
                 }
             },
             span,
@@ -951,15 +968,15 @@ impl Session {
             ),
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
                 let kind = ListKind::from_method(method)?;
-                self.answer_list(&msg, kind).await
+                Box::pin(self.answer_list(&msg, kind)).await
             }
             "tools/call" => self.route_named(&msg, ListKind::Tools, key).await,
-            "prompts/get" => self.route_named(&msg, ListKind::Prompts, key).await,
+            "prompts/get" => Box::pin(self.route_named(&msg, ListKind::Prompts, key)).await,
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                self.route_uri(&msg, key).await
+                Box::pin(self.route_uri(&msg, key)).await
             }
-            "completion/complete" => self.route_completion(&msg, key).await,
-            "logging/setLevel" => self.broadcast_request(&msg, "logging").await,
+            "completion/complete" => Box::pin(self.route_completion(&msg, key)).await,
+            "logging/setLevel" => Box::pin(self.broadcast_request(&msg, "logging")).await,
             _ => match self.single_upstream() {
                 Some(idx) => self.forward(idx, msg.clone(), key).await,
                 None => {
@@ -1110,16 +1127,16 @@ impl Session {
         if kind == ListKind::Tools && self.policy_requires_approval(entry, &name) {
             let cfg = self.cfg();
             let summary = format!("{} wants to call {}", self.agent_name(), name);
-            if let Err(refusal) = self
-                .await_approval(
-                    entry,
-                    &out,
-                    "policy",
-                    summary,
-                    cfg.approvals.default_expiry,
-                    key,
-                )
-                .await
+            // Held calls are rare and their futures large: boxed (see `start_request`).
+            if let Err(refusal) = Box::pin(self.await_approval(
+                entry,
+                &out,
+                "policy",
+                summary,
+                cfg.approvals.default_expiry,
+                key,
+            ))
+            .await
             {
                 return refusal;
             }
@@ -1130,7 +1147,7 @@ impl Session {
             return reply;
         }
         match reply.result().and_then(crate::approval::envelope::detect) {
-            Some(envelope) => self.hold(entry, &name, out, envelope, key, approved).await,
+            Some(envelope) => Box::pin(self.hold(entry, &name, out, envelope, key, approved)).await,
             None => reply,
         }
     }
@@ -1541,7 +1558,7 @@ impl Session {
             None => (msg, None),
         };
         tracing::Span::current().record("upstream", conn.name());
-        let (up_id, answer) = conn.start_request(&msg);
+        let (up_id, out) = conn.prepare(&msg);
         if let Some(f) = lock(&self.inflight).get_mut(key) {
             f.upstream = Some((idx, up_id));
         }
@@ -1570,7 +1587,9 @@ impl Session {
                 started.elapsed(),
             )
         };
-        match tokio::time::timeout(timeout, answer).await {
+        // The request future is built inside the timeout, not before it: a future held in a
+        // local and then moved would take its space twice in this task.
+        match tokio::time::timeout(timeout, conn.request(up_id, out)).await {
             Ok(Ok(reply)) => {
                 record(crate::metrics::outcome(&reply));
                 reply.with_id(&id)
@@ -1581,7 +1600,7 @@ impl Session {
             }
             Err(_) => {
                 record("timeout");
-                conn.cancel(up_id, "mcp-warden: request timed out").await;
+                Box::pin(conn.cancel(up_id, "mcp-warden: request timed out")).await;
                 jsonrpc::error_response(
                     Some(&id),
                     code::REQUEST_TIMEOUT,

@@ -365,6 +365,15 @@ impl Connection {
     /// Sends `msg` as a request under a fresh upstream id and waits for the answer, which comes
     /// back with the upstream id (the caller restores its own). Returns the id used, so that
     /// the caller can cancel it.
+    /// Gives `msg` a fresh upstream id (so that ids are unique whatever the agents send) and
+    /// returns both; [`Connection::request`] sends it. The answer comes back under our id; the
+    /// caller restores its own, and can cancel ours.
+    pub fn prepare(&self, msg: &Message) -> (u64, Message) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (id, msg.with_id(&id.to_string()))
+    }
+
+    /// Sends `msg` as a request under a fresh upstream id and waits for the answer.
     pub fn start_request(
         &self,
         msg: &Message,
@@ -372,9 +381,34 @@ impl Connection {
         u64,
         impl std::future::Future<Output = Result<Message, UpstreamError>> + '_,
     ) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let out = msg.with_id(&id.to_string());
-        (id, self.send_request(id, out, Duration::MAX))
+        let (id, out) = self.prepare(msg);
+        (id, self.request(id, out))
+    }
+
+    /// Sends `msg` (already under our id `id`) and waits for the answer, however long it takes
+    /// (the caller times it). Kept small: it lives inside every forwarded call's task.
+    pub async fn request(&self, id: u64, msg: Message) -> Result<Message, UpstreamError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.dispatch.pending).insert(id, tx);
+        // Removes the pending entry however this future ends (answer, timeout, or drop).
+        let _guard = PendingGuard {
+            pending: &self.dispatch.pending,
+            id,
+        };
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                // Backpressure (the transport is behind): wait for room, off the common path.
+                if Box::pin(self.tx.send(msg)).await.is_err() {
+                    return Err(UpstreamError::Closed(self.name.to_string()));
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(UpstreamError::Closed(self.name.to_string()))
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(UpstreamError::Closed(self.name.to_string())))
     }
 
     async fn send_request(
@@ -383,25 +417,10 @@ impl Connection {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, UpstreamError> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.dispatch.pending).insert(id, tx);
-        // Removes the pending entry however this future ends (answer, timeout, or drop).
-        let _guard = PendingGuard {
-            pending: &self.dispatch.pending,
-            id,
-        };
-        if self.tx.send(msg).await.is_err() {
-            return Err(UpstreamError::Closed(self.name.to_string()));
+        match tokio::time::timeout(timeout, self.request(id, msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(self.name.to_string())),
         }
-        let answer = if timeout == Duration::MAX {
-            rx.await
-        } else {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(r) => r,
-                Err(_) => return Err(UpstreamError::Timeout(self.name.to_string())),
-            }
-        };
-        answer.unwrap_or_else(|_| Err(UpstreamError::Closed(self.name.to_string())))
     }
 
     /// Sends a request mcp-warden makes itself (e.g. `tools/list`) and returns the response.
