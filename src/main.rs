@@ -191,11 +191,28 @@ fn main() -> ExitCode {
     mcp_warden::metrics::mark_start();
     // Dropped last (after the runtime): flushes exported traces.
     let _telemetry = mcp_warden::telemetry::init(&cli.log, &cli.log_format);
-    // One agent over stdio: a single-threaded runtime (every hop of a call stays on one thread,
-    // so no cross-thread wake-ups). Many agents over HTTP: a worker per core.
+    // One agent over stdio, and `serve` by default: a single-threaded runtime (every hop of a
+    // call stays on one thread, so no cross-thread wake-ups: in the benchmark, 10-25% less CPU
+    // per call and, with an HTTP upstream, 50 us less added latency). `[proxy] worker_threads`
+    // gives `serve` more threads for many busy agents.
+    let workers = match &cli.command {
+        Command::Serve { config, .. } => {
+            let path = config.clone().unwrap_or_else(config::default_config_path);
+            // Errors are reported by the real load below.
+            Config::load(&path).map_or(1, |c| c.proxy.worker_threads)
+        }
+        _ => 0,
+    };
     let mut builder = match cli.command {
         Command::Stdio { .. } => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve { .. } if workers == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if workers > 1 {
+                b.worker_threads(workers);
+            }
+            b
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,

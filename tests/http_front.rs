@@ -931,3 +931,36 @@ fn http_metrics_show_an_upstream_down_after_a_crash_and_up_after_the_restart() {
     );
     assert_eq!(up().as_deref(), Some("1"));
 }
+
+#[test]
+fn http_worker_threads_one_by_default_more_when_configured() {
+    let threads = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "tokio-rt-worker")
+            })
+            .count()
+    };
+    // Default: the runtime is the main thread alone (no worker threads).
+    let p = demo_proxy();
+    let sid = open_session(&p.url);
+    assert_eq!(
+        echo(&p.url, &sid, 1, "one")["result"]["content"][0]["text"],
+        "one"
+    );
+    assert_eq!(threads(p.pid()), 0);
+    drop(p);
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nworker_threads = 3\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let sid = open_session(&p.url);
+    assert_eq!(
+        echo(&p.url, &sid, 1, "three")["result"]["content"][0]["text"],
+        "three"
+    );
+    assert_eq!(threads(p.pid()), 3);
+}

@@ -214,6 +214,8 @@ pub struct ProxySettings {
     pub response_mode: ResponseMode,
     /// In `auto` mode: how long a request's answer may take and still be sent as plain JSON.
     pub stream_after: Duration,
+    /// Runtime threads for `serve`: 1 (a single thread), N, or 0 (one per core). Start-up only.
+    pub worker_threads: usize,
     /// How long `initialize` waits for upstreams before answering with those that are up.
     pub initialize_wait: Duration,
     pub auth: AuthMode,
@@ -257,6 +259,7 @@ impl Default for ProxySettings {
             insecure_remote: false,
             response_mode: ResponseMode::Auto,
             stream_after: Duration::from_millis(100),
+            worker_threads: 1,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,
             tls: None,

@@ -366,6 +366,7 @@ const PROXY_KEYS: &[&str] = &[
     "header_read_timeout_secs",
     "response_mode",
     "stream_after_ms",
+    "worker_threads",
     "initialize_wait_secs",
     "auth",
     "state_dir",
@@ -756,6 +757,9 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(ms) = t.uint(cx, "stream_after_ms", 0, 60_000) {
         p.stream_after = Duration::from_millis(ms);
+    }
+    if let Some(n) = t.uint(cx, "worker_threads", 0, 1024) {
+        p.worker_threads = n as usize;
     }
     t.finish(cx, PROXY_KEYS);
     p

@@ -93,6 +93,9 @@ impl Front {
     /// switch to it at once. The listener (address, path, body limit) keeps its start-up values.
     pub fn apply(&self, mut cfg: Arc<Config>) {
         let old = self.cfg();
+        if cfg.proxy.worker_threads != old.proxy.worker_threads {
+            tracing::warn!("worker_threads keeps its start-up value until a restart");
+        }
         if cfg.proxy.listen != old.proxy.listen
             || cfg.proxy.path != old.proxy.path
             || cfg.proxy.max_body_bytes != old.proxy.max_body_bytes
