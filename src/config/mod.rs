@@ -230,7 +230,7 @@ pub struct ProxySettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMode {
     /// JSON when the answer is ready within `stream_after` and nothing related came first;
-    /// otherwise an SSE stream (so slow calls stay resumable and carry their progress).
+    /// otherwise an SSE stream (slow calls carry their progress as they go).
     Auto,
     /// An SSE stream (what the reference SDK servers do): related progress, logging and
     /// server→client requests travel on it, and 2025-11-25 clients get a priming event.

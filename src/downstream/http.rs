@@ -836,7 +836,7 @@ async fn respond_json(
 
 /// `auto` mode: the answer alone, as one JSON body, if it is ready within `stream_after` and
 /// nothing related (progress, logging, a server→client request) comes before it; an SSE stream
-/// otherwise, so that slow calls carry their progress and stay resumable. Quick calls, the
+/// otherwise, so that slow calls carry their progress as they go. Quick calls, the
 /// great majority, cost one write instead of a chunked stream.
 async fn respond_auto(
     front: &Front,
