@@ -964,3 +964,24 @@ fn http_worker_threads_one_by_default_more_when_configured() {
     );
     assert_eq!(threads(p.pid()), 3);
 }
+
+/// Required upstreams are probed together: readiness waits for the slowest, not for the sum
+/// (two upstreams that take 3 s each to start are up well before 6 s).
+#[test]
+fn http_readiness_probes_required_upstreams_together() {
+    let demo = demo_bin().display().to_string();
+    let slow = |name: &str| {
+        format!("[upstreams.{name}]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 3; exec {demo} stdio\"]\nrequired = true\n")
+    };
+    let p = HttpProxy::start(&format!("{}{}", slow("one"), slow("two")));
+    let started = std::time::Instant::now();
+    let url = format!("{}/readyz", p.url.trim_end_matches("/mcp"));
+    eventually(Duration::from_secs(15), "ready", || {
+        http().get(&url).send().unwrap().status() == 200
+    });
+    assert!(
+        started.elapsed() < Duration::from_millis(5500),
+        "probes ran one after the other: ready after {:?}",
+        started.elapsed()
+    );
+}

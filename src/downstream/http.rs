@@ -140,8 +140,13 @@ impl Front {
         }
     }
 
+    /// Open sessions (ended ones waiting for the reaper do not count, as in the per-agent
+    /// counts).
     pub fn session_count(&self) -> usize {
-        lock(&self.inner.sessions).len()
+        lock(&self.inner.sessions)
+            .values()
+            .filter(|s| !s.session.is_closed())
+            .count()
     }
 
     fn caller(&self, headers: &HeaderMap, peer: crate::tls::Peer) -> Result<Caller, Response> {
@@ -261,8 +266,8 @@ impl Front {
                 .filter(|u| u.required && u.enabled)
                 .cloned()
                 .collect();
-            let mut results = std::collections::BTreeMap::new();
-            for u in &wanted {
+            // All at once: readiness waits for the slowest upstream, not for their sum.
+            let probes = wanted.iter().map(|u| async {
                 let hs = crate::upstream::Handshake::own("mcp-warden-probe");
                 let events: crate::upstream::EventHandler = Arc::new(|_| {});
                 let r =
@@ -273,8 +278,12 @@ impl Front {
                 if let Err(e) = &r {
                     tracing::warn!(upstream = %u.name, error = %e, "required upstream is not up");
                 }
-                results.insert(u.name.clone(), r);
-            }
+                (u.name.clone(), r)
+            });
+            let results: std::collections::BTreeMap<_, _> = futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .collect();
             let all_up = results.values().all(|r| r.is_ok());
             *lock(&self.inner.required) = results;
             let wait = if all_up { 30 } else { 2 };
