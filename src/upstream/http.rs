@@ -82,6 +82,8 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         get_started: AtomicBool::new(false),
         inlet,
     });
+    let for_direct = state.clone();
+    let direct: super::Direct = Arc::new(move |msg| Box::pin(post(for_direct.clone(), msg, true)));
     crate::task::detach(tracing::Span::current(), async move {
         let mut tasks = JoinSet::new();
         loop {
@@ -107,7 +109,10 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
                 .await;
         }
     });
-    Ok(Pipe { tx: out_tx })
+    Ok(Pipe {
+        tx: out_tx,
+        direct: Some(direct),
+    })
 }
 
 impl State {

@@ -35,11 +35,18 @@ pub struct Inbound {
     pub related: Option<u64>,
 }
 
-/// What every transport provides: the sender of outgoing messages. What it reads, it hands to
-/// its [`Inlet`].
+/// What every transport provides: the sender of outgoing messages, and optionally a direct
+/// way to send one from the caller's own task. What it reads, it hands to its [`Inlet`].
 pub(crate) struct Pipe {
     pub tx: mpsc::Sender<Message>,
+    /// Sends one message and resolves once the transport is done with it (for Streamable
+    /// HTTP: the POST's response has been read and delivered). Used instead of `tx` so that a
+    /// call makes its HTTP request from its own task: no queue, no task in between.
+    pub direct: Option<Direct>,
 }
+
+pub(crate) type Direct =
+    Arc<dyn Fn(Message) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Where a transport delivers what it reads. Answers to our requests go straight to their
 /// waiter and everything else to the owner's event handler: inline, in arrival order, with no
@@ -159,6 +166,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Message, UpstreamEr
 pub struct Connection {
     name: Arc<str>,
     tx: mpsc::Sender<Message>,
+    direct: Option<Direct>,
     dispatch: Arc<Dispatch>,
     next_id: AtomicU64,
     pub init: mcp::InitializeResult,
@@ -297,6 +305,7 @@ impl Connection {
         let mut conn = Connection {
             name: dispatch.name.clone(),
             tx: pipe.tx,
+            direct: pipe.direct,
             dispatch,
             next_id: AtomicU64::new(1),
             init: mcp::InitializeResult {
@@ -395,6 +404,14 @@ impl Connection {
             pending: &self.dispatch.pending,
             id,
         };
+        if let Some(direct) = &self.direct {
+            // The transport delivers the answer (or an error standing for it) before this
+            // resolves.
+            direct(msg).await;
+            return rx
+                .await
+                .unwrap_or_else(|_| Err(UpstreamError::Closed(self.name.to_string())));
+        }
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
@@ -437,6 +454,13 @@ impl Connection {
 
     /// Sends a notification or a response (to a server→client request) as it is.
     pub async fn notify(&self, msg: Message) -> Result<(), UpstreamError> {
+        if let Some(direct) = &self.direct {
+            if self.tx.is_closed() {
+                return Err(UpstreamError::Closed(self.name.to_string()));
+            }
+            direct(msg).await;
+            return Ok(());
+        }
         self.tx
             .send(msg)
             .await

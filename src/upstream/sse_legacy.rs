@@ -151,5 +151,8 @@ pub(super) async fn spawn(
         }
         tasks.abort_all();
     });
-    Ok(Pipe { tx: out_tx })
+    Ok(Pipe {
+        tx: out_tx,
+        direct: None,
+    })
 }

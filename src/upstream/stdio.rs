@@ -129,7 +129,10 @@ pub(super) fn spawn(
             tracing::info!(target: "mcp_warden::upstream::stderr", upstream = %upstream, "{}", super::truncate(&line, 2000));
         }
     });
-    Ok(Pipe { tx: out_tx })
+    Ok(Pipe {
+        tx: out_tx,
+        direct: None,
+    })
 }
 
 async fn supervise(
