@@ -134,8 +134,8 @@ impl TokenDigest {
 /// Allow and deny patterns (exact names and `*`/`?` globs). Deny wins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
+    pub allow: Vec<crate::policy::agent::Pattern>,
+    pub deny: Vec<crate::policy::agent::Pattern>,
 }
 
 /// How one tool is presented: per upstream (keyed by the upstream's own name) or per agent

@@ -986,12 +986,16 @@ fn schema_profile(cx: &mut Ctx, t: &mut Table) -> Option<SchemaProfile> {
     }
 }
 
+fn patterns(list: Vec<String>) -> Vec<crate::policy::agent::Pattern> {
+    list.into_iter()
+        .map(crate::policy::agent::Pattern::new)
+        .collect()
+}
+
 fn rules(cx: &mut Ctx, mut t: Table, known: &[&'static str]) -> Rules {
-    let r = Rules {
-        allow: t.strings(cx, "allow").unwrap_or_default(),
-        deny: t.strings(cx, "deny").unwrap_or_default(),
-    };
-    for (key, list) in [("allow", &r.allow), ("deny", &r.deny)] {
+    let allow = t.strings(cx, "allow").unwrap_or_default();
+    let deny = t.strings(cx, "deny").unwrap_or_default();
+    for (key, list) in [("allow", &allow), ("deny", &deny)] {
         for (i, p) in list.iter().enumerate() {
             if p.is_empty() {
                 cx.err(&format!("{}[{i}]", t.at(key)), "empty pattern");
@@ -999,7 +1003,10 @@ fn rules(cx: &mut Ctx, mut t: Table, known: &[&'static str]) -> Rules {
         }
     }
     t.finish(cx, known);
-    r
+    Rules {
+        allow: patterns(allow),
+        deny: patterns(deny),
+    }
 }
 
 fn to_json(v: &toml::Value) -> serde_json::Value {
@@ -1064,8 +1071,8 @@ fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Opti
     let mut tool_rules = Rules::default();
     let mut rewrites = std::collections::BTreeMap::new();
     if let Some(mut tt) = t.table(cx, "tools") {
-        tool_rules.allow = tt.strings(cx, "allow").unwrap_or_default();
-        tool_rules.deny = tt.strings(cx, "deny").unwrap_or_default();
+        tool_rules.allow = patterns(tt.strings(cx, "allow").unwrap_or_default());
+        tool_rules.deny = patterns(tt.strings(cx, "deny").unwrap_or_default());
         if let Some(rt) = tt.table(cx, "rewrite") {
             for (tool, v) in rt.t {
                 let p = join(&rt.path, tool);

@@ -127,24 +127,148 @@ pub struct ListPage<'a> {
     pub next_cursor: Option<String>,
 }
 
-/// The identifying member of a listed item: `name` for tools and prompts, `uri` for resources,
-/// `uriTemplate` for templates.
-#[derive(Deserialize)]
+/// The members of a listed item that mcp-warden needs, as raw JSON text: `name` (tools,
+/// prompts), `uri` (resources), `uriTemplate` (templates), `inputSchema` (tools).
+#[derive(Debug, Default, PartialEq)]
 pub struct ItemKey<'a> {
-    #[serde(borrow, default)]
-    pub name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub uri: Option<&'a RawValue>,
-    #[serde(rename = "uriTemplate", borrow, default)]
-    pub uri_template: Option<&'a RawValue>,
-    /// Tools: the input schema (captured in the same pass, for the schema profiles).
-    #[serde(rename = "inputSchema", borrow, default)]
-    pub input_schema: Option<&'a RawValue>,
+    pub name: Option<&'a str>,
+    pub uri: Option<&'a str>,
+    pub uri_template: Option<&'a str>,
+    pub input_schema: Option<&'a str>,
+}
+
+impl<'a> ItemKey<'a> {
+    /// Finds the members in one pass over the item's bytes, building nothing. The item comes
+    /// from a page serde_json has already validated; anything that is not a JSON object, or
+    /// that names one of these members twice (serde refuses such objects too), gives `None`.
+    pub fn scan(raw: &'a [u8]) -> Option<ItemKey<'a>> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let b = raw;
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let mut key = ItemKey::default();
+        let mut seen = 0u8;
+        if b.get(i) == Some(&b'}') {
+            return (skip_ws(b, i + 1) == b.len()).then_some(key);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_end = skip_string(b, i)?;
+            let name = &text[i..key_end];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = skip_ws(b, i + 1);
+            let end = skip_value(b, start)?;
+            let value = &text[start..end];
+            let member = match name {
+                "\"name\"" => Some(0),
+                "\"uri\"" => Some(1),
+                "\"uriTemplate\"" => Some(2),
+                "\"inputSchema\"" => Some(3),
+                // A key written with escapes may still be one of ours.
+                n if n.contains('\\') => match serde_json::from_str::<String>(n).ok()?.as_str() {
+                    "name" => Some(0),
+                    "uri" => Some(1),
+                    "uriTemplate" => Some(2),
+                    "inputSchema" => Some(3),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(m) = member {
+                if seen & (1 << m) != 0 {
+                    return None; // a duplicate member
+                }
+                seen |= 1 << m;
+                // `null` is as good as absent (as for serde's `Option`).
+                let value = (value != "null").then_some(value);
+                match m {
+                    0 => key.name = value,
+                    1 => key.uri = value,
+                    2 => key.uri_template = value,
+                    _ => key.input_schema = value,
+                }
+            }
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(key),
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is the opening quote of a string: the index just past its closing quote.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[j] == b'"' {
+            return Some(j + 1);
+        }
+        j += 2; // an escape: the backslash and the character it escapes
+    }
+}
+
+/// `b[i]` starts a JSON value: the index just past it.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            // A number, true, false or null: up to the next delimiter.
+            let rest = &b[i..];
+            let n = rest
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            (n > 0).then_some(i + n)
+        }
+    }
 }
 
 /// Decodes a raw JSON string value.
 pub fn raw_str(v: &RawValue) -> Option<String> {
-    let s = v.get();
+    raw_str_text(v.get())
+}
+
+/// Decodes a JSON string given as its raw text (quotes included).
+pub fn raw_str_text(s: &str) -> Option<String> {
     // Most names carry no escapes: take the bytes between the quotes as they are.
     if let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if !inner.contains(['\\', '"']) {
@@ -158,6 +282,85 @@ pub fn raw_str(v: &RawValue) -> Option<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What serde_json finds for the same members (the reference the scanner must match).
+    #[derive(Deserialize)]
+    struct Reference<'a> {
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        uri: Option<&'a RawValue>,
+        #[serde(rename = "uriTemplate", borrow, default)]
+        uri_template: Option<&'a RawValue>,
+        #[serde(rename = "inputSchema", borrow, default)]
+        input_schema: Option<&'a RawValue>,
+    }
+
+    fn reference(raw: &str) -> Option<ItemKey<'_>> {
+        let r: Reference<'_> = serde_json::from_str(raw).ok()?;
+        Some(ItemKey {
+            name: r.name.map(RawValue::get),
+            uri: r.uri.map(RawValue::get),
+            uri_template: r.uri_template.map(RawValue::get),
+            input_schema: r.input_schema.map(RawValue::get),
+        })
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            "[a-z\"\\\\{}\\[\\],: é\u{1F600}]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("name".to_string()),
+                            Just("uri".to_string()),
+                            Just("inputSchema".to_string()),
+                            "[a-z\"\\\\]{0,6}"
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn item_scan_agrees_with_serde(v in json_value(), pretty in any::<bool>()) {
+            let raw = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+            let expected = if v.is_object() { reference(&raw) } else { None };
+            prop_assert_eq!(ItemKey::scan(raw.as_bytes()), expected, "{}", raw);
+        }
+    }
+
+    #[test]
+    fn item_scan_edge_cases() {
+        let k = ItemKey::scan(
+            br#" {"n\u0061me" : "x\"y", "inputSchema":{"a":["}",{"b":"\\"}]}, "z": -1.5e3 } "#,
+        )
+        .unwrap();
+        assert_eq!(k.name, Some(r#""x\"y""#));
+        assert_eq!(k.input_schema, Some(r#"{"a":["}",{"b":"\\"}]}"#));
+        assert_eq!(
+            ItemKey::scan(br#"{"name":"a","name":"b"}"#),
+            None,
+            "duplicates"
+        );
+        assert_eq!(ItemKey::scan(br#"["name"]"#), None);
+        assert_eq!(ItemKey::scan(b"{}"), Some(ItemKey::default()));
+        assert_eq!(ItemKey::scan(br#"{"name":"a""#), None, "truncated");
+    }
 
     #[test]
     fn negotiation() {

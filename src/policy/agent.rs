@@ -18,6 +18,95 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     glob_units(&p, &n, '*', '?')
 }
 
+/// A glob compiled once (at config load): the common shapes — an exact name, `prefix*`,
+/// `*suffix`, `*infix*`, `*` — match without the general matcher. Same semantics as
+/// [`glob_match`].
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    shape: Shape,
+    /// For `*infix*`: a searcher built once (a plain `contains` rebuilds one per name).
+    infix: Option<memchr::memmem::Finder<'static>>,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.text == other.text
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Exact,
+    /// The text between `start..end` is the literal part.
+    Prefix(usize),
+    Suffix(usize),
+    Infix(usize, usize),
+    Any,
+    General,
+}
+
+impl Pattern {
+    pub fn new(text: impl Into<String>) -> Pattern {
+        let text = text.into();
+        let shape = if !text.contains(['*', '?']) {
+            Shape::Exact
+        } else if text.contains('?') {
+            Shape::General
+        } else {
+            let lead = text.len() - text.trim_start_matches('*').len();
+            let trail = text.len() - text.trim_end_matches('*').len();
+            let inner = text.trim_matches('*');
+            match (inner.is_empty(), inner.contains('*'), lead > 0, trail > 0) {
+                (true, _, _, _) => Shape::Any,
+                (_, true, _, _) => Shape::General,
+                (_, _, false, true) => Shape::Prefix(text.len() - trail),
+                (_, _, true, false) => Shape::Suffix(lead),
+                (_, _, true, true) => Shape::Infix(lead, text.len() - trail),
+                (_, _, false, false) => Shape::Exact, // unreachable: it had a `*`
+            }
+        };
+        let infix = match shape {
+            Shape::Infix(start, end) => {
+                Some(memchr::memmem::Finder::new(&text.as_bytes()[start..end]).into_owned())
+            }
+            _ => None,
+        };
+        Pattern { text, shape, infix }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let t = self.text.as_str();
+        match self.shape {
+            Shape::Exact => t == name,
+            Shape::Prefix(end) => name.starts_with(&t[..end]),
+            Shape::Suffix(start) => name.ends_with(&t[start..]),
+            Shape::Infix(start, end) => match &self.infix {
+                Some(f) => f.find(name.as_bytes()).is_some(),
+                None => name.contains(&t[start..end]),
+            },
+            Shape::Any => true,
+            Shape::General => glob_match(t, name),
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for Pattern {
+    fn borrow(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// The matcher over any unit (bytes for ASCII, chars otherwise).
 fn glob_units<T: PartialEq + Copy>(p: &[T], n: &[T], star_unit: T, any: T) -> bool {
     // Iterative matcher with single-star backtracking: linear in practice, no recursion.
@@ -45,10 +134,8 @@ fn glob_units<T: PartialEq + Copy>(p: &[T], n: &[T], star_unit: T, any: T) -> bo
     pi == p.len()
 }
 
-fn any_match(patterns: &[String], names: &[&str]) -> bool {
-    patterns
-        .iter()
-        .any(|p| names.iter().any(|n| glob_match(p, n)))
+fn any_match(patterns: &[Pattern], names: &[&str]) -> bool {
+    patterns.iter().any(|p| names.iter().any(|n| p.matches(n)))
 }
 
 /// The agent may use this upstream at all. No agent (the single-user case): every upstream.
@@ -101,8 +188,8 @@ mod tests {
             cert_names: vec![],
             servers: servers.map(|s| s.iter().map(|x| x.to_string()).collect()),
             tools: Rules {
-                allow: allow.iter().map(|x| x.to_string()).collect(),
-                deny: deny.iter().map(|x| x.to_string()).collect(),
+                allow: allow.iter().map(|x| Pattern::new(*x)).collect(),
+                deny: deny.iter().map(|x| Pattern::new(*x)).collect(),
             },
             prompts: None,
             resources: None,
@@ -152,6 +239,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn compiled_patterns_agree_with_the_general_matcher(pattern in "[ab_*?]{0,8}", name in "[ab_é]{0,10}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let n: Vec<char> = name.chars().collect();
+            proptest::prop_assert_eq!(Pattern::new(pattern.clone()).matches(&name), glob_units(&p, &n, '*', '?'));
+        }
+
         #[test]
         fn star_matches_everything_and_literal_matches_itself(name in "\\PC{0,40}") {
             proptest::prop_assert!(glob_match("*", &name));

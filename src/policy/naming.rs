@@ -2,8 +2,6 @@
 //! `prefix__name` when several upstreams share the endpoint, with deterministic collision
 //! handling: the same inputs in the same order always give the same names.
 
-use std::collections::HashSet;
-
 pub const MAX_LEN: usize = 64;
 pub const SEPARATOR: &str = "__";
 
@@ -74,29 +72,23 @@ pub fn exposed(namespace: Option<&str>, original: &str) -> String {
     }
 }
 
-/// Assigns unique names in order: the first holder of a name keeps it; later ones get `_2`,
-/// `_3`, … (cut to fit 64 characters).
-#[derive(Default)]
-pub struct Allocator {
-    taken: HashSet<String>,
-}
-
-impl Allocator {
-    pub fn assign(&mut self, wanted: String) -> String {
-        if self.taken.insert(wanted.clone()) {
-            return wanted;
-        }
-        for n in 2u32.. {
-            let suffix = format!("_{n}");
-            let mut base = wanted.clone();
-            base.truncate(MAX_LEN - suffix.len());
-            let candidate = base + &suffix;
-            if self.taken.insert(candidate.clone()) {
-                return candidate;
-            }
-        }
-        unreachable!("u32 range exhausted")
+/// Unique names, assigned in order: the first holder of a name keeps it; later ones get
+/// `wanted_2`, `wanted_3`, … (cut to fit 64 characters) — the first that is not `taken`. The
+/// caller keeps the names given out (the list's own index).
+pub fn unique(wanted: String, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(&wanted) {
+        return wanted;
     }
+    for n in 2u32.. {
+        let suffix = format!("_{n}");
+        let mut candidate = wanted.clone();
+        candidate.truncate(MAX_LEN - suffix.len());
+        candidate.push_str(&suffix);
+        if !taken(&candidate) {
+            return candidate;
+        }
+    }
+    unreachable!("u32 range exhausted")
 }
 
 #[cfg(test)]
@@ -114,6 +106,20 @@ mod tests {
         let s = exposed(None, &long);
         assert_eq!(s.len(), MAX_LEN);
         assert_ne!(s, exposed(None, &"a".repeat(101)));
+    }
+
+    /// Gives out names with [`unique`], remembering them.
+    #[derive(Default)]
+    struct Allocator {
+        taken: std::collections::HashSet<String>,
+    }
+
+    impl Allocator {
+        fn assign(&mut self, wanted: String) -> String {
+            let name = unique(wanted, |n| self.taken.contains(n));
+            self.taken.insert(name.clone());
+            name
+        }
     }
 
     #[test]

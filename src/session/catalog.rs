@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::config::{Agent, SchemaProfile, ToolChange, ToolRewrite};
 use crate::jsonrpc::{splice, Edit, Message};
 use crate::mcp::{self, ItemKey};
-use crate::policy::naming::{self, Allocator};
+use crate::policy::naming;
 use crate::policy::{agent, rewrite};
 use std::sync::Arc;
 
@@ -139,7 +139,7 @@ pub fn page_items(
     Ok(view.next_cursor.filter(|c| !c.is_empty()))
 }
 
-fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a RawValue> {
+fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a str> {
     match kind {
         ListKind::Tools | ListKind::Prompts => k.name,
         ListKind::Resources => k.uri,
@@ -185,12 +185,15 @@ fn combine(up: Option<&ToolRewrite>, agent: Option<&ToolRewrite>) -> Option<Tool
 /// as configured; resources and templates keep their URIs (the first upstream listing a URI
 /// serves it). Hidden items are skipped before names are assigned, so they take no name.
 pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List {
-    let mut list = List::default();
-    let mut alloc = Allocator::default();
+    let total: usize = fetched.iter().map(|f| f.items.len()).sum();
+    let mut list = List {
+        entries: Vec::with_capacity(total),
+        index: HashMap::with_capacity(total),
+    };
     for f in fetched {
         let up = f.cfg.clone();
         for raw in f.items {
-            let Ok(key) = serde_json::from_slice::<ItemKey<'_>>(&raw) else {
+            let Some(key) = ItemKey::scan(&raw) else {
                 tracing::warn!(
                     ?kind,
                     "upstream listed an item that is not an object; skipped"
@@ -201,7 +204,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                 tracing::warn!(?kind, "upstream listed an item without its key; skipped");
                 continue;
             };
-            let Some(original) = mcp::raw_str(key_raw) else {
+            let Some(original) = mcp::raw_str_text(key_raw) else {
                 continue;
             };
             let mut rewrite = None;
@@ -224,22 +227,22 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     } else {
                         up.tools.get(&original)
                     };
-                    let base = up_rw
-                        .and_then(|r| r.rename.clone())
-                        .unwrap_or_else(|| original.clone());
-                    let canonical = naming::exposed(f.namespace.as_deref(), &base);
+                    let base = up_rw.and_then(|r| r.rename.as_deref()).unwrap_or(&original);
+                    let canonical = naming::exposed(f.namespace.as_deref(), base);
                     let agent_rw = ctx
                         .agent
                         .filter(|a| !a.rewrite.is_empty())
                         .and_then(|a| a.rewrite.get(&canonical));
-                    let wanted = agent_rw
-                        .and_then(|r| r.rename.clone())
-                        .unwrap_or_else(|| canonical.clone());
-                    if !agent::tool_visible(ctx.agent, &up.name, &[&canonical, &wanted, &original])
-                    {
+                    let renamed = agent_rw.and_then(|r| r.rename.as_deref());
+                    let wanted = renamed.unwrap_or(&canonical);
+                    if !agent::tool_visible(ctx.agent, &up.name, &[&canonical, wanted, &original]) {
                         continue;
                     }
-                    let exposed = alloc.assign(wanted);
+                    let wanted = match renamed {
+                        Some(r) => r.to_string(),
+                        None => canonical,
+                    };
+                    let exposed = naming::unique(wanted, |n| list.index.contains_key(n));
                     let rw = combine(up_rw, agent_rw);
                     let profile = ctx
                         .agent
@@ -274,7 +277,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     if !agent::item_visible(ctx.agent, &up.name, rules, &[&wanted, &original]) {
                         continue;
                     }
-                    let exposed = alloc.assign(wanted);
+                    let exposed = naming::unique(wanted, |n| list.index.contains_key(n));
                     let raw = rename_raw(&raw, key_raw, &exposed, &original);
                     (exposed, raw)
                 }
@@ -304,12 +307,12 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
 }
 
 /// The item with its name replaced by `exposed` (a byte splice: nothing else changes).
-fn rename_raw(raw: &Bytes, key_raw: &RawValue, exposed: &str, original: &str) -> Bytes {
+fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Bytes {
     if exposed == original {
         return raw.clone();
     }
-    let start = key_raw.get().as_ptr() as usize - raw.as_ptr() as usize;
-    let range = start..start + key_raw.get().len();
+    let start = key_raw.as_ptr() as usize - raw.as_ptr() as usize;
+    let range = start..start + key_raw.len();
     if exposed
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -334,7 +337,7 @@ fn memmem(hay: &[u8], needle: &[u8]) -> bool {
 /// Whether the schema profile could change this tool's input schema. A root that is already an
 /// object schema with no combinators, `$schema` or `$ref` is left as it is by the Anthropic
 /// profile, so such tools skip the parse-and-reserialise path (most tools of most servers).
-fn profile_may_change(input_schema: Option<&RawValue>, profile: SchemaProfile) -> bool {
+fn profile_may_change(input_schema: Option<&str>, profile: SchemaProfile) -> bool {
     #[derive(serde::Deserialize)]
     struct Root<'a> {
         #[serde(rename = "type", borrow)]
@@ -360,7 +363,7 @@ fn profile_may_change(input_schema: Option<&RawValue>, profile: SchemaProfile) -
             let Some(schema) = input_schema else {
                 return true;
             };
-            let Ok(root) = serde_json::from_str::<Root<'_>>(schema.get()) else {
+            let Ok(root) = serde_json::from_str::<Root<'_>>(schema) else {
                 return true;
             };
             root.kind.map(RawValue::get) != Some("\"object\"")
