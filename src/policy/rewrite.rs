@@ -39,19 +39,19 @@ const MAX_STRIP_DEPTH: usize = 8;
 /// variants). With the passthrough profile a parameter defined only behind a `$ref` stays
 /// advertised; it is still pinned or refused by [`apply_arguments`].
 pub fn rewrite_tool(
-    tool: &serde_json::Value,
+    tool: serde_json::Value,
     rw: &ToolRewrite,
     profile: super::schema::Profile,
 ) -> Result<(serde_json::Value, Vec<String>), String> {
-    let Value::Object(src) = tool else {
+    let Value::Object(mut out) = tool else {
         return Err("the tool definition is not a JSON object".into());
     };
-    let tool_name = src
+    let tool_name = out
         .get("name")
         .and_then(Value::as_str)
-        .unwrap_or("(unnamed)");
+        .unwrap_or("(unnamed)")
+        .to_string();
     let mut notes = Vec::new();
-    let mut out = src.clone();
 
     if let Some(d) = &rw.description {
         out.insert("description".into(), Value::String(d.clone()));
@@ -60,7 +60,7 @@ pub fn rewrite_tool(
         out.insert("title".into(), Value::String(t.clone()));
     }
     if let Some(overrides) = &rw.annotations {
-        let mut merged = match src.get("annotations") {
+        let mut merged = match out.get("annotations") {
             Some(Value::Object(upstream)) => upstream.clone(),
             _ => Map::new(),
         };
@@ -78,8 +78,11 @@ pub fn rewrite_tool(
         .chain(NEVER_ADVERTISED.iter().copied())
         .collect();
 
-    match src.get("inputSchema") {
-        Some(upstream) => {
+    match out.get_mut("inputSchema") {
+        // Only pins and hidden parameters need the upstream's effective schema (to refuse
+        // hiding a required parameter and to note undeclared ones): a normalisation saved for
+        // every other tool.
+        Some(upstream) if !rw.pin.is_empty() || !rw.hide.is_empty() => {
             // What the upstream declares and requires, combinators and `$ref`s included.
             let (effective, _) = schema::normalize(upstream, Profile::Anthropic);
             let declared = effective.get("properties").and_then(Value::as_object);
@@ -120,16 +123,14 @@ pub fn rewrite_tool(
                 ));
             }
 
-            let mut stripped = upstream.clone();
-            strip_params(&mut stripped, &removed, 0);
-            let (mut normalized, mut profile_notes) = schema::normalize(&stripped, profile);
-            strip_params(&mut normalized, &removed, MAX_STRIP_DEPTH);
-            notes.extend(
-                profile_notes
-                    .drain(..)
-                    .map(|n| format!("tool `{tool_name}`: {n}")),
-            );
-            out.insert("inputSchema".into(), normalized);
+            let normalized =
+                strip_and_normalize(upstream, &removed, profile, &tool_name, &mut notes);
+            *upstream = normalized;
+        }
+        Some(upstream) => {
+            let normalized =
+                strip_and_normalize(upstream, &removed, profile, &tool_name, &mut notes);
+            *upstream = normalized;
         }
         None if profile != Profile::Passthrough => {
             let (normalized, profile_notes) = schema::normalize(&Value::Null, profile);
@@ -143,6 +144,27 @@ pub fn rewrite_tool(
         None => {}
     }
     Ok((Value::Object(out), notes))
+}
+
+/// The input schema without the removed parameters, under the profile (taken out of `schema`,
+/// which is left `null`).
+fn strip_and_normalize(
+    schema: &mut Value,
+    removed: &[&str],
+    profile: Profile,
+    tool_name: &str,
+    notes: &mut Vec<String>,
+) -> Value {
+    let mut stripped = std::mem::take(schema);
+    strip_params(&mut stripped, removed, 0);
+    let (mut normalized, profile_notes) = schema::normalize(&stripped, profile);
+    strip_params(&mut normalized, removed, MAX_STRIP_DEPTH);
+    notes.extend(
+        profile_notes
+            .into_iter()
+            .map(|n| format!("tool `{tool_name}`: {n}")),
+    );
+    normalized
 }
 
 /// Removes `names` from a schema's `properties` and `required`, and from those of its
@@ -247,7 +269,7 @@ mod tests {
     }
 
     fn rewrite(rw: &ToolRewrite) -> (Value, Vec<String>) {
-        rewrite_tool(&tool(), rw, Profile::Passthrough).unwrap()
+        rewrite_tool(tool(), rw, Profile::Passthrough).unwrap()
     }
 
     #[test]
@@ -299,7 +321,9 @@ mod tests {
         // No upstream annotations: the overrides alone.
         let mut bare = tool();
         bare.as_object_mut().unwrap().remove("annotations");
-        let out = rewrite_tool(&bare, &rw, Profile::Passthrough).unwrap().0;
+        let out = rewrite_tool(bare.clone(), &rw, Profile::Passthrough)
+            .unwrap()
+            .0;
         assert_eq!(
             out["annotations"],
             json!({"readOnlyHint": true, "openWorldHint": false})
@@ -342,7 +366,7 @@ mod tests {
             hide: vec!["content".into(), "mode".into(), "path".into()],
             ..Default::default()
         };
-        let err = rewrite_tool(&tool(), &rw, Profile::Passthrough).unwrap_err();
+        let err = rewrite_tool(tool(), &rw, Profile::Passthrough).unwrap_err();
         assert!(err.contains("write_file"), "{err}");
         assert!(err.contains("`content`, `path`"), "{err}");
     }
@@ -357,9 +381,9 @@ mod tests {
             hide: vec![p.into()],
             ..Default::default()
         };
-        assert!(rewrite_tool(&t, &hide("id"), Profile::Passthrough).is_err());
+        assert!(rewrite_tool(t.clone(), &hide("id"), Profile::Passthrough).is_err());
         // Required by one variant only: the other variant stays usable.
-        let out = rewrite_tool(&t, &hide("a"), Profile::Passthrough)
+        let out = rewrite_tool(t.clone(), &hide("a"), Profile::Passthrough)
             .unwrap()
             .0;
         assert_eq!(
@@ -371,7 +395,7 @@ mod tests {
     #[test]
     fn confirmation_token_is_never_advertised_under_any_profile() {
         for p in [Profile::Passthrough, Profile::Anthropic, Profile::OpenAi] {
-            let out = rewrite_tool(&tool(), &ToolRewrite::default(), p).unwrap().0;
+            let out = rewrite_tool(tool(), &ToolRewrite::default(), p).unwrap().0;
             let schema = &out["inputSchema"];
             assert!(schema["properties"].get("confirmation_token").is_none());
             assert!(!schema["required"]
@@ -395,7 +419,7 @@ mod tests {
             ..Default::default()
         };
         for p in [Profile::Anthropic, Profile::OpenAi] {
-            let (out, _) = rewrite_tool(&t, &rw, p).unwrap();
+            let (out, _) = rewrite_tool(t.clone(), &rw, p).unwrap();
             let schema = &out["inputSchema"];
             assert_eq!(
                 schema["properties"]
@@ -414,7 +438,8 @@ mod tests {
         let t = json!({"name": "t", "inputSchema": {"$schema": "x", "anyOf": [
             {"properties": {"a": {}}}, {"properties": {"b": {}}}
         ]}});
-        let (out, notes) = rewrite_tool(&t, &ToolRewrite::default(), Profile::OpenAi).unwrap();
+        let (out, notes) =
+            rewrite_tool(t.clone(), &ToolRewrite::default(), Profile::OpenAi).unwrap();
         assert_eq!(
             out["inputSchema"],
             json!({"type": "object", "properties": {"a": {}, "b": {}}})
@@ -427,9 +452,11 @@ mod tests {
     fn missing_input_schema_is_filled_only_by_a_profile() {
         let t = json!({"name": "t"});
         let rw = ToolRewrite::default();
-        let out = rewrite_tool(&t, &rw, Profile::Passthrough).unwrap().0;
+        let out = rewrite_tool(t.clone(), &rw, Profile::Passthrough)
+            .unwrap()
+            .0;
         assert_eq!(out, t);
-        let out = rewrite_tool(&t, &rw, Profile::Anthropic).unwrap().0;
+        let out = rewrite_tool(t.clone(), &rw, Profile::Anthropic).unwrap().0;
         assert_eq!(
             out["inputSchema"],
             json!({"type": "object", "properties": {}})
@@ -451,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_tool_that_is_not_an_object_is_an_error() {
-        assert!(rewrite_tool(&json!([]), &ToolRewrite::default(), Profile::Passthrough).is_err());
+        assert!(rewrite_tool(json!([]), &ToolRewrite::default(), Profile::Passthrough).is_err());
     }
 
     fn rw_pin_hide() -> ToolRewrite {

@@ -250,7 +250,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         .or(up.schema)
                         .unwrap_or(SchemaProfile::Passthrough);
                     // A consent upstream's `confirmation_token` is never advertised.
-                    let hides_token = up.consent && memmem(&raw, b"confirmation_token");
+                    let hides_token = up.consent && CONFIRMATION_TOKEN.find(&raw).is_some();
                     let raw = if rw.is_some()
                         || hides_token
                         || profile_may_change(key.input_schema, profile)
@@ -330,9 +330,9 @@ fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Byte
     splice(raw, vec![Edit::new(range, quoted)])
 }
 
-fn memmem(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
-}
+/// The searcher for the consent flow's parameter, built once.
+static CONFIRMATION_TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"confirmation_token"));
 
 /// Whether the schema profile could change this tool's input schema. A root that is already an
 /// object schema with no combinators, `$schema` or `$ref` is left as it is by the Anthropic
@@ -387,7 +387,7 @@ fn rewritten(
 ) -> Result<Bytes, String> {
     let tool: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
     let default = ToolRewrite::default();
-    let (mut out, notes) = rewrite::rewrite_tool(&tool, rw.unwrap_or(&default), profile)?;
+    let (mut out, notes) = rewrite::rewrite_tool(tool, rw.unwrap_or(&default), profile)?;
     for n in notes {
         tracing::debug!(tool = %exposed, "schema: {n}");
     }
