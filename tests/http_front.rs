@@ -985,3 +985,28 @@ fn http_readiness_probes_required_upstreams_together() {
         started.elapsed()
     );
 }
+
+/// An upstream whose command cannot start is reported once, as a start failure; it never
+/// "ended", since it never began (no spurious connection-ended warning or event).
+#[test]
+fn http_an_upstream_that_cannot_start_is_one_clear_start_failure() {
+    let p = HttpProxy::start(&format!(
+        "{}[upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\n",
+        demo_upstream("demo", &[])
+    ));
+    let sid = open_session(&p.url);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"message":"ok"}}}"#,
+    );
+    assert_eq!(
+        messages(r).pop().unwrap()["result"]["content"][0]["text"],
+        "ok"
+    );
+    eventually(Duration::from_secs(5), "the start failure logged", || {
+        p.logs().contains("upstream broken failed to start")
+    });
+    let logs = p.logs();
+    assert!(!logs.contains("upstream connection ended"), "{logs}");
+}

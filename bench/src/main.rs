@@ -42,7 +42,7 @@ Options:
   --call-timeout-secs S   limit for one call; a call over it is an error   [default 10]
   --quick                 small counts for a smoke run (calls 200, load 2000, warm-up 50, 20 s)
   --scenario A|B|all      run only the stdio-upstream (A) or HTTP-upstream (B) scenario [all]
-  --response-mode M       write `[proxy] response_mode = M` (sse or json) into the proxy's
+  --response-mode M       write `[proxy] response_mode = M` (auto, sse or json) into the proxy's
                           config; default: leave it out (the proxy's default)
   --warden PATH           the mcp-warden binary  [target/release/mcp-warden, else target/debug]
   --demo PATH             the demo server binary [target/release/mcp-warden-demo, else target/debug]
@@ -111,9 +111,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--scenario" => scenario = value("A, B or all")?.to_ascii_lowercase(),
             "--response-mode" => {
-                let m = value("sse or json")?;
-                if m != "sse" && m != "json" {
-                    return Err(format!("--response-mode: `{m}` is not sse or json"));
+                let m = value("auto, sse or json")?;
+                if !["auto", "sse", "json"].contains(&m.as_str()) {
+                    return Err(format!("--response-mode: `{m}` is not auto, sse or json"));
                 }
                 response_mode = Some(m);
             }

@@ -66,6 +66,9 @@ struct Dispatch {
     /// Set when the [`Connection`] is dropped: nothing more is delivered to its owner, and
     /// transports stop reading.
     detached: tokio::sync::watch::Sender<bool>,
+    /// Set once a [`Connection`] owns this: a transport that fails before that (a command that
+    /// cannot start) ends without a `Closed` event — its start error says it all.
+    owned: AtomicBool,
 }
 
 impl Inlet {
@@ -113,7 +116,7 @@ impl Drop for InletGuard {
         for (_, w) in failed {
             let _ = w.send(Err(UpstreamError::Closed(d.name.to_string())));
         }
-        if !*d.detached.borrow() {
+        if d.owned.load(Ordering::Relaxed) && !*d.detached.borrow() {
             tracing::warn!("upstream connection ended");
             crate::metrics::METRICS.upstream_ended(&d.name);
             (d.events)(Event::Closed {
@@ -230,6 +233,7 @@ impl Dispatch {
             alive: AtomicBool::new(true),
             events,
             detached: tokio::sync::watch::Sender::new(false),
+            owned: AtomicBool::new(false),
         });
         (d.clone(), Inlet(Arc::new(InletGuard(d))))
     }
@@ -302,6 +306,7 @@ impl Connection {
         pipe: Pipe,
         dispatch: Arc<Dispatch>,
     ) -> Result<Connection, UpstreamError> {
+        dispatch.owned.store(true, Ordering::Relaxed);
         let mut conn = Connection {
             name: dispatch.name.clone(),
             tx: pipe.tx,
