@@ -1010,3 +1010,66 @@ fn http_an_upstream_that_cannot_start_is_one_clear_start_failure() {
     let logs = p.logs();
     assert!(!logs.contains("upstream connection ended"), "{logs}");
 }
+
+/// SEP-1699 from the client's side: a slow call's POST stream drops after its priming event;
+/// the client reconnects with GET and `Last-Event-ID`, and the answer arrives there instead of
+/// being lost.
+#[test]
+fn http_post_stream_dropped_before_the_answer_delivers_it_on_the_get_stream() {
+    let p = demo_proxy();
+    let sid = open_session(&p.url);
+    let addr = p
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = r#"{"jsonrpc":"2.0","id":"lost","method":"tools/call","params":{"name":"slow","arguments":{"steps":3,"delay_ms":200}}}"#;
+    let mut post_conn = TcpStream::connect(&addr).unwrap();
+    write!(
+        post_conn,
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read up to the priming event, note its id, and hang up.
+    post_conn
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    while !seen.contains("retry:") {
+        let n = post_conn.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        !seen.contains(r#""id":"lost""#),
+        "answered too soon: {seen}"
+    );
+    let last_id = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    drop(post_conn);
+    // Reconnect as the SDKs do: GET with the last event id.
+    let mut get_conn = TcpStream::connect(&addr).unwrap();
+    write!(
+        get_conn,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\nLast-Event-ID: {last_id}\r\n\r\n"
+    )
+    .unwrap();
+    get_conn
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = String::new();
+    while !got.contains(r#""id":"lost""#) {
+        let n = get_conn.read(&mut buf).unwrap();
+        assert!(n > 0, "GET stream ended without the answer: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("done"), "{got}");
+}

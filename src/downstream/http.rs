@@ -630,9 +630,12 @@ async fn post(
             let cfg = front.cfg();
             match cfg.proxy.response_mode {
                 ResponseMode::Json => respond_json(rx, want, general_sink(&hs)).await,
-                ResponseMode::Sse => respond_sse(&front, rx, vec![want], prime, None),
+                ResponseMode::Sse => {
+                    respond_sse(&front, rx, vec![want], prime, None, general_sink(&hs))
+                }
                 ResponseMode::Auto => {
-                    respond_auto(&front, rx, want, prime, cfg.proxy.stream_after).await
+                    let general = general_sink(&hs);
+                    respond_auto(&front, rx, want, prime, cfg.proxy.stream_after, general).await
                 }
             }
         }
@@ -853,6 +856,7 @@ async fn respond_auto(
     want: String,
     prime: bool,
     stream_after: Duration,
+    general: mpsc::Sender<Message>,
 ) -> Response {
     match tokio::time::timeout(stream_after, rx.recv()).await {
         Ok(Some(b)) if b.kind() == Kind::Response && b.id_str().unwrap_or("null") == want => (
@@ -861,26 +865,29 @@ async fn respond_auto(
             b.into_bytes(),
         )
             .into_response(),
-        Ok(Some(related)) => respond_sse(front, rx, vec![want], prime, Some(related)),
+        Ok(Some(related)) => respond_sse(front, rx, vec![want], prime, Some(related), general),
         Ok(None) => jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             code::INTERNAL_ERROR,
             "Request cancelled",
         ),
-        Err(_) => respond_sse(front, rx, vec![want], prime, None),
+        Err(_) => respond_sse(front, rx, vec![want], prime, None, general),
     }
 }
 
 /// Answers a POST with an SSE stream: every message related to the request (`first`, if one
 /// already arrived, then what `rx` brings), ending with its answer. Events carry ids
 /// (`p<stream>-<n>`); a 2025-11-25 client first gets a priming event (an id, `retry`, empty
-/// data).
+/// data). If the client goes away before the answer, the rest — the answer included — goes to
+/// the session's GET stream, where a client that reconnects (SEP-1699) or already listens
+/// finds it.
 fn respond_sse(
     front: &Front,
     rx: mpsc::Receiver<Message>,
     mut want: Vec<String>,
     prime: bool,
     first: Option<Message>,
+    general: mpsc::Sender<Message>,
 ) -> Response {
     let stream_id = front
         .inner
@@ -901,26 +908,69 @@ fn respond_sse(
         )));
     }
     let n = queued.len() as u64 + u64::from(!prime);
-    let state = (queued, rx, want, done, n);
-    let stream = futures_util::stream::unfold(
-        state,
-        move |(mut queued, mut rx, mut want, done, n)| async move {
+    let rest = Rest {
+        rx: Some(rx),
+        want,
+        general,
+        complete: false,
+    };
+    let state = (queued, rest, done, n);
+    let stream =
+        futures_util::stream::unfold(state, move |(mut queued, mut rest, done, n)| async move {
             if let Some(ev) = queued.pop_front() {
                 return Some((
                     Ok::<_, std::convert::Infallible>(ev),
-                    (queued, rx, want, done, n),
+                    (queued, rest, done, n),
                 ));
             }
             if done {
+                rest.finish();
                 return None;
             }
-            let b = rx.recv().await?;
-            let finished = is_answer(&b, &mut want) && want.is_empty();
+            let b = rest.rx.as_mut()?.recv().await?;
+            let finished = is_answer(&b, &mut rest.want) && rest.want.is_empty();
             let event = Bytes::from(sse::encode(Some(&format!("p{stream_id}-{n}")), b.bytes()));
-            Some((Ok(event), (queued, rx, want, finished, n + 1)))
-        },
-    );
+            Some((Ok(event), (queued, rest, finished, n + 1)))
+        });
     sse_response(Body::from_stream(stream))
+}
+
+/// What a POST stream has yet to carry. Dropped before its answer went out (the client
+/// disconnected), it hands the rest to the session's general stream.
+struct Rest {
+    rx: Option<mpsc::Receiver<Message>>,
+    want: Vec<String>,
+    general: mpsc::Sender<Message>,
+    complete: bool,
+}
+
+impl Rest {
+    /// The answer went out: nothing to hand over.
+    fn finish(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for Rest {
+    fn drop(&mut self) {
+        if self.complete {
+            return;
+        }
+        let (Some(mut rx), Ok(rt)) = (self.rx.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let general = self.general.clone();
+        let mut want = std::mem::take(&mut self.want);
+        tracing::debug!("POST stream closed before its answer; the rest goes to the GET stream");
+        rt.spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let last = is_answer(&m, &mut want) && want.is_empty();
+                if general.send(m).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+    }
 }
 
 fn is_answer(m: &Message, want: &mut Vec<String>) -> bool {
