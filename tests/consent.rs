@@ -182,39 +182,20 @@ fn stdio_forged_confirmation_token_is_stripped_and_approval_still_required() {
     assert!(cli(&s, &["approve", "deny"]).status.success());
     s.proxy.recv_response("1");
     let stolen = action_ids(&s)[0].clone();
-    call_consent(
-        &mut s,
-        2,
-        "b",
-        &format!(r#","confirmation_token":"{stolen}""#),
-    );
-    eventually(Duration::from_secs(10), "held again", || {
-        pending_count(&s) == 1
-    });
-    let log = std::fs::read_to_string(&s.log).unwrap();
-    assert!(
-        !log.contains(&format!("consent-token {stolen}")),
-        "the agent's token reached the upstream: {log}"
-    );
-    assert!(cli(&s, &["approve", "deny"]).status.success());
-    s.proxy.recv_response("2");
-    // The same key behind a JSON escape is the same key: stripped too.
-    call_consent(
-        &mut s,
-        3,
-        "c",
-        &format!(r#","confirmation\u005ftoken":"{stolen}""#),
-    );
-    eventually(Duration::from_secs(10), "held a third time", || {
-        pending_count(&s) == 1
-    });
-    let log = std::fs::read_to_string(&s.log).unwrap();
-    assert!(
-        !log.contains(&format!("consent-token {stolen}")),
-        "the agent's escaped token reached the upstream: {log}"
-    );
-    assert!(cli(&s, &["approve", "deny"]).status.success());
-    s.proxy.recv_response("3");
+    // As is, and behind a JSON escape (the same key): stripped both times, held both times.
+    for (id, key) in [(2, "confirmation_token"), (3, r"confirmation\u005ftoken")] {
+        call_consent(&mut s, id, "b", &format!(r#","{key}":"{stolen}""#));
+        eventually(Duration::from_secs(10), "held again", || {
+            pending_count(&s) == 1
+        });
+        let log = std::fs::read_to_string(&s.log).unwrap();
+        assert!(
+            !log.contains(&format!("consent-token {stolen}")),
+            "the agent's token ({key}) reached the upstream: {log}"
+        );
+        assert!(cli(&s, &["approve", "deny"]).status.success());
+        s.proxy.recv_response(&id.to_string());
+    }
 }
 
 #[test]

@@ -14,6 +14,33 @@ fn demo_proxy() -> HttpProxy {
     HttpProxy::start(&demo_upstream("demo", &[]))
 }
 
+/// `127.0.0.1:PORT` of the proxy's URL, for raw TCP clients.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A quick call answered with exactly one JSON body (modes `json` and `auto`).
+fn assert_quick_call_is_one_json_body(url: &str, sid: &str, message: &str) {
+    let r = post(
+        url,
+        Some(sid),
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{message}"}}}}}}"#
+        ),
+    );
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.text().unwrap(),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"{message}"}}]}}}}"#
+        )
+    );
+}
+
 fn echo(url: &str, sid: &str, id: u64, message: &str) -> serde_json::Value {
     let r = post(
         url,
@@ -98,16 +125,7 @@ fn http_json_response_mode_answers_with_one_body() {
         demo_upstream("demo", &[])
     ));
     let sid = open_session(&p.url);
-    let r = post(
-        &p.url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"j"}}}"#,
-    );
-    assert_eq!(r.headers()["content-type"], "application/json");
-    assert_eq!(
-        r.text().unwrap(),
-        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"j"}]}}"#
-    );
+    assert_quick_call_is_one_json_body(&p.url, &sid, "j");
 }
 
 #[test]
@@ -118,18 +136,9 @@ fn http_auto_mode_json_for_quick_answers_sse_for_slow_ones() {
         demo_upstream("demo", &[])
     ));
     let sid = open_session(&p.url);
-    let r = post(
-        &p.url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a"}}}"#,
-    );
-    assert_eq!(r.headers()["content-type"], "application/json");
-    assert_eq!(
-        r.text().unwrap(),
-        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a"}]}}"#
-    );
+    assert_quick_call_is_one_json_body(&p.url, &sid, "a");
     // A call slower than `stream_after_ms`, with nothing before its answer: an SSE stream that
-    // starts with the priming event (resumable), then the answer.
+    // starts with the priming event, then the answer.
     let r = post(
         &p.url,
         Some(&sid),
@@ -220,14 +229,7 @@ fn http_transport_rules_406_415_400_413() {
     let body: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
     assert_eq!(body["error"]["code"], -32600, "{body}");
     // A body that only announces its size is refused before it is read.
-    let mut s = TcpStream::connect(
-        p.url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let mut s = TcpStream::connect(host_port(&p.url)).unwrap();
     write!(
         s,
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 900000000\r\n\r\n{{"
@@ -458,13 +460,7 @@ fn http_slowloris_and_garbage_connections_do_not_stop_service() {
         "[proxy]\nheader_read_timeout_secs = 1\n{}",
         demo_upstream("demo", &[])
     ));
-    let addr = p
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = host_port(&p.url);
     // Half a request line, never finished; and raw garbage.
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n")
@@ -1018,13 +1014,7 @@ fn http_an_upstream_that_cannot_start_is_one_clear_start_failure() {
 fn http_post_stream_dropped_before_the_answer_delivers_it_on_the_get_stream() {
     let p = demo_proxy();
     let sid = open_session(&p.url);
-    let addr = p
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = host_port(&p.url);
     let body = r#"{"jsonrpc":"2.0","id":"lost","method":"tools/call","params":{"name":"slow","arguments":{"steps":3,"delay_ms":200}}}"#;
     let mut post_conn = TcpStream::connect(&addr).unwrap();
     write!(
