@@ -29,11 +29,33 @@ pub enum ParseError {
 pub struct Message {
     raw: Bytes,
     kind: Kind,
-    id: Option<Range<usize>>,
-    method: Option<Range<usize>>,
-    params: Option<Range<usize>>,
-    result: Option<Range<usize>>,
-    error: Option<Range<usize>>,
+    id: Option<Span>,
+    method: Option<Span>,
+    params: Option<Span>,
+    result: Option<Span>,
+    error: Option<Span>,
+}
+
+/// A byte range of a message, in 32 bits: a message is moved and queued many times per call,
+/// and these keep it at 96 bytes instead of 160 (messages are far below 4 GiB: bodies and
+/// lines are limited to a few MiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(r: Range<usize>) -> Span {
+        Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 impl std::fmt::Debug for Message {
@@ -123,13 +145,16 @@ impl Message {
         if std::str::from_utf8(&raw).is_err() {
             return Err(ParseError::Json("invalid UTF-8".into()));
         }
+        if u32::try_from(raw.len()).is_err() {
+            return Err(ParseError::Invalid("message over 4 GiB"));
+        }
         let view: View<'_> =
             serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
         if view.jsonrpc.as_deref() != Some("2.0") {
             return Err(ParseError::Invalid("jsonrpc must be \"2.0\""));
         }
         let base: &[u8] = &raw;
-        let span = |v: Option<&RawValue>| v.map(|v| span_of(base, v.get()));
+        let span = |v: Option<&RawValue>| v.map(|v| Span::of(span_of(base, v.get())));
         let method = match view.method {
             Some(m) => {
                 let s = m.get();
@@ -144,7 +169,7 @@ impl Message {
                     ));
                 }
                 let r = span_of(base, s);
-                Some(r.start + 1..r.end - 1)
+                Some(Span::of(r.start + 1..r.end - 1))
             }
             None => None,
         };
@@ -196,10 +221,9 @@ impl Message {
         self.raw
     }
 
-    fn slice(&self, r: &Option<Range<usize>>) -> Option<&str> {
+    fn slice(&self, r: &Option<Span>) -> Option<&str> {
         // The spans come from serde's borrowed views of valid UTF-8 JSON.
-        r.as_ref()
-            .and_then(|r| std::str::from_utf8(&self.raw[r.clone()]).ok())
+        r.and_then(|r| std::str::from_utf8(&self.raw[r.range()]).ok())
     }
 
     /// The raw JSON text of the id (`"abc"`, `42`, `null`), if any.
@@ -224,7 +248,7 @@ impl Message {
     }
 
     pub fn id_span(&self) -> Option<Range<usize>> {
-        self.id.clone()
+        self.id.map(Span::range)
     }
 
     /// The span of a borrowed sub-slice of this message's text (e.g. from a typed view of
@@ -236,7 +260,7 @@ impl Message {
     /// This message with its id replaced by `new_id` (raw JSON text). Everything else is
     /// byte-identical.
     pub fn with_id(&self, new_id: &str) -> Message {
-        let Some(r) = self.id.clone() else {
+        let Some(r) = self.id.map(Span::range) else {
             return self.clone();
         };
         // One allocation: the bytes before the id, the new id, the bytes after it.
@@ -246,18 +270,18 @@ impl Message {
         out.extend_from_slice(&self.raw[r.end..]);
         let raw = Bytes::from(out);
         let delta = new_id.len() as isize - (r.end - r.start) as isize;
-        let shift = |s: &Option<Range<usize>>| {
-            s.as_ref().map(|s| {
-                if s.start >= r.end {
-                    (s.start as isize + delta) as usize..(s.end as isize + delta) as usize
+        let shift = |s: &Option<Span>| {
+            s.map(|s| {
+                if s.start as usize >= r.end {
+                    Span::of((s.start as isize + delta) as usize..(s.end as isize + delta) as usize)
                 } else {
-                    s.clone()
+                    s
                 }
             })
         };
         Message {
             kind: self.kind,
-            id: Some(r.start..(r.start as isize + new_id.len() as isize) as usize),
+            id: Some(Span::of(r.start..r.start + new_id.len())),
             method: shift(&self.method),
             params: shift(&self.params),
             result: shift(&self.result),
@@ -342,7 +366,7 @@ fn unreachable_message(e: ParseError) -> Message {
         ),
         kind: Kind::Notification,
         id: None,
-        method: Some(22..49),
+        method: Some(Span::of(22..49)),
         params: None,
         result: None,
         error: None,
