@@ -362,3 +362,43 @@ fn stdio_over_a_socket_pair_and_with_stderr_merged_into_stdout() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+/// Stdin from a regular file (not a pipe or socket: the blocking adapter serves it) and stdout
+/// to a file: every line is served, then a clean exit at the end of the file.
+#[test]
+fn stdio_from_a_file_to_a_file() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &demo_upstream("demo", &[]));
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"from a file"}}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("out.jsonl");
+    let status = Command::new(warden_bin())
+        .args(["stdio", "--config"])
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", dir.path())
+        .stdin(Stdio::from(std::fs::File::open(&input).unwrap()))
+        .stdout(Stdio::from(std::fs::File::create(&output).unwrap()))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let out = std::fs::read_to_string(&output).unwrap();
+    let answer = out
+        .lines()
+        .map(json)
+        .find(|v| v["id"] == 2)
+        .unwrap_or_else(|| panic!("no answer to 2: {out}"));
+    assert_eq!(answer["result"]["content"][0]["text"], "from a file");
+}
