@@ -71,6 +71,12 @@ fn pending_count(s: &Setup) -> usize {
         .count()
 }
 
+/// Calls the consent tool and waits until mcp-warden holds the call for a human.
+fn call_until_held(s: &mut Setup, id: u32, x: &str) {
+    call_consent(s, id, x, "");
+    eventually(Duration::from_secs(10), "held", || pending_count(s) == 1);
+}
+
 fn call_consent(s: &mut Setup, id: u32, x: &str, extra: &str) {
     s.proxy.send(&format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"consent","arguments":{{"x":"{x}"{extra}}}}}}}"#
@@ -151,8 +157,7 @@ fn stdio_allow_once_through_the_cli_performs_the_call_and_hides_the_action_id() 
 #[test]
 fn stdio_deny_returns_a_refusal_and_nothing_happens_upstream() {
     let mut s = setup("", "");
-    call_consent(&mut s, 1, "7", "");
-    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    call_until_held(&mut s, 1, "7");
     assert!(cli(&s, &["approve", "deny"]).status.success());
     let (line, _) = s.proxy.recv_response("1");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -177,8 +182,7 @@ fn stdio_deny_returns_a_refusal_and_nothing_happens_upstream() {
 fn stdio_forged_confirmation_token_is_stripped_and_approval_still_required() {
     let mut s = setup("", "");
     // First get a real action id issued (and deny it), then try to replay it as the agent.
-    call_consent(&mut s, 1, "a", "");
-    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    call_until_held(&mut s, 1, "a");
     assert!(cli(&s, &["approve", "deny"]).status.success());
     s.proxy.recv_response("1");
     let stolen = action_ids(&s)[0].clone();
@@ -201,8 +205,7 @@ fn stdio_forged_confirmation_token_is_stripped_and_approval_still_required() {
 #[test]
 fn stdio_allow_always_grant_then_revoke() {
     let mut s = setup("", "");
-    call_consent(&mut s, 1, "1", "");
-    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    call_until_held(&mut s, 1, "1");
     assert!(cli(&s, &["approve", "allow-always"]).status.success());
     s.proxy.recv_response("1");
     // Approved at once now.
@@ -522,28 +525,16 @@ fn http_delete_cancels_a_pending_approval_and_a_restart_closes_leftovers() {
 
 /// A minimal HTTP receiver: records (headers, body) of each POST and answers 200.
 fn receiver() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut head = String::new();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
+            let Some((head, body)) = read_http_request(&c) else {
+                continue;
+            };
             let _ =
                 c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             let _ = tx.send((head, String::from_utf8_lossy(&body).to_string()));
@@ -724,8 +715,7 @@ fn grants_narrowed_to_the_approved_arguments() {
         "",
         "[approvals]\ngrant_scope = \"arguments\"\ngrant_ttl_secs = 3600\n",
     );
-    call_consent(&mut s, 1, "same", "");
-    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    call_until_held(&mut s, 1, "same");
     assert!(cli(&s, &["approve", "allow-always"]).status.success());
     s.proxy.recv_response("1");
     call_consent(&mut s, 2, "same", "");
@@ -900,8 +890,7 @@ fn python_sdk_envelope_server_end_to_end() {
 #[test]
 fn stdio_eof_cancels_a_held_call_promptly() {
     let mut s = setup("", "");
-    call_consent(&mut s, 1, "eof", "");
-    eventually(Duration::from_secs(10), "held", || pending_count(&s) == 1);
+    call_until_held(&mut s, 1, "eof");
     let started = std::time::Instant::now();
     s.proxy.close_stdin();
     s.proxy.wait_exit(Duration::from_secs(8));

@@ -725,7 +725,7 @@ fn http_limits_sessions_inflight_nesting_headers() {
 #[test]
 fn http_agent_credentials_never_reach_an_http_upstream() {
     // An HTTP upstream that records every header it receives.
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up = format!("http://{}/mcp", l.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -733,21 +733,9 @@ fn http_agent_credentials_never_reach_an_http_upstream() {
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut head = String::new();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
+            let Some((head, body)) = read_http_request(&c) else {
+                continue;
+            };
             seen2.lock().unwrap().push_str(&head);
             let body = String::from_utf8_lossy(&body).to_string();
             let reply = if body.contains("\"initialize\"") {

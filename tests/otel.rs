@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -24,40 +24,11 @@ fn collector() -> (String, Received) {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            let mut buf = vec![];
-            let mut tmp = [0u8; 8192];
-            let (head_end, len) = loop {
-                let n = s.read(&mut tmp).unwrap_or(0);
-                if n == 0 {
-                    break (0, 0);
-                }
-                buf.extend_from_slice(&tmp[..n]);
-                if let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break (h + 4, len);
-                }
-            };
-            if head_end == 0 {
+            let Some((head, body)) = read_http_request(&s) else {
                 continue;
-            }
-            while buf.len() < head_end + len {
-                let n = s.read(&mut tmp).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&tmp[..n]);
-            }
-            let line = String::from_utf8_lossy(&buf[..head_end])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            };
+            let line = head.lines().next().unwrap_or_default().to_string();
+            let body = String::from_utf8_lossy(&body).to_string();
             g.lock().unwrap().push((line, body));
             let _ = s.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",

@@ -494,15 +494,21 @@ mod tests {
         assert_eq!(audit::verify(&rows), Ok(2));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn decisions_wake_the_held_call_and_allow_always_grants() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = Arc::new(Broker::open(dir.path().to_path_buf()));
+    /// A broker on `dir` and a call it holds (already pending).
+    async fn held_call(dir: &std::path::Path) -> (Arc<Broker>, tokio::task::JoinHandle<Outcome>) {
+        let b = Arc::new(Broker::open(dir.to_path_buf()));
         let b2 = b.clone();
         let held = tokio::spawn(async move { b2.request(info(), Duration::from_secs(600)).await });
         while b.list().is_empty() {
             tokio::task::yield_now().await;
         }
+        (b, held)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decisions_wake_the_held_call_and_allow_always_grants() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, held) = held_call(dir.path()).await;
         let id = b.list()[0].id.clone();
         assert!(b.decide("nope", Decision::Deny, "test", "me").is_err());
         b.decide(&id, Decision::AllowAlways, "test", "me").unwrap();
@@ -517,12 +523,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropping_the_held_call_cancels_the_approval() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Arc::new(Broker::open(dir.path().to_path_buf()));
-        let b2 = b.clone();
-        let held = tokio::spawn(async move { b2.request(info(), Duration::from_secs(600)).await });
-        while b.list().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let (b, held) = held_call(dir.path()).await;
         held.abort();
         let _ = held.await;
         assert!(b.list().is_empty());

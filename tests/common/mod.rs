@@ -478,3 +478,30 @@ pub fn messages(resp: reqwest::blocking::Response) -> Vec<serde_json::Value> {
         vec![serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))]
     }
 }
+
+/// Reads one HTTP/1.1 request from `c` (for the tiny servers tests stand up: webhook receivers,
+/// fake upstreams, an OTLP collector): the head (request line and headers, as sent) and the
+/// body (by Content-Length). `None` when the connection ends before a whole head arrives.
+#[allow(dead_code)] // not every test file stands up a server
+pub fn read_http_request(c: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut r = BufReader::new(c.try_clone().ok()?);
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
