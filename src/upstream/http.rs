@@ -14,7 +14,6 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::{lock, Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
@@ -84,18 +83,12 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
     });
     let for_direct = state.clone();
     let direct: super::Direct = Arc::new(move |msg| Box::pin(post(for_direct.clone(), msg, true)));
+    // Calls and notifications are posted from the caller's own task (`direct`); this task
+    // ends the upstream session when the connection is dropped (its sender closes).
     crate::task::detach(tracing::Span::current(), async move {
-        let mut tasks = JoinSet::new();
-        loop {
-            tokio::select! {
-                msg = out_rx.recv() => match msg {
-                    Some(msg) => { tasks.spawn(post(state.clone(), msg, true)); }
-                    None => break,
-                },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
+        while let Some(msg) = out_rx.recv().await {
+            post(state.clone(), msg, true).await;
         }
-        tasks.abort_all();
         state.get_started.store(true, Ordering::Relaxed);
         let session = lock(&state.session).take();
         if let Some(sid) = session {

@@ -460,9 +460,6 @@ impl Connection {
     /// Sends a notification or a response (to a server→client request) as it is.
     pub async fn notify(&self, msg: Message) -> Result<(), UpstreamError> {
         if let Some(direct) = &self.direct {
-            if self.tx.is_closed() {
-                return Err(UpstreamError::Closed(self.name.to_string()));
-            }
             direct(msg).await;
             return Ok(());
         }
