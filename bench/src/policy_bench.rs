@@ -83,20 +83,33 @@ fn main() {
         .map(|i| Bytes::from(tool(i).to_string()))
         .collect();
     let base = "[upstreams.big]\ncommand = \"x\"\n[upstreams.other]\ncommand = \"y\"\n\n[agents.a]\ntoken_sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\ntools.allow = [\"big__*\"]\ntools.deny = [\"*_0666_*\", \"big__tool_09*\"]\n";
-    let mut full = format!("{base}schema = \"anthropic\"\n");
+    let profile_only = format!("{base}schema = \"anthropic\"\n");
+    let mut rewrites = String::new();
     for i in (0..TOOLS).step_by(10) {
         let name = format!(
             "big__tool_{i:04}_{}",
             if i % 3 == 0 { "read" } else { "write" }
         );
-        full.push_str(&format!(
+        rewrites.push_str(&format!(
             "[agents.a.tools.rewrite.{name}]\ndescription = \"Rewritten.\"\npin = {{ mode = \"r\" }}\nhide = [\"limit\"]\n"
         ));
     }
+    let rewrites_only = format!("{base}{rewrites}");
+    let full = format!("{profile_only}{rewrites}");
     println!("mcp-warden-policy-bench: building one agent's tools/list (the work of a cache miss)");
     let a = measure(
         "filter + namespace + rename (allow glob, 2 deny globs)",
         base,
+        &items,
+    );
+    let p = measure(
+        "same + anthropic profile (200 union schemas merged)",
+        &profile_only,
+        &items,
+    );
+    let r = measure(
+        "same + 100 rewrites (pin, hide, description)",
+        &rewrites_only,
         &items,
     );
     let b = measure(
@@ -104,5 +117,5 @@ fn main() {
         &full,
         &items,
     );
-    println!("{}", serde_json::json!({"results": [a, b]}));
+    println!("{}", serde_json::json!({"results": [a, p, r, b]}));
 }

@@ -206,6 +206,77 @@ impl<'a> ItemKey<'a> {
     }
 }
 
+/// Objects with more members than this are left to the general path.
+pub const PLAIN_MEMBERS_MAX: usize = 64;
+
+/// The members of a JSON object as raw text, in their order: `(key, value)`, the key with its
+/// quotes. `None` when `text` is not an object, or when a key is written with escapes or
+/// appears twice, or when there are more than [`PLAIN_MEMBERS_MAX`] members (duplicates are
+/// found by comparing keys pairwise): callers then take a path that decodes everything.
+/// `text` must be valid JSON (it comes from a message serde_json has already checked).
+pub fn plain_members(text: &str) -> Option<Vec<(&str, &str)>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(b, i)?;
+        let key = &text[i..key_end];
+        if key.contains('\\')
+            || out.len() == PLAIN_MEMBERS_MAX
+            || out.iter().any(|(k, _)| *k == key)
+        {
+            return None;
+        }
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = skip_value(b, start)?;
+        out.push((key, &text[start..end]));
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The items of a JSON array as raw text. `None` when `text` is not an array.
+pub fn array_items(text: &str) -> Option<Vec<&str>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        let end = skip_value(b, i)?;
+        out.push(&text[i..end]);
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
@@ -216,6 +287,16 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `b[i]` is the opening quote of a string: the index just past its closing quote.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
+    // Most strings of a listing (keys, types, names) are short: a plain loop finds their end
+    // sooner than setting up a vector search.
+    let short = b.len().min(j + 24);
+    while j < short {
+        match b[j] {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
     loop {
         j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         if b[j] == b'"' {
@@ -225,6 +306,17 @@ fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// Bytes that matter when skipping a container: 1 opens, 2 closes, 3 starts a string.
+static STRUCTURAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'{' as usize] = 1;
+    t[b'[' as usize] = 1;
+    t[b'}' as usize] = 2;
+    t[b']' as usize] = 2;
+    t[b'"' as usize] = 3;
+    t
+};
+
 /// `b[i]` starts a JSON value: the index just past it.
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
@@ -233,21 +325,21 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut j = i;
             loop {
-                match *b.get(j)? {
-                    b'"' => {
-                        j = skip_string(b, j)?;
-                        continue;
+                match STRUCTURAL[*b.get(j)? as usize] {
+                    0 => j += 1,
+                    1 => {
+                        depth += 1;
+                        j += 1;
                     }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    2 => {
                         depth -= 1;
+                        j += 1;
                         if depth == 0 {
-                            return Some(j + 1);
+                            return Some(j);
                         }
                     }
-                    _ => {}
+                    _ => j = skip_string(b, j)?,
                 }
-                j += 1;
             }
         }
         _ => {

@@ -26,7 +26,7 @@ pub struct ToolRewrite {
 pub const NEVER_ADVERTISED: &[&str] = &["confirmation_token"];
 
 /// How deep parameter removal follows top-level `anyOf`/`oneOf`/`allOf` variants.
-const MAX_STRIP_DEPTH: usize = 8;
+pub(crate) const MAX_STRIP_DEPTH: usize = 8;
 
 /// Rewrites a tool definition (the JSON object from an upstream's tools/list): description/title/
 /// annotations overrides; pinned and hidden parameters and NEVER_ADVERTISED removed from
@@ -144,6 +144,23 @@ pub fn rewrite_tool(
         None => {}
     }
     Ok((Value::Object(out), notes))
+}
+
+/// [`rewrite_tool`] on a tool's bytes, with `name` set to `exposed`: the compact JSON of the
+/// result, and the notes. (The general path: `super::fast` answers most tools without a tree.)
+pub fn rewrite_tool_bytes(
+    raw: &[u8],
+    rw: &ToolRewrite,
+    profile: Profile,
+    exposed: &str,
+) -> Result<(Vec<u8>, Vec<String>), String> {
+    let tool: Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    let (mut out, notes) = rewrite_tool(tool, rw, profile)?;
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("name".into(), Value::String(exposed.to_string()));
+    }
+    let bytes = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
+    Ok((bytes, notes))
 }
 
 /// The input schema without the removed parameters, under the profile (taken out of `schema`,

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 
 use crate::config::{Agent, SchemaProfile, ToolChange, ToolRewrite};
 use crate::jsonrpc::{splice, Edit, Message};
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming;
-use crate::policy::{agent, rewrite};
+use crate::policy::{agent, fast, rewrite};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -335,71 +334,71 @@ static CONFIRMATION_TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> 
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"confirmation_token"));
 
 /// Whether the schema profile could change this tool's input schema. A root that is already an
-/// object schema with no combinators, `$schema` or `$ref` is left as it is by the Anthropic
-/// profile, so such tools skip the parse-and-reserialise path (most tools of most servers).
+/// object schema with `properties`, no combinators, `$schema` or `$ref`, and every required key
+/// defined, is left as it is by the Anthropic profile, so such tools skip the rewrite path
+/// (most tools of most servers). Anything the scan cannot read plainly (escaped or duplicate
+/// keys) counts as "could change".
 fn profile_may_change(input_schema: Option<&str>, profile: SchemaProfile) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Root<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Option<&'a RawValue>,
-        #[serde(borrow)]
-        properties: Option<&'a RawValue>,
-        #[serde(rename = "anyOf", borrow)]
-        any_of: Option<&'a RawValue>,
-        #[serde(rename = "oneOf", borrow)]
-        one_of: Option<&'a RawValue>,
-        #[serde(rename = "allOf", borrow)]
-        all_of: Option<&'a RawValue>,
-        #[serde(rename = "$schema", borrow)]
-        schema: Option<&'a RawValue>,
-        #[serde(rename = "$ref", borrow)]
-        reference: Option<&'a RawValue>,
-    }
     match profile {
         SchemaProfile::Passthrough => false,
         // OpenAI's rules reach into nested schemas: always take the full path.
         SchemaProfile::OpenAi => true,
         SchemaProfile::Anthropic => {
-            let Some(schema) = input_schema else {
+            let Some(root) = input_schema.and_then(mcp::plain_members) else {
                 return true;
             };
-            let Ok(root) = serde_json::from_str::<Root<'_>>(schema) else {
+            let (mut object, mut properties, mut required) = (false, None, None);
+            for (k, v) in root {
+                match k {
+                    "\"type\"" => object = v == "\"object\"",
+                    "\"properties\"" => properties = Some(v),
+                    "\"required\"" => required = Some(v),
+                    "\"anyOf\"" | "\"oneOf\"" | "\"allOf\"" | "\"$schema\"" | "\"$ref\"" => {
+                        return true
+                    }
+                    _ => {}
+                }
+            }
+            let Some(properties) = properties.and_then(mcp::plain_members) else {
                 return true;
             };
-            root.kind.map(RawValue::get) != Some("\"object\"")
-                || root.properties.is_none()
-                || root.any_of.is_some()
-                || root.one_of.is_some()
-                || root.all_of.is_some()
-                || root.schema.is_some()
-                || root.reference.is_some()
+            let all_defined = match required {
+                None => true,
+                Some(r) => mcp::array_items(r).is_some_and(|items| {
+                    items.iter().all(|item| {
+                        item.starts_with('"') && properties.iter().any(|(k, _)| k == item)
+                    })
+                }),
+            };
+            !object || !all_defined
         }
     }
 }
 
-/// The tool rewritten as configured (re-serialised: only tools with a rewrite or a schema
-/// profile pay for this).
+/// The tool rewritten as configured: spliced into its own bytes when its shape allows
+/// ([`fast`]), else decoded, rewritten and re-serialised. With debug logging on, every tool
+/// takes the general path, whose notes say what the profile changed.
 fn rewritten(
     raw: &Bytes,
     rw: Option<&ToolRewrite>,
     profile: SchemaProfile,
     exposed: &str,
 ) -> Result<Bytes, String> {
-    let tool: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
     let default = ToolRewrite::default();
-    let (mut out, notes) = rewrite::rewrite_tool(tool, rw.unwrap_or(&default), profile)?;
+    let rw = rw.unwrap_or(&default);
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        if let Some(out) = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|text| fast::rewrite_tool_raw(text, rw, profile, exposed))
+        {
+            return Ok(Bytes::from(out));
+        }
+    }
+    let (out, notes) = rewrite::rewrite_tool_bytes(raw, rw, profile, exposed)?;
     for n in notes {
         tracing::debug!(tool = %exposed, "schema: {n}");
     }
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert(
-            "name".into(),
-            serde_json::Value::String(exposed.to_string()),
-        );
-    }
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
+    Ok(Bytes::from(out))
 }
 
 /// Matches a URI against an RFC 6570 template, treating each `{…}` expression as "any

@@ -1,0 +1,645 @@
+//! Tool rewrites without a JSON tree, for the shapes most servers list.
+//!
+//! [`super::rewrite::rewrite_tool`] decodes a tool into a `serde_json::Value`, rewrites it and
+//! serialises it again: general, but ~10 µs per tool (every key and string allocated, every
+//! map hashed). Here the same result is written by splicing the tool's own bytes, for tools
+//! whose input schema is an object schema with plain `properties` and `required`, optionally
+//! merged from `allOf` / `anyOf` / `oneOf` variants of the same plain shape (what zod and
+//! pydantic emit). Anything else — `$ref`, nested combinators, a property defined differently by
+//! two variants, escaped keys, hiding a required parameter, the OpenAI profile, annotation
+//! overrides — returns `None`, and the caller takes the general path. A property test checks that both paths agree wherever this one answers.
+//!
+//! The output keeps the upstream's bytes for every value it does not change (numbers, escapes
+//! and whitespace included); the general path re-serialises them. Both parse to the same JSON,
+//! member order included.
+
+use super::rewrite::{ToolRewrite, MAX_STRIP_DEPTH, NEVER_ADVERTISED};
+use super::schema::Profile;
+use crate::mcp::{array_items, plain_members};
+
+/// A schema object's own properties (`(key, definition)`, raw text) and required keys (raw
+/// strings, quotes included, duplicates kept).
+#[derive(Default)]
+struct Part<'a> {
+    props: Vec<(&'a str, &'a str)>,
+    required: Vec<&'a str>,
+}
+
+/// `properties` and `required` of a plain schema object; `None` if either is not plain.
+fn part<'a>(members: &[(&'a str, &'a str)]) -> Option<Part<'a>> {
+    let mut p = Part::default();
+    for &(k, v) in members {
+        match k {
+            "\"properties\"" => p.props = plain_members(v)?,
+            "\"required\"" => {
+                let items = array_items(v)?;
+                if !items
+                    .iter()
+                    .all(|s| s.starts_with('"') && !s.contains('\\'))
+                {
+                    return None;
+                }
+                p.required = items;
+            }
+            _ => {}
+        }
+    }
+    Some(p)
+}
+
+/// A variant of a root combinator: a plain object schema that describes an object (no `type`,
+/// or `"object"`), with no `$ref` and no combinators of its own.
+fn variant(text: &str) -> Option<Part<'_>> {
+    let members = plain_members(text)?;
+    for &(k, v) in &members {
+        match k {
+            "\"$ref\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => return None,
+            "\"type\"" if v != "\"object\"" => return None,
+            _ => {}
+        }
+    }
+    part(&members)
+}
+
+/// The merged view of a schema, as `schema::normalize` computes it: properties in order of
+/// first appearance (root, `allOf`, `anyOf`, `oneOf`), required keys without duplicates.
+#[derive(Default)]
+struct Flat<'a> {
+    defs: Vec<(&'a str, &'a str)>,
+    required: Vec<&'a str>,
+}
+
+impl<'a> Flat<'a> {
+    /// `None` when the property already has another definition (the general path advertises
+    /// such a property as `anyOf` of its definitions).
+    fn add_def(&mut self, key: &'a str, def: &'a str) -> Option<()> {
+        match self.defs.iter().find(|(k, _)| *k == key) {
+            Some((_, d)) if *d == def => Some(()),
+            Some(_) => None,
+            None => {
+                self.defs.push((key, def));
+                Some(())
+            }
+        }
+    }
+
+    fn add_required(&mut self, r: &'a str) {
+        if !self.required.contains(&r) {
+            self.required.push(r);
+        }
+    }
+
+    fn requires(&self, name: &str) -> bool {
+        self.required.iter().any(|r| unquote(r) == name)
+    }
+}
+
+/// The text between the quotes of a key or string written without escapes.
+fn unquote(s: &str) -> &str {
+    &s[1..s.len() - 1]
+}
+
+/// A JSON object written member by member.
+struct Obj {
+    buf: String,
+    empty: bool,
+}
+
+impl Obj {
+    fn new(capacity: usize) -> Self {
+        let mut buf = String::with_capacity(capacity);
+        buf.push('{');
+        Self { buf, empty: true }
+    }
+
+    fn key(&mut self, k: &str) -> &mut String {
+        if !self.empty {
+            self.buf.push(',');
+        }
+        self.empty = false;
+        self.buf.push_str(k);
+        self.buf.push(':');
+        &mut self.buf
+    }
+
+    fn member(&mut self, k: &str, v: &str) {
+        self.key(k).push_str(v);
+    }
+
+    fn finish(mut self) -> String {
+        self.buf.push('}');
+        self.buf
+    }
+}
+
+fn push_list<'a>(buf: &mut String, open: char, close: char, items: impl Iterator<Item = &'a str>) {
+    buf.push(open);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push_str(item);
+    }
+    buf.push(close);
+}
+
+/// The upstream's effective schema as the Anthropic profile merges it (`schema::normalize`),
+/// for plain roots and variants; `None` for anything else.
+fn flatten<'a>(root: &[(&'a str, &'a str)]) -> Option<Flat<'a>> {
+    let mut combinators: [Option<Vec<&str>>; 3] = [None, None, None];
+    for &(k, v) in root {
+        match k {
+            "\"$ref\"" => return None,
+            "\"allOf\"" => combinators[0] = Some(array_items(v)?),
+            "\"anyOf\"" => combinators[1] = Some(array_items(v)?),
+            "\"oneOf\"" => combinators[2] = Some(array_items(v)?),
+            _ => {}
+        }
+    }
+    let own = part(root)?;
+
+    let mut flat = Flat::default();
+    for &(k, d) in &own.props {
+        flat.add_def(k, d)?;
+    }
+    for &r in &own.required {
+        flat.add_required(r);
+    }
+    let [all_of, any_of, one_of] = combinators;
+    for member in all_of.iter().flatten() {
+        let p = variant(member)?;
+        for (k, d) in p.props {
+            flat.add_def(k, d)?;
+        }
+        for r in p.required {
+            flat.add_required(r);
+        }
+    }
+    for alts in [any_of, one_of].into_iter().flatten() {
+        let parts = alts
+            .iter()
+            .map(|a| variant(a))
+            .collect::<Option<Vec<_>>>()?;
+        for p in &parts {
+            for &(k, d) in &p.props {
+                flat.add_def(k, d)?;
+            }
+        }
+        if let Some((first, rest)) = parts.split_first() {
+            for &r in &first.required {
+                if rest.iter().all(|a| a.required.contains(&r)) {
+                    flat.add_required(r);
+                }
+            }
+        }
+    }
+    Some(flat)
+}
+
+/// `schema` without the removed parameters in `properties` and `required`, at the root and in
+/// its `allOf` / `anyOf` / `oneOf` variants down to `MAX_STRIP_DEPTH` (as `rewrite`'s
+/// `strip_params` does). Everything else is copied as it is.
+fn strip(
+    schema: &[(&str, &str)],
+    removed: &dyn Fn(&str) -> bool,
+    depth: usize,
+    capacity: usize,
+) -> Option<String> {
+    let mut obj = Obj::new(capacity);
+    for &(k, v) in schema {
+        match k {
+            "\"properties\"" if v.starts_with('{') => {
+                let props = plain_members(v)?;
+                let buf = obj.key(k);
+                buf.push('{');
+                for (i, (p, d)) in props.iter().filter(|(p, _)| !removed(p)).enumerate() {
+                    if i > 0 {
+                        buf.push(',');
+                    }
+                    buf.push_str(p);
+                    buf.push(':');
+                    buf.push_str(d);
+                }
+                buf.push('}');
+            }
+            "\"required\"" if v.starts_with('[') => {
+                let items = array_items(v)?;
+                if items.iter().any(|r| r.starts_with('"') && r.contains('\\')) {
+                    return None;
+                }
+                let kept = items
+                    .into_iter()
+                    .filter(|r| !(r.starts_with('"') && removed(r)));
+                push_list(obj.key(k), '[', ']', kept);
+            }
+            "\"allOf\"" | "\"anyOf\"" | "\"oneOf\""
+                if depth < MAX_STRIP_DEPTH && v.starts_with('[') =>
+            {
+                let mut variants = Vec::new();
+                for item in array_items(v)? {
+                    variants.push(if item.starts_with('{') {
+                        std::borrow::Cow::Owned(strip(
+                            &plain_members(item)?,
+                            removed,
+                            depth + 1,
+                            item.len(),
+                        )?)
+                    } else {
+                        std::borrow::Cow::Borrowed(item)
+                    });
+                }
+                push_list(obj.key(k), '[', ']', variants.iter().map(|v| v.as_ref()));
+            }
+            _ => obj.member(k, v),
+        }
+    }
+    Some(obj.finish())
+}
+
+/// The tool as [`super::rewrite::rewrite_tool`] would make it (plus `name` set to `exposed`),
+/// or `None` when the tool is not of the plain shape described in the module docs.
+pub fn rewrite_tool_raw(
+    raw: &str,
+    rw: &ToolRewrite,
+    profile: Profile,
+    exposed: &str,
+) -> Option<String> {
+    if profile == Profile::OpenAi || rw.annotations.is_some() {
+        return None;
+    }
+    let tool = plain_members(raw)?;
+    let schema_raw = tool.iter().find(|(k, _)| *k == "\"inputSchema\"")?.1;
+    let root = plain_members(schema_raw)?;
+
+    let removed = |key: &str| {
+        let name = unquote(key);
+        rw.pin.contains_key(name)
+            || rw.hide.iter().any(|h| h == name)
+            || NEVER_ADVERTISED.contains(&name)
+    };
+    let schema = if profile == Profile::Passthrough {
+        // Hiding a required parameter is refused (with its reason) by the general path.
+        if !rw.hide.is_empty() {
+            let flat = flatten(&root)?;
+            if rw.hide.iter().any(|h| flat.requires(h)) {
+                return None;
+            }
+        }
+        strip(&root, &removed, 0, schema_raw.len())?
+    } else {
+        let mut flat = flatten(&root)?;
+        // Hiding a required parameter is refused (with its reason) by the general path. (Its
+        // notes on pins and hides the schema does not declare are not needed: they are only
+        // logged, at debug level, and with debug logging on the caller takes the general path.)
+        if rw.hide.iter().any(|h| flat.requires(h)) {
+            return None;
+        }
+        let mut schema = Obj::new(schema_raw.len() + 16);
+        let required: Vec<&str> = flat
+            .required
+            .iter()
+            .copied()
+            .filter(|r| !removed(r))
+            .collect();
+        // A required key with no definition is advertised with an empty (any value) one.
+        for &r in &required {
+            if !flat.defs.iter().any(|(k, _)| *k == r) {
+                flat.defs.push((r, "{}"));
+            }
+        }
+        let write_properties = |buf: &mut String| {
+            buf.push('{');
+            let kept = flat.defs.iter().filter(|(p, _)| !removed(p));
+            for (i, (p, d)) in kept.enumerate() {
+                if i > 0 {
+                    buf.push(',');
+                }
+                buf.push_str(p);
+                buf.push(':');
+                buf.push_str(d);
+            }
+            buf.push('}');
+        };
+        let kept_required = || required.iter().copied();
+        if !root.iter().any(|(k, _)| *k == "\"type\"") {
+            schema.member("\"type\"", "\"object\"");
+        }
+        let (mut placed_properties, mut placed_required) = (false, false);
+        for &(k, v) in &root {
+            match k {
+                "\"type\"" => schema.member(k, "\"object\""),
+                "\"properties\"" => {
+                    write_properties(schema.key(k));
+                    placed_properties = true;
+                }
+                "\"required\"" => {
+                    push_list(schema.key(k), '[', ']', kept_required());
+                    placed_required = true;
+                }
+                "\"$schema\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => {}
+                _ => schema.member(k, v),
+            }
+        }
+        if !placed_properties {
+            write_properties(schema.key("\"properties\""));
+        }
+        if !placed_required && !required.is_empty() {
+            push_list(schema.key("\"required\""), '[', ']', kept_required());
+        }
+        schema.finish()
+    };
+
+    let quoted = |s: &str| serde_json::to_string(s).ok();
+    let description = match &rw.description {
+        Some(d) => Some(quoted(d)?),
+        None => None,
+    };
+    let title = match &rw.title {
+        Some(t) => Some(quoted(t)?),
+        None => None,
+    };
+    let mut out = Obj::new(raw.len() + schema.len() + exposed.len());
+    let (mut had_description, mut had_title) = (false, false);
+    for &(k, v) in &tool {
+        match k {
+            "\"name\"" => out.member(k, &quoted(exposed)?),
+            "\"inputSchema\"" => out.member(k, &schema),
+            "\"description\"" => {
+                had_description = true;
+                out.member(k, description.as_deref().unwrap_or(v));
+            }
+            "\"title\"" => {
+                had_title = true;
+                out.member(k, title.as_deref().unwrap_or(v));
+            }
+            _ => out.member(k, v),
+        }
+    }
+    if let (Some(d), false) = (&description, had_description) {
+        out.member("\"description\"", d);
+    }
+    if let (Some(t), false) = (&title, had_title) {
+        out.member("\"title\"", t);
+    }
+    Some(out.finish())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::policy::rewrite::rewrite_tool_bytes;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Member order included (serde_json keeps insertion order here).
+    fn canonical(bytes: &[u8]) -> String {
+        serde_json::from_slice::<Value>(bytes).unwrap().to_string()
+    }
+
+    fn both(
+        tool: &Value,
+        rw: &ToolRewrite,
+        profile: Profile,
+    ) -> (Option<String>, Result<Vec<u8>, String>) {
+        let raw = tool.to_string();
+        let fast = rewrite_tool_raw(&raw, rw, profile, "srv__t");
+        let general = rewrite_tool_bytes(raw.as_bytes(), rw, profile, "srv__t").map(|(b, _)| b);
+        (fast, general)
+    }
+
+    fn agree(tool: &Value, rw: &ToolRewrite, profile: Profile) -> bool {
+        match both(tool, rw, profile) {
+            (Some(f), Ok(g)) => {
+                assert_eq!(
+                    canonical(f.as_bytes()),
+                    canonical(&g),
+                    "tool {tool} rw {rw:?} {profile:?}"
+                );
+                true
+            }
+            (Some(f), Err(e)) => {
+                panic!("fast path answered {f} where the general path refuses: {e}")
+            }
+            (None, _) => false,
+        }
+    }
+
+    fn union_tool() -> Value {
+        json!({
+            "name": "t", "description": "d",
+            "inputSchema": {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "anyOf": [
+                    {"type": "object", "properties": {"path": {"type": "string"}, "mode": {"type": "string"}}, "required": ["path", "mode"]},
+                    {"type": "object", "properties": {"url": {"type": "string"}, "mode": {"type": "string"}}, "required": ["url", "mode"]}
+                ]
+            },
+            "annotations": {"readOnlyHint": true}
+        })
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path_and_agree() {
+        let plain = json!({
+            "name": "t",
+            "inputSchema": {"$schema": "x", "type": "object", "properties": {"a": {"type": "string"}, "b": {}, "confirmation_token": {}}, "required": ["a"], "additionalProperties": false}
+        });
+        let mut rw = ToolRewrite {
+            description: Some("New \"text\"".into()),
+            title: Some("T".into()),
+            hide: vec!["b".into()],
+            ..ToolRewrite::default()
+        };
+        rw.pin.insert("a".into(), json!(1));
+        for profile in [Profile::Passthrough, Profile::Anthropic] {
+            assert!(agree(&plain, &rw, profile));
+            assert!(agree(&plain, &ToolRewrite::default(), profile));
+        }
+        assert!(agree(
+            &union_tool(),
+            &ToolRewrite::default(),
+            Profile::Anthropic
+        ));
+        let hide_mode = ToolRewrite {
+            hide: vec!["url".into()],
+            ..ToolRewrite::default()
+        };
+        assert!(agree(&union_tool(), &hide_mode, Profile::Anthropic));
+        let (fast, _) = both(&union_tool(), &ToolRewrite::default(), Profile::Anthropic);
+        let out: Value = serde_json::from_str(&fast.unwrap()).unwrap();
+        assert_eq!(
+            out["inputSchema"].to_string(),
+            json!({"type": "object", "properties": {"path": {"type": "string"}, "mode": {"type": "string"}, "url": {"type": "string"}}, "required": ["mode"]}).to_string()
+        );
+        assert_eq!(out["inputSchema"]["required"], json!(["mode"]));
+        assert_eq!(out["name"], json!("srv__t"));
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_the_general_path() {
+        let with_ref = json!({"name": "t", "inputSchema": {"$ref": "#/$defs/A", "$defs": {"A": {"type": "object"}}}});
+        let conflict = json!({"name": "t", "inputSchema": {"anyOf": [
+            {"properties": {"a": {"type": "string"}}}, {"properties": {"a": {"type": "integer"}}}]}});
+        let nested = json!({"name": "t", "inputSchema": {"anyOf": [{"anyOf": [{"properties": {"a": {}}}]}]}});
+        for tool in [&with_ref, &conflict, &nested] {
+            assert_eq!(
+                both(tool, &ToolRewrite::default(), Profile::Anthropic).0,
+                None,
+                "{tool}"
+            );
+        }
+        let plain = json!({"name": "t", "inputSchema": {"type": "object", "properties": {"a": {}}, "required": ["a"]}});
+        let hide_required = ToolRewrite {
+            hide: vec!["a".into()],
+            ..ToolRewrite::default()
+        };
+        let (fast, general) = both(&plain, &hide_required, Profile::Anthropic);
+        assert_eq!(fast, None);
+        assert!(general.is_err());
+        assert_eq!(
+            both(&plain, &ToolRewrite::default(), Profile::OpenAi).0,
+            None
+        );
+        // Escaped keys are decoded only by the general path.
+        let raw = r#"{"name":"t","inputSchema":{"type":"object","properties":{"\u0061":{}}}}"#;
+        assert_eq!(
+            rewrite_tool_raw(raw, &ToolRewrite::default(), Profile::Anthropic, "x"),
+            None
+        );
+    }
+
+    const NAMES: [&str; 5] = ["a", "b", "mode", "path", "confirmation_token"];
+
+    fn def() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!({"type": "string"})),
+            Just(json!({"type": "integer", "minimum": 0})),
+            Just(json!({})),
+            Just(json!({"type": "string", "enum": ["r", "w"]})),
+        ]
+    }
+
+    fn props() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop::sample::select(&NAMES[..]), def()), 0..4).prop_map(|ps| {
+            let mut m = serde_json::Map::new();
+            for (k, d) in ps {
+                m.insert(k.to_string(), d);
+            }
+            Value::Object(m)
+        })
+    }
+
+    fn required() -> impl Strategy<Value = Value> {
+        prop::collection::vec(prop::sample::select(&NAMES[..]), 0..3).prop_map(|r| json!(r))
+    }
+
+    fn object_schema(with_type: Vec<Value>) -> impl Strategy<Value = Value> {
+        (
+            prop::option::of(prop::sample::select(with_type)),
+            prop::option::of(props()),
+            prop::option::of(required()),
+            any::<bool>(),
+        )
+            .prop_map(|(t, p, r, described)| {
+                let mut m = serde_json::Map::new();
+                if described {
+                    m.insert("description".into(), json!("about"));
+                }
+                if let Some(t) = t {
+                    m.insert("type".into(), t);
+                }
+                if let Some(p) = p {
+                    m.insert("properties".into(), p);
+                }
+                if let Some(r) = r {
+                    m.insert("required".into(), r);
+                }
+                Value::Object(m)
+            })
+    }
+
+    fn schema() -> impl Strategy<Value = Value> {
+        let plain = || object_schema(vec![json!("object"), json!("string")]);
+        // Mostly plain variants; sometimes `true`, a nested anyOf or a $ref.
+        let variant = move || {
+            prop_oneof![
+                6 => plain(),
+                1 => Just(json!(true)),
+                1 => prop::collection::vec(plain(), 0..3).prop_map(|v| json!({"anyOf": v})),
+                1 => Just(json!({"$ref": "#/$defs/A"})),
+            ]
+        };
+        (
+            object_schema(vec![json!("object"), json!("object"), json!("array")]),
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(variant(), 0..3)),
+            prop::option::of(prop::collection::vec(variant(), 0..3)),
+            prop::option::of(prop::collection::vec(variant(), 0..3)),
+        )
+            .prop_map(|(mut root, dollar_schema, all_of, any_of, one_of)| {
+                let m = root.as_object_mut().unwrap();
+                if dollar_schema {
+                    m.insert(
+                        "$schema".into(),
+                        json!("http://json-schema.org/draft-07/schema#"),
+                    );
+                }
+                for (kw, v) in [("allOf", all_of), ("anyOf", any_of), ("oneOf", one_of)] {
+                    if let Some(v) = v {
+                        m.insert(kw.into(), Value::Array(v));
+                    }
+                }
+                root
+            })
+    }
+
+    fn rewrite() -> impl Strategy<Value = ToolRewrite> {
+        (
+            prop::collection::vec(prop::sample::select(&NAMES[..]), 0..2),
+            prop::collection::vec(prop::sample::select(&NAMES[..]), 0..2),
+            prop::option::of(Just("Rewritten.".to_string())),
+            prop::option::of(Just("Title".to_string())),
+        )
+            .prop_map(|(pin, hide, description, title)| {
+                let mut rw = ToolRewrite {
+                    description,
+                    title,
+                    hide: hide.into_iter().map(String::from).collect(),
+                    ..ToolRewrite::default()
+                };
+                for p in pin {
+                    rw.pin.insert(p.into(), json!("pinned"));
+                }
+                rw
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Wherever the fast path answers, it answers what the general path does.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(
+            schema in schema(),
+            rw in rewrite(),
+            anthropic in any::<bool>(),
+            described in any::<bool>(),
+            pretty in any::<bool>(),
+        ) {
+            let mut tool = json!({"name": "t", "inputSchema": schema, "annotations": {"readOnlyHint": true}});
+            if described {
+                tool["description"] = json!("Upstream text.");
+            }
+            let profile = if anthropic { Profile::Anthropic } else { Profile::Passthrough };
+            let raw = if pretty { serde_json::to_string_pretty(&tool).unwrap() } else { tool.to_string() };
+            let fast = rewrite_tool_raw(&raw, &rw, profile, "srv__t");
+            let general = rewrite_tool_bytes(raw.as_bytes(), &rw, profile, "srv__t").map(|(b, _)| b);
+            match (fast, general) {
+                (Some(f), Ok(g)) => prop_assert_eq!(canonical(f.as_bytes()), canonical(&g)),
+                (Some(f), Err(e)) => prop_assert!(false, "fast path answered {} where the general path refuses: {}", f, e),
+                (None, _) => {}
+            }
+        }
+    }
+}
