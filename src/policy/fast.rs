@@ -132,6 +132,23 @@ impl Obj {
     }
 }
 
+/// An object of `(key, value)` members (raw text) appended to `buf`.
+fn push_members<'a, 'b: 'a>(
+    buf: &mut String,
+    members: impl Iterator<Item = &'a (&'b str, &'b str)>,
+) {
+    buf.push('{');
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push_str(k);
+        buf.push(':');
+        buf.push_str(v);
+    }
+    buf.push('}');
+}
+
 fn push_list<'a>(buf: &mut String, open: char, close: char, items: impl Iterator<Item = &'a str>) {
     buf.push(open);
     for (i, item) in items.enumerate() {
@@ -210,17 +227,7 @@ fn strip(
         match k {
             "\"properties\"" if v.starts_with('{') => {
                 let props = plain_members(v)?;
-                let buf = obj.key(k);
-                buf.push('{');
-                for (i, (p, d)) in props.iter().filter(|(p, _)| !removed(p)).enumerate() {
-                    if i > 0 {
-                        buf.push(',');
-                    }
-                    buf.push_str(p);
-                    buf.push(':');
-                    buf.push_str(d);
-                }
-                buf.push('}');
+                push_members(obj.key(k), props.iter().filter(|(p, _)| !removed(p)));
             }
             "\"required\"" if v.starts_with('[') => {
                 let items = array_items(v)?;
@@ -307,19 +314,8 @@ pub fn rewrite_tool_raw(
                 flat.defs.push((r, "{}"));
             }
         }
-        let write_properties = |buf: &mut String| {
-            buf.push('{');
-            let kept = flat.defs.iter().filter(|(p, _)| !removed(p));
-            for (i, (p, d)) in kept.enumerate() {
-                if i > 0 {
-                    buf.push(',');
-                }
-                buf.push_str(p);
-                buf.push(':');
-                buf.push_str(d);
-            }
-            buf.push('}');
-        };
+        let write_properties =
+            |buf: &mut String| push_members(buf, flat.defs.iter().filter(|(p, _)| !removed(p)));
         let kept_required = || required.iter().copied();
         if !root.iter().any(|(k, _)| *k == "\"type\"") {
             schema.member("\"type\"", "\"object\"");
