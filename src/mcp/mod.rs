@@ -215,15 +215,21 @@ pub const PLAIN_MEMBERS_MAX: usize = 64;
 /// found by comparing keys pairwise): callers then take a path that decodes everything.
 /// `text` must be valid JSON (it comes from a message serde_json has already checked).
 pub fn plain_members(text: &str) -> Option<Vec<(&str, &str)>> {
+    let i = skip_ws(text.as_bytes(), 0);
+    let (members, end) = members_at(text, i)?;
+    (skip_ws(text.as_bytes(), end) == text.len()).then_some(members)
+}
+
+/// [`plain_members`] of the object starting at `text[i]`, and the index just past it.
+fn members_at(text: &str, mut i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
     let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
     let mut out: Vec<(&str, &str)> = Vec::new();
     if b.get(i) == Some(&b'}') {
-        return Some(out);
+        return Some((out, i + 1));
     }
     loop {
         if b.get(i) != Some(&b'"') {
@@ -247,10 +253,87 @@ pub fn plain_members(text: &str) -> Option<Vec<(&str, &str)>> {
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(out),
+            Some(b'}') => return Some((out, i + 1)),
             _ => return None,
         }
     }
+}
+
+/// Whether `text` is an input schema that the Anthropic profile leaves exactly as it is:
+/// `"type": "object"`, an object of `properties`, every `required` key among them, and no
+/// `anyOf` / `oneOf` / `allOf` / `$schema` / `$ref` at the root. Anything the scan cannot read
+/// plainly (escaped or duplicate keys) gives `false`. One pass over the text.
+pub fn is_plain_object_schema(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return false;
+    }
+    let (mut kind, mut properties, mut required) = (None, None, None);
+    let mut keys = 0;
+    i = skip_ws(b, i + 1);
+    if b.get(i) != Some(&b'}') {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return false;
+            }
+            let Some(key_end) = skip_string(b, i) else {
+                return false;
+            };
+            let key = &text[i..key_end];
+            keys += 1;
+            if keys > PLAIN_MEMBERS_MAX || key.contains('\\') {
+                return false;
+            }
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return false;
+            }
+            let start = skip_ws(b, i + 1);
+            let end = if key == "\"properties\"" {
+                // Read once, as members (their keys are what `required` must name).
+                match (&properties, members_at(text, start)) {
+                    (None, Some((members, end))) => {
+                        properties = Some(members);
+                        end
+                    }
+                    _ => return false,
+                }
+            } else {
+                match skip_value(b, start) {
+                    Some(end) => end,
+                    None => return false,
+                }
+            };
+            let value = &text[start..end];
+            match key {
+                "\"type\"" if kind.is_none() => kind = Some(value),
+                "\"required\"" if required.is_none() => required = Some(value),
+                "\"properties\"" => {}
+                // A second `type` or `required`, or a keyword the profile rewrites.
+                "\"type\"" | "\"required\"" | "\"anyOf\"" | "\"oneOf\"" | "\"allOf\""
+                | "\"$schema\"" | "\"$ref\"" => return false,
+                _ => {}
+            }
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => break,
+                _ => return false,
+            }
+        }
+    }
+    let Some(properties) = properties else {
+        return false;
+    };
+    kind == Some("\"object\"")
+        && required.is_none_or(|r| {
+            array_items(r).is_some_and(|items| {
+                items
+                    .iter()
+                    .all(|item| item.starts_with('"') && properties.iter().any(|(k, _)| k == item))
+            })
+        })
 }
 
 /// The items of a JSON array as raw text. `None` when `text` is not an array.

@@ -614,6 +614,16 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
+        /// A schema the scan calls plain is one the Anthropic profile leaves exactly as it is.
+        #[test]
+        fn plain_object_schemas_are_left_as_they_are(schema in schema(), pretty in any::<bool>()) {
+            let raw = if pretty { serde_json::to_string_pretty(&schema).unwrap() } else { schema.to_string() };
+            if crate::mcp::is_plain_object_schema(&raw) {
+                let (normalized, _) = crate::policy::schema::normalize(&schema, Profile::Anthropic);
+                prop_assert_eq!(normalized.to_string(), schema.to_string());
+            }
+        }
+
         /// Wherever the fast path answers, it answers what the general path does.
         #[test]
         fn fast_path_agrees_with_the_general_path(

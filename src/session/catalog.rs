@@ -343,35 +343,7 @@ fn profile_may_change(input_schema: Option<&str>, profile: SchemaProfile) -> boo
         SchemaProfile::Passthrough => false,
         // OpenAI's rules reach into nested schemas: always take the full path.
         SchemaProfile::OpenAi => true,
-        SchemaProfile::Anthropic => {
-            let Some(root) = input_schema.and_then(mcp::plain_members) else {
-                return true;
-            };
-            let (mut object, mut properties, mut required) = (false, None, None);
-            for (k, v) in root {
-                match k {
-                    "\"type\"" => object = v == "\"object\"",
-                    "\"properties\"" => properties = Some(v),
-                    "\"required\"" => required = Some(v),
-                    "\"anyOf\"" | "\"oneOf\"" | "\"allOf\"" | "\"$schema\"" | "\"$ref\"" => {
-                        return true
-                    }
-                    _ => {}
-                }
-            }
-            let Some(properties) = properties.and_then(mcp::plain_members) else {
-                return true;
-            };
-            let all_defined = match required {
-                None => true,
-                Some(r) => mcp::array_items(r).is_some_and(|items| {
-                    items.iter().all(|item| {
-                        item.starts_with('"') && properties.iter().any(|(k, _)| k == item)
-                    })
-                }),
-            };
-            !object || !all_defined
-        }
+        SchemaProfile::Anthropic => !input_schema.is_some_and(mcp::is_plain_object_schema),
     }
 }
 
