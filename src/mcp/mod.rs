@@ -143,30 +143,11 @@ impl<'a> ItemKey<'a> {
     /// that names one of these members twice (serde refuses such objects too), gives `None`.
     pub fn scan(raw: &'a [u8]) -> Option<ItemKey<'a>> {
         let text = std::str::from_utf8(raw).ok()?;
-        let b = raw;
-        let mut i = skip_ws(b, 0);
-        if b.get(i) != Some(&b'{') {
-            return None;
-        }
-        i = skip_ws(b, i + 1);
+        let mut members = Members::at(text, skip_ws(raw, 0))?;
         let mut key = ItemKey::default();
         let mut seen = 0u8;
-        if b.get(i) == Some(&b'}') {
-            return (skip_ws(b, i + 1) == b.len()).then_some(key);
-        }
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let key_end = skip_string(b, i)?;
-            let name = &text[i..key_end];
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            let start = skip_ws(b, i + 1);
-            let end = skip_value(b, start)?;
-            let value = &text[start..end];
+        while let Some(name) = members.next_key()? {
+            let value = members.skip()?;
             let member = match name {
                 "\"name\"" => Some(0),
                 "\"uri\"" => Some(1),
@@ -196,13 +177,84 @@ impl<'a> ItemKey<'a> {
                     _ => key.input_schema = value,
                 }
             }
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(key),
-                _ => return None,
-            }
         }
+        (skip_ws(raw, members.end) == raw.len()).then_some(key)
+    }
+}
+
+/// A cursor over the members of one JSON object in raw text, building nothing: `next_key`
+/// gives each key (quotes included), then `skip` or `plain_members` reads its value. Every
+/// step returns `None` when the text is not well-formed there.
+struct Members<'a> {
+    text: &'a str,
+    /// The next byte to read; just past the closing brace once the object is done.
+    end: usize,
+    done: bool,
+}
+
+impl<'a> Members<'a> {
+    /// The object whose opening brace is at `text[i]`.
+    fn at(text: &'a str, i: usize) -> Option<Self> {
+        let b = text.as_bytes();
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        let j = skip_ws(b, i + 1);
+        let done = b.get(j) == Some(&b'}');
+        Some(Self {
+            text,
+            end: if done { j + 1 } else { j },
+            done,
+        })
+    }
+
+    /// The next key, the cursor left on its value; `Some(None)` at the end of the object.
+    fn next_key(&mut self) -> Option<Option<&'a str>> {
+        if self.done {
+            return Some(None);
+        }
+        let b = self.text.as_bytes();
+        if b.get(self.end) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(b, self.end)?;
+        let key = &self.text[self.end..key_end];
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        self.end = skip_ws(b, colon + 1);
+        Some(Some(key))
+    }
+
+    /// The current value as raw text.
+    fn skip(&mut self) -> Option<&'a str> {
+        let start = self.end;
+        let end = skip_value(self.text.as_bytes(), start)?;
+        self.past_value(end)?;
+        Some(&self.text[start..end])
+    }
+
+    /// The current value, an object, as [`plain_members`] reads it (in the same pass).
+    fn plain_members(&mut self) -> Option<Vec<(&'a str, &'a str)>> {
+        let (members, end) = members_at(self.text, self.end)?;
+        self.past_value(end)?;
+        Some(members)
+    }
+
+    /// Moves past the value ending at `end` and the comma or closing brace after it.
+    fn past_value(&mut self, end: usize) -> Option<()> {
+        let b = self.text.as_bytes();
+        let i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => self.end = skip_ws(b, i + 1),
+            Some(b'}') => {
+                self.end = i + 1;
+                self.done = true;
+            }
+            _ => return None,
+        }
+        Some(())
     }
 }
 
@@ -215,48 +267,25 @@ pub const PLAIN_MEMBERS_MAX: usize = 64;
 /// found by comparing keys pairwise): callers then take a path that decodes everything.
 /// `text` must be valid JSON (it comes from a message serde_json has already checked).
 pub fn plain_members(text: &str) -> Option<Vec<(&str, &str)>> {
-    let i = skip_ws(text.as_bytes(), 0);
-    let (members, end) = members_at(text, i)?;
-    (skip_ws(text.as_bytes(), end) == text.len()).then_some(members)
+    let b = text.as_bytes();
+    let (members, end) = members_at(text, skip_ws(b, 0))?;
+    (skip_ws(b, end) == text.len()).then_some(members)
 }
 
 /// [`plain_members`] of the object starting at `text[i]`, and the index just past it.
-fn members_at(text: &str, mut i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
-    let b = text.as_bytes();
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(b, i + 1);
+fn members_at(text: &str, i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
+    let mut members = Members::at(text, i)?;
     let mut out: Vec<(&str, &str)> = Vec::new();
-    if b.get(i) == Some(&b'}') {
-        return Some((out, i + 1));
-    }
-    loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = skip_string(b, i)?;
-        let key = &text[i..key_end];
+    while let Some(key) = members.next_key()? {
         if key.contains('\\')
             || out.len() == PLAIN_MEMBERS_MAX
             || out.iter().any(|(k, _)| *k == key)
         {
             return None;
         }
-        i = skip_ws(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(b, i + 1);
-        let end = skip_value(b, start)?;
-        out.push((key, &text[start..end]));
-        i = skip_ws(b, end);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some((out, i + 1)),
-            _ => return None,
-        }
+        out.push((key, members.skip()?));
     }
+    Some((out, members.end))
 }
 
 /// Whether `text` is an input schema that the Anthropic profile leaves exactly as it is:
@@ -264,76 +293,39 @@ fn members_at(text: &str, mut i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
 /// `anyOf` / `oneOf` / `allOf` / `$schema` / `$ref` at the root. Anything the scan cannot read
 /// plainly (escaped or duplicate keys) gives `false`. One pass over the text.
 pub fn is_plain_object_schema(text: &str) -> bool {
-    let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return false;
-    }
+    plain_object_schema(text).unwrap_or(false)
+}
+
+fn plain_object_schema(text: &str) -> Option<bool> {
+    let mut members = Members::at(text, skip_ws(text.as_bytes(), 0))?;
     let (mut kind, mut properties, mut required) = (None, None, None);
     let mut keys = 0;
-    i = skip_ws(b, i + 1);
-    if b.get(i) != Some(&b'}') {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return false;
-            }
-            let Some(key_end) = skip_string(b, i) else {
-                return false;
-            };
-            let key = &text[i..key_end];
-            keys += 1;
-            if keys > PLAIN_MEMBERS_MAX || key.contains('\\') {
-                return false;
-            }
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return false;
-            }
-            let start = skip_ws(b, i + 1);
-            let end = if key == "\"properties\"" {
-                // Read once, as members (their keys are what `required` must name).
-                match (&properties, members_at(text, start)) {
-                    (None, Some((members, end))) => {
-                        properties = Some(members);
-                        end
-                    }
-                    _ => return false,
-                }
-            } else {
-                match skip_value(b, start) {
-                    Some(end) => end,
-                    None => return false,
-                }
-            };
-            let value = &text[start..end];
-            match key {
-                "\"type\"" if kind.is_none() => kind = Some(value),
-                "\"required\"" if required.is_none() => required = Some(value),
-                "\"properties\"" => {}
-                // A second `type` or `required`, or a keyword the profile rewrites.
-                "\"type\"" | "\"required\"" | "\"anyOf\"" | "\"oneOf\"" | "\"allOf\""
-                | "\"$schema\"" | "\"$ref\"" => return false,
-                _ => {}
-            }
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => break,
-                _ => return false,
+    while let Some(key) = members.next_key()? {
+        keys += 1;
+        if keys > PLAIN_MEMBERS_MAX || key.contains('\\') {
+            return None;
+        }
+        match key {
+            // Read once, as members (their keys are what `required` must name).
+            "\"properties\"" if properties.is_none() => properties = Some(members.plain_members()?),
+            "\"type\"" if kind.is_none() => kind = Some(members.skip()?),
+            "\"required\"" if required.is_none() => required = Some(members.skip()?),
+            // A second `properties`, `type` or `required`, or a keyword the profile rewrites.
+            "\"properties\"" | "\"type\"" | "\"required\"" | "\"anyOf\"" | "\"oneOf\""
+            | "\"allOf\"" | "\"$schema\"" | "\"$ref\"" => return None,
+            _ => {
+                members.skip()?;
             }
         }
     }
-    let Some(properties) = properties else {
-        return false;
+    let properties = properties?;
+    let all_required_defined = match required {
+        None => true,
+        Some(r) => array_items(r)?
+            .iter()
+            .all(|item| item.starts_with('"') && properties.iter().any(|(k, _)| k == item)),
     };
-    kind == Some("\"object\"")
-        && required.is_none_or(|r| {
-            array_items(r).is_some_and(|items| {
-                items
-                    .iter()
-                    .all(|item| item.starts_with('"') && properties.iter().any(|(k, _)| k == item))
-            })
-        })
+    Some(kind == Some("\"object\"") && all_required_defined)
 }
 
 /// The items of a JSON array as raw text. `None` when `text` is not an array.
