@@ -129,25 +129,39 @@ pub struct ListPage<'a> {
 
 /// The members of a listed item that mcp-warden needs, as raw JSON text: `name` (tools,
 /// prompts), `uri` (resources), `uriTemplate` (templates), `inputSchema` (tools).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct ItemKey<'a> {
     pub name: Option<&'a str>,
     pub uri: Option<&'a str>,
     pub uri_template: Option<&'a str>,
     pub input_schema: Option<&'a str>,
+    /// `input_schema` is one that the Anthropic profile leaves as it is
+    /// ([`is_plain_object_schema`]), found in the same pass.
+    pub plain_schema: bool,
 }
 
 impl<'a> ItemKey<'a> {
     /// Finds the members in one pass over the item's bytes, building nothing. The item comes
     /// from a page serde_json has already validated; anything that is not a JSON object, or
     /// that names one of these members twice (serde refuses such objects too), gives `None`.
-    pub fn scan(raw: &'a [u8]) -> Option<ItemKey<'a>> {
+    /// With `check_schema`, `inputSchema` is also checked for `plain_schema` (as it is read, at
+    /// a small cost); without, `plain_schema` stays false.
+    pub fn scan(raw: &'a [u8], check_schema: bool) -> Option<ItemKey<'a>> {
         let text = std::str::from_utf8(raw).ok()?;
         let mut members = Members::at(text, skip_ws(raw, 0))?;
         let mut key = ItemKey::default();
         let mut seen = 0u8;
         while let Some(name) = members.next_key()? {
-            let value = members.skip()?;
+            let value = if check_schema && name == "\"inputSchema\"" {
+                // Walked member by member rather than skipped: the profile check comes free.
+                let start = members.end;
+                let (plain, end) = schema_at(text, start)?;
+                members.past_value(end)?;
+                key.plain_schema = plain;
+                &text[start..end]
+            } else {
+                members.skip()?
+            };
             let member = match name {
                 "\"name\"" => Some(0),
                 "\"uri\"" => Some(1),
@@ -174,7 +188,10 @@ impl<'a> ItemKey<'a> {
                     0 => key.name = value,
                     1 => key.uri = value,
                     2 => key.uri_template = value,
-                    _ => key.input_schema = value,
+                    _ => {
+                        key.input_schema = value;
+                        key.plain_schema &= value.is_some();
+                    }
                 }
             }
         }
@@ -289,43 +306,78 @@ fn members_at(text: &str, i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
 }
 
 /// Whether `text` is an input schema that the Anthropic profile leaves exactly as it is:
-/// `"type": "object"`, an object of `properties`, every `required` key among them, and no
+/// `"type": "object"`, an object of `properties`, every `required` key among them (once), and no
 /// `anyOf` / `oneOf` / `allOf` / `$schema` / `$ref` at the root. Anything the scan cannot read
 /// plainly (escaped or duplicate keys) gives `false`. One pass over the text.
 pub fn is_plain_object_schema(text: &str) -> bool {
-    plain_object_schema(text).unwrap_or(false)
+    let b = text.as_bytes();
+    schema_at(text, skip_ws(b, 0))
+        .is_some_and(|(plain, end)| plain && skip_ws(b, end) == text.len())
 }
 
-fn plain_object_schema(text: &str) -> Option<bool> {
-    let mut members = Members::at(text, skip_ws(text.as_bytes(), 0))?;
+/// Reads the value at `text[i]` as an input schema: whether it is plain (as
+/// [`is_plain_object_schema`] says) and the index just past it. `None` only when the text is
+/// not well-formed there; a value that is not a plain schema is still read to its end.
+fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'{') {
+        return Some((false, skip_value(b, i)?));
+    }
+    let mut members = Members::at(text, i)?;
+    let mut plain = true;
     let (mut kind, mut properties, mut required) = (None, None, None);
     let mut keys = 0;
     while let Some(key) = members.next_key()? {
         keys += 1;
         if keys > PLAIN_MEMBERS_MAX || key.contains('\\') {
-            return None;
+            plain = false;
         }
         match key {
             // Read once, as members (their keys are what `required` must name).
-            "\"properties\"" if properties.is_none() => properties = Some(members.plain_members()?),
+            "\"properties\"" if plain && properties.is_none() => {
+                let start = members.end;
+                match members.plain_members() {
+                    Some(p) => properties = Some(p),
+                    None => {
+                        // Not plain (escaped or duplicate keys, not an object): skip it.
+                        plain = false;
+                        members.end = start;
+                        members.skip()?;
+                    }
+                }
+            }
             "\"type\"" if kind.is_none() => kind = Some(members.skip()?),
             "\"required\"" if required.is_none() => required = Some(members.skip()?),
             // A second `properties`, `type` or `required`, or a keyword the profile rewrites.
             "\"properties\"" | "\"type\"" | "\"required\"" | "\"anyOf\"" | "\"oneOf\""
-            | "\"allOf\"" | "\"$schema\"" | "\"$ref\"" => return None,
+            | "\"allOf\"" | "\"$schema\"" | "\"$ref\"" => {
+                plain = false;
+                members.skip()?;
+            }
             _ => {
                 members.skip()?;
             }
         }
     }
-    let properties = properties?;
+    let end = members.end;
+    if !plain {
+        return Some((false, end));
+    }
+    let Some(properties) = properties else {
+        return Some((false, end));
+    };
     let all_required_defined = match required {
         None => true,
-        Some(r) => array_items(r)?
-            .iter()
-            .all(|item| item.starts_with('"') && properties.iter().any(|(k, _)| k == item)),
+        // Each a defined key, named once (the profile drops repeated names).
+        Some(r) => array_items(r).is_some_and(|items| {
+            items.iter().enumerate().all(|(n, item)| {
+                item.starts_with('"')
+                    && properties.iter().any(|(k, _)| k == item)
+                    && !items[..n].contains(item)
+            })
+        }),
     };
-    Some(kind == Some("\"object\"") && all_required_defined)
+    Some((kind == Some("\"object\"") && all_required_defined, end))
 }
 
 /// The items of a JSON array as raw text. `None` when `text` is not an array.
@@ -359,21 +411,47 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `b[i]` is the opening quote of a string: the index just past its closing quote.
+/// Eight bytes of `b` from `j` as one little-endian word (the first byte lowest), if there are
+/// eight left.
+fn word(b: &[u8], j: usize) -> Option<u64> {
+    let chunk: [u8; 8] = b.get(j..j + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that equals `byte`. Exact for the lowest such byte; bytes
+/// above a match may be flagged too (the subtraction's borrow), which callers never look at:
+/// they only take the lowest flag.
+fn bytes_equal(w: u64, byte: u8) -> u64 {
+    let v = w ^ (ONES * u64::from(byte));
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// The offset in the word of its lowest flagged byte.
+fn first_flag(mask: u64) -> usize {
+    (mask.trailing_zeros() / 8) as usize
+}
+
+/// `b[i]` is the opening quote of a string: the index just past its closing quote. Reads eight
+/// bytes at a time while it finds neither a quote nor a backslash.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    // Most strings of a listing (keys, types, names) are short: a plain loop finds their end
-    // sooner than setting up a vector search.
-    let short = b.len().min(j + 24);
-    while j < short {
-        match b[j] {
-            b'"' => return Some(j + 1),
-            b'\\' => j += 2,
-            _ => j += 1,
-        }
-    }
     loop {
-        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if let Some(w) = word(b, j) {
+            let m = bytes_equal(w, b'"') | bytes_equal(w, b'\\');
+            if m == 0 {
+                j += 8;
+                continue;
+            }
+            j += first_flag(m);
+        } else {
+            // Fewer than eight bytes left: one at a time.
+            while !matches!(b.get(j)?, b'"' | b'\\') {
+                j += 1;
+            }
+        }
         if b[j] == b'"' {
             return Some(j + 1);
         }
@@ -392,6 +470,14 @@ static STRUCTURAL: [u8; 256] = {
     t
 };
 
+/// The high bit of each byte of `w` that is a brace, a bracket or a quote (lowest flag exact,
+/// as for [`bytes_equal`]). `[` and `]` are `{` and `}` with bit 5 clear; no other byte that
+/// valid JSON may hold outside a string turns into a brace when bit 5 is set.
+fn structural(w: u64) -> u64 {
+    let folded = w | (ONES * 0x20);
+    bytes_equal(folded, b'{') | bytes_equal(folded, b'}') | bytes_equal(w, b'"')
+}
+
 /// `b[i]` starts a JSON value: the index just past it.
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
@@ -401,7 +487,14 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
             let mut j = i;
             loop {
                 match STRUCTURAL[*b.get(j)? as usize] {
-                    0 => j += 1,
+                    0 => match word(b, j) {
+                        // Runs of other bytes (whitespace, numbers, literals) eight at a time.
+                        Some(w) => {
+                            let m = structural(w);
+                            j += if m == 0 { 8 } else { first_flag(m).max(1) };
+                        }
+                        None => j += 1,
+                    },
                     1 => {
                         depth += 1;
                         j += 1;
@@ -471,6 +564,9 @@ mod tests {
             uri: r.uri.map(RawValue::get),
             uri_template: r.uri_template.map(RawValue::get),
             input_schema: r.input_schema.map(RawValue::get),
+            plain_schema: r
+                .input_schema
+                .is_some_and(|s| is_plain_object_schema(s.get())),
         })
     }
 
@@ -481,6 +577,7 @@ mod tests {
             any::<i64>().prop_map(serde_json::Value::from),
             (-1e6f64..1e6).prop_map(serde_json::Value::from),
             "[a-z\"\\\\{}\\[\\],: é\u{1F600}]{0,8}".prop_map(serde_json::Value::from),
+            "[a-z\"\\\\{}\\[\\] é]{8,40}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 40, 6, |inner| {
             prop_oneof![
@@ -507,7 +604,9 @@ mod tests {
         fn item_scan_agrees_with_serde(v in json_value(), pretty in any::<bool>()) {
             let raw = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
             let expected = if v.is_object() { reference(&raw) } else { None };
-            prop_assert_eq!(ItemKey::scan(raw.as_bytes()), expected, "{}", raw);
+            prop_assert_eq!(ItemKey::scan(raw.as_bytes(), true), expected, "{}", raw);
+            let unchecked = expected.map(|e| ItemKey { plain_schema: false, ..e });
+            prop_assert_eq!(ItemKey::scan(raw.as_bytes(), false), unchecked);
         }
     }
 
@@ -515,18 +614,36 @@ mod tests {
     fn item_scan_edge_cases() {
         let k = ItemKey::scan(
             br#" {"n\u0061me" : "x\"y", "inputSchema":{"a":["}",{"b":"\\"}]}, "z": -1.5e3 } "#,
+            true,
         )
         .unwrap();
         assert_eq!(k.name, Some(r#""x\"y""#));
         assert_eq!(k.input_schema, Some(r#"{"a":["}",{"b":"\\"}]}"#));
         assert_eq!(
-            ItemKey::scan(br#"{"name":"a","name":"b"}"#),
+            ItemKey::scan(br#"{"name":"a","name":"b"}"#, true),
             None,
             "duplicates"
         );
-        assert_eq!(ItemKey::scan(br#"["name"]"#), None);
-        assert_eq!(ItemKey::scan(b"{}"), Some(ItemKey::default()));
-        assert_eq!(ItemKey::scan(br#"{"name":"a""#), None, "truncated");
+        assert_eq!(ItemKey::scan(br#"["name"]"#, true), None);
+        assert_eq!(ItemKey::scan(b"{}", true), Some(ItemKey::default()));
+        assert_eq!(ItemKey::scan(br#"{"name":"a""#, true), None, "truncated");
+        // The profile check rides along with the scan of `inputSchema`.
+        let plain = |raw: &str| ItemKey::scan(raw.as_bytes(), true).map(|k| k.plain_schema);
+        assert_eq!(
+            plain(r#"{"inputSchema":{"type":"object","properties":{"a":{"x":[1]}},"required":["a"]},"name":"t"}"#),
+            Some(true)
+        );
+        assert_eq!(
+            plain(r#"{"inputSchema":{"anyOf":[{"type":"object","properties":{}}]},"name":"t"}"#),
+            Some(false)
+        );
+        assert_eq!(
+            plain(r#"{"inputSchema":{"type":"object","properties":{"a\u0062":{}}},"name":"t"}"#),
+            Some(false),
+            "escaped property names are left to the general path"
+        );
+        assert_eq!(plain(r#"{"inputSchema":null}"#), Some(false));
+        assert_eq!(plain(r#"{"inputSchema":{"type":"object","properties":{}},"x":}"#), None);
     }
 
     #[test]

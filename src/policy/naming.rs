@@ -31,16 +31,19 @@ pub fn sanitize(raw: &str) -> String {
     if !raw.is_empty() && raw.len() <= MAX_LEN && raw.bytes().all(safe) {
         return raw.to_string();
     }
-    let mut out: String = raw
-        .chars()
-        .map(|c| {
+    // One `_` per invalid character (not per byte), so the output is never longer than `raw`.
+    let mut out = String::with_capacity(raw.len());
+    if raw.is_ascii() {
+        out.extend(raw.bytes().map(|b| if safe(b) { char::from(b) } else { '_' }));
+    } else {
+        out.extend(raw.chars().map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
             } else {
                 '_'
             }
-        })
-        .collect();
+        }));
+    }
     if out.is_empty() {
         out.push('_');
     }

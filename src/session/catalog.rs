@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::config::{Agent, SchemaProfile, ToolChange, ToolRewrite};
-use crate::jsonrpc::{splice, Edit, Message};
+use crate::jsonrpc::Message;
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming;
 use crate::policy::{agent, fast, rewrite};
@@ -79,9 +79,59 @@ pub struct Entry {
     pub original: String,
     pub exposed: String,
     /// The item as the agent sees it.
-    pub raw: Bytes,
+    pub raw: Shown,
     /// For tools: the rewrite that applies to calls (pinned and hidden arguments).
     pub rewrite: Option<Arc<ToolRewrite>>,
+}
+
+/// An item as the agent sees it: the upstream's bytes (a slice of the page they came in), or
+/// a rewritten copy; when only the name changes, the new name is kept beside the bytes and
+/// written in their place when the list is sent, so that building a list copies nothing for
+/// the items it merely renames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    bytes: Bytes,
+    /// The span of the name's JSON string in `bytes` and the string written instead.
+    name: Option<(std::ops::Range<usize>, String)>,
+}
+
+impl Shown {
+    pub fn whole(bytes: Bytes) -> Self {
+        Self { bytes, name: None }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.name {
+            None => self.bytes.len(),
+            Some((span, name)) => self.bytes.len() - span.len() + name.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the item's JSON to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match &self.name {
+            None => out.extend_from_slice(&self.bytes),
+            Some((span, name)) => {
+                out.extend_from_slice(&self.bytes[..span.start]);
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(&self.bytes[span.end..]);
+            }
+        }
+    }
+
+    /// The item's JSON in one buffer (a copy only when renamed).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.name.is_none() {
+            return self.bytes.clone();
+        }
+        let mut out = Vec::with_capacity(self.len());
+        self.write_to(&mut out);
+        Bytes::from(out)
+    }
 }
 
 /// One merged list.
@@ -191,8 +241,15 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     };
     for f in fetched {
         let up = f.cfg.clone();
+        let profile = ctx
+            .agent
+            .and_then(|a| a.schema)
+            .or(up.schema)
+            .unwrap_or(SchemaProfile::Passthrough);
+        // The Anthropic profile's skip test is made while the item is scanned.
+        let check_schema = kind == ListKind::Tools && profile == SchemaProfile::Anthropic;
         for raw in f.items {
-            let Some(key) = ItemKey::scan(&raw) else {
+            let Some(key) = ItemKey::scan(&raw, check_schema) else {
                 tracing::warn!(
                     ?kind,
                     "upstream listed an item that is not an object; skipped"
@@ -243,19 +300,14 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     };
                     let exposed = naming::unique(wanted, |n| list.index.contains_key(n));
                     let rw = combine(up_rw, agent_rw);
-                    let profile = ctx
-                        .agent
-                        .and_then(|a| a.schema)
-                        .or(up.schema)
-                        .unwrap_or(SchemaProfile::Passthrough);
                     // A consent upstream's `confirmation_token` is never advertised.
                     let hides_token = up.consent && CONFIRMATION_TOKEN.find(&raw).is_some();
                     let raw = if rw.is_some()
                         || hides_token
-                        || profile_may_change(key.input_schema, profile)
+                        || profile_may_change(&key, profile)
                     {
                         match rewritten(&raw, rw.as_ref(), profile, &exposed) {
-                            Ok(r) => r,
+                            Ok(r) => Shown::whole(r),
                             Err(e) => {
                                 tracing::warn!(upstream = %up.name, tool = %original, "tool hidden: {e}");
                                 continue;
@@ -289,7 +341,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         tracing::debug!(uri = %original, "URI listed by two upstreams; the first serves it");
                         continue;
                     }
-                    (original.clone(), raw.clone())
+                    (original.clone(), Shown::whole(raw.clone()))
                 }
             };
             list.index.insert(exposed.clone(), list.entries.len());
@@ -305,28 +357,30 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     list
 }
 
-/// The item with its name replaced by `exposed` (a byte splice: nothing else changes).
-fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Bytes {
+/// The item with its name replaced by `exposed` (nothing else changes; nothing is copied).
+fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Shown {
     if exposed == original {
-        return raw.clone();
+        return Shown::whole(raw.clone());
     }
     let start = key_raw.as_ptr() as usize - raw.as_ptr() as usize;
-    let range = start..start + key_raw.len();
-    if exposed
+    let span = start..start + key_raw.len();
+    let quoted = if exposed
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        // Provider-safe names (every tool and prompt name) need no escaping: one allocation.
-        let mut out = Vec::with_capacity(raw.len() + exposed.len() + 2);
-        out.extend_from_slice(&raw[..range.start]);
-        out.push(b'"');
-        out.extend_from_slice(exposed.as_bytes());
-        out.push(b'"');
-        out.extend_from_slice(&raw[range.end..]);
-        return Bytes::from(out);
+        // Provider-safe names (every tool and prompt name) need no escaping.
+        let mut q = String::with_capacity(exposed.len() + 2);
+        q.push('"');
+        q.push_str(exposed);
+        q.push('"');
+        q
+    } else {
+        serde_json::Value::String(exposed.to_string()).to_string()
+    };
+    Shown {
+        bytes: raw.clone(),
+        name: Some((span, quoted)),
     }
-    let quoted = serde_json::Value::String(exposed.to_string()).to_string();
-    splice(raw, vec![Edit::new(range, quoted)])
 }
 
 /// The searcher for the consent flow's parameter, built once.
@@ -338,12 +392,13 @@ static CONFIRMATION_TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> 
 /// defined, is left as it is by the Anthropic profile, so such tools skip the rewrite path
 /// (most tools of most servers). Anything the scan cannot read plainly (escaped or duplicate
 /// keys) counts as "could change".
-fn profile_may_change(input_schema: Option<&str>, profile: SchemaProfile) -> bool {
+fn profile_may_change(key: &ItemKey<'_>, profile: SchemaProfile) -> bool {
     match profile {
         SchemaProfile::Passthrough => false,
         // OpenAI's rules reach into nested schemas: always take the full path.
         SchemaProfile::OpenAi => true,
-        SchemaProfile::Anthropic => !input_schema.is_some_and(mcp::is_plain_object_schema),
+        // Found by the item scan (`mcp::is_plain_object_schema`).
+        SchemaProfile::Anthropic => !key.plain_schema,
     }
 }
 
@@ -457,7 +512,7 @@ mod tests {
         assert_eq!(list.entries.len(), 2);
         assert_eq!(list.entries[0].exposed, "a__echo");
         assert_eq!(
-            std::str::from_utf8(&list.entries[0].raw).unwrap(),
+            std::str::from_utf8(&list.entries[0].raw.to_bytes()).unwrap(),
             r#"{"name":"a__echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#
         );
         assert_eq!(list.get("b__echo").unwrap().upstream, 1);

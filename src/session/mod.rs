@@ -850,7 +850,7 @@ impl Session {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(&e.raw);
+            e.raw.write_to(&mut body);
         }
         body.push(b']');
         if end < list.entries.len() {
@@ -999,7 +999,7 @@ impl Session {
                     e.exposed.clone(),
                     self.slot(e.upstream).map(|s| s.name()).unwrap_or_default(),
                     e.original.clone(),
-                    e.raw.clone(),
+                    e.raw.to_bytes(),
                 )
             })
             .collect()
@@ -1184,7 +1184,7 @@ impl Session {
             .map(|s| s.name())
             .unwrap_or_default();
         let annotations: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice::<serde_json::Value>(&entry.raw)
+            serde_json::from_slice::<serde_json::Value>(&entry.raw.to_bytes())
                 .ok()
                 .and_then(|t| t.get("annotations").and_then(|a| a.as_object().cloned()))
                 .unwrap_or_default();
