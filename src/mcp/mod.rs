@@ -411,47 +411,21 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Eight bytes of `b` from `j` as one little-endian word (the first byte lowest), if there are
-/// eight left.
-fn word(b: &[u8], j: usize) -> Option<u64> {
-    let chunk: [u8; 8] = b.get(j..j + 8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(chunk))
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `w` that equals `byte`. Exact for the lowest such byte; bytes
-/// above a match may be flagged too (the subtraction's borrow), which callers never look at:
-/// they only take the lowest flag.
-fn bytes_equal(w: u64, byte: u8) -> u64 {
-    let v = w ^ (ONES * u64::from(byte));
-    v.wrapping_sub(ONES) & !v & HIGHS
-}
-
-/// The offset in the word of its lowest flagged byte.
-fn first_flag(mask: u64) -> usize {
-    (mask.trailing_zeros() / 8) as usize
-}
-
-/// `b[i]` is the opening quote of a string: the index just past its closing quote. Reads eight
-/// bytes at a time while it finds neither a quote nor a backslash.
+/// `b[i]` is the opening quote of a string: the index just past its closing quote.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    loop {
-        if let Some(w) = word(b, j) {
-            let m = bytes_equal(w, b'"') | bytes_equal(w, b'\\');
-            if m == 0 {
-                j += 8;
-                continue;
-            }
-            j += first_flag(m);
-        } else {
-            // Fewer than eight bytes left: one at a time.
-            while !matches!(b.get(j)?, b'"' | b'\\') {
-                j += 1;
-            }
+    // Most strings of a listing (keys, types, names) are short: a plain loop finds their end
+    // sooner than setting up a vector search.
+    let short = b.len().min(j + 24);
+    while j < short {
+        match b[j] {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
         }
+    }
+    loop {
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         if b[j] == b'"' {
             return Some(j + 1);
         }
@@ -470,14 +444,6 @@ static STRUCTURAL: [u8; 256] = {
     t
 };
 
-/// The high bit of each byte of `w` that is a brace, a bracket or a quote (lowest flag exact,
-/// as for [`bytes_equal`]). `[` and `]` are `{` and `}` with bit 5 clear; no other byte that
-/// valid JSON may hold outside a string turns into a brace when bit 5 is set.
-fn structural(w: u64) -> u64 {
-    let folded = w | (ONES * 0x20);
-    bytes_equal(folded, b'{') | bytes_equal(folded, b'}') | bytes_equal(w, b'"')
-}
-
 /// `b[i]` starts a JSON value: the index just past it.
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
@@ -487,14 +453,7 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
             let mut j = i;
             loop {
                 match STRUCTURAL[*b.get(j)? as usize] {
-                    0 => match word(b, j) {
-                        // Runs of other bytes (whitespace, numbers, literals) eight at a time.
-                        Some(w) => {
-                            let m = structural(w);
-                            j += if m == 0 { 8 } else { first_flag(m).max(1) };
-                        }
-                        None => j += 1,
-                    },
+                    0 => j += 1,
                     1 => {
                         depth += 1;
                         j += 1;
