@@ -127,8 +127,9 @@ pub struct ListPage<'a> {
     pub next_cursor: Option<String>,
 }
 
-/// The members of a listed item that mcp-warden needs, as raw JSON text: `name` (tools,
-/// prompts), `uri` (resources), `uriTemplate` (templates), `inputSchema` (tools).
+/// The members of a listed item that mcp-warden needs, as raw JSON text (slices of the item):
+/// `name` (tools, prompts), `uri` (resources), `uriTemplate` (templates), and for tools
+/// `inputSchema` and the `description` and `title` a rewrite may replace.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct ItemKey<'a> {
     pub name: Option<&'a str>,
@@ -138,6 +139,12 @@ pub struct ItemKey<'a> {
     /// `input_schema` is one that the Anthropic profile leaves as it is
     /// ([`is_plain_object_schema`]), found in the same pass.
     pub plain_schema: bool,
+    /// As written, `null` included (unlike the members above, where `null` counts as absent);
+    /// the first if there are several.
+    pub description: Option<&'a str>,
+    pub title: Option<&'a str>,
+    /// `description` or `title` appears more than once.
+    pub repeated: bool,
 }
 
 impl<'a> ItemKey<'a> {
@@ -146,8 +153,8 @@ impl<'a> ItemKey<'a> {
     /// that names one of these members twice (serde refuses such objects too), gives `None`.
     /// With `check_schema`, `inputSchema` is also checked for `plain_schema` (as it is read, at
     /// a small cost); without, `plain_schema` stays false.
-    pub fn scan(raw: &'a [u8], check_schema: bool) -> Option<ItemKey<'a>> {
-        let text = std::str::from_utf8(raw).ok()?;
+    pub fn scan(text: &'a str, check_schema: bool) -> Option<ItemKey<'a>> {
+        let raw = text.as_bytes();
         let mut members = Members::at(text, skip_ws(raw, 0))?;
         let mut key = ItemKey::default();
         let mut seen = 0u8;
@@ -167,31 +174,46 @@ impl<'a> ItemKey<'a> {
                 "\"uri\"" => Some(1),
                 "\"uriTemplate\"" => Some(2),
                 "\"inputSchema\"" => Some(3),
+                "\"description\"" => Some(4),
+                "\"title\"" => Some(5),
                 // A key written with escapes may still be one of ours.
                 n if n.contains('\\') => match serde_json::from_str::<String>(n).ok()?.as_str() {
                     "name" => Some(0),
                     "uri" => Some(1),
                     "uriTemplate" => Some(2),
                     "inputSchema" => Some(3),
+                    "description" => Some(4),
+                    "title" => Some(5),
                     _ => None,
                 },
                 _ => None,
             };
             if let Some(m) = member {
                 if seen & (1 << m) != 0 {
+                    if m >= 4 {
+                        // Texts only shown: the item stays, rewrites take the general path.
+                        key.repeated = true;
+                        continue;
+                    }
                     return None; // a duplicate member
                 }
                 seen |= 1 << m;
+                match m {
+                    4 => key.description = Some(value),
+                    5 => key.title = Some(value),
+                    _ => {}
+                }
                 // `null` is as good as absent (as for serde's `Option`).
                 let value = (value != "null").then_some(value);
                 match m {
                     0 => key.name = value,
                     1 => key.uri = value,
                     2 => key.uri_template = value,
-                    _ => {
+                    3 => {
                         key.input_schema = value;
                         key.plain_schema &= value.is_some();
                     }
+                    _ => {}
                 }
             }
         }
@@ -516,9 +538,45 @@ mod tests {
         input_schema: Option<&'a RawValue>,
     }
 
+    /// Every member of an object, in order, duplicates included.
+    struct Pairs<'a>(Vec<(String, &'a RawValue)>);
+
+    impl<'de> Deserialize<'de> for Pairs<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Pairs<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(pair) = map.next_entry::<String, &'de RawValue>()? {
+                        out.push(pair);
+                    }
+                    Ok(Pairs(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
     fn reference(raw: &str) -> Option<ItemKey<'_>> {
         let r: Reference<'_> = serde_json::from_str(raw).ok()?;
+        let pairs: Pairs<'_> = serde_json::from_str(raw).ok()?;
+        let text = |name: &str| {
+            let mut all = pairs.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.get());
+            (all.next(), all.next().is_some())
+        };
+        let (description, two_descriptions) = text("description");
+        let (title, two_titles) = text("title");
         Some(ItemKey {
+            description,
+            title,
+            repeated: two_descriptions || two_titles,
             name: r.name.map(RawValue::get),
             uri: r.uri.map(RawValue::get),
             uri_template: r.uri_template.map(RawValue::get),
@@ -547,6 +605,8 @@ mod tests {
                             Just("name".to_string()),
                             Just("uri".to_string()),
                             Just("inputSchema".to_string()),
+                            Just("description".to_string()),
+                            Just("title".to_string()),
                             "[a-z\"\\\\]{0,6}"
                         ],
                         inner
@@ -563,31 +623,31 @@ mod tests {
         fn item_scan_agrees_with_serde(v in json_value(), pretty in any::<bool>()) {
             let raw = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
             let expected = if v.is_object() { reference(&raw) } else { None };
-            prop_assert_eq!(ItemKey::scan(raw.as_bytes(), true), expected, "{}", raw);
+            prop_assert_eq!(ItemKey::scan(&raw, true), expected, "{}", raw);
             let unchecked = expected.map(|e| ItemKey { plain_schema: false, ..e });
-            prop_assert_eq!(ItemKey::scan(raw.as_bytes(), false), unchecked);
+            prop_assert_eq!(ItemKey::scan(&raw, false), unchecked);
         }
     }
 
     #[test]
     fn item_scan_edge_cases() {
         let k = ItemKey::scan(
-            br#" {"n\u0061me" : "x\"y", "inputSchema":{"a":["}",{"b":"\\"}]}, "z": -1.5e3 } "#,
+            r#" {"n\u0061me" : "x\"y", "inputSchema":{"a":["}",{"b":"\\"}]}, "z": -1.5e3 } "#,
             true,
         )
         .unwrap();
         assert_eq!(k.name, Some(r#""x\"y""#));
         assert_eq!(k.input_schema, Some(r#"{"a":["}",{"b":"\\"}]}"#));
         assert_eq!(
-            ItemKey::scan(br#"{"name":"a","name":"b"}"#, true),
+            ItemKey::scan(r#"{"name":"a","name":"b"}"#, true),
             None,
             "duplicates"
         );
-        assert_eq!(ItemKey::scan(br#"["name"]"#, true), None);
-        assert_eq!(ItemKey::scan(b"{}", true), Some(ItemKey::default()));
-        assert_eq!(ItemKey::scan(br#"{"name":"a""#, true), None, "truncated");
+        assert_eq!(ItemKey::scan(r#"["name"]"#, true), None);
+        assert_eq!(ItemKey::scan("{}", true), Some(ItemKey::default()));
+        assert_eq!(ItemKey::scan(r#"{"name":"a""#, true), None, "truncated");
         // The profile check rides along with the scan of `inputSchema`.
-        let plain = |raw: &str| ItemKey::scan(raw.as_bytes(), true).map(|k| k.plain_schema);
+        let plain = |raw: &str| ItemKey::scan(raw, true).map(|k| k.plain_schema);
         assert_eq!(
             plain(r#"{"inputSchema":{"type":"object","properties":{"a":{"x":[1]}},"required":["a"]},"name":"t"}"#),
             Some(true)

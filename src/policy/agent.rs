@@ -85,14 +85,29 @@ impl Pattern {
             Shape::Exact => t == name,
             Shape::Prefix(end) => name.starts_with(&t[..end]),
             Shape::Suffix(start) => name.ends_with(&t[start..]),
-            Shape::Infix(start, end) => match &self.infix {
-                Some(f) => f.find(name.as_bytes()).is_some(),
-                None => name.contains(&t[start..end]),
-            },
+            Shape::Infix(start, end) => {
+                let (hay, lit) = (name.as_bytes(), &t.as_bytes()[start..end]);
+                match &self.infix {
+                    // Most names are short: a plain look at each position beats a searcher's
+                    // set-up there.
+                    Some(f) if hay.len() > 64 => f.find(hay).is_some(),
+                    _ => contains_short(hay, lit),
+                }
+            }
             Shape::Any => true,
             Shape::General => glob_match(t, name),
         }
     }
+}
+
+/// Whether `lit` occurs in `hay`, trying each position.
+fn contains_short(hay: &[u8], lit: &[u8]) -> bool {
+    let Some((&first, rest)) = lit.split_first() else {
+        return true;
+    };
+    hay.len() >= lit.len()
+        && (0..=hay.len() - lit.len())
+            .any(|i| hay[i] == first && &hay[i + 1..i + lit.len()] == rest)
 }
 
 impl std::borrow::Borrow<str> for Pattern {

@@ -15,7 +15,7 @@
 
 use super::rewrite::{ToolRewrite, MAX_STRIP_DEPTH, NEVER_ADVERTISED};
 use super::schema::Profile;
-use crate::mcp::{array_items, plain_members};
+use crate::mcp::{array_items, plain_members, ItemKey};
 
 /// A schema object's own properties (`(key, definition)`, raw text) and required keys (raw
 /// strings, quotes included, duplicates kept).
@@ -265,17 +265,20 @@ fn strip(
 
 /// The tool as [`super::rewrite::rewrite_tool`] would make it (plus `name` set to `exposed`),
 /// or `None` when the tool is not of the plain shape described in the module docs.
+///
+/// `key` is the tool's [`ItemKey`] scan: the members replaced are found there, and everything
+/// else in `raw` is copied as it is.
 pub fn rewrite_tool_raw(
     raw: &str,
+    key: &ItemKey<'_>,
     rw: &ToolRewrite,
     profile: Profile,
     exposed: &str,
 ) -> Option<String> {
-    if profile == Profile::OpenAi || rw.annotations.is_some() {
+    if profile == Profile::OpenAi || rw.annotations.is_some() || key.repeated {
         return None;
     }
-    let tool = plain_members(raw)?;
-    let schema_raw = tool.iter().find(|(k, _)| *k == "\"inputSchema\"")?.1;
+    let schema_raw = key.input_schema?;
     let root = plain_members(schema_raw)?;
 
     let removed = |key: &str| {
@@ -346,38 +349,49 @@ pub fn rewrite_tool_raw(
     };
 
     let quoted = |s: &str| serde_json::to_string(s).ok();
-    let description = match &rw.description {
-        Some(d) => Some(quoted(d)?),
-        None => None,
-    };
-    let title = match &rw.title {
-        Some(t) => Some(quoted(t)?),
-        None => None,
-    };
-    let mut out = Obj::new(raw.len() + schema.len() + exposed.len());
-    let (mut had_description, mut had_title) = (false, false);
-    for &(k, v) in &tool {
-        match k {
-            "\"name\"" => out.member(k, &quoted(exposed)?),
-            "\"inputSchema\"" => out.member(k, &schema),
-            "\"description\"" => {
-                had_description = true;
-                out.member(k, description.as_deref().unwrap_or(v));
+    // The members replaced, by where they are in `raw`, and the members added at its end.
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::with_capacity(4);
+    let mut added = String::new();
+    edits.push((span_in(raw, key.name?)?, quoted(exposed)?));
+    edits.push((span_in(raw, schema_raw)?, schema));
+    for (new, old, member) in [
+        (&rw.description, key.description, "\"description\""),
+        (&rw.title, key.title, "\"title\""),
+    ] {
+        let Some(new) = new else { continue };
+        let new = quoted(new)?;
+        match old {
+            Some(old) => edits.push((span_in(raw, old)?, new)),
+            None => {
+                added.push(',');
+                added.push_str(member);
+                added.push(':');
+                added.push_str(&new);
             }
-            "\"title\"" => {
-                had_title = true;
-                out.member(k, title.as_deref().unwrap_or(v));
-            }
-            _ => out.member(k, v),
         }
     }
-    if let (Some(d), false) = (&description, had_description) {
-        out.member("\"description\"", d);
+    edits.sort_unstable_by_key(|(span, _)| span.start);
+    // The object's closing brace, before which added members go.
+    let close = raw.trim_end().len().checked_sub(1)?;
+    let grown: usize = edits.iter().map(|(_, v)| v.len()).sum::<usize>() + added.len();
+    let mut out = String::with_capacity(raw.len() + grown);
+    let mut at = 0;
+    for (span, value) in &edits {
+        out.push_str(raw.get(at..span.start)?);
+        out.push_str(value);
+        at = span.end;
     }
-    if let (Some(t), false) = (&title, had_title) {
-        out.member("\"title\"", t);
-    }
-    Some(out.finish())
+    out.push_str(raw.get(at..close)?);
+    out.push_str(&added);
+    out.push_str(raw.get(close..)?);
+    Some(out)
+}
+
+/// Where `part`, a slice of `text`, lies in it.
+fn span_in(text: &str, part: &str) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= text.len()).then_some(start..end)
 }
 
 #[cfg(test)]
@@ -388,9 +402,67 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    /// Member order included (serde_json keeps insertion order here).
+    /// The fast path as the catalog calls it: after the item scan.
+    fn fast(raw: &str, rw: &ToolRewrite, profile: Profile, exposed: &str) -> Option<String> {
+        let key = ItemKey::scan(raw, false)?;
+        rewrite_tool_raw(raw, &key, rw, profile, exposed)
+    }
+
+    /// A JSON value that refuses objects naming a key twice (which `Value` would collapse).
+    struct Strict(Value);
+
+    impl<'de> serde::Deserialize<'de> for Strict {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Strict;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("JSON")
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                    Ok(Strict(v.into()))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                    Ok(Strict(v.into()))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                    Ok(Strict(v.into()))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                    Ok(Strict(v.into()))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                    Ok(Strict(v.into()))
+                }
+                fn visit_unit<E>(self) -> Result<Strict, E> {
+                    Ok(Strict(Value::Null))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                    let mut out = vec![];
+                    while let Some(Strict(v)) = seq.next_element()? {
+                        out.push(v);
+                    }
+                    Ok(Strict(Value::Array(out)))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                    let mut out = serde_json::Map::new();
+                    while let Some((k, Strict(v))) = map.next_entry::<String, Strict>()? {
+                        if out.insert(k.clone(), v).is_some() {
+                            return Err(serde::de::Error::custom(format!("key {k} twice")));
+                        }
+                    }
+                    Ok(Strict(Value::Object(out)))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// Member order included (serde_json keeps insertion order here); a key written twice in
+    /// one object fails the test.
     fn canonical(bytes: &[u8]) -> String {
-        serde_json::from_slice::<Value>(bytes).unwrap().to_string()
+        let Strict(v) = serde_json::from_slice(bytes).unwrap();
+        v.to_string()
     }
 
     fn both(
@@ -399,7 +471,7 @@ mod tests {
         profile: Profile,
     ) -> (Option<String>, Result<Vec<u8>, String>) {
         let raw = tool.to_string();
-        let fast = rewrite_tool_raw(&raw, rw, profile, "srv__t");
+        let fast = fast(&raw, rw, profile, "srv__t");
         let general = rewrite_tool_bytes(raw.as_bytes(), rw, profile, "srv__t").map(|(b, _)| b);
         (fast, general)
     }
@@ -490,17 +562,34 @@ mod tests {
             hide: vec!["a".into()],
             ..ToolRewrite::default()
         };
-        let (fast, general) = both(&plain, &hide_required, Profile::Anthropic);
-        assert_eq!(fast, None);
+        let (answer, general) = both(&plain, &hide_required, Profile::Anthropic);
+        assert_eq!(answer, None);
         assert!(general.is_err());
         assert_eq!(
             both(&plain, &ToolRewrite::default(), Profile::OpenAi).0,
             None
         );
-        // Escaped keys are decoded only by the general path.
+        // Texts are replaced where they are, under whatever spelling of their key.
+        let rw = ToolRewrite {
+            description: Some("New.".into()),
+            title: Some("T".into()),
+            ..ToolRewrite::default()
+        };
+        let raw = r#"{"descr\u0069ption":"old","name":"t","inputSchema":{"type":"object","properties":{}},"x":[1]}"#;
+        let out = fast(raw, &rw, Profile::Passthrough, "srv__t").unwrap();
+        assert_eq!(
+            out,
+            r#"{"descr\u0069ption":"New.","name":"srv__t","inputSchema":{"type":"object","properties":{}},"x":[1],"title":"T"}"#
+        );
+        let general = rewrite_tool_bytes(raw.as_bytes(), &rw, Profile::Passthrough, "srv__t").unwrap().0;
+        assert_eq!(canonical(out.as_bytes()), canonical(&general));
+        // A text given twice is left to the general path.
+        let raw = r#"{"name":"t","title":"a","title":"b","inputSchema":{"type":"object","properties":{}}}"#;
+        assert_eq!(fast(raw, &rw, Profile::Passthrough, "x"), None);
+        // Escaped keys in the schema are decoded only by the general path.
         let raw = r#"{"name":"t","inputSchema":{"type":"object","properties":{"\u0061":{}}}}"#;
         assert_eq!(
-            rewrite_tool_raw(raw, &ToolRewrite::default(), Profile::Anthropic, "x"),
+            fast(raw, &ToolRewrite::default(), Profile::Anthropic, "x"),
             None
         );
     }
@@ -630,16 +719,22 @@ mod tests {
             schema in schema(),
             rw in rewrite(),
             anthropic in any::<bool>(),
-            described in any::<bool>(),
+            described in 0..3u8,
+            titled in any::<bool>(),
             pretty in any::<bool>(),
         ) {
             let mut tool = json!({"name": "t", "inputSchema": schema, "annotations": {"readOnlyHint": true}});
-            if described {
-                tool["description"] = json!("Upstream text.");
+            match described {
+                1 => tool["description"] = json!("Upstream text."),
+                2 => tool["description"] = Value::Null,
+                _ => {}
+            }
+            if titled {
+                tool["title"] = json!("Upstream title");
             }
             let profile = if anthropic { Profile::Anthropic } else { Profile::Passthrough };
             let raw = if pretty { serde_json::to_string_pretty(&tool).unwrap() } else { tool.to_string() };
-            let fast = rewrite_tool_raw(&raw, &rw, profile, "srv__t");
+            let fast = fast(&raw, &rw, profile, "srv__t");
             let general = rewrite_tool_bytes(raw.as_bytes(), &rw, profile, "srv__t").map(|(b, _)| b);
             match (fast, general) {
                 (Some(f), Ok(g)) => prop_assert_eq!(canonical(f.as_bytes()), canonical(&g)),

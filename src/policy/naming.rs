@@ -31,11 +31,13 @@ pub fn sanitize(raw: &str) -> String {
     if !raw.is_empty() && raw.len() <= MAX_LEN && raw.bytes().all(safe) {
         return raw.to_string();
     }
-    // One `_` per invalid character (not per byte), so the output is never longer than `raw`.
-    let mut out = String::with_capacity(raw.len());
-    if raw.is_ascii() {
-        out.extend(raw.bytes().map(|b| if safe(b) { char::from(b) } else { '_' }));
+    let mut out = if raw.is_ascii() {
+        let mapped: Vec<u8> = raw.bytes().map(|b| if safe(b) { b } else { b'_' }).collect();
+        // ASCII in, ASCII out: always UTF-8.
+        String::from_utf8(mapped).unwrap_or_default()
     } else {
+        // One `_` per invalid character (not per byte): never longer than `raw`.
+        let mut out = String::with_capacity(raw.len());
         out.extend(raw.chars().map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -43,7 +45,8 @@ pub fn sanitize(raw: &str) -> String {
                 '_'
             }
         }));
-    }
+        out
+    };
     if out.is_empty() {
         out.push('_');
     }

@@ -239,6 +239,12 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
         entries: Vec::with_capacity(total),
         index: HashMap::with_capacity(total),
     };
+    // The agent's rewrites by exposed name, hashed once per build (the config keeps them
+    // ordered, which costs a dozen comparisons per lookup).
+    let agent_rewrites: HashMap<&str, &ToolRewrite> = match (kind, ctx.agent) {
+        (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+        _ => HashMap::new(),
+    };
     for f in fetched {
         let up = f.cfg.clone();
         let profile = ctx
@@ -249,7 +255,11 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
         // The Anthropic profile's skip test is made while the item is scanned.
         let check_schema = kind == ListKind::Tools && profile == SchemaProfile::Anthropic;
         for raw in f.items {
-            let Some(key) = ItemKey::scan(&raw, check_schema) else {
+            let Ok(text) = std::str::from_utf8(&raw) else {
+                tracing::warn!(?kind, "upstream listed an item that is not UTF-8; skipped");
+                continue;
+            };
+            let Some(key) = ItemKey::scan(text, check_schema) else {
                 tracing::warn!(
                     ?kind,
                     "upstream listed an item that is not an object; skipped"
@@ -285,13 +295,17 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     };
                     let base = up_rw.and_then(|r| r.rename.as_deref()).unwrap_or(&original);
                     let canonical = naming::exposed(f.namespace.as_deref(), base);
-                    let agent_rw = ctx
-                        .agent
-                        .filter(|a| !a.rewrite.is_empty())
-                        .and_then(|a| a.rewrite.get(&canonical));
+                    let agent_rw = agent_rewrites.get(canonical.as_str()).copied();
                     let renamed = agent_rw.and_then(|r| r.rename.as_deref());
                     let wanted = renamed.unwrap_or(&canonical);
-                    if !agent::tool_visible(ctx.agent, &up.name, &[&canonical, wanted, &original]) {
+                    // Each distinct name once (most tools are neither renamed nor namespaced
+                    // differently from what they are called upstream).
+                    let names: &[&str] = match (wanted == canonical, canonical == original) {
+                        (true, true) => &[&canonical],
+                        (true, false) => &[&canonical, &original],
+                        (false, _) => &[&canonical, wanted, &original],
+                    };
+                    if !agent::tool_visible(ctx.agent, &up.name, names) {
                         continue;
                     }
                     let wanted = match renamed {
@@ -306,7 +320,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         || hides_token
                         || profile_may_change(&key, profile)
                     {
-                        match rewritten(&raw, rw.as_ref(), profile, &exposed) {
+                        match rewritten(text, &key, rw.as_ref(), profile, &exposed) {
                             Ok(r) => Shown::whole(r),
                             Err(e) => {
                                 tracing::warn!(upstream = %up.name, tool = %original, "tool hidden: {e}");
@@ -406,7 +420,8 @@ fn profile_may_change(key: &ItemKey<'_>, profile: SchemaProfile) -> bool {
 /// ([`fast`]), else decoded, rewritten and re-serialised. With debug logging on, every tool
 /// takes the general path, whose notes say what the profile changed.
 fn rewritten(
-    raw: &Bytes,
+    raw: &str,
+    key: &ItemKey<'_>,
     rw: Option<&ToolRewrite>,
     profile: SchemaProfile,
     exposed: &str,
@@ -414,14 +429,11 @@ fn rewritten(
     let default = ToolRewrite::default();
     let rw = rw.unwrap_or(&default);
     if !tracing::enabled!(tracing::Level::DEBUG) {
-        if let Some(out) = std::str::from_utf8(raw)
-            .ok()
-            .and_then(|text| fast::rewrite_tool_raw(text, rw, profile, exposed))
-        {
+        if let Some(out) = fast::rewrite_tool_raw(raw, key, rw, profile, exposed) {
             return Ok(Bytes::from(out));
         }
     }
-    let (out, notes) = rewrite::rewrite_tool_bytes(raw, rw, profile, exposed)?;
+    let (out, notes) = rewrite::rewrite_tool_bytes(raw.as_bytes(), rw, profile, exposed)?;
     for n in notes {
         tracing::debug!(tool = %exposed, "schema: {n}");
     }
