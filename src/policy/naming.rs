@@ -70,6 +70,15 @@ pub fn exposed(namespace: Option<&str>, original: &str) -> String {
             let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
             if joined.len() <= MAX_LEN && joined.bytes().all(safe) {
                 joined
+            } else if joined.len() <= MAX_LEN && joined.is_ascii() {
+                // Fixed in place: each byte that is not safe becomes `_`.
+                let mut bytes = joined.into_bytes();
+                for b in &mut bytes {
+                    if !safe(*b) {
+                        *b = b'_';
+                    }
+                }
+                String::from_utf8(bytes).unwrap_or_default()
             } else {
                 sanitize(&joined)
             }

@@ -3,6 +3,7 @@
 //! name spliced.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
 
@@ -78,57 +79,63 @@ pub struct Entry {
     /// Name (tools, prompts), URI (resources) or URI template (templates) at the upstream.
     pub original: String,
     pub exposed: String,
-    /// The item as the agent sees it.
-    pub raw: Shown,
+    /// The item as the agent sees it (with `exposed` as its name): see [`Entry::write_to`].
+    raw: Shown,
     /// For tools: the rewrite that applies to calls (pinned and hidden arguments).
     pub rewrite: Option<Arc<ToolRewrite>>,
 }
 
-/// An item as the agent sees it: the upstream's bytes (a slice of the page they came in), or
-/// a rewritten copy; when only the name changes, the new name is kept beside the bytes and
-/// written in their place when the list is sent, so that building a list copies nothing for
-/// the items it merely renames.
+/// An item's bytes: the upstream's (a slice of the page they came in) or a rewritten copy.
+/// When only the name changes, `name` is where the upstream's name is, and the entry's
+/// exposed name is written there when the list is sent, so that building a list copies
+/// nothing for the items it merely renames.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Shown {
+struct Shown {
     bytes: Bytes,
-    /// The span of the name's JSON string in `bytes` and the string written instead.
-    name: Option<(std::ops::Range<usize>, String)>,
+    name: Option<std::ops::Range<usize>>,
 }
 
 impl Shown {
-    pub fn whole(bytes: Bytes) -> Self {
+    fn whole(bytes: Bytes) -> Self {
         Self { bytes, name: None }
     }
+}
 
-    pub fn len(&self) -> usize {
-        match &self.name {
-            None => self.bytes.len(),
-            Some((span, name)) => self.bytes.len() - span.len() + name.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Appends the item's JSON to `out`.
+impl Entry {
+    /// Appends the item as the agent sees it (JSON) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        match &self.name {
-            None => out.extend_from_slice(&self.bytes),
-            Some((span, name)) => {
-                out.extend_from_slice(&self.bytes[..span.start]);
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(&self.bytes[span.end..]);
-            }
+        let Some(span) = &self.raw.name else {
+            out.extend_from_slice(&self.raw.bytes);
+            return;
+        };
+        out.extend_from_slice(&self.raw.bytes[..span.start]);
+        if self
+            .exposed
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            let quoted = serde_json::Value::String(self.exposed.clone()).to_string();
+            out.extend_from_slice(quoted.as_bytes());
+        } else {
+            // Provider-safe names (every tool name) need no escaping.
+            out.push(b'"');
+            out.extend_from_slice(self.exposed.as_bytes());
+            out.push(b'"');
         }
+        out.extend_from_slice(&self.raw.bytes[span.end..]);
     }
 
-    /// The item's JSON in one buffer (a copy only when renamed).
-    pub fn to_bytes(&self) -> Bytes {
-        if self.name.is_none() {
-            return self.bytes.clone();
+    /// About how many bytes [`Entry::write_to`] appends.
+    pub fn size_hint(&self) -> usize {
+        self.raw.bytes.len() + self.exposed.len()
+    }
+
+    /// The item as the agent sees it, in one buffer (a copy only when renamed).
+    pub fn item(&self) -> Bytes {
+        if self.raw.name.is_none() {
+            return self.raw.bytes.clone();
         }
-        let mut out = Vec::with_capacity(self.len());
+        let mut out = Vec::with_capacity(self.size_hint() + 2);
         self.write_to(&mut out);
         Bytes::from(out)
     }
@@ -138,12 +145,30 @@ impl Shown {
 #[derive(Debug, Default)]
 pub struct List {
     pub entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    /// Positions in `entries`, hashed by exposed name (the names are not stored twice).
+    index: hashbrown::HashTable<usize>,
+    hasher: std::hash::RandomState,
 }
 
 impl List {
     pub fn get(&self, exposed: &str) -> Option<&Entry> {
-        self.index.get(exposed).map(|&i| &self.entries[i])
+        let hash = self.hasher.hash_one(exposed);
+        self.index
+            .find(hash, |&i| self.entries[i].exposed == exposed)
+            .map(|&i| &self.entries[i])
+    }
+
+    fn contains(&self, exposed: &str) -> bool {
+        self.get(exposed).is_some()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let hash = self.hasher.hash_one(entry.exposed.as_str());
+        let at = self.entries.len();
+        self.entries.push(entry);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index
+            .insert_unique(hash, at, |&i| hasher.hash_one(entries[i].exposed.as_str()));
     }
 
     /// The agent would see exactly the same list.
@@ -237,7 +262,8 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     let total: usize = fetched.iter().map(|f| f.items.len()).sum();
     let mut list = List {
         entries: Vec::with_capacity(total),
-        index: HashMap::with_capacity(total),
+        index: hashbrown::HashTable::with_capacity(total),
+        hasher: std::hash::RandomState::new(),
     };
     // The agent's rewrites by exposed name, hashed once per build (the config keeps them
     // ordered, which costs a dozen comparisons per lookup).
@@ -312,7 +338,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         Some(r) => r.to_string(),
                         None => canonical,
                     };
-                    let exposed = naming::unique(wanted, |n| list.index.contains_key(n));
+                    let exposed = naming::unique(wanted, |n| list.contains(n));
                     let rw = combine(up_rw, agent_rw);
                     // A consent upstream's `confirmation_token` is never advertised.
                     let hides_token = up.consent && CONFIRMATION_TOKEN.find(&raw).is_some();
@@ -342,7 +368,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     if !agent::item_visible(ctx.agent, &up.name, rules, &[&wanted, &original]) {
                         continue;
                     }
-                    let exposed = naming::unique(wanted, |n| list.index.contains_key(n));
+                    let exposed = naming::unique(wanted, |n| list.contains(n));
                     let raw = rename_raw(&raw, key_raw, &exposed, &original);
                     (exposed, raw)
                 }
@@ -351,15 +377,14 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     if !agent::item_visible(ctx.agent, &up.name, rules, &[&original]) {
                         continue;
                     }
-                    if list.index.contains_key(&original) {
+                    if list.contains(&original) {
                         tracing::debug!(uri = %original, "URI listed by two upstreams; the first serves it");
                         continue;
                     }
                     (original.clone(), Shown::whole(raw.clone()))
                 }
             };
-            list.index.insert(exposed.clone(), list.entries.len());
-            list.entries.push(Entry {
+            list.push(Entry {
                 upstream: f.upstream,
                 original,
                 exposed,
@@ -371,29 +396,15 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     list
 }
 
-/// The item with its name replaced by `exposed` (nothing else changes; nothing is copied).
+/// The item, to be shown with its name replaced by `exposed` (nothing is copied).
 fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Shown {
     if exposed == original {
         return Shown::whole(raw.clone());
     }
     let start = key_raw.as_ptr() as usize - raw.as_ptr() as usize;
-    let span = start..start + key_raw.len();
-    let quoted = if exposed
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        // Provider-safe names (every tool and prompt name) need no escaping.
-        let mut q = String::with_capacity(exposed.len() + 2);
-        q.push('"');
-        q.push_str(exposed);
-        q.push('"');
-        q
-    } else {
-        serde_json::Value::String(exposed.to_string()).to_string()
-    };
     Shown {
         bytes: raw.clone(),
-        name: Some((span, quoted)),
+        name: Some(start..start + key_raw.len()),
     }
 }
 
@@ -524,7 +535,7 @@ mod tests {
         assert_eq!(list.entries.len(), 2);
         assert_eq!(list.entries[0].exposed, "a__echo");
         assert_eq!(
-            std::str::from_utf8(&list.entries[0].raw.to_bytes()).unwrap(),
+            std::str::from_utf8(&list.entries[0].item()).unwrap(),
             r#"{"name":"a__echo","inputSchema":{"x":1e400,"big":123456789012345678901}}"#
         );
         assert_eq!(list.get("b__echo").unwrap().upstream, 1);

@@ -838,7 +838,7 @@ impl Session {
         let mut body = Vec::with_capacity(
             64 + list.entries[start..end]
                 .iter()
-                .map(|e| e.raw.len() + 1)
+                .map(|e| e.size_hint() + 3)
                 .sum::<usize>(),
         );
         body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
@@ -850,7 +850,7 @@ impl Session {
             if i > 0 {
                 body.push(b',');
             }
-            e.raw.write_to(&mut body);
+            e.write_to(&mut body);
         }
         body.push(b']');
         if end < list.entries.len() {
@@ -999,7 +999,7 @@ impl Session {
                     e.exposed.clone(),
                     self.slot(e.upstream).map(|s| s.name()).unwrap_or_default(),
                     e.original.clone(),
-                    e.raw.to_bytes(),
+                    e.item(),
                 )
             })
             .collect()
@@ -1184,7 +1184,7 @@ impl Session {
             .map(|s| s.name())
             .unwrap_or_default();
         let annotations: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice::<serde_json::Value>(&entry.raw.to_bytes())
+            serde_json::from_slice::<serde_json::Value>(&entry.item())
                 .ok()
                 .and_then(|t| t.get("annotations").and_then(|a| a.as_object().cloned()))
                 .unwrap_or_default();
