@@ -224,7 +224,7 @@ impl<'a> ItemKey<'a> {
 /// A cursor over the members of one JSON object in raw text, building nothing: `next_key`
 /// gives each key (quotes included), then `skip` or `plain_members` reads its value. Every
 /// step returns `None` when the text is not well-formed there.
-struct Members<'a> {
+pub(crate) struct Members<'a> {
     text: &'a str,
     /// The next byte to read; just past the closing brace once the object is done.
     end: usize,
@@ -233,7 +233,7 @@ struct Members<'a> {
 
 impl<'a> Members<'a> {
     /// The object whose opening brace is at `text[i]`.
-    fn at(text: &'a str, i: usize) -> Option<Self> {
+    pub(crate) fn at(text: &'a str, i: usize) -> Option<Self> {
         let b = text.as_bytes();
         if b.get(i) != Some(&b'{') {
             return None;
@@ -248,7 +248,7 @@ impl<'a> Members<'a> {
     }
 
     /// The next key, the cursor left on its value; `Some(None)` at the end of the object.
-    fn next_key(&mut self) -> Option<Option<&'a str>> {
+    pub(crate) fn next_key(&mut self) -> Option<Option<&'a str>> {
         if self.done {
             return Some(None);
         }
@@ -267,7 +267,7 @@ impl<'a> Members<'a> {
     }
 
     /// The current value as raw text.
-    fn skip(&mut self) -> Option<&'a str> {
+    pub(crate) fn skip(&mut self) -> Option<&'a str> {
         let start = self.end;
         let end = skip_value(self.text.as_bytes(), start)?;
         self.past_value(end)?;
@@ -281,8 +281,14 @@ impl<'a> Members<'a> {
         Some(members)
     }
 
+    /// Where the current value starts (after [`Members::next_key`]); just past the object
+    /// once it is done.
+    pub(crate) fn position(&self) -> usize {
+        self.end
+    }
+
     /// Moves past the value ending at `end` and the comma or closing brace after it.
-    fn past_value(&mut self, end: usize) -> Option<()> {
+    pub(crate) fn past_value(&mut self, end: usize) -> Option<()> {
         let b = self.text.as_bytes();
         let i = skip_ws(b, end);
         match b.get(i) {
@@ -312,7 +318,7 @@ pub fn plain_members(text: &str) -> Option<Vec<(&str, &str)>> {
 }
 
 /// [`plain_members`] of the object starting at `text[i]`, and the index just past it.
-fn members_at(text: &str, i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
+pub(crate) fn members_at(text: &str, i: usize) -> Option<(Vec<(&str, &str)>, usize)> {
     let mut members = Members::at(text, i)?;
     let mut out: Vec<(&str, &str)> = Vec::new();
     while let Some(key) = members.next_key()? {
@@ -404,26 +410,51 @@ fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
 
 /// The items of a JSON array as raw text. `None` when `text` is not an array.
 pub fn array_items(text: &str) -> Option<Vec<&str>> {
+    let (items, end) = array_items_at(text, skip_ws(text.as_bytes(), 0))?;
+    (skip_ws(text.as_bytes(), end) == text.len()).then_some(items)
+}
+
+/// [`array_items`] of the array starting at `text[i]`, and the index just past it.
+pub(crate) fn array_items_at(text: &str, i: usize) -> Option<(Vec<&str>, usize)> {
+    let mut out = Vec::new();
+    let end = array_at(text, i, |start| {
+        let end = skip_value(text.as_bytes(), start)?;
+        out.push(&text[start..end]);
+        Some(end)
+    })?;
+    Some((out, end))
+}
+
+/// Reads the array starting at `text[i]`: `item` is called with where each item starts and
+/// reads it, returning where it ends. Gives the index just past the array; `None` when it is
+/// not an array or `item` gives up.
+pub(crate) fn array_at(
+    text: &str,
+    i: usize,
+    mut item: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
     let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'[') {
         return None;
     }
-    i = skip_ws(b, i + 1);
-    let mut out = Vec::new();
+    let mut i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b']') {
-        return Some(out);
+        return Some(i + 1);
     }
     loop {
-        let end = skip_value(b, i)?;
-        out.push(&text[i..end]);
+        let end = item(i)?;
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => return Some(out),
+            Some(b']') => return Some(i + 1),
             _ => return None,
         }
     }
+}
+
+/// Skips the whitespace at `b[i..]`: where the next token starts.
+pub(crate) fn next_token(b: &[u8], i: usize) -> usize {
+    skip_ws(b, i)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {

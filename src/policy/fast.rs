@@ -15,7 +15,10 @@
 
 use super::rewrite::{ToolRewrite, MAX_STRIP_DEPTH, NEVER_ADVERTISED};
 use super::schema::Profile;
-use crate::mcp::{array_items, plain_members, ItemKey};
+use crate::mcp::{
+    array_at, array_items, array_items_at, members_at, next_token, plain_members, ItemKey, Members,
+    PLAIN_MEMBERS_MAX,
+};
 
 /// A schema object's own properties (`(key, definition)`, raw text) and required keys (raw
 /// strings, quotes included, duplicates kept).
@@ -25,40 +28,139 @@ struct Part<'a> {
     required: Vec<&'a str>,
 }
 
-/// `properties` and `required` of a plain schema object; `None` if either is not plain.
-fn part<'a>(members: &[(&'a str, &'a str)]) -> Option<Part<'a>> {
-    let mut p = Part::default();
-    for &(k, v) in members {
-        match k {
-            "\"properties\"" => p.props = plain_members(v)?,
-            "\"required\"" => {
-                let items = array_items(v)?;
-                if !items
-                    .iter()
-                    .all(|s| s.starts_with('"') && !s.contains('\\'))
-                {
-                    return None;
-                }
-                p.required = items;
-            }
-            _ => {}
-        }
-    }
-    Some(p)
+/// `required` read at `text[i]`: its items, if every one is a string without escapes.
+fn required_at(text: &str, i: usize) -> Option<(Vec<&str>, usize)> {
+    let (items, end) = array_items_at(text, i)?;
+    items
+        .iter()
+        .all(|s| s.starts_with('"') && !s.contains('\\'))
+        .then_some((items, end))
 }
 
-/// A variant of a root combinator: a plain object schema that describes an object (no `type`,
-/// or `"object"`), with no `$ref` and no combinators of its own.
-fn variant(text: &str) -> Option<Part<'_>> {
-    let members = plain_members(text)?;
-    for &(k, v) in &members {
+/// Up to this many keys in a variant; more, and the general path takes the tool.
+const VARIANT_KEYS_MAX: usize = 16;
+
+/// A variant of a root combinator, read at `text[i]`: a plain object schema that describes an
+/// object (no `type`, or `"object"`), with no `$ref` and no combinators of its own, and
+/// plain `properties` and `required`. Its part and the index just past it; `None` for any
+/// other value. One pass: `properties` and `required` are read where they are.
+fn variant_at(text: &str, i: usize) -> Option<(Part<'_>, usize)> {
+    let mut members = Members::at(text, i)?;
+    let mut p = Part::default();
+    let mut keys = [""; VARIANT_KEYS_MAX];
+    let mut n = 0;
+    while let Some(k) = members.next_key()? {
+        // Plain keys only: no escapes, none twice.
+        if k.contains('\\') || n == VARIANT_KEYS_MAX || keys[..n].contains(&k) {
+            return None;
+        }
+        keys[n] = k;
+        n += 1;
         match k {
             "\"$ref\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => return None,
-            "\"type\"" if v != "\"object\"" => return None,
-            _ => {}
+            "\"type\"" => {
+                if members.skip()? != "\"object\"" {
+                    return None;
+                }
+            }
+            "\"properties\"" => {
+                let (props, end) = members_at(text, members.position())?;
+                members.past_value(end)?;
+                p.props = props;
+            }
+            "\"required\"" => {
+                let (required, end) = required_at(text, members.position())?;
+                members.past_value(end)?;
+                p.required = required;
+            }
+            _ => {
+                members.skip()?;
+            }
         }
     }
-    part(&members)
+    Some((p, members.position()))
+}
+
+/// An input schema's root members (raw text, in order) and, when the schema can be merged
+/// (plain `properties` and `required`, combinators of plain variants, no `$ref`), its parts:
+/// all read in one pass over the schema.
+struct Root<'a> {
+    members: Vec<(&'a str, &'a str)>,
+    parts: Option<Parts<'a>>,
+}
+
+#[derive(Default)]
+struct Parts<'a> {
+    own: Part<'a>,
+    /// `allOf`, `anyOf`, `oneOf`.
+    combinators: [Option<Vec<Part<'a>>>; 3],
+}
+
+/// `None` when the schema is not a plain object (escaped or repeated keys, too many).
+fn read_root(text: &str) -> Option<Root<'_>> {
+    let b = text.as_bytes();
+    let mut members = Members::at(text, next_token(b, 0))?;
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    let mut parts = Some(Parts::default());
+    while let Some(k) = members.next_key()? {
+        if k.contains('\\') || out.len() == PLAIN_MEMBERS_MAX || out.iter().any(|(o, _)| *o == k)
+        {
+            return None;
+        }
+        let start = members.position();
+        // What the merge needs is read where it is; a value it cannot use rules the merge out
+        // and is skipped as any other.
+        let read = match (k, parts.as_mut()) {
+            (_, None) => None,
+            ("\"$ref\"", Some(_)) => {
+                parts = None;
+                None
+            }
+            ("\"allOf\"" | "\"anyOf\"" | "\"oneOf\"", Some(p)) => {
+                let mut variants = Vec::new();
+                let end = array_at(text, start, |i| {
+                    let (part, end) = variant_at(text, i)?;
+                    variants.push(part);
+                    Some(end)
+                });
+                let slot = match k {
+                    "\"allOf\"" => 0,
+                    "\"anyOf\"" => 1,
+                    _ => 2,
+                };
+                end.inspect(|_| p.combinators[slot] = Some(variants))
+            }
+            ("\"properties\"", Some(p)) => members_at(text, start).map(|(props, end)| {
+                p.own.props = props;
+                end
+            }),
+            ("\"required\"", Some(p)) => required_at(text, start).map(|(required, end)| {
+                p.own.required = required;
+                end
+            }),
+            _ => None,
+        };
+        let value = match read {
+            Some(end) => {
+                members.past_value(end)?;
+                &text[start..end]
+            }
+            None => {
+                if matches!(
+                    k,
+                    "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" | "\"properties\"" | "\"required\""
+                ) {
+                    parts = None;
+                }
+                members.skip()?
+            }
+        };
+        out.push((k, value));
+    }
+    (next_token(b, members.position()) == text.len()).then_some(Root {
+        members: out,
+        parts,
+    })
 }
 
 /// The merged view of a schema, as `schema::normalize` computes it: properties in order of
@@ -162,47 +264,31 @@ fn push_list<'a>(buf: &mut String, open: char, close: char, items: impl Iterator
 
 /// The upstream's effective schema as the Anthropic profile merges it (`schema::normalize`),
 /// for plain roots and variants; `None` for anything else.
-fn flatten<'a>(root: &[(&'a str, &'a str)]) -> Option<Flat<'a>> {
-    let mut combinators: [Option<Vec<&str>>; 3] = [None, None, None];
-    for &(k, v) in root {
-        match k {
-            "\"$ref\"" => return None,
-            "\"allOf\"" => combinators[0] = Some(array_items(v)?),
-            "\"anyOf\"" => combinators[1] = Some(array_items(v)?),
-            "\"oneOf\"" => combinators[2] = Some(array_items(v)?),
-            _ => {}
-        }
-    }
-    let own = part(root)?;
-
+fn flatten<'a>(root: &Root<'a>) -> Option<Flat<'a>> {
+    let parts = root.parts.as_ref()?;
     let mut flat = Flat::default();
-    for &(k, d) in &own.props {
+    for &(k, d) in &parts.own.props {
         flat.add_def(k, d)?;
     }
-    for &r in &own.required {
+    for &r in &parts.own.required {
         flat.add_required(r);
     }
-    let [all_of, any_of, one_of] = combinators;
-    for member in all_of.iter().flatten() {
-        let p = variant(member)?;
-        for (k, d) in p.props {
+    let [all_of, any_of, one_of] = &parts.combinators;
+    for p in all_of.iter().flatten() {
+        for &(k, d) in &p.props {
             flat.add_def(k, d)?;
         }
-        for r in p.required {
+        for &r in &p.required {
             flat.add_required(r);
         }
     }
     for alts in [any_of, one_of].into_iter().flatten() {
-        let parts = alts
-            .iter()
-            .map(|a| variant(a))
-            .collect::<Option<Vec<_>>>()?;
-        for p in &parts {
+        for p in alts {
             for &(k, d) in &p.props {
                 flat.add_def(k, d)?;
             }
         }
-        if let Some((first, rest)) = parts.split_first() {
+        if let Some((first, rest)) = alts.split_first() {
             for &r in &first.required {
                 if rest.iter().all(|a| a.required.contains(&r)) {
                     flat.add_required(r);
@@ -279,7 +365,7 @@ pub fn rewrite_tool_raw(
         return None;
     }
     let schema_raw = key.input_schema?;
-    let root = plain_members(schema_raw)?;
+    let root = read_root(schema_raw)?;
 
     let removed = |key: &str| {
         let name = unquote(key);
@@ -295,7 +381,7 @@ pub fn rewrite_tool_raw(
                 return None;
             }
         }
-        strip(&root, &removed, 0, schema_raw.len())?
+        strip(&root.members, &removed, 0, schema_raw.len())?
     } else {
         let mut flat = flatten(&root)?;
         // Hiding a required parameter is refused (with its reason) by the general path. (Its
@@ -320,11 +406,11 @@ pub fn rewrite_tool_raw(
         let write_properties =
             |buf: &mut String| push_members(buf, flat.defs.iter().filter(|(p, _)| !removed(p)));
         let kept_required = || required.iter().copied();
-        if !root.iter().any(|(k, _)| *k == "\"type\"") {
+        if !root.members.iter().any(|(k, _)| *k == "\"type\"") {
             schema.member("\"type\"", "\"object\"");
         }
         let (mut placed_properties, mut placed_required) = (false, false);
-        for &(k, v) in &root {
+        for &(k, v) in &root.members {
             match k {
                 "\"type\"" => schema.member(k, "\"object\""),
                 "\"properties\"" => {
