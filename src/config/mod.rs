@@ -160,7 +160,7 @@ pub struct Agent {
     pub resources: Option<Rules>,
     pub schema: Option<SchemaProfile>,
     /// Keyed by exposed name.
-    pub rewrite: std::collections::BTreeMap<String, ToolRewrite>,
+    pub rewrite: std::collections::BTreeMap<String, std::sync::Arc<ToolRewrite>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +280,7 @@ pub struct Upstream {
     /// One connection (one child) for every session instead of one per session.
     pub shared: bool,
     /// Presentation of this upstream's tools for every agent, keyed by the upstream's own name.
-    pub tools: std::collections::BTreeMap<String, ToolRewrite>,
+    pub tools: std::collections::BTreeMap<String, std::sync::Arc<ToolRewrite>>,
     pub schema: Option<SchemaProfile>,
     /// What happens when a tool's definition differs from its pinned one.
     pub on_tool_change: ToolChange,

@@ -809,7 +809,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
             match v {
                 toml::Value::Table(rt) => {
                     if let Some(rw) = rewrite(cx, Table::new(p, rt)) {
-                        tools.insert(tool.clone(), rw);
+                        tools.insert(tool.clone(), std::sync::Arc::new(rw));
                     }
                 }
                 other => cx.err(&p, format!("expected a table, found {}", type_name(other))),
@@ -1079,7 +1079,7 @@ fn agent(cx: &mut Ctx, name: &str, mut t: Table, upstreams: &[Upstream]) -> Opti
                 match v {
                     toml::Value::Table(x) => {
                         if let Some(rw) = rewrite(cx, Table::new(p, x)) {
-                            rewrites.insert(tool.clone(), rw);
+                            rewrites.insert(tool.clone(), std::sync::Arc::new(rw));
                         }
                     }
                     other => cx.err(&p, format!("expected a table, found {}", type_name(other))),

@@ -221,9 +221,6 @@ fn key_of<'a>(kind: ListKind, k: &ItemKey<'a>) -> Option<&'a str> {
     }
 }
 
-/// Merges fetched items in upstream order. Tools and prompts get exposed names (namespaced,
-/// provider-safe, unique); resources and templates keep their URIs (the first upstream listing
-/// a URI serves it).
 /// What decides an agent's view: the config and the agent (`None`: the single-user case).
 pub struct PolicyCtx<'a> {
     pub agent: Option<&'a Agent>,
@@ -233,12 +230,15 @@ pub struct PolicyCtx<'a> {
 
 /// The upstream-level and agent-level rewrites of one tool, combined: the agent's fields win;
 /// pins and hidden parameters add up.
-fn combine(up: Option<&ToolRewrite>, agent: Option<&ToolRewrite>) -> Option<ToolRewrite> {
+fn combine(
+    up: Option<&Arc<ToolRewrite>>,
+    agent: Option<&Arc<ToolRewrite>>,
+) -> Option<Arc<ToolRewrite>> {
     match (up, agent) {
         (None, None) => None,
         (Some(r), None) | (None, Some(r)) => Some(r.clone()),
         (Some(u), Some(a)) => {
-            let mut out = u.clone();
+            let mut out = ToolRewrite::clone(u);
             out.rename = a.rename.clone().or(out.rename);
             out.description = a.description.clone().or(out.description);
             out.title = a.title.clone().or(out.title);
@@ -249,7 +249,7 @@ fn combine(up: Option<&ToolRewrite>, agent: Option<&ToolRewrite>) -> Option<Tool
             }
             out.pin.extend(a.pin.clone());
             out.hide.extend(a.hide.iter().cloned());
-            Some(out)
+            Some(Arc::new(out))
         }
     }
 }
@@ -267,7 +267,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     };
     // The agent's rewrites by exposed name, hashed once per build (the config keeps them
     // ordered, which costs a dozen comparisons per lookup).
-    let agent_rewrites: HashMap<&str, &ToolRewrite> = match (kind, ctx.agent) {
+    let agent_rewrites: HashMap<&str, &Arc<ToolRewrite>> = match (kind, ctx.agent) {
         (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
         _ => HashMap::new(),
     };
@@ -346,7 +346,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         || hides_token
                         || profile_may_change(&key, profile)
                     {
-                        match rewritten(text, &key, rw.as_ref(), profile, &exposed) {
+                        match rewritten(text, &key, rw.as_deref(), profile, &exposed) {
                             Ok(r) => Shown::whole(r),
                             Err(e) => {
                                 tracing::warn!(upstream = %up.name, tool = %original, "tool hidden: {e}");
@@ -356,7 +356,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     } else {
                         rename_raw(&raw, key_raw, &exposed, &original)
                     };
-                    rewrite = rw.map(Arc::new);
+                    rewrite = rw;
                     (exposed, raw)
                 }
                 ListKind::Prompts => {
