@@ -274,13 +274,6 @@ impl<'a> Members<'a> {
         Some(&self.text[start..end])
     }
 
-    /// The current value, an object, as [`plain_members`] reads it (in the same pass).
-    fn plain_members(&mut self) -> Option<Vec<(&'a str, &'a str)>> {
-        let (members, end) = members_at(self.text, self.end)?;
-        self.past_value(end)?;
-        Some(members)
-    }
-
     /// Where the current value starts (after [`Members::next_key`]); just past the object
     /// once it is done.
     pub(crate) fn position(&self) -> usize {
@@ -353,7 +346,9 @@ fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
     }
     let mut members = Members::at(text, i)?;
     let mut plain = true;
-    let (mut kind, mut properties, mut required) = (None, None, None);
+    let (mut kind, mut required) = (None, None);
+    // The keys of `properties`, once read: what `required` must name.
+    let mut properties: Option<KeySet<'_>> = None;
     let mut keys = 0;
     while let Some(key) = members.next_key()? {
         keys += 1;
@@ -361,17 +356,13 @@ fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
             plain = false;
         }
         match key {
-            // Read once, as members (their keys are what `required` must name).
             "\"properties\"" if plain && properties.is_none() => {
-                let start = members.end;
-                match members.plain_members() {
-                    Some(p) => properties = Some(p),
-                    None => {
-                        // Not plain (escaped or duplicate keys, not an object): skip it.
-                        plain = false;
-                        members.end = start;
-                        members.skip()?;
-                    }
+                let (found, end) = plain_keys_at(text, members.end)?;
+                members.past_value(end)?;
+                match found {
+                    Some(set) => properties = Some(set),
+                    // Escaped or repeated keys, too many, or not an object.
+                    None => plain = false,
                 }
             }
             "\"type\"" if kind.is_none() => kind = Some(members.skip()?),
@@ -388,24 +379,73 @@ fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
         }
     }
     let end = members.end;
-    if !plain {
-        return Some((false, end));
-    }
-    let Some(properties) = properties else {
+    let Some(properties) = properties.filter(|_| plain) else {
         return Some((false, end));
     };
     let all_required_defined = match required {
         None => true,
         // Each a defined key, named once (the profile drops repeated names).
-        Some(r) => array_items(r).is_some_and(|items| {
-            items.iter().enumerate().all(|(n, item)| {
-                item.starts_with('"')
-                    && properties.iter().any(|(k, _)| k == item)
-                    && !items[..n].contains(item)
+        Some(r) => {
+            let mut named = KeySet::default();
+            array_at(r, skip_ws(r.as_bytes(), 0), |start| {
+                let end = skip_value(r.as_bytes(), start)?;
+                let item = &r[start..end];
+                (item.starts_with('"') && properties.contains(item) && named.insert(item))
+                    .then_some(end)
             })
-        }),
+            .is_some()
+        }
     };
     Some((kind == Some("\"object\"") && all_required_defined, end))
+}
+
+/// A set of raw keys that lives on the stack while it is small (schemas rarely have more than
+/// a dozen properties): the profile check allocates nothing for them.
+#[derive(Default)]
+struct KeySet<'a> {
+    first: [&'a str; 16],
+    len: usize,
+    more: Vec<&'a str>,
+}
+
+impl<'a> KeySet<'a> {
+    fn contains(&self, key: &str) -> bool {
+        self.first[..self.len.min(16)].contains(&key) || self.more.contains(&key)
+    }
+
+    /// Adds `key`; false if it was already there.
+    fn insert(&mut self, key: &'a str) -> bool {
+        if self.contains(key) {
+            return false;
+        }
+        if self.len < 16 {
+            self.first[self.len] = key;
+        } else {
+            self.more.push(key);
+        }
+        self.len += 1;
+        true
+    }
+}
+
+/// The keys of the object value at `text[i]` and the index just past it: `Some(keys)` when it
+/// is an object of at most [`PLAIN_MEMBERS_MAX`] members whose keys have no escapes and are
+/// all different, else `None` (the value is still read to its end). The outer `None`: the
+/// text is not well-formed there.
+fn plain_keys_at(text: &str, i: usize) -> Option<(Option<KeySet<'_>>, usize)> {
+    let Some(mut members) = Members::at(text, i) else {
+        return Some((None, skip_value(text.as_bytes(), i)?));
+    };
+    let mut keys = Some(KeySet::default());
+    while let Some(key) = members.next_key()? {
+        if let Some(set) = &mut keys {
+            if key.contains('\\') || set.len == PLAIN_MEMBERS_MAX || !set.insert(key) {
+                keys = None;
+            }
+        }
+        members.skip()?;
+    }
+    Some((keys, members.end))
 }
 
 /// The items of a JSON array as raw text. `None` when `text` is not an array.

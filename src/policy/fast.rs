@@ -208,8 +208,8 @@ struct Obj {
 }
 
 impl Obj {
-    fn new(capacity: usize) -> Self {
-        let mut buf = String::with_capacity(capacity);
+    /// An object written at the end of `buf`.
+    fn open(mut buf: String) -> Self {
         buf.push('{');
         Self { buf, empty: true }
     }
@@ -299,21 +299,26 @@ fn flatten<'a>(root: &Root<'a>) -> Option<Flat<'a>> {
     Some(flat)
 }
 
-/// `schema` without the removed parameters in `properties` and `required`, at the root and in
-/// its `allOf` / `anyOf` / `oneOf` variants down to `MAX_STRIP_DEPTH` (as `rewrite`'s
-/// `strip_params` does). Everything else is copied as it is.
+/// Writes `schema` to `buf` without the removed parameters in `properties` and `required`, at
+/// the root and in its `allOf` / `anyOf` / `oneOf` variants down to `MAX_STRIP_DEPTH` (as
+/// `rewrite`'s `strip_params` does). Everything else is copied as it is.
 fn strip(
+    buf: &mut String,
     schema: &[(&str, &str)],
     removed: &dyn Fn(&str) -> bool,
     depth: usize,
-    capacity: usize,
-) -> Option<String> {
-    let mut obj = Obj::new(capacity);
-    for &(k, v) in schema {
+) -> Option<()> {
+    buf.push('{');
+    for (n, &(k, v)) in schema.iter().enumerate() {
+        if n > 0 {
+            buf.push(',');
+        }
+        buf.push_str(k);
+        buf.push(':');
         match k {
             "\"properties\"" if v.starts_with('{') => {
                 let props = plain_members(v)?;
-                push_members(obj.key(k), props.iter().filter(|(p, _)| !removed(p)));
+                push_members(buf, props.iter().filter(|(p, _)| !removed(p)));
             }
             "\"required\"" if v.starts_with('[') => {
                 let items = array_items(v)?;
@@ -323,30 +328,29 @@ fn strip(
                 let kept = items
                     .into_iter()
                     .filter(|r| !(r.starts_with('"') && removed(r)));
-                push_list(obj.key(k), '[', ']', kept);
+                push_list(buf, '[', ']', kept);
             }
             "\"allOf\"" | "\"anyOf\"" | "\"oneOf\""
                 if depth < MAX_STRIP_DEPTH && v.starts_with('[') =>
             {
-                let mut variants = Vec::new();
-                for item in array_items(v)? {
-                    variants.push(if item.starts_with('{') {
-                        std::borrow::Cow::Owned(strip(
-                            &plain_members(item)?,
-                            removed,
-                            depth + 1,
-                            item.len(),
-                        )?)
+                buf.push('[');
+                for (i, item) in array_items(v)?.into_iter().enumerate() {
+                    if i > 0 {
+                        buf.push(',');
+                    }
+                    if item.starts_with('{') {
+                        strip(buf, &plain_members(item)?, removed, depth + 1)?;
                     } else {
-                        std::borrow::Cow::Borrowed(item)
-                    });
+                        buf.push_str(item);
+                    }
                 }
-                push_list(obj.key(k), '[', ']', variants.iter().map(|v| v.as_ref()));
+                buf.push(']');
             }
-            _ => obj.member(k, v),
+            _ => buf.push_str(v),
         }
     }
-    Some(obj.finish())
+    buf.push('}');
+    Some(())
 }
 
 /// The tool as [`super::rewrite::rewrite_tool`] would make it (plus `name` set to `exposed`),
@@ -373,7 +377,8 @@ pub fn rewrite_tool_raw(
             || rw.hide.iter().any(|h| h == name)
             || NEVER_ADVERTISED.contains(&name)
     };
-    let schema = if profile == Profile::Passthrough {
+    // Everything that can refuse the tool is decided before anything is written.
+    let merged = if profile == Profile::Passthrough {
         // Hiding a required parameter is refused (with its reason) by the general path.
         if !rw.hide.is_empty() {
             let flat = flatten(&root)?;
@@ -381,7 +386,7 @@ pub fn rewrite_tool_raw(
                 return None;
             }
         }
-        strip(&root.members, &removed, 0, schema_raw.len())?
+        None
     } else {
         let mut flat = flatten(&root)?;
         // Hiding a required parameter is refused (with its reason) by the general path. (Its
@@ -390,87 +395,130 @@ pub fn rewrite_tool_raw(
         if rw.hide.iter().any(|h| flat.requires(h)) {
             return None;
         }
-        let mut schema = Obj::new(schema_raw.len() + 16);
-        let required: Vec<&str> = flat
-            .required
-            .iter()
-            .copied()
-            .filter(|r| !removed(r))
-            .collect();
+        flat.required.retain(|r| !removed(r));
         // A required key with no definition is advertised with an empty (any value) one.
-        for &r in &required {
+        for i in 0..flat.required.len() {
+            let r = flat.required[i];
             if !flat.defs.iter().any(|(k, _)| *k == r) {
                 flat.defs.push((r, "{}"));
             }
         }
-        let write_properties =
-            |buf: &mut String| push_members(buf, flat.defs.iter().filter(|(p, _)| !removed(p)));
-        let kept_required = || required.iter().copied();
-        if !root.members.iter().any(|(k, _)| *k == "\"type\"") {
-            schema.member("\"type\"", "\"object\"");
-        }
-        let (mut placed_properties, mut placed_required) = (false, false);
-        for &(k, v) in &root.members {
-            match k {
-                "\"type\"" => schema.member(k, "\"object\""),
-                "\"properties\"" => {
-                    write_properties(schema.key(k));
-                    placed_properties = true;
-                }
-                "\"required\"" => {
-                    push_list(schema.key(k), '[', ']', kept_required());
-                    placed_required = true;
-                }
-                "\"$schema\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => {}
-                _ => schema.member(k, v),
-            }
-        }
-        if !placed_properties {
-            write_properties(schema.key("\"properties\""));
-        }
-        if !placed_required && !required.is_empty() {
-            push_list(schema.key("\"required\""), '[', ']', kept_required());
-        }
-        schema.finish()
+        Some(flat)
     };
 
-    let quoted = |s: &str| serde_json::to_string(s).ok();
-    // The members replaced, by where they are in `raw`, and the members added at its end.
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::with_capacity(4);
-    let mut added = String::new();
-    edits.push((span_in(raw, key.name?)?, quoted(exposed)?));
-    edits.push((span_in(raw, schema_raw)?, schema));
-    for (new, old, member) in [
+    // The members replaced, by where they are in `raw`; texts the tool lacks go at its end.
+    #[derive(Clone, Copy)]
+    enum Piece<'s> {
+        Name,
+        Schema,
+        Text(&'s str),
+    }
+    let mut pieces: [(std::ops::Range<usize>, Piece<'_>); 4] =
+        std::array::from_fn(|_| (0..0, Piece::Name));
+    pieces[0] = (span_in(raw, key.name?)?, Piece::Name);
+    pieces[1] = (span_in(raw, schema_raw)?, Piece::Schema);
+    let mut n = 2;
+    let mut added: [Option<(&str, &str)>; 2] = [None, None];
+    for (slot, (new, old, member)) in [
         (&rw.description, key.description, "\"description\""),
         (&rw.title, key.title, "\"title\""),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let Some(new) = new else { continue };
-        let new = quoted(new)?;
         match old {
-            Some(old) => edits.push((span_in(raw, old)?, new)),
-            None => {
-                added.push(',');
-                added.push_str(member);
-                added.push(':');
-                added.push_str(&new);
+            Some(old) => {
+                pieces[n] = (span_in(raw, old)?, Piece::Text(new));
+                n += 1;
             }
+            None => added[slot] = Some((member, new)),
         }
     }
-    edits.sort_unstable_by_key(|(span, _)| span.start);
+    let pieces = &mut pieces[..n];
+    pieces.sort_unstable_by_key(|(span, _)| span.start);
     // The object's closing brace, before which added members go.
     let close = raw.trim_end().len().checked_sub(1)?;
-    let grown: usize = edits.iter().map(|(_, v)| v.len()).sum::<usize>() + added.len();
-    let mut out = String::with_capacity(raw.len() + grown);
+    let texts: usize = [&rw.description, &rw.title]
+        .iter()
+        .map(|t| t.as_ref().map_or(0, |t| t.len() + 16))
+        .sum();
+    let mut out = String::with_capacity(raw.len() + exposed.len() + texts + 32);
     let mut at = 0;
-    for (span, value) in &edits {
+    for (span, piece) in pieces.iter() {
         out.push_str(raw.get(at..span.start)?);
-        out.push_str(value);
+        match piece {
+            Piece::Name => push_json_str(&mut out, exposed)?,
+            Piece::Text(t) => push_json_str(&mut out, t)?,
+            Piece::Schema => match &merged {
+                None => strip(&mut out, &root.members, &removed, 0)?,
+                Some(flat) => write_merged(&mut out, &root.members, flat, &removed),
+            },
+        }
         at = span.end;
     }
     out.push_str(raw.get(at..close)?);
-    out.push_str(&added);
+    for (member, text) in added.into_iter().flatten() {
+        out.push(',');
+        out.push_str(member);
+        out.push(':');
+        push_json_str(&mut out, text)?;
+    }
     out.push_str(raw.get(close..)?);
     Some(out)
+}
+
+/// `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) -> Option<()> {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(s).ok()?);
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+    Some(())
+}
+
+/// The schema the Anthropic profile advertises: the root's own members in their order, with
+/// `type` set to `"object"`, the merged properties and required keys (without the removed
+/// parameters), and no `$schema` or combinators.
+fn write_merged(
+    out: &mut String,
+    root: &[(&str, &str)],
+    flat: &Flat<'_>,
+    removed: &dyn Fn(&str) -> bool,
+) {
+    let mut schema = Obj::open(std::mem::take(out));
+    let write_properties =
+        |buf: &mut String| push_members(buf, flat.defs.iter().filter(|(p, _)| !removed(p)));
+    let kept_required = || flat.required.iter().copied();
+    if !root.iter().any(|(k, _)| *k == "\"type\"") {
+        schema.member("\"type\"", "\"object\"");
+    }
+    let (mut placed_properties, mut placed_required) = (false, false);
+    for &(k, v) in root {
+        match k {
+            "\"type\"" => schema.member(k, "\"object\""),
+            "\"properties\"" => {
+                write_properties(schema.key(k));
+                placed_properties = true;
+            }
+            "\"required\"" => {
+                push_list(schema.key(k), '[', ']', kept_required());
+                placed_required = true;
+            }
+            "\"$schema\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => {}
+            _ => schema.member(k, v),
+        }
+    }
+    if !placed_properties {
+        write_properties(schema.key("\"properties\""));
+    }
+    if !placed_required && !flat.required.is_empty() {
+        push_list(schema.key("\"required\""), '[', ']', kept_required());
+    }
+    *out = schema.finish();
 }
 
 /// Where `part`, a slice of `text`, lies in it.
