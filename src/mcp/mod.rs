@@ -639,7 +639,11 @@ mod tests {
         let r: Reference<'_> = serde_json::from_str(raw).ok()?;
         let pairs: Pairs<'_> = serde_json::from_str(raw).ok()?;
         let text = |name: &str| {
-            let mut all = pairs.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.get());
+            let mut all = pairs
+                .0
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.get());
             (all.next(), all.next().is_some())
         };
         let (description, two_descriptions) = text("description");
@@ -720,7 +724,9 @@ mod tests {
         // The profile check rides along with the scan of `inputSchema`.
         let plain = |raw: &str| ItemKey::scan(raw, true).map(|k| k.plain_schema);
         assert_eq!(
-            plain(r#"{"inputSchema":{"type":"object","properties":{"a":{"x":[1]}},"required":["a"]},"name":"t"}"#),
+            plain(
+                r#"{"inputSchema":{"type":"object","properties":{"a":{"x":[1]}},"required":["a"]},"name":"t"}"#
+            ),
             Some(true)
         );
         assert_eq!(
@@ -733,7 +739,10 @@ mod tests {
             "escaped property names are left to the general path"
         );
         assert_eq!(plain(r#"{"inputSchema":null}"#), Some(false));
-        assert_eq!(plain(r#"{"inputSchema":{"type":"object","properties":{}},"x":}"#), None);
+        assert_eq!(
+            plain(r#"{"inputSchema":{"type":"object","properties":{}},"x":}"#),
+            None
+        );
     }
 
     #[test]

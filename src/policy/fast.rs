@@ -103,8 +103,7 @@ fn read_root(text: &str) -> Option<Root<'_>> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     let mut parts = Some(Parts::default());
     while let Some(k) = members.next_key()? {
-        if k.contains('\\') || out.len() == PLAIN_MEMBERS_MAX || out.iter().any(|(o, _)| *o == k)
-        {
+        if k.contains('\\') || out.len() == PLAIN_MEMBERS_MAX || out.iter().any(|(o, _)| *o == k) {
             return None;
         }
         let start = members.position();
@@ -571,14 +570,20 @@ mod tests {
                 fn visit_unit<E>(self) -> Result<Strict, E> {
                     Ok(Strict(Value::Null))
                 }
-                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Strict, A::Error> {
                     let mut out = vec![];
                     while let Some(Strict(v)) = seq.next_element()? {
                         out.push(v);
                     }
                     Ok(Strict(Value::Array(out)))
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Strict, A::Error> {
                     let mut out = serde_json::Map::new();
                     while let Some((k, Strict(v))) = map.next_entry::<String, Strict>()? {
                         if out.insert(k.clone(), v).is_some() {
@@ -715,7 +720,9 @@ mod tests {
             out,
             r#"{"descr\u0069ption":"New.","name":"srv__t","inputSchema":{"type":"object","properties":{}},"x":[1],"title":"T"}"#
         );
-        let general = rewrite_tool_bytes(raw.as_bytes(), &rw, Profile::Passthrough, "srv__t").unwrap().0;
+        let general = rewrite_tool_bytes(raw.as_bytes(), &rw, Profile::Passthrough, "srv__t")
+            .unwrap()
+            .0;
         assert_eq!(canonical(out.as_bytes()), canonical(&general));
         // A text given twice is left to the general path.
         let raw = r#"{"name":"t","title":"a","title":"b","inputSchema":{"type":"object","properties":{}}}"#;

@@ -32,7 +32,10 @@ pub fn sanitize(raw: &str) -> String {
         return raw.to_string();
     }
     let mut out = if raw.is_ascii() {
-        let mapped: Vec<u8> = raw.bytes().map(|b| if safe(b) { b } else { b'_' }).collect();
+        let mapped: Vec<u8> = raw
+            .bytes()
+            .map(|b| if safe(b) { b } else { b'_' })
+            .collect();
         // ASCII in, ASCII out: always UTF-8.
         String::from_utf8(mapped).unwrap_or_default()
     } else {

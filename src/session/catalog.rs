@@ -147,23 +147,37 @@ pub struct List {
     pub entries: Vec<Entry>,
     /// Positions in `entries`, hashed by exposed name (the names are not stored twice).
     index: hashbrown::HashTable<usize>,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl List {
     pub fn get(&self, exposed: &str) -> Option<&Entry> {
-        let hash = self.hasher.hash_one(exposed);
+        self.find(self.hash(exposed), exposed)
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    fn find(&self, hash: u64, exposed: &str) -> Option<&Entry> {
         self.index
             .find(hash, |&i| self.entries[i].exposed == exposed)
             .map(|&i| &self.entries[i])
     }
 
-    fn contains(&self, exposed: &str) -> bool {
-        self.get(exposed).is_some()
+    /// `wanted`, or the first free variant of it ([`naming::unique`]), and its hash.
+    fn claim(&self, wanted: String) -> (String, u64) {
+        let hash = self.hash(&wanted);
+        if self.find(hash, &wanted).is_none() {
+            return (wanted, hash);
+        }
+        let name = naming::unique(wanted, |n| self.get(n).is_some());
+        let hash = self.hash(&name);
+        (name, hash)
     }
 
-    fn push(&mut self, entry: Entry) {
-        let hash = self.hasher.hash_one(entry.exposed.as_str());
+    /// Adds `entry`, whose exposed name hashes to `hash` and is not taken yet.
+    fn push(&mut self, hash: u64, entry: Entry) {
         let at = self.entries.len();
         self.entries.push(entry);
         let (entries, hasher) = (&self.entries, &self.hasher);
@@ -263,14 +277,15 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     let mut list = List {
         entries: Vec::with_capacity(total),
         index: hashbrown::HashTable::with_capacity(total),
-        hasher: std::hash::RandomState::new(),
+        hasher: foldhash::fast::RandomState::default(),
     };
     // The agent's rewrites by exposed name, hashed once per build (the config keeps them
     // ordered, which costs a dozen comparisons per lookup).
-    let agent_rewrites: HashMap<&str, &Arc<ToolRewrite>> = match (kind, ctx.agent) {
-        (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
-        _ => HashMap::new(),
-    };
+    let agent_rewrites: HashMap<&str, &Arc<ToolRewrite>, foldhash::fast::RandomState> =
+        match (kind, ctx.agent) {
+            (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            _ => HashMap::default(),
+        };
     for f in fetched {
         let up = f.cfg.clone();
         let profile = ctx
@@ -300,7 +315,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                 continue;
             };
             let mut rewrite = None;
-            let (exposed, raw) = match kind {
+            let (exposed, hash, raw) = match kind {
                 ListKind::Tools => {
                     if let Some(pins) = ctx.pins {
                         let Ok(tool) = serde_json::from_slice::<serde_json::Value>(&raw) else {
@@ -338,14 +353,11 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         Some(r) => r.to_string(),
                         None => canonical,
                     };
-                    let exposed = naming::unique(wanted, |n| list.contains(n));
+                    let (exposed, hash) = list.claim(wanted);
                     let rw = combine(up_rw, agent_rw);
                     // A consent upstream's `confirmation_token` is never advertised.
                     let hides_token = up.consent && CONFIRMATION_TOKEN.find(&raw).is_some();
-                    let raw = if rw.is_some()
-                        || hides_token
-                        || profile_may_change(&key, profile)
-                    {
+                    let raw = if rw.is_some() || hides_token || profile_may_change(&key, profile) {
                         match rewritten(text, &key, rw.as_deref(), profile, &exposed) {
                             Ok(r) => Shown::whole(r),
                             Err(e) => {
@@ -357,7 +369,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                         rename_raw(&raw, key_raw, &exposed, &original)
                     };
                     rewrite = rw;
-                    (exposed, raw)
+                    (exposed, hash, raw)
                 }
                 ListKind::Prompts => {
                     let wanted = match &f.namespace {
@@ -368,29 +380,33 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     if !agent::item_visible(ctx.agent, &up.name, rules, &[&wanted, &original]) {
                         continue;
                     }
-                    let exposed = naming::unique(wanted, |n| list.contains(n));
+                    let (exposed, hash) = list.claim(wanted);
                     let raw = rename_raw(&raw, key_raw, &exposed, &original);
-                    (exposed, raw)
+                    (exposed, hash, raw)
                 }
                 ListKind::Resources | ListKind::Templates => {
                     let rules = ctx.agent.and_then(|a| a.resources.as_ref());
                     if !agent::item_visible(ctx.agent, &up.name, rules, &[&original]) {
                         continue;
                     }
-                    if list.contains(&original) {
+                    let hash = list.hash(&original);
+                    if list.find(hash, &original).is_some() {
                         tracing::debug!(uri = %original, "URI listed by two upstreams; the first serves it");
                         continue;
                     }
-                    (original.clone(), Shown::whole(raw.clone()))
+                    (original.clone(), hash, Shown::whole(raw.clone()))
                 }
             };
-            list.push(Entry {
-                upstream: f.upstream,
-                original,
-                exposed,
-                raw,
-                rewrite,
-            });
+            list.push(
+                hash,
+                Entry {
+                    upstream: f.upstream,
+                    original,
+                    exposed,
+                    raw,
+                    rewrite,
+                },
+            );
         }
     }
     list
