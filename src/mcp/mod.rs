@@ -428,6 +428,41 @@ impl<'a> KeySet<'a> {
     }
 }
 
+/// Whether the object at `text[i]` is plain (as [`plain_members`] requires: at most
+/// [`PLAIN_MEMBERS_MAX`] members, keys without escapes, none twice), and the index just past
+/// it; nothing is collected. `None`: not an object, or not well-formed.
+pub(crate) fn plain_object_at(text: &str, i: usize) -> Option<(bool, usize)> {
+    if text.as_bytes().get(i) != Some(&b'{') {
+        return None;
+    }
+    plain_keys_at(text, i).map(|(keys, end)| (keys.is_some(), end))
+}
+
+/// Calls `f` with each member (`(key, value)`, raw text) of the object `text`, in order,
+/// until it returns `None`. `None` if `f` did, or if `text` is not an object.
+pub(crate) fn each_member<'a>(
+    text: &'a str,
+    mut f: impl FnMut(&'a str, &'a str) -> Option<()>,
+) -> Option<()> {
+    let mut members = Members::at(text, skip_ws(text.as_bytes(), 0))?;
+    while let Some(key) = members.next_key()? {
+        f(key, members.skip()?)?;
+    }
+    Some(())
+}
+
+/// Calls `f` with each item (raw text) of the array `text`, until it returns `None`. `None` if
+/// `f` did, or if `text` is not an array.
+pub(crate) fn each_item<'a>(text: &'a str, mut f: impl FnMut(&'a str) -> Option<()>) -> Option<()> {
+    let b = text.as_bytes();
+    array_at(text, skip_ws(b, 0), |start| {
+        let end = skip_value(b, start)?;
+        f(&text[start..end])?;
+        Some(end)
+    })
+    .map(|_| ())
+}
+
 /// The keys of the object value at `text[i]` and the index just past it: `Some(keys)` when it
 /// is an object of at most [`PLAIN_MEMBERS_MAX`] members whose keys have no escapes and are
 /// all different, else `None` (the value is still read to its end). The outer `None`: the

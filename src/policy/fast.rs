@@ -16,25 +16,55 @@
 use super::rewrite::{ToolRewrite, MAX_STRIP_DEPTH, NEVER_ADVERTISED};
 use super::schema::Profile;
 use crate::mcp::{
-    array_at, array_items, array_items_at, members_at, next_token, plain_members, ItemKey, Members,
-    PLAIN_MEMBERS_MAX,
+    array_at, array_items, each_item, each_member, next_token, plain_members, plain_object_at,
+    ItemKey, Members, PLAIN_MEMBERS_MAX,
 };
 
-/// A schema object's own properties (`(key, definition)`, raw text) and required keys (raw
-/// strings, quotes included, duplicates kept).
+/// A schema object's own `properties` (a plain object) and `required` (an array of strings
+/// written without escapes), as raw text checked when read: walked again where they are used
+/// rather than collected (a list build reads hundreds of them).
 #[derive(Default)]
 struct Part<'a> {
-    props: Vec<(&'a str, &'a str)>,
-    required: Vec<&'a str>,
+    props: &'a str,
+    required: &'a str,
 }
 
-/// `required` read at `text[i]`: its items, if every one is a string without escapes.
-fn required_at(text: &str, i: usize) -> Option<(Vec<&str>, usize)> {
-    let (items, end) = array_items_at(text, i)?;
-    items
-        .iter()
-        .all(|s| s.starts_with('"') && !s.contains('\\'))
-        .then_some((items, end))
+impl<'a> Part<'a> {
+    fn each_prop(&self, f: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
+        if self.props.is_empty() {
+            return Some(());
+        }
+        each_member(self.props, f)
+    }
+
+    /// Each required key (raw string, quotes included, repeats kept).
+    fn each_required(&self, f: impl FnMut(&'a str) -> Option<()>) -> Option<()> {
+        if self.required.is_empty() {
+            return Some(());
+        }
+        each_item(self.required, f)
+    }
+
+    fn requires(&self, key: &str) -> bool {
+        self.each_required(|r| (r != key).then_some(())).is_none()
+    }
+}
+
+/// The plain object at `text[i]` (raw) and the index just past it.
+fn properties_at(text: &str, i: usize) -> Option<(&str, usize)> {
+    let (plain, end) = plain_object_at(text, i)?;
+    plain.then(|| (&text[i..end], end))
+}
+
+/// `required` at `text[i]` (raw) if every item is a string without escapes, and the index just
+/// past it.
+fn required_at(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    let end = array_at(text, i, |start| {
+        let end = start + 1 + text.get(start + 1..)?.find(['"', '\\'])?;
+        (b.get(start) == Some(&b'"') && b.get(end) == Some(&b'"')).then_some(end + 1)
+    })?;
+    Some((&text[i..end], end))
 }
 
 /// Up to this many keys in a variant; more, and the general path takes the tool.
@@ -64,7 +94,7 @@ fn variant_at(text: &str, i: usize) -> Option<(Part<'_>, usize)> {
                 }
             }
             "\"properties\"" => {
-                let (props, end) = members_at(text, members.position())?;
+                let (props, end) = properties_at(text, members.position())?;
                 members.past_value(end)?;
                 p.props = props;
             }
@@ -129,7 +159,7 @@ fn read_root(text: &str) -> Option<Root<'_>> {
                 };
                 end.inspect(|_| p.combinators[slot] = Some(variants))
             }
-            ("\"properties\"", Some(p)) => members_at(text, start).map(|(props, end)| {
+            ("\"properties\"", Some(p)) => properties_at(text, start).map(|(props, end)| {
                 p.own.props = props;
                 end
             }),
@@ -266,33 +296,31 @@ fn push_list<'a>(buf: &mut String, open: char, close: char, items: impl Iterator
 fn flatten<'a>(root: &Root<'a>) -> Option<Flat<'a>> {
     let parts = root.parts.as_ref()?;
     let mut flat = Flat::default();
-    for &(k, d) in &parts.own.props {
-        flat.add_def(k, d)?;
-    }
-    for &r in &parts.own.required {
+    parts.own.each_prop(|k, d| flat.add_def(k, d))?;
+    parts.own.each_required(|r| {
         flat.add_required(r);
-    }
+        Some(())
+    })?;
     let [all_of, any_of, one_of] = &parts.combinators;
     for p in all_of.iter().flatten() {
-        for &(k, d) in &p.props {
-            flat.add_def(k, d)?;
-        }
-        for &r in &p.required {
+        p.each_prop(|k, d| flat.add_def(k, d))?;
+        p.each_required(|r| {
             flat.add_required(r);
-        }
+            Some(())
+        })?;
     }
     for alts in [any_of, one_of].into_iter().flatten() {
         for p in alts {
-            for &(k, d) in &p.props {
-                flat.add_def(k, d)?;
-            }
+            p.each_prop(|k, d| flat.add_def(k, d))?;
         }
+        // Required: what every alternative requires.
         if let Some((first, rest)) = alts.split_first() {
-            for &r in &first.required {
-                if rest.iter().all(|a| a.required.contains(&r)) {
+            first.each_required(|r| {
+                if rest.iter().all(|a| a.requires(r)) {
                     flat.add_required(r);
                 }
-            }
+                Some(())
+            })?;
         }
     }
     Some(flat)
