@@ -577,6 +577,43 @@ mod tests {
     }
 
     #[test]
+    fn renamed_items_are_written_with_their_new_name() {
+        let ctx = PolicyCtx {
+            agent: None,
+            pins: None,
+        };
+        // A prompt's exposed name is not sanitised: one that needs escaping is escaped where
+        // it is written; the rest of the item stays byte for byte.
+        let list = merge(
+            ListKind::Prompts,
+            vec![fetched(
+                0,
+                Some("a"),
+                &[r#"{ "description" : "d\u00e9j\u00e0",  "name":"q\"uo\\te", "x":[1, 2] }"#],
+            )],
+            &ctx,
+        );
+        let e = &list.entries[0];
+        assert_eq!(e.exposed, "a__q\"uo\\te");
+        let written = e.item();
+        assert_eq!(
+            std::str::from_utf8(&written).unwrap(),
+            r#"{ "description" : "d\u00e9j\u00e0",  "name":"a__q\"uo\\te", "x":[1, 2] }"#
+        );
+        let mut body = Vec::new();
+        e.write_to(&mut body);
+        assert_eq!(body, written);
+        assert!(e.size_hint() + 2 >= written.len());
+        // An unchanged name shares the upstream's bytes.
+        let list = merge(
+            ListKind::Tools,
+            vec![fetched(0, None, &[r#"{"name":"plain"}"#])],
+            &ctx,
+        );
+        assert_eq!(&list.entries[0].item()[..], br#"{"name":"plain"}"#);
+    }
+
+    #[test]
     fn templates() {
         assert!(template_matches(
             "test://template/{id}/data",
