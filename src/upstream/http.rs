@@ -180,12 +180,30 @@ impl State {
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, String> {
-    let mut buf = Vec::new();
+    let too_large = || format!("response larger than {MAX_BODY} bytes");
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    // Most answers arrive in one piece: that piece is the body, not a copy of it.
+    let Some(first) = resp.chunk().await.map_err(|e| e.to_string())? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = resp.chunk().await.map_err(|e| e.to_string())? else {
+        return (first.len() <= MAX_BODY)
+            .then_some(first)
+            .ok_or_else(too_large);
+    };
+    let mut buf = Vec::with_capacity(first.len() + second.len());
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         if buf.len() + chunk.len() > MAX_BODY {
-            return Err(format!("response larger than {MAX_BODY} bytes"));
+            return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
+    }
+    if buf.len() > MAX_BODY {
+        return Err(too_large());
     }
     Ok(Bytes::from(buf))
 }
