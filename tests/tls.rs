@@ -189,3 +189,56 @@ fn tls_listener_may_leave_loopback_without_the_dangerous_flag() {
     );
     assert!(proxy.url.starts_with("https://0.0.0.0:"), "{}", proxy.url);
 }
+
+/// The tool names a fresh session behind `front` is shown.
+fn tool_names(front: &str) -> Vec<String> {
+    let sid = open_session(front);
+    let v = messages(post(
+        front,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    ))
+    .pop()
+    .unwrap();
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An HTTPS upstream is trusted only through the web PKI: a server whose certificate comes
+/// from a private CA (here: another mcp-warden's TLS front) is never talked to, and nothing
+/// falls back to plain HTTP. The same upstream over plain HTTP is the control.
+#[test]
+fn https_upstream_with_an_untrusted_certificate_is_refused() {
+    let p = pki();
+    let tls_front =
+        HttpProxy::start_raw(&tls_config(&p, false), &[("SPECIALIST_TOKEN", SPECIALIST)]);
+    let port = tls_front
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let plain_front = HttpProxy::start(&demo_upstream("demo", &[]));
+    let behind = |url: &str| {
+        HttpProxy::start(&format!(
+            "[upstreams.far]\nurl = \"{url}\"\nheaders = {{ Authorization = \"Bearer {SPECIALIST}\" }}\n"
+        ))
+    };
+    // Control: reachable and trusted, its tools show.
+    let control = behind(&plain_front.url);
+    assert!(tool_names(&control.url)
+        .iter()
+        .any(|n| n == "echo" || n == "far__echo"));
+    // A private CA's certificate on localhost: the handshake fails, no tools, the proxy says why.
+    let refused = behind(&format!("https://localhost:{port}/mcp"));
+    assert!(tool_names(&refused.url).is_empty());
+    let log = refused.stderr.lock().unwrap().clone();
+    assert!(log.contains("connection failed"), "{log}");
+}

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
+use super::transport::{Response, Transport};
 use super::{lock, Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
@@ -25,11 +26,17 @@ use crate::sse;
 pub const LEGACY_HINT: &str = "legacy:";
 /// Largest upstream response or SSE event we accept.
 const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The headers of every POST.
+const POST_HEADERS: &[(HeaderName, &str)] = &[
+    (CONTENT_TYPE, "application/json"),
+    (ACCEPT, "application/json, text/event-stream"),
+];
+const SESSION_HEADER: HeaderName = HeaderName::from_static(HEADER_SESSION_ID);
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 struct State {
     name: String,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    transport: Transport,
     headers: HeaderMap,
     session: Mutex<Option<HeaderValue>>,
     version: Mutex<Option<HeaderValue>>,
@@ -68,11 +75,14 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         name: name.to_string(),
         reason: e.to_string(),
     })?;
+    let transport = Transport::new(&url).map_err(|reason| UpstreamError::Start {
+        name: name.to_string(),
+        reason,
+    })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),
-        client: client(),
-        url,
+        transport,
         headers: header_map(spec),
         session: Mutex::new(None),
         version: Mutex::new(None),
@@ -91,14 +101,11 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         }
         state.get_started.store(true, Ordering::Relaxed);
         let session = lock(&state.session).take();
-        if let Some(sid) = session {
+        if let Some(sid) = session.as_ref().and_then(|s| s.to_str().ok()) {
+            let extra = [(SESSION_HEADER, sid)];
+            let limit = Some(Duration::from_secs(5));
             let _ = state
-                .client
-                .delete(state.url.clone())
-                .headers(state.headers.clone())
-                .header(HEADER_SESSION_ID, sid)
-                .timeout(Duration::from_secs(5))
-                .send()
+                .send(Method::DELETE, false, &extra, Bytes::new(), limit)
                 .await;
         }
     });
@@ -109,20 +116,31 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
 }
 
 impl State {
-    fn request(&self, method: reqwest::Method, with_session: bool) -> reqwest::RequestBuilder {
-        let mut rb = self
-            .client
-            .request(method, self.url.clone())
-            .headers(self.headers.clone());
+    /// One request: the configured headers, our session id and protocol version when
+    /// `with_session` (and we have them), then `extra`.
+    async fn send(
+        &self,
+        method: Method,
+        with_session: bool,
+        extra: &[(HeaderName, &str)],
+        body: Bytes,
+        limit: Option<Duration>,
+    ) -> Result<Response, String> {
+        let mut headers = self.headers.clone();
         if with_session {
             if let Some(s) = lock(&self.session).clone() {
-                rb = rb.header(HEADER_SESSION_ID, s);
+                headers.insert(HEADER_SESSION_ID, s);
             }
             if let Some(v) = lock(&self.version).clone() {
-                rb = rb.header(HEADER_PROTOCOL_VERSION, v);
+                headers.insert(HEADER_PROTOCOL_VERSION, v);
             }
         }
-        rb
+        for (name, value) in extra {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+        self.transport.send(method, headers, body, limit).await
     }
 
     async fn fail(&self, msg: &Message, code: i64, text: String) {
@@ -151,44 +169,36 @@ impl State {
         *lock(&self.session) = None;
         let init = init.with_id("\"mcp-warden-reinit\"");
         let resp = self
-            .request(reqwest::Method::POST, false)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(init.into_bytes())
-            .send()
+            .send(Method::POST, false, POST_HEADERS, init.into_bytes(), None)
             .await;
         let Ok(resp) = resp else { return false };
         if !resp.status().is_success() {
             return false;
         }
-        if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
+        if let Some(sid) = resp.header(&SESSION_HEADER) {
             *lock(&self.session) = Some(sid.clone());
         }
         // Drain the answer (JSON or SSE) without forwarding it: it answers nobody downstream.
         let _ = read_limited(resp).await;
         let note = jsonrpc::notification("notifications/initialized", None);
         let _ = self
-            .request(reqwest::Method::POST, true)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(note.into_bytes())
-            .send()
+            .send(Method::POST, true, POST_HEADERS, note.into_bytes(), None)
             .await;
         tracing::info!("upstream session re-initialised after 404");
         true
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, String> {
+async fn read_limited(mut resp: Response) -> Result<Bytes, String> {
     let too_large = || format!("response larger than {MAX_BODY} bytes");
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
     // Most answers arrive in one piece: that piece is the body, not a copy of it.
-    let Some(first) = resp.chunk().await.map_err(|e| e.to_string())? else {
+    let Some(first) = resp.chunk().await? else {
         return Ok(Bytes::new());
     };
-    let Some(second) = resp.chunk().await.map_err(|e| e.to_string())? else {
+    let Some(second) = resp.chunk().await? else {
         return (first.len() <= MAX_BODY)
             .then_some(first)
             .ok_or_else(too_large);
@@ -196,7 +206,7 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, String> {
     let mut buf = Vec::with_capacity(first.len() + second.len());
     buf.extend_from_slice(&first);
     buf.extend_from_slice(&second);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await? {
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(too_large());
         }
@@ -208,7 +218,7 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, String> {
     Ok(Bytes::from(buf))
 }
 
-fn is_sse(resp: &reqwest::Response) -> bool {
+fn is_sse(resp: &Response) -> bool {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -227,16 +237,18 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
     let related = msg.id_str().and_then(|s| s.parse::<u64>().ok());
     let session_before = lock(&state.session).clone();
     let resp = state
-        .request(reqwest::Method::POST, !is_init)
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json, text/event-stream")
-        .body(msg.bytes().clone())
-        .send()
+        .send(
+            Method::POST,
+            !is_init,
+            POST_HEADERS,
+            msg.bytes().clone(),
+            None,
+        )
         .await;
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
-            let text = format!("upstream {} unreachable: {}", state.name, without_url(&e));
+            let text = format!("upstream {} unreachable: {e}", state.name);
             // (A connection error is no reason to try the legacy transport.)
             return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
         }
@@ -267,7 +279,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
     }
     if is_init {
-        if let Some(sid) = resp.headers().get(HEADER_SESSION_ID) {
+        if let Some(sid) = resp.header(&SESSION_HEADER) {
             *lock(&state.session) = Some(sid.clone());
         }
     }
@@ -359,14 +371,12 @@ async fn get_loop(state: Arc<State>) {
     let mut delay = Duration::from_millis(500);
     let mut failures = 0u32;
     while !state.inlet.is_closed() {
-        let mut rb = state
-            .request(reqwest::Method::GET, true)
-            .header(ACCEPT, "text/event-stream");
+        let mut extra = vec![(ACCEPT, "text/event-stream")];
         if let Some(id) = &last_event {
-            rb = rb.header("last-event-id", id.as_str());
+            extra.push((LAST_EVENT_ID, id.as_str()));
         }
         let resp = tokio::select! {
-            r = rb.send() => r,
+            r = state.send(Method::GET, true, &extra, Bytes::new(), None) => r,
             _ = state.inlet.closed() => return,
         };
         match resp {
@@ -422,7 +432,7 @@ async fn get_loop(state: Arc<State>) {
 /// `Last-Event-ID`, as the spec's resumability rules describe, a bounded number of times.
 async fn read_sse(
     state: &Arc<State>,
-    resp: reqwest::Response,
+    resp: Response,
     related: Option<u64>,
     is_init: bool,
     want_id: Option<&str>,
@@ -450,11 +460,9 @@ async fn read_sse(
             _ = tokio::time::sleep(retry) => {}
             _ = state.inlet.closed() => return true,
         }
+        let extra = [(ACCEPT, "text/event-stream"), (LAST_EVENT_ID, id.as_str())];
         let resp = state
-            .request(reqwest::Method::GET, true)
-            .header(ACCEPT, "text/event-stream")
-            .header("last-event-id", id)
-            .send()
+            .send(Method::GET, true, &extra, Bytes::new(), None)
             .await;
         match resp {
             Ok(r) if r.status().is_success() && is_sse(&r) => {
@@ -480,7 +488,7 @@ async fn read_sse(
 
 async fn read_events(
     state: &Arc<State>,
-    mut resp: reqwest::Response,
+    mut resp: Response,
     related: Option<u64>,
     is_init: bool,
     want_id: Option<&str>,
@@ -494,7 +502,7 @@ async fn read_events(
             Ok(Some(c)) => c,
             Ok(None) => return false,
             Err(e) => {
-                tracing::warn!(error = %without_url(&e), "upstream SSE stream broke");
+                tracing::warn!(error = %e, "upstream SSE stream broke");
                 return false;
             }
         };
@@ -518,18 +526,4 @@ async fn read_events(
             return true;
         }
     }
-}
-
-/// Strips the URL (which may carry credentials in its query) from a reqwest error.
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "bad response body"
-    } else {
-        "request failed"
-    };
-    kind.to_string()
 }

@@ -12,6 +12,7 @@
 mod http;
 mod sse_legacy;
 mod stdio;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
