@@ -53,6 +53,39 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The rustls client configuration towards an HTTPS upstream: its `ca` instead of the web PKI
+/// roots when given, and its client certificate when given.
+pub fn client_config(
+    tls: Option<&crate::config::UpstreamTls>,
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match tls.and_then(|t| t.ca.as_ref()) {
+        Some(ca) => {
+            for c in load_certs(ca)? {
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    match tls.and_then(|t| t.cert.as_ref().zip(t.key.as_ref())) {
+        Some((cert, key)) => {
+            let chain = load_certs(cert)?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{}: {e}", cert.display()))
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// Builds the rustls server configuration from the files named in the config.
 pub fn server_config(s: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

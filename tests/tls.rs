@@ -242,3 +242,53 @@ fn https_upstream_with_an_untrusted_certificate_is_refused() {
     let log = refused.stderr.lock().unwrap().clone();
     assert!(log.contains("connection failed"), "{log}");
 }
+
+/// `[upstreams.NAME.tls]`: an upstream on a private PKI is trusted through its CA, and a client
+/// certificate makes the far side see us as the agent that certificate names (here: a second
+/// mcp-warden whose TLS front requires client certificates, where `router` may see only
+/// `echo`). Without the certificate that front refuses the handshake.
+#[test]
+fn https_upstream_on_a_private_ca_with_a_client_certificate() {
+    let p = pki();
+    let tls_front =
+        HttpProxy::start_raw(&tls_config(&p, true), &[("SPECIALIST_TOKEN", SPECIALIST)]);
+    let port = tls_front
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let d = p.dir.path().display().to_string();
+    std::fs::write(p.dir.path().join("router.pem"), &p.router.0).unwrap();
+    std::fs::write(p.dir.path().join("router.key"), &p.router.1).unwrap();
+    let behind = |tls: &str| {
+        HttpProxy::start(&format!(
+            "[upstreams.far]\nurl = \"https://localhost:{port}/mcp\"\ntls = {{ {tls} }}\n"
+        ))
+    };
+    // The private CA, and the router's certificate: exactly what the far side lets `router` see.
+    let mtls = behind(&format!(
+        "ca = \"{d}/ca.pem\", cert = \"{d}/router.pem\", key = \"{d}/router.key\""
+    ));
+    let names = tool_names(&mtls.url);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("echo"), "{names:?}");
+    let sid = open_session(&mtls.url);
+    let v = messages(post(
+        &mtls.url,
+        Some(&sid),
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"{}","arguments":{{"message":"over mTLS"}}}}}}"#,
+            names[0]
+        ),
+    ))
+    .pop()
+    .unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "over mTLS", "{v}");
+    // The CA alone: the far side requires a client certificate, so nothing comes through.
+    let no_cert = behind(&format!("ca = \"{d}/ca.pem\""));
+    assert!(tool_names(&no_cert.url).is_empty());
+}

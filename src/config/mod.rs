@@ -343,6 +343,19 @@ pub struct HttpSpec {
     pub url: String,
     pub headers: Vec<(String, Secret)>,
     pub flavor: HttpFlavor,
+    /// `[upstreams.NAME.tls]`: how an `https://` upstream is verified and whom we present.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS towards an HTTPS upstream. Without it, the upstream's certificate is checked against
+/// the web PKI roots and no client certificate is sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpstreamTls {
+    /// PEM CA certificates trusted for this upstream *instead of* the web PKI roots.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain and private key presented to the upstream (mutual TLS).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Upstream {
@@ -375,6 +388,11 @@ impl Config {
             t.client_ca = t.client_ca.as_ref().map(|c| crate::tls::resolve(&base, c));
         }
         for u in &mut cfg.upstreams {
+            if let Transport::Http(HttpSpec { tls: Some(t), .. }) = &mut u.transport {
+                for p in [&mut t.ca, &mut t.cert, &mut t.key].into_iter().flatten() {
+                    *p = crate::tls::resolve(&base, p);
+                }
+            }
             if let Transport::Stdio(s) = &mut u.transport {
                 if s.command.contains('/') && Path::new(&s.command).is_relative() {
                     s.command = base.join(&s.command).display().to_string();

@@ -374,6 +374,7 @@ const PROXY_KEYS: &[&str] = &[
 ];
 const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", "processes"];
 const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "require_client_cert"];
+const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 const UPSTREAM_KEYS: &[&str] = &[
     "command",
     "args",
@@ -383,6 +384,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "limits",
     "url",
     "headers",
+    "tls",
     "transport",
     "namespace",
     "startup_timeout_secs",
@@ -861,7 +863,7 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
                     "an HTTP transport needs `url`, not `command`",
                 );
             }
-            for key in ["headers"] {
+            for key in ["headers", "tls"] {
                 if t.t.contains_key(key) {
                     cx.err(&t.at(key), "only valid for HTTP upstreams (`url`)");
                 }
@@ -940,11 +942,36 @@ fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
                 Some("http") => HttpFlavor::Streamable,
                 _ => HttpFlavor::Auto,
             };
+            let tls = t.table(cx, "tls").map(|mut tt| {
+                let mut path = |key: &'static str| {
+                    let at = tt.at(key);
+                    tt.string(cx, key)
+                        .and_then(|v| cx.expand(&at, &v))
+                        .map(PathBuf::from)
+                };
+                let tls = super::UpstreamTls {
+                    ca: path("ca"),
+                    cert: path("cert"),
+                    key: path("key"),
+                };
+                if tls.cert.is_some() != tls.key.is_some() {
+                    cx.err(
+                        &tt.path,
+                        "a client certificate needs both `cert` and `key` (PEM files)",
+                    );
+                }
+                if url.as_deref().is_some_and(|u| !u.starts_with("https://")) {
+                    cx.err(&tt.path, "only for an https:// `url`");
+                }
+                tt.finish(cx, UPSTREAM_TLS_KEYS);
+                tls
+            });
             match (url, ok) {
                 (Some(url), true) => Some(Transport::Http(HttpSpec {
                     url,
                     headers: hs,
                     flavor,
+                    tls,
                 })),
                 _ => None,
             }
@@ -1159,6 +1186,7 @@ mod tests {
             ("top", super::TOP_KEYS),
             ("proxy", super::PROXY_KEYS),
             ("proxy.tls", super::TLS_KEYS),
+            ("upstreams.*.tls", super::UPSTREAM_TLS_KEYS),
             ("upstreams.*", super::UPSTREAM_KEYS),
             ("upstreams.*.limits", super::LIMIT_KEYS),
             ("tools rewrite", super::REWRITE_KEYS),
@@ -1259,6 +1287,12 @@ mod tests {
             headers = { "Bad Header" = "v" }
             [upstreams."bad name"]
             command = "z"
+            [upstreams.d]
+            url = "http://127.0.0.1:1/mcp"
+            tls = { cert = "client.pem", sni = "x" }
+            [upstreams.e]
+            command = "w"
+            tls = { ca = "ca.pem" }
             [extra]
             "#,
         )
@@ -1275,6 +1309,10 @@ mod tests {
             "upstreams.c.headers.\"Bad Header\": not a valid HTTP header name",
             "upstreams.\"bad name\": upstream names are",
             "extra: unknown key",
+            "upstreams.d.tls: a client certificate needs both `cert` and `key`",
+            "upstreams.d.tls: only for an https:// `url`",
+            "upstreams.d.tls.sni: unknown key",
+            "upstreams.e.tls: only valid for HTTP upstreams",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

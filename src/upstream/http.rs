@@ -47,12 +47,18 @@ struct State {
     inlet: Inlet,
 }
 
-pub(crate) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// reqwest's client for an upstream, with the upstream's TLS settings when it has some.
+pub(crate) fn client_with(
+    tls: Option<&crate::config::UpstreamTls>,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .unwrap_or_default()
+        .pool_idle_timeout(Duration::from_secs(90));
+    let builder = match tls {
+        Some(t) => builder.use_preconfigured_tls(crate::tls::client_config(Some(t))?),
+        None => builder,
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
@@ -75,10 +81,11 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         name: name.to_string(),
         reason: e.to_string(),
     })?;
-    let transport = Transport::new(&url).map_err(|reason| UpstreamError::Start {
-        name: name.to_string(),
-        reason,
-    })?;
+    let transport =
+        Transport::new(&url, spec.tls.as_ref()).map_err(|reason| UpstreamError::Start {
+            name: name.to_string(),
+            reason,
+        })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),

@@ -8,7 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::http::{client, header_map};
+use super::http::{client_with, header_map};
 use super::{Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
@@ -27,7 +27,7 @@ pub(super) async fn spawn(
         reason,
     };
     let url = reqwest::Url::parse(&spec.url).map_err(|e| start_err(e.to_string()))?;
-    let client = client();
+    let client = client_with(spec.tls.as_ref()).map_err(start_err)?;
     let headers = header_map(spec);
     let mut resp = tokio::time::timeout(
         timeout,

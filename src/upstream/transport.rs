@@ -8,7 +8,6 @@
 //! kept for what it adds: an HTTP(S) proxy from the environment, and credentials written in the
 //! URL (sent as Basic authentication).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,20 +41,23 @@ const PROXY_VARS: &[&str] = &[
 ];
 
 impl Transport {
-    pub(crate) fn new(url: &reqwest::Url) -> Result<Transport, String> {
+    pub(crate) fn new(
+        url: &reqwest::Url,
+        tls: Option<&crate::config::UpstreamTls>,
+    ) -> Result<Transport, String> {
         let proxied = PROXY_VARS
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
         let credentials = !url.username().is_empty() || url.password().is_some();
         if proxied || credentials {
             return Ok(Transport::Reqwest {
-                client: super::http::client(),
+                client: super::http::client_with(tls)?,
                 url: url.clone(),
             });
         }
         let uri: hyper::Uri = url.as_str().parse().map_err(|e| format!("{e}"))?;
         Ok(Transport::Direct {
-            client: Box::new(direct_client()?),
+            client: Box::new(direct_client(crate::tls::client_config(tls)?)),
             uri,
         })
     }
@@ -107,18 +109,9 @@ impl Transport {
     }
 }
 
-/// hyper-util's pooled client over rustls with the web PKI roots (what reqwest's `rustls-tls`
-/// uses), HTTP/1.1 or HTTP/2 as ALPN settles, plain HTTP allowed.
-fn direct_client() -> Result<Direct, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+/// hyper-util's pooled client over rustls (`tls`: by default the web PKI roots, what reqwest's
+/// `rustls-tls` uses), HTTP/1.1 or HTTP/2 as ALPN settles, plain HTTP allowed.
+fn direct_client(tls: rustls::ClientConfig) -> Direct {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -129,9 +122,9 @@ fn direct_client() -> Result<Direct, String> {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+        .build(https)
 }
 
 pub(crate) enum Response {
