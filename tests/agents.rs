@@ -519,22 +519,7 @@ fn changed_tool_definition_is_blocked_until_accepted() {
         state.path().display().to_string(),
         golden_upstream("golden")
     );
-    let list = |p: &HttpProxy| -> Vec<String> {
-        let sid = open_session(&p.url);
-        let v = messages(post(
-            &p.url,
-            Some(&sid),
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        ))
-        .pop()
-        .unwrap();
-        v["result"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let list = |p: &HttpProxy| common::tool_names(&p.url);
     {
         let first = HttpProxy::start_raw(&cfg, &[("DESC", "Sends a log line.")]);
         assert!(list(&first).contains(&"notify".to_string()));

@@ -229,15 +229,7 @@ fn insecure_remote_listener_is_reported_by_readyz() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = port_of(&line);
     let body = reqwest::blocking::get(format!("http://127.0.0.1:{port}/readyz"))
         .unwrap()
         .text()

@@ -190,24 +190,6 @@ fn tls_listener_may_leave_loopback_without_the_dangerous_flag() {
     assert!(proxy.url.starts_with("https://0.0.0.0:"), "{}", proxy.url);
 }
 
-/// The tool names a fresh session behind `front` is shown.
-fn tool_names(front: &str) -> Vec<String> {
-    let sid = open_session(front);
-    let v = messages(post(
-        front,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-    ))
-    .pop()
-    .unwrap();
-    v["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// An HTTPS upstream is trusted only through the web PKI: a server whose certificate comes
 /// from a private CA (here: another mcp-warden's TLS front) is never talked to, and nothing
 /// falls back to plain HTTP. The same upstream over plain HTTP is the control.
@@ -216,15 +198,7 @@ fn https_upstream_with_an_untrusted_certificate_is_refused() {
     let p = pki();
     let tls_front =
         HttpProxy::start_raw(&tls_config(&p, false), &[("SPECIALIST_TOKEN", SPECIALIST)]);
-    let port = tls_front
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = port_of(&tls_front.url);
     let plain_front = HttpProxy::start(&demo_upstream("demo", &[]));
     let behind = |url: &str| {
         HttpProxy::start(&format!(
@@ -252,15 +226,7 @@ fn https_upstream_on_a_private_ca_with_a_client_certificate() {
     let p = pki();
     let tls_front =
         HttpProxy::start_raw(&tls_config(&p, true), &[("SPECIALIST_TOKEN", SPECIALIST)]);
-    let port = tls_front
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = port_of(&tls_front.url);
     let d = p.dir.path().display().to_string();
     std::fs::write(p.dir.path().join("router.pem"), &p.router.0).unwrap();
     std::fs::write(p.dir.path().join("router.key"), &p.router.1).unwrap();

@@ -505,3 +505,33 @@ pub fn read_http_request(c: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
     r.read_exact(&mut body).ok()?;
     Some((head, body))
 }
+
+/// The tool names a fresh session behind `front` is shown.
+pub fn tool_names(front: &str) -> Vec<String> {
+    let sid = open_session(front);
+    let v = messages(post(
+        front,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    ))
+    .pop()
+    .unwrap();
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The port in a URL or a `mcp-warden listening on …` line (`scheme://host:PORT/path`).
+pub fn port_of(url: &str) -> String {
+    url.trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
