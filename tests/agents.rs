@@ -66,13 +66,7 @@ fn tool_names(url: &str, token: &str, sid: &str) -> Vec<String> {
         r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#,
         &[],
     );
-    let v = messages(r).pop().unwrap();
-    v["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
+    names_in(&messages(r).pop().unwrap())
 }
 
 fn call(url: &str, token: &str, sid: &str, name: &str, args: &str) -> serde_json::Value {

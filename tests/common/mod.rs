@@ -516,7 +516,12 @@ pub fn tool_names(front: &str) -> Vec<String> {
     ))
     .pop()
     .unwrap();
-    v["result"]["tools"]
+    names_in(&v)
+}
+
+/// The tool names in a `tools/list` answer.
+pub fn names_in(list_answer: &serde_json::Value) -> Vec<String> {
+    list_answer["result"]["tools"]
         .as_array()
         .unwrap()
         .iter()
