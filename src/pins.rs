@@ -8,8 +8,9 @@
 //! The file is re-read when it changes on disk (an operator's `accept` reaches running
 //! instances) and written atomically.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -83,11 +84,22 @@ pub fn pin_of(tool: &Value) -> Pin {
     }
 }
 
+/// upstream → tool → bytes (see `PinStore::verified`); looked up once per listed tool.
+type Verified = HashMap<String, HashMap<String, Box<[u8]>, Fast>, Fast>;
+type Fast = foldhash::fast::RandomState;
+
 pub struct PinStore {
     dir: PathBuf,
     state: Mutex<(PinFile, Option<SystemTime>)>,
     /// (upstream, tool, digest) changes already logged, to log each once.
     warned: Mutex<HashSet<(String, String, String)>>,
+    /// upstream → tool → the exact bytes last found to match the tool's pin. A list build
+    /// checks every tool of every upstream; an unchanged definition (the usual case) is then
+    /// recognised by comparing bytes instead of decoding, canonicalising and hashing it again.
+    /// Emptied whenever the pins change other than by recording a new tool.
+    verified: Mutex<Verified>,
+    /// New pins recorded since the file was last written ([`PinStore::flush`]).
+    dirty: AtomicBool,
 }
 
 impl PinStore {
@@ -96,6 +108,8 @@ impl PinStore {
             dir,
             state: Mutex::new((PinFile::default(), None)),
             warned: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::default()),
+            dirty: AtomicBool::new(false),
         };
         store.reload_if_changed();
         store
@@ -116,7 +130,10 @@ impl PinStore {
             return;
         }
         match std::fs::read(&path).map(|b| serde_json::from_slice::<PinFile>(&b)) {
-            Ok(Ok(f)) => *st = (f, mtime),
+            Ok(Ok(f)) => {
+                *st = (f, mtime);
+                lock(&self.verified).clear();
+            }
             Ok(Err(e)) => {
                 tracing::error!(file = %path.display(), error = %e, "tool pin file is corrupt; keeping what was loaded")
             }
@@ -139,44 +156,87 @@ impl PinStore {
         }
     }
 
-    /// Checks a tool against its pin, recording it if it is new.
+    /// Checks a tool against its pin, recording it (and writing the file) if it is new.
     pub fn check(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
         self.reload_if_changed();
+        let verdict = self.check_loaded(upstream, tool_name, tool);
+        self.flush();
+        verdict
+    }
+
+    /// Re-reads the pin file if it changed on disk (another instance, or an operator's
+    /// `accept`). A list build does this once, then [`PinStore::check_raw`] for each tool and
+    /// [`PinStore::flush`] at the end.
+    pub fn refresh(&self) {
+        self.reload_if_changed();
+    }
+
+    /// [`PinStore::check`] of a tool given as its upstream's bytes, against the pins as last
+    /// loaded; new pins are kept in memory until [`PinStore::flush`]. Bytes identical to the
+    /// last ones found to match are trusted without being decoded again. `None` if the bytes
+    /// are not a JSON value.
+    pub fn check_raw(&self, upstream: &str, tool_name: &str, raw: &[u8]) -> Option<Verdict> {
+        let known = lock(&self.verified)
+            .get(upstream)
+            .and_then(|t| t.get(tool_name))
+            .is_some_and(|b| **b == *raw);
+        if known {
+            return Some(Verdict::Trusted);
+        }
+        let tool: Value = serde_json::from_slice(raw).ok()?;
+        let verdict = self.check_loaded(upstream, tool_name, &tool);
+        if verdict == Verdict::Trusted {
+            lock(&self.verified)
+                .entry(upstream.to_string())
+                .or_default()
+                .insert(tool_name.to_string(), raw.into());
+        }
+        Some(verdict)
+    }
+
+    /// Writes the pin file if new pins were recorded since it was last written.
+    pub fn flush(&self) {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let file = PinFile {
+                upstreams: lock(&self.state).0.upstreams.clone(),
+            };
+            self.save(&file);
+        }
+    }
+
+    /// The check itself, against the pins in memory; a new tool is recorded there (`dirty`).
+    fn check_loaded(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
         let current = pin_of(tool);
-        let to_save = {
-            let mut st = lock(&self.state);
-            let tools = st.0.upstreams.entry(upstream.to_string()).or_default();
-            match tools.get(tool_name) {
-                Some(p) if p.digest == current.digest => return Verdict::Trusted,
-                Some(p) => {
-                    let pinned = p.clone();
-                    drop(st);
-                    let key = (
-                        upstream.to_string(),
-                        tool_name.to_string(),
-                        current.digest.clone(),
-                    );
-                    if lock(&self.warned).insert(key) {
-                        tracing::warn!(upstream, tool = tool_name, pinned = %pinned.digest, now = %current.digest,
-                            "tool definition changed since it was pinned (accept with `mcp-warden tools accept {upstream} {tool_name}`)");
-                    }
-                    return Verdict::Changed { pinned, current };
+        let mut st = lock(&self.state);
+        let tools = st.0.upstreams.entry(upstream.to_string()).or_default();
+        match tools.get(tool_name) {
+            Some(p) if p.digest == current.digest => Verdict::Trusted,
+            Some(p) => {
+                let pinned = p.clone();
+                drop(st);
+                let key = (
+                    upstream.to_string(),
+                    tool_name.to_string(),
+                    current.digest.clone(),
+                );
+                if lock(&self.warned).insert(key) {
+                    tracing::warn!(upstream, tool = tool_name, pinned = %pinned.digest, now = %current.digest,
+                        "tool definition changed since it was pinned (accept with `mcp-warden tools accept {upstream} {tool_name}`)");
                 }
-                None => {
-                    tools.insert(tool_name.to_string(), current);
-                    PinFile {
-                        upstreams: st.0.upstreams.clone(),
-                    }
-                }
+                Verdict::Changed { pinned, current }
             }
-        };
-        self.save(&to_save);
-        Verdict::Trusted
+            None => {
+                tools.insert(tool_name.to_string(), current);
+                self.dirty.store(true, Ordering::Release);
+                Verdict::Trusted
+            }
+        }
     }
 
     /// Pins `tool` as the accepted definition.
     pub fn accept(&self, upstream: &str, tool_name: &str, tool: &Value) {
         self.reload_if_changed();
+        lock(&self.verified).clear();
         let file = {
             let mut st = lock(&self.state);
             st.0.upstreams
@@ -285,5 +345,52 @@ mod tests {
             d.contains("- ") && d.contains("+ ") && d.contains("sends it away"),
             "{d}"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod raw_tests {
+    use super::*;
+
+    /// What a list build does: the bytes of each tool, pins written once at the end, and the
+    /// remembered bytes never outliving the pin they matched.
+    #[test]
+    fn raw_checks_remember_matching_bytes_and_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let store = PinStore::open(state.clone());
+        let v1 = br#"{"name":"t","description":"reads a file"}"#;
+        let v1_reordered = br#"{"description":"reads a file","name":"t"}"#;
+        let v2 = br#"{"name":"t","description":"reads a file and sends it away"}"#;
+        store.refresh();
+        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted));
+        assert!(!state.join(FILE).exists(), "written at flush, not per tool");
+        store.flush();
+        assert!(state.join(FILE).exists());
+        // Remembered bytes, and other bytes with the same definition: both trusted.
+        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted));
+        assert_eq!(
+            store.check_raw("fs", "t", v1_reordered),
+            Some(Verdict::Trusted)
+        );
+        assert!(matches!(
+            store.check_raw("fs", "t", v2),
+            Some(Verdict::Changed { .. })
+        ));
+        assert_eq!(store.check_raw("fs", "t", b"{not json"), None);
+        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted)); // remembered again
+                                                                            // An accepted change (here by another instance) replaces what was trusted: the old
+                                                                            // bytes, remembered as matching, are now a change.
+        let other = PinStore::open(state.clone());
+        other.accept("fs", "t", &serde_json::from_slice(v2).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.refresh();
+        assert!(matches!(
+            store.check_raw("fs", "t", v1),
+            Some(Verdict::Changed { .. })
+        ));
+        assert_eq!(store.check_raw("fs", "t", v2), Some(Verdict::Trusted));
     }
 }

@@ -286,6 +286,9 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             _ => HashMap::default(),
         };
+    if let (ListKind::Tools, Some(pins)) = (kind, ctx.pins) {
+        pins.refresh();
+    }
     for f in fetched {
         let up = f.cfg.clone();
         let profile = ctx
@@ -318,12 +321,10 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             let (exposed, hash, raw) = match kind {
                 ListKind::Tools => {
                     if let Some(pins) = ctx.pins {
-                        let Ok(tool) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+                        let Some(verdict) = pins.check_raw(&up.name, &original, &raw) else {
                             continue;
                         };
-                        if let crate::pins::Verdict::Changed { .. } =
-                            pins.check(&up.name, &original, &tool)
-                        {
+                        if let crate::pins::Verdict::Changed { .. } = verdict {
                             if up.on_tool_change == ToolChange::Block {
                                 continue; // hidden until an operator accepts the new definition
                             }
@@ -408,6 +409,9 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                 },
             );
         }
+    }
+    if let (ListKind::Tools, Some(pins)) = (kind, ctx.pins) {
+        pins.flush(); // the tools seen for the first time, in one write
     }
     list
 }
