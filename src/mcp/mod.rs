@@ -402,19 +402,23 @@ fn schema_at(text: &str, i: usize) -> Option<(bool, usize)> {
 /// A set of raw keys that lives on the stack while it is small (schemas rarely have more than
 /// a dozen properties): the profile check allocates nothing for them.
 #[derive(Default)]
-struct KeySet<'a> {
+pub(crate) struct KeySet<'a> {
     first: [&'a str; 16],
     len: usize,
     more: Vec<&'a str>,
 }
 
 impl<'a> KeySet<'a> {
-    fn contains(&self, key: &str) -> bool {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
         self.first[..self.len.min(16)].contains(&key) || self.more.contains(&key)
     }
 
     /// Adds `key`; false if it was already there.
-    fn insert(&mut self, key: &'a str) -> bool {
+    pub(crate) fn insert(&mut self, key: &'a str) -> bool {
         if self.contains(key) {
             return false;
         }
@@ -528,11 +532,7 @@ pub(crate) fn array_at(
 }
 
 /// Skips the whitespace at `b[i..]`: where the next token starts.
-pub(crate) fn next_token(b: &[u8], i: usize) -> usize {
-    skip_ws(b, i)
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
     }
@@ -606,6 +606,25 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
                 .unwrap_or(rest.len());
             (n > 0).then_some(i + n)
         }
+    }
+}
+
+/// Where `part`, a slice of `text`, lies in it.
+pub(crate) fn span_in(text: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= text.len()).then_some(start..end)
+}
+
+/// `s` as a JSON string, handed to `push` in pieces: between quotes as it is when nothing in it
+/// needs escaping (names, most texts), else escaped by serde_json.
+pub(crate) fn push_json_str(s: &str, mut push: impl FnMut(&str)) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        push(&serde_json::Value::String(s.to_owned()).to_string());
+    } else {
+        push("\"");
+        push(s);
+        push("\"");
     }
 }
 

@@ -16,8 +16,8 @@
 use super::rewrite::{ToolRewrite, MAX_STRIP_DEPTH, NEVER_ADVERTISED};
 use super::schema::Profile;
 use crate::mcp::{
-    array_at, array_items, each_item, each_member, next_token, plain_members, plain_object_at,
-    ItemKey, Members, PLAIN_MEMBERS_MAX,
+    array_at, array_items, each_item, each_member, plain_members, plain_object_at, push_json_str,
+    skip_ws, span_in, ItemKey, KeySet, Members, PLAIN_MEMBERS_MAX,
 };
 
 /// A schema object's own `properties` (a plain object) and `required` (an array of strings
@@ -67,9 +67,6 @@ fn required_at(text: &str, i: usize) -> Option<(&str, usize)> {
     Some((&text[i..end], end))
 }
 
-/// Up to this many keys in a variant; more, and the general path takes the tool.
-const VARIANT_KEYS_MAX: usize = 16;
-
 /// A variant of a root combinator, read at `text[i]`: a plain object schema that describes an
 /// object (no `type`, or `"object"`), with no `$ref` and no combinators of its own, and
 /// plain `properties` and `required`. Its part and the index just past it; `None` for any
@@ -77,15 +74,12 @@ const VARIANT_KEYS_MAX: usize = 16;
 fn variant_at(text: &str, i: usize) -> Option<(Part<'_>, usize)> {
     let mut members = Members::at(text, i)?;
     let mut p = Part::default();
-    let mut keys = [""; VARIANT_KEYS_MAX];
-    let mut n = 0;
+    let mut keys = KeySet::default();
     while let Some(k) = members.next_key()? {
-        // Plain keys only: no escapes, none twice.
-        if k.contains('\\') || n == VARIANT_KEYS_MAX || keys[..n].contains(&k) {
+        // Plain keys only (as `plain_members` wants them): no escapes, none twice.
+        if k.contains('\\') || keys.len() == PLAIN_MEMBERS_MAX || !keys.insert(k) {
             return None;
         }
-        keys[n] = k;
-        n += 1;
         match k {
             "\"$ref\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => return None,
             "\"type\"" => {
@@ -129,7 +123,7 @@ struct Parts<'a> {
 /// `None` when the schema is not a plain object (escaped or repeated keys, too many).
 fn read_root(text: &str) -> Option<Root<'_>> {
     let b = text.as_bytes();
-    let mut members = Members::at(text, next_token(b, 0))?;
+    let mut members = Members::at(text, skip_ws(b, 0))?;
     let mut out: Vec<(&str, &str)> = Vec::new();
     let mut parts = Some(Parts::default());
     while let Some(k) = members.next_key()? {
@@ -186,7 +180,7 @@ fn read_root(text: &str) -> Option<Root<'_>> {
         };
         out.push((k, value));
     }
-    (next_token(b, members.position()) == text.len()).then_some(Root {
+    (skip_ws(b, members.position()) == text.len()).then_some(Root {
         members: out,
         parts,
     })
@@ -230,19 +224,19 @@ fn unquote(s: &str) -> &str {
     &s[1..s.len() - 1]
 }
 
-/// A JSON object written member by member.
-struct Obj {
-    buf: String,
+/// A JSON object written member by member at the end of a buffer.
+struct Obj<'b> {
+    buf: &'b mut String,
     empty: bool,
 }
 
-impl Obj {
-    /// An object written at the end of `buf`.
-    fn open(mut buf: String) -> Self {
+impl<'b> Obj<'b> {
+    fn open(buf: &'b mut String) -> Self {
         buf.push('{');
         Self { buf, empty: true }
     }
 
+    /// Writes `k:` (after a comma if needed); the value goes in the buffer returned.
     fn key(&mut self, k: &str) -> &mut String {
         if !self.empty {
             self.buf.push(',');
@@ -250,16 +244,15 @@ impl Obj {
         self.empty = false;
         self.buf.push_str(k);
         self.buf.push(':');
-        &mut self.buf
+        self.buf
     }
 
     fn member(&mut self, k: &str, v: &str) {
         self.key(k).push_str(v);
     }
 
-    fn finish(mut self) -> String {
+    fn close(self) {
         self.buf.push('}');
-        self.buf
     }
 }
 
@@ -280,15 +273,16 @@ fn push_members<'a, 'b: 'a>(
     buf.push('}');
 }
 
-fn push_list<'a>(buf: &mut String, open: char, close: char, items: impl Iterator<Item = &'a str>) {
-    buf.push(open);
+/// An array of items (raw text) appended to `buf`.
+fn push_list<'a>(buf: &mut String, items: impl Iterator<Item = &'a str>) {
+    buf.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             buf.push(',');
         }
         buf.push_str(item);
     }
-    buf.push(close);
+    buf.push(']');
 }
 
 /// The upstream's effective schema as the Anthropic profile merges it (`schema::normalize`),
@@ -335,17 +329,12 @@ fn strip(
     removed: &dyn Fn(&str) -> bool,
     depth: usize,
 ) -> Option<()> {
-    buf.push('{');
-    for (n, &(k, v)) in schema.iter().enumerate() {
-        if n > 0 {
-            buf.push(',');
-        }
-        buf.push_str(k);
-        buf.push(':');
+    let mut obj = Obj::open(buf);
+    for &(k, v) in schema {
         match k {
             "\"properties\"" if v.starts_with('{') => {
                 let props = plain_members(v)?;
-                push_members(buf, props.iter().filter(|(p, _)| !removed(p)));
+                push_members(obj.key(k), props.iter().filter(|(p, _)| !removed(p)));
             }
             "\"required\"" if v.starts_with('[') => {
                 let items = array_items(v)?;
@@ -355,28 +344,29 @@ fn strip(
                 let kept = items
                     .into_iter()
                     .filter(|r| !(r.starts_with('"') && removed(r)));
-                push_list(buf, '[', ']', kept);
+                push_list(obj.key(k), kept);
             }
             "\"allOf\"" | "\"anyOf\"" | "\"oneOf\""
                 if depth < MAX_STRIP_DEPTH && v.starts_with('[') =>
             {
-                buf.push('[');
+                let out = obj.key(k);
+                out.push('[');
                 for (i, item) in array_items(v)?.into_iter().enumerate() {
                     if i > 0 {
-                        buf.push(',');
+                        out.push(',');
                     }
                     if item.starts_with('{') {
-                        strip(buf, &plain_members(item)?, removed, depth + 1)?;
+                        strip(out, &plain_members(item)?, removed, depth + 1)?;
                     } else {
-                        buf.push_str(item);
+                        out.push_str(item);
                     }
                 }
-                buf.push(']');
+                out.push(']');
             }
-            _ => buf.push_str(v),
+            _ => obj.member(k, v),
         }
     }
-    buf.push('}');
+    obj.close();
     Some(())
 }
 
@@ -442,8 +432,9 @@ pub fn rewrite_tool_raw(
     }
     let mut pieces: [(std::ops::Range<usize>, Piece<'_>); 4] =
         std::array::from_fn(|_| (0..0, Piece::Name));
-    pieces[0] = (span_in(raw, key.name?)?, Piece::Name);
-    pieces[1] = (span_in(raw, schema_raw)?, Piece::Schema);
+    let span = |part: &str| span_in(raw.as_bytes(), part.as_bytes());
+    pieces[0] = (span(key.name?)?, Piece::Name);
+    pieces[1] = (span(schema_raw)?, Piece::Schema);
     let mut n = 2;
     let mut added: [Option<(&str, &str)>; 2] = [None, None];
     for (slot, (new, old, member)) in [
@@ -456,7 +447,7 @@ pub fn rewrite_tool_raw(
         let Some(new) = new else { continue };
         match old {
             Some(old) => {
-                pieces[n] = (span_in(raw, old)?, Piece::Text(new));
+                pieces[n] = (span(old)?, Piece::Text(new));
                 n += 1;
             }
             None => added[slot] = Some((member, new)),
@@ -475,8 +466,8 @@ pub fn rewrite_tool_raw(
     for (span, piece) in pieces.iter() {
         out.push_str(raw.get(at..span.start)?);
         match piece {
-            Piece::Name => push_json_str(&mut out, exposed)?,
-            Piece::Text(t) => push_json_str(&mut out, t)?,
+            Piece::Name => push_json_str(exposed, |p| out.push_str(p)),
+            Piece::Text(t) => push_json_str(t, |p| out.push_str(p)),
             Piece::Schema => match &merged {
                 None => strip(&mut out, &root.members, &removed, 0)?,
                 Some(flat) => write_merged(&mut out, &root.members, flat, &removed),
@@ -489,22 +480,10 @@ pub fn rewrite_tool_raw(
         out.push(',');
         out.push_str(member);
         out.push(':');
-        push_json_str(&mut out, text)?;
+        push_json_str(text, |p| out.push_str(p));
     }
     out.push_str(raw.get(close..)?);
     Some(out)
-}
-
-/// `s` as a JSON string.
-fn push_json_str(out: &mut String, s: &str) -> Option<()> {
-    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        out.push_str(&serde_json::to_string(s).ok()?);
-    } else {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    }
-    Some(())
 }
 
 /// The schema the Anthropic profile advertises: the root's own members in their order, with
@@ -516,7 +495,7 @@ fn write_merged(
     flat: &Flat<'_>,
     removed: &dyn Fn(&str) -> bool,
 ) {
-    let mut schema = Obj::open(std::mem::take(out));
+    let mut schema = Obj::open(out);
     let write_properties =
         |buf: &mut String| push_members(buf, flat.defs.iter().filter(|(p, _)| !removed(p)));
     let kept_required = || flat.required.iter().copied();
@@ -532,7 +511,7 @@ fn write_merged(
                 placed_properties = true;
             }
             "\"required\"" => {
-                push_list(schema.key(k), '[', ']', kept_required());
+                push_list(schema.key(k), kept_required());
                 placed_required = true;
             }
             "\"$schema\"" | "\"allOf\"" | "\"anyOf\"" | "\"oneOf\"" => {}
@@ -543,16 +522,9 @@ fn write_merged(
         write_properties(schema.key("\"properties\""));
     }
     if !placed_required && !flat.required.is_empty() {
-        push_list(schema.key("\"required\""), '[', ']', kept_required());
+        push_list(schema.key("\"required\""), kept_required());
     }
-    *out = schema.finish();
-}
-
-/// Where `part`, a slice of `text`, lies in it.
-fn span_in(text: &str, part: &str) -> Option<std::ops::Range<usize>> {
-    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start + part.len();
-    (end <= text.len()).then_some(start..end)
+    schema.close();
 }
 
 #[cfg(test)]

@@ -109,19 +109,7 @@ impl Entry {
             return;
         };
         out.extend_from_slice(&self.raw.bytes[..span.start]);
-        if self
-            .exposed
-            .bytes()
-            .any(|b| b == b'"' || b == b'\\' || b < 0x20)
-        {
-            let quoted = serde_json::Value::String(self.exposed.clone()).to_string();
-            out.extend_from_slice(quoted.as_bytes());
-        } else {
-            // Provider-safe names (every tool name) need no escaping.
-            out.push(b'"');
-            out.extend_from_slice(self.exposed.as_bytes());
-            out.push(b'"');
-        }
+        mcp::push_json_str(&self.exposed, |p| out.extend_from_slice(p.as_bytes()));
         out.extend_from_slice(&self.raw.bytes[span.end..]);
     }
 
@@ -421,10 +409,9 @@ fn rename_raw(raw: &Bytes, key_raw: &str, exposed: &str, original: &str) -> Show
     if exposed == original {
         return Shown::whole(raw.clone());
     }
-    let start = key_raw.as_ptr() as usize - raw.as_ptr() as usize;
     Shown {
         bytes: raw.clone(),
-        name: Some(start..start + key_raw.len()),
+        name: mcp::span_in(raw, key_raw.as_bytes()),
     }
 }
 
