@@ -5,12 +5,14 @@
 pub const MAX_LEN: usize = 64;
 pub const SEPARATOR: &str = "__";
 
+/// A byte every provider accepts in a tool name.
+fn safe_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
 /// True if `s` is acceptable to every provider as a tool name.
 pub fn is_provider_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(safe_byte)
 }
 
 /// FNV-1a: a small, stable hash (stable across versions and platforms, unlike `DefaultHasher`)
@@ -27,29 +29,36 @@ fn fnv1a(s: &str) -> u32 {
 /// Maps any string to a provider-safe name: invalid characters become `_`; a name too long is
 /// cut and suffixed with a hash of the full name so that distinct long names stay distinct.
 pub fn sanitize(raw: &str) -> String {
-    let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    if !raw.is_empty() && raw.len() <= MAX_LEN && raw.bytes().all(safe) {
+    if is_provider_safe(raw) {
         return raw.to_string();
     }
-    let mut out = if raw.is_ascii() {
-        let mapped: Vec<u8> = raw
-            .bytes()
-            .map(|b| if safe(b) { b } else { b'_' })
-            .collect();
-        // ASCII in, ASCII out: always UTF-8.
-        String::from_utf8(mapped).unwrap_or_default()
-    } else {
-        // One `_` per invalid character (not per byte): never longer than `raw`.
-        let mut out = String::with_capacity(raw.len());
-        out.extend(raw.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
+    sanitize_owned(raw.to_string())
+}
+
+/// [`sanitize`] of a name already owned: short ASCII names (nearly all) are fixed in place.
+fn sanitize_owned(name: String) -> String {
+    if is_provider_safe(&name) {
+        return name;
+    }
+    if !name.is_empty() && name.len() <= MAX_LEN && name.is_ascii() {
+        let mut bytes = name.into_bytes();
+        for b in &mut bytes {
+            if !safe_byte(*b) {
+                *b = b'_';
             }
-        }));
-        out
-    };
+        }
+        // ASCII in, ASCII out: always UTF-8.
+        return String::from_utf8(bytes).unwrap_or_default();
+    }
+    // One `_` per invalid character (not per byte): never longer than `name`.
+    let mut out = String::with_capacity(name.len());
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii() && safe_byte(c as u8) {
+            c
+        } else {
+            '_'
+        }
+    }));
     if out.is_empty() {
         out.push('_');
     }
@@ -57,7 +66,7 @@ pub fn sanitize(raw: &str) -> String {
         // Every character is ASCII here, so byte truncation is safe.
         out.truncate(MAX_LEN - 9);
         out.push('_');
-        out.push_str(&format!("{:08x}", fnv1a(raw)));
+        out.push_str(&format!("{:08x}", fnv1a(&name)));
     }
     out
 }
@@ -70,21 +79,7 @@ pub fn exposed(namespace: Option<&str>, original: &str) -> String {
             joined.push_str(ns);
             joined.push_str(SEPARATOR);
             joined.push_str(original);
-            let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-            if joined.len() <= MAX_LEN && joined.bytes().all(safe) {
-                joined
-            } else if joined.len() <= MAX_LEN && joined.is_ascii() {
-                // Fixed in place: each byte that is not safe becomes `_`.
-                let mut bytes = joined.into_bytes();
-                for b in &mut bytes {
-                    if !safe(*b) {
-                        *b = b'_';
-                    }
-                }
-                String::from_utf8(bytes).unwrap_or_default()
-            } else {
-                sanitize(&joined)
-            }
+            sanitize_owned(joined)
         }
         None => sanitize(original),
     }
