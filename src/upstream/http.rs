@@ -26,11 +26,22 @@ use crate::sse;
 pub const LEGACY_HINT: &str = "legacy:";
 /// Largest upstream response or SSE event we accept.
 const MAX_BODY: usize = 32 * 1024 * 1024;
-/// The headers of every POST.
-const POST_HEADERS: &[(HeaderName, &str)] = &[
-    (CONTENT_TYPE, "application/json"),
-    (ACCEPT, "application/json, text/event-stream"),
-];
+
+/// The headers of every POST (static values: nothing parsed per request).
+fn post_headers() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        ),
+    ]
+}
+
+fn event_stream() -> HeaderValue {
+    HeaderValue::from_static("text/event-stream")
+}
+
 const SESSION_HEADER: HeaderName = HeaderName::from_static(HEADER_SESSION_ID);
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
@@ -108,7 +119,7 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         }
         state.get_started.store(true, Ordering::Relaxed);
         let session = lock(&state.session).take();
-        if let Some(sid) = session.as_ref().and_then(|s| s.to_str().ok()) {
+        if let Some(sid) = session {
             let extra = [(SESSION_HEADER, sid)];
             let limit = Some(Duration::from_secs(5));
             let _ = state
@@ -129,7 +140,7 @@ impl State {
         &self,
         method: Method,
         with_session: bool,
-        extra: &[(HeaderName, &str)],
+        extra: &[(HeaderName, HeaderValue)],
         body: Bytes,
         limit: Option<Duration>,
     ) -> Result<Response, String> {
@@ -143,9 +154,7 @@ impl State {
             }
         }
         for (name, value) in extra {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(name.clone(), v);
-            }
+            headers.insert(name.clone(), value.clone());
         }
         self.transport.send(method, headers, body, limit).await
     }
@@ -176,7 +185,13 @@ impl State {
         *lock(&self.session) = None;
         let init = init.with_id("\"mcp-warden-reinit\"");
         let resp = self
-            .send(Method::POST, false, POST_HEADERS, init.into_bytes(), None)
+            .send(
+                Method::POST,
+                false,
+                &post_headers(),
+                init.into_bytes(),
+                None,
+            )
             .await;
         let Ok(resp) = resp else { return false };
         if !resp.status().is_success() {
@@ -189,7 +204,7 @@ impl State {
         let _ = read_limited(resp).await;
         let note = jsonrpc::notification("notifications/initialized", None);
         let _ = self
-            .send(Method::POST, true, POST_HEADERS, note.into_bytes(), None)
+            .send(Method::POST, true, &post_headers(), note.into_bytes(), None)
             .await;
         tracing::info!("upstream session re-initialised after 404");
         true
@@ -247,7 +262,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         .send(
             Method::POST,
             !is_init,
-            POST_HEADERS,
+            &post_headers(),
             msg.bytes().clone(),
             None,
         )
@@ -378,9 +393,12 @@ async fn get_loop(state: Arc<State>) {
     let mut delay = Duration::from_millis(500);
     let mut failures = 0u32;
     while !state.inlet.is_closed() {
-        let mut extra = vec![(ACCEPT, "text/event-stream")];
-        if let Some(id) = &last_event {
-            extra.push((LAST_EVENT_ID, id.as_str()));
+        let mut extra = vec![(ACCEPT, event_stream())];
+        if let Some(id) = last_event
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            extra.push((LAST_EVENT_ID, id));
         }
         let resp = tokio::select! {
             r = state.send(Method::GET, true, &extra, Bytes::new(), None) => r,
@@ -467,7 +485,10 @@ async fn read_sse(
             _ = tokio::time::sleep(retry) => {}
             _ = state.inlet.closed() => return true,
         }
-        let extra = [(ACCEPT, "text/event-stream"), (LAST_EVENT_ID, id.as_str())];
+        let mut extra = vec![(ACCEPT, event_stream())];
+        if let Ok(id) = HeaderValue::from_str(&id) {
+            extra.push((LAST_EVENT_ID, id));
+        }
         let resp = state
             .send(Method::GET, true, &extra, Bytes::new(), None)
             .await;
