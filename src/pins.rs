@@ -10,8 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -84,34 +83,87 @@ pub fn pin_of(tool: &Value) -> Pin {
     }
 }
 
-/// upstream → tool → bytes (see `PinStore::verified`); looked up once per listed tool.
-type Verified = HashMap<String, HashMap<String, Box<[u8]>, Fast>, Fast>;
 type Fast = foldhash::fast::RandomState;
+
+/// A byte range in [`Remembered::arena`].
+type Span = (usize, usize);
+
+/// The exact bytes of an upstream's tools last found to match their pins. A list build checks
+/// every tool of every upstream; an unchanged definition (the usual case) is then recognised by
+/// comparing bytes instead of decoding, canonicalising and hashing it again. The bytes contain
+/// the tool's name, so bytes once found to match stay trusted until the pins change other than
+/// by recording a new tool (the file is re-read, or a change accepted): then all is forgotten.
+#[derive(Default)]
+struct Remembered {
+    /// The bytes, back to back: the comparisons of a build read memory in order.
+    arena: Vec<u8>,
+    /// The bytes of the tool at each position of the upstream's list, as last listed: where a
+    /// build looks first (upstreams list their tools in the same order every time).
+    order: Vec<Span>,
+    /// Tool name → its bytes: where a build looks when the list was reordered.
+    by_name: HashMap<String, Span, Fast>,
+    /// Bytes in `arena` that nothing refers to any more (a tool's earlier definitions).
+    garbage: usize,
+}
+
+impl Remembered {
+    /// Past this size, an arena that is mostly garbage is dropped (everything is then checked
+    /// the slow way once, and remembered again).
+    const KEEP_UP_TO: usize = 1 << 20;
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        self.arena.get(span.0..span.1).unwrap_or_default()
+    }
+
+    fn remember(&mut self, tool_name: &str, raw: &[u8]) -> Span {
+        if self.arena.len() > Self::KEEP_UP_TO && self.garbage * 2 > self.arena.len() {
+            *self = Remembered::default();
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(raw);
+        let span = (start, self.arena.len());
+        if let Some(old) = self.by_name.insert(tool_name.to_string(), span) {
+            self.garbage += old.1 - old.0;
+        }
+        span
+    }
+
+    /// Notes that the tool at `pos` of the list had the bytes at `span`.
+    fn place(&mut self, pos: usize, span: Span) {
+        if self.order.len() <= pos {
+            self.order.resize(pos + 1, (0, 0));
+        }
+        self.order[pos] = span;
+    }
+}
+
+/// What the store's one lock guards.
+#[derive(Default)]
+struct Inner {
+    file: PinFile,
+    /// The pin file's modification time when it was last read or written.
+    mtime: Option<SystemTime>,
+    /// upstream → the bytes of its tools found to match their pins.
+    verified: HashMap<String, Remembered, Fast>,
+    /// New pins recorded since the file was last written.
+    dirty: bool,
+}
 
 pub struct PinStore {
     dir: PathBuf,
-    state: Mutex<(PinFile, Option<SystemTime>)>,
+    inner: Mutex<Inner>,
     /// (upstream, tool, digest) changes already logged, to log each once.
     warned: Mutex<HashSet<(String, String, String)>>,
-    /// upstream → tool → the exact bytes last found to match the tool's pin. A list build
-    /// checks every tool of every upstream; an unchanged definition (the usual case) is then
-    /// recognised by comparing bytes instead of decoding, canonicalising and hashing it again.
-    /// Emptied whenever the pins change other than by recording a new tool.
-    verified: Mutex<Verified>,
-    /// New pins recorded since the file was last written ([`PinStore::flush`]).
-    dirty: AtomicBool,
 }
 
 impl PinStore {
     pub fn open(dir: PathBuf) -> PinStore {
         let store = PinStore {
             dir,
-            state: Mutex::new((PinFile::default(), None)),
+            inner: Mutex::new(Inner::default()),
             warned: Mutex::new(HashSet::new()),
-            verified: Mutex::new(HashMap::default()),
-            dirty: AtomicBool::new(false),
         };
-        store.reload_if_changed();
+        store.reload_if_changed(&mut lock(&store.inner));
         store
     }
 
@@ -119,20 +171,22 @@ impl PinStore {
         self.dir.join(FILE)
     }
 
-    fn reload_if_changed(&self) {
+    /// Re-reads the pin file if it changed on disk (another instance, or an operator's
+    /// `accept`).
+    fn reload_if_changed(&self, inner: &mut Inner) {
         let path = self.path();
         let mtime = std::fs::symlink_metadata(&path)
             .ok()
             .filter(|m| m.file_type().is_file())
             .and_then(|m| m.modified().ok());
-        let mut st = lock(&self.state);
-        if mtime.is_none() || mtime == st.1 {
+        if mtime.is_none() || mtime == inner.mtime {
             return;
         }
         match std::fs::read(&path).map(|b| serde_json::from_slice::<PinFile>(&b)) {
             Ok(Ok(f)) => {
-                *st = (f, mtime);
-                lock(&self.verified).clear();
+                inner.file = f;
+                inner.mtime = mtime;
+                inner.verified.clear();
             }
             Ok(Err(e)) => {
                 tracing::error!(file = %path.display(), error = %e, "tool pin file is corrupt; keeping what was loaded")
@@ -143,121 +197,159 @@ impl PinStore {
         }
     }
 
-    fn save(&self, file: &PinFile) {
-        match serde_json::to_vec_pretty(file) {
+    /// Writes the pins atomically and remembers the file's new modification time.
+    fn save(&self, inner: &mut Inner) {
+        inner.dirty = false;
+        match serde_json::to_vec_pretty(&inner.file) {
             Ok(bytes) => match crate::state::write_atomic(&self.dir, FILE, &bytes) {
-                Ok(p) => {
-                    let mtime = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
-                    lock(&self.state).1 = mtime;
-                }
+                Ok(p) => inner.mtime = std::fs::metadata(&p).and_then(|m| m.modified()).ok(),
                 Err(e) => tracing::error!(error = %e, "cannot write the tool pin file"),
             },
             Err(e) => tracing::error!(error = %e, "cannot serialise tool pins"),
         }
     }
 
-    /// Checks a tool against its pin, recording it (and writing the file) if it is new.
+    /// Starts checking a list of tools: the pin file is re-read if it changed on disk, the
+    /// store is locked once for the whole list, and the tools seen for the first time are
+    /// written in one go when the batch ends.
+    pub fn batch(&self) -> Batch<'_> {
+        let mut inner = lock(&self.inner);
+        self.reload_if_changed(&mut inner);
+        Batch { store: self, inner }
+    }
+
+    /// Checks one tool against its pin, recording it (and writing the file) if it is new.
     pub fn check(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
-        self.reload_if_changed();
-        let verdict = self.check_loaded(upstream, tool_name, tool);
-        self.flush();
-        verdict
+        self.batch().upstream(upstream).check_value(tool_name, tool)
+    }
+    /// Pins `tool` as the accepted definition.
+    pub fn accept(&self, upstream: &str, tool_name: &str, tool: &Value) {
+        let mut inner = lock(&self.inner);
+        self.reload_if_changed(&mut inner);
+        inner.verified.clear();
+        inner
+            .file
+            .upstreams
+            .entry(upstream.to_string())
+            .or_default()
+            .insert(tool_name.to_string(), pin_of(tool));
+        self.save(&mut inner);
     }
 
-    /// Re-reads the pin file if it changed on disk (another instance, or an operator's
-    /// `accept`). A list build does this once, then [`PinStore::check_raw`] for each tool and
-    /// [`PinStore::flush`] at the end.
-    pub fn refresh(&self) {
-        self.reload_if_changed();
-    }
-
-    /// [`PinStore::check`] of a tool given as its upstream's bytes, against the pins as last
-    /// loaded; new pins are kept in memory until [`PinStore::flush`]. Bytes identical to the
-    /// last ones found to match are trusted without being decoded again. `None` if the bytes
-    /// are not a JSON value.
-    pub fn check_raw(&self, upstream: &str, tool_name: &str, raw: &[u8]) -> Option<Verdict> {
-        let known = lock(&self.verified)
+    pub fn pinned(&self, upstream: &str, tool_name: &str) -> Option<Pin> {
+        let mut inner = lock(&self.inner);
+        self.reload_if_changed(&mut inner);
+        inner
+            .file
+            .upstreams
             .get(upstream)
             .and_then(|t| t.get(tool_name))
-            .is_some_and(|b| **b == *raw);
-        if known {
-            return Some(Verdict::Trusted);
+            .cloned()
+    }
+}
+
+/// Pin checks of a list of tools under one lock ([`PinStore::batch`]); new pins are written
+/// when it is dropped.
+pub struct Batch<'a> {
+    store: &'a PinStore,
+    inner: MutexGuard<'a, Inner>,
+}
+
+impl Batch<'_> {
+    /// The checks of one upstream's tools.
+    pub fn upstream<'b>(&'b mut self, name: &'b str) -> UpstreamPins<'b> {
+        let inner = &mut *self.inner;
+        UpstreamPins {
+            name,
+            verified: inner.verified.entry(name.to_string()).or_default(),
+            pos: 0,
+            file: &mut inner.file,
+            dirty: &mut inner.dirty,
+            warned: &self.store.warned,
         }
-        let tool: Value = serde_json::from_slice(raw).ok()?;
-        let verdict = self.check_loaded(upstream, tool_name, &tool);
-        if verdict == Verdict::Trusted {
-            lock(&self.verified)
-                .entry(upstream.to_string())
-                .or_default()
-                .insert(tool_name.to_string(), raw.into());
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.inner.dirty {
+            self.store.save(&mut self.inner);
         }
-        Some(verdict)
+    }
+}
+
+/// The pins of one upstream's tools, within a [`Batch`].
+pub struct UpstreamPins<'b> {
+    name: &'b str,
+    verified: &'b mut Remembered,
+    /// The position in the upstream's list of the next tool checked.
+    pos: usize,
+    file: &'b mut PinFile,
+    dirty: &'b mut bool,
+    warned: &'b Mutex<HashSet<(String, String, String)>>,
+}
+
+impl UpstreamPins<'_> {
+    /// Checks a tool given as its upstream's bytes; a tool seen for the first time is pinned.
+    /// Bytes identical to the last ones found to match are trusted without being decoded
+    /// again. `None` if the bytes are not a JSON value.
+    pub fn check_raw(&mut self, tool_name: &str, raw: &[u8]) -> Option<Verdict> {
+        let pos = self.pos;
+        self.pos += 1;
+        let known = &mut *self.verified;
+        if let Some(&span) = known.order.get(pos) {
+            if known.bytes(span) == raw {
+                return Some(Verdict::Trusted);
+            }
+        }
+        let span = match known.by_name.get(tool_name) {
+            Some(&span) if known.bytes(span) == raw => span,
+            _ => {
+                let tool: Value = serde_json::from_slice(raw).ok()?;
+                let verdict = self.check_value(tool_name, &tool);
+                if verdict != Verdict::Trusted {
+                    return Some(verdict);
+                }
+                self.verified.remember(tool_name, raw)
+            }
+        };
+        self.verified.place(pos, span);
+        Some(Verdict::Trusted)
     }
 
-    /// Writes the pin file if new pins were recorded since it was last written.
-    pub fn flush(&self) {
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            let file = PinFile {
-                upstreams: lock(&self.state).0.upstreams.clone(),
-            };
-            self.save(&file);
-        }
-    }
-
-    /// The check itself, against the pins in memory; a new tool is recorded there (`dirty`).
-    fn check_loaded(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
+    fn check_value(&mut self, tool_name: &str, tool: &Value) -> Verdict {
         let current = pin_of(tool);
-        let mut st = lock(&self.state);
-        let tools = st.0.upstreams.entry(upstream.to_string()).or_default();
-        match tools.get(tool_name) {
+        let pinned = self
+            .file
+            .upstreams
+            .get(self.name)
+            .and_then(|t| t.get(tool_name));
+        match pinned {
             Some(p) if p.digest == current.digest => Verdict::Trusted,
             Some(p) => {
                 let pinned = p.clone();
-                drop(st);
                 let key = (
-                    upstream.to_string(),
+                    self.name.to_string(),
                     tool_name.to_string(),
                     current.digest.clone(),
                 );
-                if lock(&self.warned).insert(key) {
+                if lock(self.warned).insert(key) {
+                    let upstream = self.name;
                     tracing::warn!(upstream, tool = tool_name, pinned = %pinned.digest, now = %current.digest,
                         "tool definition changed since it was pinned (accept with `mcp-warden tools accept {upstream} {tool_name}`)");
                 }
                 Verdict::Changed { pinned, current }
             }
             None => {
-                tools.insert(tool_name.to_string(), current);
-                self.dirty.store(true, Ordering::Release);
+                self.file
+                    .upstreams
+                    .entry(self.name.to_string())
+                    .or_default()
+                    .insert(tool_name.to_string(), current);
+                *self.dirty = true;
                 Verdict::Trusted
             }
         }
-    }
-
-    /// Pins `tool` as the accepted definition.
-    pub fn accept(&self, upstream: &str, tool_name: &str, tool: &Value) {
-        self.reload_if_changed();
-        lock(&self.verified).clear();
-        let file = {
-            let mut st = lock(&self.state);
-            st.0.upstreams
-                .entry(upstream.to_string())
-                .or_default()
-                .insert(tool_name.to_string(), pin_of(tool));
-            PinFile {
-                upstreams: st.0.upstreams.clone(),
-            }
-        };
-        self.save(&file);
-    }
-
-    pub fn pinned(&self, upstream: &str, tool_name: &str) -> Option<Pin> {
-        self.reload_if_changed();
-        lock(&self.state)
-            .0
-            .upstreams
-            .get(upstream)
-            .and_then(|t| t.get(tool_name))
-            .cloned()
     }
 }
 
@@ -364,33 +456,99 @@ mod raw_tests {
         let v1 = br#"{"name":"t","description":"reads a file"}"#;
         let v1_reordered = br#"{"description":"reads a file","name":"t"}"#;
         let v2 = br#"{"name":"t","description":"reads a file and sends it away"}"#;
-        store.refresh();
-        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted));
-        assert!(!state.join(FILE).exists(), "written at flush, not per tool");
-        store.flush();
+        {
+            let mut batch = store.batch();
+            let mut fs = batch.upstream("fs");
+            assert_eq!(fs.check_raw("t", v1), Some(Verdict::Trusted));
+            assert!(
+                !state.join(FILE).exists(),
+                "written when the batch ends, not per tool"
+            );
+        }
         assert!(state.join(FILE).exists());
+        let check = |tool: &[u8]| store.batch().upstream("fs").check_raw("t", tool);
         // Remembered bytes, and other bytes with the same definition: both trusted.
-        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted));
+        assert_eq!(check(v1), Some(Verdict::Trusted));
+        assert_eq!(check(v1_reordered), Some(Verdict::Trusted));
+        assert!(matches!(check(v2), Some(Verdict::Changed { .. })));
+        assert_eq!(check(b"{not json"), None);
+        assert_eq!(check(v1), Some(Verdict::Trusted)); // remembered again
+                                                       // The same tool name under another upstream is another pin.
         assert_eq!(
-            store.check_raw("fs", "t", v1_reordered),
+            store.batch().upstream("other").check_raw("t", v2),
             Some(Verdict::Trusted)
         );
-        assert!(matches!(
-            store.check_raw("fs", "t", v2),
-            Some(Verdict::Changed { .. })
-        ));
-        assert_eq!(store.check_raw("fs", "t", b"{not json"), None);
-        assert_eq!(store.check_raw("fs", "t", v1), Some(Verdict::Trusted)); // remembered again
-                                                                            // An accepted change (here by another instance) replaces what was trusted: the old
-                                                                            // bytes, remembered as matching, are now a change.
+        assert!(matches!(check(v2), Some(Verdict::Changed { .. })));
+        // An accepted change (here by another instance) replaces what was trusted: the old
+        // bytes, remembered as matching, are now a change.
         let other = PinStore::open(state.clone());
         other.accept("fs", "t", &serde_json::from_slice(v2).unwrap());
         std::thread::sleep(std::time::Duration::from_millis(20));
-        store.refresh();
-        assert!(matches!(
-            store.check_raw("fs", "t", v1),
-            Some(Verdict::Changed { .. })
-        ));
-        assert_eq!(store.check_raw("fs", "t", v2), Some(Verdict::Trusted));
+        assert!(matches!(check(v1), Some(Verdict::Changed { .. })));
+        assert_eq!(check(v2), Some(Verdict::Trusted));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod order_tests {
+    use super::*;
+
+    fn tool(name: &str, description: &str) -> Vec<u8> {
+        serde_json::json!({"name": name, "description": description})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// Builds see the tools by position first, then by name: neither may trust bytes that are
+    /// not the ones that matched — a changed tool at a remembered position, a tool moved to
+    /// where another one was, a list that grew or shrank.
+    #[test]
+    fn positions_and_names_never_trust_other_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PinStore::open(dir.path().to_path_buf());
+        let list = |tools: &[&[u8]]| -> Vec<Verdict> {
+            let mut batch = store.batch();
+            let mut up = batch.upstream("fs");
+            tools
+                .iter()
+                .map(|t| up.check_raw(&ItemName::of(t), t).unwrap())
+                .collect()
+        };
+        let (a, b, c) = (
+            tool("a", "reads a file"),
+            tool("b", "writes"),
+            tool("c", "lists"),
+        );
+        let a2 = tool("a", "sends a file"); // the same length
+        let trusted = |n| vec![Verdict::Trusted; n];
+        assert_eq!(list(&[&a, &b, &c]), trusted(3));
+        assert_eq!(list(&[&a, &b, &c]), trusted(3));
+        // Reordered, shorter, longer: the same definitions, still trusted.
+        assert_eq!(list(&[&c, &a, &b]), trusted(3));
+        assert_eq!(list(&[&b]), trusted(1));
+        assert_eq!(list(&[&a, &b, &c]), trusted(3));
+        // A changed definition where the old one was remembered, and moved elsewhere.
+        let v = list(&[&a2, &b, &c]);
+        assert!(matches!(v[0], Verdict::Changed { .. }), "{v:?}");
+        assert_eq!(v[1..], trusted(2));
+        let v = list(&[&b, &c, &a2]);
+        assert!(matches!(v[2], Verdict::Changed { .. }), "{v:?}");
+        // The old one is still the pinned one.
+        assert_eq!(list(&[&a, &b, &c]), trusted(3));
+        // The same bytes under another upstream are checked against that upstream's pins.
+        let mut batch = store.batch();
+        let mut other = batch.upstream("other");
+        assert_eq!(other.check_raw("a", &a2), Some(Verdict::Trusted)); // first seen there
+    }
+
+    struct ItemName;
+    impl ItemName {
+        fn of(raw: &[u8]) -> String {
+            serde_json::from_slice::<Value>(raw).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
     }
 }

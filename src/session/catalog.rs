@@ -274,11 +274,14 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             (ListKind::Tools, Some(a)) => a.rewrite.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             _ => HashMap::default(),
         };
-    if let (ListKind::Tools, Some(pins)) = (kind, ctx.pins) {
-        pins.refresh();
-    }
+    // Pins are checked under one lock for the whole build; new ones are written at its end.
+    let mut pin_batch = match (kind, ctx.pins) {
+        (ListKind::Tools, Some(pins)) => Some(pins.batch()),
+        _ => None,
+    };
     for f in fetched {
         let up = f.cfg.clone();
+        let mut pins = pin_batch.as_mut().map(|b| b.upstream(&up.name));
         let profile = ctx
             .agent
             .and_then(|a| a.schema)
@@ -308,8 +311,8 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             let mut rewrite = None;
             let (exposed, hash, raw) = match kind {
                 ListKind::Tools => {
-                    if let Some(pins) = ctx.pins {
-                        let Some(verdict) = pins.check_raw(&up.name, &original, &raw) else {
+                    if let Some(pins) = &mut pins {
+                        let Some(verdict) = pins.check_raw(&original, &raw) else {
                             continue;
                         };
                         if let crate::pins::Verdict::Changed { .. } = verdict {
@@ -398,9 +401,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
             );
         }
     }
-    if let (ListKind::Tools, Some(pins)) = (kind, ctx.pins) {
-        pins.flush(); // the tools seen for the first time, in one write
-    }
+    drop(pin_batch); // the tools seen for the first time, in one write
     list
 }
 
