@@ -43,6 +43,7 @@ fn event_stream() -> HeaderValue {
 }
 
 const SESSION_HEADER: HeaderName = HeaderName::from_static(HEADER_SESSION_ID);
+const VERSION_HEADER: HeaderName = HeaderName::from_static(HEADER_PROTOCOL_VERSION);
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 struct State {
@@ -147,10 +148,10 @@ impl State {
         let mut headers = self.headers.clone();
         if with_session {
             if let Some(s) = lock(&self.session).clone() {
-                headers.insert(HEADER_SESSION_ID, s);
+                headers.insert(SESSION_HEADER, s);
             }
             if let Some(v) = lock(&self.version).clone() {
-                headers.insert(HEADER_PROTOCOL_VERSION, v);
+                headers.insert(VERSION_HEADER, v);
             }
         }
         for (name, value) in extra {
@@ -225,17 +226,18 @@ async fn read_limited(mut resp: Response) -> Result<Bytes, String> {
             .then_some(first)
             .ok_or_else(too_large);
     };
-    let mut buf = Vec::with_capacity(first.len() + second.len());
-    buf.extend_from_slice(&first);
-    buf.extend_from_slice(&second);
-    while let Some(chunk) = resp.chunk().await? {
+    let append = |buf: &mut Vec<u8>, chunk: &[u8]| {
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(too_large());
         }
-        buf.extend_from_slice(&chunk);
-    }
-    if buf.len() > MAX_BODY {
-        return Err(too_large());
+        buf.extend_from_slice(chunk);
+        Ok(())
+    };
+    let mut buf = Vec::with_capacity(first.len() + second.len());
+    append(&mut buf, &first)?;
+    append(&mut buf, &second)?;
+    while let Some(chunk) = resp.chunk().await? {
+        append(&mut buf, &chunk)?;
     }
     Ok(Bytes::from(buf))
 }
