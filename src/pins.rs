@@ -218,10 +218,13 @@ impl PinStore {
         Batch { store: self, inner }
     }
 
-    /// Checks one tool against its pin, recording it (and writing the file) if it is new.
-    pub fn check(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
+    /// Checks one tool against its pin, recording it (and writing the file) if it is new. The
+    /// proxy checks whole lists ([`PinStore::batch`]); this is for tests of single tools.
+    #[cfg(test)]
+    fn check(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
         self.batch().upstream(upstream).check_value(tool_name, tool)
     }
+
     /// Pins `tool` as the accepted definition.
     pub fn accept(&self, upstream: &str, tool_name: &str, tool: &Value) {
         let mut inner = lock(&self.inner);
