@@ -29,9 +29,6 @@ fn fnv1a(s: &str) -> u32 {
 /// Maps any string to a provider-safe name: invalid characters become `_`; a name too long is
 /// cut and suffixed with a hash of the full name so that distinct long names stay distinct.
 pub fn sanitize(raw: &str) -> String {
-    if is_provider_safe(raw) {
-        return raw.to_string();
-    }
     sanitize_owned(raw.to_string())
 }
 
