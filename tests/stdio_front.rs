@@ -169,6 +169,71 @@ fn stdio_upstream_dying_mid_call_fails_the_call_and_restarts_on_next_use() {
     panic!("upstream was not restarted");
 }
 
+/// Found from outside: after its second crash a stdio upstream never came back for the
+/// session (its tools withdrawn, so nothing asked for it again). Killed every 2 s for 30 s with
+/// 64 calls in flight each time, it must answer every call (a result or an error, never a hang)
+/// and serve again once the kills stop, within the restart backoff's cap (30 s).
+#[test]
+fn stdio_upstream_killed_every_two_seconds_comes_back_after_the_kills_stop() {
+    let mut p = StdioProxy::start(&demo_upstream("demo", &[]));
+    p.initialize("2025-11-25");
+    let call = |id: u64| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m{id}"}}}}}}"#
+        )
+    };
+    let mut next = 100u64;
+    let mut killed = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let first = next;
+        for _ in 0..64 {
+            p.send(&call(next));
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        for pid in descendants(p.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+        // Every call of the batch is answered, whatever the upstream's state.
+        let mut answered = std::collections::HashSet::new();
+        while answered.len() < 64 {
+            let line = p
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("a call hung: {} of 64 answered", answered.len()));
+            let v = json(&line);
+            if let Some(id) = v.get("id").and_then(|i| i.as_u64()) {
+                assert!((first..next).contains(&id), "{line}");
+                answered.insert(id);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(killed >= 5, "the upstream was killed only {killed} times");
+    // The kills stopped: within the backoff cap the tool is back and calls succeed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        p.send(&call(next));
+        let (line, _) = p.recv_response(&next.to_string());
+        next += 1;
+        if json(&line)["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains('m'))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream did not come back after the kills stopped: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn stdio_cancellation_reaches_the_upstream_and_no_answer_follows() {
     let mut p = StdioProxy::start(&demo_upstream("demo", &[]));

@@ -66,6 +66,8 @@ struct Slot {
     /// Serialises (re)connection attempts.
     connecting: tokio::sync::Mutex<()>,
     failures: AtomicU64,
+    /// A restart is scheduled for when the backoff ends (see [`Session::schedule_restart`]).
+    restart_pending: AtomicBool,
 }
 
 impl Slot {
@@ -90,6 +92,7 @@ impl Slot {
             }),
             connecting: tokio::sync::Mutex::new(()),
             failures: AtomicU64::new(0),
+            restart_pending: AtomicBool::new(false),
         }
     }
 
@@ -426,6 +429,7 @@ impl Session {
             SlotState::Disabled => return Err(UpstreamError::Unavailable(slot.name())),
             SlotState::Down { retry_at, reason } if *retry_at > Instant::now() => {
                 tracing::debug!(upstream = %slot.name(), %reason, "upstream still in backoff");
+                self.schedule_restart(idx, *retry_at);
                 return Err(UpstreamError::Unavailable(slot.name()));
             }
             _ => {}
@@ -473,16 +477,49 @@ impl Session {
                 let n = slot.failures.fetch_add(1, Ordering::Relaxed);
                 let backoff = backoff(n);
                 tracing::warn!(upstream = %slot.name(), error = %e, retry_in = ?backoff, "upstream unavailable");
-                let mut st = lock(&slot.state);
-                if !matches!(*st, SlotState::Disabled) {
+                let retry_at = Instant::now() + backoff;
+                {
+                    let mut st = lock(&slot.state);
+                    if matches!(*st, SlotState::Disabled) {
+                        return Err(e);
+                    }
                     *st = SlotState::Down {
-                        retry_at: Instant::now() + backoff,
+                        retry_at,
                         reason: e.to_string(),
                     };
                 }
+                self.schedule_restart(idx, retry_at);
                 Err(e)
             }
         }
+    }
+
+    /// Restarts a down upstream when its backoff ends, whether or not the agent uses it
+    /// meanwhile: its tools are withdrawn while it is down, so nothing else would ask for it.
+    /// One timer per slot; a failed attempt schedules the next (with a longer backoff), for any
+    /// number of crashes, until the session closes.
+    fn schedule_restart(&self, idx: usize, at: Instant) {
+        let Some(slot) = self.slot(idx) else { return };
+        if slot.shared.is_some()
+            || self.is_closed()
+            || slot.restart_pending.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let this = self.this.clone();
+        crate::task::detach(
+            tracing::info_span!("restart", session = %self.id, upstream = %slot.name()),
+            async move {
+                tokio::time::sleep_until(at).await;
+                let Some(s) = this.upgrade() else { return };
+                if let Some(slot) = s.slot(idx) {
+                    slot.restart_pending.store(false, Ordering::Release);
+                }
+                if !s.is_closed() {
+                    let _ = s.connection(idx).await;
+                }
+            },
+        );
     }
 
     /// Starts a (re)connection of a down upstream whose backoff has passed, without waiting.
@@ -564,10 +601,10 @@ impl Session {
             } else {
                 slot.failures.fetch_add(1, Ordering::Relaxed)
             };
-            *st = SlotState::Down {
-                retry_at: Instant::now() + backoff(n),
-                reason,
-            };
+            let retry_at = Instant::now() + backoff(n);
+            *st = SlotState::Down { retry_at, reason };
+            drop(st);
+            self.schedule_restart(idx, retry_at);
         }
         tracing::warn!(session = %self.id, upstream = %slot.name(), "upstream went down; its tools are withdrawn until it is back");
         self.lists_changed(&ListKind::ALL);

@@ -94,6 +94,8 @@ pub struct SharedUpstream {
     calls: Mutex<HashMap<u64, Weak<Session>>>,
     next_token: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    /// A restart is scheduled for when the backoff ends.
+    restart_pending: std::sync::atomic::AtomicBool,
     this: Weak<SharedUpstream>,
 }
 
@@ -112,6 +114,7 @@ impl SharedUpstream {
             calls: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             closed: std::sync::atomic::AtomicBool::new(false),
+            restart_pending: std::sync::atomic::AtomicBool::new(false),
             this: this.clone(),
         })
     }
@@ -148,7 +151,8 @@ impl SharedUpstream {
         match &*lock(&self.state) {
             State::Up(c) if c.is_alive() => return Ok(c.clone()),
             State::Down { retry_at } if *retry_at > Instant::now() => {
-                return Err(UpstreamError::Unavailable(self.cfg.name.clone()))
+                self.schedule_restart(*retry_at);
+                return Err(UpstreamError::Unavailable(self.cfg.name.clone()));
             }
             _ => {}
         }
@@ -171,12 +175,33 @@ impl SharedUpstream {
             }
             Err(e) => {
                 let n = self.failures.fetch_add(1, Ordering::Relaxed);
-                *lock(&self.state) = State::Down {
-                    retry_at: Instant::now() + backoff(n),
-                };
+                let retry_at = Instant::now() + backoff(n);
+                *lock(&self.state) = State::Down { retry_at };
+                self.schedule_restart(retry_at);
                 Err(e)
             }
         }
+    }
+
+    /// Reconnects when the backoff ends, whether or not a session asks meanwhile (see
+    /// `Session::schedule_restart`): one timer at a time, until the registry closes it.
+    fn schedule_restart(&self, at: Instant) {
+        if self.closed.load(Ordering::Relaxed) || self.restart_pending.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let this = self.this.clone();
+        crate::task::detach(
+            tracing::info_span!("restart", upstream = %self.cfg.name),
+            async move {
+                tokio::time::sleep_until(at).await;
+                let Some(s) = this.upgrade() else { return };
+                s.restart_pending.store(false, Ordering::Release);
+                if !s.closed.load(Ordering::Relaxed) {
+                    let _ = s.connection().await;
+                }
+            },
+        );
     }
 
     /// Replaces the agent's progress token in `msg` by one of ours, remembering whose it is.
@@ -232,9 +257,9 @@ impl SharedUpstream {
         match ev {
             Event::Closed { reason } => {
                 let n = self.failures.fetch_add(1, Ordering::Relaxed);
-                *lock(&self.state) = State::Down {
-                    retry_at: Instant::now() + backoff(n).min(Duration::from_secs(5)),
-                };
+                let retry_at = Instant::now() + backoff(n).min(Duration::from_secs(5));
+                *lock(&self.state) = State::Down { retry_at };
+                self.schedule_restart(retry_at);
                 tracing::warn!(upstream = %self.cfg.name, %reason, "shared upstream went down");
                 for s in self.sessions() {
                     s.shared_upstream_closed(&self.cfg.name);
