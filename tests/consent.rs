@@ -901,3 +901,139 @@ fn stdio_eof_cancels_a_held_call_promptly() {
     let audit = audit_log(&s.state_home.join("mcp-warden"));
     assert!(audit.contains("approval.cancelled"), "{audit}");
 }
+
+/// Found from outside: a task-augmented call (MCP 2025-11-25 tasks) let the consent envelope,
+/// `action_id` included, through `tasks/result`, and no approval was opened. Against the
+/// official TypeScript SDK's task support: the task ids the agent sees are mcp-warden's,
+/// `tasks/result` is held for a human, the approved call's result is the task's result (asked
+/// again, the same), and no line the agent receives carries an issued `action_id`.
+#[test]
+fn stdio_task_augmented_call_is_held_in_tasks_result_and_the_action_id_never_reaches_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("issued.log");
+    let cfg = format!(
+        "[upstreams.bank]\ncommand = \"node\"\nargs = [{:?}]\nenv = {{ ENVELOPE_LOG = {:?} }}\n",
+        node_dir().join("tasks-server.mjs").display().to_string(),
+        log.display().to_string()
+    );
+    let mut p = StdioProxy::start(&cfg);
+    let init = p.initialize("2025-11-25");
+    assert!(
+        init["result"]["capabilities"]["tasks"].is_object(),
+        "{init}"
+    );
+    let mut seen: Vec<String> = vec![];
+    fn ask(p: &mut StdioProxy, seen: &mut Vec<String>, id: u32, body: &str) -> serde_json::Value {
+        p.send(&format!(r#"{{"jsonrpc":"2.0","id":{id},{body}}}"#));
+        let (line, before) = p.recv_response(&id.to_string());
+        seen.extend(before);
+        seen.push(line.clone());
+        serde_json::from_str(&line).unwrap()
+    }
+    let created = ask(
+        &mut p,
+        &mut seen,
+        2,
+        r#""method":"tools/call","params":{"name":"transfer_funds","arguments":{"amount":5,"to":"bob"},"task":{"ttl":60000}}"#,
+    );
+    let task = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task created: {created}"))
+        .to_string();
+    assert!(task.starts_with("mwt-"), "the upstream's own id: {created}");
+    let got = ask(
+        &mut p,
+        &mut seen,
+        3,
+        &format!(r#""method":"tasks/get","params":{{"taskId":"{task}"}}"#),
+    );
+    assert_eq!(got["result"]["taskId"], task.as_str(), "{got}");
+    // tasks/result is held until a human decides.
+    p.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#
+    ));
+    let cfg_path = p.dir.path().join("warden.toml");
+    let state = p.dir.path().to_path_buf();
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(15), "held", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let (line, before) = p.recv_response("4");
+    seen.extend(before);
+    seen.push(line.clone());
+    assert!(line.contains(r#""transferred":5"#), "{line}");
+    // Asked again, the task's result is the same, and no second transfer happens.
+    let again = ask(
+        &mut p,
+        &mut seen,
+        5,
+        &format!(r#""method":"tasks/result","params":{{"taskId":"{task}"}}"#),
+    );
+    assert!(again.to_string().contains(r#""transferred":5"#), "{again}");
+    let count = ask(
+        &mut p,
+        &mut seen,
+        6,
+        r#""method":"tools/call","params":{"name":"transfers","arguments":{}}"#,
+    );
+    assert_eq!(count["result"]["content"][0]["text"], "1", "{count}");
+    // A task that is not this session's is unknown, whatever its id.
+    for (id, other) in [(7, "mwt-00000000000000000000000000000000"), (8, "nope")] {
+        let v = ask(
+            &mut p,
+            &mut seen,
+            id,
+            &format!(r#""method":"tasks/get","params":{{"taskId":"{other}"}}"#),
+        );
+        assert_eq!(v["error"]["code"], -32602, "{v}");
+    }
+    // tasks/list shows this session's task under our id only.
+    let listed = ask(&mut p, &mut seen, 9, r#""method":"tasks/list","params":{}"#);
+    let ids: Vec<&str> = listed["result"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["taskId"].as_str())
+        .collect();
+    assert_eq!(ids, vec![task.as_str()], "{listed}");
+    // A plain task-capable tool through a task: its result arrives as is.
+    let echo = ask(
+        &mut p,
+        &mut seen,
+        10,
+        r#""method":"tools/call","params":{"name":"slow_echo","arguments":{"message":"hello tasks"},"task":{}}"#,
+    );
+    let echo_task = echo["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ask(
+        &mut p,
+        &mut seen,
+        11,
+        &format!(r#""method":"tasks/result","params":{{"taskId":"{echo_task}"}}"#),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "hello tasks", "{r}");
+    assert_eq!(
+        r["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        echo_task.as_str(),
+        "{r}"
+    );
+    // No line the agent received carried an action id the server issued.
+    let issued = std::fs::read_to_string(&log).unwrap();
+    assert!(!issued.trim().is_empty(), "the server issued no action id");
+    for a in issued.lines() {
+        for l in &seen {
+            assert!(!l.contains(a), "an action_id reached the agent: {l}");
+        }
+    }
+}

@@ -63,10 +63,38 @@ pub fn detect(result: &str) -> Option<Envelope> {
     })
 }
 
+/// Whether `v` holds an envelope anywhere: at any depth, and inside strings that are JSON
+/// text. For messages that are not `tools/call` results but could still carry an upstream's
+/// `action_id` to an agent (task statuses and lists).
+pub fn contains(v: &Value) -> bool {
+    if from_object(v).is_some() {
+        return true;
+    }
+    match v {
+        Value::Object(o) => o.values().any(contains),
+        Value::Array(a) => a.iter().any(contains),
+        Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
+            serde_json::from_str::<Value>(s).is_ok_and(|v| contains(&v))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_finds_an_envelope_at_any_depth_and_inside_json_text() {
+        let deep = serde_json::json!({"tasks": [{"statusMessage": {"x": {"requires_confirmation": true, "action_id": "a"}}}]});
+        assert!(contains(&deep));
+        let text = serde_json::json!({"statusMessage": "{\"requires_confirmation\":true,\"action_id\":\"a\"}"});
+        assert!(contains(&text));
+        let not =
+            serde_json::json!({"requires_confirmation": true, "action_id": "", "s": "{not json"});
+        assert!(!contains(&not));
+    }
 
     #[test]
     fn structured_content_first_then_text() {

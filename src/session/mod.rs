@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod shared;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -199,6 +200,8 @@ pub struct Session {
     lists: [tokio::sync::Mutex<Option<Arc<List>>>; 4],
     inflight: Mutex<HashMap<String, InFlight>>,
     server_requests: Mutex<HashMap<u64, ServerRequest>>,
+    /// Tasks this session created, under ids of ours.
+    tasks: Mutex<tasks::Tasks>,
     seq: AtomicU64,
     /// Messages not tied to an agent request (list changes, server requests outside a call).
     general: Sink,
@@ -275,6 +278,7 @@ impl Session {
             lists: Default::default(),
             inflight: Mutex::new(HashMap::new()),
             server_requests: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(tasks::Tasks::default()),
             seq: AtomicU64::new(1),
             general,
             last_active: Mutex::new(Instant::now()),
@@ -1014,6 +1018,10 @@ impl Session {
             }
             "completion/complete" => Box::pin(self.route_completion(&msg, key)).await,
             "logging/setLevel" => Box::pin(self.broadcast_request(&msg, "logging")).await,
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                Box::pin(self.route_task(&msg, key)).await
+            }
+            "tasks/list" => Box::pin(self.list_tasks(&msg)).await,
             _ => match self.single_upstream() {
                 Some(idx) => self.forward(idx, msg.clone(), key).await,
                 None => {
@@ -1180,6 +1188,23 @@ impl Session {
             approved = true;
         }
         let reply = self.forward(entry.upstream, out.clone(), key).await;
+        if kind == ListKind::Tools && tasks::is_task_augmented(&out) {
+            // The result comes later, through `tasks/result`: the consent gate waits there.
+            let later = consent
+                .then(|| tasks::without_task(&out))
+                .flatten()
+                .map(|call| tasks::ConsentCall {
+                    exposed: name.clone(),
+                    call,
+                    approved,
+                });
+            if consent && later.is_none() {
+                return Self::refusal(id, "internal error");
+            }
+            if let Some(created) = self.task_created(entry.upstream, &reply, later) {
+                return created;
+            }
+        }
         if !consent {
             return reply;
         }
@@ -1834,6 +1859,10 @@ impl Session {
                 (self.sink_for(idx, inbound.related), m)
             }
             "notifications/resources/updated" => (self.general.clone(), msg),
+            "notifications/tasks/status" => match self.task_status(idx, &msg) {
+                Some(m) => (self.general.clone(), m),
+                None => return,
+            },
             _ => (self.sink_for(idx, inbound.related), msg),
         };
         if sink.try_send(out).is_err() {
