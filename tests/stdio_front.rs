@@ -467,3 +467,80 @@ fn stdio_from_a_file_to_a_file() {
         .unwrap_or_else(|| panic!("no answer to 2: {out}"));
     assert_eq!(answer["result"]["content"][0]["text"], "from a file");
 }
+
+/// Found from outside: a value nested 100,000 deep inside `arguments` was forwarded, the
+/// upstream answered with `id: null`, and the call hung until its timeout; an upstream line
+/// over the limit was dropped and the call waited too. Each is now refused at once, under the
+/// request's id, and the session goes on.
+#[test]
+fn stdio_deep_json_and_oversized_answers_fail_at_once_under_their_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("golden.log");
+    let cfg = format!(
+        "[proxy]\nmax_line_bytes = 200000\n{}env = {{ GOLDEN_LOG = {:?}, HUGE_BYTES = \"300000\" }}\n",
+        golden_upstream("golden"),
+        log.display().to_string()
+    );
+    let mut p = StdioProxy::start(&cfg);
+    p.initialize("2025-11-25");
+    let quick = Duration::from_secs(5);
+    let answer = |p: &StdioProxy, id: &str| -> serde_json::Value {
+        let end = std::time::Instant::now() + quick;
+        loop {
+            let line = p
+                .recv_timeout(end.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|| panic!("no answer to {id} within {quick:?}"));
+            let v = json(&line);
+            if v.get("method").is_none() && v["id"] == json(id) {
+                return v;
+            }
+        }
+    };
+    // The agent's deep arguments never reach the upstream.
+    let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+    p.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"golden","arguments":{{"v":{deep}}}}}}}"#
+    ));
+    let v = answer(&p, "1");
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 128"),
+        "{v}"
+    );
+    // Deep in the middle of a message whose id comes last.
+    p.send(&format!(
+        r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"name":"golden","arguments":{{"v":{deep}}}}},"id":"last"}}"#
+    ));
+    assert_eq!(answer(&p, r#""last""#)["error"]["code"], -32600);
+    // An upstream answer nested too deep, and one over the line limit (its id written last).
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"deep/answer"}"#);
+    let v = answer(&p, "2");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper"),
+        "{v}"
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":3,"method":"huge/answer"}"#);
+    let v = answer(&p, "3");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit (200000 bytes)"),
+        "{v}"
+    );
+    // The session goes on.
+    p.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"golden","arguments":{}}}"#);
+    assert!(answer(&p, "4").get("result").is_some());
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        seen.lines().filter(|l| l.starts_with("tools/call")).count(),
+        1,
+        "only the last call reached the upstream: {seen}"
+    );
+}

@@ -89,9 +89,11 @@ pub async fn serve<R, W>(
         let line = match line {
             Ok(Some(l)) => l,
             Ok(None) => break,
-            Err(LineError::TooLong(max)) => {
+            Err(LineError::TooLong { max, id, request }) => {
+                // Answered under the request's id when it could be read, so the agent's call
+                // fails now rather than at its own timeout.
                 let e = jsonrpc::error_response(
-                    None,
+                    id.as_deref().filter(|_| request),
                     code::INVALID_REQUEST,
                     &format!("Message larger than {max} bytes"),
                 );
@@ -164,6 +166,11 @@ pub(crate) fn parse_error(e: &ParseError) -> Message {
             None,
             code::INVALID_REQUEST,
             &format!("Invalid Request: {why}"),
+        ),
+        ParseError::TooDeep { id, request } => jsonrpc::error_response(
+            id.as_deref().filter(|_| *request),
+            code::INVALID_REQUEST,
+            &format!("Invalid Request: {e}"),
         ),
     }
 }

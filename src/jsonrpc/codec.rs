@@ -3,10 +3,18 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+use super::skim::Skim;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
-    #[error("line longer than {0} bytes")]
-    TooLong(usize),
+    /// A line over the limit, skipped. `id`: the message's top-level id when it could be read
+    /// on the way (to answer under it); `request`: it had a `method`.
+    #[error("line longer than {max} bytes")]
+    TooLong {
+        max: usize,
+        id: Option<String>,
+        request: bool,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -31,12 +39,13 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// `Ok(None)` at EOF. A final line without a newline is still returned.
     pub async fn next_line(&mut self) -> Result<Option<Bytes>, LineError> {
         self.buf.clear();
-        let mut overlong = false;
+        // Set once the line is over the limit: what is skipped is skimmed for its id.
+        let mut overlong: Option<Skim> = None;
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                if overlong {
-                    return Err(LineError::TooLong(self.max));
+                if let Some(skim) = overlong {
+                    return Err(self.too_long(&skim));
                 }
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -47,22 +56,33 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 Some(i) => (&available[..i], Some(i)),
                 None => (available, None),
             };
-            if !overlong {
-                if self.buf.len() + chunk.len() > self.max {
-                    overlong = true;
+            match &mut overlong {
+                Some(skim) => skim.feed(chunk),
+                None if self.buf.len() + chunk.len() > self.max => {
+                    let mut skim = Skim::default();
+                    skim.feed(&self.buf);
+                    skim.feed(chunk);
+                    overlong = Some(skim);
                     self.buf.clear();
-                } else {
-                    self.buf.extend_from_slice(chunk);
                 }
+                None => self.buf.extend_from_slice(chunk),
             }
             let consumed = found.map(|i| i + 1).unwrap_or(available.len());
             self.inner.consume(consumed);
             if found.is_some() {
-                if overlong {
-                    return Err(LineError::TooLong(self.max));
+                if let Some(skim) = overlong {
+                    return Err(self.too_long(&skim));
                 }
                 return Ok(Some(self.take()));
             }
+        }
+    }
+
+    fn too_long(&self, skim: &Skim) -> LineError {
+        LineError::TooLong {
+            max: self.max,
+            id: skim.id().map(str::to_string),
+            request: skim.has_method(),
         }
     }
 
@@ -108,6 +128,23 @@ mod tests {
                 Ok(b"ef".to_vec())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn overlong_line_reports_its_id() {
+        let line = format!(
+            r#"{{"result":{{"text":"{}"}},"jsonrpc":"2.0","id":77}}"#,
+            "x".repeat(100)
+        );
+        let input = format!("{line}\nok\n");
+        let mut r = LineReader::new(tokio::io::BufReader::with_capacity(4, input.as_bytes()), 50);
+        match r.next_line().await {
+            Err(LineError::TooLong { max, id, request }) => {
+                assert_eq!((max, id.as_deref(), request), (50, Some("77"), false));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.next_line().await.unwrap().unwrap(), &b"ok"[..]);
     }
 
     #[tokio::test]

@@ -20,6 +20,11 @@ pub enum ParseError {
     Json(String),
     #[error("not a JSON-RPC 2.0 message: {0}")]
     Invalid(&'static str),
+    /// Arrays and objects nested deeper than [`super::skim::MAX_DEPTH`] anywhere in it. `id`:
+    /// the message's own id, when it could be read (to answer under it); `request`: it has a
+    /// `method` (so it is not an answer to anything).
+    #[error("JSON nested deeper than {} levels", super::skim::MAX_DEPTH)]
+    TooDeep { id: Option<String>, request: bool },
 }
 
 /// One JSON-RPC message: the exact bytes received plus the spans of the members mcp-warden reads.
@@ -147,6 +152,15 @@ impl Message {
         }
         if u32::try_from(raw.len()).is_err() {
             return Err(ParseError::Invalid("message over 4 GiB"));
+        }
+        // serde_json skips members it does not keep without any depth limit: a value nested
+        // 100,000 deep inside `arguments` would be forwarded to a peer that cannot read it.
+        if super::skim::too_deep(&raw, super::skim::MAX_DEPTH) {
+            let skim = super::skim::Skim::of(&raw);
+            return Err(ParseError::TooDeep {
+                id: skim.id().map(str::to_string),
+                request: skim.has_method(),
+            });
         }
         let view: View<'_> =
             serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;

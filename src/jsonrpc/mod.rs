@@ -9,6 +9,7 @@
 
 mod codec;
 mod message;
+pub mod skim;
 
 pub use codec::{LineError, LineReader};
 pub use message::{

@@ -354,7 +354,14 @@ async fn deliver(
         Ok(Payload::Batch(items)) => items.into_iter().filter_map(Result::ok).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "upstream sent an invalid JSON-RPC body");
-            return false;
+            let jsonrpc::ParseError::TooDeep { id, request } = &e else {
+                return false;
+            };
+            let why = format!("The upstream's answer is unreadable: {e}");
+            match super::unreadable_answer(id.as_deref(), *request, &why) {
+                Some(err) => vec![err],
+                None => return false,
+            }
         }
     };
     let mut answered = false;

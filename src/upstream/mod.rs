@@ -497,6 +497,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What mcp-warden could not take from an upstream (a line over the limit, JSON nested too
+/// deep) but could read the id of: an error answer under that id, so that the call waiting for
+/// it fails now instead of at its timeout. `None` when there is nothing to answer (no id, or a
+/// request or notification from the upstream).
+pub(crate) fn unreadable_answer(id: Option<&str>, request: bool, why: &str) -> Option<Message> {
+    let id = id.filter(|_| !request)?;
+    tracing::warn!(%why, "an upstream's answer could not be taken; the call fails");
+    Some(jsonrpc::error_response(
+        Some(id),
+        jsonrpc::code::INTERNAL_ERROR,
+        why,
+    ))
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();

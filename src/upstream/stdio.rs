@@ -206,8 +206,17 @@ async fn read_stdout(stdout: tokio::process::ChildStdout, inlet: Inlet, max_line
         let line = match lines.next_line().await {
             Ok(Some(l)) => l,
             Ok(None) => break,
-            Err(LineError::TooLong(n)) => {
-                tracing::warn!(max = n, "upstream wrote a line over the limit; dropped");
+            Err(LineError::TooLong { max, id, request }) => {
+                tracing::warn!(max, "upstream wrote a line over the limit; dropped");
+                let why = format!("The upstream's answer is larger than the limit ({max} bytes)");
+                if let Some(err) = super::unreadable_answer(id.as_deref(), request, &why) {
+                    if !inlet.deliver(Inbound {
+                        msg: err,
+                        related: None,
+                    }) {
+                        return;
+                    }
+                }
                 continue;
             }
             Err(LineError::Io(e)) => {
@@ -232,6 +241,15 @@ fn parse_line(line: Bytes) -> Vec<Message> {
     match jsonrpc::parse_payload(line.clone()) {
         Ok(Payload::Single(m)) => vec![m],
         Ok(Payload::Batch(items)) => items.into_iter().filter_map(Result::ok).collect(),
+        Err(e @ jsonrpc::ParseError::TooDeep { .. }) => {
+            let jsonrpc::ParseError::TooDeep { id, request } = &e else {
+                return vec![];
+            };
+            let why = format!("The upstream's answer is unreadable: {e}");
+            super::unreadable_answer(id.as_deref(), *request, &why)
+                .into_iter()
+                .collect()
+        }
         Err(e) => {
             tracing::warn!(error = %e, line = %super::truncate(&String::from_utf8_lossy(&line), 200), "upstream wrote a non-JSON-RPC line to stdout; ignored");
             vec![]
