@@ -33,12 +33,17 @@ fn time_upstream(name: &str) -> String {
 
 /// server-everything in an HTTP mode, bound to loopback; returns the child and its port.
 fn everything_http(mode: &str) -> (Child, u16) {
+    everything_http_on(mode, 0)
+}
+
+/// server-everything in an HTTP mode on `port` (0: any), bound to loopback.
+fn everything_http_on(mode: &str, port: u16) -> (Child, u16) {
     let mut child = Command::new("node")
         .current_dir(node_dir())
         .args(["--require", "./bind-loopback.cjs"])
         .arg(everything_js())
         .arg(mode)
-        .env("PORT", "0")
+        .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -436,4 +441,105 @@ fn http_upstream_restarted_loses_our_session_and_is_reinitialised_transparently(
     let _second = Kill(demo_http(port));
     // The new server knows nothing of our session: 404 → new upstream session → retried.
     assert_eq!(call(2)["result"]["content"][0]["text"], "m2");
+}
+
+/// Found from outside: server-everything restarted under load answers 400 ("No valid session
+/// ID provided"), not the specification's 404, for the session it forgot, and mcp-warden never
+/// re-initialised: every later call failed. Restarted every 5 s under 8 callers, calls succeed
+/// again after every restart, each answer is the caller's own, and the last call after the
+/// restarts succeeds at once.
+#[test]
+fn http_upstream_everything_restarted_under_load_answers_400_and_is_reinitialised() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Kill(everything_http_on("streamableHttp", port).0);
+    let proxy = HttpProxy::start(&format!(
+        "[upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    ));
+    let sid = open_session(&proxy.url);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Successful calls, counted per server generation.
+    let generation = Arc::new(AtomicUsize::new(0));
+    let ok_in: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(vec![0; 4]));
+    let callers: Vec<_> = (0..8)
+        .map(|t| {
+            let (url, sid, stop, generation, ok_in) = (
+                proxy.url.clone(),
+                sid.clone(),
+                stop.clone(),
+                generation.clone(),
+                ok_in.clone(),
+            );
+            std::thread::spawn(move || {
+                let client = http();
+                // Bounded: at most 100,000 calls per caller.
+                for n in 0..100_000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let gen = generation.load(Ordering::Relaxed);
+                    let body = format!(
+                        r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"c{t}-{n}"}}}}}}"#
+                    );
+                    let Ok(r) = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-session-id", &sid)
+                        .header("mcp-protocol-version", "2025-11-25")
+                        .body(body)
+                        .send()
+                    else {
+                        continue;
+                    };
+                    let Some(answer) = messages(r).pop() else {
+                        continue;
+                    };
+                    if let Some(text) = answer["result"]["content"][0]["text"].as_str() {
+                        assert_eq!(text, format!("Echo: c{t}-{n}"), "another caller's answer");
+                        ok_in.lock().unwrap()[gen] += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for_calls = |gen: usize| {
+        eventually(
+            Duration::from_secs(20),
+            "calls succeed after the restart",
+            || ok_in.lock().unwrap()[gen] >= 20,
+        )
+    };
+    wait_for_calls(0);
+    for gen in 1..4 {
+        // The fault schedule (a restart every 5 s), not a wait for a condition.
+        std::thread::sleep(Duration::from_secs(5));
+        drop(server);
+        generation.store(gen, Ordering::Relaxed);
+        server = Kill(everything_http_on("streamableHttp", port).0);
+        wait_for_calls(gen);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+    let v = messages(post(
+        &proxy.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":"last","method":"tools/call","params":{"name":"echo","arguments":{"message":"after"}}}"#,
+    ))
+    .pop()
+    .unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "Echo: after", "{v}");
+    assert!(
+        proxy.logs().contains("re-initialised"),
+        "the proxy never re-initialised: {}",
+        proxy.logs()
+    );
 }

@@ -3,8 +3,9 @@
 //! Each message is POSTed on its own task (so slow calls do not block fast ones); a response
 //! comes back as JSON or as an SSE stream that may carry related requests and notifications
 //! first. After `initialize` we keep the session id and protocol version for every later request,
-//! open the GET stream for server-initiated messages, and on a 404 for our session start a new
-//! one transparently (the spec's rule) and retry. Dropping the pipe DELETEs the session.
+//! open the GET stream for server-initiated messages, and when the upstream no longer knows our
+//! session (404, the spec's answer, or a 400 naming the session) start a new one transparently
+//! and send the refused request again, once. Dropping the pipe DELETEs the session.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -207,7 +208,7 @@ impl State {
         let _ = self
             .send(Method::POST, true, &post_headers(), note.into_bytes(), None)
             .await;
-        tracing::info!("upstream session re-initialised after 404");
+        tracing::info!("upstream session re-initialised: the upstream had lost ours");
         true
     }
 }
@@ -240,6 +241,45 @@ async fn read_limited(mut resp: Response) -> Result<Bytes, String> {
         append(&mut buf, &chunk)?;
     }
     Ok(Bytes::from(buf))
+}
+
+/// Whether the upstream refused a request because it no longer knows our session (it was
+/// restarted, or reaped the session): 404, the specification's answer, or a 400 whose JSON-RPC
+/// error names the session, which is what the TypeScript SDK's examples (server-everything
+/// among them) answer. Either way the request was refused before it was read, so it was not
+/// executed. Any other answer is handed back; a 400 for another reason keeps its status (its
+/// body, read here, is not forwarded anyway).
+async fn session_gone(mut resp: Response) -> Result<Response, ()> {
+    match resp.status() {
+        StatusCode::NOT_FOUND => Err(()),
+        StatusCode::BAD_REQUEST => {
+            // Such a refusal is a few hundred bytes; a longer body is not one.
+            const MAX: usize = 4096;
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX {
+                    return Ok(resp);
+                }
+            }
+            #[derive(serde::Deserialize)]
+            struct Refusal {
+                error: Detail,
+            }
+            #[derive(serde::Deserialize)]
+            struct Detail {
+                message: String,
+            }
+            let names_session = serde_json::from_slice::<Refusal>(&body)
+                .is_ok_and(|r| r.error.message.to_ascii_lowercase().contains("session"));
+            if names_session {
+                Err(())
+            } else {
+                Ok(resp)
+            }
+        }
+        _ => Ok(resp),
+    }
 }
 
 fn is_sse(resp: &Response) -> bool {
@@ -278,18 +318,27 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         }
     };
     let status = resp.status();
-    if status == StatusCode::NOT_FOUND && !is_init && session_before.is_some() && may_retry {
-        if state.reinitialize(session_before).await {
-            return Box::pin(post(state, msg, false)).await;
+    let resp = if !is_init && session_before.is_some() && may_retry {
+        match session_gone(resp).await {
+            Ok(resp) => resp,
+            Err(()) => {
+                // Refused before it was read: the request was not executed, so it is sent
+                // again once, in the new session.
+                if state.reinitialize(session_before).await {
+                    return Box::pin(post(state, msg, false)).await;
+                }
+                return state
+                    .fail(
+                        &msg,
+                        code::UPSTREAM_UNAVAILABLE,
+                        format!("upstream {} lost the session", state.name),
+                    )
+                    .await;
+            }
         }
-        return state
-            .fail(
-                &msg,
-                code::UPSTREAM_UNAVAILABLE,
-                format!("upstream {} lost the session", state.name),
-            )
-            .await;
-    }
+    } else {
+        resp
+    };
     if !status.is_success() {
         let text = if is_init
             && matches!(
