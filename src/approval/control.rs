@@ -219,16 +219,15 @@ fn rpc(
     peer: Option<std::net::SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(ip) = peer.map(|p| p.ip()) {
-        if ctl.throttle.blocked(ip).is_some() {
-            return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
-        }
-    }
     let Some(who) = authorize(&ctl, &headers, peer) else {
-        tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
+        // A right credential is never refused by the throttle; see Throttle.
         if let Some(ip) = peer.map(|p| p.ip()) {
-            ctl.throttle.failure(ip);
+            let credential = crate::downstream::identity::presented(&headers);
+            if ctl.throttle.failure(ip, credential).is_some() {
+                return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
+            }
         }
+        tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     };
     // A cookie-authenticated request must prove it comes from the page (CSRF): a cross-site
@@ -426,19 +425,28 @@ async fn login(
     body: axum::body::Bytes,
 ) -> Response {
     let peer = peer.addr;
-    if ctl.throttle.blocked(peer.ip()).is_some() {
-        return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
-    }
     #[derive(serde::Deserialize)]
     struct Login {
         token: String,
     }
-    let Some(op) = serde_json::from_slice::<Login>(&body)
-        .ok()
+    let login = serde_json::from_slice::<Login>(&body).ok();
+    let Some(op) = login
+        .as_ref()
         .and_then(|l| operator_by_token(&ctl, &l.token))
     else {
+        use sha2::Digest;
+        let token = login
+            .as_ref()
+            .map(|l| l.token.as_bytes())
+            .unwrap_or_default();
+        if ctl
+            .throttle
+            .failure(peer.ip(), sha2::Sha256::digest(token).into())
+            .is_some()
+        {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
+        }
         tracing::warn!(peer = %peer.ip(), "approvals page: sign-in refused");
-        ctl.throttle.failure(peer.ip());
         return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
     };
     let (sid, csrf) = ctl.web.create(&op);

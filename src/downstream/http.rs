@@ -150,19 +150,6 @@ impl Front {
     }
 
     fn caller(&self, headers: &HeaderMap, peer: crate::tls::Peer) -> Result<Caller, Response> {
-        // Guessing tokens is throttled per source address: after a few failures, requests from
-        // it are refused (429) for a growing time without looking at the credential at all.
-        if let Some(wait) = self.inner.throttle.blocked(peer.addr.ip()) {
-            let mut r = jsonrpc_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                code::INVALID_REQUEST,
-                "Too many failed authentication attempts",
-            );
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return Err(r);
-        }
         let auth = self
             .inner
             .auth
@@ -170,11 +157,22 @@ impl Front {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let result = auth.authenticate_peer(headers, peer.client_cert.as_deref());
-        match &result {
-            Ok(_) => self.inner.throttle.success(peer.addr.ip()),
-            // A missing credential is not a guess; a wrong one is.
-            Err(AuthError::Invalid) => self.inner.throttle.failure(peer.addr.ip()),
-            Err(AuthError::Missing) => {}
+        // A wrong credential is a failure (a missing one is not a guess); see Throttle for
+        // why a right one is never refused.
+        if let Err(AuthError::Invalid) = result {
+            let credential = super::identity::presented(headers);
+            if let Some(wait) = self.inner.throttle.failure(peer.addr.ip(), credential) {
+                tracing::debug!(peer = %peer.addr.ip(), "request refused: too many failed authentication attempts");
+                let mut r = jsonrpc_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    code::INVALID_REQUEST,
+                    "Too many failed authentication attempts",
+                );
+                if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return Err(r);
+            }
         }
         result.map_err(|e| {
             tracing::warn!(reason = ?e, peer = %peer.addr.ip(), "request refused: authentication failed");

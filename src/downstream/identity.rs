@@ -122,48 +122,113 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Per-source-address throttling of failed authentication: after `FREE` failures, each further
-/// failure doubles the time the address is refused (1 s … 15 min). A success clears it.
+/// Throttling of failed authentication. The credential is always checked first (in constant
+/// time), so a valid one is never refused here: every local agent shares 127.0.0.1, and one
+/// agent's (or an attacker's) failures must not lock the others out, nor their open sessions.
+/// What is refused, with 429 and `Retry-After`, are further *failures*:
+/// - the same wrong credential from the same address after [`FREE`] failures (a client
+///   retrying a revoked or mistyped token backs off), and
+/// - any wrong credential from an address that has sent [`SOURCE_FREE`] of them (guessing),
+///
+/// each for a time that doubles with every failure past the free ones (1 s … 15 min), and is
+/// forgotten [`MAX_BLOCK`] after the last failure. What makes guessing hopeless is the credential
+/// itself (generated tokens are 256 bits, configured ones at least 16 characters); this table
+/// slows well-behaved clients and keeps failures from flooding the log. It is bounded: when
+/// full, lapsed entries go first, then the oldest half — never everything at once.
 #[derive(Default)]
 pub struct Throttle {
-    map: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, tokio::time::Instant)>>,
+    by_credential: std::sync::Mutex<Strikes<(std::net::IpAddr, [u8; 32])>>,
+    by_source: std::sync::Mutex<Strikes<std::net::IpAddr>>,
     /// Failed attempts since start (for metrics).
     pub failures_total: std::sync::atomic::AtomicU64,
 }
 
-const FREE: u32 = 5;
-const MAX_BLOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Failures of one credential from one address before it is refused.
+pub const FREE: u32 = 5;
+/// Failures of any credentials from one address before further failures are refused.
+pub const SOURCE_FREE: u32 = 20;
+pub const MAX_BLOCK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Entries kept per table.
+const CAP: usize = 50_000;
 
-impl Throttle {
-    /// How much longer `ip` is refused, if it is.
-    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
-        let m = crate::upstream::lock(&self.map);
-        let (_, until) = m.get(&ip)?;
-        let now = tokio::time::Instant::now();
+/// Failure counts by key: (count, last failure, refused until).
+struct Strikes<K>(std::collections::HashMap<K, (u32, tokio::time::Instant, tokio::time::Instant)>);
+
+impl<K> Default for Strikes<K> {
+    fn default() -> Self {
+        Strikes(std::collections::HashMap::new())
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Strikes<K> {
+    fn refused_for(&self, k: &K, now: tokio::time::Instant) -> Option<std::time::Duration> {
+        let (_, _, until) = self.0.get(k)?;
         (*until > now).then(|| *until - now)
     }
 
-    pub fn failure(&self, ip: std::net::IpAddr) {
-        self.failures_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut m = crate::upstream::lock(&self.map);
-        if m.len() > 100_000 {
-            // Bounded memory under a spray of addresses: forget the oldest state.
-            m.clear();
+    fn strike(&mut self, k: K, free: u32, now: tokio::time::Instant) {
+        if self.0.len() >= CAP && !self.0.contains_key(&k) {
+            self.make_room(now);
         }
-        let now = tokio::time::Instant::now();
-        let e = m.entry(ip).or_insert((0, now));
+        let e = self.0.entry(k).or_insert((0, now, now));
+        if now.saturating_duration_since(e.1) > MAX_BLOCK {
+            *e = (0, now, now);
+        }
         e.0 += 1;
-        if e.0 > FREE {
-            let shift = (e.0 - FREE - 1).min(20);
-            let wait = std::time::Duration::from_secs(1u64 << shift).min(MAX_BLOCK);
-            e.1 = now + wait;
+        e.1 = now;
+        if e.0 > free {
+            let shift = (e.0 - free - 1).min(20);
+            e.2 = now + std::time::Duration::from_secs(1u64 << shift).min(MAX_BLOCK);
         }
     }
 
-    pub fn success(&self, ip: std::net::IpAddr) {
-        crate::upstream::lock(&self.map).remove(&ip);
+    fn make_room(&mut self, now: tokio::time::Instant) {
+        self.0.retain(|_, (_, last, until)| {
+            *until > now || now.saturating_duration_since(*last) <= MAX_BLOCK
+        });
+        if self.0.len() >= CAP {
+            let mut lasts: Vec<tokio::time::Instant> = self.0.values().map(|e| e.1).collect();
+            let (_, median, _) = lasts.select_nth_unstable(CAP / 2);
+            let median = *median;
+            self.0.retain(|_, (_, last, _)| *last > median);
+        }
     }
+}
+
+impl Throttle {
+    /// Records a failed attempt with `credential` (a digest of what was presented) from `ip`.
+    /// `Some(wait)`: the attempt is answered 429 (`Retry-After: wait`) instead of 401, and is
+    /// not counted again (retrying while refused does not lengthen the wait).
+    pub fn failure(
+        &self,
+        ip: std::net::IpAddr,
+        credential: [u8; 32],
+    ) -> Option<std::time::Duration> {
+        self.failures_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        let mut by_credential = crate::upstream::lock(&self.by_credential);
+        let mut by_source = crate::upstream::lock(&self.by_source);
+        let refused = by_credential
+            .refused_for(&(ip, credential), now)
+            .max(by_source.refused_for(&ip, now));
+        if refused.is_none() {
+            by_credential.strike((ip, credential), FREE, now);
+            by_source.strike(ip, SOURCE_FREE, now);
+        }
+        refused
+    }
+}
+
+/// A digest of the credential a request presented (its `Authorization` value), to count
+/// failures per credential without keeping it.
+pub fn presented(headers: &HeaderMap) -> [u8; 32] {
+    use sha2::Digest;
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    sha2::Sha256::digest(v).into()
 }
 
 /// A fresh random token (256 bits, hex).
@@ -216,28 +281,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failures_are_throttled_with_growing_backoff_and_success_clears() {
+    async fn failures_are_refused_per_credential_and_per_source_with_growing_waits() {
+        use std::time::Duration;
         let t = Throttle::default();
         let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
-        for _ in 0..FREE {
-            t.failure(ip);
-            assert!(t.blocked(ip).is_none());
+        let same = [7u8; 32];
+        for _ in 0..=FREE {
+            assert_eq!(t.failure(ip, same), None);
         }
-        t.failure(ip);
-        assert_eq!(t.blocked(ip), Some(std::time::Duration::from_secs(1)));
-        tokio::time::advance(std::time::Duration::from_secs(2)).await;
-        assert!(t.blocked(ip).is_none());
-        t.failure(ip);
-        assert_eq!(t.blocked(ip), Some(std::time::Duration::from_secs(2)));
+        // The same credential again: refused, not counted while refused.
+        assert_eq!(t.failure(ip, same), Some(Duration::from_secs(1)));
+        assert_eq!(t.failure(ip, same), Some(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(t.failure(ip, same), None);
+        assert_eq!(t.failure(ip, same), Some(Duration::from_secs(2)), "doubled");
+        // Other credentials from the address count towards the source's budget.
+        let other = |i: u8| [i; 32];
+        // Seven failures so far: fourteen more reach the budget's end.
+        for i in 0..(SOURCE_FREE - 7) as u8 {
+            assert_eq!(t.failure(ip, other(100 + i)), None, "guess {i}");
+        }
+        assert_eq!(t.failure(ip, other(1)), None);
+        assert!(t.failure(ip, other(2)).is_some(), "guessing is refused");
+        // Per address.
+        assert_eq!(t.failure("10.0.0.8".parse().unwrap(), same), None);
+        // Forgotten long after the last failure.
+        tokio::time::advance(MAX_BLOCK + Duration::from_secs(1)).await;
+        assert_eq!(t.failure(ip, other(3)), None);
+        assert_eq!(t.failure(ip, same), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_keeps_recent_entries() {
+        use std::time::Duration;
+        let mut s: Strikes<u32> = Strikes::default();
+        let start = tokio::time::Instant::now();
+        s.strike(u32::MAX, 0, start); // refused for 1 s from the start
+        for k in 0..CAP as u32 - 1 {
+            tokio::time::advance(Duration::from_micros(1)).await;
+            s.strike(k, 0, tokio::time::Instant::now());
+        }
+        assert_eq!(s.0.len(), CAP);
+        s.strike(CAP as u32, 0, tokio::time::Instant::now());
+        assert!(s.0.len() <= CAP / 2 + 1, "{}", s.0.len());
+        let now = tokio::time::Instant::now();
         assert!(
-            t.blocked("10.0.0.8".parse().unwrap()).is_none(),
-            "per address"
+            s.refused_for(&(CAP as u32 - 2), now).is_some(),
+            "a recent one is kept"
         );
-        t.success(ip);
-        assert!(t.blocked(ip).is_none());
-        assert_eq!(
-            t.failures_total.load(std::sync::atomic::Ordering::Relaxed),
-            7
+        assert!(
+            s.refused_for(&(CAP as u32), now).is_some(),
+            "the new one is kept"
         );
     }
 
