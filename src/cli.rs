@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use crate::approval::control;
+use crate::term::safe;
 use std::path::Path;
 
 async fn call(
@@ -46,15 +47,17 @@ fn describe(a: &serde_json::Value) -> String {
         .as_u64()
         .unwrap_or(0)
         .saturating_sub(crate::approval::now_secs());
+    // Every field may carry an agent's or an upstream's text: each is made safe to print.
+    let f = |k: &str| safe(a[k].as_str().unwrap_or_default()).into_owned();
     format!(
         "{}  {} wants {}/{}  ({}; expires in {left}s)\n    {}\n    arguments: {}",
-        a["id"].as_str().unwrap_or_default(),
-        a["agent"].as_str().unwrap_or_default(),
-        a["upstream"].as_str().unwrap_or_default(),
-        a["tool"].as_str().unwrap_or_default(),
-        a["kind"].as_str().unwrap_or_default(),
-        a["summary"].as_str().unwrap_or_default(),
-        a["arguments"].as_str().unwrap_or_default(),
+        f("id"),
+        f("agent"),
+        f("upstream"),
+        f("tool"),
+        f("kind"),
+        f("summary"),
+        f("arguments"),
     )
 }
 
@@ -107,7 +110,7 @@ pub async fn approve(dir: &Path, id: Option<&str>, decision: &str) -> ExitCode {
                         eprintln!(
                             "{}\n    mcp-warden approve {} {decision}",
                             describe(a),
-                            a["id"].as_str().unwrap_or_default()
+                            safe(a["id"].as_str().unwrap_or_default())
                         );
                     }
                     return ExitCode::from(1);
@@ -119,7 +122,7 @@ pub async fn approve(dir: &Path, id: Option<&str>, decision: &str) -> ExitCode {
     let params = serde_json::json!({"id": id, "decision": decision, "operator": operator});
     match call(dir, "approvals.decide", params).await {
         Ok(_) => {
-            println!("{decision}: {id}");
+            println!("{decision}: {}", safe(&id));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -153,9 +156,18 @@ pub async fn approvals_watch(dir: &Path) -> ExitCode {
         return ExitCode::from(1);
     }
     let mut lines = tokio::io::BufReader::new(s).lines();
+    let mut in_head = true;
     while let Ok(Some(line)) = lines.next_line().await {
+        if in_head && line.is_empty() {
+            in_head = false;
+            eprintln!(
+                "mcp-warden: watching approvals ({}); Ctrl-C stops",
+                dir.display()
+            );
+            continue;
+        }
         if let Some(data) = line.strip_prefix("data: ") {
-            println!("{data}");
+            println!("{}", safe(data));
         }
     }
     ExitCode::SUCCESS
@@ -171,7 +183,7 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
     };
     for s in &all {
         if json {
-            println!("{s}");
+            println!("{}", safe(&s.to_string()));
             continue;
         }
         println!(
@@ -185,7 +197,10 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
         );
         let sessions = s["sessions"].as_object().cloned().unwrap_or_default();
         if !sessions.is_empty() {
-            let list: Vec<String> = sessions.iter().map(|(a, n)| format!("{a} {n}")).collect();
+            let list: Vec<String> = sessions
+                .iter()
+                .map(|(a, n)| format!("{} {n}", safe(a)))
+                .collect();
             println!("  sessions: {}", list.join(", "));
         }
         let ups = s["upstreams"].as_object().cloned().unwrap_or_default();
@@ -204,7 +219,8 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
                 None => "tools not listed yet".into(),
             };
             println!(
-                "  {name}: {state}, {tools}; {} request(s) ({} error, {} tool error, {} timed out, {} unavailable); started {} time(s), {} failed start(s)",
+                "  {}: {state}, {tools}; {} request(s) ({} error, {} tool error, {} timed out, {} unavailable); started {} time(s), {} failed start(s)",
+                safe(&name),
                 n("requests"),
                 n("requests_error"),
                 n("requests_tool_error"),
@@ -228,10 +244,10 @@ pub async fn grants_list(dir: &Path) -> ExitCode {
             for g in &all {
                 println!(
                     "{}  {} may call {}/{} without asking{}",
-                    g["id"].as_str().unwrap_or_default(),
-                    g["agent"].as_str().unwrap_or_default(),
-                    g["upstream"].as_str().unwrap_or_default(),
-                    g["tool"].as_str().unwrap_or_default(),
+                    safe(g["id"].as_str().unwrap_or_default()),
+                    safe(g["agent"].as_str().unwrap_or_default()),
+                    safe(g["upstream"].as_str().unwrap_or_default()),
+                    safe(g["tool"].as_str().unwrap_or_default()),
                     g["expires_at"]
                         .as_u64()
                         .map(|e| format!(" (until unix time {e})"))
@@ -250,7 +266,7 @@ pub async fn grants_list(dir: &Path) -> ExitCode {
 pub async fn grants_revoke(dir: &Path, id: &str) -> ExitCode {
     match call(dir, "grants.revoke", serde_json::json!({"id": id})).await {
         Ok(_) => {
-            println!("revoked: {id}");
+            println!("revoked: {}", safe(id));
             ExitCode::SUCCESS
         }
         Err(e) => {

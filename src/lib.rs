@@ -41,6 +41,7 @@ pub mod sse;
 pub mod state;
 pub mod task;
 pub mod telemetry;
+pub mod term;
 pub mod tls;
 pub mod upstream;
 
@@ -104,7 +105,10 @@ pub async fn print_tools(
     let s = operator_session("mcp-warden tools", config, caller, &shared).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
     for (name, reason) in s.unavailable() {
-        eprintln!("mcp-warden: upstream {name} is unavailable: {reason}");
+        eprintln!(
+            "mcp-warden: upstream {name} is unavailable: {}",
+            term::safe(&reason.to_string())
+        );
     }
     if json {
         let items: Vec<serde_json::Value> = tools
@@ -120,22 +124,25 @@ pub async fn print_tools(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&items).unwrap_or_default()
+            term::safe_lines(&serde_json::to_string_pretty(&items).unwrap_or_default())
         );
     } else if tools.is_empty() {
         println!("(no tools)");
     } else {
         for (exposed, upstream, original, raw) in &tools {
             let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
-            println!("{exposed}    ({upstream}: {original})");
+            println!(
+                "{exposed}    ({upstream}: {})",
+                term::safe(&original.to_string())
+            );
             if let Some(d) = v.get("description").and_then(|d| d.as_str()) {
-                println!("    {}", d.lines().next().unwrap_or_default());
+                println!("    {}", term::safe(d.lines().next().unwrap_or_default()));
             }
             let schema = v
                 .get("inputSchema")
                 .map(|x| x.to_string())
                 .unwrap_or_default();
-            println!("    schema: {schema}");
+            println!("    schema: {}", term::safe(&schema));
         }
     }
     s.close();
@@ -183,11 +190,14 @@ pub async fn accept_tool(
         }
         Some(old) => {
             println!("{upstream}/{tool} changed since it was pinned (- pinned, + now):");
-            print!("{}", pins::diff(&old.definition, &new.definition));
+            print!(
+                "{}",
+                term::safe_lines(&pins::diff(&old.definition, &new.definition))
+            );
         }
         None => println!(
             "{upstream}/{tool} is not pinned yet; its definition:\n{}",
-            serde_json::to_string_pretty(&new.definition).unwrap_or_default()
+            term::safe_lines(&serde_json::to_string_pretty(&new.definition).unwrap_or_default())
         ),
     }
     if !yes {

@@ -322,7 +322,8 @@ fn main() -> ExitCode {
                     AuditAction::List => {
                         for r in &rows {
                             let event: serde_json::Value = serde_json::from_str(&r.event).unwrap_or_default();
-                            println!("{}", serde_json::json!({"seq": r.seq, "time": r.time, "event": event}));
+                            let line = serde_json::json!({"seq": r.seq, "time": r.time, "event": event}).to_string();
+                            println!("{}", mcp_warden::term::safe(&line));
                         }
                         ExitCode::SUCCESS
                     }

@@ -1037,3 +1037,70 @@ fn stdio_task_augmented_call_is_held_in_tasks_result_and_the_action_id_never_rea
         }
     }
 }
+
+/// Found from outside: `approvals list`, `approvals watch` and `approve` printed the agent's
+/// text (summary, arguments) raw, so escape sequences could erase and rewrite what the operator
+/// read. An agent puts terminal controls (CSI clear-screen, a carriage return, an 8-bit CSI, a
+/// right-to-left override, an OSC title) in its arguments: no operator output carries one.
+#[test]
+fn terminal_controls_from_an_agent_never_reach_the_operators_terminal() {
+    use std::io::BufRead;
+    let mut s = setup("", "");
+    let hostile = r"\u001b[2J\u001b[H\rAPPROVED\u009b31m\u202eevil\u001b]0;pwned\u0007";
+    let mut watch = Command::new(warden_bin())
+        .args(["approvals", "watch", "--config"])
+        .arg(&s.cfg)
+        .env("XDG_STATE_HOME", &s.state_home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut note = String::new();
+    std::io::BufReader::new(watch.stderr.take().unwrap())
+        .read_line(&mut note)
+        .unwrap();
+    assert!(note.contains("watching approvals"), "{note}");
+    let watched = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in watched.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    call_until_held(&mut s, 1, hostile);
+    let unsafe_bytes = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        text.chars()
+            .filter(|c| (c.is_control() && *c != '\n') || matches!(c, '\u{202a}'..='\u{202e}'))
+            .count()
+    };
+    let list = cli(&s, &["approvals", "list"]);
+    assert_eq!(unsafe_bytes(&list.stdout), 0, "{:?}", text(&list));
+    assert!(
+        text(&list).contains(r"\u001b[2J"),
+        "shown escaped: {}",
+        text(&list)
+    );
+    // The held call's event, as `approvals watch` prints it.
+    let event = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("approvals watch printed the held call");
+        if line.contains("Do the thing") {
+            break line;
+        }
+    };
+    assert_eq!(unsafe_bytes(event.as_bytes()), 0, "{event:?}");
+    let v: serde_json::Value = serde_json::from_str(&event).expect("still JSON");
+    assert!(v.to_string().contains("APPROVED"), "{v}");
+    // `approve` without an id lists the one pending call before deciding it.
+    let o = cli(&s, &["approve", "deny"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(unsafe_bytes(&o.stdout) + unsafe_bytes(&o.stderr), 0);
+    let _ = s.proxy.recv_response("1");
+    let audit = cli(&s, &["audit", "list"]);
+    assert!(text(&audit).contains("Do the thing"), "{}", text(&audit));
+    assert_eq!(unsafe_bytes(&audit.stdout), 0, "{}", text(&audit));
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
