@@ -327,13 +327,18 @@ fn main() -> ExitCode {
                         }
                         ExitCode::SUCCESS
                     }
-                    AuditAction::Verify => match mcp_warden::approval::audit::verify(&rows) {
-                        Ok(n) => {
-                            println!("audit log OK: {n} entries, chain intact ({})", dir.display());
+                    AuditAction::Verify => match mcp_warden::approval::store::verify_dir(&dir) {
+                        Ok(v) => {
+                            let legacy = if v.legacy > 0 {
+                                format!(", the first {} from before the chain was keyed", v.legacy)
+                            } else {
+                                String::new()
+                            };
+                            println!("audit log OK: {} entries{legacy}, chain intact ({})", v.entries, dir.display());
                             ExitCode::SUCCESS
                         }
                         Err(e) => {
-                            println!("audit log BROKEN: {e} ({})", dir.display());
+                            println!("audit log BROKEN: {} ({})", mcp_warden::term::safe(&e), dir.display());
                             ExitCode::from(1)
                         }
                     },

@@ -1,24 +1,101 @@
-//! The audit log's hash chain: each entry carries the hash of the previous entry and its own
-//! content (sequence number, time, event), so a removed, reordered or edited entry breaks the
-//! chain. `mcp-warden audit verify` names the first broken link. The entries are stored by the
+//! The audit log's chain: each entry carries the previous entry's hash and its own, an
+//! HMAC-SHA256 of (previous hash, sequence number, time, event) under a key kept in the state
+//! directory, apart from the database (derived from the approval secret). A removed, reordered or
+//! edited entry breaks the chain, and without the key nobody can recompute it after an edit.
+//! The head (entry count and last hash, itself MAC'd) is anchored outside the table in the
+//! checkpoint file `audit.head`, rewritten atomically with every append and logged, so a
+//! truncated tail — even an emptied table — is found too. An append that finds the checkpoint
+//! disagreeing with the table (a tail removed while mcp-warden was stopped) first records that
+//! in the chain (`audit.tampered`), so the evidence outlives the next checkpoint.
+//! `mcp-warden audit verify` names the first broken link. The entries are stored by the
 //! approval store (`store.rs`).
+//!
+//! Entries written before the chain was keyed (plain SHA-256) are verified as such, and only
+//! before the first keyed entry.
 
+use hmac::Mac;
 use serde_json::Value;
 use sha2::Digest;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The checkpoint file in the state directory.
+pub const CHECKPOINT_FILE: &str = "audit.head";
+/// What the chain's key is derived for, from the approval secret.
+pub const KEY_PURPOSE: &str = "mcp-warden audit chain v1";
+/// The event an append records when the checkpoint disagrees with the table.
+pub const TAMPERED: &str = "audit.tampered";
 
-pub fn hash(prev: &str, seq: u64, time: &str, event: &Value) -> String {
-    hash_text(prev, seq, time, &event.to_string())
+/// The chain's key.
+#[derive(Clone)]
+pub struct Key(Vec<u8>);
+
+impl Key {
+    pub fn from_secret(secret: &[u8]) -> Key {
+        Key(super::control::derive_token(secret, KEY_PURPOSE).into_bytes())
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> String {
+        let mut m = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) {
+            Ok(m) => m,
+            // HMAC takes a key of any length; this cannot fail.
+            Err(_) => return String::new(),
+        };
+        for p in parts {
+            // Length-prefixed, so that no two different part lists MAC the same bytes.
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        hex(&m.finalize().into_bytes())
+    }
+
+    /// The hash of a keyed entry.
+    pub fn link(&self, prev: &str, seq: u64, time: &str, event: &str) -> String {
+        self.mac(&[
+            b"entry",
+            prev.as_bytes(),
+            seq.to_string().as_bytes(),
+            time.as_bytes(),
+            event.as_bytes(),
+        ])
+    }
+
+    pub fn checkpoint(&self, entries: u64, head: &str) -> Checkpoint {
+        Checkpoint {
+            entries,
+            head: head.to_string(),
+            mac: self.checkpoint_mac(entries, head),
+        }
+    }
+
+    fn checkpoint_mac(&self, entries: u64, head: &str) -> String {
+        self.mac(&[
+            b"checkpoint",
+            entries.to_string().as_bytes(),
+            head.as_bytes(),
+        ])
+    }
 }
 
-fn hash_text(prev: &str, seq: u64, time: &str, event: &str) -> String {
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An entry's hash before the chain was keyed.
+fn legacy_link(prev: &str, seq: u64, time: &str, event: &str) -> String {
     let mut h = sha2::Sha256::new();
     h.update(prev.as_bytes());
     h.update(seq.to_string().as_bytes());
     h.update(time.as_bytes());
     h.update(event.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize())
+}
+
+/// The chain's head as last appended: how many entries, the last one's hash, and a MAC of both.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub entries: u64,
+    pub head: String,
+    pub mac: String,
 }
 
 /// One stored entry.
@@ -30,11 +107,27 @@ pub struct Row {
     pub event: String,
     pub prev: String,
     pub hash: String,
+    /// Written with the keyed chain (false: an entry from before it).
+    pub keyed: bool,
 }
 
-/// Checks the chain; `Err` names the first broken entry and why.
-pub fn verify(rows: &[Row]) -> Result<u64, String> {
+/// What [`verify`] found intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: u64,
+    /// Of which written before the chain was keyed.
+    pub legacy: u64,
+}
+
+/// Checks the chain and its checkpoint; `Err` names the first broken entry and why. `key`:
+/// `None` when the state directory has no approval secret (then no keyed entry can be checked).
+pub fn verify(
+    rows: &[Row],
+    key: Option<&Key>,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Verified, String> {
     let mut prev = GENESIS.to_string();
+    let mut legacy = 0u64;
     for (n, r) in rows.iter().enumerate() {
         let n = n as u64;
         if r.seq != n {
@@ -48,15 +141,80 @@ pub fn verify(rows: &[Row]) -> Result<u64, String> {
                 "entry {n}: does not continue the chain (previous hash differs)"
             ));
         }
-        let want = hash_text(&prev, r.seq, &r.time, &r.event);
-        if r.hash != want {
+        let want = if r.keyed {
+            let Some(key) = key else {
+                return Err(format!(
+                    "entry {n}: keyed, but the state directory has no approval secret to check it with"
+                ));
+            };
+            key.link(&prev, r.seq, &r.time, &r.event)
+        } else {
+            if n != legacy {
+                return Err(format!(
+                    "entry {n}: unkeyed after keyed entries (recomputed without the key)"
+                ));
+            }
+            legacy += 1;
+            legacy_link(&prev, r.seq, &r.time, &r.event)
+        };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            r.hash.as_bytes(),
+            want.as_bytes(),
+        )) {
             return Err(format!(
                 "entry {n}: content does not match its hash (edited)"
             ));
         }
+        if r.keyed && serde_json::from_str::<Value>(&r.event).is_ok_and(|e| e["kind"] == TAMPERED) {
+            return Err(format!(
+                "entry {n}: an append found the log tampered with before it: {}",
+                r.event
+            ));
+        }
         prev = want;
     }
-    Ok(rows.len() as u64)
+    let entries = rows.len() as u64;
+    let keyed = entries - legacy;
+    match (checkpoint, key) {
+        (None, _) if keyed == 0 => {}
+        (None, _) => return Err(format!(
+            "the checkpoint ({CHECKPOINT_FILE}) is missing: the end of the log cannot be checked"
+        )),
+        (Some(_), None) => {
+            return Err(
+                "the state directory has no approval secret to check the checkpoint with".into(),
+            )
+        }
+        (Some(c), Some(key)) => {
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                c.mac.as_bytes(),
+                key.checkpoint_mac(c.entries, &c.head).as_bytes(),
+            )) {
+                return Err(format!("the checkpoint ({CHECKPOINT_FILE}) was edited"));
+            }
+            if c.entries > entries {
+                return Err(format!(
+                    "{} entries missing at the end (the checkpoint names {}, the log has {entries})",
+                    c.entries - entries,
+                    c.entries
+                ));
+            }
+            if c.entries < entries {
+                return Err(format!(
+                    "{} entries after the checkpoint's last ({}): not written by mcp-warden",
+                    entries - c.entries,
+                    c.entries
+                ));
+            }
+            if c.head != prev {
+                return Err(
+                    "the last entry is not the one the checkpoint names (the tail was replaced)"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    Ok(Verified { entries, legacy })
 }
 
 /// RFC 3339 UTC time from the system clock, without a date crate.
@@ -91,39 +249,169 @@ mod tests {
     use super::super::store::{audit_rows, SqliteStore, Store};
     use super::*;
 
-    #[test]
-    fn chain_verifies_and_tampering_is_found() {
+    /// A log of `n` entries in a new state directory, and a connection to tamper with it.
+    fn log_of(n: u64) -> (tempfile::TempDir, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = SqliteStore::open(dir.path()).unwrap();
-            for i in 0..3 {
+            for i in 0..n {
                 s.audit(&serde_json::json!({"kind": "test", "i": i}))
                     .unwrap();
             }
         }
+        let db = rusqlite::Connection::open(dir.path().join(super::super::store::FILE)).unwrap();
+        (dir, db)
+    }
+
+    fn check(dir: &tempfile::TempDir) -> Result<u64, String> {
+        super::super::store::verify_dir(dir.path()).map(|v| v.entries)
+    }
+
+    #[test]
+    fn chain_verifies_across_restarts_and_edits_are_found() {
+        let (dir, db) = log_of(3);
         // Reopening continues the chain.
         SqliteStore::open(dir.path())
             .unwrap()
             .audit(&serde_json::json!({"kind": "after-restart"}))
             .unwrap();
-        assert_eq!(verify(&audit_rows(dir.path()).unwrap()), Ok(4));
-        let db = rusqlite::Connection::open(dir.path().join(super::super::store::FILE)).unwrap();
+        assert_eq!(check(&dir), Ok(4));
         db.execute(
             "UPDATE audit SET event = replace(event, '\"i\":1', '\"i\":7') WHERE seq = 1",
             [],
         )
         .unwrap();
-        let e = verify(&audit_rows(dir.path()).unwrap()).unwrap_err();
+        let e = check(&dir).unwrap_err();
         assert!(e.starts_with("entry 1: content"), "{e}");
         db.execute(
             "UPDATE audit SET event = replace(event, '\"i\":7', '\"i\":1') WHERE seq = 1",
             [],
         )
         .unwrap();
+        assert_eq!(check(&dir), Ok(4));
         db.execute("DELETE FROM audit WHERE seq = 1", []).unwrap();
-        assert!(verify(&audit_rows(dir.path()).unwrap())
-            .unwrap_err()
-            .starts_with("entry 1: sequence"));
+        assert!(check(&dir).unwrap_err().starts_with("entry 1: sequence"));
+    }
+
+    /// Found from outside: deleting the last row, the last 31 rows or all rows still verified.
+    #[test]
+    fn a_truncated_tail_is_found() {
+        for (remove, left) in [(1u64, 39u64), (31, 9), (40, 0)] {
+            let (dir, db) = log_of(40);
+            db.execute("DELETE FROM audit WHERE seq >= ?1", [left as i64])
+                .unwrap();
+            let e = check(&dir).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{remove} entries missing at the end")),
+                "{remove}: {e}"
+            );
+        }
+    }
+
+    /// Found from outside: an edit followed by recomputing the rest verified. Without the key
+    /// neither a keyed recomputation nor the old unkeyed algorithm gives a chain that verifies.
+    #[test]
+    fn an_edit_with_the_rest_recomputed_is_found() {
+        let guessed = Key(b"not the key".to_vec());
+        for keyed in [true, false] {
+            let (dir, db) = log_of(5);
+            let rows = audit_rows(dir.path()).unwrap();
+            let mut prev = GENESIS.to_string();
+            for r in &rows {
+                let event = r.event.replace("\"i\":2", "\"i\":9");
+                let h = if keyed {
+                    guessed.link(&prev, r.seq, &r.time, &event)
+                } else {
+                    legacy_link(&prev, r.seq, &r.time, &event)
+                };
+                db.execute(
+                    "UPDATE audit SET event = ?1, prev = ?2, hash = ?3, keyed = ?4 WHERE seq = ?5",
+                    rusqlite::params![event, prev, h, keyed, r.seq as i64],
+                )
+                .unwrap();
+                prev = h;
+            }
+            let e = check(&dir).unwrap_err();
+            // A guessed key fails at the first entry; the old algorithm gives a chain that
+            // holds together but ends where the (MAC'd) checkpoint does not.
+            let want = if keyed {
+                "entry 0: content"
+            } else {
+                "the last entry is not the one the checkpoint names"
+            };
+            assert!(e.starts_with(want), "keyed {keyed}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_edited_or_missing_checkpoint_is_found() {
+        let (dir, _db) = log_of(3);
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let c: Checkpoint = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let edited = Checkpoint {
+            entries: 2,
+            ..c.clone()
+        };
+        std::fs::write(&path, serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert!(check(&dir).unwrap_err().contains("was edited"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(check(&dir).unwrap_err().contains("is missing"));
+    }
+
+    /// A tail removed while mcp-warden was stopped: the next append records it in the chain,
+    /// so the checkpoint it then writes does not hide it.
+    #[test]
+    fn an_append_after_truncation_keeps_the_evidence() {
+        let (dir, db) = log_of(10);
+        db.execute("DELETE FROM audit WHERE seq >= 7", []).unwrap();
+        SqliteStore::open(dir.path())
+            .unwrap()
+            .audit(&serde_json::json!({"kind": "later"}))
+            .unwrap();
+        let e = check(&dir).unwrap_err();
+        assert!(
+            e.starts_with("entry 7: an append found the log tampered"),
+            "{e}"
+        );
+        assert!(e.contains("\"entries\":10"), "{e}");
+    }
+
+    /// A log written before the chain was keyed (no `keyed` column, plain SHA-256) goes on
+    /// with keyed entries and verifies.
+    #[test]
+    fn a_log_from_before_the_key_goes_on_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::state::ensure_dir(dir.path()).unwrap();
+        let db = rusqlite::Connection::open(dir.path().join(super::super::store::FILE)).unwrap();
+        db.execute_batch(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, time TEXT NOT NULL, event TEXT NOT NULL,
+                 prev TEXT NOT NULL, hash TEXT NOT NULL);",
+        )
+        .unwrap();
+        let mut prev = GENESIS.to_string();
+        for seq in 0..2u64 {
+            let (time, event) = ("2026-01-01T00:00:00Z", format!("{{\"old\":{seq}}}"));
+            let h = legacy_link(&prev, seq, time, &event);
+            db.execute(
+                "INSERT INTO audit VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![seq as i64, time, event, prev, h],
+            )
+            .unwrap();
+            prev = h;
+        }
+        drop(db);
+        assert_eq!(check(&dir), Ok(2), "the old log alone");
+        SqliteStore::open(dir.path())
+            .unwrap()
+            .audit(&serde_json::json!({"kind": "new"}))
+            .unwrap();
+        assert_eq!(
+            super::super::store::verify_dir(dir.path()),
+            Ok(Verified {
+                entries: 3,
+                legacy: 2
+            })
+        );
     }
 
     #[test]

@@ -49,16 +49,27 @@ pub fn secret(dir: &Path) -> std::io::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let mut f = std::fs::OpenOptions::new()
+    existing_secret(dir)?.ok_or_else(|| std::io::Error::other("the approval secret vanished"))
+}
+
+/// Reads the secret if there is one; never creates it.
+pub fn existing_secret(dir: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let path = dir.join(SECRET_FILE);
+    let mut f = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)?;
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut s = Vec::new();
     f.read_to_end(&mut s)?;
     if s.len() < 32 {
         return Err(std::io::Error::other("the approval secret is too short"));
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// The token a local client presents: HMAC-SHA256(secret, purpose), hex.

@@ -4,7 +4,7 @@
 //! state directory (created 0600, never opened through a symlink; several instances sharing the
 //! state directory share it safely, SQLite locks).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -45,6 +45,9 @@ pub trait Store: Send + Sync {
 
 pub struct SqliteStore {
     conn: Mutex<rusqlite::Connection>,
+    /// The state directory, where the audit checkpoint is kept.
+    dir: PathBuf,
+    key: audit::Key,
 }
 
 impl SqliteStore {
@@ -79,35 +82,114 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS grants (
                  id TEXT PRIMARY KEY, grant_json TEXT NOT NULL);",
         )?;
+        // Entries from before the chain was keyed stay as they were (keyed = 0).
+        if !has_keyed_column(&conn)? {
+            conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
+        }
+        let secret = super::control::secret(dir).map_err(|e| StoreError(e.to_string()))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
+            key: audit::Key::from_secret(&secret),
         })
+    }
+
+    /// Inserts one keyed entry after `prev`; returns its hash.
+    fn append(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        seq: u64,
+        prev: &str,
+        event: &str,
+    ) -> Result<String, StoreError> {
+        let time = audit::now_rfc3339();
+        let h = self.key.link(prev, seq, &time, event);
+        tx.execute(
+            "INSERT INTO audit (seq, time, event, prev, hash, keyed) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            rusqlite::params![seq as i64, time, event, prev, h],
+        )?;
+        Ok(h)
+    }
+}
+
+fn has_keyed_column(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info('audit') WHERE name = 'keyed'")?;
+    stmt.exists([])
+}
+
+/// The audit checkpoint in `dir`: `Ok(None)` when there is none, `Err` when it is unreadable.
+pub fn read_checkpoint(dir: &Path) -> Result<Option<audit::Checkpoint>, String> {
+    match std::fs::read(dir.join(audit::CHECKPOINT_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| format!("the checkpoint ({}) is unreadable", audit::CHECKPOINT_FILE)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
 impl Store for SqliteStore {
     fn audit(&self, event: &Value) -> Result<(), StoreError> {
         let mut conn = lock(&self.conn);
-        // One transaction: read the tail, append the next link (several instances may write).
+        // One transaction: read the tail, append the next link (several instances may write;
+        // the transaction's write lock orders them, checkpoint included).
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (seq, prev): (i64, String) = tx
+        let (mut seq, mut prev): (u64, String) = tx
             .query_row(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)),
             )
-            .map(|(s, h): (i64, String)| (s + 1, h))
+            .map(|(s, h)| (s as u64 + 1, h))
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok((0, audit::GENESIS.to_string())),
                 e => Err(e),
             })?;
-        let time = audit::now_rfc3339();
-        let h = audit::hash(&prev, seq as u64, &time, event);
-        tx.execute(
-            "INSERT INTO audit (seq, time, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![seq, time, event.to_string(), prev, h],
-        )?;
-        tx.commit()?;
+        let before = std::fs::read(self.dir.join(audit::CHECKPOINT_FILE)).ok();
+        let checkpoint = read_checkpoint(&self.dir);
+        let anchored = match &checkpoint {
+            Ok(Some(c)) => *c == self.key.checkpoint(seq, &prev),
+            // No checkpoint: a log from before checkpoints (all entries unkeyed), or a new one.
+            Ok(None) => !tx
+                .prepare("SELECT 1 FROM audit WHERE keyed = 1")?
+                .exists([])?,
+            Err(_) => false,
+        };
+        if !anchored {
+            // The table does not end where the checkpoint says (a tail removed or replaced):
+            // recorded in the chain first, so the evidence outlives the checkpoint written now.
+            let said = checkpoint
+                .ok()
+                .flatten()
+                .map(|c| serde_json::json!({"entries": c.entries, "head": c.head}));
+            let found = serde_json::json!({
+                "kind": audit::TAMPERED,
+                "checkpoint": said,
+                "table": {"entries": seq, "head": prev},
+            });
+            tracing::error!(
+                entries = seq,
+                "audit log: the table does not end where its checkpoint says; recorded in the log"
+            );
+            prev = self.append(&tx, seq, &prev, &found.to_string())?;
+            seq += 1;
+        }
+        let head = self.append(&tx, seq, &prev, &event.to_string())?;
+        let anchor = serde_json::to_vec(&self.key.checkpoint(seq + 1, &head))
+            .map_err(|e| StoreError(e.to_string()))?;
+        crate::state::write_atomic(&self.dir, audit::CHECKPOINT_FILE, &anchor)
+            .map_err(|e| StoreError(format!("cannot write the audit checkpoint: {e}")))?;
+        if let Err(e) = tx.commit() {
+            // The checkpoint must not name an entry that was not written.
+            let _ = match before {
+                Some(b) => {
+                    crate::state::write_atomic(&self.dir, audit::CHECKPOINT_FILE, &b).map(|_| ())
+                }
+                None => std::fs::remove_file(self.dir.join(audit::CHECKPOINT_FILE)),
+            };
+            return Err(e.into());
+        }
+        tracing::info!(entries = seq + 1, head = %head, "audit log appended");
         Ok(())
     }
 
@@ -160,6 +242,16 @@ impl Store for SqliteStore {
     }
 }
 
+/// `mcp-warden audit verify`: the chain in `dir` checked with its key and checkpoint.
+pub fn verify_dir(dir: &Path) -> Result<audit::Verified, String> {
+    let rows = audit_rows(dir)?;
+    let key = super::control::existing_secret(dir)
+        .map_err(|e| format!("cannot read the approval secret: {e}"))?
+        .map(|s| audit::Key::from_secret(&s));
+    let checkpoint = read_checkpoint(dir)?;
+    audit::verify(&rows, key.as_ref(), checkpoint.as_ref())
+}
+
 /// Every audit row, in order (for `audit verify` and `audit list`).
 pub fn audit_rows(dir: &Path) -> Result<Vec<audit::Row>, String> {
     let path = dir.join(FILE);
@@ -171,8 +263,16 @@ pub fn audit_rows(dir: &Path) -> Result<Vec<audit::Row>, String> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .map_err(|e| e.to_string())?;
+    // A log never opened by a version with keyed entries has no `keyed` column: all legacy.
+    let keyed = if has_keyed_column(&conn).map_err(|e| e.to_string())? {
+        "keyed"
+    } else {
+        "0"
+    };
     let mut stmt = conn
-        .prepare("SELECT seq, time, event, prev, hash FROM audit ORDER BY seq")
+        .prepare(&format!(
+            "SELECT seq, time, event, prev, hash, {keyed} FROM audit ORDER BY seq"
+        ))
         .map_err(|e| e.to_string())?;
     let rows = stmt
         .query_map([], |r| {
@@ -182,6 +282,7 @@ pub fn audit_rows(dir: &Path) -> Result<Vec<audit::Row>, String> {
                 event: r.get(2)?,
                 prev: r.get(3)?,
                 hash: r.get(4)?,
+                keyed: r.get::<_, i64>(5)? != 0,
             })
         })
         .map_err(|e| e.to_string())?;
