@@ -104,7 +104,8 @@ pub async fn print_tools(
     let shared = session::Services::new(&config);
     let s = operator_session("mcp-warden tools", config, caller, &shared).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
-    for (name, reason) in s.unavailable() {
+    let unavailable = s.unavailable();
+    for (name, reason) in &unavailable {
         eprintln!(
             "mcp-warden: upstream {name} is unavailable: {}",
             term::safe(&reason.to_string())
@@ -148,7 +149,43 @@ pub async fn print_tools(
     s.close();
     shared.close();
     wait_for_children(Duration::from_secs(5)).await;
-    std::process::ExitCode::SUCCESS
+    // What the agent sees is shown either way; a dead upstream is still a failure to report.
+    if unavailable.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
+
+/// `mcp-warden check --probe`: starts every enabled upstream once (handshake and tool list)
+/// and says which answered; exit 1 if any did not.
+pub async fn probe(config: Arc<Config>) -> std::process::ExitCode {
+    let shared = session::Services::new(&config);
+    let caller = downstream::identity::Caller::User;
+    let s = operator_session("mcp-warden check --probe", config.clone(), caller, &shared).await;
+    let tools = s.view(session::catalog::ListKind::Tools).await;
+    let unavailable = s.unavailable();
+    for u in config.upstreams.iter().filter(|u| u.enabled) {
+        match unavailable.iter().find(|(n, _)| n.as_str() == u.name) {
+            Some((_, reason)) => println!(
+                "  probe {}: FAILED: {}",
+                u.name,
+                term::safe(&reason.to_string())
+            ),
+            None => {
+                let n = tools.iter().filter(|t| t.1 == u.name).count();
+                println!("  probe {}: ok, {n} tool(s)", u.name);
+            }
+        }
+    }
+    s.close();
+    shared.close();
+    wait_for_children(Duration::from_secs(5)).await;
+    if unavailable.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
 }
 
 /// `mcp-warden tools accept`: fetches the upstream's current definition of `tool`, shows how it

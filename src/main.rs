@@ -113,7 +113,8 @@ enum Command {
     },
     /// Serve MCP over Streamable HTTP (default 127.0.0.1:8787, path /mcp).
     Serve {
-        /// Config file (default: ./mcp-warden.toml, else the bundled proxy-config/quickstart.toml).
+        /// Config file (default: ./mcp-warden.toml, ~/.config/mcp-warden/mcp-warden.toml, a
+        /// checkout's proxy-config/quickstart.toml, else the binary's own quickstart).
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Listen address, overriding `[proxy] listen`.
@@ -150,22 +151,26 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also start every enabled upstream once and report which answered (exit 1 if any
+        /// did not).
+        #[arg(long)]
+        probe: bool,
     },
 }
 
 /// The state directory named by the config (operator commands need nothing else from it).
 fn state_dir(path: Option<PathBuf>) -> PathBuf {
-    Config::state_dir_of(&path.unwrap_or_else(config::default_config_path))
+    Config::state_dir_for(path)
 }
 
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    let path = path.unwrap_or_else(config::default_config_path);
-    Config::load(&path).map_err(|errs| {
-        eprintln!(
-            "mcp-warden: {} has {} error(s):",
-            path.display(),
-            errs.0.len()
-        );
+    let shown = path
+        .clone()
+        .or_else(config::default_config_path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the built-in default config".into());
+    Config::load_or_default(path).map_err(|errs| {
+        eprintln!("mcp-warden: {shown} has {} error(s):", errs.0.len());
         for e in &errs.0 {
             eprintln!("  {e}");
         }
@@ -197,9 +202,8 @@ fn main() -> ExitCode {
     // gives `serve` more threads for many busy agents.
     let workers = match &cli.command {
         Command::Serve { config, .. } => {
-            let path = config.clone().unwrap_or_else(config::default_config_path);
             // Errors are reported by the real load below.
-            Config::load(&path).map_or(1, |c| c.proxy.worker_threads)
+            Config::load_or_default(config.clone()).map_or(1, |c| c.proxy.worker_threads)
         }
         _ => 0,
     };
@@ -344,7 +348,7 @@ fn main() -> ExitCode {
                     },
                 }
             }
-            Command::Check { config } => {
+            Command::Check { config, probe } => {
                 let cfg = match load(config) {
                     Ok(c) => c,
                     Err(code) => return code,
@@ -354,7 +358,7 @@ fn main() -> ExitCode {
                     cfg.source
                         .as_ref()
                         .map(|p| p.display().to_string())
-                        .unwrap_or_default()
+                        .unwrap_or_else(|| "the built-in default".into())
                 );
                 println!("  listen: http://{}{}", cfg.proxy.listen, cfg.proxy.path);
                 for u in &cfg.upstreams {
@@ -378,6 +382,9 @@ fn main() -> ExitCode {
                     let allow = if a.tools.allow.is_empty() { "nothing (no allow rule)".into() } else { a.tools.allow.join(", ") };
                     println!("  agent {}: servers {servers}; tools allow {allow}{}", a.name,
                         if a.tools.deny.is_empty() { String::new() } else { format!("; deny {}", a.tools.deny.join(", ")) });
+                }
+                if probe {
+                    return mcp_warden::probe(Arc::new(cfg)).await;
                 }
                 ExitCode::SUCCESS
             }

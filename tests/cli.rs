@@ -63,6 +63,102 @@ fn check_without_config_uses_the_quickstart() {
     );
 }
 
+/// Found from outside: outside a checkout, without `--config`, no config was found. A binary
+/// carries its default: from an empty directory, with no user config, `check` accepts it and
+/// `tools` lists the demo server's tools (found next to the binary, as `cargo install` puts it).
+#[test]
+fn without_any_config_file_the_binary_uses_its_own_default() {
+    demo_bin();
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .current_dir(empty.path())
+            .env("HOME", empty.path())
+            .env("XDG_CONFIG_HOME", empty.path().join("config"))
+            .env("XDG_STATE_HOME", empty.path().join("state"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("config OK: the built-in default") && out.contains("upstream demo"),
+        "{out}"
+    );
+    let o = run(&["tools"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("echo    (demo: echo)"), "{out}");
+}
+
+/// Found from outside: relative `args` resolved against the caller's directory, and `check`
+/// said OK and `tools` exited 0 with a dead upstream. An argument naming a file next to the
+/// config is that file from any directory; `tools` and `check --probe` exit 1 when an upstream
+/// does not answer, and say which.
+#[test]
+fn relative_args_are_next_to_the_config_and_dead_upstreams_fail_tools_and_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/golden_upstream.py"),
+        dir.path().join("golden_upstream.py"),
+    )
+    .unwrap();
+    let good = write_config(
+        dir.path(),
+        "[upstreams.golden]\ncommand = \"python3\"\nargs = [\"golden_upstream.py\"]\n",
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], cfg: &std::path::Path| {
+        let o = Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .current_dir(elsewhere.path())
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&["tools"], &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("golden    (golden: golden)"), "{out}");
+    let (code, out) = run(&["check", "--probe"], &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("probe golden: ok"), "{out}");
+    let dead_dir = tempfile::tempdir().unwrap();
+    let dead = write_config(
+        dead_dir.path(),
+        &format!(
+            "{}[upstreams.dead]\ncommand = \"/nonexistent/mcp-server\"\nstartup_timeout_secs = 5\n",
+            golden_upstream("golden")
+        ),
+    );
+    let (code, out) = run(&["check"], &dead);
+    assert_eq!(code, 0, "a config that parses is valid: {out}");
+    let (code, out) = run(&["check", "--probe"], &dead);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("probe dead: FAILED") && out.contains("probe golden: ok"),
+        "{out}"
+    );
+    let (code, out) = run(&["tools"], &dead);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("upstream dead is unavailable"), "{out}");
+}
+
 #[test]
 fn check_reports_every_error_with_its_path_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,8 +154,11 @@ fn stdio_allow_once_through_the_cli_performs_the_call_and_hides_the_action_id() 
     );
     // Found from outside: removing the last entry still verified.
     let db = rusqlite::Connection::open(s.state_home.join("mcp-warden/warden.db")).unwrap();
-    db.execute("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)", [])
-        .unwrap();
+    db.execute(
+        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)",
+        [],
+    )
+    .unwrap();
     let o = cli(&s, &["audit", "verify"]);
     assert!(
         !o.status.success() && text(&o).contains("1 entries missing at the end"),

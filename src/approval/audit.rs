@@ -177,9 +177,11 @@ pub fn verify(
     let keyed = entries - legacy;
     match (checkpoint, key) {
         (None, _) if keyed == 0 => {}
-        (None, _) => return Err(format!(
+        (None, _) => {
+            return Err(format!(
             "the checkpoint ({CHECKPOINT_FILE}) is missing: the end of the log cannot be checked"
-        )),
+        ))
+        }
         (Some(_), None) => {
             return Err(
                 "the state directory has no approval secret to check the checkpoint with".into(),

@@ -16,9 +16,21 @@ use std::time::Duration;
 
 pub use raw::{ConfigError, ConfigErrors};
 
-/// The bundled quickstart config, used when no `--config` is given and no `mcp-warden.toml`
-/// exists in the working directory.
+/// The bundled quickstart config of a checkout, used when no `--config` is given and no
+/// `mcp-warden.toml` exists in the working directory or the user's config directory.
 pub const DEFAULT_CONFIG_PATH: &str = "proxy-config/quickstart.toml";
+
+/// The config a binary carries, used when no config file is found at all (an installed
+/// `mcp-warden` run anywhere): the quickstart, with the demo server looked up next to the
+/// running binary (`cargo install` puts both in one directory), else on `PATH`.
+pub const EMBEDDED_DEFAULT: &str = r#"[proxy]
+listen = "127.0.0.1:8787"
+path = "/mcp"
+
+[upstreams.demo]
+command = "mcp-warden-demo"
+args = ["stdio"]
+"#;
 
 /// A value that must never reach logs or error messages.
 #[derive(Clone, PartialEq, Eq)]
@@ -382,6 +394,7 @@ impl Config {
         // Relative paths in a config file mean "relative to the file", so a config works from
         // any working directory. A bare command name (`npx`) is still looked up on PATH.
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = std::path::absolute(&base).unwrap_or(base);
         if let Some(t) = &mut cfg.proxy.tls {
             t.cert = crate::tls::resolve(&base, &t.cert);
             t.key = crate::tls::resolve(&base, &t.key);
@@ -397,6 +410,18 @@ impl Config {
                 if s.command.contains('/') && Path::new(&s.command).is_relative() {
                     s.command = base.join(&s.command).display().to_string();
                 }
+                // An argument naming a file next to the config (`server.py`, `./dist/index.js`)
+                // means that file, wherever mcp-warden is started from. Options, URLs and
+                // anything else (`stdio`, `.`, a path that is not a file there) pass unchanged.
+                for a in &mut s.args {
+                    let p = Path::new(a.as_str());
+                    if !a.starts_with('-') && !a.contains("://") && p.is_relative() {
+                        let there = base.join(p);
+                        if there.is_file() {
+                            *a = there.display().to_string();
+                        }
+                    }
+                }
                 if let Some(cwd) = &s.cwd {
                     if cwd.is_relative() {
                         s.cwd = Some(base.join(cwd));
@@ -405,6 +430,41 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// The config at `path`, or without one the default file ([`default_config_path`]), or
+    /// the binary's own default.
+    pub fn load_or_default(path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
+        match path.or_else(default_config_path) {
+            Some(p) => Config::load(&p),
+            None => Config::embedded_default(),
+        }
+    }
+
+    /// [`EMBEDDED_DEFAULT`], its commands found next to the running binary when they are there.
+    pub fn embedded_default() -> Result<Config, ConfigErrors> {
+        let mut cfg = Config::parse(EMBEDDED_DEFAULT, &|k| std::env::var(k).ok())?;
+        let here = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf));
+        for u in &mut cfg.upstreams {
+            if let (Transport::Stdio(s), Some(dir)) = (&mut u.transport, &here) {
+                let sibling = dir.join(&s.command);
+                if sibling.is_file() {
+                    s.command = sibling.display().to_string();
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The state directory of the config at `path` (or of the default one), read without
+    /// validating the rest (operator commands need nothing else from it).
+    pub fn state_dir_for(path: Option<PathBuf>) -> PathBuf {
+        match path.or_else(default_config_path) {
+            Some(p) => Config::state_dir_of(&p),
+            None => Config::state_dir_or_default(None),
+        }
     }
 
     /// Parses config text; `env` resolves `${VAR}` references.
@@ -454,11 +514,20 @@ impl Config {
 
 /// Where to read the config when `--config` is not given: `./mcp-warden.toml` if present, else
 /// the bundled quickstart.
-pub fn default_config_path() -> PathBuf {
-    let local = PathBuf::from("mcp-warden.toml");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from(DEFAULT_CONFIG_PATH)
-    }
+/// The config file used without `--config`: `./mcp-warden.toml`, then
+/// `$XDG_CONFIG_HOME/mcp-warden/mcp-warden.toml` (`~/.config/…`), then a checkout's quickstart;
+/// `None`: none exists, and the binary's own default ([`EMBEDDED_DEFAULT`]) is used.
+pub fn default_config_path() -> Option<PathBuf> {
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("mcp-warden/mcp-warden.toml"));
+    [
+        Some(PathBuf::from("mcp-warden.toml")),
+        user,
+        Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
 }
