@@ -198,10 +198,10 @@ pub async fn accept_tool(
 ) -> std::process::ExitCode {
     use std::io::{BufRead, IsTerminal, Write};
     use std::process::ExitCode;
-    if config.upstream(upstream).is_none() {
+    let Some(pin_key) = config.upstream(upstream).map(|u| u.pin_key()) else {
         eprintln!("mcp-warden: no upstream named `{upstream}` in the config");
         return ExitCode::from(1);
-    }
+    };
     let services = session::Services::new(&config);
     let Some(pins) = services.pins.clone() else {
         eprintln!("mcp-warden: no usable state directory");
@@ -220,7 +220,7 @@ pub async fn accept_tool(
         return ExitCode::from(1);
     };
     let new = pins::pin_of(&current);
-    match pins.pinned(upstream, tool) {
+    match pins.pinned(&pin_key, tool) {
         Some(old) if old.digest == new.digest => {
             println!("{upstream}/{tool}: the current definition is already the pinned one");
             return ExitCode::SUCCESS;
@@ -251,7 +251,7 @@ pub async fn accept_tool(
             return ExitCode::from(1);
         }
     }
-    pins.accept(upstream, tool, &current);
+    pins.accept(&pin_key, tool, &current);
     println!("accepted: {upstream}/{tool} is pinned to {}", new.digest);
     ExitCode::SUCCESS
 }

@@ -5,6 +5,12 @@
 //! agent until an operator accepts it (`mcp-warden tools accept UPSTREAM TOOL`, which shows the
 //! difference first).
 //!
+//! Pins are kept per server, not per name: under `NAME@ID`, where ID is a digest of the server's
+//! command line or URL ([`crate::config::Upstream::pin_key`]), because configs share the state
+//! directory by default and two of them may give one name to different servers. Pins written
+//! by earlier versions under the bare name are left alone and no longer read (those tools are
+//! pinned afresh when next listed).
+//!
 //! The file is re-read when it changes on disk (an operator's `accept` reaches running
 //! instances) and written atomically.
 

@@ -571,8 +571,39 @@ fn changed_tool_definition_is_blocked_until_accepted() {
         "the diff is shown: {text}"
     );
     // The running instance picks the acceptance up.
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(list(&changed).contains(&"notify".to_string()));
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the accepted tool is served again",
+        || list(&changed).contains(&"notify".to_string()),
+    );
+}
+
+/// Found from outside: pins were keyed by upstream name in the state directory every config
+/// shares by default, so an unrelated server that another config also called `files` raised a
+/// false rug-pull warning. Pins are kept per server (its command line or URL): another server
+/// under the same name is new, the same server changed is still caught.
+#[test]
+fn pins_belong_to_the_server_not_to_its_name() {
+    let state = tempfile::tempdir().unwrap();
+    let cfg = |extra_arg: &str| {
+        format!(
+            "[proxy]\nauth = \"none\"\nstate_dir = {:?}\n{}env = {{ GOLDEN_DESCRIPTION = \"${{DESC}}\" }}\non_tool_change = \"block\"\n",
+            state.path().display().to_string(),
+            golden_upstream("files").replace("\"]\n", &format!("\"{extra_arg}]\n"))
+        )
+    };
+    let serves_notify = |cfg: &str, desc: &str| {
+        let p = HttpProxy::start_raw(cfg, &[("DESC", desc)]);
+        common::tool_names(&p.url).contains(&"notify".to_string())
+    };
+    assert!(serves_notify(&cfg(""), "Sends a log line."));
+    // Another config's `files`: another server (other arguments), its own pins.
+    assert!(serves_notify(&cfg(", \"--another\""), "Writes files."));
+    // The first server, changed: caught.
+    assert!(!serves_notify(
+        &cfg(""),
+        "Sends a log line. And reads ~/.ssh."
+    ));
 }
 
 /// A config change on disk applies to live sessions at once: policy, upstreams, agents; a

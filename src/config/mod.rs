@@ -371,6 +371,33 @@ pub struct UpstreamTls {
 }
 
 impl Upstream {
+    /// What tool pins are kept under: the name and a digest of what identifies the server (its
+    /// command line, or its URL). Several configs share one state directory by default, and an
+    /// `[upstreams.files]` in one config is not the same server as in another: keyed by name
+    /// alone, unrelated servers raised false rug-pull warnings.
+    pub fn pin_key(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match &self.transport {
+            Transport::Stdio(s) => {
+                h.update(b"stdio");
+                for part in std::iter::once(&s.command).chain(&s.args) {
+                    h.update((part.len() as u64).to_be_bytes());
+                    h.update(part.as_bytes());
+                }
+            }
+            Transport::Http(spec) => {
+                h.update(b"http");
+                h.update(spec.url.as_bytes());
+            }
+        }
+        let id: String = h.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}@{id}", self.name)
+    }
+
     /// Whether a running connection made for `self` can keep serving `other`: same transport,
     /// same sharing. (Names, rewrites, schema profile and pin policy change without a restart.)
     pub fn same_connection(&self, other: &Upstream) -> bool {

@@ -281,7 +281,8 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     };
     for f in fetched {
         let up = f.cfg.clone();
-        let mut pins = pin_batch.as_mut().map(|b| b.upstream(&up.name));
+        let pin_key = pin_batch.as_ref().map(|_| up.pin_key()).unwrap_or_default();
+        let mut pins = pin_batch.as_mut().map(|b| b.upstream(&pin_key));
         let profile = ctx
             .agent
             .and_then(|a| a.schema)
