@@ -112,6 +112,103 @@ fn table(pairs: &[(String, String)]) -> String {
     format!("{{ {} }}", items.join(", "))
 }
 
+/// Env or header pairs as config values: secret-looking ones (by name, or a `Bearer` value)
+/// become `${VAR}` references recorded in `secrets`; references already there are kept.
+fn secret_pairs(
+    pairs: Option<&serde_json::Map<String, Value>>,
+    name: &str,
+    secrets: &mut Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let Some(m) = pairs else { return vec![] };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let val = v.as_str()?.to_string();
+            if val.contains("${") {
+                // Already an environment reference (Claude Code and Cursor expand `${VAR}` too):
+                // keep it, mcp-warden expands it the same way.
+                Some((k.clone(), val))
+            } else if looks_secret(k) || val.contains("Bearer ") {
+                let var = env_var_for(name, k);
+                let reference = if let Some(tok) = val.strip_prefix("Bearer ") {
+                    secrets.push((var.clone(), tok.to_string()));
+                    format!("Bearer ${{{var}}}")
+                } else {
+                    secrets.push((var.clone(), val));
+                    format!("${{{var}}}")
+                };
+                Some((k.clone(), reference))
+            } else {
+                Some((k.clone(), val.replace('$', "$$")))
+            }
+        })
+        .collect()
+}
+
+/// `args` as config values (`$` escaped), with secret option values (`--api-key=…`,
+/// `--token …`) replaced by `${VAR}` references and recorded in `secrets`.
+fn secret_args(args: &[&str], upstream: &str, secrets: &mut Vec<(String, String)>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_of: Option<&str> = None;
+    for a in args {
+        if let Some(opt) = value_of.take() {
+            if !a.starts_with('-') && !a.contains("${") {
+                let var = env_var_for(upstream, opt.trim_start_matches('-'));
+                secrets.push((var.clone(), a.to_string()));
+                out.push(format!("${{{var}}}"));
+                continue;
+            }
+        }
+        match a.split_once('=') {
+            Some((opt, val))
+                if opt.starts_with('-')
+                    && looks_secret(opt)
+                    && !val.is_empty()
+                    && !val.contains("${") =>
+            {
+                let var = env_var_for(upstream, opt.trim_start_matches('-'));
+                secrets.push((var.clone(), val.to_string()));
+                out.push(format!("{opt}=${{{var}}}"));
+            }
+            None if a.starts_with('-') && looks_secret(a) => {
+                value_of = Some(a);
+                out.push(a.to_string());
+            }
+            _ if a.contains("${") => out.push(a.to_string()),
+            _ => out.push(a.replace('$', "$$")),
+        }
+    }
+    out
+}
+
+/// `url` with the values of secret-looking query parameters (`?token=…`, `api_key=…`) replaced
+/// by `${VAR}` references and recorded in `secrets`.
+fn secret_query(url: &str, upstream: &str, secrets: &mut Vec<(String, String)>) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.replace('$', "$$");
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if looks_secret(k) && !v.is_empty() && !v.contains("${") => {
+                let var = env_var_for(upstream, k);
+                secrets.push((var.clone(), v.to_string()));
+                format!("{k}=${{{var}}}")
+            }
+            _ => pair.replace('$', "$$"),
+        })
+        .collect();
+    let mut out = format!("{}?{}", base.replace('$', "$$"), pairs.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(&f.replace('$', "$$"));
+    }
+    out
+}
+
 pub fn import(json: &str, source: &str) -> Result<Imported, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
     let servers = v
@@ -128,44 +225,26 @@ pub fn import(json: &str, source: &str) -> Result<Imported, String> {
         if name != *raw_name {
             out.push_str(&format!("# was {}\n", toml_str(raw_name)));
         }
-        let mut secret_pairs =
-            |pairs: Option<&serde_json::Map<String, Value>>| -> Vec<(String, String)> {
-                pairs
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| {
-                                let val = v.as_str()?.to_string();
-                                if val.contains("${") {
-                                    // Already an environment reference (Claude Code and Cursor
-                                    // expand `${VAR}` too): keep it, mcp-warden expands it the same way.
-                                    Some((k.clone(), val))
-                                } else if looks_secret(k) || val.contains("Bearer ") {
-                                    let var = env_var_for(&name, k);
-                                    let reference = if let Some(tok) = val.strip_prefix("Bearer ") {
-                                        secrets.push((var.clone(), tok.to_string()));
-                                        format!("Bearer ${{{var}}}")
-                                    } else {
-                                        secrets.push((var.clone(), val));
-                                        format!("${{{var}}}")
-                                    };
-                                    Some((k.clone(), reference))
-                                } else {
-                                    Some((k.clone(), val.replace('$', "$$")))
-                                }
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
         let kind = s.get("type").and_then(Value::as_str).unwrap_or_default();
+        // Claude Code, Cursor and VS Code mark a server they keep but do not start.
+        let disabled = s.get("disabled").and_then(Value::as_bool) == Some(true)
+            || s.get("enabled").and_then(Value::as_bool) == Some(false);
+        if disabled {
+            out.push_str("enabled = false\n");
+        }
         if let Some(url) = s.get("url").and_then(Value::as_str) {
-            out.push_str(&format!("url = {}\n", toml_str(url)));
+            let url = secret_query(url, &name, &mut secrets);
+            out.push_str(&format!("url = {}\n", toml_str(&url)));
             if kind == "sse" {
                 out.push_str("transport = \"sse\"\n");
             } else if kind == "http" || kind == "streamable-http" {
                 out.push_str("transport = \"streamable-http\"\n");
             }
-            let headers = secret_pairs(s.get("headers").and_then(Value::as_object));
+            let headers = secret_pairs(
+                s.get("headers").and_then(Value::as_object),
+                &name,
+                &mut secrets,
+            );
             if !headers.is_empty() {
                 out.push_str(&format!("headers = {}\n", table(&headers)));
             }
@@ -174,20 +253,19 @@ pub fn import(json: &str, source: &str) -> Result<Imported, String> {
                 "command = {}\n",
                 toml_str(&cmd.replace('$', "$$"))
             ));
-            let args: Vec<String> = s
+            let raw_args: Vec<&str> = s
                 .get("args")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str())
-                        .map(|x| toml_str(&x.replace('$', "$$")))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
                 .unwrap_or_default();
+            let args: Vec<String> = secret_args(&raw_args, &name, &mut secrets)
+                .iter()
+                .map(|x| toml_str(x))
+                .collect();
             if !args.is_empty() {
                 out.push_str(&format!("args = [{}]\n", args.join(", ")));
             }
-            let env = secret_pairs(s.get("env").and_then(Value::as_object));
+            let env = secret_pairs(s.get("env").and_then(Value::as_object), &name, &mut secrets);
             if !env.is_empty() {
                 out.push_str(&format!("env = {}\n", table(&env)));
             }

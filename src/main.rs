@@ -287,6 +287,13 @@ fn main() -> ExitCode {
                 }
                 eprintln!("\nPoint the client at mcp-warden instead (stdio):\n{}", imported.client_stdio);
                 eprintln!("\nor over HTTP (with `mcp-warden serve`):\n{}", imported.client_http);
+                eprintln!(
+                    "with MCP_WARDEN_TOKEN set where the client runs to the token `mcp-warden serve` prints \
+                     (also in {}/http-token; add `keep_token = true` under [proxy] to keep it across restarts):\n  \
+                     export MCP_WARDEN_TOKEN=$(cat {}/http-token)",
+                    Config::state_dir_for(None).display(),
+                    Config::state_dir_for(None).display()
+                );
                 ExitCode::SUCCESS
             }
             Command::Approvals { config, action } => {

@@ -78,6 +78,33 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<PathBuf> 
     result.map(|_| target)
 }
 
+/// Reads `dir/name` if it exists: never through a symlink, and only a file that only its owner
+/// can read or write (a secret someone else could have set is not one).
+pub fn read_private(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(name);
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = f.metadata()?;
+    if !m.is_file() || m.mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "{} is not a private file (0600); refusing to use it",
+            path.display()
+        )));
+    }
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    Ok(Some(data))
+}
+
 /// An exclusive lock on `dir/name`, held until dropped (or the process ends). `Err` with
 /// `WouldBlock` when another live process holds it.
 pub struct DirLock {

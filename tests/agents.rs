@@ -760,6 +760,40 @@ fn wrong_tokens_are_refused_but_never_lock_out_a_valid_agent_on_the_same_address
     );
 }
 
+/// Found from outside: the single user's token changed at every restart, so a client set up
+/// with it stopped working. `keep_token = true` (opt-in: nothing secret persists unless asked)
+/// keeps it; without it a restart still makes a new one and the old one is refused.
+#[test]
+fn single_user_token_is_kept_across_restarts_only_when_asked() {
+    for keep in [true, false] {
+        let state = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "[proxy]\nkeep_token = {keep}\nstate_dir = {:?}\n{}",
+            state.path().display().to_string(),
+            demo_upstream("demo", &[])
+        );
+        let token = || std::fs::read_to_string(state.path().join("http-token")).unwrap();
+        let mut first = HttpProxy::start_raw(&cfg, &[]);
+        let before = token();
+        assert_eq!(
+            post_as(&first.url, Some(&before), None, INIT, &[]).status(),
+            200
+        );
+        first.stop();
+        let second = HttpProxy::start_raw(&cfg, &[]);
+        let status = post_as(&second.url, Some(&before), None, INIT, &[]).status();
+        if keep {
+            assert_eq!(token(), before);
+            assert_eq!(status, 200, "the kept token still works");
+            assert!(second.logs().contains("kept across restarts"));
+        } else {
+            assert_ne!(token(), before);
+            assert_eq!(status, 401, "a new run, a new token");
+            assert!(second.logs().contains("for this run only"));
+        }
+    }
+}
+
 #[test]
 fn two_single_user_servers_never_share_a_token_file() {
     let first = HttpProxy::start_raw(&demo_upstream("demo", &[]), &[]);

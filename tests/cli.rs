@@ -355,6 +355,13 @@ fn import_converts_real_client_configs_into_checked_configs() {
             &["sk-live-abc"][..],
             &["sentry", "legacy-events", "memory"][..],
         ),
+        // Found from outside: secrets in arguments and URL queries were copied verbatim, and
+        // a disabled server was imported enabled.
+        (
+            "secrets_in_args.mcp.json",
+            &["sk-args-secret-1", "tok-args-secret-2", "url-secret-3"][..],
+            &["search", "remote", "old"][..],
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (file, secrets, upstreams) in cases {
@@ -432,6 +439,14 @@ fn import_converts_real_client_configs_into_checked_configs() {
     assert!(
         cursor.contains(r#""NOTES_TOKEN" = "${NOTES_TOKEN}""#),
         "{cursor}"
+    );
+    let args = std::fs::read_to_string(dir.path().join("secrets_in_args.mcp.json.toml")).unwrap();
+    assert!(
+        args.contains(
+            r#""--api-key=${SEARCH_API_KEY}", "--token", "${SEARCH_TOKEN}", "--verbose""#
+        ) && args.contains(r#"?token=${REMOTE_TOKEN}&region=eu""#)
+            && args.contains("[upstreams.old]\nenabled = false\n"),
+        "{args}"
     );
     // Not a client config: a clear error, exit 1.
     let bad = dir.path().join("bad.json");

@@ -231,6 +231,9 @@ pub struct ProxySettings {
     /// How long `initialize` waits for upstreams before answering with those that are up.
     pub initialize_wait: Duration,
     pub auth: AuthMode,
+    /// Single user over HTTP: keep the generated token in the state directory across restarts
+    /// (off: a new one every start, nothing secret persists unless asked).
+    pub keep_token: bool,
     /// TLS for the HTTP front (and mTLS when a client CA is given).
     pub tls: Option<TlsSettings>,
     /// Where generated secrets and state live (`None`: `$XDG_STATE_HOME/mcp-warden` or
@@ -260,7 +263,9 @@ impl Default for ProxySettings {
             allowed_origins: vec![],
             max_body_bytes: 1024 * 1024,
             max_line_bytes: 16 * 1024 * 1024,
-            session_idle_timeout: Duration::from_secs(30 * 60),
+            // Clients that never send DELETE (most) would keep one child per upstream per session
+            // alive this long; an open GET stream or a call in flight is not idleness.
+            session_idle_timeout: Duration::from_secs(5 * 60),
             request_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
             server_name: "mcp-warden".into(),
@@ -274,6 +279,7 @@ impl Default for ProxySettings {
             worker_threads: 1,
             initialize_wait: Duration::from_secs(20),
             auth: AuthMode::Required,
+            keep_token: false,
             tls: None,
             state_dir: None,
         }

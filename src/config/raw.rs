@@ -369,6 +369,7 @@ const PROXY_KEYS: &[&str] = &[
     "worker_threads",
     "initialize_wait_secs",
     "auth",
+    "keep_token",
     "state_dir",
     "tls",
 ];
@@ -707,6 +708,9 @@ fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     if let Some(d) = t.secs(cx, "header_read_timeout_secs", 3600) {
         p.header_read_timeout = d;
+    }
+    if let Some(b) = t.boolean(cx, "keep_token") {
+        p.keep_token = b;
     }
     match t.string(cx, "auth").as_deref() {
         None | Some("required") => {}

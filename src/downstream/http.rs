@@ -1138,6 +1138,9 @@ async fn delete(
     StatusCode::OK.into_response()
 }
 
+/// The single user's token file in the state directory.
+pub const TOKEN_FILE: &str = "http-token";
+
 /// Serves the HTTP front on `listener` until `shutdown` resolves, then stops accepting, lets
 /// requests in flight finish (up to the configured grace), and closes every session.
 /// In the single-user case with authentication required, the bearer token for this run:
@@ -1159,11 +1162,31 @@ pub fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
         }
         Err(e) => return Err(e),
     }
-    let token = super::identity::generate_token()
-        .ok_or_else(|| std::io::Error::other("no randomness for a token"))?;
-    let path = crate::state::write_atomic(&dir, "http-token", token.as_bytes())?;
+    // `keep_token = true`: the token of an earlier run, if there is a sound one.
+    let kept = cfg
+        .proxy
+        .keep_token
+        .then(|| crate::state::read_private(&dir, TOKEN_FILE).ok().flatten())
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    let (token, lifetime) = match kept {
+        Some(t) => (t, "kept across restarts: keep_token = true"),
+        None => {
+            let t = super::identity::generate_token()
+                .ok_or_else(|| std::io::Error::other("no randomness for a token"))?;
+            let lifetime = if cfg.proxy.keep_token {
+                "kept across restarts: keep_token = true"
+            } else {
+                "for this run only; keep_token = true keeps it"
+            };
+            (t, lifetime)
+        }
+    };
+    let path = crate::state::write_atomic(&dir, TOKEN_FILE, token.as_bytes())?;
     eprintln!(
-        "mcp-warden: no agents are configured; HTTP callers must send `Authorization: Bearer {token}` (for this run only; also in {})",
+        "mcp-warden: no agents are configured; HTTP callers must send `Authorization: Bearer {token}` ({lifetime}; also in {})",
         path.display()
     );
     Ok(Some(token))
