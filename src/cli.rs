@@ -234,6 +234,16 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `90` → `1m30s`, `7260` → `2h1m`: how long, for a person.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
 pub async fn grants_list(dir: &Path) -> ExitCode {
     match call(dir, "grants.list", serde_json::json!({})).await {
         Ok(r) => {
@@ -250,7 +260,11 @@ pub async fn grants_list(dir: &Path) -> ExitCode {
                     safe(g["tool"].as_str().unwrap_or_default()),
                     g["expires_at"]
                         .as_u64()
-                        .map(|e| format!(" (until unix time {e})"))
+                        .map(|e| format!(
+                            " (until {}, in {})",
+                            crate::approval::audit::rfc3339(e),
+                            human_duration(e.saturating_sub(crate::approval::now_secs()))
+                        ))
                         .unwrap_or_default()
                 );
             }

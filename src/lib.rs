@@ -85,7 +85,13 @@ async fn operator_session(
         "initialize",
         serde_json::json!({
             "protocolVersion": mcp::LATEST_VERSION,
-            "capabilities": {},
+            // What a typical client declares: some servers list tools only for clients that
+            // can answer sampling, elicitation or roots (what the agent will see depends on it).
+            "capabilities": {
+                "roots": {"listChanged": true},
+                "sampling": {},
+                "elicitation": {"form": {}, "url": {}}
+            },
             "clientInfo": {"name": name, "version": env!("CARGO_PKG_VERSION")}
         }),
     );

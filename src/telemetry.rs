@@ -39,7 +39,13 @@ fn otlp_endpoint_set() -> bool {
 /// Installs the global subscriber. Call once, before the runtime starts.
 pub fn init(filter: &str, format: &str) -> Guard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log file or a collector gets plain text
+    // (and NO_COLOR turns it off, https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let fmt: Boxed = if format == "json" {
         fmt.json().with_filter(filter).boxed()
     } else {

@@ -543,3 +543,34 @@ fn http_upstream_everything_restarted_under_load_answers_400_and_is_reinitialise
         proxy.logs()
     );
 }
+
+/// Found from outside: `mcp-warden tools` declared no client capabilities, so servers that list
+/// some tools only for clients able to answer sampling, elicitation or roots (server-everything
+/// does) showed fewer tools than a real client sees.
+#[test]
+fn tools_command_declares_what_a_typical_client_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &everything_stdio("everything"));
+    let o = Command::new(warden_bin())
+        .args(["tools", "--config"])
+        .arg(&cfg)
+        .env("XDG_STATE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for tool in [
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+        "get-roots-list",
+    ] {
+        assert!(
+            out.contains(&format!("{tool}    (everything: {tool})")),
+            "{tool} missing:\n{out}"
+        );
+    }
+}
