@@ -803,6 +803,16 @@ fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
         .send()
         .unwrap();
     assert_eq!(forged.status(), 403, "CSRF: cookie without the header");
+    let forged_logout = http()
+        .post(p.url.replace("/mcp", "/approvals/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(
+        forged_logout.status(),
+        403,
+        "CSRF: no cross-site sign-out either"
+    );
     let bad = http()
         .post(p.url.replace("/mcp", "/approvals/login"))
         .body(r#"{"token":"not-an-operator-token"}"#)
@@ -829,6 +839,16 @@ fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
     );
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(v["summary"], "Do the thing with x=browser");
+    // Found from outside: the sign-in form never hid, nobody was shown as signed in, there was
+    // no sign-out, and the arguments were one line of escaped JSON.
+    assert_eq!(v["formHidden"], true, "{v}");
+    assert_eq!(
+        (&v["whoShown"], &v["operator"]),
+        (&serde_json::json!(true), &serde_json::json!("alice")),
+        "{v}"
+    );
+    assert_eq!(v["args"], "{\n  \"x\": \"browser\"\n}", "{v}");
+    assert_eq!(v["signedOut"], true, "{v}");
     assert_eq!(
         v["consoleErrors"].as_array().map(|a| a.len()),
         Some(0),

@@ -135,15 +135,34 @@ impl WebSessions {
         (sid, csrf)
     }
 
-    /// (operator, csrf) of the session named by the request's cookie.
-    fn get(&self, headers: &HeaderMap) -> Option<(String, String)> {
-        let sid = headers
+    /// Ends the session named by the request's cookie if `csrf` is its token.
+    fn remove(&self, headers: &HeaderMap, csrf: &str) -> bool {
+        let Some(sid) = Self::sid(headers) else {
+            return false;
+        };
+        let mut m = crate::upstream::lock(&self.map);
+        let matches = m
+            .get(&sid)
+            .is_some_and(|(_, c, _)| bool::from(c.as_bytes().ct_eq(csrf.as_bytes())));
+        if matches {
+            m.remove(&sid);
+        }
+        matches
+    }
+
+    fn sid(headers: &HeaderMap) -> Option<String> {
+        headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(WEB_COOKIE)?.strip_prefix('='))?
-            .to_string();
+            .find_map(|c| c.trim().strip_prefix(WEB_COOKIE)?.strip_prefix('='))
+            .map(str::to_string)
+    }
+
+    /// (operator, csrf) of the session named by the request's cookie.
+    fn get(&self, headers: &HeaderMap) -> Option<(String, String)> {
+        let sid = Self::sid(headers)?;
         let m = crate::upstream::lock(&self.map);
         let (op, csrf, t) = m.get(&sid)?;
         (t.elapsed() < WEB_TTL).then(|| (op.clone(), csrf.clone()))
@@ -393,6 +412,7 @@ pub fn http_routes<S>(
         .route("/approvals/icon.svg", axum::routing::get(page_icon))
         .route("/approvals/login", axum::routing::post(login))
         .route("/approvals/session", axum::routing::get(web_session))
+        .route("/approvals/logout", axum::routing::post(logout))
         .with_state(Ctl {
             broker,
             token,
@@ -469,6 +489,24 @@ async fn login(
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
+    r
+}
+
+/// Ends the page's session (its cookie and CSRF token must both match: a cross-site request
+/// cannot sign an operator out either).
+async fn logout(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
+    let given = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctl.web.remove(&headers, given) {
+        return (StatusCode::FORBIDDEN, "forbidden").into_response();
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_static("mw_op=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
     r
 }
 

@@ -11,7 +11,18 @@ async function session() {
   const s = await r.json();
   if (!s.signedIn) return false;
   csrf = s.csrf;
+  signedInAs(s.operator);
   return true;
+}
+
+function signedInAs(operator) {
+  $("operator").textContent = operator || "";
+  $("who").hidden = !operator;
+}
+
+// The arguments arrive as one line of JSON: shown indented, one member per line.
+function pretty(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch (_) { return text; }
 }
 
 async function rpc(method, params) {
@@ -27,7 +38,15 @@ async function rpc(method, params) {
   return v.result;
 }
 
-function showLogin() { $("login").hidden = false; $("pending").hidden = true; }
+let timers = [];
+
+function showLogin() {
+  $("login").hidden = false;
+  $("pending").hidden = true;
+  signedInAs(null);
+  timers.forEach((t) => t.close ? t.close() : clearInterval(t));
+  timers = [];
+}
 
 function render(items) {
   const list = $("list");
@@ -40,7 +59,7 @@ function render(items) {
     li.querySelector(".agent").textContent = a.agent;
     li.querySelector(".tool").textContent = a.upstream + "/" + a.tool;
     li.querySelector(".summary").textContent = a.summary;
-    li.querySelector(".args").textContent = a.arguments;
+    li.querySelector(".args").textContent = pretty(a.arguments);
     li.querySelector(".kind").textContent = a.kind === "policy" ? "held by operator rule" : "asked by the server";
     li.querySelector(".left").textContent = Math.max(0, Math.round(a.expires_at - now)) + " s";
     li.querySelectorAll("button").forEach((b) =>
@@ -67,8 +86,20 @@ async function start() {
   const es = new EventSource("/control/events", { withCredentials: true });
   es.onmessage = () => refresh();
   es.onerror = () => { $("status").textContent = "reconnecting…"; };
-  setInterval(refresh, 5000);
+  timers.push(es, setInterval(refresh, 5000));
 }
+
+$("logout").addEventListener("click", async () => {
+  await fetch("/approvals/logout", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "x-csrf-token": csrf || "" },
+  }).catch(() => {});
+  csrf = null;
+  $("list").replaceChildren();
+  $("status").textContent = "signed out";
+  showLogin();
+});
 
 $("login").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -80,7 +111,9 @@ $("login").addEventListener("submit", async (e) => {
   });
   $("token").value = "";
   if (!r.ok) { $("login-error").textContent = "That token is not an operator's."; return; }
-  csrf = (await r.json()).csrf;
+  const s = await r.json();
+  csrf = s.csrf;
+  signedInAs(s.operator);
   start();
 });
 
