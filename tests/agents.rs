@@ -999,3 +999,49 @@ fn json_logs_name_the_agent_method_and_request_of_each_line() {
     );
     assert!(!p.logs().contains(ROUTER));
 }
+
+/// Found from outside: with two upstreams an MCP App's tool is exposed as `apps__get-time`, but
+/// the app's own HTML calls `get-time` (it knows its server's names), so calls from the app
+/// broke. For a server that serves apps, a call by its own name reaches the one visible tool
+/// behind the namespace prefix; an ambiguous name, a hidden tool, a renamed one's old name, and
+/// any other server's own names (issue 63399's exact-name rule) stay unknown.
+#[test]
+fn an_apps_tool_called_by_its_servers_own_name_reaches_it_behind_the_namespace() {
+    let apps = golden_upstream("apps") + "env = { GOLDEN_APP = \"1\" }\n";
+    let cfg = format!(
+        "{}{apps}{}{}[upstreams.apps.tools.notify]\nrename = \"ping_log\"\n[agents.a]\ntoken_env = \"ROUTER_TOKEN\"\ntools.allow = [\"*\"]\ntools.deny = [\"apps__hang\"]\n",
+        demo_upstream("demo", &[]),
+        golden_upstream("g1"),
+        golden_upstream("g2"),
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("ROUTER_TOKEN", ROUTER)]);
+    let sid = open_as(&p.url, ROUTER, &[]);
+    let call = |name: &str| -> serde_json::Value {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{name}","arguments":{{"message":"m"}}}}}}"#
+        );
+        messages(post_as(&p.url, Some(ROUTER), Some(&sid), &body, &[]))
+            .pop()
+            .unwrap()
+    };
+    let unknown = |name: &str| {
+        let v = call(name);
+        assert_eq!(
+            v["error"]["message"],
+            format!("Unknown tool: {name}"),
+            "{v}"
+        );
+    };
+    let names = tool_names(&p.url, ROUTER, &sid);
+    assert!(names.contains(&"apps__get-time".to_string()), "{names:?}");
+    assert_eq!(call("get-time")["result"]["content"][0]["text"], "12:00");
+    assert_eq!(
+        call("apps__get-time")["result"]["content"][0]["text"],
+        "12:00"
+    );
+    unknown("grow"); // behind three upstreams: which one is unknown
+    unknown("hang"); // denied for this agent
+    unknown("notify"); // renamed by the operator: only `apps__ping_log`
+    unknown("echo"); // the demo server serves no app: exposed names only
+    assert_eq!(call("demo__echo")["result"]["content"][0]["text"], "m");
+}

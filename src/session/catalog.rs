@@ -143,6 +143,34 @@ impl List {
         self.find(self.hash(exposed), exposed)
     }
 
+    /// For a server that serves MCP Apps (one of its tools links a `ui://` resource), the one
+    /// entry it calls `original` when only a namespace prefix stands between that name and the
+    /// exposed one: what an app's HTML calls (it knows its server's own names, not
+    /// mcp-warden's `upstream__tool`). `None` when no visible entry or several match, when the
+    /// operator renamed it (a renamed tool answers to its new name only), or for any other
+    /// server (agents call exposed names, exactly). Everything reached this way is in the
+    /// agent's list, with its policy: nothing hidden becomes callable.
+    pub fn by_upstream_name(&self, original: &str) -> Option<&Entry> {
+        let mut found = self.entries.iter().filter(|e| {
+            e.original == original && e.rewrite.as_ref().is_none_or(|r| r.rename.is_none())
+        });
+        let one = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        let links_an_app = |e: &Entry| {
+            serde_json::from_slice::<serde_json::Value>(&e.item()).is_ok_and(|t| {
+                let meta = &t["_meta"];
+                meta["ui"]["resourceUri"].is_string() || meta["ui/resourceUri"].is_string()
+            })
+        };
+        self.entries
+            .iter()
+            .filter(|e| e.upstream == one.upstream)
+            .any(links_an_app)
+            .then_some(one)
+    }
+
     fn hash(&self, name: &str) -> u64 {
         self.hasher.hash_one(name)
     }

@@ -1115,7 +1115,12 @@ impl Session {
             );
         };
         let list = self.list(kind).await;
-        let Some(entry) = list.get(&name) else {
+        let entry = list.get(&name).or_else(|| {
+            (kind == ListKind::Tools)
+                .then(|| list.by_upstream_name(&name))
+                .flatten()
+        });
+        let Some(entry) = entry else {
             let what = if kind == ListKind::Tools {
                 "tool"
             } else {
@@ -1129,6 +1134,8 @@ impl Session {
                 &format!("Unknown {what}: {name}"),
             );
         };
+        // From here on the call is known by its exposed name (rules and logs use it).
+        let name = entry.exposed.clone();
         let mut edits = vec![];
         if entry.original != name {
             let quoted = serde_json::Value::String(entry.original.clone()).to_string();
