@@ -1051,3 +1051,37 @@ fn http_post_stream_dropped_before_the_answer_delivers_it_on_the_get_stream() {
     }
     assert!(got.contains("done"), "{got}");
 }
+
+/// Found from outside: nesting was limited only at the top level, so a value 100,000 deep
+/// inside `arguments` was forwarded and the call hung. Over HTTP too, it is refused at once
+/// under the request's id, nothing reaches the upstream, and the session goes on.
+#[test]
+fn http_deeply_nested_arguments_are_refused_at_once() {
+    let p = demo_proxy();
+    let sid = open_session(&p.url);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = post(
+        &p.url,
+        Some(&sid),
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":{deep}}}}}}}"#
+        ),
+    );
+    let v = messages(r).pop().unwrap();
+    assert_eq!(
+        (&v["id"], &v["error"]["code"]),
+        (&serde_json::json!(41), &serde_json::json!(-32600)),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 128"),
+        "{v}"
+    );
+    assert_eq!(
+        echo(&p.url, &sid, 42, "still here")["result"]["content"][0]["text"],
+        "still here"
+    );
+}
