@@ -879,7 +879,7 @@ fn http_readiness_waits_for_required_upstreams() {
 fn http_metrics_show_an_upstream_down_after_a_crash_and_up_after_the_restart() {
     let p = HttpProxy::start(&demo_upstream("demo", &["--test-tools"]));
     let sid = open_session(&p.url);
-    let up = || {
+    let metric = |name: &str| {
         let text = http()
             .get(p.url.replace("/mcp", "/metrics"))
             .send()
@@ -887,33 +887,52 @@ fn http_metrics_show_an_upstream_down_after_a_crash_and_up_after_the_restart() {
             .text()
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(r#"mcp_warden_upstream_up{upstream="demo"} "#))
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .map(str::to_string)
     };
+    let up = || metric(r#"mcp_warden_upstream_up{upstream="demo"}"#);
+    let starts = || metric(r#"mcp_warden_upstream_starts_total{upstream="demo",result="ok"}"#);
     assert_eq!(up().as_deref(), Some("1"));
+    assert_eq!(starts().as_deref(), Some("1"));
+    let crash = |id: u32| {
+        let r = post(
+            &p.url,
+            Some(&sid),
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"crash","arguments":{{}}}}}}"#
+            ),
+        );
+        assert!(messages(r).pop().unwrap()["error"].is_object());
+    };
+    // A first crash is restarted at once (no backoff yet): the moment it is down may be too
+    // short to see, so the restart shows as a second start.
+    crash(1);
+    eventually(
+        Duration::from_secs(10),
+        "restarted after the first crash",
+        || starts().as_deref() == Some("2") && up().as_deref() == Some("1"),
+    );
+    // A second crash waits out a backoff: down meanwhile, then up again on its own.
+    crash(2);
+    eventually(
+        Duration::from_secs(5),
+        "down after the second crash",
+        || up().as_deref() == Some("0"),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "restarted when the backoff ended",
+        || starts().as_deref() == Some("3") && up().as_deref() == Some("1"),
+    );
     let r = post(
         &p.url,
         Some(&sid),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"back"}}}"#,
     );
-    assert!(messages(r).pop().unwrap()["error"].is_object());
-    eventually(Duration::from_secs(5), "down after the crash", || {
-        up().as_deref() == Some("0")
-    });
-    // The next use restarts it.
-    eventually(
-        Duration::from_secs(10),
-        "answered after the restart",
-        || {
-            let r = post(
-                &p.url,
-                Some(&sid),
-                r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"back"}}}"#,
-            );
-            messages(r).pop().unwrap()["result"]["content"][0]["text"] == "back"
-        },
+    assert_eq!(
+        messages(r).pop().unwrap()["result"]["content"][0]["text"],
+        "back"
     );
-    assert_eq!(up().as_deref(), Some("1"));
 }
 
 #[test]
@@ -1083,5 +1102,57 @@ fn http_deeply_nested_arguments_are_refused_at_once() {
     assert_eq!(
         echo(&p.url, &sid, 42, "still here")["result"]["content"][0]["text"],
         "still here"
+    );
+}
+
+/// Found in review: every tools/call went through one lock held while the session fetched every
+/// upstream's list (up to 30 s a page), so one upstream stalling its tools/list blocked calls to
+/// all the others. Now each upstream's list is published as it arrives: with the stalled
+/// upstream first in the config (namespaced, so it cannot claim the other's names), a call to
+/// the other one is answered while the stalled upstream has still not answered (it answers only
+/// once the test lets it); a name the stalled one could claim waits for it.
+#[test]
+fn http_an_upstream_stalling_its_tools_list_does_not_hold_up_calls_to_the_others() {
+    let release = tempfile::tempdir().unwrap();
+    let gate = release.path().join("answer-now");
+    let cfg = format!(
+        "{}env = {{ GOLDEN_STALL_LIST = {:?} }}\n{}",
+        golden_upstream("stalled"),
+        gate.display().to_string(),
+        demo_upstream("demo", &[])
+    );
+    let p = HttpProxy::start(&cfg);
+    let sid = open_session(&p.url);
+    // Answered although the stalled upstream cannot have answered its tools/list yet (before
+    // the fix, the call waited for the 30 s list timeout: this client gives up after 10 s).
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"message":"not held up"}}}"#)
+        .send()
+        .expect("answered without waiting for the stalled upstream's list");
+    let v = messages(r).pop().unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "not held up", "{v}");
+    assert!(!gate.exists());
+    // The stalled upstream's own tool waits for its list; let it answer.
+    let url = p.url.clone();
+    let sid2 = sid.clone();
+    let waiting = std::thread::spawn(move || {
+        messages(post(&url, Some(&sid2), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stalled__grow","arguments":{}}}"#)).pop().unwrap()
+    });
+    std::fs::write(&gate, "").unwrap();
+    let v = waiting.join().unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "grown", "{v}");
+    let names = tool_names(&p.url);
+    assert!(
+        names.contains(&"stalled__golden".to_string()) && names.contains(&"demo__echo".to_string()),
+        "{names:?}"
     );
 }

@@ -139,6 +139,15 @@ pub struct List {
 }
 
 impl List {
+    /// A list with nothing in it (before any upstream answered).
+    pub fn empty() -> List {
+        List {
+            entries: vec![],
+            index: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
     pub fn get(&self, exposed: &str) -> Option<&Entry> {
         self.find(self.hash(exposed), exposed)
     }
@@ -213,6 +222,7 @@ impl List {
 }
 
 /// Items fetched from one upstream: each item's bytes (a zero-copy slice of a page).
+#[derive(Clone)]
 pub struct Fetched {
     pub upstream: usize,
     /// The upstream's configuration as it is now.

@@ -9,6 +9,7 @@
 //! ones to [`Sink`]s; the fronts (`crate::downstream`) own sockets and stdio.
 
 pub mod catalog;
+mod lists;
 pub mod shared;
 mod tasks;
 
@@ -28,7 +29,7 @@ use crate::jsonrpc::{self, code, Edit, Kind, Message};
 use crate::mcp;
 use crate::policy;
 use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
-use catalog::{Fetched, List, ListKind};
+use catalog::{Fetched, ListKind};
 
 /// Where messages for the agent go, one JSON-RPC message per item (kept parsed, so a front can
 /// tell an answer from a notification without parsing again).
@@ -197,7 +198,7 @@ pub struct Session {
     handshake: Handshake,
     slots: RwLock<Vec<Arc<Slot>>>,
     next_slot: AtomicU64,
-    lists: [tokio::sync::Mutex<Option<Arc<List>>>; 4],
+    lists: lists::Lists,
     inflight: Mutex<HashMap<String, InFlight>>,
     server_requests: Mutex<HashMap<u64, ServerRequest>>,
     /// Tasks this session created, under ids of ours.
@@ -212,10 +213,6 @@ pub struct Session {
     answered: AtomicBool,
     closed: AtomicBool,
     this: Weak<Session>,
-}
-
-fn list_index(kind: ListKind) -> usize {
-    kind as usize
 }
 
 impl Session {
@@ -275,7 +272,7 @@ impl Session {
             handshake,
             slots: RwLock::new(slots),
             next_slot,
-            lists: Default::default(),
+            lists: lists::Lists::default(),
             inflight: Mutex::new(HashMap::new()),
             server_requests: Mutex::new(HashMap::new()),
             tasks: Mutex::new(tasks::Tasks::default()),
@@ -392,6 +389,7 @@ impl Session {
                 a.abort();
             }
         }
+        self.lists.close();
         for slot in self.all_slots() {
             *lock(&slot.state) = SlotState::Disabled;
         }
@@ -716,7 +714,8 @@ impl Session {
         tokio::spawn(async move {
             let mut changed = vec![];
             for &k in kinds {
-                let old = this.lists[list_index(k)].lock().await.take();
+                let old = this.lists.current(k);
+                this.lists.invalidate(&[k]);
                 let new = this.list(k).await;
                 if !old.is_some_and(|o| o.same_view(&new)) {
                     changed.push(k);
@@ -738,19 +737,7 @@ impl Session {
 
     /// Drops cached lists; the next request rebuilds them.
     fn invalidate(&self, kinds: &[ListKind]) {
-        for &k in kinds {
-            if let Ok(mut l) = self.lists[list_index(k)].try_lock() {
-                *l = None;
-            } else {
-                // A rebuild is running; clear after it (cheap: spawn a tiny task).
-                let this = self.this.clone();
-                tokio::spawn(async move {
-                    if let Some(s) = this.upgrade() {
-                        *s.lists[list_index(k)].lock().await = None;
-                    }
-                });
-            }
-        }
+        self.lists.invalidate(kinds);
     }
 
     fn notify_changed(&self, kinds: &[ListKind]) {
@@ -776,27 +763,6 @@ impl Session {
     }
 
     // ---- lists ----
-
-    async fn list(&self, kind: ListKind) -> Arc<List> {
-        let mut cached = self.lists[list_index(kind)].lock().await;
-        if let Some(l) = &*cached {
-            return l.clone();
-        }
-        let fetches = self.slot_ids().into_iter().map(|i| self.fetch_all(i, kind));
-        let fetched: Vec<Fetched> = futures_util::future::join_all(fetches)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        let agent = self.agent();
-        let ctx = catalog::PolicyCtx {
-            agent: agent.as_deref(),
-            pins: self.pins.as_deref(),
-        };
-        let list = Arc::new(catalog::merge(kind, fetched, &ctx));
-        *cached = Some(list.clone());
-        list
-    }
 
     async fn fetch_all(&self, idx: usize, kind: ListKind) -> Option<Fetched> {
         // Lists never wait for an upstream that is (re)starting: they show what is up now, and
@@ -1114,7 +1080,7 @@ impl Session {
                 "Invalid params: `name` must be a string",
             );
         };
-        let list = self.list(kind).await;
+        let list = self.list_for(kind, &name).await;
         let entry = list.get(&name).or_else(|| {
             (kind == ListKind::Tools)
                 .then(|| list.by_upstream_name(&name))

@@ -1,0 +1,225 @@
+//! A session's merged lists (tools, prompts, resources, templates), kept as snapshots that are
+//! published as each upstream's list arrives, so that one slow upstream never holds up calls to
+//! the others (no lock is held while an upstream is asked).
+//!
+//! Owns: when a list is (re)built, the per-kind snapshots and their generations, and what a
+//! reader waits for: the whole list (`tools/list`), or just enough of it to resolve one name
+//! (`tools/call`). Must not: decide what an agent sees (that is [`super::catalog`] and
+//! [`crate::policy`]), or talk to upstreams other than through the session's `fetch_all`.
+//!
+//! A name is resolved from a partial snapshot only when no upstream ordered before the one that
+//! has it, and not in yet, could claim it (names that collide are given to upstreams in that
+//! order): one whose namespace prefix the name lacks cannot. So the answer never changes when
+//! the rest arrives.
+
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+
+use super::catalog::{self, Fetched, List, ListKind};
+use super::Session;
+
+/// One kind's latest list.
+#[derive(Clone)]
+pub(super) struct Snapshot {
+    /// Bumped by every invalidation: a build for an older generation publishes nothing.
+    generation: u64,
+    /// A build for this generation has been started.
+    started: bool,
+    /// Every upstream's list is in.
+    complete: bool,
+    pub list: Arc<List>,
+    /// The upstreams (slot ids) in the session's order, which is the order names are given in,
+    /// each with the prefix every name it can be given starts with (its namespace), if any.
+    order: Arc<[(usize, Option<String>)]>,
+    /// Those whose lists are not in yet.
+    pending: Arc<[usize]>,
+}
+
+impl Snapshot {
+    fn empty(generation: u64) -> Snapshot {
+        Snapshot {
+            generation,
+            started: false,
+            complete: false,
+            list: Arc::new(List::empty()),
+            order: Arc::from([]),
+            pending: Arc::from([]),
+        }
+    }
+
+    /// `name` resolves here as it will in the complete list.
+    fn settles(&self, name: &str) -> bool {
+        let Some(e) = self.list.get(name) else {
+            return false;
+        };
+        // An upstream before it that is not in yet could still claim the name, unless its
+        // namespace keeps it from names outside its prefix.
+        self.order
+            .iter()
+            .take_while(|(i, _)| *i != e.upstream)
+            .filter(|(i, _)| self.pending.contains(i))
+            .all(|(_, prefix)| prefix.as_deref().is_some_and(|p| !name.starts_with(p)))
+    }
+}
+
+pub(super) struct Lists {
+    kinds: [watch::Sender<Snapshot>; 4],
+    /// The running build of each kind (replaced, and so aborted, by a newer one).
+    builds: std::sync::Mutex<[Option<crate::task::Owned>; 4]>,
+}
+
+impl Default for Lists {
+    fn default() -> Self {
+        Lists {
+            kinds: std::array::from_fn(|_| watch::Sender::new(Snapshot::empty(0))),
+            builds: Default::default(),
+        }
+    }
+}
+
+fn index(kind: ListKind) -> usize {
+    kind as usize
+}
+
+impl Lists {
+    /// The current list of `kind` if it is complete (what the agent was last shown).
+    pub(super) fn current(&self, kind: ListKind) -> Option<Arc<List>> {
+        let s = self.kinds[index(kind)].borrow();
+        s.complete.then(|| s.list.clone())
+    }
+
+    /// Forgets the lists of `kinds`; the next reader starts a new build.
+    pub(super) fn invalidate(&self, kinds: &[ListKind]) {
+        for &k in kinds {
+            self.kinds[index(k)].send_modify(|s| *s = Snapshot::empty(s.generation + 1));
+        }
+    }
+
+    /// Stops every build (the session is closing).
+    pub(super) fn close(&self) {
+        *crate::upstream::lock(&self.builds) = Default::default();
+    }
+}
+
+impl Session {
+    /// The whole list of `kind`, every upstream that is up included.
+    pub(super) async fn list(&self, kind: ListKind) -> Arc<List> {
+        self.wait_list(kind, |s| s.complete).await
+    }
+
+    /// A list in which `name` resolves as it will in the complete list, or the complete list
+    /// (where it may not resolve at all). Calls to an upstream whose list is in do not wait for
+    /// the others.
+    pub(super) async fn list_for(&self, kind: ListKind, name: &str) -> Arc<List> {
+        self.wait_list(kind, |s| s.complete || s.settles(name))
+            .await
+    }
+
+    async fn wait_list(&self, kind: ListKind, enough: impl Fn(&Snapshot) -> bool) -> Arc<List> {
+        let tx = &self.lists.kinds[index(kind)];
+        let mut rx = tx.subscribe();
+        loop {
+            self.start_build(kind);
+            // Woken by every publication; an invalidation in between (not started) means a
+            // new build is needed.
+            let Ok(s) = rx.wait_for(|s| enough(s) || !s.started).await else {
+                return Arc::new(List::empty());
+            };
+            if enough(&s) {
+                return s.list.clone();
+            }
+        }
+    }
+
+    /// Starts the build of `kind`'s current generation unless one is running.
+    fn start_build(&self, kind: ListKind) {
+        let tx = &self.lists.kinds[index(kind)];
+        let mut generation = 0;
+        let starting = tx.send_if_modified(|s| {
+            if s.started {
+                return false;
+            }
+            s.started = true;
+            generation = s.generation;
+            true
+        });
+        if !starting {
+            return;
+        }
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let span = tracing::debug_span!("list build", session = %self.id, ?kind);
+        let build = crate::task::spawn(span, async move { this.build(kind, generation).await });
+        crate::upstream::lock(&self.lists.builds)[index(kind)] = Some(build);
+    }
+
+    /// Asks every upstream for its list at once and publishes the merged list each time one
+    /// answers.
+    async fn build(self: Arc<Self>, kind: ListKind, generation: u64) {
+        let tx = &self.lists.kinds[index(kind)];
+        let ids = self.slot_ids();
+        // Tools and prompts of a namespaced upstream are all named `NS__…`, unless the agent
+        // renames tools (to anything); resources keep the upstream's URIs.
+        let renames = kind == ListKind::Tools
+            && self
+                .agent()
+                .is_some_and(|a| a.rewrite.values().any(|r| r.rename.is_some()));
+        let order: Arc<[(usize, Option<String>)]> = ids
+            .iter()
+            .map(|&i| {
+                let prefix = match kind {
+                    ListKind::Tools | ListKind::Prompts if !renames => self
+                        .slot(i)
+                        .and_then(|s| s.cfg().namespace.clone())
+                        .map(|ns| format!("{ns}{}", crate::policy::naming::SEPARATOR)),
+                    _ => None,
+                };
+                (i, prefix)
+            })
+            .collect();
+        let mut pending: Vec<usize> = ids.clone();
+        // (position in the session's order, what that upstream listed), in that order.
+        let mut done: Vec<(usize, Fetched)> = Vec::with_capacity(ids.len());
+        let mut fetches: FuturesUnordered<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let this = &self;
+                async move { (pos, i, this.fetch_all(i, kind).await) }
+            })
+            .collect();
+        let publish = |list: List, pending: &[usize]| {
+            tx.send_if_modified(|s| {
+                if s.generation != generation {
+                    return false; // invalidated meanwhile: a newer build publishes
+                }
+                s.list = Arc::new(list);
+                s.order = order.clone();
+                s.pending = Arc::from(pending);
+                s.complete = pending.is_empty();
+                true
+            });
+        };
+        publish(List::empty(), &pending);
+        while let Some((pos, i, fetched)) = fetches.next().await {
+            pending.retain(|&p| p != i);
+            if let Some(f) = fetched {
+                let at = done.partition_point(|(p, _)| *p < pos);
+                done.insert(at, (pos, f));
+            }
+            // The merge runs once per upstream: cheap (about half a millisecond for 1,000
+            // tools), and what makes the partial lists usable.
+            let agent = self.agent();
+            let ctx = catalog::PolicyCtx {
+                agent: agent.as_deref(),
+                pins: self.pins.as_deref(),
+            };
+            let fetched = done.iter().map(|(_, f)| f.clone()).collect();
+            let list = catalog::merge(kind, fetched, &ctx);
+            publish(list, &pending);
+        }
+    }
+}
