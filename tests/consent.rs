@@ -1139,3 +1139,78 @@ fn terminal_controls_from_an_agent_never_reach_the_operators_terminal() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// Found in review: the approval store (SQLite, synchronous = FULL, a 5 s busy timeout) ran on
+/// the event loop, so one locked `warden.db` stalled every session for up to 5 s per refused
+/// call. With another process holding the database's write lock, refused calls (which are
+/// audited) and plain calls are all answered at once; the refusals are written once the lock
+/// is released.
+#[test]
+fn a_locked_database_does_not_delay_calls() {
+    use std::io::BufRead;
+    let p = HttpProxy::start(&demo_upstream("demo", &[]));
+    let sid = open_session(&p.url);
+    let db = p.dir.path().join("mcp-warden/warden.db");
+    assert!(db.exists());
+    let mut locker = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n\
+             c.execute('COMMIT')\n",
+        ])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(locker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    // Before, each refused call blocked the proxy for the 5 s busy timeout: this client gives
+    // up after 3 s for all six calls together.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let call = |id: u32, name: &str| -> serde_json::Value {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"message":"m{id}"}}}}}}"#
+        );
+        let r = impatient
+            .post(&p.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body)
+            .send()
+            .expect("answered while the database is locked");
+        messages(r).pop().unwrap()
+    };
+    for id in 0..3 {
+        let refused = call(id, "no_such_tool");
+        assert!(refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool"));
+        assert_eq!(
+            call(10 + id, "echo")["result"]["content"][0]["text"],
+            format!("m{}", 10 + id)
+        );
+    }
+    drop(locker.stdin.take());
+    locker.wait().unwrap();
+    // Written once the lock is gone (the store's thread waits for it, up to its busy timeout).
+    eventually(Duration::from_secs(10), "the refusals are audited", || {
+        audit_log(&p.dir.path().join("mcp-warden"))
+            .matches("no_such_tool")
+            .count()
+            == 3
+    });
+}

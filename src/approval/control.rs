@@ -231,7 +231,7 @@ async fn rpc_local(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    rpc(ctl, headers, None, body)
+    rpc(ctl, headers, None, body).await
 }
 
 async fn rpc_remote(
@@ -240,10 +240,10 @@ async fn rpc_remote(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    rpc(ctl, headers, Some(peer.addr), body)
+    rpc(ctl, headers, Some(peer.addr), body).await
 }
 
-fn rpc(
+async fn rpc(
     ctl: Ctl,
     headers: HeaderMap,
     peer: Option<std::net::SocketAddr>,
@@ -287,7 +287,7 @@ fn rpc(
         "status" => {
             let mut s = crate::metrics::METRICS.summary();
             s["pending_approvals"] = ctl.broker.list().len().into();
-            s["grants"] = ctl.broker.grants().len().into();
+            s["grants"] = ctl.broker.grants().await.len().into();
             rpc_result(&id, s)
         }
         "approvals.decide" => {
@@ -331,13 +331,13 @@ fn rpc(
                 None => rpc_error(&id, -32602, &format!("no pending approval `{approval}`")),
             }
         }
-        "grants.list" => rpc_result(&id, serde_json::json!(ctl.broker.grants())),
+        "grants.list" => rpc_result(&id, serde_json::json!(ctl.broker.grants().await)),
         "grants.revoke" => {
             let g = params
                 .get("id")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
-            if ctl.broker.revoke(g) {
+            if ctl.broker.revoke(g).await {
                 rpc_result(&id, serde_json::json!({"revoked": g}))
             } else {
                 rpc_error(&id, -32602, &format!("no grant `{g}`"))

@@ -105,7 +105,7 @@ struct Pending {
 pub struct Broker {
     pending: Mutex<HashMap<String, Pending>>,
     /// `None` (the store could not be opened): every approval is denied (fail closed).
-    store: Option<std::sync::Arc<dyn store::Store>>,
+    store: Option<store::Worker>,
     events: broadcast::Sender<String>,
     /// How long new grants live (`None`: until revoked) and whether they are narrowed to the
     /// exact arguments; from the config, swapped on reload.
@@ -173,7 +173,8 @@ impl Drop for PendingGuard<'_> {
             return;
         }
         if let Some(p) = lock(&self.broker.pending).remove(&self.id) {
-            let _ = self.broker.emit("approval.cancelled", &p.info, None);
+            // Dropped, so nothing can wait here: recorded without waiting.
+            self.broker.emit_detached("approval.cancelled", &p.info);
             self.broker.notify_closed("approval.cancelled", &p.info);
         }
     }
@@ -181,8 +182,10 @@ impl Drop for PendingGuard<'_> {
 
 impl Broker {
     pub fn open(dir: PathBuf) -> Broker {
-        let store: Option<std::sync::Arc<dyn store::Store>> = match store::SqliteStore::open(&dir) {
-            Ok(s) => Some(std::sync::Arc::new(s)),
+        let store = match store::SqliteStore::open(&dir)
+            .and_then(|s| store::Worker::start(Box::new(s)).map_err(store::StoreError::from))
+        {
+            Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, "no approval store: every approval will be denied (fail closed)");
                 None
@@ -205,21 +208,30 @@ impl Broker {
     /// whose process is gone should be closed — the store marks each with its instance below.)
     fn close_abandoned(&self) {
         let Some(st) = &self.store else { return };
-        let pending = match st.pending() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read pending approvals");
-                return;
+        let events = self.events.clone();
+        // On the store's thread, like every store access; queued first, so done before any
+        // approval of this process is recorded.
+        st.submit("closing abandoned approvals", move |st| {
+            let pending = match st.pending() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read pending approvals");
+                    return;
+                }
+            };
+            for info in pending {
+                if info.instance.as_deref().is_some_and(process_alive) {
+                    continue; // another live instance holds it
+                }
+                tracing::info!(approval = %info.id, "approval left pending by a previous process closed as abandoned");
+                let _ = st.approval(&info, "abandoned", None);
+                let ev = serde_json::json!({"kind": "approval.abandoned", "approval": info});
+                let _ = events.send(ev.to_string());
+                if let Err(e) = st.audit(&ev) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
             }
-        };
-        for info in pending {
-            if info.instance.as_deref().is_some_and(process_alive) {
-                continue; // another live instance holds it
-            }
-            tracing::info!(approval = %info.id, "approval left pending by a previous process closed as abandoned");
-            let _ = st.approval(&info, "abandoned", None);
-            self.audit(serde_json::json!({"kind": "approval.abandoned", "approval": info}));
-        }
+        });
     }
 
     pub fn set_grant_policy(&self, ttl: Option<Duration>, per_arguments: bool) {
@@ -261,22 +273,52 @@ impl Broker {
         self.events.subscribe()
     }
 
-    /// Records an event in the audit log and tells watchers. An audit failure is returned so
-    /// that the caller can deny.
-    fn emit(
+    /// Records an event of an approval (its status and the audit log) and tells watchers. An
+    /// audit failure is returned so that the caller can deny.
+    async fn emit(
         &self,
         kind: &str,
         info: &ApprovalInfo,
         extra: Option<serde_json::Value>,
     ) -> Result<(), String> {
+        let (ev, status) = self.event(kind, info, extra);
+        let Some(st) = &self.store else {
+            return Err("no approval store".into());
+        };
+        let info = info.clone();
+        st.run(move |st| {
+            st.approval(&info, status, ev.get("detail"))?;
+            st.audit(&ev)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// [`Broker::emit`] where nothing can wait (a held call dropped): queued, failures logged.
+    fn emit_detached(&self, kind: &str, info: &ApprovalInfo) {
+        let (ev, status) = self.event(kind, info, None);
+        if let Some(st) = &self.store {
+            let info = info.clone();
+            st.submit("an approval event", move |st| {
+                if let Err(e) = st.approval(&info, status, None).and_then(|_| st.audit(&ev)) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            });
+        }
+    }
+
+    /// The event for watchers (sent now) and the approval's status it records.
+    fn event(
+        &self,
+        kind: &str,
+        info: &ApprovalInfo,
+        extra: Option<serde_json::Value>,
+    ) -> (serde_json::Value, &'static str) {
         let mut ev = serde_json::json!({"kind": kind, "approval": info});
         if let Some(x) = extra {
             ev["detail"] = x;
         }
         let _ = self.events.send(ev.to_string());
-        let Some(st) = &self.store else {
-            return Err("no approval store".into());
-        };
         let status = match kind {
             "approval.requested" => "pending",
             "approval.decided" => "decided",
@@ -284,18 +326,26 @@ impl Broker {
             "approval.cancelled" => "cancelled",
             _ => "failed",
         };
-        st.approval(info, status, ev.get("detail"))
-            .map_err(|e| e.to_string())?;
-        st.audit(&ev).map_err(|e| e.to_string())
+        (ev, status)
     }
 
-    /// Records something that is not about one approval (a refused call, a grant revoked).
+    /// Records something that is not about one approval (a refused call, a grant revoked),
+    /// without waiting: a refused call is answered at once even while the database is busy.
     pub fn audit(&self, event: serde_json::Value) {
         let _ = self.events.send(event.to_string());
         if let Some(st) = &self.store {
-            if let Err(e) = st.audit(&event) {
-                tracing::error!(error = %e, "cannot write the audit log");
-            }
+            st.submit("an audit entry", move |st| {
+                if let Err(e) = st.audit(&event) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            });
+        }
+    }
+
+    /// Resolves once everything queued for the store before it is written (jobs run in order).
+    pub async fn flush(&self) {
+        if let Some(st) = &self.store {
+            let _ = st.run(|_| Ok(())).await;
         }
     }
 
@@ -328,7 +378,7 @@ impl Broker {
     /// An unexpired grant for (agent, upstream, tool) — and these arguments, for a grant
     /// narrowed to them. Read from the store each time, so a revocation (by any instance)
     /// applies at once.
-    pub fn grant_for(
+    pub async fn grant_for(
         &self,
         agent: &str,
         upstream: &str,
@@ -336,7 +386,7 @@ impl Broker {
         args_sha256: &str,
     ) -> Option<Grant> {
         let now = now_secs();
-        self.grants().into_iter().find(|g| {
+        self.grants().await.into_iter().find(|g| {
             g.agent == agent
                 && g.upstream == upstream
                 && g.tool == tool
@@ -347,21 +397,25 @@ impl Broker {
         })
     }
 
-    pub fn grants(&self) -> Vec<Grant> {
-        match &self.store {
-            Some(st) => st.grants().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot read grants");
-                vec![]
-            }),
-            None => vec![],
-        }
+    pub async fn grants(&self) -> Vec<Grant> {
+        let Some(st) = &self.store else {
+            return vec![];
+        };
+        st.run(|st| st.grants()).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read grants");
+            vec![]
+        })
     }
 
-    pub fn revoke(&self, id: &str) -> bool {
-        let removed = self
-            .store
-            .as_ref()
-            .is_some_and(|st| st.remove_grant(id).unwrap_or(false));
+    pub async fn revoke(&self, id: &str) -> bool {
+        let Some(st) = &self.store else {
+            return false;
+        };
+        let id_owned = id.to_string();
+        let removed = st
+            .run(move |st| st.remove_grant(&id_owned))
+            .await
+            .unwrap_or(false);
         if removed {
             self.audit(serde_json::json!({"kind": "grant.revoked", "grant": id}));
         }
@@ -388,7 +442,7 @@ impl Broker {
             id: info.id.clone(),
             done: false,
         };
-        if let Err(e) = self.emit("approval.requested", &info, None) {
+        if let Err(e) = self.emit("approval.requested", &info, None).await {
             lock(&self.pending).remove(&info.id);
             guard.done = true;
             return Outcome::Failed(e);
@@ -399,11 +453,13 @@ impl Broker {
         if !hooks.deliver("approval.requested", &info).await {
             guard.done = true;
             lock(&self.pending).remove(&info.id);
-            let _ = self.emit(
-                "approval.failed",
-                &info,
-                Some(serde_json::json!({"reason": "no webhook accepted the event"})),
-            );
+            let _ = self
+                .emit(
+                    "approval.failed",
+                    &info,
+                    Some(serde_json::json!({"reason": "no webhook accepted the event"})),
+                )
+                .await;
             return Outcome::Failed("no approval channel could be reached".into());
         }
         let outcome = tokio::select! {
@@ -412,7 +468,7 @@ impl Broker {
                     guard.done = true;
                     self.notify_closed("approval.decided", &info);
                     let detail = Some(serde_json::json!({"decision": decision, "by": by}));
-                    if let Err(e) = self.emit("approval.decided", &info, detail) {
+                    if let Err(e) = self.emit("approval.decided", &info, detail).await {
                         return Outcome::Failed(e);
                     }
                     match decision {
@@ -432,7 +488,8 @@ impl Broker {
                                     .then(|| info.arguments_sha256.clone()),
                             };
                             if let Some(st) = &self.store {
-                                if let Err(e) = st.add_grant(&grant) {
+                                let g = grant.clone();
+                                if let Err(e) = st.run(move |st| st.add_grant(&g)).await {
                                     tracing::error!(error = %e, "cannot store the grant");
                                 }
                             }
@@ -446,7 +503,7 @@ impl Broker {
             _ = tokio::time::sleep(expiry) => {
                 guard.done = true;
                 lock(&self.pending).remove(&info.id);
-                let _ = self.emit("approval.expired", &info, None);
+                let _ = self.emit("approval.expired", &info, None).await;
                 self.notify_closed("approval.expired", &info);
                 Outcome::Expired
             }
@@ -513,11 +570,11 @@ mod tests {
         assert!(b.decide("nope", Decision::Deny, "test", "me").is_err());
         b.decide(&id, Decision::AllowAlways, "test", "me").unwrap();
         assert_eq!(held.await.unwrap(), Outcome::Allowed { always: true });
-        assert!(b.grant_for("a", "u", "t", "0").is_some());
-        assert!(b.grant_for("a", "u", "other", "0").is_none());
-        let g = b.grants()[0].id.clone();
-        assert!(b.revoke(&g));
-        assert!(b.grant_for("a", "u", "t", "0").is_none());
+        assert!(b.grant_for("a", "u", "t", "0").await.is_some());
+        assert!(b.grant_for("a", "u", "other", "0").await.is_none());
+        let g = b.grants().await[0].id.clone();
+        assert!(b.revoke(&g).await);
+        assert!(b.grant_for("a", "u", "t", "0").await.is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -527,6 +584,7 @@ mod tests {
         held.abort();
         let _ = held.await;
         assert!(b.list().is_empty());
+        b.flush().await;
         let log: String = store::audit_rows(dir.path())
             .unwrap()
             .iter()

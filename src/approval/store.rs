@@ -18,6 +18,12 @@ pub const FILE: &str = "warden.db";
 #[error("approval store: {0}")]
 pub struct StoreError(String);
 
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError(e.to_string())
@@ -41,6 +47,61 @@ pub trait Store: Send + Sync {
     fn grants(&self) -> Result<Vec<Grant>, StoreError>;
     fn add_grant(&self, g: &Grant) -> Result<(), StoreError>;
     fn remove_grant(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// The store on a thread of its own. SQLite (synchronous = FULL, a 5 s busy timeout) and the
+/// audit checkpoint's fsync block; on the event loop (single-threaded by default) one locked
+/// `warden.db` would stall every session. Jobs go to the thread over a bounded queue: callers
+/// that need the answer await it, fire-and-forget writes are refused (and logged) when the
+/// queue is full rather than waited for. A shared database server's driver will sit behind
+/// the same [`Store`] trait.
+pub struct Worker {
+    tx: tokio::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&dyn Store) + Send>;
+
+/// Jobs waiting for the store's thread.
+const QUEUE: usize = 4096;
+
+impl Worker {
+    /// Starts the thread; it ends when the worker is dropped and its queue is drained.
+    pub fn start(store: Box<dyn Store>) -> std::io::Result<Worker> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("mcp-warden-store".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    job(store.as_ref());
+                }
+            })?;
+        Ok(Worker { tx })
+    }
+
+    /// Runs `f` on the store's thread; the caller waits without blocking its own.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |st| {
+            let _ = done.send(f(st));
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError("the store's thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the store's thread has stopped".into()))?
+    }
+
+    /// Queues `f` without waiting for it (`what` names it in the log if it cannot be queued).
+    pub fn submit(&self, what: &'static str, f: impl FnOnce(&dyn Store) + Send + 'static) {
+        if let Err(e) = self.tx.try_send(Box::new(f)) {
+            tracing::error!(what, error = %e, "the approval store's queue is full or stopped; not written");
+        }
+    }
 }
 
 pub struct SqliteStore {

@@ -1303,6 +1303,7 @@ pub async fn serve(
         tracing::warn!("grace period over; closing remaining connections");
     }
     front.close_all();
+    front.inner.shared.flush().await;
     crate::wait_for_children(Duration::from_secs(5)).await;
     Ok(())
 }

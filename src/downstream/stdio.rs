@@ -151,6 +151,7 @@ pub async fn serve<R, W>(
         s.close();
     }
     shared.close();
+    shared.flush().await;
     // Nothing may keep the session (and so its sinks) alive past here: the writer ends when
     // every sender is gone.
     drop(_reloader);

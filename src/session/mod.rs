@@ -184,6 +184,19 @@ impl Services {
     pub fn close(&self) {
         self.upstreams.close();
     }
+
+    /// Waits (up to 5 s) until what was queued for the approval store is written: audit
+    /// entries of the last calls must not be lost at shutdown.
+    pub async fn flush(&self) {
+        if let Some(b) = &self.broker {
+            if tokio::time::timeout(Duration::from_secs(5), b.flush())
+                .await
+                .is_err()
+            {
+                tracing::error!("the approval store did not finish writing within 5 s of shutdown");
+            }
+        }
+    }
 }
 
 pub struct Session {
@@ -1289,7 +1302,10 @@ impl Session {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
-        if let Some(g) = broker.grant_for(&agent, &upstream, &entry.original, &digest) {
+        if let Some(g) = broker
+            .grant_for(&agent, &upstream, &entry.original, &digest)
+            .await
+        {
             broker.audit(serde_json::json!({"kind": "grant.used", "grant": g.id, "agent": agent, "upstream": upstream, "tool": entry.original}));
             crate::metrics::METRICS.approval("grant");
             return Ok(());
