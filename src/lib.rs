@@ -22,6 +22,8 @@
 //! - [`metrics`]    process-wide counters, served as Prometheus text on `/metrics`.
 //! - [`import`]     `mcpServers` JSON (Claude Desktop, Cursor, Claude Code, VS Code) → config.
 //! - [`cli`]        operator commands that talk to running instances over the control socket.
+//! - [`error`]      the one place failures become what an agent is told (codes, fixed texts).
+//! - [`term`]       what is printed for an operator is made safe for a terminal.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod error;
 pub mod import;
 pub mod jsonrpc;
 pub mod mcp;

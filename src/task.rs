@@ -14,12 +14,6 @@ impl Drop for Owned {
     }
 }
 
-impl Owned {
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
 pub fn spawn<F>(span: tracing::Span, fut: F) -> Owned
 where
     F: Future<Output = ()> + Send + 'static,

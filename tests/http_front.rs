@@ -1156,3 +1156,33 @@ fn http_an_upstream_stalling_its_tools_list_does_not_hold_up_calls_to_the_others
         "{names:?}"
     );
 }
+
+/// One error boundary: what went wrong inside mcp-warden or below it is logged, and the agent
+/// gets a fixed message. A request body that breaks off mid-way (a bad chunk) used to be
+/// answered with hyper's own error text. (Upstream causes — spawn errors, an upstream's
+/// handshake refusal — are covered by `error.rs`'s unit test.)
+#[test]
+fn http_internal_error_text_never_reaches_the_agent() {
+    let p = demo_proxy();
+    let sid = open_session(&p.url);
+    let mut c = TcpStream::connect(host_port(&p.url)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"jso\r\nZZZZ-not-a-chunk-size\r\n\r\n",
+        host_port(&p.url)
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("the body could not be read"), "{answer}");
+    for internal in ["chunk", "hyper", "error reading", "connection"] {
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(!body.contains(internal), "{internal:?} in {body}");
+    }
+    assert!(
+        p.logs().contains("the body could not be read"),
+        "the detail is logged"
+    );
+}

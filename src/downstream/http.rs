@@ -406,11 +406,15 @@ async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, R
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            code::PARSE_ERROR,
-            &format!("Bad Request: could not read the body: {e}"),
-        )),
+        Err(e) => {
+            let f = crate::error::Failure::UnreadableBody;
+            tracing::warn!(error = %e, "{}", f.message());
+            Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                f.code(),
+                &f.message(),
+            ))
+        }
     }
 }
 
@@ -783,7 +787,11 @@ async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
             &format!("Too many open sessions (at most {max}); end one with DELETE"),
         );
     }
-    let sid = super::new_session_id();
+    let Some(sid) = super::new_session_id() else {
+        let f = crate::error::Failure::Internal;
+        tracing::error!("no randomness from the operating system for a session id");
+        return jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, f.code(), &f.message());
+    };
     let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(
         sid.clone(),

@@ -9,12 +9,10 @@ pub mod identity;
 pub mod stdio;
 
 /// A fresh session id: 128 bits from the OS CSPRNG, hex-encoded (visible ASCII as the spec
-/// requires).
-pub fn new_session_id() -> String {
+/// requires). `None` when the OS has no randomness to give: no secure ids, so no session
+/// (the caller refuses the request rather than issue a guessable id).
+pub fn new_session_id() -> Option<String> {
     let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        // No OS randomness means no secure ids: refuse rather than issue guessable ones.
-        panic!("the operating system's random number generator is unavailable");
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
 }

@@ -261,10 +261,6 @@ impl Message {
         self.slice(&self.error)
     }
 
-    pub fn id_span(&self) -> Option<Range<usize>> {
-        self.id.map(Span::range)
-    }
-
     /// The span of a borrowed sub-slice of this message's text (e.g. from a typed view of
     /// `params`), for [`splice`].
     pub fn span_of(&self, part: &str) -> Range<usize> {

@@ -30,4 +30,7 @@ pub mod code {
     pub const UPSTREAM_UNAVAILABLE: i64 = -32001;
     /// The request timed out waiting for the upstream.
     pub const REQUEST_TIMEOUT: i64 = -32000;
+    /// The session has too many requests in flight (implementation-defined server error; not
+    /// a timeout: nothing was sent anywhere).
+    pub const BUSY: i64 = -32005;
 }

@@ -552,7 +552,9 @@ impl Session {
             return;
         }
         if let Some(this) = self.this.upgrade() {
-            tokio::spawn(async move {
+            // Bounded by the upstream's startup timeout.
+            let span = tracing::debug_span!("reconnect", session = %self.id, upstream = idx);
+            crate::task::detach(span, async move {
                 let _ = this.connection(idx).await;
             });
         }
@@ -724,7 +726,9 @@ impl Session {
         let Some(this) = self.this.upgrade() else {
             return;
         };
-        tokio::spawn(async move {
+        // Bounded by the lists' timeouts.
+        let span = tracing::debug_span!("lists changed", session = %self.id);
+        crate::task::detach(span, async move {
             let mut changed = vec![];
             for &k in kinds {
                 let old = this.lists.current(k);
@@ -911,11 +915,8 @@ impl Session {
             let max = self.cfg().proxy.max_inflight_per_session;
             if inflight.len() >= max {
                 drop(inflight);
-                let err = jsonrpc::error_response(
-                    Some(&id),
-                    code::REQUEST_TIMEOUT,
-                    &format!("Too many requests in flight for this session (at most {max})"),
-                );
+                let err = crate::error::Failure::Busy { max }
+                    .answer(Some(&id), &"the session's in-flight limit was reached");
                 let _ = sink.try_send(err);
                 return;
             }
@@ -1595,13 +1596,7 @@ impl Session {
         let id = msg.id_str().unwrap_or("null").to_string();
         let conn = match self.connection(idx).await {
             Ok(c) => c,
-            Err(e) => {
-                return jsonrpc::error_response(
-                    Some(&id),
-                    code::UPSTREAM_UNAVAILABLE,
-                    &e.to_string(),
-                )
-            }
+            Err(e) => return crate::error::Failure::from(&e).answer(Some(&id), &e),
         };
         let shared = self.slot(idx).and_then(|s| s.shared.clone());
         let (msg, our_token) = match &shared {
@@ -1647,19 +1642,18 @@ impl Session {
             }
             Ok(Err(e)) => {
                 record("unavailable");
-                jsonrpc::error_response(Some(&id), code::UPSTREAM_UNAVAILABLE, &e.to_string())
+                crate::error::Failure::from(&e).answer(Some(&id), &e)
             }
             Err(_) => {
                 record("timeout");
                 Box::pin(conn.cancel(up_id, "mcp-warden: request timed out")).await;
-                jsonrpc::error_response(
+                crate::error::Failure::Timeout {
+                    upstream: conn.name().to_string(),
+                    after: Some(timeout),
+                }
+                .answer(
                     Some(&id),
-                    code::REQUEST_TIMEOUT,
-                    &format!(
-                        "Request timed out: upstream {} did not answer within {}s",
-                        conn.name(),
-                        timeout.as_secs()
-                    ),
+                    &"the request timeout ran out; the upstream was told to cancel",
                 )
             }
         }
@@ -1673,10 +1667,7 @@ impl Session {
                 // roots/list_changed and anything unknown: every upstream may care.
                 for i in self.slot_ids() {
                     if let Some(c) = self.live(i) {
-                        let m = msg.clone();
-                        tokio::spawn(async move {
-                            let _ = c.notify(m).await;
-                        });
+                        c.send_later(msg.clone());
                     }
                 }
             }
@@ -1705,9 +1696,7 @@ impl Session {
                     up_id.to_string(),
                 )]);
                 if let Ok(m) = edited {
-                    tokio::spawn(async move {
-                        let _ = conn.notify(m).await;
-                    });
+                    conn.send_later(m);
                 }
             }
         }
@@ -1723,10 +1712,7 @@ impl Session {
             return;
         };
         if let Some(conn) = self.live(req.upstream) {
-            let m = msg.with_id(&req.upstream_id);
-            tokio::spawn(async move {
-                let _ = conn.notify(m).await;
-            });
+            conn.send_later(msg.with_id(&req.upstream_id));
         }
     }
 
@@ -1777,14 +1763,11 @@ impl Session {
             tracing::warn!(session = %self.id, "cannot deliver a server request to the agent; answering with an error");
             if let Some(req) = lock(&self.server_requests).remove(&our_id) {
                 if let Some(conn) = self.live(idx) {
-                    let err = jsonrpc::error_response(
+                    conn.send_later(jsonrpc::error_response(
                         Some(&req.upstream_id),
                         code::INTERNAL_ERROR,
                         "client unreachable",
-                    );
-                    tokio::spawn(async move {
-                        let _ = conn.notify(err).await;
-                    });
+                    ));
                 }
             }
         }

@@ -275,14 +275,11 @@ impl SharedUpstream {
             Kind::Request => {
                 // We declared no client capabilities: nothing may be asked of "the" client.
                 if let Some(c) = self.live() {
-                    let err = jsonrpc::error_response(
+                    c.send_later(jsonrpc::error_response(
                         msg.id_str(),
                         code::METHOD_NOT_FOUND,
                         "Not supported by a shared upstream connection",
-                    );
-                    tokio::spawn(async move {
-                        let _ = c.notify(err).await;
-                    });
+                    ));
                 }
             }
             Kind::Response => {}

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use super::transport::{Response, Transport};
 use super::{lock, Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
-use crate::jsonrpc::{self, code, Kind, Message, Payload};
+use crate::error::Failure;
+use crate::jsonrpc::{self, Kind, Message, Payload};
 use crate::mcp::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
 use crate::sse;
 
@@ -161,16 +162,36 @@ impl State {
         self.transport.send(method, headers, body, limit).await
     }
 
-    async fn fail(&self, msg: &Message, code: i64, text: String) {
-        if msg.kind() == Kind::Request {
+    /// Answers `msg` (a request) with `failure` in the upstream's place; `text` is the detail,
+    /// for the log. The handshake's own failures keep their detail in the answer: they never
+    /// reach an agent (they become the upstream's start error, logged), and the fallback to the
+    /// legacy transport reads it.
+    async fn fail(&self, msg: &Message, failure: Failure, text: String) {
+        if msg.kind() != Kind::Request {
             tracing::warn!(method = ?msg.method(), "{text}");
-            let err = jsonrpc::error_response(msg.id_str(), code, &text);
-            self.inlet.deliver(Inbound {
-                msg: err,
-                related: None,
-            });
+            return;
+        }
+        let err = if msg.method() == Some("initialize") {
+            tracing::warn!(method = ?msg.method(), "{text}");
+            jsonrpc::error_response(msg.id_str(), failure.code(), &text)
         } else {
-            tracing::warn!(method = ?msg.method(), "{text}");
+            failure.answer(msg.id_str(), &text)
+        };
+        self.inlet.deliver(Inbound {
+            msg: err,
+            related: None,
+        });
+    }
+
+    fn unavailable(&self) -> Failure {
+        Failure::Unavailable {
+            upstream: self.name.to_string(),
+        }
+    }
+
+    fn bad_answer(&self) -> Failure {
+        Failure::BadAnswer {
+            upstream: self.name.to_string(),
         }
     }
 
@@ -314,7 +335,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         Err(e) => {
             let text = format!("upstream {} unreachable: {e}", state.name);
             // (A connection error is no reason to try the legacy transport.)
-            return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
+            return state.fail(&msg, state.unavailable(), text).await;
         }
     };
     let status = resp.status();
@@ -330,7 +351,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
                 return state
                     .fail(
                         &msg,
-                        code::UPSTREAM_UNAVAILABLE,
+                        state.unavailable(),
                         format!("upstream {} lost the session", state.name),
                     )
                     .await;
@@ -349,7 +370,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         } else {
             format!("upstream {} answered HTTP {}", state.name, status.as_u16())
         };
-        return state.fail(&msg, code::UPSTREAM_UNAVAILABLE, text).await;
+        return state.fail(&msg, state.bad_answer(), text).await;
     }
     if is_init {
         if let Some(sid) = resp.header(&SESSION_HEADER) {
@@ -368,7 +389,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
                 state
                     .fail(
                         &msg,
-                        code::UPSTREAM_UNAVAILABLE,
+                        state.bad_answer(),
                         format!("upstream {}: {e}", state.name),
                     )
                     .await;
@@ -380,7 +401,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         state
             .fail(
                 &msg,
-                code::UPSTREAM_UNAVAILABLE,
+                state.bad_answer(),
                 format!(
                     "upstream {} ended the response without an answer",
                     state.name
@@ -406,7 +427,7 @@ async fn deliver(
             let jsonrpc::ParseError::TooDeep { id, request } = &e else {
                 return false;
             };
-            let why = format!("The upstream's answer is unreadable: {e}");
+            let why = e.to_string();
             match super::unreadable_answer(id.as_deref(), *request, &why) {
                 Some(err) => vec![err],
                 None => return false,

@@ -174,7 +174,14 @@ pub struct Connection {
     dispatch: Arc<Dispatch>,
     next_id: AtomicU64,
     pub init: mcp::InitializeResult,
+    /// What is sent without waiting ([`Connection::send_later`]), in order, by one task per
+    /// connection (aborted with it).
+    later: mpsc::Sender<Message>,
+    _later: crate::task::Owned,
 }
+
+/// Messages queued by [`Connection::send_later`] before more are dropped.
+const LATER: usize = 256;
 
 impl Drop for Connection {
     fn drop(&mut self) {
@@ -308,12 +315,29 @@ impl Connection {
         dispatch: Arc<Dispatch>,
     ) -> Result<Connection, UpstreamError> {
         dispatch.owned.store(true, Ordering::Relaxed);
+        let (later, mut queued) = mpsc::channel::<Message>(LATER);
+        let (tx, direct) = (pipe.tx.clone(), pipe.direct.clone());
+        let span = tracing::debug_span!("upstream sends", upstream = %dispatch.name);
+        let sender = crate::task::spawn(span, async move {
+            while let Some(m) = queued.recv().await {
+                match &direct {
+                    Some(d) => d(m).await,
+                    None => {
+                        if tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
         let mut conn = Connection {
             name: dispatch.name.clone(),
             tx: pipe.tx,
             direct: pipe.direct,
             dispatch,
             next_id: AtomicU64::new(1),
+            later,
+            _later: sender,
             init: mcp::InitializeResult {
                 protocol_version: String::new(),
                 capabilities: Default::default(),
@@ -470,6 +494,19 @@ impl Connection {
             .map_err(|_| UpstreamError::Closed(self.name.to_string()))
     }
 
+    /// Sends a notification or a response without waiting: for callers that must not wait for
+    /// a slow upstream. Bounded: when the upstream does not keep up, the message is dropped
+    /// (and logged) rather than queued without end.
+    pub fn send_later(&self, msg: Message) {
+        match self.later.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                tracing::warn!(upstream = %self.name, method = ?m.method(), "upstream is not reading what it is sent; message dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Tells the upstream that our request `id` is cancelled.
     pub async fn cancel(&self, id: u64, reason: &str) {
         let msg = jsonrpc::notification(
@@ -503,11 +540,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// request or notification from the upstream).
 pub(crate) fn unreadable_answer(id: Option<&str>, request: bool, why: &str) -> Option<Message> {
     let id = id.filter(|_| !request)?;
-    tracing::warn!(%why, "an upstream's answer could not be taken; the call fails");
-    Some(jsonrpc::error_response(
+    let failure = crate::error::Failure::Unreadable {
+        why: why.to_string(),
+    };
+    Some(failure.answer(
         Some(id),
-        jsonrpc::code::INTERNAL_ERROR,
-        why,
+        &"an upstream's answer could not be taken; the call fails",
     ))
 }
 

@@ -208,7 +208,7 @@ async fn read_stdout(stdout: tokio::process::ChildStdout, inlet: Inlet, max_line
             Ok(None) => break,
             Err(LineError::TooLong { max, id, request }) => {
                 tracing::warn!(max, "upstream wrote a line over the limit; dropped");
-                let why = format!("The upstream's answer is larger than the limit ({max} bytes)");
+                let why = format!("larger than the limit ({max} bytes)");
                 if let Some(err) = super::unreadable_answer(id.as_deref(), request, &why) {
                     if !inlet.deliver(Inbound {
                         msg: err,
@@ -245,7 +245,7 @@ fn parse_line(line: Bytes) -> Vec<Message> {
             let jsonrpc::ParseError::TooDeep { id, request } = &e else {
                 return vec![];
             };
-            let why = format!("The upstream's answer is unreadable: {e}");
+            let why = e.to_string();
             super::unreadable_answer(id.as_deref(), *request, &why)
                 .into_iter()
                 .collect()

@@ -1,0 +1,139 @@
+//! The one place where a failure becomes what an agent is told. Leaf code returns a typed cause
+//! (an [`UpstreamError`], a transport error, a body that cannot be read); here each kind of
+//! failure gets its JSON-RPC code and a fixed public message, and the cause's detail goes to the
+//! log, never to the agent: spawn errors name files, an upstream's handshake refusal and
+//! transport errors name hosts and internals, and none of it is the agent's business.
+//!
+//! Owns: the codes and public texts of failures that are not about what the agent sent.
+//! Protocol refusals that only repeat the agent's own input ("Unknown tool: x", "Invalid
+//! params: …") stay where they are decided. Must not: know about sessions or fronts.
+
+use std::fmt::Display;
+
+use crate::jsonrpc::{self, code, Message};
+use crate::upstream::UpstreamError;
+
+/// What went wrong, as far as the agent is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// An upstream could not be started or reached, or went away while the call was open.
+    Unavailable { upstream: String },
+    /// An upstream did not answer in time (the upstream was told to cancel); `after`: the
+    /// request timeout, when that is what ran out.
+    Timeout {
+        upstream: String,
+        after: Option<std::time::Duration>,
+    },
+    /// An upstream answered with something that cannot be passed on: an HTTP error status, a
+    /// body too large, nested too deep, or not JSON-RPC.
+    BadAnswer { upstream: String },
+    /// An upstream's answer was refused by mcp-warden's own limits before it was read (over the
+    /// line limit, nested too deep); `why` is mcp-warden's own wording of which limit.
+    Unreadable { why: String },
+    /// The session already has as many requests in flight as it may.
+    Busy { max: usize },
+    /// The agent's request body could not be read (a broken or aborted upload).
+    UnreadableBody,
+    /// A fault of mcp-warden's own.
+    Internal,
+}
+
+impl Failure {
+    pub fn code(&self) -> i64 {
+        match self {
+            Failure::Unavailable { .. }
+            | Failure::BadAnswer { .. }
+            | Failure::Unreadable { .. } => code::UPSTREAM_UNAVAILABLE,
+            Failure::Timeout { .. } => code::REQUEST_TIMEOUT,
+            Failure::Busy { .. } => code::BUSY,
+            Failure::UnreadableBody => code::PARSE_ERROR,
+            Failure::Internal => code::INTERNAL_ERROR,
+        }
+    }
+
+    /// The fixed text an agent sees: it names the upstream (the agent knows its tools come from
+    /// somewhere) and nothing else.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Unavailable { upstream } => format!("Upstream {upstream} is unavailable"),
+            Failure::Timeout {
+                upstream,
+                after: Some(t),
+            } => format!(
+                "Request timed out: upstream {upstream} did not answer within {}s",
+                t.as_secs()
+            ),
+            Failure::Timeout { upstream, .. } => {
+                format!("Request timed out: upstream {upstream} did not answer in time")
+            }
+            Failure::BadAnswer { upstream } => {
+                format!("Upstream {upstream} sent an answer that cannot be passed on")
+            }
+            Failure::Busy { max } => {
+                format!("Too many requests in flight for this session (at most {max}); retry when one is answered")
+            }
+            Failure::Unreadable { why } => format!("The upstream's answer is unreadable: {why}"),
+            Failure::UnreadableBody => "Bad Request: the body could not be read".into(),
+            Failure::Internal => "Internal error".into(),
+        }
+    }
+
+    /// The error answer for request `id`; `detail` (the cause) is logged, not sent.
+    pub fn answer(&self, id: Option<&str>, detail: &dyn Display) -> Message {
+        tracing::warn!(failure = %self.message(), detail = %detail, "request failed");
+        jsonrpc::error_response(id, self.code(), &self.message())
+    }
+}
+
+impl From<&UpstreamError> for Failure {
+    fn from(e: &UpstreamError) -> Failure {
+        match e {
+            UpstreamError::Timeout(upstream) => Failure::Timeout {
+                upstream: upstream.clone(),
+                after: None,
+            },
+            UpstreamError::Unavailable(upstream)
+            | UpstreamError::Closed(upstream)
+            | UpstreamError::Start { name: upstream, .. }
+            | UpstreamError::Handshake { name: upstream, .. } => Failure::Unavailable {
+                upstream: upstream.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_never_in_the_answer() {
+        let causes = [
+            UpstreamError::Start {
+                name: "files".into(),
+                reason: "No such file or directory (os error 2): /opt/secret/server".into(),
+            },
+            UpstreamError::Handshake {
+                name: "files".into(),
+                reason: "internal: db password rejected for user admin".into(),
+            },
+            UpstreamError::Closed("files".into()),
+            UpstreamError::Timeout("files".into()),
+        ];
+        for e in &causes {
+            let m = Failure::from(e).answer(Some("1"), e);
+            let text = String::from_utf8(m.into_bytes().to_vec()).unwrap();
+            assert!(text.to_lowercase().contains("upstream files "), "{text}");
+            for secret in ["os error", "/opt/secret", "password", "admin"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        assert_eq!(
+            Failure::from(&UpstreamError::Timeout("u".into())).code(),
+            code::REQUEST_TIMEOUT
+        );
+        assert_eq!(Failure::Busy { max: 3 }.code(), code::BUSY);
+        assert_ne!(code::BUSY, code::REQUEST_TIMEOUT);
+    }
+}
