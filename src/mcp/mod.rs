@@ -274,12 +274,6 @@ impl<'a> Members<'a> {
         Some(&self.text[start..end])
     }
 
-    /// Where the current value starts (after [`Members::next_key`]); just past the object
-    /// once it is done.
-    pub(crate) fn position(&self) -> usize {
-        self.end
-    }
-
     /// Moves past the value ending at `end` and the comma or closing brace after it.
     pub(crate) fn past_value(&mut self, end: usize) -> Option<()> {
         let b = self.text.as_bytes();
@@ -409,10 +403,6 @@ pub(crate) struct KeySet<'a> {
 }
 
 impl<'a> KeySet<'a> {
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.first[..self.len.min(16)].contains(&key) || self.more.contains(&key)
     }
@@ -430,41 +420,6 @@ impl<'a> KeySet<'a> {
         self.len += 1;
         true
     }
-}
-
-/// Whether the object at `text[i]` is plain (as [`plain_members`] requires: at most
-/// [`PLAIN_MEMBERS_MAX`] members, keys without escapes, none twice), and the index just past
-/// it; nothing is collected. `None`: not an object, or not well-formed.
-pub(crate) fn plain_object_at(text: &str, i: usize) -> Option<(bool, usize)> {
-    if text.as_bytes().get(i) != Some(&b'{') {
-        return None;
-    }
-    plain_keys_at(text, i).map(|(keys, end)| (keys.is_some(), end))
-}
-
-/// Calls `f` with each member (`(key, value)`, raw text) of the object `text`, in order,
-/// until it returns `None`. `None` if `f` did, or if `text` is not an object.
-pub(crate) fn each_member<'a>(
-    text: &'a str,
-    mut f: impl FnMut(&'a str, &'a str) -> Option<()>,
-) -> Option<()> {
-    let mut members = Members::at(text, skip_ws(text.as_bytes(), 0))?;
-    while let Some(key) = members.next_key()? {
-        f(key, members.skip()?)?;
-    }
-    Some(())
-}
-
-/// Calls `f` with each item (raw text) of the array `text`, until it returns `None`. `None` if
-/// `f` did, or if `text` is not an array.
-pub(crate) fn each_item<'a>(text: &'a str, mut f: impl FnMut(&'a str) -> Option<()>) -> Option<()> {
-    let b = text.as_bytes();
-    array_at(text, skip_ws(b, 0), |start| {
-        let end = skip_value(b, start)?;
-        f(&text[start..end])?;
-        Some(end)
-    })
-    .map(|_| ())
 }
 
 /// The keys of the object value at `text[i]` and the index just past it: `Some(keys)` when it
@@ -485,23 +440,6 @@ fn plain_keys_at(text: &str, i: usize) -> Option<(Option<KeySet<'_>>, usize)> {
         members.skip()?;
     }
     Some((keys, members.end))
-}
-
-/// The items of a JSON array as raw text. `None` when `text` is not an array.
-pub fn array_items(text: &str) -> Option<Vec<&str>> {
-    let (items, end) = array_items_at(text, skip_ws(text.as_bytes(), 0))?;
-    (skip_ws(text.as_bytes(), end) == text.len()).then_some(items)
-}
-
-/// [`array_items`] of the array starting at `text[i]`, and the index just past it.
-pub(crate) fn array_items_at(text: &str, i: usize) -> Option<(Vec<&str>, usize)> {
-    let mut out = Vec::new();
-    let end = array_at(text, i, |start| {
-        let end = skip_value(text.as_bytes(), start)?;
-        out.push(&text[start..end]);
-        Some(end)
-    })?;
-    Some((out, end))
 }
 
 /// Reads the array starting at `text[i]`: `item` is called with where each item starts and

@@ -1,12 +1,12 @@
-//! Pure decisions, no I/O: how upstream names become the names an agent sees.
-//! (Per-agent allow/deny and rewriting join this module with the agent-policy work.)
+//! Pure decisions, no I/O: who may see and call what, and how an upstream's tools look to an
+//! agent.
 //!
+//! - [`agent`]: per-agent visibility (allow/deny globs over servers, tools, prompts, resources).
+//! - [`naming`]: provider-safe exposed names, namespaces, deterministic collision handling.
 //! - [`schema`]: schema profiles (passthrough, anthropic, openai) that reshape a tool's `inputSchema` for an LLM provider.
-//! - [`fast`]: the same rewrites spliced into a tool's bytes, for the shapes most servers list.
 //! - [`rewrite`]: per-tool rewrites (description/title/annotations, pinned and hidden parameters) and the arguments forwarded.
 
 pub mod agent;
-pub mod fast;
 pub mod naming;
 pub mod rewrite;
 pub mod schema;

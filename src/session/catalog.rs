@@ -11,7 +11,7 @@ use crate::config::{Agent, SchemaProfile, ToolChange, ToolRewrite};
 use crate::jsonrpc::Message;
 use crate::mcp::{self, ItemKey};
 use crate::policy::naming;
-use crate::policy::{agent, fast, rewrite};
+use crate::policy::{agent, rewrite};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -389,7 +389,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     // A consent upstream's `confirmation_token` is never advertised.
                     let hides_token = up.consent && CONFIRMATION_TOKEN.find(&raw).is_some();
                     let raw = if rw.is_some() || hides_token || profile_may_change(&key, profile) {
-                        match rewritten(text, &key, rw.as_deref(), profile, &exposed) {
+                        match rewritten(text, rw.as_deref(), profile, &exposed) {
                             Ok(r) => Shown::whole(r),
                             Err(e) => {
                                 tracing::warn!(upstream = %up.name, tool = %original, "tool hidden: {e}");
@@ -479,18 +479,12 @@ fn profile_may_change(key: &ItemKey<'_>, profile: SchemaProfile) -> bool {
 /// takes the general path, whose notes say what the profile changed.
 fn rewritten(
     raw: &str,
-    key: &ItemKey<'_>,
     rw: Option<&ToolRewrite>,
     profile: SchemaProfile,
     exposed: &str,
 ) -> Result<Bytes, String> {
     let default = ToolRewrite::default();
     let rw = rw.unwrap_or(&default);
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        if let Some(out) = fast::rewrite_tool_raw(raw, key, rw, profile, exposed) {
-            return Ok(Bytes::from(out));
-        }
-    }
     let (out, notes) = rewrite::rewrite_tool_bytes(raw.as_bytes(), rw, profile, exposed)?;
     for n in notes {
         tracing::debug!(tool = %exposed, "schema: {n}");
