@@ -101,8 +101,8 @@ pub struct Webhook {
 /// matches (an absent field matches everything).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequireRule {
-    /// Tool name globs (exposed or the upstream's own name).
-    pub tools: Vec<String>,
+    /// Tool name globs (exposed or the upstream's own name), compiled at load.
+    pub tools: Vec<crate::policy::agent::Pattern>,
     /// Tool annotations that must be `true` (e.g. `destructiveHint`, `openWorldHint`); any one
     /// suffices.
     pub annotations: Vec<String>,

@@ -478,7 +478,12 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
                     };
                     let mut rt = Table::new(p.clone(), rt);
                     let rule = super::RequireRule {
-                        tools: rt.strings(&mut cx, "tools").unwrap_or_default(),
+                        tools: rt
+                            .strings(&mut cx, "tools")
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(crate::policy::agent::Pattern::new)
+                            .collect(),
                         annotations: rt.strings(&mut cx, "annotations").unwrap_or_default(),
                         agents: rt.strings(&mut cx, "agents").unwrap_or_default(),
                         upstreams: rt.strings(&mut cx, "upstreams").unwrap_or_default(),

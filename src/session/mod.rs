@@ -1232,23 +1232,22 @@ impl Session {
             .slot(entry.upstream)
             .map(|s| s.name())
             .unwrap_or_default();
-        let annotations: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice::<serde_json::Value>(&entry.item())
-                .ok()
-                .and_then(|t| t.get("annotations").and_then(|a| a.as_object().cloned()))
-                .unwrap_or_default();
-        cfg.approvals.require.iter().any(|r| {
-            (r.agents.is_empty() || r.agents.contains(&agent))
-                && (r.upstreams.is_empty() || r.upstreams.contains(&upstream))
-                && (r.tools.is_empty()
-                    || r.tools.iter().any(|p| {
-                        policy::agent::glob_match(p, exposed)
-                            || policy::agent::glob_match(p, &entry.original)
-                    }))
-                && (r.annotations.is_empty()
-                    || r.annotations
-                        .iter()
-                        .any(|a| annotations.get(a) == Some(&serde_json::Value::Bool(true))))
+        let call = policy::approval::Call {
+            agent: &agent,
+            upstream: &upstream,
+            exposed,
+            original: &entry.original,
+        };
+        // The tool's annotations are decoded only if a rule gets as far as asking, once.
+        let mut annotations: Option<serde_json::Value> = None;
+        policy::approval::requires_approval(&cfg.approvals.require, &call, |name| {
+            let a = annotations.get_or_insert_with(|| {
+                serde_json::from_slice::<serde_json::Value>(&entry.item())
+                    .ok()
+                    .map(|t| t["annotations"].clone())
+                    .unwrap_or_default()
+            });
+            a[name] == serde_json::Value::Bool(true)
         })
     }
 
