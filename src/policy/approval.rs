@@ -1,6 +1,6 @@
 //! Operator approval rules (`[[approvals.require]]`): which calls wait for a human *before*
 //! they are forwarded. Pure: the rules are compiled at config load (tool globs into
-//! [`Pattern`]s), and a call is judged from its names and, only when a rule needs them, its
+//! [`crate::policy::agent::Pattern`]s), and a call is judged from its names and, only when a rule needs them, its
 //! tool's annotations.
 //!
 //! Owns: what a rule matches. Must not: hold calls or talk to anyone (that is

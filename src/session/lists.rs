@@ -12,13 +12,11 @@
 //! order): one whose namespace prefix the name lacks cannot. So the answer never changes when
 //! the rest arrives.
 
-use std::sync::Arc;
-
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
-use super::catalog::{self, Fetched, List, ListKind};
-use super::Session;
+use super::catalog::List;
+use super::*;
 
 /// One kind's latest list.
 #[derive(Clone)]
@@ -221,5 +219,166 @@ impl Session {
             let list = catalog::merge(kind, fetched, &ctx);
             publish(list, &pending);
         }
+    }
+}
+
+impl Session {
+    /// An upstream says a list changed: re-fetch, and tell the agent only if *its* view changed
+    /// (a change to something it cannot see is not its business, and costs it a prompt-cache
+    /// miss for nothing).
+    pub(super) fn upstream_lists_changed(&self, kinds: &'static [ListKind]) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        // Bounded by the lists' timeouts.
+        let span = tracing::debug_span!("lists changed", session = %self.id);
+        crate::task::detach(span, async move {
+            let mut changed = vec![];
+            for &k in kinds {
+                let old = this.lists.current(k);
+                this.lists.invalidate(&[k]);
+                let new = this.list(k).await;
+                if !old.is_some_and(|o| o.same_view(&new)) {
+                    changed.push(k);
+                }
+            }
+            if changed.is_empty() {
+                tracing::debug!(session = %this.id, "upstream list change invisible to this agent");
+            } else {
+                this.notify_changed(&changed);
+            }
+        });
+    }
+
+    /// Invalidates cached lists and tells the agent.
+    pub(super) fn lists_changed(&self, kinds: &[ListKind]) {
+        self.invalidate(kinds);
+        self.notify_changed(kinds);
+    }
+
+    /// Drops cached lists; the next request rebuilds them.
+    pub(super) fn invalidate(&self, kinds: &[ListKind]) {
+        self.lists.invalidate(kinds);
+    }
+
+    pub(super) fn notify_changed(&self, kinds: &[ListKind]) {
+        let mut sent = [false; 3];
+        for &k in kinds {
+            let (i, method) = match k {
+                ListKind::Tools => (0, "notifications/tools/list_changed"),
+                ListKind::Prompts => (1, "notifications/prompts/list_changed"),
+                ListKind::Resources | ListKind::Templates => {
+                    (2, "notifications/resources/list_changed")
+                }
+            };
+            if lock(&self.announced)[i] && !std::mem::replace(&mut sent[i], true) {
+                self.send_general(jsonrpc::notification(method, None));
+            }
+        }
+    }
+
+    pub(super) async fn fetch_all(&self, idx: usize, kind: ListKind) -> Option<Fetched> {
+        // Lists never wait for an upstream that is (re)starting: they show what is up now, and
+        // the agent hears `list_changed` when the rest arrives.
+        let Some(conn) = self.live(idx) else {
+            tracing::debug!(upstream = %self.slot(idx).map(|s| s.name()).unwrap_or_default(), "not up: left out of the list for now");
+            self.reconnect_in_background(idx);
+            return None;
+        };
+        if !conn.has_capability(kind.capability()) {
+            tracing::debug!(upstream = %conn.name(), capability = kind.capability(), "upstream lacks the capability");
+            return None;
+        }
+        let mut items = vec![];
+        let mut cursor: Option<String> = None;
+        // Bounded: a misbehaving upstream could hand out cursors forever.
+        for _ in 0..1000 {
+            let params = match &cursor {
+                Some(c) => serde_json::json!({"cursor": c}),
+                None => serde_json::json!({}),
+            };
+            let page = match conn.call(kind.method(), params, LIST_TIMEOUT).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(upstream = %conn.name(), error = %e, "listing failed");
+                    return None;
+                }
+            };
+            match catalog::page_items(kind, &page, &mut items) {
+                Ok(Some(next)) => cursor = Some(next),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(upstream = %conn.name(), method = kind.method(), "{e}");
+                    break;
+                }
+            }
+        }
+        if kind == ListKind::Tools {
+            crate::metrics::METRICS.tools_listed(conn.name(), items.len());
+        }
+        let cfg = self.slot(idx)?.cfg();
+        Some(Fetched {
+            upstream: idx,
+            namespace: cfg.namespace.clone(),
+            cfg,
+            items,
+        })
+    }
+
+    pub(super) async fn answer_list(&self, msg: &Message, kind: ListKind) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        let list = self.list(kind).await;
+        #[derive(serde::Deserialize)]
+        struct P {
+            cursor: Option<String>,
+        }
+        let cursor = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<P>(p).ok())
+            .and_then(|p| p.cursor);
+        let start = match cursor.as_deref() {
+            None => 0,
+            Some(c) => match c.strip_prefix("mw:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n <= list.entries.len() => n,
+                _ => {
+                    return jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Invalid cursor",
+                    )
+                }
+            },
+        };
+        let page = self.cfg().proxy.page_size;
+        let end = if page == 0 {
+            list.entries.len()
+        } else {
+            (start + page).min(list.entries.len())
+        };
+        let mut body = Vec::with_capacity(
+            64 + list.entries[start..end]
+                .iter()
+                .map(|e| e.size_hint() + 3)
+                .sum::<usize>(),
+        );
+        body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(b",\"result\":{\"");
+        body.extend_from_slice(kind.field().as_bytes());
+        body.extend_from_slice(b"\":[");
+        for (i, e) in list.entries[start..end].iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            e.write_to(&mut body);
+        }
+        body.push(b']');
+        if end < list.entries.len() {
+            body.extend_from_slice(format!(",\"nextCursor\":\"mw:{end}\"").as_bytes());
+        }
+        body.extend_from_slice(b"}}");
+        Message::parse(Bytes::from(body)).unwrap_or_else(|_| {
+            jsonrpc::error_response(Some(id), code::INTERNAL_ERROR, "Internal error")
+        })
     }
 }
