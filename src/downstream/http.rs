@@ -117,17 +117,7 @@ impl Front {
         }
         *self.inner.auth.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Authenticator::new(&cfg, self.inner.generated.as_deref()));
-        self.inner.shared.upstreams.sync(&cfg);
-        *self
-            .inner
-            .shared
-            .operators
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = crate::approval::control::operators_of(&cfg);
-        if let Some(b) = &self.inner.shared.broker {
-            b.set_webhooks(cfg.approvals.webhooks.clone());
-            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
-        }
+        self.inner.shared.apply(&cfg);
         *self.inner.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
         let sessions: Vec<(String, Arc<HttpSession>)> = lock(&self.inner.sessions)
             .iter()

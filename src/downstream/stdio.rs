@@ -68,11 +68,7 @@ pub async fn serve<R, W>(
         crate::task::spawn(
             tracing::info_span!("config-reload"),
             crate::reload::watch(path, move |c| {
-                shared.upstreams.sync(&c);
-                if let Some(b) = &shared.broker {
-                    b.set_webhooks(c.approvals.webhooks.clone());
-                    b.set_grant_policy(c.approvals.grant_ttl, c.approvals.grant_per_arguments);
-                }
+                shared.apply(&c);
                 *crate::upstream::lock(&latest) = c.clone();
                 if let Some(s) = crate::upstream::lock(&live).clone() {
                     s.reconfigure(c, &shared);

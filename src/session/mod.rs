@@ -92,12 +92,7 @@ impl Services {
         };
         let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
         let broker = usable.then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
-        if let Some(b) = &broker {
-            b.set_webhooks(cfg.approvals.webhooks.clone());
-            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
-        }
-        let operators: crate::approval::control::Operators =
-            Arc::new(RwLock::new(crate::approval::control::operators_of(cfg)));
+        let operators: crate::approval::control::Operators = Arc::default();
         // The control API needs a runtime (it is absent in unit tests building Services).
         let control = match (&broker, tokio::runtime::Handle::try_current()) {
             (Some(b), Ok(_)) => {
@@ -111,17 +106,36 @@ impl Services {
             }
             _ => None,
         };
-        Services {
+        let services = Services {
             upstreams: shared::Registry::new(cfg),
             pins,
             broker,
             operators,
             _control: control,
-        }
+        };
+        services.apply_settings(cfg);
+        services
     }
 
     pub fn close(&self) {
         self.upstreams.close();
+    }
+
+    /// Applies a reloaded config to what the instance shares (both fronts call it; each then
+    /// reconfigures its own sessions): shared upstreams, remote operators, webhooks and the
+    /// grant policy.
+    pub fn apply(&self, cfg: &Arc<Config>) {
+        self.upstreams.sync(cfg);
+        self.apply_settings(cfg);
+    }
+
+    fn apply_settings(&self, cfg: &Arc<Config>) {
+        *self.operators.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::approval::control::operators_of(cfg);
+        if let Some(b) = &self.broker {
+            b.set_webhooks(cfg.approvals.webhooks.clone());
+            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
+        }
     }
 
     /// Waits (up to 5 s) until what was queued for the approval store is written: audit
