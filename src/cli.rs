@@ -46,7 +46,7 @@ fn describe(a: &serde_json::Value) -> String {
     let left = a["expires_at"]
         .as_u64()
         .unwrap_or(0)
-        .saturating_sub(crate::approval::now_secs());
+        .saturating_sub(crate::util::now_secs());
     // Every field may carry an agent's or an upstream's text: each is made safe to print.
     let f = |k: &str| safe(a[k].as_str().unwrap_or_default()).into_owned();
     format!(
@@ -263,7 +263,7 @@ pub async fn grants_list(dir: &Path) -> ExitCode {
                         .map(|e| format!(
                             " (until {}, in {})",
                             crate::approval::audit::rfc3339(e),
-                            human_duration(e.saturating_sub(crate::approval::now_secs()))
+                            human_duration(e.saturating_sub(crate::util::now_secs()))
                         ))
                         .unwrap_or_default()
                 );

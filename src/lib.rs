@@ -16,7 +16,8 @@
 //! - [`pins`]       tool-definition pinning (rug-pull defence), kept in the state directory.
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
-//! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP; identity.
+//! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP.
+//! - [`identity`]   who is calling over HTTP (the credential alone) and failed-auth throttling.
 //! - [`tls`]        the front's listener: plain loopback TCP, or TLS/mTLS with reloaded certificates.
 //! - [`state`]      the state directory: 0700, atomic 0600 files, never through a symlink.
 //! - [`metrics`]    process-wide counters, served as Prometheus text on `/metrics`.
@@ -24,6 +25,7 @@
 //! - [`cli`]        operator commands that talk to running instances over the control socket.
 //! - [`error`]      the one place failures become what an agent is told (codes, fixed texts).
 //! - [`term`]       what is printed for an operator is made safe for a terminal.
+//! - [`util`]       small helpers (lock, truncate, now_secs) that depend on no module here.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod error;
+pub mod identity;
 pub mod import;
 pub mod jsonrpc;
 pub mod mcp;
@@ -47,6 +50,7 @@ pub mod telemetry;
 pub mod term;
 pub mod tls;
 pub mod upstream;
+pub mod util;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,7 +72,7 @@ pub async fn serve_http(
 /// Runs the stdio front on this process's stdin/stdout.
 pub async fn serve_stdio(
     config: Arc<Config>,
-    caller: downstream::identity::Caller,
+    caller: identity::Caller,
     shutdown: impl Future<Output = ()>,
 ) {
     downstream::stdio::run(config, caller, shutdown).await
@@ -79,7 +83,7 @@ pub async fn serve_stdio(
 async fn operator_session(
     name: &str,
     config: Arc<Config>,
-    caller: downstream::identity::Caller,
+    caller: identity::Caller,
     services: &session::Services,
 ) -> Arc<session::Session> {
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
@@ -107,7 +111,7 @@ async fn operator_session(
 /// agent would see, stops them.
 pub async fn print_tools(
     config: Arc<Config>,
-    caller: downstream::identity::Caller,
+    caller: identity::Caller,
     json: bool,
 ) -> std::process::ExitCode {
     let shared = session::Services::new(&config);
@@ -157,7 +161,7 @@ pub async fn print_tools(
     }
     s.close();
     shared.close();
-    wait_for_children(Duration::from_secs(5)).await;
+    upstream::wait_for_children(Duration::from_secs(5)).await;
     // What the agent sees is shown either way; a dead upstream is still a failure to report.
     if unavailable.is_empty() {
         std::process::ExitCode::SUCCESS
@@ -170,7 +174,7 @@ pub async fn print_tools(
 /// and says which answered; exit 1 if any did not.
 pub async fn probe(config: Arc<Config>) -> std::process::ExitCode {
     let shared = session::Services::new(&config);
-    let caller = downstream::identity::Caller::User;
+    let caller = identity::Caller::User;
     let s = operator_session("mcp-warden check --probe", config.clone(), caller, &shared).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
     let unavailable = s.unavailable();
@@ -189,7 +193,7 @@ pub async fn probe(config: Arc<Config>) -> std::process::ExitCode {
     }
     s.close();
     shared.close();
-    wait_for_children(Duration::from_secs(5)).await;
+    upstream::wait_for_children(Duration::from_secs(5)).await;
     if unavailable.is_empty() {
         std::process::ExitCode::SUCCESS
     } else {
@@ -216,12 +220,12 @@ pub async fn accept_tool(
         eprintln!("mcp-warden: no usable state directory");
         return ExitCode::from(1);
     };
-    let caller = downstream::identity::Caller::User;
+    let caller = identity::Caller::User;
     let s = operator_session("mcp-warden tools accept", config, caller, &services).await;
     let current = s.upstream_definition(upstream, tool).await;
     s.close();
     services.close();
-    wait_for_children(Duration::from_secs(5)).await;
+    upstream::wait_for_children(Duration::from_secs(5)).await;
     let Some(current) = current else {
         eprintln!(
             "mcp-warden: upstream `{upstream}` does not list a tool `{tool}` (or is unavailable)"
@@ -263,12 +267,4 @@ pub async fn accept_tool(
     pins.accept(&pin_key, tool, &current);
     println!("accepted: {upstream}/{tool} is pinned to {}", new.digest);
     ExitCode::SUCCESS
-}
-
-/// Waits until every stdio upstream child has exited, or `deadline` passes.
-pub async fn wait_for_children(deadline: Duration) {
-    let end = tokio::time::Instant::now() + deadline;
-    while upstream::live_children() > 0 && tokio::time::Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -5,6 +5,7 @@
 //! Label values are operator-chosen names (upstreams, agents, JSON-RPC methods of forwarded
 //! requests) — never arguments, tokens or tool output.
 
+use crate::util::lock;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
@@ -68,15 +69,11 @@ pub struct Metrics {
 type SessionCounter = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
-static STARTED: LazyLock<u64> = LazyLock::new(crate::approval::now_secs);
+static STARTED: LazyLock<u64> = LazyLock::new(crate::util::now_secs);
 
 /// Records the process start time (call first thing in `main`).
 pub fn mark_start() {
     LazyLock::force(&STARTED);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The outcome label of a forwarded request's answer.
@@ -216,7 +213,7 @@ impl Metrics {
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
-            "uptime_secs": crate::approval::now_secs().saturating_sub(*STARTED),
+            "uptime_secs": crate::util::now_secs().saturating_sub(*STARTED),
             "upstreams": up,
             "calls_refused": refused,
             "sessions": self.sessions_per_agent(),

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::upstream::lock;
+use crate::util::lock;
 
 pub const FILE: &str = "tool-pins.json";
 

@@ -105,7 +105,7 @@ struct Ctl {
     /// Signed-in operators of the approvals page.
     web: Arc<WebSessions>,
     /// Throttling of failed sign-ins and control requests from the network.
-    throttle: Arc<crate::downstream::identity::Throttle>,
+    throttle: Arc<crate::identity::Throttle>,
 }
 
 /// Web sessions of the approvals page: an HttpOnly, SameSite=Strict cookie names the session;
@@ -122,7 +122,7 @@ const WEB_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 impl WebSessions {
     fn create(&self, operator: &str) -> (String, String) {
         let (sid, csrf) = (super::random_id(24), super::random_id(24));
-        let mut m = crate::upstream::lock(&self.map);
+        let mut m = crate::util::lock(&self.map);
         m.retain(|_, (_, _, t)| t.elapsed() < WEB_TTL);
         m.insert(
             sid.clone(),
@@ -140,7 +140,7 @@ impl WebSessions {
         let Some(sid) = Self::sid(headers) else {
             return false;
         };
-        let mut m = crate::upstream::lock(&self.map);
+        let mut m = crate::util::lock(&self.map);
         let matches = m
             .get(&sid)
             .is_some_and(|(_, c, _)| bool::from(c.as_bytes().ct_eq(csrf.as_bytes())));
@@ -163,7 +163,7 @@ impl WebSessions {
     /// (operator, csrf) of the session named by the request's cookie.
     fn get(&self, headers: &HeaderMap) -> Option<(String, String)> {
         let sid = Self::sid(headers)?;
-        let m = crate::upstream::lock(&self.map);
+        let m = crate::util::lock(&self.map);
         let (op, csrf, t) = m.get(&sid)?;
         (t.elapsed() < WEB_TTL).then(|| (op.clone(), csrf.clone()))
     }
@@ -252,7 +252,7 @@ async fn rpc(
     let Some(who) = authorize(&ctl, &headers, peer) else {
         // A right credential is never refused by the throttle; see Throttle.
         if let Some(ip) = peer.map(|p| p.ip()) {
-            let credential = crate::downstream::identity::presented(&headers);
+            let credential = crate::identity::presented(&headers);
             if ctl.throttle.failure(ip, credential).is_some() {
                 return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
             }

@@ -17,12 +17,12 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::upstream::lock;
+use crate::util::{lock, now_secs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,13 +111,6 @@ pub struct Broker {
     /// exact arguments; from the config, swapped on reload.
     grant_policy: std::sync::RwLock<(Option<Duration>, bool)>,
     webhooks: std::sync::RwLock<std::sync::Arc<webhook::Webhooks>>,
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 pub fn random_id(bytes: usize) -> String {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::{audit, ApprovalInfo, Grant};
-use crate::upstream::lock;
+use crate::util::lock;
 
 pub const FILE: &str = "warden.db";
 
@@ -264,7 +264,7 @@ impl Store for SqliteStore {
         lock(&self.conn).execute(
             "INSERT INTO approvals (id, info, status, detail, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, detail = excluded.detail, updated_at = excluded.updated_at",
-            rusqlite::params![info.id, info_json, status, detail.map(|d| d.to_string()), super::now_secs() as i64],
+            rusqlite::params![info.id, info_json, status, detail.map(|d| d.to_string()), crate::util::now_secs() as i64],
         )?;
         Ok(())
     }

@@ -56,7 +56,7 @@ impl Webhooks {
         if self.hooks.is_empty() {
             return true;
         }
-        let ts = super::now_secs();
+        let ts = crate::util::now_secs();
         let event_id = super::random_id(8);
         let body =
             serde_json::json!({"event": kind, "id": event_id, "timestamp": ts, "approval": info})

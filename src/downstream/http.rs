@@ -22,13 +22,13 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::identity::{AuthError, Authenticator, Caller};
 use crate::config::{Config, ResponseMode};
+use crate::identity::{AuthError, Authenticator, Caller};
 use crate::jsonrpc::{self, code, Kind, Message, Payload};
 use crate::mcp::{self, HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
 use crate::session::Session;
 use crate::sse;
-use crate::upstream::lock;
+use crate::util::lock;
 
 /// Events kept per session for `Last-Event-ID` replay on the GET stream.
 const REPLAY: usize = 256;
@@ -68,7 +68,7 @@ struct Inner {
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::session::Services,
     auth: std::sync::RwLock<Arc<Authenticator>>,
-    throttle: super::identity::Throttle,
+    throttle: crate::identity::Throttle,
     /// Last probe of each `required` upstream: `Err` says why it is not up (`/readyz`).
     required: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
 }
@@ -150,7 +150,7 @@ impl Front {
         // A wrong credential is a failure (a missing one is not a guess); see Throttle for
         // why a right one is never refused.
         if let Err(AuthError::Invalid) = result {
-            let credential = super::identity::presented(headers);
+            let credential = crate::identity::presented(headers);
             if let Some(wait) = self.inner.throttle.failure(peer.addr.ip(), credential) {
                 tracing::debug!(peer = %peer.addr.ip(), "request refused: too many failed authentication attempts");
                 let mut r = jsonrpc_error(
@@ -583,7 +583,7 @@ async fn post(
     let payload = match jsonrpc::parse_payload(body) {
         Ok(p) => p,
         Err(e) => {
-            let msg = super::stdio::parse_error(&e);
+            let msg = e.answer();
             return (
                 StatusCode::BAD_REQUEST,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -644,7 +644,7 @@ async fn post(
             let mut waiting = 0usize;
             for item in items {
                 match item {
-                    Err(e) => answers.push(super::stdio::parse_error(&e)),
+                    Err(e) => answers.push(e.answer()),
                     Ok(m) => {
                         if m.kind() == Kind::Request {
                             waiting += 1;
@@ -1172,7 +1172,7 @@ pub fn single_user_token(cfg: &Config) -> std::io::Result<Option<String>> {
     let (token, lifetime) = match kept {
         Some(t) => (t, "kept across restarts: keep_token = true"),
         None => {
-            let t = super::identity::generate_token()
+            let t = crate::identity::generate_token()
                 .ok_or_else(|| std::io::Error::other("no randomness for a token"))?;
             let lifetime = if cfg.proxy.keep_token {
                 "kept across restarts: keep_token = true"
@@ -1214,7 +1214,7 @@ pub async fn serve(
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::session::Services::new(&cfg),
-            throttle: super::identity::Throttle::default(),
+            throttle: crate::identity::Throttle::default(),
             auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
             required: Mutex::new(Default::default()),
         }),
@@ -1302,6 +1302,6 @@ pub async fn serve(
     }
     front.close_all();
     front.inner.shared.flush().await;
-    crate::wait_for_children(Duration::from_secs(5)).await;
+    crate::upstream::wait_for_children(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -5,7 +5,6 @@
 //! messages, enforces its transport's rules, and owns the sessions' lifetimes.
 
 pub mod http;
-pub mod identity;
 pub mod stdio;
 
 /// A fresh session id: 128 bits from the OS CSPRNG, hex-encoded (visible ASCII as the spec

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::identity::Caller;
 use crate::config::Config;
+use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, ParseError, Payload};
 use crate::mcp;
 use crate::session::Session;
@@ -69,8 +69,8 @@ pub async fn serve<R, W>(
             tracing::info_span!("config-reload"),
             crate::reload::watch(path, move |c| {
                 shared.apply(&c);
-                *crate::upstream::lock(&latest) = c.clone();
-                if let Some(s) = crate::upstream::lock(&live).clone() {
+                *crate::util::lock(&latest) = c.clone();
+                if let Some(s) = crate::util::lock(&live).clone() {
                     s.reconfigure(c, &shared);
                 }
             }),
@@ -106,10 +106,10 @@ pub async fn serve<R, W>(
         }
         match jsonrpc::parse_payload(line) {
             Err(e) => {
-                let _ = out_tx.send(parse_error(&e)).await;
+                let _ = out_tx.send(e.answer()).await;
             }
             Ok(Payload::Single(msg)) => {
-                let current = crate::upstream::lock(&latest).clone();
+                let current = crate::util::lock(&latest).clone();
                 if let Some(s) = dispatch(
                     &current,
                     caller.clone(),
@@ -120,7 +120,7 @@ pub async fn serve<R, W>(
                 )
                 .await
                 {
-                    *crate::upstream::lock(&live) = Some(s.clone());
+                    *crate::util::lock(&live) = Some(s.clone());
                     session = Some(s);
                 }
             }
@@ -151,25 +151,9 @@ pub async fn serve<R, W>(
     // Nothing may keep the session (and so its sinks) alive past here: the writer ends when
     // every sender is gone.
     drop(_reloader);
-    crate::upstream::lock(&live).take();
+    crate::util::lock(&live).take();
     drop(out_tx);
     let _ = writer.await;
-}
-
-pub(crate) fn parse_error(e: &ParseError) -> Message {
-    match e {
-        ParseError::Json(_) => jsonrpc::error_response(None, code::PARSE_ERROR, "Parse error"),
-        ParseError::Invalid(why) => jsonrpc::error_response(
-            None,
-            code::INVALID_REQUEST,
-            &format!("Invalid Request: {why}"),
-        ),
-        ParseError::TooDeep { id, request } => jsonrpc::error_response(
-            id.as_deref().filter(|_| *request),
-            code::INVALID_REQUEST,
-            &format!("Invalid Request: {e}"),
-        ),
-    }
 }
 
 /// Handles one message; returns a new session when it was an `initialize`.
@@ -234,7 +218,7 @@ fn batch(
     let mut waiting = 0usize;
     for item in items {
         match item {
-            Err(e) => answers.push(parse_error(&e)),
+            Err(e) => answers.push(e.answer()),
             Ok(m) => {
                 if m.kind() == Kind::Request {
                     waiting += 1;
@@ -281,7 +265,7 @@ pub fn caller_for(cfg: &Config, agent: Option<&str>) -> Result<Caller, String> {
 pub async fn run(cfg: Arc<Config>, caller: Caller, shutdown: impl Future<Output = ()>) {
     let (input, output) = std_streams();
     serve(cfg, caller, input, output, shutdown).await;
-    crate::wait_for_children(std::time::Duration::from_secs(5)).await;
+    crate::upstream::wait_for_children(std::time::Duration::from_secs(5)).await;
 }
 
 type Input = Box<dyn AsyncRead + Unpin + Send>;

@@ -27,6 +27,26 @@ pub enum ParseError {
     TooDeep { id: Option<String>, request: bool },
 }
 
+impl ParseError {
+    /// The error a peer gets for a message that could not be taken: under its id when the
+    /// message was a request whose id could be read, else with a null id.
+    pub fn answer(&self) -> Message {
+        match self {
+            ParseError::Json(_) => error_response(None, super::code::PARSE_ERROR, "Parse error"),
+            ParseError::Invalid(why) => error_response(
+                None,
+                super::code::INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+            ),
+            ParseError::TooDeep { id, request } => error_response(
+                id.as_deref().filter(|_| *request),
+                super::code::INVALID_REQUEST,
+                &format!("Invalid Request: {self}"),
+            ),
+        }
+    }
+}
+
 /// One JSON-RPC message: the exact bytes received plus the spans of the members mcp-warden reads.
 ///
 /// Cloning is cheap (`Bytes`). Spans index into `raw`.

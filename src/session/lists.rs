@@ -97,7 +97,7 @@ impl Lists {
 
     /// Stops every build (the session is closing).
     pub(super) fn close(&self) {
-        *crate::upstream::lock(&self.builds) = Default::default();
+        *crate::util::lock(&self.builds) = Default::default();
     }
 }
 
@@ -151,7 +151,7 @@ impl Session {
         };
         let span = tracing::debug_span!("list build", session = %self.id, ?kind);
         let build = crate::task::spawn(span, async move { this.build(kind, generation).await });
-        crate::upstream::lock(&self.lists.builds)[index(kind)] = Some(build);
+        crate::util::lock(&self.lists.builds)[index(kind)] = Some(build);
     }
 
     /// Asks every upstream for its list at once and publishes the merged list each time one

@@ -36,11 +36,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{Config, Upstream as UpstreamConfig};
-use crate::downstream::identity::Caller;
+use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Edit, Kind, Message};
 use crate::mcp;
 use crate::policy;
-use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
+use crate::upstream::{Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
+use crate::util::lock;
 use catalog::{Fetched, ListKind};
 
 /// Where messages for the agent go, one JSON-RPC message per item (kept parsed, so a front can

@@ -19,7 +19,8 @@ use super::{backoff, Session};
 use crate::config::{Config, Upstream as UpstreamConfig};
 use crate::jsonrpc::{self, code, Edit, Kind};
 use crate::mcp;
-use crate::upstream::{lock, Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
+use crate::upstream::{Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
+use crate::util::lock;
 
 /// The shared upstreams of one proxy instance, by upstream name.
 #[derive(Default)]

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use super::{ListKind, Session, LIST_TIMEOUT};
 use crate::approval::envelope;
 use crate::jsonrpc::{self, code, Edit, Message};
-use crate::upstream::lock;
+use crate::util::lock;
 
 /// Tasks remembered per session; the oldest is forgotten beyond this (its id becomes unknown).
 const MAX_TASKS: usize = 1024;

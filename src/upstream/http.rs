@@ -17,12 +17,13 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
 use super::transport::{Response, Transport};
-use super::{lock, Inbound, Inlet, Pipe, UpstreamError};
+use super::{Inbound, Inlet, Pipe, UpstreamError};
 use crate::config::HttpSpec;
 use crate::error::Failure;
 use crate::jsonrpc::{self, Kind, Message, Payload};
 use crate::mcp::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
 use crate::sse;
+use crate::util::lock;
 
 /// Prefix of the handshake error that makes `transport = auto` fall back to legacy HTTP+SSE.
 pub const LEGACY_HINT: &str = "legacy:";

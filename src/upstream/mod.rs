@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::config::{HttpFlavor, Transport, Upstream as UpstreamConfig};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::mcp;
+use crate::util::lock;
 
 /// A message from an upstream that is not a response to one of our requests.
 #[derive(Debug)]
@@ -161,6 +162,14 @@ static LIVE_CHILDREN: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 
 pub fn live_children() -> usize {
     LIVE_CHILDREN.load(Ordering::Relaxed)
+}
+
+/// Waits until every stdio upstream child has exited, or `deadline` passes.
+pub async fn wait_for_children(deadline: std::time::Duration) {
+    let end = tokio::time::Instant::now() + deadline;
+    while live_children() > 0 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Message, UpstreamError>>>>>;
@@ -366,7 +375,7 @@ impl Connection {
                 .unwrap_or_else(|_| err.to_string());
             return Err(UpstreamError::Handshake {
                 name: cfg.name.clone(),
-                reason: truncate(&reason, 300),
+                reason: crate::util::truncate(&reason, 300),
             });
         }
         let init: mcp::InitializeResult = reply
@@ -528,12 +537,6 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Locks a std mutex, recovering from poisoning: the maps guarded here stay consistent even if
-/// a holder panicked (every critical section is a single insert/remove).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// What mcp-warden could not take from an upstream (a line over the limit, JSON nested too
 /// deep) but could read the id of: an error answer under that id, so that the call waiting for
 /// it fails now instead of at its timeout. `None` when there is nothing to answer (no id, or a
@@ -547,15 +550,4 @@ pub(crate) fn unreadable_answer(id: Option<&str>, request: bool, why: &str) -> O
         Some(id),
         &"an upstream's answer could not be taken; the call fails",
     ))
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

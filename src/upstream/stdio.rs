@@ -126,7 +126,7 @@ pub(super) fn spawn(
     crate::task::detach(span, async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "mcp_warden::upstream::stderr", upstream = %upstream, "{}", super::truncate(&line, 2000));
+            tracing::info!(target: "mcp_warden::upstream::stderr", upstream = %upstream, "{}", crate::util::truncate(&line, 2000));
         }
     });
     Ok(Pipe {
@@ -251,7 +251,7 @@ fn parse_line(line: Bytes) -> Vec<Message> {
                 .collect()
         }
         Err(e) => {
-            tracing::warn!(error = %e, line = %super::truncate(&String::from_utf8_lossy(&line), 200), "upstream wrote a non-JSON-RPC line to stdout; ignored");
+            tracing::warn!(error = %e, line = %crate::util::truncate(&String::from_utf8_lossy(&line), 200), "upstream wrote a non-JSON-RPC line to stdout; ignored");
             vec![]
         }
     }

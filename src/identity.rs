@@ -207,8 +207,8 @@ impl Throttle {
         self.failures_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = tokio::time::Instant::now();
-        let mut by_credential = crate::upstream::lock(&self.by_credential);
-        let mut by_source = crate::upstream::lock(&self.by_source);
+        let mut by_credential = crate::util::lock(&self.by_credential);
+        let mut by_source = crate::util::lock(&self.by_source);
         let refused = by_credential
             .refused_for(&(ip, credential), now)
             .max(by_source.refused_for(&ip, now));
