@@ -107,6 +107,36 @@ async fn operator_session(
         .0
 }
 
+/// A caller's tools (exposed name, upstream, original name, bytes as shown) and the upstreams
+/// that did not come up (name, why), from a throwaway session whose upstreams are stopped again
+/// before this returns.
+async fn look(
+    name: &str,
+    config: Arc<Config>,
+    caller: identity::Caller,
+) -> (
+    Vec<(String, String, String, bytes::Bytes)>,
+    Vec<(String, String)>,
+) {
+    let shared = session::Services::new(&config);
+    let s = operator_session(name, config, caller, &shared).await;
+    let tools = s.view(session::catalog::ListKind::Tools).await;
+    let unavailable = s.unavailable();
+    s.close();
+    shared.close();
+    upstream::wait_for_children(Duration::from_secs(5)).await;
+    (tools, unavailable)
+}
+
+/// Exit 1 when an upstream did not come up (what could be shown was shown).
+fn exit_for(unavailable: &[(String, String)]) -> std::process::ExitCode {
+    if unavailable.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
+
 /// `mcp-warden tools`: starts the agent's upstreams in a throwaway session, prints what the
 /// agent would see, stops them.
 pub async fn print_tools(
@@ -114,10 +144,7 @@ pub async fn print_tools(
     caller: identity::Caller,
     json: bool,
 ) -> std::process::ExitCode {
-    let shared = session::Services::new(&config);
-    let s = operator_session("mcp-warden tools", config, caller, &shared).await;
-    let tools = s.view(session::catalog::ListKind::Tools).await;
-    let unavailable = s.unavailable();
+    let (tools, unavailable) = look("mcp-warden tools", config, caller).await;
     for (name, reason) in &unavailable {
         eprintln!(
             "mcp-warden: upstream {name} is unavailable: {}",
@@ -159,25 +186,14 @@ pub async fn print_tools(
             println!("    schema: {}", term::safe(&schema));
         }
     }
-    s.close();
-    shared.close();
-    upstream::wait_for_children(Duration::from_secs(5)).await;
-    // What the agent sees is shown either way; a dead upstream is still a failure to report.
-    if unavailable.is_empty() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    }
+    exit_for(&unavailable)
 }
 
 /// `mcp-warden check --probe`: starts every enabled upstream once (handshake and tool list)
 /// and says which answered; exit 1 if any did not.
 pub async fn probe(config: Arc<Config>) -> std::process::ExitCode {
-    let shared = session::Services::new(&config);
     let caller = identity::Caller::User;
-    let s = operator_session("mcp-warden check --probe", config.clone(), caller, &shared).await;
-    let tools = s.view(session::catalog::ListKind::Tools).await;
-    let unavailable = s.unavailable();
+    let (tools, unavailable) = look("mcp-warden check --probe", config.clone(), caller).await;
     for u in config.upstreams.iter().filter(|u| u.enabled) {
         match unavailable.iter().find(|(n, _)| n.as_str() == u.name) {
             Some((_, reason)) => println!(
@@ -191,14 +207,7 @@ pub async fn probe(config: Arc<Config>) -> std::process::ExitCode {
             }
         }
     }
-    s.close();
-    shared.close();
-    upstream::wait_for_children(Duration::from_secs(5)).await;
-    if unavailable.is_empty() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    }
+    exit_for(&unavailable)
 }
 
 /// `mcp-warden tools accept`: fetches the upstream's current definition of `tool`, shows how it

@@ -1182,14 +1182,7 @@ fn a_locked_database_does_not_delay_calls() {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"message":"m{id}"}}}}}}"#
         );
-        let r = impatient
-            .post(&p.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &sid)
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(body)
-            .send()
+        let r = post_with(&impatient, &p.url, Some(&sid), &body)
             .expect("answered while the database is locked");
         messages(r).pop().unwrap()
     };

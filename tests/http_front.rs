@@ -1129,14 +1129,7 @@ fn http_an_upstream_stalling_its_tools_list_does_not_hold_up_calls_to_the_others
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let r = impatient
-        .post(&p.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"message":"not held up"}}}"#)
-        .send()
+    let r = post_with(&impatient, &p.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"message":"not held up"}}}"#)
         .expect("answered without waiting for the stalled upstream's list");
     let v = messages(r).pop().unwrap();
     assert_eq!(v["result"]["content"][0]["text"], "not held up", "{v}");

@@ -487,15 +487,7 @@ fn http_upstream_everything_restarted_under_load_answers_400_and_is_reinitialise
                     let body = format!(
                         r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"c{t}-{n}"}}}}}}"#
                     );
-                    let Ok(r) = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("accept", "application/json, text/event-stream")
-                        .header("mcp-session-id", &sid)
-                        .header("mcp-protocol-version", "2025-11-25")
-                        .body(body)
-                        .send()
-                    else {
+                    let Ok(r) = post_with(&client, &url, Some(&sid), &body) else {
                         continue;
                     };
                     let Some(answer) = messages(r).pop() else {

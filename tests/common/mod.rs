@@ -420,7 +420,18 @@ pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params"
 
 /// POSTs `body` with the headers a conforming client sends.
 pub fn post(url: &str, session: Option<&str>, body: &str) -> reqwest::blocking::Response {
-    let mut rb = http()
+    post_with(&http(), url, session, body).expect("POST")
+}
+
+/// [`post`] with a client of the caller's (its own timeout, say); the error is the caller's to
+/// judge.
+pub fn post_with(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    session: Option<&str>,
+    body: &str,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    let mut rb = client
         .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -430,7 +441,7 @@ pub fn post(url: &str, session: Option<&str>, body: &str) -> reqwest::blocking::
             .header("mcp-session-id", s)
             .header("mcp-protocol-version", "2025-11-25");
     }
-    rb.send().expect("POST")
+    rb.send()
 }
 
 /// Opens a session over raw HTTP; returns its id.
