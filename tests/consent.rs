@@ -102,6 +102,24 @@ fn audit_log(state_dir: &std::path::Path) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// Waits until the SDK servers' "Transfer 5 to bob" is held by `p`, and approves it once with
+/// the CLI.
+fn approve_transfer(p: &StdioProxy) {
+    let cli = |args: &[&str]| {
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(p.dir.path().join("warden.toml"))
+            .env("XDG_STATE_HOME", p.dir.path())
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(15), "held", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+}
+
 fn action_ids(s: &Setup) -> Vec<String> {
     std::fs::read_to_string(&s.actions)
         .unwrap_or_default()
@@ -887,21 +905,7 @@ fn python_sdk_envelope_server_end_to_end() {
         "{list}"
     );
     p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"transfer_funds","arguments":{"amount":5,"to":"bob"}}}"#);
-    let cfg_path = p.dir.path().join("warden.toml");
-    let state = p.dir.path().to_path_buf();
-    let cli = |args: &[&str]| {
-        Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&cfg_path)
-            .env("XDG_STATE_HOME", &state)
-            .output()
-            .unwrap()
-    };
-    eventually(Duration::from_secs(15), "held", || {
-        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
-    });
-    assert!(cli(&["approve", "allow-once"]).status.success());
+    approve_transfer(&p);
     let (line, before) = p.recv_response("2");
     assert!(
         line.contains(r#"\"transferred\": 5"#) || line.contains(r#""transferred":5"#),
@@ -987,21 +991,7 @@ fn stdio_task_augmented_call_is_held_in_tasks_result_and_the_action_id_never_rea
     p.send(&format!(
         r#"{{"jsonrpc":"2.0","id":4,"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#
     ));
-    let cfg_path = p.dir.path().join("warden.toml");
-    let state = p.dir.path().to_path_buf();
-    let cli = |args: &[&str]| {
-        Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&cfg_path)
-            .env("XDG_STATE_HOME", &state)
-            .output()
-            .unwrap()
-    };
-    eventually(Duration::from_secs(15), "held", || {
-        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
-    });
-    assert!(cli(&["approve", "allow-once"]).status.success());
+    approve_transfer(&p);
     let (line, before) = p.recv_response("4");
     seen.extend(before);
     seen.push(line.clone());
