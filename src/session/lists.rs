@@ -134,6 +134,10 @@ impl Session {
     /// Starts the build of `kind`'s current generation unless one is running.
     fn start_build(&self, kind: ListKind) {
         let tx = &self.lists.kinds[index(kind)];
+        // The common case (a build already ran or runs) under the read lock only.
+        if tx.borrow().started {
+            return;
+        }
         let mut generation = 0;
         let starting = tx.send_if_modified(|s| {
             if s.started {
