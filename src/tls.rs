@@ -3,7 +3,7 @@
 //! run concurrently (with a deadline), so a slow or silent client cannot hold the accept loop.
 //!
 //! Each connection carries a [`Peer`]: its address and, with mTLS, the client certificate that
-//! the TLS layer verified against the configured CA. `downstream::identity` maps that
+//! the TLS layer verified against the configured CA. `crate::identity` maps that
 //! certificate to an agent (by the DNS names it is valid for).
 
 use std::net::SocketAddr;

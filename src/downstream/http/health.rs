@@ -1,0 +1,121 @@
+//! `/healthz`, `/readyz` (with the probes of `required` upstreams) and `/metrics`.
+
+use super::*;
+
+/// Readiness for orchestrators: 503 until every `required` upstream has completed a handshake
+/// (and whenever its last probe failed); warnings name unsafe settings in force.
+pub(super) async fn readyz(State(front): State<Front>) -> Response {
+    let cfg = front.cfg();
+    let mut warnings = vec![];
+    if cfg.proxy.insecure_remote {
+        warnings
+            .push("listening beyond loopback without TLS (--dangerously-allow-insecure-remote)");
+    }
+    let probed = lock(&front.inner.required).clone();
+    let mut upstreams = serde_json::Map::new();
+    let mut ready = true;
+    for u in cfg.upstreams.iter().filter(|u| u.required && u.enabled) {
+        let state = match probed.get(&u.name) {
+            Some(Ok(())) => serde_json::json!({"up": true}),
+            Some(Err(e)) => serde_json::json!({"up": false, "error": e}),
+            None => serde_json::json!({"up": false, "error": "not probed yet"}),
+        };
+        ready &= state["up"] == true;
+        upstreams.insert(u.name.clone(), state);
+    }
+    let body = serde_json::json!({
+        "ready": ready,
+        "sessions": front.session_count(),
+        "required": upstreams,
+        "warnings": warnings,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics (text format 0.0.4). Unauthenticated like the health endpoints; it names
+/// upstreams and agents but carries no arguments, tokens or results.
+pub(super) async fn metrics(State(front): State<Front>) -> Response {
+    let pending = front
+        .inner
+        .shared
+        .broker
+        .as_ref()
+        .map_or(0, |b| b.list().len() as u64);
+    let text = crate::metrics::METRICS.render(&[
+        (
+            "mcp_warden_sessions",
+            "Open HTTP sessions.",
+            front.session_count() as u64,
+        ),
+        (
+            "mcp_warden_approvals_pending",
+            "Held calls waiting for a human.",
+            pending,
+        ),
+        (
+            "mcp_warden_auth_failures_total",
+            "Requests refused for a missing or wrong credential.",
+            front
+                .inner
+                .throttle
+                .failures_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ]);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+impl Front {
+    /// Probes every enabled `required` upstream with a full handshake (then closes it): at
+    /// start, every 2 s while one is not up, every 30 s once all are. Follows reloads.
+    pub(super) async fn probe_required(&self) {
+        loop {
+            let cfg = self.cfg();
+            let wanted: Vec<_> = cfg
+                .upstreams
+                .iter()
+                .filter(|u| u.required && u.enabled)
+                .cloned()
+                .collect();
+            // All at once: readiness waits for the slowest upstream, not for their sum.
+            let probes = wanted.iter().map(|u| async {
+                let hs = crate::upstream::Handshake::own("mcp-warden-probe");
+                let events: crate::upstream::EventHandler = Arc::new(|_| {});
+                let r =
+                    crate::upstream::Connection::connect(u, &hs, cfg.proxy.max_line_bytes, events)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                if let Err(e) = &r {
+                    tracing::warn!(upstream = %u.name, error = %e, "required upstream is not up");
+                }
+                (u.name.clone(), r)
+            });
+            let results: std::collections::BTreeMap<_, _> = futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .collect();
+            let all_up = results.values().all(|r| r.is_ok());
+            *lock(&self.inner.required) = results;
+            let wait = if all_up { 30 } else { 2 };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    }
+}
