@@ -785,13 +785,22 @@ fn single_user_token_is_kept_across_restarts_only_when_asked() {
         if keep {
             assert_eq!(token(), before);
             assert_eq!(status, 200, "the kept token still works");
-            assert!(second.logs().contains("kept across restarts"));
+            // (stderr is read by another thread: wait for the line)
+            eventually(
+                std::time::Duration::from_secs(5),
+                "the kept-token line",
+                || second.logs().contains("kept across restarts"),
+            );
             // Logs written to a file or a pipe carry no colour codes.
             assert!(!second.logs().contains('\u{1b}'), "{}", second.logs());
         } else {
             assert_ne!(token(), before);
             assert_eq!(status, 401, "a new run, a new token");
-            assert!(second.logs().contains("for this run only"));
+            eventually(
+                std::time::Duration::from_secs(5),
+                "the new-token line",
+                || second.logs().contains("for this run only"),
+            );
         }
     }
 }
