@@ -179,14 +179,20 @@ fn has_keyed_column(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
 }
 
 /// The audit checkpoint in `dir`: `Ok(None)` when there is none, `Err` when it is unreadable.
+/// Like every state file, it is read only if it is a private file and not through a symlink.
 pub fn read_checkpoint(dir: &Path) -> Result<Option<audit::Checkpoint>, String> {
-    match std::fs::read(dir.join(audit::CHECKPOINT_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| format!("the checkpoint ({}) is unreadable", audit::CHECKPOINT_FILE)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+    let bytes =
+        crate::state::read_private(dir, audit::CHECKPOINT_FILE).map_err(|e| e.to_string())?;
+    parse_checkpoint(bytes.as_deref())
+}
+
+fn parse_checkpoint(bytes: Option<&[u8]>) -> Result<Option<audit::Checkpoint>, String> {
+    bytes
+        .map(|b| {
+            serde_json::from_slice(b)
+                .map_err(|_| format!("the checkpoint ({}) is unreadable", audit::CHECKPOINT_FILE))
+        })
+        .transpose()
 }
 
 impl Store for SqliteStore {
@@ -206,8 +212,12 @@ impl Store for SqliteStore {
                 rusqlite::Error::QueryReturnedNoRows => Ok((0, audit::GENESIS.to_string())),
                 e => Err(e),
             })?;
-        let before = std::fs::read(self.dir.join(audit::CHECKPOINT_FILE)).ok();
-        let checkpoint = read_checkpoint(&self.dir);
+        // Read once: parsed to check the table against it, kept to restore if the commit fails.
+        let read = crate::state::read_private(&self.dir, audit::CHECKPOINT_FILE);
+        let before = read.as_ref().ok().cloned().flatten();
+        let checkpoint = read
+            .map_err(|e| e.to_string())
+            .and_then(|b| parse_checkpoint(b.as_deref()));
         let anchored = match &checkpoint {
             Ok(Some(c)) => *c == self.key.checkpoint(seq, &prev),
             // No checkpoint: a log from before checkpoints (all entries unkeyed), or a new one.
