@@ -78,6 +78,21 @@ impl Failure {
         }
     }
 
+    /// The HTTP status when the failure refuses a whole HTTP request rather than being one
+    /// JSON-RPC answer among others (those travel in a 200 or an SSE stream).
+    pub fn http_status(&self) -> hyper::StatusCode {
+        use hyper::StatusCode as S;
+        match self {
+            Failure::Unavailable { .. }
+            | Failure::BadAnswer { .. }
+            | Failure::Unreadable { .. } => S::BAD_GATEWAY,
+            Failure::Timeout { .. } => S::GATEWAY_TIMEOUT,
+            Failure::Busy { .. } => S::TOO_MANY_REQUESTS,
+            Failure::UnreadableBody => S::BAD_REQUEST,
+            Failure::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// The error answer for request `id`; `detail` (the cause) is logged, not sent.
     pub fn answer(&self, id: Option<&str>, detail: &dyn Display) -> Message {
         tracing::warn!(failure = %self.message(), detail = %detail, "request failed");

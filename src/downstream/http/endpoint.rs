@@ -155,9 +155,10 @@ pub(super) async fn initialize(front: &Front, msg: &Message, caller: Caller) -> 
         );
     }
     let Some(sid) = crate::downstream::new_session_id() else {
-        let f = crate::error::Failure::Internal;
-        tracing::error!("no randomness from the operating system for a session id");
-        return jsonrpc_error(StatusCode::INTERNAL_SERVER_ERROR, f.code(), &f.message());
+        return failure_response(
+            &crate::error::Failure::Internal,
+            &"no randomness from the operating system for a session id",
+        );
     };
     let (general_tx, general_rx) = mpsc::channel::<Message>(REPLAY);
     let (session, reply) = Session::initialize(

@@ -89,6 +89,18 @@ struct Inner {
     required: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
 }
 
+/// A whole HTTP request refused by a [`crate::error::Failure`]: its status, code and fixed
+/// message; `detail` is logged.
+fn failure_response(f: &crate::error::Failure, detail: &dyn std::fmt::Display) -> Response {
+    let body = f.answer(None, detail).into_bytes();
+    (
+        f.http_status(),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = jsonrpc::error_response(None, code, message).into_bytes();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -115,15 +115,7 @@ pub(super) async fn read_body(
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => {
-            let f = crate::error::Failure::UnreadableBody;
-            tracing::warn!(error = %e, "{}", f.message());
-            Err(jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                f.code(),
-                &f.message(),
-            ))
-        }
+        Err(e) => Err(failure_response(&crate::error::Failure::UnreadableBody, &e)),
     }
 }
 
