@@ -164,12 +164,12 @@ fn state_dir(path: Option<PathBuf>) -> PathBuf {
 }
 
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let path = path.or_else(config::default_config_path);
     let shown = path
-        .clone()
-        .or_else(config::default_config_path)
+        .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the built-in default config".into());
-    Config::load_or_default(path).map_err(|errs| {
+    Config::load_from(path.as_deref()).map_err(|errs| {
         eprintln!("mcp-warden: {shown} has {} error(s):", errs.0.len());
         for e in &errs.0 {
             eprintln!("  {e}");

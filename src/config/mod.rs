@@ -468,8 +468,14 @@ impl Config {
     /// The config at `path`, or without one the default file ([`default_config_path`]), or
     /// the binary's own default.
     pub fn load_or_default(path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
-        match path.or_else(default_config_path) {
-            Some(p) => Config::load(&p),
+        Config::load_from(path.or_else(default_config_path).as_deref())
+    }
+
+    /// The config at `path` once it is resolved ([`default_config_path`]): `None` is the
+    /// binary's own default.
+    pub fn load_from(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        match path {
+            Some(p) => Config::load(p),
             None => Config::embedded_default(),
         }
     }
