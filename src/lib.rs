@@ -17,6 +17,7 @@
 //! - [`upstream`]   connections to MCP servers: stdio children, Streamable HTTP, legacy SSE.
 //! - [`session`]    one agent session: routing, merging, id remapping, cancellation.
 //! - [`downstream`] the fronts agents connect to: stdio and Streamable HTTP.
+//! - [`instance`]   one instance's wiring: pins, broker, control socket, shared upstreams, reload.
 //! - [`identity`]   who is calling over HTTP (the credential alone) and failed-auth throttling.
 //! - [`tls`]        the front's listener: plain loopback TCP, or TLS/mTLS with reloaded certificates.
 //! - [`state`]      the state directory: 0700, atomic 0600 files, never through a symlink.
@@ -36,6 +37,7 @@ pub mod downstream;
 pub mod error;
 pub mod identity;
 pub mod import;
+pub mod instance;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
@@ -84,7 +86,7 @@ async fn operator_session(
     name: &str,
     config: Arc<Config>,
     caller: identity::Caller,
-    services: &session::Services,
+    services: &instance::Instance,
 ) -> Arc<session::Session> {
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let init = jsonrpc::request(
@@ -118,7 +120,7 @@ async fn look(
     Vec<(String, String, String, bytes::Bytes)>,
     Vec<(String, String)>,
 ) {
-    let shared = session::Services::new(&config);
+    let shared = instance::Instance::operator(&config);
     let s = operator_session(name, config, caller, &shared).await;
     let tools = s.view(session::catalog::ListKind::Tools).await;
     let unavailable = s.unavailable();
@@ -224,7 +226,7 @@ pub async fn accept_tool(
         eprintln!("mcp-warden: no upstream named `{upstream}` in the config");
         return ExitCode::from(1);
     };
-    let services = session::Services::new(&config);
+    let services = instance::Instance::operator(&config);
     let Some(pins) = services.pins.clone() else {
         eprintln!("mcp-warden: no usable state directory");
         return ExitCode::from(1);

@@ -138,6 +138,21 @@ fn relative_args_are_next_to_the_config_and_dead_upstreams_fail_tools_and_probe(
     let (code, out) = run(&["check", "--probe"], &good);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("probe golden: ok"), "{out}");
+    // Operator commands neither serve a control socket nor open the approval store (found
+    // from outside: `tools` served one beside the running instance's).
+    let mut left = vec![];
+    let mut dirs = vec![dir.path().join("state")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else if name.ends_with(".sock") || name.starts_with("warden.db") {
+                left.push(name);
+            }
+        }
+    }
+    assert!(left.is_empty(), "operator commands left {left:?}");
     let dead_dir = tempfile::tempdir().unwrap();
     let dead = write_config(
         dead_dir.path(),

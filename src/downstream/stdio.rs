@@ -59,7 +59,7 @@ pub async fn serve<R, W>(
         cfg.proxy.max_line_bytes,
     );
     let mut session: Option<Arc<Session>> = None;
-    let shared = Arc::new(crate::session::Services::new(&cfg));
+    let shared = Arc::new(crate::instance::Instance::serve(&cfg));
     // Reloads apply to the live session; `latest` is what a later `initialize` would use.
     let live: Arc<std::sync::Mutex<Option<Arc<Session>>>> = Arc::default();
     let latest = Arc::new(std::sync::Mutex::new(cfg.clone()));
@@ -160,7 +160,7 @@ pub async fn serve<R, W>(
 async fn dispatch(
     cfg: &Arc<Config>,
     caller: Caller,
-    shared: &crate::session::Services,
+    shared: &crate::instance::Instance,
     session: &mut Option<Arc<Session>>,
     msg: Message,
     out: &mpsc::Sender<Message>,

@@ -68,91 +68,6 @@ struct ServerRequest {
     upstream_id: String,
 }
 
-/// What the sessions of one proxy instance share: `shared = true` upstream connections and the
-/// tool-definition pins.
-pub struct Services {
-    pub upstreams: shared::Registry,
-    pub pins: Option<Arc<crate::pins::PinStore>>,
-    /// Held calls and the humans who decide them; `None` (no state directory): every consent
-    /// envelope is refused (fail closed).
-    pub broker: Option<Arc<crate::approval::Broker>>,
-    /// Remote operators' credentials (shared with the control endpoints; swapped on reload).
-    pub operators: crate::approval::control::Operators,
-    _control: Option<crate::task::Owned>,
-}
-
-impl Services {
-    pub fn new(cfg: &Arc<Config>) -> Services {
-        let dir = cfg.state_dir();
-        let usable = match crate::state::ensure_dir(&dir) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "no usable state directory: tool definitions are not pinned and consent envelopes are refused");
-                false
-            }
-        };
-        let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
-        let broker = usable.then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
-        let operators: crate::approval::control::Operators = Arc::default();
-        // The control API needs a runtime (it is absent in unit tests building Services).
-        let control = match (&broker, tokio::runtime::Handle::try_current()) {
-            (Some(b), Ok(_)) => {
-                match crate::approval::control::serve(&dir, b.clone(), operators.clone()) {
-                    Ok(task) => Some(task),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot serve the control API: approvals can only expire");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        let services = Services {
-            upstreams: shared::Registry::new(cfg),
-            pins,
-            broker,
-            operators,
-            _control: control,
-        };
-        services.apply_settings(cfg);
-        services
-    }
-
-    pub fn close(&self) {
-        self.upstreams.close();
-    }
-
-    /// Applies a reloaded config to what the instance shares (both fronts call it; each then
-    /// reconfigures its own sessions): shared upstreams, remote operators, webhooks and the
-    /// grant policy.
-    pub fn apply(&self, cfg: &Arc<Config>) {
-        self.upstreams.sync(cfg);
-        self.apply_settings(cfg);
-    }
-
-    fn apply_settings(&self, cfg: &Arc<Config>) {
-        *self.operators.write().unwrap_or_else(|p| p.into_inner()) =
-            crate::approval::control::operators_of(cfg);
-        if let Some(b) = &self.broker {
-            b.set_webhooks(cfg.approvals.webhooks.clone());
-            b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
-        }
-    }
-
-    /// Waits (up to 5 s) until what was queued for the approval store is written: audit
-    /// entries of the last calls must not be lost at shutdown.
-    pub async fn flush(&self) {
-        if let Some(b) = &self.broker {
-            if tokio::time::timeout(Duration::from_secs(5), b.flush())
-                .await
-                .is_err()
-            {
-                tracing::error!("the approval store did not finish writing within 5 s of shutdown");
-            }
-        }
-    }
-}
-
 pub struct Session {
     pub id: String,
     pins: Option<Arc<crate::pins::PinStore>>,
@@ -190,7 +105,7 @@ impl Session {
         id: String,
         cfg: Arc<Config>,
         caller: Caller,
-        shared: &Services,
+        shared: &crate::instance::Instance,
         init: &Message,
         general: Sink,
     ) -> (Arc<Session>, Message) {

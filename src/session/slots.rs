@@ -306,7 +306,7 @@ impl Session {
     /// swapped; upstreams that were removed, became unusable or changed their connection are
     /// stopped; new ones start; the agent hears `list_changed` for each list whose view changed.
     /// Returns false (and closes the session) when its agent no longer exists.
-    pub fn reconfigure(&self, cfg: Arc<Config>, services: &Services) -> bool {
+    pub fn reconfigure(&self, cfg: Arc<Config>, services: &crate::instance::Instance) -> bool {
         let agent = match &self.caller {
             Caller::Agent(name) => match cfg.agent(name) {
                 Some(a) => Some(a.clone()),

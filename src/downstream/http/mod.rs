@@ -82,7 +82,7 @@ struct Inner {
     max_body: usize,
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
-    shared: crate::session::Services,
+    shared: crate::instance::Instance,
     auth: std::sync::RwLock<Arc<Authenticator>>,
     throttle: crate::identity::Throttle,
     /// Last probe of each `required` upstream: `Err` says why it is not up (`/readyz`).
@@ -280,7 +280,7 @@ pub async fn serve(
             max_body: cfg.proxy.max_body_bytes,
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
-            shared: crate::session::Services::new(&cfg),
+            shared: crate::instance::Instance::serve(&cfg),
             throttle: crate::identity::Throttle::default(),
             auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
             required: Mutex::new(Default::default()),
