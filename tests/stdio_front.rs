@@ -544,3 +544,35 @@ fn stdio_deep_json_and_oversized_answers_fail_at_once_under_their_ids() {
         "only the last call reached the upstream: {seen}"
     );
 }
+
+/// A 2025-03-26 agent's batch over stdio: one array answers every request in it (an item that
+/// is not a message answered in place), while the progress of a call in it arrives on its own
+/// line before the array.
+#[test]
+fn stdio_batch_is_answered_as_one_array_with_progress_outside_it() {
+    let mut p = StdioProxy::start(&demo_upstream("demo", &[]));
+    p.initialize("2025-03-26");
+    p.send(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"steps":2,"delay_ms":10},"_meta":{"progressToken":"p"}}},42]"#,
+    );
+    let mut progress = 0;
+    let array = loop {
+        let v = json(&p.recv());
+        if v.is_array() {
+            break v;
+        }
+        assert_eq!(v["method"], "notifications/progress", "{v}");
+        assert_eq!(v["params"]["progressToken"], "p", "{v}");
+        progress += 1;
+    };
+    assert!(progress >= 1, "the call's progress was not passed on");
+    let items = array.as_array().unwrap();
+    assert_eq!(items.len(), 3, "{array}");
+    let by_id = |id: serde_json::Value| items.iter().find(|i| i["id"] == id).unwrap();
+    assert_eq!(by_id(1.into())["result"], serde_json::json!({}));
+    assert_eq!(
+        by_id(2.into())["result"]["content"][0]["text"],
+        "done after 2 steps"
+    );
+    assert_eq!(by_id(serde_json::Value::Null)["error"]["code"], -32600);
+}

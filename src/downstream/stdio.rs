@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::identity::Caller;
-use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, ParseError, Payload};
+use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, Payload};
 use crate::mcp;
 use crate::session::Session;
 
@@ -76,6 +76,8 @@ pub async fn serve<R, W>(
             }),
         )
     });
+    // Batches being answered: owned here, so none outlives the front.
+    let mut batches = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let line = tokio::select! {
@@ -129,7 +131,15 @@ pub async fn serve<R, W>(
                     .as_ref()
                     .is_some_and(|s| mcp::allows_batches(s.protocol_version));
                 match (&session, allowed) {
-                    (Some(s), true) => batch(s, items, &out_tx, &batch_tx),
+                    (Some(s), true) => {
+                        while batches.try_join_next().is_some() {}
+                        let (s, out, arrays) = (s.clone(), out_tx.clone(), batch_tx.clone());
+                        batches.spawn(async move {
+                            if let Some(array) = s.batch(items, out).await {
+                                let _ = arrays.send(array).await;
+                            }
+                        });
+                    }
                     _ => {
                         let e = jsonrpc::error_response(
                             None,
@@ -146,6 +156,7 @@ pub async fn serve<R, W>(
         s.drain(cfg.proxy.shutdown_grace).await;
         s.close();
     }
+    drop(batches);
     shared.close();
     shared.flush().await;
     // Nothing may keep the session (and so its sinks) alive past here: the writer ends when
@@ -203,46 +214,6 @@ async fn dispatch(
         }
         (None, _, _) => None,
     }
-}
-
-/// A batch: its requests are served concurrently and their answers written as one array;
-/// other messages produced meanwhile go out on their own.
-fn batch(
-    s: &Arc<Session>,
-    items: Vec<Result<Message, ParseError>>,
-    out: &mpsc::Sender<Message>,
-    arrays: &mpsc::Sender<Bytes>,
-) {
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let mut answers: Vec<Message> = vec![];
-    let mut waiting = 0usize;
-    for item in items {
-        match item {
-            Err(e) => answers.push(e.answer()),
-            Ok(m) => {
-                if m.kind() == Kind::Request {
-                    waiting += 1;
-                }
-                s.handle(m, tx.clone());
-            }
-        }
-    }
-    drop(tx);
-    let (out, arrays) = (out.clone(), arrays.clone());
-    tokio::spawn(async move {
-        while waiting > 0 {
-            let Some(m) = rx.recv().await else { break };
-            if m.kind() == Kind::Response {
-                answers.push(m);
-                waiting -= 1;
-            } else {
-                let _ = out.send(m).await;
-            }
-        }
-        if !answers.is_empty() {
-            let _ = arrays.send(jsonrpc::batch_array(&answers)).await;
-        }
-    });
 }
 
 /// The agent a stdio instance serves: the one named with `--agent`, or the config's only agent;

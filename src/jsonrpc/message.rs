@@ -182,8 +182,14 @@ impl Message {
                 request: skim.has_method(),
             });
         }
-        let view: View<'_> =
-            serde_json::from_slice(&raw).map_err(|e| ParseError::Json(e.to_string()))?;
+        // Valid JSON of the wrong shape (`42`, `"x"`, an `id` that is an object) is an invalid
+        // request, not a parse error (JSON-RPC 2.0, section 6's examples).
+        let view: View<'_> = serde_json::from_slice(&raw).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                ParseError::Invalid("a message is a JSON object with JSON-RPC members")
+            }
+            _ => ParseError::Json(e.to_string()),
+        })?;
         if view.jsonrpc.as_deref() != Some("2.0") {
             return Err(ParseError::Invalid("jsonrpc must be \"2.0\""));
         }

@@ -301,6 +301,43 @@ impl Session {
         }
     }
 
+    /// Handles a JSON-RPC batch (both fronts): each item as if sent alone, the requests'
+    /// answers collected into one array (items that could not be parsed answered in place);
+    /// anything else a request produces meanwhile (progress, logging, server→client requests)
+    /// goes to `other`. `None` when nothing in the batch is answered (only notifications and
+    /// responses).
+    pub async fn batch(
+        &self,
+        items: Vec<Result<Message, jsonrpc::ParseError>>,
+        other: Sink,
+    ) -> Option<Bytes> {
+        let (tx, mut rx) = mpsc::channel::<Message>(64);
+        let mut answers: Vec<Message> = vec![];
+        let mut waiting = 0usize;
+        for item in items {
+            match item {
+                Err(e) => answers.push(e.answer()),
+                Ok(m) => {
+                    if m.kind() == Kind::Request {
+                        waiting += 1;
+                    }
+                    self.handle(m, tx.clone());
+                }
+            }
+        }
+        drop(tx);
+        while waiting > 0 {
+            let Some(m) = rx.recv().await else { break };
+            if m.kind() == Kind::Response {
+                answers.push(m);
+                waiting -= 1;
+            } else {
+                let _ = other.send(m).await;
+            }
+        }
+        (!answers.is_empty()).then(|| jsonrpc::batch_array(&answers))
+    }
+
     fn start_request(&self, msg: Message, sink: Sink) {
         let Some(this) = self.this.upgrade() else {
             return;

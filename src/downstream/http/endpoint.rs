@@ -96,42 +96,15 @@ pub(super) async fn post(
                     "JSON-RPC batches are not supported by the negotiated protocol version",
                 );
             }
-            let (tx, mut rx) = mpsc::channel::<Message>(64);
-            let mut answers = vec![];
-            let mut waiting = 0usize;
-            for item in items {
-                match item {
-                    Err(e) => answers.push(e.answer()),
-                    Ok(m) => {
-                        if m.kind() == Kind::Request {
-                            waiting += 1;
-                            hs.session.handle(m, tx.clone());
-                        } else {
-                            hs.session.handle(m, general_sink(&hs));
-                        }
-                    }
-                }
+            match hs.session.batch(items, general_sink(&hs)).await {
+                None => StatusCode::ACCEPTED.into_response(),
+                Some(array) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    array,
+                )
+                    .into_response(),
             }
-            drop(tx);
-            if waiting == 0 && answers.is_empty() {
-                return StatusCode::ACCEPTED.into_response();
-            }
-            let general = general_sink(&hs);
-            while waiting > 0 {
-                let Some(m) = rx.recv().await else { break };
-                if m.kind() == Kind::Response {
-                    answers.push(m);
-                    waiting -= 1;
-                } else {
-                    let _ = general.try_send(m);
-                }
-            }
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                jsonrpc::batch_array(&answers),
-            )
-                .into_response()
         }
     }
 }
