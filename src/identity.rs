@@ -139,8 +139,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub struct Throttle {
     by_credential: std::sync::Mutex<Strikes<(std::net::IpAddr, [u8; 32])>>,
     by_source: std::sync::Mutex<Strikes<std::net::IpAddr>>,
-    /// Failed attempts since start (for metrics).
-    pub failures_total: std::sync::atomic::AtomicU64,
 }
 
 /// Failures of one credential from one address before it is refused.
@@ -204,8 +202,7 @@ impl Throttle {
         ip: std::net::IpAddr,
         credential: [u8; 32],
     ) -> Option<std::time::Duration> {
-        self.failures_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.auth_failure();
         let now = tokio::time::Instant::now();
         let mut by_credential = crate::util::lock(&self.by_credential);
         let mut by_source = crate::util::lock(&self.by_source);

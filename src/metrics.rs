@@ -1,80 +1,117 @@
-//! Process-wide counters in the Prometheus text exposition format (version 0.0.4), served on
-//! `GET /metrics`. Hand-written rather than a metrics crate: a handful of counters and one
-//! histogram family do not justify a registry, and the text format is small and stable.
+//! Process-wide metrics, served on `GET /metrics` in the OpenMetrics text format by
+//! `prometheus-client` (the Prometheus project's Rust client, used by linkerd2-proxy and
+//! agentgateway): the registry, encoding and escaping are the crate's; what is counted is ours.
 //!
 //! Label values are operator-chosen names (upstreams, agents, JSON-RPC methods of forwarded
 //! requests) — never arguments, tokens or tool output.
 
-use crate::util::lock;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::BTreeSet;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::util::lock;
 
 /// Upper bounds (seconds) of the upstream latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-/// The outcome labels of a forwarded request, in the order of [`Calls`].
+/// The outcome labels of a forwarded request.
 const OUTCOMES: [&str; 5] = ["ok", "tool_error", "error", "unavailable", "timeout"];
 
-/// Forwarded requests of one (agent, method), by outcome.
-type Calls = [u64; OUTCOMES.len()];
-
-/// Everything recorded for one upstream, so that a forwarded request takes one lock and, once
-/// its labels have been seen, allocates nothing.
-#[derive(Default)]
-struct UpstreamStats {
-    latency: Histogram,
-    /// agent → method → counts by outcome.
-    calls: BTreeMap<String, BTreeMap<String, Calls>>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    agent: String,
+    upstream: String,
+    method: String,
+    outcome: &'static str,
 }
 
-/// `map[key]`, inserted with its default the first time (the key is copied only then).
-fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_owned(), V::default());
-    }
-    map.get_mut(key)
-        .unwrap_or_else(|| unreachable!("inserted above"))
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
 }
 
-#[derive(Default)]
-pub struct Metrics {
-    /// upstream → its latency and request counts.
-    upstreams: Mutex<BTreeMap<String, UpstreamStats>>,
-    /// (agent, reason) → calls refused by mcp-warden itself.
-    refused: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// outcome → approvals decided.
-    approvals: Mutex<BTreeMap<&'static str, u64>>,
-    sessions: Mutex<Option<SessionCounter>>,
-    /// (upstream, result) → connection attempts (child spawned + handshake, HTTP session).
-    starts: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// upstream → whether its last connection came up and is still alive (the last event wins:
-    /// with a child per session, one session's crash marks it down until the next start).
-    up: Mutex<BTreeMap<String, bool>>,
-    /// upstream → how many tools it listed the last time it was asked.
-    tools: Mutex<BTreeMap<String, u64>>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamOutcome {
+    upstream: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StartLabels {
+    upstream: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    agent: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    agent: String,
+}
+
+type Latency = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// Open sessions per agent, as the front that owns them counts them (set by the HTTP front).
-type SessionCounter = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+type SessionCounter = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Latency,
+    refused: Family<RefusedLabels, Counter>,
+    approvals: Family<OutcomeLabels, Counter>,
+    starts: Family<StartLabels, Counter>,
+    /// Whether an upstream's last connection came up and is still alive (the last event wins:
+    /// with a child per session, one session's crash marks it down until the next start).
+    up: Family<UpstreamLabels, Gauge>,
+    tools: Family<UpstreamLabels, Gauge>,
+    auth_failures: Counter,
+    /// Set from the front when scraped.
+    sessions: Gauge,
+    agent_sessions: Family<AgentLabels, Gauge>,
+    approvals_pending: Gauge,
+    /// For `status` (not exported: `requests` has the same counts with more labels).
+    answers: Family<UpstreamOutcome, Counter>,
+    /// For `status`: every call refused, whoever and whyever.
+    refused_total: Counter,
+    /// Upstreams something was recorded for, for `status`.
+    seen: Mutex<BTreeSet<String>>,
+    count_sessions: Mutex<Option<SessionCounter>>,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 static STARTED: LazyLock<u64> = LazyLock::new(crate::util::now_secs);
 
 /// Records the process start time (call first thing in `main`).
 pub fn mark_start() {
     LazyLock::force(&STARTED);
 }
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The outcome label of a forwarded request's answer.
 pub fn outcome(reply: &crate::jsonrpc::Message) -> &'static str {
@@ -99,6 +136,99 @@ pub fn outcome(reply: &crate::jsonrpc::Message) -> &'static str {
 }
 
 impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            latency: Latency::new_with_constructor(latency_histogram),
+            refused: Family::default(),
+            approvals: Family::default(),
+            starts: Family::default(),
+            up: Family::default(),
+            tools: Family::default(),
+            auth_failures: Counter::default(),
+            sessions: Gauge::default(),
+            agent_sessions: Family::default(),
+            approvals_pending: Gauge::default(),
+            answers: Family::default(),
+            refused_total: Counter::default(),
+            seen: Mutex::default(),
+            count_sessions: Mutex::default(),
+        };
+        let mut r = Registry::default();
+        r.register(
+            "mcp_warden_build",
+            "Version of the running mcp-warden",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let started = Gauge::<i64>::default();
+        started.set(i64::try_from(*STARTED).unwrap_or(i64::MAX));
+        r.register_with_unit(
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            Unit::Seconds,
+            started,
+        );
+        r.register(
+            "mcp_warden_upstream_requests",
+            "Requests forwarded to upstreams, by answer",
+            m.requests.clone(),
+        );
+        r.register_with_unit(
+            "mcp_warden_upstream_request_duration",
+            "Time from forwarding a request to its answer",
+            Unit::Seconds,
+            m.latency.clone(),
+        );
+        r.register(
+            "mcp_warden_calls_refused",
+            "Calls mcp-warden refused itself (hidden tool, pinned argument, denied or expired approval)",
+            m.refused.clone(),
+        );
+        r.register(
+            "mcp_warden_approvals",
+            "Held calls decided, by outcome",
+            m.approvals.clone(),
+        );
+        r.register(
+            "mcp_warden_upstream_starts",
+            "Upstream connection attempts (start and handshake), by result",
+            m.starts.clone(),
+        );
+        r.register(
+            "mcp_warden_upstream_up",
+            "Whether the upstream's last connection came up and is still alive (1) or not (0)",
+            m.up.clone(),
+        );
+        r.register(
+            "mcp_warden_upstream_tools",
+            "Tools the upstream listed the last time it was asked",
+            m.tools.clone(),
+        );
+        r.register(
+            "mcp_warden_auth_failures",
+            "Requests refused for a missing or wrong credential",
+            m.auth_failures.clone(),
+        );
+        r.register(
+            "mcp_warden_sessions",
+            "Open HTTP sessions",
+            m.sessions.clone(),
+        );
+        r.register(
+            "mcp_warden_agent_sessions",
+            "Open HTTP sessions per agent",
+            m.agent_sessions.clone(),
+        );
+        r.register(
+            "mcp_warden_approvals_pending",
+            "Held calls waiting for a human",
+            m.approvals_pending.clone(),
+        );
+        m.registry = r;
+        m
+    }
+
     pub fn request(
         &self,
         agent: &str,
@@ -108,7 +238,7 @@ impl Metrics {
         took: Duration,
     ) {
         // Methods are bounded to what MCP defines; anything else is folded into one label so a
-        // hostile client cannot grow the map.
+        // hostile client cannot grow the families.
         let method = if method.len() <= 40
             && method
                 .bytes()
@@ -118,55 +248,93 @@ impl Metrics {
         } else {
             "other"
         };
-        let o = OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
-        let mut ups = lock(&self.upstreams);
-        let u = slot(&mut ups, upstream);
-        slot(slot(&mut u.calls, agent), method)[o] += 1;
-        let h = &mut u.latency;
-        let s = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                h.counts[i] += 1;
-            }
+        let outcome = OUTCOMES
+            .iter()
+            .find(|o| **o == outcome)
+            .copied()
+            .unwrap_or("error");
+        self.saw(upstream);
+        self.requests
+            .get_or_create(&RequestLabels {
+                agent: agent.into(),
+                upstream: upstream.into(),
+                method: method.into(),
+                outcome,
+            })
+            .inc();
+        self.answers
+            .get_or_create(&UpstreamOutcome {
+                upstream: upstream.into(),
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&upstream_labels(upstream))
+            .observe(took.as_secs_f64());
+    }
+
+    fn saw(&self, upstream: &str) {
+        let mut seen = lock(&self.seen);
+        if !seen.contains(upstream) {
+            seen.insert(upstream.to_string());
         }
-        h.count += 1;
-        h.sum += s;
     }
 
     pub fn refused(&self, agent: &str, reason: &'static str) {
-        *lock(&self.refused)
-            .entry((agent.to_string(), reason))
-            .or_default() += 1;
+        self.refused_total.inc();
+        self.refused
+            .get_or_create(&RefusedLabels {
+                agent: agent.into(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn upstream_start(&self, upstream: &str, result: &'static str) {
-        *lock(&self.starts)
-            .entry((upstream.to_string(), result))
-            .or_default() += 1;
-        lock(&self.up).insert(upstream.to_string(), result == "ok");
+        self.saw(upstream);
+        self.starts
+            .get_or_create(&StartLabels {
+                upstream: upstream.into(),
+                result,
+            })
+            .inc();
+        self.up
+            .get_or_create(&upstream_labels(upstream))
+            .set(i64::from(result == "ok"));
     }
 
     /// An upstream's transport ended on its own (child exited, stream closed).
     pub fn upstream_ended(&self, upstream: &str) {
-        lock(&self.up).insert(upstream.to_string(), false);
+        self.saw(upstream);
+        self.up.get_or_create(&upstream_labels(upstream)).set(0);
     }
 
     /// An upstream listed `n` tools (all pages).
     pub fn tools_listed(&self, upstream: &str, n: usize) {
-        lock(&self.tools).insert(upstream.to_string(), n as u64);
+        self.saw(upstream);
+        self.tools
+            .get_or_create(&upstream_labels(upstream))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn approval(&self, outcome: &'static str) {
-        *lock(&self.approvals).entry(outcome).or_default() += 1;
+        self.approvals
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A request refused for a missing or wrong credential.
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
     }
 
     /// Lets the front report its open sessions per agent (`status`, `/metrics`).
     pub fn count_sessions_with(&self, f: SessionCounter) {
-        *lock(&self.sessions) = Some(f);
+        *lock(&self.count_sessions) = Some(f);
     }
 
-    fn sessions_per_agent(&self) -> BTreeMap<String, u64> {
-        lock(&self.sessions)
+    fn sessions_per_agent(&self) -> Vec<(String, u64)> {
+        lock(&self.count_sessions)
             .as_ref()
             .map(|f| f())
             .unwrap_or_default()
@@ -174,158 +342,88 @@ impl Metrics {
 
     /// Per-upstream totals for `mcp-warden status`.
     pub fn summary(&self) -> serde_json::Value {
-        let mut up: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-        let mut add = |u: &str, k: &str, n: u64| {
-            let e = up.entry(u.to_string()).or_default();
-            let cur = e.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            e.insert(k.to_string(), (cur + n).into());
-        };
-        for (u, stats) in lock(&self.upstreams).iter() {
-            for calls in stats.calls.values().flat_map(|m| m.values()) {
-                for (out, n) in OUTCOMES.iter().zip(calls) {
-                    add(u, "requests", *n);
-                    if *out != "ok" {
-                        add(u, &format!("requests_{out}"), *n);
-                    }
+        let mut ups = serde_json::Map::new();
+        for u in lock(&self.seen).iter() {
+            let mut e = serde_json::Map::new();
+            let mut total = 0;
+            for outcome in OUTCOMES {
+                let n = self
+                    .answers
+                    .get(&UpstreamOutcome {
+                        upstream: u.clone(),
+                        outcome,
+                    })
+                    .map_or(0, |c| c.get());
+                total += n;
+                if outcome != "ok" {
+                    e.insert(format!("requests_{outcome}"), n.into());
                 }
             }
+            e.insert("requests".into(), total.into());
+            let start = |result| {
+                self.starts
+                    .get(&StartLabels {
+                        upstream: u.clone(),
+                        result,
+                    })
+                    .map_or(0, |c| c.get())
+            };
+            e.insert("starts".into(), start("ok").into());
+            e.insert("start_failures".into(), start("failed").into());
+            let label = upstream_labels(u);
+            if let Some(n) = self.tools.get(&label) {
+                e.insert("tools".into(), n.get().into());
+            }
+            if let Some(up) = self.up.get(&label) {
+                e.insert("up".into(), (up.get() == 1).into());
+            }
+            ups.insert(u.clone(), e.into());
         }
-        for ((u, r), n) in lock(&self.starts).iter() {
-            add(
-                u,
-                if *r == "ok" {
-                    "starts"
-                } else {
-                    "start_failures"
-                },
-                *n,
-            );
-        }
-        for (u, n) in lock(&self.tools).iter() {
-            add(u, "tools", *n);
-        }
-        for (u, is_up) in lock(&self.up).iter() {
-            up.entry(u.clone())
-                .or_default()
-                .insert("up".into(), (*is_up).into());
-        }
-        let refused: u64 = lock(&self.refused).values().sum();
+        let refused = self.refused_total.get();
+        let approvals: serde_json::Map<String, serde_json::Value> =
+            ["allowed", "denied", "expired", "failed", "grant"]
+                .iter()
+                .filter_map(|o| {
+                    let n = self.approvals.get(&OutcomeLabels { outcome: o })?.get();
+                    Some(((*o).to_string(), n.into()))
+                })
+                .collect();
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "uptime_secs": crate::util::now_secs().saturating_sub(*STARTED),
-            "upstreams": up,
+            "upstreams": ups,
             "calls_refused": refused,
-            "sessions": self.sessions_per_agent(),
-            "approvals": *lock(&self.approvals),
+            "sessions": self.sessions_per_agent().into_iter().map(|(a, n)| (a, n.into())).collect::<serde_json::Map<_, _>>(),
+            "approvals": approvals,
         })
     }
 
-    /// The exposition text, with the gauges the caller knows about appended.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP mcp_warden_build_info Version of the running mcp-warden.\n# TYPE mcp_warden_build_info gauge\nmcp_warden_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        let _ = writeln!(
-            o,
-            "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}",
-            *STARTED
-        );
-        let _ = writeln!(o, "# HELP mcp_warden_upstream_requests_total Requests forwarded to upstreams, by answer.\n# TYPE mcp_warden_upstream_requests_total counter");
-        let ups = lock(&self.upstreams);
-        for (u, stats) in ups.iter() {
-            for (a, methods) in &stats.calls {
-                for (m, calls) in methods {
-                    for (out, n) in OUTCOMES.iter().zip(calls).filter(|(_, n)| **n > 0) {
-                        let _ = writeln!(
-                            o,
-                            "mcp_warden_upstream_requests_total{{agent=\"{}\",upstream=\"{}\",method=\"{}\",outcome=\"{out}\"}} {n}",
-                            esc(a),
-                            esc(u),
-                            esc(m)
-                        );
-                    }
-                }
-            }
+    /// The exposition text, with the front's current counts (open sessions, held calls) set
+    /// first.
+    pub fn render(&self, sessions: u64, approvals_pending: u64) -> String {
+        self.sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.approvals_pending
+            .set(i64::try_from(approvals_pending).unwrap_or(i64::MAX));
+        self.agent_sessions.clear();
+        for (agent, n) in self.sessions_per_agent() {
+            self.agent_sessions
+                .get_or_create(&AgentLabels { agent })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let _ = writeln!(o, "# HELP mcp_warden_upstream_request_duration_seconds Time from forwarding a request to its answer.\n# TYPE mcp_warden_upstream_request_duration_seconds histogram");
-        for (u, stats) in ups.iter() {
-            let h = &stats.latency;
-            let u = esc(u);
-            for (b, c) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    o,
-                    "mcp_warden_upstream_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"{b}\"}} {c}"
-                );
-            }
-            let _ = writeln!(
-                o,
-                "mcp_warden_upstream_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"+Inf\"}} {}\nmcp_warden_upstream_request_duration_seconds_sum{{upstream=\"{u}\"}} {}\nmcp_warden_upstream_request_duration_seconds_count{{upstream=\"{u}\"}} {}",
-                h.count, h.sum, h.count
-            );
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
         }
-        drop(ups);
-        let _ = writeln!(o, "# HELP mcp_warden_calls_refused_total Calls mcp-warden refused itself (hidden tool, pinned argument, denied or expired approval).\n# TYPE mcp_warden_calls_refused_total counter");
-        for ((a, r), n) in lock(&self.refused).iter() {
-            let _ = writeln!(
-                o,
-                "mcp_warden_calls_refused_total{{agent=\"{}\",reason=\"{r}\"}} {n}",
-                esc(a)
-            );
-        }
-        let _ = writeln!(o, "# HELP mcp_warden_approvals_total Held calls decided, by outcome.\n# TYPE mcp_warden_approvals_total counter");
-        for (out, n) in lock(&self.approvals).iter() {
-            let _ = writeln!(o, "mcp_warden_approvals_total{{outcome=\"{out}\"}} {n}");
-        }
-        let _ = writeln!(o, "# HELP mcp_warden_upstream_starts_total Upstream connection attempts (start and handshake), by result.\n# TYPE mcp_warden_upstream_starts_total counter");
-        for ((u, r), n) in lock(&self.starts).iter() {
-            let _ = writeln!(
-                o,
-                "mcp_warden_upstream_starts_total{{upstream=\"{}\",result=\"{r}\"}} {n}",
-                esc(u)
-            );
-        }
-        let _ = writeln!(o, "# HELP mcp_warden_upstream_up Whether the upstream's last connection came up and is still alive (1) or not (0).\n# TYPE mcp_warden_upstream_up gauge");
-        for (u, is_up) in lock(&self.up).iter() {
-            let _ = writeln!(
-                o,
-                "mcp_warden_upstream_up{{upstream=\"{}\"}} {}",
-                esc(u),
-                u8::from(*is_up)
-            );
-        }
-        let _ = writeln!(o, "# HELP mcp_warden_upstream_tools Tools the upstream listed the last time it was asked.\n# TYPE mcp_warden_upstream_tools gauge");
-        for (u, n) in lock(&self.tools).iter() {
-            let _ = writeln!(
-                o,
-                "mcp_warden_upstream_tools{{upstream=\"{}\"}} {n}",
-                esc(u)
-            );
-        }
-        let _ = writeln!(o, "# HELP mcp_warden_agent_sessions Open HTTP sessions per agent.\n# TYPE mcp_warden_agent_sessions gauge");
-        for (a, n) in self.sessions_per_agent() {
-            let _ = writeln!(o, "mcp_warden_agent_sessions{{agent=\"{}\"}} {n}", esc(&a));
-        }
-        for (name, help, v) in gauges {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        }
-        o
+        text
     }
 }
 
-/// Escapes a label value (backslash, quote, newline).
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn upstream_labels(upstream: &str) -> UpstreamLabels {
+    UpstreamLabels {
+        upstream: upstream.into(),
+    }
 }
 
 #[cfg(test)]
@@ -359,7 +457,7 @@ mod tests {
 
     #[test]
     fn renders_valid_exposition_lines() {
-        let m = Metrics::default();
+        let m = Metrics::new();
         m.request("a", "demo", "tools/call", "ok", Duration::from_millis(3));
         m.request("a", "demo", "tools/call", "ok", Duration::from_millis(300));
         m.request(
@@ -370,22 +468,27 @@ mod tests {
             Duration::from_millis(1),
         );
         m.refused("a", "hidden_tool");
-        let t = m.render(&[("mcp_warden_sessions", "Open sessions.", 2)]);
+        let t = m.render(2, 0);
         assert!(t.contains(
             "mcp_warden_upstream_requests_total{agent=\"a\",upstream=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
-        ));
-        assert!(t.contains("method=\"other\""));
-        assert!(t.contains("upstream=\"de\\\"mo\""));
+        ), "{t}");
+        assert!(t.contains("method=\"other\""), "{t}");
+        assert!(t.contains("upstream=\"de\\\"mo\""), "{t}");
         assert!(t.contains(
-            "mcp_warden_upstream_request_duration_seconds_bucket{upstream=\"demo\",le=\"0.005\"} 1"
-        ));
+            "mcp_warden_upstream_request_duration_seconds_bucket{le=\"0.005\",upstream=\"demo\"} 1"
+        ), "{t}");
         assert!(t.contains(
-            "mcp_warden_upstream_request_duration_seconds_bucket{upstream=\"demo\",le=\"+Inf\"} 2"
-        ));
-        assert!(t.contains("mcp_warden_sessions 2"));
+            "mcp_warden_upstream_request_duration_seconds_bucket{le=\"+Inf\",upstream=\"demo\"} 2"
+        ), "{t}");
+        assert!(t.contains("mcp_warden_sessions 2"), "{t}");
+        assert!(t.ends_with("# EOF\n"), "{t}");
         for l in t.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = l.rsplit_once(' ').unwrap();
             assert!(v.parse::<f64>().is_ok(), "{l}");
         }
+        let s = m.summary();
+        assert_eq!(s["upstreams"]["demo"]["requests"], 2, "{s}");
+        assert_eq!(s["upstreams"]["de\"mo"]["requests_error"], 1, "{s}");
+        assert_eq!(s["calls_refused"], 1, "{s}");
     }
 }

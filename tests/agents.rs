@@ -868,7 +868,7 @@ fn metrics_and_status_count_calls_refusals_and_auth_failures() {
     assert!(r.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
     let text = r.text().unwrap();
     let value = |series: &str| -> Option<f64> {
         text.lines()

@@ -42,7 +42,7 @@ pub(super) async fn readyz(State(front): State<Front>) -> Response {
         .into_response()
 }
 
-/// Prometheus metrics (text format 0.0.4). Unauthenticated like the health endpoints; it names
+/// Prometheus metrics (OpenMetrics text). Unauthenticated like the health endpoints; it names
 /// upstreams and agents but carries no arguments, tokens or results.
 pub(super) async fn metrics(State(front): State<Front>) -> Response {
     let pending = front
@@ -51,35 +51,8 @@ pub(super) async fn metrics(State(front): State<Front>) -> Response {
         .broker
         .as_ref()
         .map_or(0, |b| b.list().len() as u64);
-    let text = crate::metrics::METRICS.render(&[
-        (
-            "mcp_warden_sessions",
-            "Open HTTP sessions.",
-            front.session_count() as u64,
-        ),
-        (
-            "mcp_warden_approvals_pending",
-            "Held calls waiting for a human.",
-            pending,
-        ),
-        (
-            "mcp_warden_auth_failures_total",
-            "Requests refused for a missing or wrong credential.",
-            front
-                .inner
-                .throttle
-                .failures_total
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-    ]);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let text = crate::metrics::METRICS.render(front.session_count() as u64, pending);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 impl Front {

@@ -301,7 +301,7 @@ pub async fn serve(
                 *per.entry(agent).or_insert(0) += 1;
             }
         }
-        per
+        per.into_iter().collect()
     }));
     let probe_front = front.clone();
     let _prober = crate::task::spawn(tracing::info_span!("readiness-probe"), async move {
