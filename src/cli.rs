@@ -133,7 +133,7 @@ pub async fn approve(dir: &Path, id: Option<&str>, decision: &str) -> ExitCode {
 }
 
 pub async fn approvals_watch(dir: &Path) -> ExitCode {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use http_body_util::BodyExt;
     let token = match control::secret(dir) {
         Ok(s) => control::derive_token(&s, control::PURPOSE),
         Err(e) => {
@@ -146,28 +146,27 @@ pub async fn approvals_watch(dir: &Path) -> ExitCode {
         eprintln!("mcp-warden: no running instance uses {}", dir.display());
         return ExitCode::from(1);
     };
-    let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await else {
-        eprintln!("mcp-warden: cannot connect to {}", sock.display());
-        return ExitCode::from(1);
-    };
-    let req =
-        format!("GET /events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return ExitCode::from(1);
-    }
-    let mut lines = tokio::io::BufReader::new(s).lines();
-    let mut in_head = true;
-    while let Ok(Some(line)) = lines.next_line().await {
-        if in_head && line.is_empty() {
-            in_head = false;
-            eprintln!(
-                "mcp-warden: watching approvals ({}); Ctrl-C stops",
-                dir.display()
-            );
-            continue;
+    let answer = match control::exchange(&sock, hyper::Method::GET, "/events", &token, None).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mcp-warden: cannot watch {}: {e}", sock.display());
+            return ExitCode::from(1);
         }
-        if let Some(data) = line.strip_prefix("data: ") {
-            println!("{}", safe(data));
+    };
+    eprintln!(
+        "mcp-warden: watching approvals ({}); Ctrl-C stops",
+        dir.display()
+    );
+    let mut body = answer.response.into_body();
+    let mut parser = crate::sse::Parser::new(1 << 20);
+    let mut events = vec![];
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            parser.push(data, &mut events);
+            for ev in events.drain(..) {
+                println!("{}", safe(&ev.data));
+            }
         }
     }
     ExitCode::SUCCESS

@@ -722,6 +722,48 @@ fn remote_operator_decides_over_http_and_agents_cannot() {
         http().post(&control).body("{}").send().unwrap().status(),
         401
     );
+    // Mistyped requests get a clear error and decide nothing.
+    let answer = |method: &str, params: serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(&rpc(op, method, params).text().unwrap()).unwrap()
+    };
+    for (method, params, code, says) in [
+        (
+            "approvals.decide",
+            serde_json::json!({"id": id, "decision": "yes"}),
+            -32602,
+            "unknown variant `yes`",
+        ),
+        (
+            "approvals.decide",
+            serde_json::json!({"id": id, "decison": "allow-once"}),
+            -32602,
+            "unknown field `decison`",
+        ),
+        (
+            "approvals.decide",
+            serde_json::json!({"decision": "allow-once"}),
+            -32602,
+            "missing field `id`",
+        ),
+        (
+            "approvals.purge",
+            serde_json::json!({}),
+            -32601,
+            "Method not found",
+        ),
+    ] {
+        let v = answer(method, params);
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        answer("approvals.list", serde_json::json!({}))["result"][0]["id"],
+        id.as_str(),
+        "still pending"
+    );
     let r = rpc(
         op,
         "approvals.decide",

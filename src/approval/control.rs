@@ -273,77 +273,118 @@ async fn rpc(
             return (StatusCode::FORBIDDEN, "forbidden").into_response();
         }
     }
-    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return rpc_error(&serde_json::Value::Null, -32700, "Parse error");
+    let Ok(req) = serde_json::from_slice::<ControlRequest<'_>>(&body) else {
+        return rpc_error(
+            &serde_json::Value::Null,
+            -32700,
+            "Parse error: a JSON-RPC request object was expected",
+        );
     };
-    let id = req.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let params = req.get("params").cloned().unwrap_or_default();
-    match req
-        .get("method")
-        .and_then(|m| m.as_str())
-        .unwrap_or_default()
-    {
-        "approvals.list" => rpc_result(&id, serde_json::json!(ctl.broker.list())),
-        "status" => {
+    let id = req.id;
+    let call = match Call::of(req.method, req.params) {
+        Ok(c) => c,
+        Err(Bad::Method) => return rpc_error(&id, -32601, "Method not found"),
+        Err(Bad::Params(e)) => return rpc_error(&id, -32602, &format!("Invalid params: {e}")),
+    };
+    match call {
+        Call::ApprovalsList => rpc_result(&id, serde_json::json!(ctl.broker.list())),
+        Call::Status => {
             let mut s = crate::metrics::METRICS.summary();
             s["pending_approvals"] = ctl.broker.list().len().into();
             s["grants"] = ctl.broker.grants().await.len().into();
             rpc_result(&id, s)
         }
-        "approvals.decide" => {
-            let approval = params
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let decision = match params
-                .get("decision")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .parse::<Decision>()
-            {
-                Ok(d) => d,
-                Err(e) => return rpc_error(&id, -32602, &e),
-            };
+        Call::Decide(p) => {
             // The authenticated identity decides; a local client may add whom it acts for.
-            let operator = match (
-                who.as_str(),
-                params.get("operator").and_then(|v| v.as_str()),
-            ) {
+            let operator = match (who.as_str(), p.operator) {
                 ("local", Some(name)) => format!("local:{name}"),
                 (w, _) => w.to_string(),
             };
             let channel = if peer.is_some() { "http" } else { "socket" };
-            match ctl.broker.decide(approval, decision, channel, &operator) {
+            match ctl.broker.decide(&p.id, p.decision, channel, &operator) {
                 Ok(info) => rpc_result(
                     &id,
-                    serde_json::json!({"decided": info, "decision": decision}),
+                    serde_json::json!({"decided": info, "decision": p.decision}),
                 ),
                 Err(e) => rpc_error(&id, -32602, &e),
             }
         }
-        "approvals.show" => {
-            let approval = params
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            match ctl.broker.list().into_iter().find(|a| a.id == approval) {
-                Some(a) => rpc_result(&id, serde_json::json!(a)),
-                None => rpc_error(&id, -32602, &format!("no pending approval `{approval}`")),
-            }
-        }
-        "grants.list" => rpc_result(&id, serde_json::json!(ctl.broker.grants().await)),
-        "grants.revoke" => {
-            let g = params
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            if ctl.broker.revoke(g).await {
-                rpc_result(&id, serde_json::json!({"revoked": g}))
+        Call::ApprovalsShow(p) => match ctl.broker.list().into_iter().find(|a| a.id == p.id) {
+            Some(a) => rpc_result(&id, serde_json::json!(a)),
+            None => rpc_error(&id, -32602, &format!("no pending approval `{}`", p.id)),
+        },
+        Call::GrantsList => rpc_result(&id, serde_json::json!(ctl.broker.grants().await)),
+        Call::GrantsRevoke(p) => {
+            if ctl.broker.revoke(&p.id).await {
+                rpc_result(&id, serde_json::json!({"revoked": p.id}))
             } else {
-                rpc_error(&id, -32602, &format!("no grant `{g}`"))
+                rpc_error(&id, -32602, &format!("no grant `{}`", p.id))
             }
         }
-        _ => rpc_error(&id, -32601, "Method not found"),
+    }
+}
+
+/// A control-API request as received (JSON-RPC 2.0 shape; `params` decoded per method).
+#[derive(serde::Deserialize)]
+struct ControlRequest<'a> {
+    #[serde(default)]
+    id: serde_json::Value,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The control API's methods, each with its typed parameters.
+enum Call {
+    ApprovalsList,
+    ApprovalsShow(ById),
+    Decide(DecideParams),
+    GrantsList,
+    GrantsRevoke(ById),
+    Status,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ById {
+    id: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideParams {
+    id: String,
+    decision: Decision,
+    /// Whom a local client acts for (ignored for remote operators: their credential names them).
+    #[serde(default)]
+    operator: Option<String>,
+}
+
+enum Bad {
+    Method,
+    Params(serde_json::Error),
+}
+
+impl Call {
+    fn of(
+        method: std::borrow::Cow<'_, str>,
+        params: Option<&serde_json::value::RawValue>,
+    ) -> Result<Call, Bad> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            params: Option<&serde_json::value::RawValue>,
+        ) -> Result<T, Bad> {
+            serde_json::from_str(params.map_or("{}", |p| p.get())).map_err(Bad::Params)
+        }
+        Ok(match method.as_ref() {
+            "approvals.list" => Call::ApprovalsList,
+            "approvals.show" => Call::ApprovalsShow(typed(params)?),
+            "approvals.decide" => Call::Decide(typed(params)?),
+            "grants.list" => Call::GrantsList,
+            "grants.revoke" => Call::GrantsRevoke(typed(params)?),
+            "status" => Call::Status,
+            _ => return Err(Bad::Method),
+        })
     }
 }
 
@@ -599,7 +640,7 @@ pub async fn call_all(
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
                 .to_string();
-        match request(&sock, "POST", "/control", &token, Some(&body)).await {
+        match rpc_call(&sock, &token, body).await {
             Ok(text) => {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let r = match (v.get("result"), v.get("error")) {
@@ -619,49 +660,68 @@ pub async fn call_all(
     Ok(out)
 }
 
-/// A minimal HTTP/1.1 exchange over a Unix socket (`Connection: close`; body read to the end).
-pub async fn request(
+/// A response from an instance's control socket, with the connection that carries its body
+/// (hyper's HTTP/1 client over the Unix socket; the connection task ends with the response).
+pub struct Answer {
+    pub response: hyper::Response<hyper::body::Incoming>,
+    _conn: crate::task::Owned,
+}
+
+/// One HTTP/1.1 request to an instance's control socket. A status other than 200 is an error
+/// (its status line).
+pub async fn exchange(
     sock: &Path,
-    method: &str,
+    method: hyper::Method,
     path: &str,
     token: &str,
-    body: Option<&str>,
-) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::UnixStream::connect(sock).await?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(
-            head.lines().next().unwrap_or("bad answer").to_string(),
-        ));
+    body: Option<String>,
+) -> std::io::Result<Answer> {
+    let stream = tokio::net::UnixStream::connect(sock).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+    let conn = crate::task::spawn(tracing::info_span!("control-client"), async move {
+        let _ = conn.await;
+    });
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "localhost")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.unwrap_or_default(),
+        )))
+        .map_err(std::io::Error::other)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    if response.status() != StatusCode::OK {
+        return Err(std::io::Error::other(format!(
+            "the instance answered {}",
+            response.status()
+        )));
     }
-    // Bodies from axum with a known length come as is; chunked ones are de-chunked here.
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut r = rest;
-        while let Some((size, tail)) = r.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || tail.len() < n {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            r = tail[n..].trim_start_matches("\r\n");
-        }
-        return Ok(out);
-    }
-    Ok(rest.to_string())
+    Ok(Answer {
+        response,
+        _conn: conn,
+    })
+}
+
+/// A JSON-RPC exchange with an instance's control socket: the answer's body as text.
+async fn rpc_call(sock: &Path, token: &str, body: String) -> std::io::Result<String> {
+    use http_body_util::BodyExt;
+    let answer = exchange(sock, hyper::Method::POST, "/control", token, Some(body)).await?;
+    let body = answer
+        .response
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[cfg(test)]
