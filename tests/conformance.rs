@@ -15,7 +15,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -147,5 +146,4 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
     let _ = server.kill();
     let _ = server.wait();
     compare("HTTP upstream (response_mode sse)", &direct, &via_http, &[]);
-    std::thread::sleep(Duration::from_millis(10));
 }

@@ -353,14 +353,11 @@ fn http_waiting_call_gets_progress_and_the_result() {
     let p = HttpProxy::start(&cfg);
     let sid = open_session(&p.url);
     let url = p.url.clone();
-    let waiter = std::thread::spawn(move || {
-        let r = post(
-            &url,
-            Some(&sid),
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"h"},"_meta":{"progressToken":"p"}}}"#,
-        );
-        r.text().unwrap()
-    });
+    let call = post_streaming(
+        &url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"h"},"_meta":{"progressToken":"p"}}}"#,
+    );
     let cfg_path = p.dir.path().join("warden.toml");
     let cli = |args: &[&str]| {
         Command::new(warden_bin())
@@ -374,14 +371,24 @@ fn http_waiting_call_gets_progress_and_the_result() {
         String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
             .contains("wants golden/consent")
     });
-    std::thread::sleep(Duration::from_millis(2200));
-    assert!(cli(&["approve", "allow-once"]).status.success());
-    let body = waiter.join().unwrap();
+    // Progress while waiting, before anyone decides.
+    let progress = call.next();
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
     assert!(
-        body.contains("waiting for approval: Do the thing with x=h"),
-        "progress while waiting: {body}"
+        progress["params"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("waiting for approval: Do the thing with x=h"),
+        "{progress}"
     );
-    assert!(body.contains("performed x=h"), "{body}");
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let rest = call.rest();
+    let body = serde_json::to_string(&rest).unwrap();
+    assert_eq!(
+        rest.last().unwrap()["result"]["content"][0]["text"],
+        "performed x=h",
+        "{body}"
+    );
     assert!(!body.contains("act-"), "no action id on the wire: {body}");
 }
 

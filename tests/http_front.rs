@@ -409,16 +409,28 @@ fn http_get_stream_carries_list_changed_and_resumes_with_last_event_id() {
         .expect("event id")
         .to_string();
     drop(get);
-    // Reconnect with Last-Event-ID of an earlier event: it is replayed.
-    std::thread::sleep(Duration::from_millis(200));
+    // Reconnect with Last-Event-ID of an earlier event: it is replayed (409 until the proxy
+    // has seen the first stream close).
     let n: u64 = id.trim_start_matches('g').parse().unwrap();
-    let mut again = http()
-        .get(&p.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("last-event-id", format!("g{}", n - 1))
-        .send()
-        .unwrap();
+    let mut reconnected = None;
+    eventually(
+        Duration::from_secs(10),
+        "the stream can be reopened",
+        || {
+            let r = http()
+                .get(&p.url)
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &sid)
+                .header("last-event-id", format!("g{}", n - 1))
+                .send()
+                .unwrap();
+            assert!(matches!(r.status().as_u16(), 200 | 409), "{}", r.status());
+            let ok = r.status() == 200;
+            reconnected = ok.then_some(r);
+            ok
+        },
+    );
+    let mut again = reconnected.unwrap();
     let n2 = again.read(&mut buf).unwrap();
     let replay = String::from_utf8_lossy(&buf[..n2]);
     assert!(
@@ -533,19 +545,15 @@ fn http_upstream_that_never_answers_times_out_and_is_cancelled() {
 fn http_shutdown_lets_calls_in_flight_finish() {
     let mut p = demo_proxy();
     let sid = open_session(&p.url);
-    let url = p.url.clone();
-    let call = std::thread::spawn(move || {
-        let r = post(
-            &url,
-            Some(&sid),
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"steps":5,"delay_ms":100}}}"#,
-        );
-        messages(r).pop().unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(150));
+    let call = post_streaming(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"steps":5,"delay_ms":100},"_meta":{"progressToken":"p"}}}"#,
+    );
+    assert_eq!(call.next()["method"], "notifications/progress", "in flight");
     let st = p.stop();
     assert!(st.success());
-    let v = call.join().unwrap();
+    let v = call.rest().pop().unwrap();
     assert_eq!(
         v["result"]["content"][0]["text"], "done after 5 steps",
         "{v}"
@@ -673,14 +681,19 @@ fn http_limits_sessions_inflight_nesting_headers() {
     );
     let c = open_session(&p.url);
     // Two slow calls in flight; the third is refused at once.
+    // (Each is in flight once its first progress message has arrived.)
     let slow = |id: u32| {
-        let (url, sid) = (p.url.clone(), c.clone());
-        std::thread::spawn(move || {
-            messages(post(&url, Some(&sid), &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"steps":4,"delay_ms":100}}}}}}"#))).pop().unwrap()
-        })
+        let call = post_streaming(
+            &p.url,
+            Some(&c),
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"steps":4,"delay_ms":100}},"_meta":{{"progressToken":"p{id}"}}}}}}"#
+            ),
+        );
+        assert_eq!(call.next()["method"], "notifications/progress");
+        call
     };
     let (t1, t2) = (slow(1), slow(2));
-    std::thread::sleep(Duration::from_millis(150));
     let third = messages(post(
         &p.url,
         Some(&c),
@@ -695,8 +708,8 @@ fn http_limits_sessions_inflight_nesting_headers() {
             .contains("Too many requests in flight"),
         "{third}"
     );
-    assert!(t1.join().unwrap().get("result").is_some());
-    assert!(t2.join().unwrap().get("result").is_some());
+    assert!(t1.rest().pop().unwrap().get("result").is_some());
+    assert!(t2.rest().pop().unwrap().get("result").is_some());
     // Deep nesting is a parse error, not a crash.
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let r = post(&p.url, Some(&c), &deep);

@@ -160,9 +160,18 @@ fn required_client_certificate_and_certificate_reload() {
     // Replace the server certificate with one from a new CA: new connections use it at once.
     let new_ca = ca("renewed CA");
     let renewed = leaf(&new_ca, &["localhost", "127.0.0.1"]);
-    std::thread::sleep(std::time::Duration::from_millis(1100)); // a distinct mtime
     std::fs::write(p.dir.path().join("server.key"), &renewed.1).unwrap();
     std::fs::write(p.dir.path().join("server.pem"), &renewed.0).unwrap();
+    // A distinct modification time, as a renewal a second or more later has.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    for f in ["server.key", "server.pem"] {
+        std::fs::File::options()
+            .write(true)
+            .open(p.dir.path().join(f))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
     let new_root = new_ca.cert.pem();
     // The client certificate is still checked against the configured client CA (unchanged).
     eventually(

@@ -551,3 +551,50 @@ pub fn port_of(url: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A POST whose SSE answer is read as it streams (the proxy must answer with SSE: ask with a
+/// progress token or `response_mode = "sse"`): each message arrives on [`Streaming::next`] as
+/// soon as it is read, so a test can wait for "the call is in flight" instead of sleeping.
+pub struct Streaming {
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+pub fn post_streaming(url: &str, session: Option<&str>, body: &str) -> Streaming {
+    use std::io::BufRead;
+    let resp = post(url, session, body);
+    assert_eq!(resp.status(), 200, "POST refused");
+    let (tx, events) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut data = String::new();
+        for line in std::io::BufReader::new(resp).lines() {
+            let Ok(line) = line else { break };
+            if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.trim_start());
+            } else if line.is_empty() && !data.is_empty() {
+                let v = serde_json::from_str(&data).expect("event json");
+                data.clear();
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Streaming { events, reader }
+}
+
+impl Streaming {
+    /// The next message of the answer (30 s at most).
+    pub fn next(&self) -> serde_json::Value {
+        self.events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no message on the stream within 30 s")
+    }
+
+    /// Every message still to come, until the stream ends.
+    pub fn rest(self) -> Vec<serde_json::Value> {
+        let out: Vec<serde_json::Value> = self.events.iter().collect();
+        self.reader.join().expect("stream reader");
+        out
+    }
+}
