@@ -4,6 +4,10 @@
 //! Must not: route or rewrite messages (that is `crate::session`); a front only frames
 //! messages, enforces its transport's rules, and owns the sessions' lifetimes.
 
+// Untrusted bytes pass through here: an index that could be out of range would be a panic an
+// agent or a server can trigger. Use `get`, or say why the index is in range.
+#![warn(clippy::indexing_slicing)]
+
 pub mod http;
 pub mod stdio;
 

@@ -227,7 +227,13 @@ pub fn caller_for(cfg: &Config, agent: Option<&str>) -> Result<Caller, String> {
             .map(|a| Caller::Agent(a.name.as_str().into()))
             .ok_or_else(|| format!("no agent named `{name}` in the config")),
         (None, 0) => Ok(Caller::User),
-        (None, 1) => Ok(Caller::Agent(cfg.agents[0].name.as_str().into())),
+        (None, 1) => Ok(Caller::Agent(
+            cfg.agents
+                .first()
+                .map(|a| a.name.as_str())
+                .unwrap_or_default()
+                .into(),
+        )),
         (None, _) => Err("the config names several agents: choose one with --agent NAME".into()),
     }
 }

@@ -52,10 +52,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 }
                 return Ok(Some(self.take()));
             }
-            let (chunk, found) = match memchr_nl(available) {
-                Some(i) => (&available[..i], Some(i)),
-                None => (available, None),
-            };
+            let (chunk, found) =
+                match memchr_nl(available).and_then(|i| Some((available.get(..i)?, i))) {
+                    Some((line, i)) => (line, Some(i)),
+                    None => (available, None),
+                };
             match &mut overlong {
                 Some(skim) => skim.feed(chunk),
                 None if self.buf.len() + chunk.len() > self.max => {
@@ -99,7 +100,7 @@ fn memchr_nl(b: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -263,7 +263,7 @@ impl Message {
 
     fn slice(&self, r: &Option<Span>) -> Option<&str> {
         // The spans come from serde's borrowed views of valid UTF-8 JSON.
-        r.and_then(|r| std::str::from_utf8(&self.raw[r.range()]).ok())
+        r.and_then(|r| std::str::from_utf8(self.raw.get(r.range())?).ok())
     }
 
     /// The raw JSON text of the id (`"abc"`, `42`, `null`), if any.
@@ -300,10 +300,13 @@ impl Message {
             return self.clone();
         };
         // One allocation: the bytes before the id, the new id, the bytes after it.
+        let (Some(before), Some(after)) = (self.raw.get(..r.start), self.raw.get(r.end..)) else {
+            return self.clone();
+        };
         let mut out = Vec::with_capacity(self.raw.len() + new_id.len());
-        out.extend_from_slice(&self.raw[..r.start]);
+        out.extend_from_slice(before);
         out.extend_from_slice(new_id.as_bytes());
-        out.extend_from_slice(&self.raw[r.end..]);
+        out.extend_from_slice(after);
         let raw = Bytes::from(out);
         let delta = new_id.len() as isize - (r.end - r.start) as isize;
         let shift = |s: &Option<Span>| {
@@ -358,15 +361,18 @@ pub fn splice(raw: &[u8], mut edits: Vec<Edit>) -> Bytes {
     let mut out = Vec::with_capacity(raw.len() + grow);
     let mut at = 0;
     for e in edits {
-        if e.range.start < at || e.range.end > raw.len() {
+        let Some(kept) = raw
+            .get(at..e.range.start)
+            .filter(|_| e.range.end <= raw.len())
+        else {
             debug_assert!(false, "overlapping or out-of-range edit");
             continue;
-        }
-        out.extend_from_slice(&raw[at..e.range.start]);
+        };
+        out.extend_from_slice(kept);
         out.extend_from_slice(&e.with);
         at = e.range.end;
     }
-    out.extend_from_slice(&raw[at..]);
+    out.extend_from_slice(raw.get(at..).unwrap_or_default());
     Bytes::from(out)
 }
 
@@ -444,7 +450,7 @@ pub fn notification(method: &str, params: Option<serde_json::Value>) -> Message 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

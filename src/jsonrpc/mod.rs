@@ -7,6 +7,10 @@
 //! Must not: re-serialise a message it did not change, interpret MCP semantics (that is
 //! `crate::mcp` and `crate::session`), or do I/O.
 
+// Untrusted bytes pass through here: an index that could be out of range would be a panic an
+// agent or a server can trigger. Use `get`, or say why the index is in range.
+#![warn(clippy::indexing_slicing)]
+
 mod codec;
 mod message;
 pub mod skim;

@@ -26,13 +26,14 @@ pub fn too_deep(text: &[u8], limit: u32) -> bool {
     }
     let mut depth = 0u32;
     let mut i = 0;
-    while i < text.len() {
-        match text[i] {
+    while let Some(&b) = text.get(i) {
+        match b {
             b'"' => {
                 i += 1;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..]) {
-                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                    let rest = text.get(i..).unwrap_or_default();
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(j) if rest.get(j) == Some(&b'\\') => i += j + 2,
                         Some(j) => {
                             i += j;
                             break;
@@ -133,15 +134,15 @@ impl Skim {
             } else if b == b'"' {
                 self.in_string = false;
                 if let Some((k, n)) = self.key.take() {
-                    self.last_key = match &k[..n.min(8)] {
+                    self.last_key = match k.get(..n.min(8)).unwrap_or_default() {
                         b"id" if n == 2 => Key::Id,
                         b"method" if n == 6 => Key::Method,
                         _ => Key::Other,
                     };
                 }
             } else if let Some((k, n)) = &mut self.key {
-                if *n < 8 {
-                    k[*n] = b;
+                if let Some(slot) = k.get_mut(*n) {
+                    *slot = b;
                 }
                 *n = n.saturating_add(1);
             }
@@ -218,7 +219,7 @@ impl Skim {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

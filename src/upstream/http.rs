@@ -26,7 +26,7 @@ use crate::sse;
 use crate::util::lock;
 
 /// Prefix of the handshake error that makes `transport = auto` fall back to legacy HTTP+SSE.
-pub const LEGACY_HINT: &str = "legacy:";
+pub(crate) const LEGACY_HINT: &str = "legacy:";
 /// Largest upstream response or SSE event we accept.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 

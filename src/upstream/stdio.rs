@@ -21,7 +21,7 @@ use crate::jsonrpc::{self, LineError, LineReader, Message, Payload};
 
 /// Variables kept from mcp-warden's environment for every stdio child: what a program needs to
 /// find its interpreter and write its caches, nothing that carries credentials.
-pub const BASE_ENV: &[&str] = &[
+pub(crate) const BASE_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",

@@ -1,6 +1,6 @@
 //! Shared test harness: start mcp-warden (HTTP or stdio) with a config, find the bundled demo
 //! server and the Node test tools, drive real clients, count child processes.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)] // helpers shared by test crates, each using some
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ pub(super) async fn readyz(State(front): State<Front>) -> Response {
             Some(Err(e)) => serde_json::json!({"up": false, "error": e}),
             None => serde_json::json!({"up": false, "error": "not probed yet"}),
         };
-        ready &= state["up"] == true;
+        ready &= state.get("up") == Some(&serde_json::Value::Bool(true));
         upstreams.insert(u.name.clone(), state);
     }
     let body = serde_json::json!({
