@@ -26,6 +26,7 @@
 //! - [`cli`]        operator commands that talk to running instances over the control socket.
 //! - [`error`]      the one place failures become what an agent is told (codes, fixed texts).
 //! - [`term`]       what is printed for an operator is made safe for a terminal.
+//! - [`glob`]       name globs (`*`, `?`) compiled once at load, for config and policy.
 //! - [`util`]       small helpers (lock, truncate, now_secs) that depend on no module here.
 
 #![forbid(unsafe_code)]
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod error;
+pub mod glob;
 pub mod identity;
 pub mod import;
 pub mod instance;

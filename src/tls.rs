@@ -7,7 +7,7 @@
 //! certificate to an agent (by the DNS names it is valid for).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -267,13 +267,4 @@ pub fn cert_matches(cert: &CertificateDer<'_>, name: &str) -> bool {
         return false;
     };
     ee.verify_is_valid_for_subject_name(&server_name).is_ok()
-}
-
-/// Paths relative to the config file.
-pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_relative() {
-        base.join(p)
-    } else {
-        p.to_path_buf()
-    }
 }

@@ -102,7 +102,7 @@ pub struct Webhook {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequireRule {
     /// Tool name globs (exposed or the upstream's own name), compiled at load.
-    pub tools: Vec<crate::policy::agent::Pattern>,
+    pub tools: Vec<crate::glob::Pattern>,
     /// Tool annotations that must be `true` (e.g. `destructiveHint`, `openWorldHint`); any one
     /// suffices.
     pub annotations: Vec<String>,
@@ -146,15 +146,65 @@ impl TokenDigest {
 /// Allow and deny patterns (exact names and `*`/`?` globs). Deny wins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
-    pub allow: Vec<crate::policy::agent::Pattern>,
-    pub deny: Vec<crate::policy::agent::Pattern>,
+    pub allow: Vec<crate::glob::Pattern>,
+    pub deny: Vec<crate::glob::Pattern>,
 }
 
 /// How one tool is presented: per upstream (keyed by the upstream's own name) or per agent
 /// (keyed by the exposed name). See `policy::rewrite`.
-pub use crate::policy::rewrite::ToolRewrite;
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolRewrite {
+    pub rename: Option<String>,
+    pub description: Option<String>,
+    pub title: Option<String>,
+    /// Merged key by key over the upstream's annotations.
+    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Arguments the proxy sets on every call; removed from the advertised schema (and required).
+    pub pin: serde_json::Map<String, serde_json::Value>,
+    /// Optional parameters hidden from the agent (removed from the schema; an agent sending one is refused).
+    pub hide: Vec<String>,
+}
+
 /// Which provider's tool-schema rules exposed schemas must follow (see `policy::schema`).
-pub use crate::policy::schema::Profile as SchemaProfile;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaProfile {
+    Passthrough,
+    Anthropic,
+    OpenAi,
+}
+
+impl SchemaProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaProfile::Passthrough => "passthrough",
+            SchemaProfile::Anthropic => "anthropic",
+            SchemaProfile::OpenAi => "openai",
+        }
+    }
+}
+
+impl std::fmt::Display for SchemaProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown schema profile `{0}` (expected one of: passthrough, anthropic, openai)")]
+pub struct UnknownProfile(pub String);
+
+impl std::str::FromStr for SchemaProfile {
+    type Err = UnknownProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "passthrough" => Ok(SchemaProfile::Passthrough),
+            "anthropic" => Ok(SchemaProfile::Anthropic),
+            "openai" => Ok(SchemaProfile::OpenAi),
+            other => Err(UnknownProfile(other.to_string())),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -429,14 +479,14 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = std::path::absolute(&base).unwrap_or(base);
         if let Some(t) = &mut cfg.proxy.tls {
-            t.cert = crate::tls::resolve(&base, &t.cert);
-            t.key = crate::tls::resolve(&base, &t.key);
-            t.client_ca = t.client_ca.as_ref().map(|c| crate::tls::resolve(&base, c));
+            t.cert = resolve(&base, &t.cert);
+            t.key = resolve(&base, &t.key);
+            t.client_ca = t.client_ca.as_ref().map(|c| resolve(&base, c));
         }
         for u in &mut cfg.upstreams {
             if let Transport::Http(HttpSpec { tls: Some(t), .. }) = &mut u.transport {
                 for p in [&mut t.ca, &mut t.cert, &mut t.key].into_iter().flatten() {
-                    *p = crate::tls::resolve(&base, p);
+                    *p = resolve(&base, p);
                 }
             }
             if let Transport::Stdio(s) = &mut u.transport {
@@ -569,4 +619,13 @@ pub fn default_config_path() -> Option<PathBuf> {
     .into_iter()
     .flatten()
     .find(|p| p.is_file())
+}
+
+/// Paths relative to the config file.
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    }
 }

@@ -482,7 +482,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
                             .strings(&mut cx, "tools")
                             .unwrap_or_default()
                             .into_iter()
-                            .map(crate::policy::agent::Pattern::new)
+                            .map(crate::glob::Pattern::new)
                             .collect(),
                         annotations: rt.strings(&mut cx, "annotations").unwrap_or_default(),
                         agents: rt.strings(&mut cx, "agents").unwrap_or_default(),
@@ -1022,10 +1022,8 @@ fn schema_profile(cx: &mut Ctx, t: &mut Table) -> Option<SchemaProfile> {
     }
 }
 
-fn patterns(list: Vec<String>) -> Vec<crate::policy::agent::Pattern> {
-    list.into_iter()
-        .map(crate::policy::agent::Pattern::new)
-        .collect()
+fn patterns(list: Vec<String>) -> Vec<crate::glob::Pattern> {
+    list.into_iter().map(crate::glob::Pattern::new).collect()
 }
 
 fn rules(cx: &mut Ctx, mut t: Table, known: &[&'static str]) -> Rules {
@@ -1058,7 +1056,7 @@ fn rewrite(cx: &mut Ctx, mut t: Table) -> Option<ToolRewrite> {
         ..Default::default()
     };
     if let Some(r) = &rw.rename {
-        if !crate::policy::naming::is_provider_safe(r) {
+        if !crate::mcp::names::is_provider_safe(r) {
             cx.err(
                 &t.at("rename"),
                 "must match ^[a-zA-Z0-9_-]{1,64}$ (a name every LLM provider accepts)",
@@ -1072,7 +1070,7 @@ fn rewrite(cx: &mut Ctx, mut t: Table) -> Option<ToolRewrite> {
         rw.pin = p.t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
     }
     rw.hide = t.strings(cx, "hide").unwrap_or_default();
-    for never in crate::policy::rewrite::NEVER_ADVERTISED {
+    for never in crate::mcp::NEVER_ADVERTISED {
         if rw.pin.contains_key(*never) || rw.hide.iter().any(|h| h == never) {
             cx.err(
                 &t.at("pin"),

@@ -7,6 +7,25 @@
 // agent or a server can trigger. Use `get`, or say why the index is in range.
 #![warn(clippy::indexing_slicing)]
 
+/// Parameters never advertised to an agent (the consent envelope's token), removed from every
+/// schema and never pinned or hidden by a config.
+pub const NEVER_ADVERTISED: &[&str] = &["confirmation_token"];
+
+/// Tool names every LLM provider accepts: `^[a-zA-Z0-9_-]{1,64}$`.
+pub mod names {
+    pub const MAX_LEN: usize = 64;
+
+    /// A byte every provider accepts in a tool name.
+    pub fn safe_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+    }
+
+    /// True if `s` is acceptable to every provider as a tool name.
+    pub fn is_provider_safe(s: &str) -> bool {
+        !s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(safe_byte)
+    }
+}
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 

@@ -1,6 +1,6 @@
 //! Operator approval rules (`[[approvals.require]]`): which calls wait for a human *before*
 //! they are forwarded. Pure: the rules are compiled at config load (tool globs into
-//! [`crate::policy::agent::Pattern`]s), and a call is judged from its names and, only when a rule needs them, its
+//! [`crate::glob::Pattern`]s), and a call is judged from its names and, only when a rule needs them, its
 //! tool's annotations.
 //!
 //! Owns: what a rule matches. Must not: hold calls or talk to anyone (that is
@@ -40,7 +40,7 @@ pub fn requires_approval(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::policy::agent::Pattern;
+    use crate::glob::Pattern;
 
     fn rule(
         tools: &[&str],

@@ -2,18 +2,8 @@
 //! `prefix__name` when several upstreams share the endpoint, with deterministic collision
 //! handling: the same inputs in the same order always give the same names.
 
-pub const MAX_LEN: usize = 64;
+pub use crate::mcp::names::{is_provider_safe, safe_byte, MAX_LEN};
 pub const SEPARATOR: &str = "__";
-
-/// A byte every provider accepts in a tool name.
-fn safe_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-/// True if `s` is acceptable to every provider as a tool name.
-pub fn is_provider_safe(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(safe_byte)
-}
 
 /// FNV-1a: a small, stable hash (stable across versions and platforms, unlike `DefaultHasher`)
 /// used to keep shortened names distinct.

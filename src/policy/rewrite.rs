@@ -8,22 +8,8 @@ use serde_json::{Map, Value};
 
 use super::schema::{self, Profile};
 
-/// One tool's rewrite, from the per-agent or per-server policy.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolRewrite {
-    pub rename: Option<String>,
-    pub description: Option<String>,
-    pub title: Option<String>,
-    /// Merged key by key over the upstream's annotations.
-    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Arguments the proxy sets on every call; removed from the advertised schema (and required).
-    pub pin: serde_json::Map<String, serde_json::Value>,
-    /// Optional parameters hidden from the agent (removed from the schema; an agent sending one is refused).
-    pub hide: Vec<String>,
-}
-
-/// Parameters never advertised to an agent (the consent envelope's token), removed from every schema.
-pub const NEVER_ADVERTISED: &[&str] = &["confirmation_token"];
+pub use crate::config::ToolRewrite;
+pub use crate::mcp::NEVER_ADVERTISED;
 
 /// How deep parameter removal follows top-level `anyOf`/`oneOf`/`allOf` variants.
 pub(crate) const MAX_STRIP_DEPTH: usize = 8;

@@ -55,51 +55,10 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-/// How tool input schemas are reshaped for the agent's LLM provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    Passthrough,
-    Anthropic,
-    OpenAi,
-}
-
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Passthrough => "passthrough",
-            Profile::Anthropic => "anthropic",
-            Profile::OpenAi => "openai",
-        }
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown schema profile `{0}` (expected one of: passthrough, anthropic, openai)")]
-pub struct UnknownProfile(pub String);
-
-impl FromStr for Profile {
-    type Err = UnknownProfile;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "passthrough" => Ok(Profile::Passthrough),
-            "anthropic" => Ok(Profile::Anthropic),
-            "openai" => Ok(Profile::OpenAi),
-            other => Err(UnknownProfile(other.to_string())),
-        }
-    }
-}
+pub use crate::config::{SchemaProfile as Profile, UnknownProfile};
 
 /// Combinators merged away at the root by every non-passthrough profile.
 const COMBINATORS: [&str; 3] = ["allOf", "anyOf", "oneOf"];
