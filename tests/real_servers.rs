@@ -566,3 +566,94 @@ fn tools_command_declares_what_a_typical_client_declares() {
         );
     }
 }
+
+/// A forward HTTP proxy on loopback for the test: relays each connection to `target` byte for
+/// byte and records each connection's request line and `Proxy-Authorization`/`Authorization`
+/// headers (first request of the connection).
+fn recording_forward_proxy(
+    target: std::net::SocketAddr,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let Ok(mut server) = std::net::TcpStream::connect(target) else {
+                    return;
+                };
+                let mut head = [0u8; 4096];
+                let n = client.read(&mut head).unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..n]).to_string();
+                for l in text.lines().take_while(|l| !l.is_empty()) {
+                    let lower = l.to_ascii_lowercase();
+                    if l.starts_with("POST ")
+                        || l.starts_with("GET ")
+                        || l.starts_with("DELETE ")
+                        || lower.starts_with("authorization:")
+                    {
+                        log.lock().unwrap().push(l.to_string());
+                    }
+                }
+                let _ = server.write_all(&head[..n]);
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// The HTTP upstream path for the environment's proxy and for credentials in the URL (what
+/// reqwest is kept for): with `HTTP_PROXY` set, every request to the upstream goes through the
+/// proxy in absolute form, credentials in the URL arrive as Basic authentication, and calls
+/// work as they do directly.
+#[test]
+fn http_upstream_through_the_environments_proxy_with_url_credentials() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Kill(demo_http(port));
+    let (proxy_url, seen) = recording_forward_proxy(format!("127.0.0.1:{port}").parse().unwrap());
+    let warden = HttpProxy::start_raw(
+        &format!(
+            "[proxy]\nauth = \"none\"\n[upstreams.demo]\nurl = \"http://ops:s3cret@127.0.0.1:{port}/mcp\"\n"
+        ),
+        &[("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", "")],
+    );
+    let sid = open_session(&warden.url);
+    let r = post(
+        &warden.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"via the proxy"}}}"#,
+    );
+    assert_eq!(
+        messages(r).pop().unwrap()["result"]["content"][0]["text"],
+        "via the proxy"
+    );
+    let seen = seen.lock().unwrap().clone();
+    let target = format!("POST http://127.0.0.1:{port}/mcp HTTP/1.1");
+    assert!(seen.iter().any(|l| *l == target), "{seen:?}");
+    // ops:s3cret in Base64.
+    assert!(
+        seen.iter()
+            .any(|l| l.eq_ignore_ascii_case("authorization: Basic b3BzOnMzY3JldA==")),
+        "{seen:?}"
+    );
+    // The password is never logged (the log is at debug level here).
+    let logs = warden.logs();
+    assert!(logs.contains("demo"), "{logs}");
+    assert!(!logs.contains("s3cret"), "{logs}");
+}
