@@ -645,7 +645,7 @@ fn http_upstream_through_the_environments_proxy_with_url_credentials() {
     );
     let seen = seen.lock().unwrap().clone();
     let target = format!("POST http://127.0.0.1:{port}/mcp HTTP/1.1");
-    assert!(seen.iter().any(|l| *l == target), "{seen:?}");
+    assert!(seen.contains(&target), "{seen:?}");
     // ops:s3cret in Base64.
     assert!(
         seen.iter()
