@@ -6,7 +6,7 @@
 //! Must not: start anything, or log secret values (expanded `env` and `headers` values are held
 //! as [`Secret`]).
 
-mod raw;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use raw::{ConfigError, ConfigErrors};
+pub use validate::{ConfigError, ConfigErrors};
 
 /// The bundled quickstart config of a checkout, used when no `--config` is given and no
 /// `mcp-warden.toml` exists in the working directory or the user's config directory.
@@ -558,7 +558,7 @@ impl Config {
 
     /// Parses config text; `env` resolves `${VAR}` references.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        raw::parse(text, env)
+        validate::parse(text, env)
     }
 
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
