@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{AuthMode, Config, TokenDigest};
 
 /// The caller, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Caller {
     /// A named agent (by name, which stays meaningful across config reloads).
     Agent(Arc<str>),

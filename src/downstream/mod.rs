@@ -9,6 +9,7 @@
 #![warn(clippy::indexing_slicing)]
 
 pub mod http;
+pub mod modern;
 pub mod stdio;
 
 /// A fresh session id: 128 bits from the OS CSPRNG, hex-encoded (visible ASCII as the spec

@@ -38,6 +38,27 @@ pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
 pub const HEADER_SESSION_ID: &str = "mcp-session-id";
 pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
+/// Revisions served statelessly (no `initialize`; every request names its version and the
+/// client's capabilities in `params._meta`), newest last.
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+/// The `params._meta` keys a modern request describes itself with.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+/// Modern routing headers: they repeat the body, and a request whose headers disagree with
+/// it is refused.
+pub const HEADER_METHOD: &str = "mcp-method";
+pub const HEADER_NAME: &str = "mcp-name";
+
+/// Whether a version string names a modern revision (known or not: a client asking for a
+/// future one gets a structured refusal, not a legacy answer).
+pub fn is_modern(v: &str) -> bool {
+    !SUPPORTED_VERSIONS.contains(&v)
+}
+
 /// The version to answer `initialize` with: the client's if supported, else our latest.
 pub fn negotiate(requested: Option<&str>) -> &'static str {
     requested

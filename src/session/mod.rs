@@ -197,6 +197,29 @@ impl Session {
     }
 
     fn initialize_result(&self, id: &str) -> Message {
+        let (caps, instructions) = self.merged_capabilities();
+        for (i, key) in [(1, "prompts"), (2, "resources")] {
+            if caps.contains_key(key) {
+                lock(&self.announced)[i] = true;
+            }
+        }
+        let mut result = serde_json::json!({
+            "protocolVersion": self.protocol_version,
+            "capabilities": caps,
+            "serverInfo": {"name": self.cfg().proxy.server_name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if let Some(i) = instructions {
+            result["instructions"] = serde_json::Value::String(i);
+        }
+        jsonrpc::response(id, result)
+    }
+
+    /// The capabilities of the upstreams that are up, merged as one server's, and their
+    /// instructions. mcp-warden itself announces list changes (an upstream coming or going
+    /// changes them).
+    pub fn merged_capabilities(
+        &self,
+    ) -> (serde_json::Map<String, serde_json::Value>, Option<String>) {
         let mut caps = serde_json::Map::new();
         let mut instructions = vec![];
         for id in self.slot_ids() {
@@ -210,26 +233,17 @@ impl Session {
                 instructions.push(i.clone());
             }
         }
-        // mcp-warden itself announces list changes (an upstream coming or going changes them).
         let tools = caps.entry("tools").or_insert_with(|| serde_json::json!({}));
         if let Some(t) = tools.as_object_mut() {
             t.insert("listChanged".into(), serde_json::Value::Bool(true));
         }
-        for (i, key) in [(1, "prompts"), (2, "resources")] {
+        for key in ["prompts", "resources"] {
             if let Some(obj) = caps.get_mut(key).and_then(|v| v.as_object_mut()) {
                 obj.insert("listChanged".into(), serde_json::Value::Bool(true));
-                lock(&self.announced)[i] = true;
             }
         }
-        let mut result = serde_json::json!({
-            "protocolVersion": self.protocol_version,
-            "capabilities": caps,
-            "serverInfo": {"name": self.cfg().proxy.server_name, "version": env!("CARGO_PKG_VERSION")},
-        });
-        if !instructions.is_empty() {
-            result["instructions"] = serde_json::Value::String(instructions.join("\n\n"));
-        }
-        jsonrpc::response(id, result)
+        let instructions = (!instructions.is_empty()).then(|| instructions.join("\n\n"));
+        (caps, instructions)
     }
 
     pub fn touch(&self) {

@@ -50,6 +50,9 @@ pub(super) async fn post(
         }
     };
     if let Payload::Single(msg) = &payload {
+        if super::modern::is_modern(&headers, msg) {
+            return super::modern::post(&front, caller, &headers, msg.clone()).await;
+        }
         if msg.kind() == Kind::Request && msg.method() == Some("initialize") {
             return initialize(&front, msg, caller).await;
         }
@@ -176,6 +179,9 @@ pub(super) async fn get(
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Some(r) = super::modern::method_not_allowed(&headers) {
+        return r;
+    }
     if !accepts(&headers, "text/event-stream") {
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -281,6 +287,9 @@ pub(super) async fn delete(
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Some(r) = super::modern::method_not_allowed(&headers) {
+        return r;
+    }
     let hs = match front.session_for(&headers, caller) {
         Ok(s) => s,
         Err(r) => return r,

@@ -15,6 +15,7 @@
 
 mod endpoint;
 mod health;
+mod modern;
 mod registry;
 mod respond;
 mod service;
@@ -83,6 +84,8 @@ struct Inner {
     stopping: watch::Receiver<bool>,
     next_stream: std::sync::atomic::AtomicU64,
     shared: crate::instance::Instance,
+    /// Internal sessions serving 2026-07-28 (stateless) requests, one per caller.
+    stateless: crate::downstream::modern::Stateless,
     auth: std::sync::RwLock<Arc<Authenticator>>,
     throttle: crate::identity::Throttle,
     /// Last probe of each `required` upstream: `Err` says why it is not up (`/readyz`).
@@ -156,6 +159,7 @@ impl Front {
                 lock(&self.inner.sessions).remove(&id);
             }
         }
+        self.inner.stateless.reconfigure(&cfg, &self.inner.shared);
     }
 
     fn caller(&self, headers: &HeaderMap, peer: crate::tls::Peer) -> Result<Caller, Response> {
@@ -281,6 +285,7 @@ pub async fn serve(
             stopping: stop_rx,
             next_stream: std::sync::atomic::AtomicU64::new(1),
             shared: crate::instance::Instance::serve(&cfg),
+            stateless: Default::default(),
             throttle: crate::identity::Throttle::default(),
             auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
             required: Mutex::new(Default::default()),

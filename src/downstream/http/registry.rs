@@ -80,6 +80,7 @@ impl Front {
         for (_, s) in all {
             s.session.close();
         }
+        self.inner.stateless.close();
         self.inner.shared.close();
     }
 }

@@ -1,0 +1,250 @@
+//! MCP 2026-07-28 requests on the HTTP endpoint: validated with their headers, served by the
+//! caller's internal session, answered as one JSON body or an SSE stream without event ids;
+//! closing the stream before the answer cancels the request. `subscriptions/listen` is a
+//! long-lived stream of the caller's list changes. GET and DELETE are 405 for a modern client.
+
+use super::*;
+use crate::downstream::modern::{self, Outbound, Refusal};
+use crate::session::Session;
+
+/// Whether a POST is for the modern path: its body says so, or its `MCP-Protocol-Version`
+/// names a revision that is not a legacy one (so that a version not served gets the
+/// structured refusal).
+pub(super) fn is_modern(headers: &HeaderMap, msg: &Message) -> bool {
+    modern::claims_modern(msg)
+        || headers
+            .get(HEADER_PROTOCOL_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(mcp::is_modern)
+}
+
+/// A GET or DELETE from a modern client: the revision has no session and no GET stream.
+pub(super) fn method_not_allowed(headers: &HeaderMap) -> Option<Response> {
+    let v = headers.get(HEADER_PROTOCOL_VERSION)?.to_str().ok()?;
+    if !mcp::is_modern(v) {
+        return None;
+    }
+    let mut r = jsonrpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "Method Not Allowed: 2026-07-28 has no session stream; POST requests",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    Some(r)
+}
+
+fn refused(r: &Refusal, id: Option<&str>) -> Response {
+    json_answer(r.answer(id))
+}
+
+/// One JSON answer, its status from its error code (the specification's table).
+fn json_answer(m: Message) -> Response {
+    let status = m
+        .error()
+        .and_then(|e| serde_json::from_str::<ErrorCode>(e).ok())
+        .map_or(200, |e| modern::http_status(e.code));
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/json")],
+        m.into_bytes(),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorCode {
+    code: i64,
+}
+
+pub(super) async fn post(
+    front: &Front,
+    caller: Caller,
+    headers: &HeaderMap,
+    msg: Message,
+) -> Response {
+    if msg.kind() != Kind::Request {
+        // 2026-07-28 defines no client notification over HTTP: accepted and dropped.
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let get = |name: &str| -> Result<Option<String>, ()> {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(|s| Some(s.to_string())).map_err(|_| ()),
+            _ => Err(()),
+        }
+    };
+    let n = front
+        .inner
+        .next_stream
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let internal = format!("mw-{n}");
+    let req = match modern::validate(&msg, Some(&modern::Headers { get: &get }), &internal) {
+        Ok(r) => r,
+        Err(r) => return refused(&r, msg.id_str()),
+    };
+    let entry = front
+        .inner
+        .stateless
+        .entry(&front.cfg(), &caller, &front.inner.shared)
+        .await;
+    match req.method.as_str() {
+        "server/discover" => json_answer(modern::discover(&entry.session, &req.id)),
+        "subscriptions/listen" => listen(&entry, &req),
+        _ => {
+            let (tx, rx) = mpsc::channel::<Message>(64);
+            entry.session.handle(req.msg.clone(), tx);
+            respond(front, entry.session.clone(), req, rx).await
+        }
+    }
+}
+
+/// The answer to a modern request: JSON if it comes alone within `stream_after`, else an SSE
+/// stream of its progress (and log messages it asked for) ending with it.
+async fn respond(
+    front: &Front,
+    session: Arc<Session>,
+    req: modern::Request,
+    mut rx: mpsc::Receiver<Message>,
+) -> Response {
+    let mut guard = Cancel {
+        session,
+        internal: req.msg.id_str().unwrap_or("null").to_string(),
+        done: false,
+    };
+    // `response_mode`: `json` waits for the answer alone (progress is dropped: a modern
+    // client has no other stream to receive it on), `sse` streams at once, `auto` streams when
+    // the answer is not ready within `stream_after` or something related comes first.
+    let cfg = front.cfg();
+    let now = tokio::time::Instant::now();
+    let (deadline, json_only) = match cfg.proxy.response_mode {
+        ResponseMode::Json => (now + Duration::from_secs(365 * 24 * 3600), true),
+        ResponseMode::Sse => (now, false),
+        ResponseMode::Auto => (now + cfg.proxy.stream_after, false),
+    };
+    let first = loop {
+        let m = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                guard.done = true;
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::INTERNAL_ERROR,
+                    "Request cancelled",
+                );
+            }
+            Err(_) => break None,
+        };
+        match modern::outbound(&req, m) {
+            Outbound::Drop => {}
+            Outbound::Refuse(answer) => guard.refuse(answer),
+            Outbound::Agent(m) if m.kind() == Kind::Response => {
+                guard.done = true;
+                return json_answer(m);
+            }
+            Outbound::Agent(_) if json_only => {}
+            Outbound::Agent(m) => break Some(m),
+        }
+    };
+    let queued: VecDeque<Message> = first.into_iter().collect();
+    let state = (queued, rx, guard, req);
+    let stream =
+        futures_util::stream::unfold(state, |(mut queued, mut rx, mut guard, req)| async move {
+            if guard.done {
+                return None;
+            }
+            let m = match queued.pop_front() {
+                Some(m) => m,
+                None => loop {
+                    let m = rx.recv().await?;
+                    match modern::outbound(&req, m) {
+                        Outbound::Drop => {}
+                        Outbound::Refuse(answer) => guard.refuse(answer),
+                        Outbound::Agent(m) => break m,
+                    }
+                },
+            };
+            guard.done = m.kind() == Kind::Response;
+            let event = Bytes::from(sse::encode(None, m.bytes()));
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (queued, rx, guard, req),
+            ))
+        });
+    sse_response(Body::from_stream(stream))
+}
+
+/// Cancels a modern request in the session when its answer can no longer reach the agent
+/// (the client closed the stream: 2026-07-28's cancellation).
+struct Cancel {
+    session: Arc<Session>,
+    internal: String,
+    done: bool,
+}
+
+impl Cancel {
+    fn refuse(&self, answer: Message) {
+        let (tx, _) = mpsc::channel(1);
+        self.session.handle(answer, tx);
+    }
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        tracing::debug!(request = %self.internal, "the client closed the stream: request cancelled");
+        let cancel = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(serde_json::json!({
+                "requestId": serde_json::from_str::<serde_json::Value>(&self.internal).unwrap_or_default(),
+                "reason": "the client closed the stream",
+            })),
+        );
+        let (tx, _) = mpsc::channel(1);
+        self.session.handle(cancel, tx);
+    }
+}
+
+/// `subscriptions/listen`: the acknowledgement first, then each change of the caller's lists
+/// it asked for, tagged with its id, until the client closes the stream.
+fn listen(entry: &modern::Entry, req: &modern::Request) -> Response {
+    let listen = match modern::Listen::of(req) {
+        Ok(l) => l,
+        Err(r) => return refused(&r, Some(&req.id)),
+    };
+    let ack = Bytes::from(sse::encode(None, listen.acknowledgement(&req.id).bytes()));
+    let rx = entry.changes.subscribe();
+    let id = req.id.clone();
+    let state = (Some(ack), rx, listen, id);
+    let stream = futures_util::stream::unfold(state, |(first, mut rx, listen, id)| async move {
+        if let Some(ack) = first {
+            return Some((
+                Ok::<_, std::convert::Infallible>(ack),
+                (None, rx, listen, id),
+            ));
+        }
+        loop {
+            match rx.recv().await {
+                Ok(m) => {
+                    if let Some(n) = listen.relay(&id, &m) {
+                        let ev = Bytes::from(sse::encode(None, n.bytes()));
+                        return Some((Ok(ev), (None, rx, listen, id)));
+                    }
+                }
+                // A change missed is still a change: say the lists changed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let all = jsonrpc::notification("notifications/tools/list_changed", None);
+                    if let Some(n) = listen.relay(&id, &all) {
+                        let ev = Bytes::from(sse::encode(None, n.bytes()));
+                        return Some((Ok(ev), (None, rx, listen, id)));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    sse_response(Body::from_stream(stream))
+}

@@ -1,0 +1,721 @@
+//! MCP 2026-07-28 ("modern") agents on either front: each request describes itself in
+//! `params._meta` (protocol version, client capabilities), there is no `initialize` and no
+//! session the agent sees.
+//!
+//! Owns: telling a modern request from a legacy one, the specification's validation ladder
+//! (malformed `_meta` → -32602, headers that disagree with the body → -32020, an unserved
+//! version → -32022, removed or unknown methods → -32601), `server/discover`, and turning what a
+//! session sends back into what a modern agent may receive (`resultType` on every result, cache
+//! hints on lists and reads, log messages only at the level the request asked for, never a
+//! server→client request). Behind it, one internal session per caller keeps the upstreams'
+//! (legacy) sessions inside mcp-warden: a caller's view is a function of its credential only.
+//!
+//! Must not: know a transport's framing. The fronts pass parsed messages (and, over HTTP, the
+//! request's headers) and write what comes back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Config;
+use crate::identity::Caller;
+use crate::jsonrpc::{self, code, Kind, Message};
+use crate::mcp;
+use crate::session::Session;
+use crate::util::lock;
+
+/// -32020: a routing header is missing or disagrees with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// -32021: the request needs a client capability it did not declare.
+pub const MISSING_CAPABILITY: i64 = -32021;
+/// -32022: the protocol version named is not served.
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// Methods a modern agent may call (2026-07-28, without extensions).
+const METHODS: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+    "subscriptions/listen",
+];
+
+/// Results a modern agent may cache, which carry `ttlMs` and `cacheScope`.
+const CACHEABLE: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// Whether `msg` is a modern request: only the reserved version key in `params._meta` says so
+/// (legacy requests carry `_meta` too, for progress tokens).
+pub fn claims_modern(msg: &Message) -> bool {
+    msg.kind() == Kind::Request
+        && msg
+            .params()
+            .and_then(|p| serde_json::from_str::<ParamsView<'_>>(p).ok())
+            .and_then(|p| p.meta)
+            .is_some_and(|m| m.get().contains(mcp::META_PROTOCOL_VERSION))
+}
+
+/// A refusal of a modern request: its JSON-RPC error and, over HTTP, its status.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl Refusal {
+    fn new(code: i64, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The error answering request `id`.
+    pub fn answer(&self, id: Option<&str>) -> Message {
+        let mut error = Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), Value::String(self.message.clone()));
+        if let Some(d) = &self.data {
+            error.insert("data".into(), d.clone());
+        }
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
+        let built = Message::parse(Bytes::from(body.to_string()))
+            .unwrap_or_else(|_| jsonrpc::error_response(None, self.code, &self.message));
+        match id {
+            Some(id) => built.with_id(id),
+            None => built,
+        }
+    }
+}
+
+/// The HTTP status of a modern JSON-RPC error (the specification's table: malformed requests
+/// and refusals 400, an unknown method 404, anything else is an answer, 200).
+pub fn http_status(error_code: i64) -> u16 {
+    match error_code {
+        code::PARSE_ERROR
+        | code::INVALID_REQUEST
+        | code::INVALID_PARAMS
+        | HEADER_MISMATCH
+        | MISSING_CAPABILITY
+        | UNSUPPORTED_VERSION => 400,
+        code::METHOD_NOT_FOUND => 404,
+        _ => 200,
+    }
+}
+
+#[derive(Deserialize)]
+struct ParamsView<'a> {
+    #[serde(borrow, rename = "_meta", default)]
+    meta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    uri: Option<&'a RawValue>,
+}
+
+/// The routing headers of an HTTP request, as the front read them (names are matched
+/// case-insensitively by the HTTP layer). `Err` for a header sent twice or not text.
+pub struct Headers<'a> {
+    pub get: &'a dyn Fn(&str) -> Result<Option<String>, ()>,
+}
+
+/// Log levels, lowest first (RFC 5424 order as MCP names them).
+const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// A modern request, validated, in the shape the session serves (its reserved `_meta` keys
+/// removed), with what the answer needs.
+pub struct Request {
+    /// As the caller's internal session serves it: under an id (and a progress token) of
+    /// mcp-warden's, unique among every request the session has in flight, since unrelated
+    /// requests of one caller may reuse ids and tokens.
+    pub msg: Message,
+    /// The agent's own id (raw JSON), restored on the answer.
+    pub id: String,
+    /// The agent's own progress token (raw JSON), restored on its progress.
+    pub progress_token: Option<String>,
+    pub method: String,
+    /// The lowest level of `notifications/message` the agent asked for with this request.
+    pub log_level: Option<usize>,
+}
+
+/// Runs the validation ladder on a modern request. `headers`: over HTTP, the routing headers
+/// (checked against the body); over stdio there are none. `internal`: a string unique among the
+/// caller's requests in flight, which becomes the request's id (and progress token) inside.
+pub fn validate(
+    msg: &Message,
+    headers: Option<&Headers<'_>>,
+    internal: &str,
+) -> Result<Request, Refusal> {
+    let id = msg.id_str().unwrap_or("null").to_string();
+    let method = msg.method().unwrap_or_default().to_string();
+    let bad_meta = || {
+        Refusal::new(
+            code::INVALID_PARAMS,
+            "Invalid params: params._meta must carry io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
+        )
+    };
+    let params = msg.params().ok_or_else(bad_meta)?;
+    let view: ParamsView<'_> = serde_json::from_str(params).map_err(|_| bad_meta())?;
+    let meta_raw = view.meta.ok_or_else(bad_meta)?;
+    let meta: Map<String, Value> = serde_json::from_str(meta_raw.get()).map_err(|_| bad_meta())?;
+    let version = meta.get(mcp::META_PROTOCOL_VERSION).ok_or_else(bad_meta)?;
+    if !meta
+        .get(mcp::META_CLIENT_CAPABILITIES)
+        .is_some_and(Value::is_object)
+    {
+        return Err(bad_meta());
+    }
+    if let Some(h) = headers {
+        check_headers(h, version, &method, &view)?;
+    }
+    let Some(version) = version.as_str() else {
+        return Err(bad_meta());
+    };
+    if !mcp::MODERN_VERSIONS.contains(&version) {
+        let mut r = Refusal::new(UNSUPPORTED_VERSION, "Unsupported protocol version");
+        r.data = Some(serde_json::json!({
+            "supported": mcp::MODERN_VERSIONS,
+            "requested": version,
+        }));
+        return Err(r);
+    }
+    if !METHODS.contains(&method.as_str()) {
+        return Err(Refusal::new(code::METHOD_NOT_FOUND, "Method not found"));
+    }
+    let log_level = match meta.get(mcp::META_LOG_LEVEL) {
+        None => None,
+        Some(l) => match l.as_str().and_then(|l| LEVELS.iter().position(|x| *x == l)) {
+            Some(i) => Some(i),
+            None => {
+                return Err(Refusal::new(
+                    code::INVALID_PARAMS,
+                    "Invalid params: unknown log level",
+                ))
+            }
+        },
+    };
+    // What the session serves: the request without the keys that describe the client (the
+    // upstreams behind it hold their own sessions).
+    let mut rest: Map<String, Value> = meta
+        .into_iter()
+        .filter(|(k, _)| !is_reserved_client_key(k))
+        .collect();
+    let progress_token = rest
+        .get_mut("progressToken")
+        .map(|t| std::mem::replace(t, Value::String(internal.to_string())).to_string());
+    let span = msg.span_of(meta_raw.get());
+    let edited = jsonrpc::splice(
+        msg.bytes(),
+        vec![jsonrpc::Edit::new(span, Value::Object(rest).to_string())],
+    );
+    let msg = Message::parse(edited)
+        .map_err(|_| bad_meta())?
+        .with_id(&Value::String(internal.to_string()).to_string());
+    Ok(Request {
+        msg,
+        id,
+        progress_token,
+        method,
+        log_level,
+    })
+}
+
+fn is_reserved_client_key(k: &str) -> bool {
+    matches!(
+        k,
+        mcp::META_PROTOCOL_VERSION
+            | mcp::META_CLIENT_CAPABILITIES
+            | mcp::META_CLIENT_INFO
+            | mcp::META_LOG_LEVEL
+    )
+}
+
+/// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` must be present and say what the body
+/// says.
+fn check_headers(
+    h: &Headers<'_>,
+    version: &Value,
+    method: &str,
+    view: &ParamsView<'_>,
+) -> Result<(), Refusal> {
+    let mismatch = |what: &str| {
+        Refusal::new(
+            HEADER_MISMATCH,
+            format!("Header mismatch: {what} does not match the request body"),
+        )
+    };
+    let get = |name: &str, what: &str| -> Result<Option<String>, Refusal> {
+        (h.get)(name).map_err(|()| mismatch(what))
+    };
+    let header_version = get(mcp::HEADER_PROTOCOL_VERSION, "MCP-Protocol-Version")?;
+    if header_version.as_deref() != version.as_str() {
+        return Err(mismatch("MCP-Protocol-Version"));
+    }
+    if get(mcp::HEADER_METHOD, "Mcp-Method")?.as_deref() != Some(method) {
+        return Err(mismatch("Mcp-Method"));
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => view.name,
+        "resources/read" => view.uri,
+        _ => return Ok(()),
+    };
+    let body_name = named.and_then(mcp::raw_str);
+    let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(|v| decode_header_value(&v));
+    match (header_name, body_name) {
+        (Some(Some(h)), Some(b)) if h == b => Ok(()),
+        _ => Err(mismatch("Mcp-Name")),
+    }
+}
+
+/// A header value as the body would have it: surrounding whitespace dropped; a value of the
+/// form `=?base64?…?=` decoded (`None` when that is not valid base64 of UTF-8 text).
+pub fn decode_header_value(v: &str) -> Option<String> {
+    let v = v.trim_matches([' ', '\t']);
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64_decode(b64).and_then(|b| String::from_utf8(b).ok()),
+        None => Some(v.to_string()),
+    }
+}
+
+/// Strict standard base64 (padding required, no whitespace).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 4 != 0 {
+        return None;
+    }
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for (i, chunk) in b.chunks(4).enumerate() {
+        let last = (i + 1) * 4 == b.len();
+        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for (j, c) in chunk.iter().enumerate() {
+            let v = if j >= 4 - pad { 0 } else { val(*c)? };
+            n = (n << 6) | v;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(bytes.get(..3 - pad)?);
+    }
+    Some(out)
+}
+
+/// What becomes of a message a session sends for a modern request.
+pub enum Outbound {
+    /// Goes to the agent (possibly rewritten).
+    Agent(Message),
+    /// Not for a modern agent: dropped.
+    Drop,
+    /// A server→client request a modern agent cannot receive: refused to the session under
+    /// this answer, as an agent without that capability would.
+    Refuse(Message),
+}
+
+/// Shapes one message for a modern agent's request.
+pub fn outbound(req: &Request, m: Message) -> Outbound {
+    match m.kind() {
+        Kind::Request => Outbound::Refuse(jsonrpc::error_response(
+            m.id_str(),
+            code::METHOD_NOT_FOUND,
+            "The client does not accept server-to-client requests",
+        )),
+        Kind::Notification => match m.method() {
+            Some("notifications/progress") => match progress_for_agent(req, &m) {
+                Some(m) => Outbound::Agent(m),
+                None => Outbound::Drop,
+            },
+            Some("notifications/message") => {
+                let level = m
+                    .params()
+                    .and_then(|p| serde_json::from_str::<LogView<'_>>(p).ok())
+                    .and_then(|l| LEVELS.iter().position(|x| *x == l.level));
+                match (req.log_level, level) {
+                    (Some(min), Some(l)) if l >= min => Outbound::Agent(m),
+                    _ => Outbound::Drop,
+                }
+            }
+            _ => Outbound::Drop,
+        },
+        Kind::Response => Outbound::Agent(complete(&req.method, m.with_id(&req.id))),
+    }
+}
+
+/// Progress under the agent's own token.
+fn progress_for_agent(req: &Request, m: &Message) -> Option<Message> {
+    let token = req.progress_token.as_deref()?;
+    let p = serde_json::from_str::<mcp::ProgressParams<'_>>(m.params()?).ok()?;
+    let span = m.span_of(p.progress_token.get());
+    Message::parse(jsonrpc::splice(
+        m.bytes(),
+        vec![jsonrpc::Edit::new(span, token)],
+    ))
+    .ok()
+}
+
+#[derive(Deserialize)]
+struct LogView<'a> {
+    #[serde(borrow)]
+    level: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ResultView<'a> {
+    #[serde(rename = "resultType", borrow, default)]
+    result_type: Option<&'a RawValue>,
+    #[serde(rename = "ttlMs", borrow, default)]
+    ttl_ms: Option<&'a RawValue>,
+    #[serde(rename = "cacheScope", borrow, default)]
+    cache_scope: Option<&'a RawValue>,
+}
+
+/// An answer as a modern agent must get it: every result says its `resultType`; cacheable
+/// results say how long and for whom (`private`: lists are per agent); a resource that does not
+/// exist is `-32602` (2026-07-28), not the older `-32002`.
+fn complete(method: &str, m: Message) -> Message {
+    if let Some(e) = m.error() {
+        if e.contains(&code::RESOURCE_NOT_FOUND.to_string()) {
+            #[derive(Deserialize)]
+            struct E {
+                code: i64,
+                message: String,
+                #[serde(default)]
+                data: Option<Value>,
+            }
+            if let Ok(err) = serde_json::from_str::<E>(e) {
+                if err.code == code::RESOURCE_NOT_FOUND {
+                    let mut r = Refusal::new(code::INVALID_PARAMS, err.message);
+                    r.data = err.data;
+                    return r.answer(m.id_str());
+                }
+            }
+        }
+        return m;
+    }
+    let Some(result) = m.result() else { return m };
+    let Ok(view) = serde_json::from_str::<ResultView<'_>>(result) else {
+        return m;
+    };
+    let mut add = String::new();
+    if view.result_type.is_none() {
+        add.push_str(r#""resultType":"complete","#);
+    }
+    if CACHEABLE.contains(&method) {
+        if view.ttl_ms.is_none() {
+            add.push_str(r#""ttlMs":0,"#);
+        }
+        if view.cache_scope.is_none() {
+            add.push_str(r#""cacheScope":"private","#);
+        }
+    }
+    if add.is_empty() {
+        return m;
+    }
+    // Inserted right after the result object's `{`; an empty object loses the last comma.
+    let span = m.span_of(result);
+    let body = result.get(1..).unwrap_or_default();
+    let with = if body.trim_start().starts_with('}') {
+        format!("{{{}{}", add.trim_end_matches(','), body)
+    } else {
+        format!("{{{add}{body}")
+    };
+    let edited = jsonrpc::splice(m.bytes(), vec![jsonrpc::Edit::new(span, with)]);
+    Message::parse(edited).unwrap_or(m)
+}
+
+/// The `server/discover` result for a caller: what its session's upstreams offer, merged.
+pub fn discover(session: &Session, id: &str) -> Message {
+    let (mut capabilities, instructions) = session.merged_capabilities();
+    // A modern server sets no log level: logging is per request.
+    capabilities.remove("logging");
+    let mut result = serde_json::json!({
+        "resultType": "complete",
+        "supportedVersions": mcp::MODERN_VERSIONS,
+        "capabilities": capabilities,
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "_meta": {
+            mcp::META_SERVER_INFO: {
+                "name": session.cfg().proxy.server_name,
+                "version": env!("CARGO_PKG_VERSION"),
+            }
+        },
+    });
+    if let (Some(i), Some(r)) = (instructions, result.as_object_mut()) {
+        r.insert("instructions".into(), Value::String(i));
+    }
+    jsonrpc::response(id, result)
+}
+
+/// The kinds of change a `subscriptions/listen` asked for, and what it is told it gets.
+pub struct Listen {
+    /// `toolsListChanged`, `promptsListChanged`, `resourcesListChanged`, as asked.
+    pub kinds: [bool; 3],
+}
+
+const LISTEN_KEYS: [(&str, &str); 3] = [
+    ("toolsListChanged", "notifications/tools/list_changed"),
+    ("promptsListChanged", "notifications/prompts/list_changed"),
+    (
+        "resourcesListChanged",
+        "notifications/resources/list_changed",
+    ),
+];
+
+impl Listen {
+    /// Reads `params.notifications` of a `subscriptions/listen`.
+    pub fn of(req: &Request) -> Result<Listen, Refusal> {
+        #[derive(Deserialize)]
+        struct P {
+            notifications: Map<String, Value>,
+        }
+        let p: P = req
+            .msg
+            .params()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .ok_or_else(|| {
+                Refusal::new(
+                    code::INVALID_PARAMS,
+                    "Invalid params: subscriptions/listen needs `notifications`",
+                )
+            })?;
+        let mut kinds = [false; 3];
+        for (i, (key, _)) in LISTEN_KEYS.iter().enumerate() {
+            if let Some(k) = kinds.get_mut(i) {
+                *k = p.notifications.get(*key) == Some(&Value::Bool(true));
+            }
+        }
+        Ok(Listen { kinds })
+    }
+
+    /// The first message of the stream: what is honoured (resource subscriptions are not,
+    /// yet: they are left out, as the specification says for unsupported types).
+    pub fn acknowledgement(&self, id: &str) -> Message {
+        let mut honoured = Map::new();
+        for ((key, _), on) in LISTEN_KEYS.iter().zip(self.kinds) {
+            if on {
+                honoured.insert((*key).to_string(), Value::Bool(true));
+            }
+        }
+        let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+        jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(serde_json::json!({
+                "_meta": {mcp::META_SUBSCRIPTION_ID: id},
+                "notifications": honoured,
+            })),
+        )
+    }
+
+    /// A change notification of the caller's session, tagged for this subscription if it
+    /// asked for that kind.
+    pub fn relay(&self, id: &str, m: &Message) -> Option<Message> {
+        let method = m.method()?;
+        let asked = LISTEN_KEYS
+            .iter()
+            .zip(self.kinds)
+            .any(|((_, n), on)| on && *n == method);
+        if !asked {
+            return None;
+        }
+        let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+        Some(jsonrpc::notification(
+            method,
+            Some(serde_json::json!({"_meta": {mcp::META_SUBSCRIPTION_ID: id}})),
+        ))
+    }
+}
+
+/// The internal sessions serving modern callers, one per caller, created on first use.
+#[derive(Default)]
+pub struct Stateless {
+    callers: Mutex<HashMap<Caller, Arc<tokio::sync::OnceCell<Entry>>>>,
+}
+
+/// One caller's internal session and the fan-out of its change notifications.
+#[derive(Clone)]
+pub struct Entry {
+    pub session: Arc<Session>,
+    pub changes: broadcast::Sender<Message>,
+    _pump: Arc<crate::task::Owned>,
+}
+
+impl Stateless {
+    /// The caller's internal session, started (its upstreams connected) on first use.
+    pub async fn entry(
+        &self,
+        cfg: &Arc<Config>,
+        caller: &Caller,
+        instance: &crate::instance::Instance,
+    ) -> Entry {
+        let cell = lock(&self.callers)
+            .entry(caller.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let (tx, mut rx) = mpsc::channel::<Message>(256);
+            let (changes, _) = broadcast::channel(64);
+            let fan = changes.clone();
+            let pump = crate::task::spawn(tracing::debug_span!("modern-changes"), async move {
+                while let Some(m) = rx.recv().await {
+                    // Nobody listening is fine: a change matters only to open subscriptions.
+                    let _ = fan.send(m);
+                }
+            });
+            let init = jsonrpc::request(
+                "0",
+                "initialize",
+                serde_json::json!({
+                    "protocolVersion": mcp::LATEST_VERSION,
+                    // Server→client requests cannot reach a modern agent: the upstreams are
+                    // told the client has no such capabilities.
+                    "capabilities": {},
+                    "clientInfo": {"name": "mcp-warden (2026-07-28 agents)", "version": env!("CARGO_PKG_VERSION")},
+                }),
+            );
+            let name = match caller {
+                Caller::Agent(a) => format!("modern:{a}"),
+                Caller::User => "modern".to_string(),
+            };
+            let (session, _) =
+                Session::initialize(name, cfg.clone(), caller.clone(), instance, &init, tx).await;
+            tracing::info!(session = %session.id, "internal session for 2026-07-28 requests started");
+            Entry {
+                session,
+                changes,
+                _pump: Arc::new(pump),
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Applies a reloaded config to every internal session (a caller whose agent is gone
+    /// loses its session).
+    pub fn reconfigure(&self, cfg: &Arc<Config>, instance: &crate::instance::Instance) {
+        let entries: Vec<(Caller, Entry)> = lock(&self.callers)
+            .iter()
+            .filter_map(|(c, cell)| Some((c.clone(), cell.get()?.clone())))
+            .collect();
+        for (caller, e) in entries {
+            if !e.session.reconfigure(cfg.clone(), instance) {
+                lock(&self.callers).remove(&caller);
+            }
+        }
+    }
+
+    pub fn close(&self) {
+        for cell in lock(&self.callers).drain().map(|(_, c)| c) {
+            if let Some(e) = cell.get() {
+                e.session.close();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Message {
+        Message::parse(Bytes::from(s.to_string())).unwrap()
+    }
+
+    #[test]
+    fn header_values_decode_as_the_specification_says() {
+        assert_eq!(decode_header_value("  name  ").as_deref(), Some("name"));
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+            Some("Hello, 世界")
+        );
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8?="),
+            None,
+            "bad padding"
+        );
+        assert_eq!(decode_header_value("=?base64?SGVs!!!bG8=?="), None);
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8=").as_deref(),
+            Some("=?base64?SGVsbG8="),
+            "not the full sentinel: literal"
+        );
+    }
+
+    #[test]
+    fn results_get_their_type_and_cache_hints() {
+        let req = Request {
+            msg: msg(r#"{"jsonrpc":"2.0","id":"mw-1","method":"tools/list"}"#),
+            id: "1".into(),
+            progress_token: None,
+            method: "tools/list".into(),
+            log_level: None,
+        };
+        let Outbound::Agent(m) = outbound(
+            &req,
+            msg(r#"{"jsonrpc":"2.0","id":"mw-1","result":{"tools":[]}}"#),
+        ) else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(m.bytes()).unwrap();
+        assert_eq!(v["id"], 1, "the agent's id restored");
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(v["result"]["ttlMs"], 0);
+        assert_eq!(v["result"]["cacheScope"], "private");
+        let Outbound::Agent(m) = outbound(&req, msg(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#))
+        else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(m.bytes()).unwrap();
+        assert_eq!(v["result"]["resultType"], "complete", "{v}");
+        let log = msg(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+        );
+        assert!(matches!(outbound(&req, log.clone()), Outbound::Drop));
+        let asked = Request {
+            log_level: Some(0),
+            ..req
+        };
+        assert!(matches!(outbound(&asked, log), Outbound::Agent(_)));
+    }
+}

@@ -1,0 +1,527 @@
+//! MCP 2026-07-28 agents over the HTTP front: stateless requests (no `initialize`), the
+//! validation ladder with its codes and statuses, `server/discover`, results as the revision
+//! shapes them, cancellation by closing the stream, `subscriptions/listen`, and the consent
+//! envelope held for a human with no `action_id` in any byte the agent receives. The upstreams
+//! here speak 2025-11-25: their sessions stay inside mcp-warden.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const V: &str = "2026-07-28";
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": V,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "modern-test", "version": "1"},
+    })
+}
+
+/// A modern request: `params` with the envelope added, and the headers a 2026 client sends.
+fn request(id: Value, method: &str, mut params: Value) -> (String, Vec<(String, String)>) {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta();
+    } else {
+        for (k, v) in meta().as_object().unwrap() {
+            params["_meta"][k] = v.clone();
+        }
+    }
+    let mut headers = vec![
+        ("mcp-protocol-version".to_string(), V.to_string()),
+        ("mcp-method".to_string(), method.to_string()),
+    ];
+    let name = match method {
+        "tools/call" | "prompts/get" => params["name"].as_str(),
+        "resources/read" => params["uri"].as_str(),
+        _ => None,
+    };
+    if let Some(n) = name {
+        headers.push(("mcp-name".to_string(), n.to_string()));
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    (body.to_string(), headers)
+}
+
+fn send(
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+    headers: &[(String, String)],
+) -> reqwest::blocking::Response {
+    let mut rb = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    if let Some(t) = token {
+        rb = rb.header("authorization", format!("Bearer {t}"));
+    }
+    rb.send().unwrap()
+}
+
+/// The tool names of a `tools/list` answer.
+fn names_in(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tools list: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Sends a modern request; returns the HTTP status and the answer (the last message).
+fn call(url: &str, id: Value, method: &str, params: Value) -> (u16, Value) {
+    let (body, headers) = request(id, method, params);
+    let r = send(url, None, &body, &headers);
+    let status = r.status().as_u16();
+    (status, messages(r).pop().unwrap())
+}
+
+#[test]
+fn modern_requests_are_served_without_initialize_and_shaped_for_2026() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let (status, d) = call(&p.url, json!(1), "server/discover", json!({}));
+    assert_eq!(status, 200, "{d}");
+    let r = &d["result"];
+    assert_eq!(r["supportedVersions"], json!([V]), "{d}");
+    assert_eq!(r["resultType"], "complete");
+    assert_eq!(r["cacheScope"], "private", "lists are per agent");
+    assert!(r["ttlMs"].as_u64().is_some(), "{d}");
+    assert!(r["capabilities"]["tools"].is_object(), "{d}");
+    assert_eq!(
+        r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-warden"
+    );
+    let (status, list) = call(&p.url, json!("l"), "tools/list", json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(list["id"], "l");
+    assert_eq!(list["result"]["resultType"], "complete");
+    assert_eq!(list["result"]["cacheScope"], "private");
+    assert!(names_in(&list).contains(&"echo".to_string()), "{list}");
+    let (status, echo) = call(
+        &p.url,
+        json!(2),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "stateless"}}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(echo["result"]["content"][0]["text"], "stateless");
+    assert_eq!(echo["result"]["resultType"], "complete");
+    // Progress under the agent's own token, on the request's stream.
+    let (body, headers) = request(
+        json!(3),
+        "tools/call",
+        json!({"name": "slow", "arguments": {"steps": 3, "delay_ms": 20}, "_meta": {"progressToken": "mine"}}),
+    );
+    let all = messages(send(&p.url, None, &body, &headers));
+    let progress: Vec<&Value> = all
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{all:?}");
+    assert!(progress
+        .iter()
+        .all(|m| m["params"]["progressToken"] == "mine"));
+    assert_eq!(
+        all.last().unwrap()["result"]["content"][0]["text"],
+        "done after 3 steps"
+    );
+    // A resource that does not exist is -32602 in 2026-07-28 (the demo answers -32002).
+    let (_, missing) = call(
+        &p.url,
+        json!(4),
+        "resources/read",
+        json!({"uri": "demo://item/nope/nope"}),
+    );
+    assert!(missing["error"].is_object(), "{missing}");
+    assert_ne!(missing["error"]["code"], -32002, "{missing}");
+}
+
+#[test]
+fn the_validation_ladder_refuses_with_the_specifications_codes_and_statuses() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let raw = |body: Value, headers: &[(&str, &str)]| {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = send(&p.url, None, &body.to_string(), &headers);
+        let s = r.status().as_u16();
+        (
+            s,
+            serde_json::from_str::<Value>(&r.text().unwrap()).unwrap(),
+        )
+    };
+    let h = [
+        ("mcp-protocol-version", V),
+        ("mcp-method", "server/discover"),
+    ];
+    // 1. `_meta` missing, or without the version or the capabilities: -32602, 400.
+    for params in [
+        json!({}),
+        json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {}}}),
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": V}}),
+    ] {
+        let (s, v) = raw(
+            json!({"jsonrpc": "2.0", "id": 101, "method": "server/discover", "params": params}),
+            &h,
+        );
+        assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32602)), "{v}");
+        assert_eq!(v["id"], 101, "errors echo the id");
+    }
+    // 2. A header that disagrees with the body: -32020, 400 (checked before the version).
+    let (body, _) = request(json!(302), "server/discover", json!({}));
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("v999.0.0");
+    let (s, v) = raw(body.clone(), &h);
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)), "{v}");
+    let (body2, _) = request(json!(303), "tools/list", json!({}));
+    let (s, v) = raw(
+        serde_json::from_str(&body2).unwrap(),
+        &[("mcp-protocol-version", V), ("mcp-method", "prompts/list")],
+    );
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)), "{v}");
+    let (s, v) = raw(
+        serde_json::from_str(&body2).unwrap(),
+        &[("mcp-protocol-version", V)],
+    );
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (400, json!(-32020)),
+        "missing Mcp-Method: {v}"
+    );
+    let (call_body, _) = request(
+        json!(304),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "x"}}),
+    );
+    let call_body: Value = serde_json::from_str(&call_body).unwrap();
+    for name in [None, Some("add"), Some("ECHO")] {
+        let mut hs = vec![("mcp-protocol-version", V), ("mcp-method", "tools/call")];
+        if let Some(n) = name {
+            hs.push(("mcp-name", n));
+        }
+        let (s, v) = raw(call_body.clone(), &hs);
+        assert_eq!(
+            (s, v["error"]["code"].clone()),
+            (400, json!(-32020)),
+            "{name:?}: {v}"
+        );
+    }
+    // Whitespace around a header value is not part of it; a base64-wrapped name is decoded.
+    for name in ["  echo  ", "=?base64?ZWNobw==?="] {
+        let (s, v) = raw(
+            call_body.clone(),
+            &[
+                ("mcp-protocol-version", V),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", name),
+            ],
+        );
+        assert_eq!(s, 200, "{name}: {v}");
+    }
+    // 3. A version not served: -32022, 400, with what is.
+    let (s, v) = raw(
+        body,
+        &[
+            ("mcp-protocol-version", "v999.0.0"),
+            ("mcp-method", "server/discover"),
+        ],
+    );
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32022)), "{v}");
+    assert_eq!(v["error"]["data"]["supported"], json!([V]));
+    assert_eq!(v["error"]["data"]["requested"], "v999.0.0");
+    // 4. Removed and unknown methods: -32601, 404.
+    for method in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "unknown/method",
+    ] {
+        let (b, hs) = request(json!(500), method, json!({}));
+        let (s, v) = raw(
+            serde_json::from_str(&b).unwrap(),
+            &hs.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            (s, v["error"]["code"].clone()),
+            (404, json!(-32601)),
+            "{method}: {v}"
+        );
+    }
+    // GET and DELETE from a modern client: 405, POST allowed.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = http()
+            .request(method.clone(), &p.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", V)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "POST");
+    }
+    // A 2025 client on the same endpoint is served as before.
+    let sid = open_session(&p.url);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"legacy"}}}"#,
+    );
+    let v = messages(r).pop().unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "legacy");
+    assert!(
+        v["result"].get("resultType").is_none(),
+        "2025 answers unchanged: {v}"
+    );
+}
+
+/// Unrelated modern requests of one caller may reuse an id and a progress token: each gets
+/// its own answer and its own progress.
+#[test]
+fn concurrent_requests_with_the_same_id_and_token_each_get_their_own_answer() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n{}",
+        demo_upstream("demo", &[])
+    ));
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let url = p.url.clone();
+            std::thread::spawn(move || {
+                let (body, headers) = request(
+                    json!(1),
+                    "tools/call",
+                    json!({"name": "slow", "arguments": {"steps": 2 + i, "delay_ms": 20}, "_meta": {"progressToken": "same"}}),
+                );
+                (i, messages(send(&url, None, &body, &headers)))
+            })
+        })
+        .collect();
+    for c in calls {
+        let (i, all) = c.join().unwrap();
+        let progress = all
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count();
+        assert_eq!(progress, 2 + i, "{all:?}");
+        let last = all.last().unwrap();
+        assert_eq!(last["id"], 1);
+        assert_eq!(
+            last["result"]["content"][0]["text"],
+            format!("done after {} steps", 2 + i)
+        );
+    }
+}
+
+/// 2026-07-28 has no `notifications/cancelled` over HTTP: closing the request's stream is the
+/// cancellation, and the upstream hears of it.
+#[test]
+fn closing_the_stream_cancels_the_request_upstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("golden.log");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n{}env = {{ GOLDEN_LOG = {:?} }}\n",
+        golden_upstream("golden"),
+        log.display().to_string()
+    ));
+    let (body, headers) = request(
+        json!("c1"),
+        "tools/call",
+        json!({"name": "hang", "arguments": {}}),
+    );
+    let mut rb = http()
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    for (k, v) in &headers {
+        rb = rb.header(k, v);
+    }
+    // No answer is coming: the proxy switches to a stream (after `stream_after`), which the
+    // client then closes.
+    let r = rb.send().unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let upstream_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually(
+        Duration::from_secs(10),
+        "the call reached the upstream",
+        || upstream_log().contains("tools/call hang"),
+    );
+    assert!(!upstream_log().contains("notifications/cancelled"));
+    drop(r);
+    eventually(
+        Duration::from_secs(10),
+        "the call cancelled upstream",
+        || upstream_log().contains("notifications/cancelled"),
+    );
+}
+
+#[test]
+fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n{}",
+        golden_upstream("golden")
+    ));
+    let (body, headers) = request(
+        json!(77),
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["x://y"]}}),
+    );
+    let mut rb = http()
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    for (k, v) in &headers {
+        rb = rb.header(k, v);
+    }
+    let r = rb.send().unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if let Some(d) = line.strip_prefix("data:") {
+                if tx.send(serde_json::from_str(d.trim()).unwrap()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let ack = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        77
+    );
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "what is honoured (resource subscriptions are not yet)"
+    );
+    let (_, grown) = call(
+        &p.url,
+        json!(1),
+        "tools/call",
+        json!({"name": "grow", "arguments": {}}),
+    );
+    assert_eq!(grown["result"]["content"][0]["text"], "grown", "{grown}");
+    let change = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        change["method"], "notifications/tools/list_changed",
+        "{change}"
+    );
+    assert_eq!(
+        change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        77
+    );
+    let (_, list) = call(&p.url, json!(2), "tools/list", json!({}));
+    assert!(names_in(&list).contains(&"grown_1".to_string()), "{list}");
+}
+
+/// Each agent's modern requests see its own tools only: the internal session is the
+/// credential's.
+#[test]
+fn modern_agents_see_only_their_own_tools() {
+    let cfg = format!(
+        "[agents.a]\ntoken_env = \"A_TOKEN\"\ntools.allow = [\"echo\"]\n[agents.b]\ntoken_env = \"B_TOKEN\"\ntools.allow = [\"add\"]\n{}",
+        demo_upstream("demo", &[])
+    );
+    let (ta, tb) = (
+        "token-for-agent-a-0123456789",
+        "token-for-agent-b-0123456789",
+    );
+    let p = HttpProxy::start_raw(&cfg, &[("A_TOKEN", ta), ("B_TOKEN", tb)]);
+    let (body, headers) = request(json!(1), "tools/list", json!({}));
+    let names = |t: &str| {
+        names_in(
+            &messages(send(&p.url, Some(t), &body, &headers))
+                .pop()
+                .unwrap(),
+        )
+    };
+    assert_eq!(names(ta), vec!["echo".to_string()]);
+    assert_eq!(names(tb), vec!["add".to_string()]);
+    let r = send(&p.url, None, &body, &headers);
+    assert_eq!(r.status(), 401, "no credential, no answer");
+    // A tool the agent cannot see is refused, not forwarded.
+    let (body, headers) = request(
+        json!(2),
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+    );
+    let v = messages(send(&p.url, Some(ta), &body, &headers))
+        .pop()
+        .unwrap();
+    assert!(v["error"].is_object(), "{v}");
+}
+
+/// The consent envelope from a 2026 agent: the call is held until a human approves with the
+/// CLI, the agent gets the approved call's result, and no byte it receives carries the
+/// `action_id`.
+#[test]
+fn consent_envelope_is_held_for_a_human_and_the_action_id_never_reaches_a_modern_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let actions = tmp.path().join("actions.log");
+    let cfg = format!(
+        "[proxy]\nauth = \"none\"\n{}env = {{ CONSENT_LOG = {:?} }}\n",
+        golden_upstream("golden"),
+        actions.display().to_string()
+    );
+    let p = HttpProxy::start(&cfg);
+    let (body, headers) = request(
+        json!(5),
+        "tools/call",
+        json!({"name": "consent", "arguments": {"x": "modern"}, "_meta": {"progressToken": "p"}}),
+    );
+    let url = p.url.clone();
+    let waiter = std::thread::spawn(move || {
+        let r = send(&url, None, &body, &headers);
+        r.text().unwrap()
+    });
+    let cli = |args: &[&str]| {
+        std::process::Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(p.dir.path().join("warden.toml"))
+            .env("XDG_STATE_HOME", p.dir.path())
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(10), "held for a human", || {
+        String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
+            .contains("wants golden/consent")
+    });
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    let wire = waiter.join().unwrap();
+    assert!(wire.contains("performed x=modern"), "{wire}");
+    let ids = std::fs::read_to_string(&actions).unwrap();
+    for id in ids.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            !wire.contains(id),
+            "action id {id} reached the agent: {wire}"
+        );
+    }
+    assert!(!ids.is_empty(), "the upstream issued an action id");
+}
