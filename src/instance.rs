@@ -97,9 +97,13 @@ impl Instance {
         }
     }
 
-    /// Waits (up to 5 s) until what was queued for the approval store is written: audit
-    /// entries of the last calls must not be lost at shutdown.
+    /// Waits (up to 5 s each) until what was queued for the pin file and the approval store
+    /// is written: new pins and the audit entries of the last calls must not be lost at
+    /// shutdown.
     pub async fn flush(&self) {
+        if let Some(p) = self.pins.clone() {
+            let _ = tokio::task::spawn_blocking(move || p.flush()).await;
+        }
         if let Some(b) = &self.broker {
             if tokio::time::timeout(Duration::from_secs(5), b.flush())
                 .await

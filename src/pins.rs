@@ -153,20 +153,58 @@ struct Inner {
     verified: HashMap<String, Remembered, Fast>,
     /// New pins recorded since the file was last written.
     dirty: bool,
+    /// Writes handed to the writer thread, and the last one it finished: while one is
+    /// pending, memory is newer than the file, which is then not re-read.
+    queued: u64,
+    written: u64,
 }
 
 pub struct PinStore {
     dir: PathBuf,
-    inner: Mutex<Inner>,
+    inner: std::sync::Arc<Mutex<Inner>>,
+    /// The pin file is written (and fsynced) on a thread of its own, never on the event loop.
+    writer: Option<std::sync::mpsc::Sender<(u64, Vec<u8>)>>,
+    /// Signalled by the writer after each write.
+    wrote: std::sync::Arc<std::sync::Condvar>,
     /// (upstream, tool, digest) changes already logged, to log each once.
     warned: Mutex<HashSet<(String, String, String)>>,
 }
 
 impl PinStore {
     pub fn open(dir: PathBuf) -> PinStore {
+        let inner = std::sync::Arc::new(Mutex::new(Inner::default()));
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+        let wrote = std::sync::Arc::new(std::sync::Condvar::new());
+        let (wdir, winner, wsignal) = (dir.clone(), inner.clone(), wrote.clone());
+        let writer = std::thread::Builder::new()
+            .name("mcp-warden-pins".into())
+            .spawn(move || {
+                // Ends when the store (the only sender) is dropped.
+                while let Ok((n, bytes)) = rx.recv() {
+                    let mtime = match crate::state::write_atomic(&wdir, FILE, &bytes) {
+                        Ok(p) => std::fs::metadata(&p).and_then(|m| m.modified()).ok(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot write the tool pin file");
+                            None
+                        }
+                    };
+                    let mut inner = lock(&winner);
+                    inner.written = n;
+                    if n == inner.queued {
+                        inner.mtime = mtime;
+                    }
+                    drop(inner);
+                    wsignal.notify_all();
+                }
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the pin writer: new pins are kept in memory only"))
+            .ok()
+            .map(|_| tx);
         let store = PinStore {
             dir,
-            inner: Mutex::new(Inner::default()),
+            inner,
+            writer,
+            wrote,
             warned: Mutex::new(HashSet::new()),
         };
         store.reload_if_changed(&mut lock(&store.inner));
@@ -180,6 +218,9 @@ impl PinStore {
     /// Re-reads the pin file if it changed on disk (another instance, or an operator's
     /// `accept`).
     fn reload_if_changed(&self, inner: &mut Inner) {
+        if inner.written < inner.queued {
+            return; // our own write is on its way: memory is newer
+        }
         let path = self.path();
         let mtime = std::fs::symlink_metadata(&path)
             .ok()
@@ -203,15 +244,37 @@ impl PinStore {
         }
     }
 
-    /// Writes the pins atomically and remembers the file's new modification time.
+    /// Hands the pins to the writer thread, which writes them atomically and remembers the
+    /// file's new modification time.
     fn save(&self, inner: &mut Inner) {
         inner.dirty = false;
-        match serde_json::to_vec_pretty(&inner.file) {
-            Ok(bytes) => match crate::state::write_atomic(&self.dir, FILE, &bytes) {
-                Ok(p) => inner.mtime = std::fs::metadata(&p).and_then(|m| m.modified()).ok(),
-                Err(e) => tracing::error!(error = %e, "cannot write the tool pin file"),
-            },
-            Err(e) => tracing::error!(error = %e, "cannot serialise tool pins"),
+        let bytes = match serde_json::to_vec_pretty(&inner.file) {
+            Ok(b) => b,
+            Err(e) => return tracing::error!(error = %e, "cannot serialise tool pins"),
+        };
+        let Some(w) = &self.writer else { return };
+        inner.queued += 1;
+        if w.send((inner.queued, bytes)).is_err() {
+            inner.queued -= 1;
+            tracing::error!("the pin writer stopped: new pins are kept in memory only");
+        }
+    }
+
+    /// Waits (bounded) until every pin handed to the writer is on disk: for operator commands
+    /// that exit right after pinning, and tests.
+    pub fn flush(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut inner = lock(&self.inner);
+        while inner.written < inner.queued {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return tracing::error!("tool pins were not written within 5 s");
+            }
+            inner = self
+                .wrote
+                .wait_timeout(inner, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
@@ -228,7 +291,9 @@ impl PinStore {
     /// proxy checks whole lists ([`PinStore::batch`]); this is for tests of single tools.
     #[cfg(test)]
     fn check(&self, upstream: &str, tool_name: &str, tool: &Value) -> Verdict {
-        self.batch().upstream(upstream).check_value(tool_name, tool)
+        let v = self.batch().upstream(upstream).check_value(tool_name, tool);
+        self.flush();
+        v
     }
 
     /// Pins `tool` as the accepted definition.
@@ -243,6 +308,8 @@ impl PinStore {
             .or_default()
             .insert(tool_name.to_string(), pin_of(tool));
         self.save(&mut inner);
+        drop(inner);
+        self.flush();
     }
 
     pub fn pinned(&self, upstream: &str, tool_name: &str) -> Option<Pin> {
@@ -474,6 +541,7 @@ mod raw_tests {
                 "written when the batch ends, not per tool"
             );
         }
+        store.flush();
         assert!(state.join(FILE).exists());
         let check = |tool: &[u8]| store.batch().upstream("fs").check_raw("t", tool);
         // Remembered bytes, and other bytes with the same definition: both trusted.
@@ -490,6 +558,7 @@ mod raw_tests {
         assert!(matches!(check(v2), Some(Verdict::Changed { .. })));
         // An accepted change (here by another instance) replaces what was trusted: the old
         // bytes, remembered as matching, are now a change.
+        store.flush();
         let other = PinStore::open(state.clone());
         other.accept("fs", "t", &serde_json::from_slice(v2).unwrap());
         std::thread::sleep(std::time::Duration::from_millis(20));

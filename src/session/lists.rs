@@ -213,29 +213,16 @@ impl Session {
                 done.insert(at, (pos, f));
             }
             // The merge runs once per upstream: cheap (about half a millisecond for 1,000
-            // tools), and what makes the partial lists usable. It runs off the event loop:
-            // checking tool pins reads the pin file when it changed and writes (fsync) the
-            // new pins.
+            // tools), and what makes the partial lists usable. Tool pins are checked in
+            // memory; the pin file is written on the pin store's own thread.
             let agent = self.agent();
-            let pins = self.pins.clone();
-            let fetched: Vec<catalog::Fetched> = done.iter().map(|(_, f)| f.clone()).collect();
-            let merged = tokio::task::spawn_blocking(move || {
-                let ctx = catalog::PolicyCtx {
-                    agent: agent.as_deref(),
-                    pins: pins.as_deref(),
-                };
-                catalog::merge(kind, fetched, &ctx)
-            })
-            .await;
-            match merged {
-                Ok(list) => publish(list, &pending),
-                Err(e) => {
-                    // A panic in the merge (a bug): nothing is shown rather than something
-                    // unchecked, and nobody waits for a list that will not come.
-                    tracing::error!(session = %self.id, error = %e, "building a list failed");
-                    publish(List::empty(), &pending);
-                }
-            }
+            let ctx = catalog::PolicyCtx {
+                agent: agent.as_deref(),
+                pins: self.pins.as_deref(),
+            };
+            let fetched = done.iter().map(|(_, f)| f.clone()).collect();
+            let list = catalog::merge(kind, fetched, &ctx);
+            publish(list, &pending);
         }
     }
 }
