@@ -525,3 +525,96 @@ fn consent_envelope_is_held_for_a_human_and_the_action_id_never_reaches_a_modern
     }
     assert!(!ids.is_empty(), "the upstream issued an action id");
 }
+
+/// The stdio front: the first request says the era. A 2026-07-28 agent is served without
+/// `initialize` (which it is then refused, with the versions spoken), gets results shaped for
+/// 2026, cancels with `notifications/cancelled`, and listens for list changes.
+#[test]
+fn stdio_serves_a_modern_agent_from_its_first_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("golden.log");
+    let mut p = StdioProxy::start(&format!(
+        "{}env = {{ GOLDEN_LOG = {:?} }}\n",
+        golden_upstream("golden"),
+        log.display().to_string()
+    ));
+    let line = |id: Value, method: &str, params: Value| request(id, method, params).0;
+    p.send(&line(json!(1), "server/discover", json!({})));
+    let (d, _) = p.recv_response("1");
+    let d: Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(d["result"]["supportedVersions"], json!([V]), "{d}");
+    p.send(&line(
+        json!(2),
+        "tools/call",
+        json!({"name": "golden", "arguments": {}}),
+    ));
+    let (g, _) = p.recv_response("2");
+    let g: Value = serde_json::from_str(&g).unwrap();
+    assert_eq!(g["result"]["resultType"], "complete", "{g}");
+    p.send(r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#);
+    let (i, _) = p.recv_response("3");
+    let i: Value = serde_json::from_str(&i).unwrap();
+    assert_eq!(i["error"]["code"], -32022, "{i}");
+    assert_eq!(i["error"]["data"]["supported"], json!([V]));
+    // A listen stream: acknowledged first, then the change it asked for.
+    p.send(&line(
+        json!("sub"),
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    ));
+    let ack: Value = serde_json::from_str(&p.recv()).unwrap();
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    p.send(&line(
+        json!(4),
+        "tools/call",
+        json!({"name": "grow", "arguments": {}}),
+    ));
+    let (_, before) = p.recv_response("4");
+    let mut seen: Vec<Value> = before
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    if !seen
+        .iter()
+        .any(|m| m["method"] == "notifications/tools/list_changed")
+    {
+        seen.push(serde_json::from_str(&p.recv()).unwrap());
+    }
+    let change = seen
+        .iter()
+        .find(|m| m["method"] == "notifications/tools/list_changed")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert_eq!(
+        change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub"
+    );
+    // Cancellation of a call in flight reaches the upstream; the agent gets no answer to it.
+    p.send(&line(
+        json!("h"),
+        "tools/call",
+        json!({"name": "hang", "arguments": {}}),
+    ));
+    let upstream_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually(
+        Duration::from_secs(10),
+        "the call reached the upstream",
+        || upstream_log().contains("tools/call hang"),
+    );
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"h"}}"#);
+    eventually(
+        Duration::from_secs(10),
+        "the call cancelled upstream",
+        || upstream_log().contains("notifications/cancelled"),
+    );
+    p.send(&line(json!(5), "tools/list", json!({})));
+    let (l, before) = p.recv_response("5");
+    assert!(
+        before.iter().all(|b| !b.contains(r#""id":"h""#)),
+        "{before:?}"
+    );
+    let l: Value = serde_json::from_str(&l).unwrap();
+    assert!(names_in(&l).contains(&"grown_1".to_string()), "{l}");
+}

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::downstream::modern::{self, Outbound};
 use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, Payload};
 use crate::mcp;
@@ -60,15 +61,20 @@ pub async fn serve<R, W>(
     );
     let mut session: Option<Arc<Session>> = None;
     let shared = Arc::new(crate::instance::Instance::serve(&cfg));
+    // A 2026-07-28 agent (its first request says so) is served by its internal session.
+    let stateless = Arc::new(modern::Stateless::default());
+    let mut modern_conn: Option<Modern> = None;
     // Reloads apply to the live session; `latest` is what a later `initialize` would use.
     let live: Arc<std::sync::Mutex<Option<Arc<Session>>>> = Arc::default();
     let latest = Arc::new(std::sync::Mutex::new(cfg.clone()));
     let _reloader = cfg.source.clone().map(|path| {
         let (live, latest, shared) = (live.clone(), latest.clone(), shared.clone());
+        let stateless = stateless.clone();
         crate::task::spawn(
             tracing::info_span!("config-reload"),
             crate::reload::watch(path, move |c| {
                 shared.apply(&c);
+                stateless.reconfigure(&c, &shared);
                 *crate::util::lock(&latest) = c.clone();
                 if let Some(s) = crate::util::lock(&live).clone() {
                     s.reconfigure(c, &shared);
@@ -112,6 +118,23 @@ pub async fn serve<R, W>(
             }
             Ok(Payload::Single(msg)) => {
                 let current = crate::util::lock(&latest).clone();
+                if modern_conn.is_none() && session.is_none() && modern::claims_modern(&msg) {
+                    let entry = stateless.entry(&current, &caller, &shared).await;
+                    modern_conn = Some(Modern::new(entry));
+                }
+                if let Some(m) = &mut modern_conn {
+                    m.handle(msg, &out_tx).await;
+                    continue;
+                }
+                if session.is_some() && modern::claims_modern(&msg) {
+                    let e = jsonrpc::error_response(
+                        msg.id_str(),
+                        code::INVALID_REQUEST,
+                        "This connection was initialized with a 2025 protocol version: requests carry no protocol version in _meta",
+                    );
+                    let _ = out_tx.send(e).await;
+                    continue;
+                }
                 if let Some(s) = dispatch(
                     &current,
                     caller.clone(),
@@ -157,6 +180,8 @@ pub async fn serve<R, W>(
         s.close();
     }
     drop(batches);
+    drop(modern_conn);
+    stateless.close();
     shared.close();
     shared.flush().await;
     // Nothing may keep the session (and so its sinks) alive past here: the writer ends when
@@ -303,5 +328,158 @@ fn same_file(a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>) -> 
     match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
         (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
         _ => true, // when in doubt, the blocking adapter
+    }
+}
+
+/// A 2026-07-28 agent on stdio: each request validated and served by the caller's internal
+/// session; `notifications/cancelled` cancels a request or ends a `subscriptions/listen`.
+struct Modern {
+    entry: modern::Entry,
+    /// Requests in flight: the agent's id → ours (raw JSON), for its cancellations.
+    inflight: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Open `subscriptions/listen` streams, by the agent's id.
+    listens: std::collections::HashMap<String, crate::task::Owned>,
+    next: u64,
+    /// The tasks relaying answers: owned here, so none outlives the front.
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Modern {
+    fn new(entry: modern::Entry) -> Modern {
+        Modern {
+            entry,
+            inflight: Arc::default(),
+            listens: Default::default(),
+            next: 0,
+            tasks: tokio::task::JoinSet::new(),
+        }
+    }
+
+    async fn handle(&mut self, msg: Message, out: &mpsc::Sender<Message>) {
+        match msg.kind() {
+            // A modern agent is never asked anything: nothing to answer.
+            Kind::Response => {}
+            Kind::Notification => {
+                if msg.method() == Some("notifications/cancelled") {
+                    self.cancelled(&msg);
+                }
+            }
+            Kind::Request => self.request(msg, out).await,
+        }
+    }
+
+    fn cancelled(&mut self, msg: &Message) {
+        let Some(id) = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::CancelledParams<'_>>(p).ok())
+            .map(|p| p.request_id.get().to_string())
+        else {
+            return;
+        };
+        if self.listens.remove(&id).is_some() {
+            return; // the stream ends; nothing more is sent for it
+        }
+        let internal = crate::util::lock(&self.inflight).get(&id).cloned();
+        if let Some(internal) = internal {
+            let cancel = jsonrpc::notification(
+                "notifications/cancelled",
+                Some(serde_json::json!({
+                    "requestId": serde_json::from_str::<serde_json::Value>(&internal).unwrap_or_default(),
+                    "reason": "cancelled by the client",
+                })),
+            );
+            let (tx, _) = mpsc::channel(1);
+            self.entry.session.handle(cancel, tx);
+        }
+    }
+
+    async fn request(&mut self, msg: Message, out: &mpsc::Sender<Message>) {
+        if msg.method() == Some("initialize") {
+            // A 2026-07-28 connection is not initialized: say which versions it speaks.
+            let requested = msg
+                .params()
+                .and_then(|p| serde_json::from_str::<mcp::InitializeParams<'_>>(p).ok())
+                .and_then(|p| p.protocol_version);
+            let r = modern::Refusal {
+                code: modern::UNSUPPORTED_VERSION,
+                message: "Unsupported protocol version: this connection speaks 2026-07-28".into(),
+                data: Some(
+                    serde_json::json!({"supported": mcp::MODERN_VERSIONS, "requested": requested}),
+                ),
+            };
+            let _ = out.send(r.answer(msg.id_str())).await;
+            return;
+        }
+        self.next += 1;
+        let internal = format!("mw-{}", self.next);
+        let req = match modern::validate(&msg, None, &internal) {
+            Ok(r) => r,
+            Err(r) => {
+                let _ = out.send(r.answer(msg.id_str())).await;
+                return;
+            }
+        };
+        let session = self.entry.session.clone();
+        match req.method.as_str() {
+            "server/discover" => {
+                let _ = out.send(modern::discover(&session, &req.id)).await;
+            }
+            "subscriptions/listen" => {
+                let listen = match modern::Listen::of(&req) {
+                    Ok(l) => l,
+                    Err(r) => {
+                        let _ = out.send(r.answer(Some(&req.id))).await;
+                        return;
+                    }
+                };
+                let _ = out.send(listen.acknowledgement(&req.id)).await;
+                let mut changes = self.entry.changes.subscribe();
+                let (out, id) = (out.clone(), req.id.clone());
+                let task = crate::task::spawn(tracing::debug_span!("listen"), async move {
+                    loop {
+                        let m = match changes.recv().await {
+                            Ok(m) => m,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                jsonrpc::notification("notifications/tools/list_changed", None)
+                            }
+                            Err(_) => return,
+                        };
+                        if let Some(n) = listen.relay(&id, &m) {
+                            if out.send(n).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                self.listens.insert(req.id.clone(), task);
+            }
+            _ => {
+                let (tx, mut rx) = mpsc::channel::<Message>(64);
+                let internal_id = req.msg.id_str().unwrap_or("null").to_string();
+                crate::util::lock(&self.inflight).insert(req.id.clone(), internal_id);
+                session.handle(req.msg.clone(), tx);
+                let (out, inflight) = (out.clone(), self.inflight.clone());
+                while self.tasks.try_join_next().is_some() {}
+                self.tasks.spawn(async move {
+                    while let Some(m) = rx.recv().await {
+                        match modern::outbound(&req, m) {
+                            Outbound::Drop => {}
+                            Outbound::Refuse(answer) => {
+                                let (tx, _) = mpsc::channel(1);
+                                session.handle(answer, tx);
+                            }
+                            Outbound::Agent(m) => {
+                                let last = m.kind() == Kind::Response;
+                                let _ = out.send(m).await;
+                                if last {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    crate::util::lock(&inflight).remove(&req.id);
+                });
+            }
+        }
     }
 }
