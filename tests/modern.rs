@@ -618,3 +618,113 @@ fn stdio_serves_a_modern_agent_from_its_first_request() {
     let l: Value = serde_json::from_str(&l).unwrap();
     assert!(names_in(&l).contains(&"grown_1".to_string()), "{l}");
 }
+
+/// A 2025 upstream's server→client requests reach a 2026-07-28 agent as multi round-trip
+/// results: the call answers `input_required` with the upstream's request, waits parked, and
+/// the agent's retry (new id, `inputResponses`, the `requestState` echoed) answers the upstream
+/// and gets the call's result. A state altered by the agent is refused; an agent that did not
+/// declare the capability is never asked.
+#[test]
+fn upstream_sampling_and_elicitation_become_input_required_results_and_back() {
+    let server_js = node_dir().join("conformance-server.mjs");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    ));
+    let with_caps = |id: Value, params: Value, caps: Value| {
+        let (body, headers) = request(id, "tools/call", params);
+        let mut body: Value = serde_json::from_str(&body).unwrap();
+        body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = caps;
+        (body, headers)
+    };
+    let send_json = |body: &Value, headers: &[(String, String)]| {
+        let r = send(&p.url, None, &body.to_string(), headers);
+        let status = r.status().as_u16();
+        (status, messages(r).pop().unwrap())
+    };
+    // Sampling.
+    let (body, headers) = with_caps(
+        json!(1),
+        json!({"name": "test_sampling", "arguments": {"prompt": "capital of France?"}}),
+        json!({"sampling": {}}),
+    );
+    let (status, first) = send_json(&body, &headers);
+    assert_eq!(status, 200, "{first}");
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    let (key, asked) = r["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(asked["method"], "sampling/createMessage", "{first}");
+    assert_eq!(
+        asked["params"]["messages"][0]["content"]["text"],
+        "capital of France?"
+    );
+    let state = r["requestState"].as_str().unwrap().to_string();
+    // An altered state is refused, and the call stays parked for the real one.
+    let mut tampered = body.clone();
+    tampered["id"] = json!(2);
+    tampered["params"]["requestState"] = json!(format!("{state}-TAMPERED"));
+    tampered["params"]["inputResponses"] = json!({key.clone(): {"role": "assistant", "content": {"type": "text", "text": "x"}, "model": "m"}});
+    let (status, refused) = send_json(&tampered, &headers);
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{refused}"
+    );
+    let mut retry = body.clone();
+    retry["id"] = json!(3);
+    retry["params"]["requestState"] = json!(state);
+    retry["params"]["inputResponses"] = json!({key.clone(): {"role": "assistant", "content": {"type": "text", "text": "Paris"}, "model": "test-model", "stopReason": "endTurn"}});
+    let (status, done) = send_json(&retry, &headers);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["id"], 3, "the retry's id");
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "LLM response: Paris",
+        "{done}"
+    );
+    // The same state cannot be used twice.
+    let (_, again) = send_json(&retry, &headers);
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+    // Elicitation (form mode: `elicitation: {}`), answered.
+    let (body, headers) = with_caps(
+        json!(4),
+        json!({"name": "test_elicitation", "arguments": {"message": "who are you?"}}),
+        json!({"elicitation": {}}),
+    );
+    let (_, first) = send_json(&body, &headers);
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    let (key, asked) = r["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(asked["method"], "elicitation/create");
+    let mut retry = body.clone();
+    retry["id"] = json!(5);
+    retry["params"]["requestState"] = r["requestState"].clone();
+    retry["params"]["inputResponses"] = json!({key.clone(): {"action": "accept", "content": {"username": "ada", "email": "ada@example.com"}}});
+    let (_, done) = send_json(&retry, &headers);
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("action=accept") && text.contains("ada"),
+        "{done}"
+    );
+    // Without the capability, the agent is not asked: the upstream is told no, and its answer
+    // is the call's.
+    let (body, headers) = with_caps(
+        json!(6),
+        json!({"name": "test_sampling", "arguments": {"prompt": "x"}}),
+        json!({}),
+    );
+    let (_, no) = send_json(&body, &headers);
+    assert_ne!(no["result"]["resultType"], "input_required", "{no}");
+}

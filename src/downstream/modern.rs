@@ -161,8 +161,12 @@ pub struct Request {
     /// The agent's own progress token (raw JSON), restored on its progress.
     pub progress_token: Option<String>,
     pub method: String,
+    /// What it names: the tool or prompt (`params.name`) or resource (`params.uri`).
+    pub target: Option<String>,
     /// The lowest level of `notifications/message` the agent asked for with this request.
     pub log_level: Option<usize>,
+    /// The client capabilities this request declared.
+    pub capabilities: Map<String, Value>,
 }
 
 /// Runs the validation ladder on a modern request. `headers`: over HTTP, the routing headers
@@ -223,6 +227,11 @@ pub fn validate(
     };
     // What the session serves: the request without the keys that describe the client (the
     // upstreams behind it hold their own sessions).
+    let capabilities = match meta.get(mcp::META_CLIENT_CAPABILITIES) {
+        Some(Value::Object(c)) => c.clone(),
+        _ => Map::new(),
+    };
+    let target = view.name.or(view.uri).and_then(mcp::raw_str);
     let mut rest: Map<String, Value> = meta
         .into_iter()
         .filter(|(k, _)| !is_reserved_client_key(k))
@@ -243,7 +252,9 @@ pub fn validate(
         id,
         progress_token,
         method,
+        target,
         log_level,
+        capabilities,
     })
 }
 
@@ -566,10 +577,335 @@ impl Listen {
     }
 }
 
-/// The internal sessions serving modern callers, one per caller, created on first use.
-#[derive(Default)]
+/// The internal sessions serving modern callers, one per caller, created on first use; and
+/// the calls waiting for an agent's input (multi round-trip requests).
 pub struct Stateless {
     callers: Mutex<HashMap<Caller, Arc<tokio::sync::OnceCell<Entry>>>>,
+    /// Calls whose upstream asked the agent something, by the id in their `requestState`.
+    parked: Mutex<HashMap<String, Parked>>,
+    /// Authenticates the `requestState`s mcp-warden issues (per process: parked calls live
+    /// in memory).
+    key: [u8; 32],
+}
+
+impl Default for Stateless {
+    fn default() -> Stateless {
+        let mut key = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut key) {
+            // The parked call's id is random too; without randomness there is none to park.
+            tracing::error!(error = %e, "no randomness for requestState keys");
+        }
+        Stateless {
+            callers: Mutex::default(),
+            parked: Mutex::default(),
+            key,
+        }
+    }
+}
+
+/// How long a call waits for the agent to answer what its upstream asked.
+const PARK_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+struct Parked {
+    call: Call,
+    binding: String,
+    until: tokio::time::Instant,
+}
+
+/// Methods whose answer may be an `InputRequiredResult` (2026-07-28).
+const MRTR_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+
+/// A modern request being served: what the session sends for it, shaped for the agent; a
+/// server→client request from the upstream is asked of the agent as a multi round-trip.
+pub struct Call {
+    pub session: Arc<Session>,
+    rx: mpsc::Receiver<Message>,
+    pub req: Request,
+    /// Asked of the agent and not answered yet: (key, the session's id of the upstream's
+    /// request, that request).
+    asked: Vec<(String, String, Message)>,
+    next_key: u32,
+}
+
+/// What comes next for a [`Call`].
+pub enum Step {
+    /// A related message (progress, a log message) for the agent.
+    Send(Message),
+    /// The answer.
+    Answer(Message),
+    /// The upstream asks the agent something: park the call ([`Stateless::park`]).
+    Ask(Message),
+    /// The session dropped the request.
+    Closed,
+}
+
+fn no_sink() -> mpsc::Sender<Message> {
+    mpsc::channel(1).0
+}
+
+impl Call {
+    pub fn start(session: Arc<Session>, req: Request) -> Call {
+        let (tx, rx) = mpsc::channel::<Message>(64);
+        session.handle(req.msg.clone(), tx);
+        Call {
+            session,
+            rx,
+            req,
+            asked: vec![],
+            next_key: 1,
+        }
+    }
+
+    /// Our id of the request in the session (raw JSON).
+    pub fn internal_id(&self) -> String {
+        self.req.msg.id_str().unwrap_or("null").to_string()
+    }
+
+    pub async fn next(&mut self) -> Step {
+        loop {
+            let Some(m) = self.rx.recv().await else {
+                return Step::Closed;
+            };
+            if m.kind() == Kind::Request && self.may_ask(&m) {
+                return Step::Ask(m);
+            }
+            match outbound(&self.req, m) {
+                Outbound::Drop => {}
+                Outbound::Refuse(answer) => self.session.handle(answer, no_sink()),
+                Outbound::Agent(m) if m.kind() == Kind::Response => return Step::Answer(m),
+                Outbound::Agent(m) => return Step::Send(m),
+            }
+        }
+    }
+
+    /// Whether the upstream's request can be put to the agent: only within a call that may
+    /// return `input_required`, and only for what this request declared it can do.
+    fn may_ask(&self, m: &Message) -> bool {
+        if !MRTR_METHODS.contains(&self.req.method.as_str()) {
+            return false;
+        }
+        let caps = &self.req.capabilities;
+        match m.method() {
+            Some("sampling/createMessage") => caps.contains_key("sampling"),
+            Some("roots/list") => caps.contains_key("roots"),
+            Some("elicitation/create") => {
+                let url_mode = m
+                    .params()
+                    .and_then(|p| serde_json::from_str::<Value>(p).ok())
+                    .is_some_and(|p| p.get("mode") == Some(&Value::String("url".into())));
+                match caps.get("elicitation") {
+                    None => false,
+                    Some(e) if url_mode => e.get("url").is_some(),
+                    // `elicitation: {}` is form mode.
+                    Some(e) => e.get("form").is_some() || e.as_object().is_some_and(Map::is_empty),
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Stateless {
+    fn binding(caller: &Caller, req: &Request) -> String {
+        let who = match caller {
+            Caller::Agent(a) => format!("agent:{a}"),
+            Caller::User => "user".to_string(),
+        };
+        format!(
+            "{who}\n{}\n{}",
+            req.method,
+            req.target.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn mac(&self, id: &str, binding: &str) -> String {
+        use hmac::Mac;
+        let Ok(mut m) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        m.update(id.as_bytes());
+        m.update(b"\n");
+        m.update(binding.as_bytes());
+        m.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Parks `call`, whose upstream asked `asked` of the agent, and returns the agent's answer:
+    /// an `InputRequiredResult` with everything still to be answered, and a `requestState`
+    /// that only this caller can resume (authenticated, bound to the caller and the request).
+    pub fn park(&self, caller: &Caller, mut call: Call, asked: Option<Message>) -> Message {
+        self.sweep();
+        if let Some(m) = asked {
+            let key = format!("input-{}", call.next_key);
+            call.next_key += 1;
+            let sid = m.id_str().unwrap_or("null").to_string();
+            call.asked.push((key, sid, m));
+        }
+        let mut requests = Map::new();
+        for (key, _, m) in &call.asked {
+            let params: Value = m
+                .params()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            requests.insert(
+                key.clone(),
+                serde_json::json!({"method": m.method().unwrap_or_default(), "params": params}),
+            );
+        }
+        let mut id = [0u8; 16];
+        let _ = getrandom::fill(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let binding = Stateless::binding(caller, &call.req);
+        let state = format!("{id}.{}", self.mac(&id, &binding));
+        let answer = jsonrpc::response(
+            &call.req.id,
+            serde_json::json!({
+                "resultType": "input_required",
+                "inputRequests": requests,
+                "requestState": state,
+            }),
+        );
+        lock(&self.parked).insert(
+            id,
+            Parked {
+                call,
+                binding,
+                until: tokio::time::Instant::now() + PARK_TTL,
+            },
+        );
+        answer
+    }
+
+    /// Resumes the call a retry names (`requestState`), answering the upstream's requests
+    /// with the agent's `inputResponses`. The call then continues under the retry's id.
+    pub fn resume(&self, caller: &Caller, retry: Request) -> Result<Call, Refusal> {
+        #[derive(Deserialize)]
+        struct Retry {
+            #[serde(rename = "requestState")]
+            request_state: String,
+            #[serde(rename = "inputResponses", default)]
+            input_responses: Option<Value>,
+        }
+        let invalid = || {
+            Refusal::new(
+                code::INVALID_PARAMS,
+                "Invalid params: requestState is not valid for this request (altered, expired, or another's)",
+            )
+        };
+        let p: Retry = retry
+            .msg
+            .params()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .ok_or_else(invalid)?;
+        let (id, mac) = p.request_state.split_once('.').ok_or_else(invalid)?;
+        let binding = Stateless::binding(caller, &retry);
+        let expected = self.mac(id, &binding);
+        if expected.is_empty()
+            || !bool::from(subtle::ConstantTimeEq::ct_eq(
+                expected.as_bytes(),
+                mac.as_bytes(),
+            ))
+        {
+            return Err(invalid());
+        }
+        let parked = lock(&self.parked).remove(id).ok_or_else(invalid)?;
+        if parked.binding != binding {
+            return Err(invalid());
+        }
+        let mut call = parked.call;
+        let responses = match p.input_responses {
+            Some(Value::Object(r)) => r,
+            None => Map::new(),
+            Some(_) => {
+                // Not a map: nothing can be answered. The upstream is told so, and its own
+                // answer (an error, or a result without the input) is the agent's.
+                Map::new()
+            }
+        };
+        let mut still = vec![];
+        for (key, sid, m) in std::mem::take(&mut call.asked) {
+            match responses.get(&key) {
+                Some(v @ Value::Object(_)) => {
+                    call.session
+                        .handle(jsonrpc::response(&sid, v.clone()), no_sink());
+                }
+                Some(_) => call.session.handle(
+                    jsonrpc::error_response(
+                        Some(&sid),
+                        code::INVALID_PARAMS,
+                        "The client's input response is not an object",
+                    ),
+                    no_sink(),
+                ),
+                None => still.push((key, sid, m)),
+            }
+        }
+        call.asked = still;
+        // The rest of the call is the retry's: its id, its progress token, its log level.
+        call.req.id = retry.id;
+        if retry.progress_token.is_some() {
+            call.req.progress_token = retry.progress_token;
+        }
+        call.req.log_level = retry.log_level;
+        call.req.capabilities = retry.capabilities;
+        Ok(call)
+    }
+
+    /// Whether `call` still waits for answers to what was asked (then park it again).
+    pub fn still_asking(call: &Call) -> bool {
+        !call.asked.is_empty()
+    }
+
+    /// Calls nobody came back for are cancelled upstream.
+    fn sweep(&self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<Parked> = {
+            let mut parked = lock(&self.parked);
+            let ids: Vec<String> = parked
+                .iter()
+                .filter(|(_, p)| p.until <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|k| parked.remove(k)).collect()
+        };
+        for p in expired {
+            cancel(
+                &p.call.session,
+                &p.call.internal_id(),
+                "the client never answered",
+            );
+        }
+    }
+}
+
+/// Cancels a request of ours in `session`.
+pub fn cancel(session: &Session, internal: &str, reason: &str) {
+    let cancel = jsonrpc::notification(
+        "notifications/cancelled",
+        Some(serde_json::json!({
+            "requestId": serde_json::from_str::<Value>(internal).unwrap_or_default(),
+            "reason": reason,
+        })),
+    );
+    session.handle(cancel, no_sink());
+}
+
+/// Whether a request is the retry of a multi round-trip (it carries a `requestState`).
+pub fn is_retry(req: &Request) -> bool {
+    #[derive(Deserialize)]
+    struct P<'a> {
+        #[serde(rename = "requestState", borrow, default)]
+        state: Option<&'a RawValue>,
+    }
+    MRTR_METHODS.contains(&req.method.as_str())
+        && req
+            .msg
+            .params()
+            .and_then(|p| serde_json::from_str::<P<'_>>(p).ok())
+            .is_some_and(|p| p.state.is_some())
 }
 
 /// One caller's internal session and the fan-out of its change notifications.
@@ -596,8 +932,22 @@ impl Stateless {
             let (tx, mut rx) = mpsc::channel::<Message>(256);
             let (changes, _) = broadcast::channel(64);
             let fan = changes.clone();
+            let me: Arc<std::sync::OnceLock<std::sync::Weak<Session>>> = Arc::default();
+            let session_of_pump = me.clone();
             let pump = crate::task::spawn(tracing::debug_span!("modern-changes"), async move {
                 while let Some(m) = rx.recv().await {
+                    if m.kind() == Kind::Request {
+                        // Asked outside any call: there is no agent request to carry it.
+                        if let Some(s) = session_of_pump.get().and_then(std::sync::Weak::upgrade) {
+                            let no = jsonrpc::error_response(
+                                m.id_str(),
+                                code::METHOD_NOT_FOUND,
+                                "The client accepts requests only within a call",
+                            );
+                            s.handle(no, no_sink());
+                        }
+                        continue;
+                    }
                     // Nobody listening is fine: a change matters only to open subscriptions.
                     let _ = fan.send(m);
                 }
@@ -607,9 +957,13 @@ impl Stateless {
                 "initialize",
                 serde_json::json!({
                     "protocolVersion": mcp::LATEST_VERSION,
-                    // Server→client requests cannot reach a modern agent: the upstreams are
-                    // told the client has no such capabilities.
-                    "capabilities": {},
+                    // What a modern agent may be asked, request by request (multi round-trip
+                    // results): whether a request declared it is checked when asked.
+                    "capabilities": {
+                        "sampling": {},
+                        "elicitation": {"form": {}, "url": {}},
+                        "roots": {}
+                    },
                     "clientInfo": {"name": "mcp-warden (2026-07-28 agents)", "version": env!("CARGO_PKG_VERSION")},
                 }),
             );
@@ -619,6 +973,7 @@ impl Stateless {
             };
             let (session, _) =
                 Session::initialize(name, cfg.clone(), caller.clone(), instance, &init, tx).await;
+            let _ = me.set(Arc::downgrade(&session));
             tracing::info!(session = %session.id, "internal session for 2026-07-28 requests started");
             Entry {
                 session,
@@ -689,7 +1044,9 @@ mod tests {
             id: "1".into(),
             progress_token: None,
             method: "tools/list".into(),
+            target: None,
             log_level: None,
+            capabilities: Map::new(),
         };
         let Outbound::Agent(m) = outbound(
             &req,

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::downstream::modern::{self, Outbound};
+use crate::downstream::modern;
 use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Kind, LineError, LineReader, Message, Payload};
 use crate::mcp;
@@ -120,7 +120,7 @@ pub async fn serve<R, W>(
                 let current = crate::util::lock(&latest).clone();
                 if modern_conn.is_none() && session.is_none() && modern::claims_modern(&msg) {
                     let entry = stateless.entry(&current, &caller, &shared).await;
-                    modern_conn = Some(Modern::new(entry));
+                    modern_conn = Some(Modern::new(entry, stateless.clone(), caller.clone()));
                 }
                 if let Some(m) = &mut modern_conn {
                     m.handle(msg, &out_tx).await;
@@ -335,6 +335,8 @@ fn same_file(a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>) -> 
 /// session; `notifications/cancelled` cancels a request or ends a `subscriptions/listen`.
 struct Modern {
     entry: modern::Entry,
+    stateless: Arc<modern::Stateless>,
+    caller: Caller,
     /// Requests in flight: the agent's id → ours (raw JSON), for its cancellations.
     inflight: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// Open `subscriptions/listen` streams, by the agent's id.
@@ -345,9 +347,11 @@ struct Modern {
 }
 
 impl Modern {
-    fn new(entry: modern::Entry) -> Modern {
+    fn new(entry: modern::Entry, stateless: Arc<modern::Stateless>, caller: Caller) -> Modern {
         Modern {
             entry,
+            stateless,
+            caller,
             inflight: Arc::default(),
             listens: Default::default(),
             next: 0,
@@ -454,30 +458,47 @@ impl Modern {
                 self.listens.insert(req.id.clone(), task);
             }
             _ => {
-                let (tx, mut rx) = mpsc::channel::<Message>(64);
-                let internal_id = req.msg.id_str().unwrap_or("null").to_string();
-                crate::util::lock(&self.inflight).insert(req.id.clone(), internal_id);
-                session.handle(req.msg.clone(), tx);
+                let call = if modern::is_retry(&req) {
+                    match self.stateless.resume(&self.caller, req) {
+                        Ok(call) if modern::Stateless::still_asking(&call) => {
+                            let _ = out
+                                .send(self.stateless.park(&self.caller, call, None))
+                                .await;
+                            return;
+                        }
+                        Ok(call) => call,
+                        Err(r) => {
+                            let _ = out.send(r.answer(msg.id_str())).await;
+                            return;
+                        }
+                    }
+                } else {
+                    modern::Call::start(session, req)
+                };
+                let agent_id = call.req.id.clone();
+                crate::util::lock(&self.inflight).insert(agent_id.clone(), call.internal_id());
                 let (out, inflight) = (out.clone(), self.inflight.clone());
+                let (stateless, caller) = (self.stateless.clone(), self.caller.clone());
                 while self.tasks.try_join_next().is_some() {}
                 self.tasks.spawn(async move {
-                    while let Some(m) = rx.recv().await {
-                        match modern::outbound(&req, m) {
-                            Outbound::Drop => {}
-                            Outbound::Refuse(answer) => {
-                                let (tx, _) = mpsc::channel(1);
-                                session.handle(answer, tx);
-                            }
-                            Outbound::Agent(m) => {
-                                let last = m.kind() == Kind::Response;
+                    let mut call = call;
+                    loop {
+                        match call.next().await {
+                            modern::Step::Closed => break,
+                            modern::Step::Send(m) => {
                                 let _ = out.send(m).await;
-                                if last {
-                                    break;
-                                }
+                            }
+                            modern::Step::Answer(m) => {
+                                let _ = out.send(m).await;
+                                break;
+                            }
+                            modern::Step::Ask(m) => {
+                                let _ = out.send(stateless.park(&caller, call, Some(m))).await;
+                                break;
                             }
                         }
                     }
-                    crate::util::lock(&inflight).remove(&req.id);
+                    crate::util::lock(&inflight).remove(&agent_id);
                 });
             }
         }

@@ -4,7 +4,7 @@
 //! long-lived stream of the caller's list changes. GET and DELETE are 405 for a modern client.
 
 use super::*;
-use crate::downstream::modern::{self, Outbound, Refusal};
+use crate::downstream::modern::{self, Refusal};
 use crate::session::Session;
 
 /// Whether a POST is for the modern path: its body says so, or its `MCP-Protocol-Version`
@@ -92,27 +92,31 @@ pub(super) async fn post(
     match req.method.as_str() {
         "server/discover" => json_answer(modern::discover(&entry.session, &req.id)),
         "subscriptions/listen" => listen(&entry, &req),
+        _ if modern::is_retry(&req) => match front.inner.stateless.resume(&caller, req) {
+            Ok(call) if modern::Stateless::still_asking(&call) => {
+                json_answer(front.inner.stateless.park(&caller, call, None))
+            }
+            Ok(call) => respond(front, caller, call).await,
+            Err(r) => refused(&r, msg.id_str()),
+        },
         _ => {
-            let (tx, rx) = mpsc::channel::<Message>(64);
-            entry.session.handle(req.msg.clone(), tx);
-            respond(front, entry.session.clone(), req, rx).await
+            let call = modern::Call::start(entry.session.clone(), req);
+            respond(front, caller, call).await
         }
     }
 }
 
 /// The answer to a modern request: JSON if it comes alone within `stream_after`, else an SSE
-/// stream of its progress (and log messages it asked for) ending with it.
-async fn respond(
-    front: &Front,
-    session: Arc<Session>,
-    req: modern::Request,
-    mut rx: mpsc::Receiver<Message>,
-) -> Response {
+/// stream of its progress (and log messages it asked for) ending with it. When the upstream
+/// asks the agent something, the answer is an `input_required` result and the call waits,
+/// parked, for the agent's retry.
+async fn respond(front: &Front, caller: Caller, call: modern::Call) -> Response {
     let mut guard = Cancel {
-        session,
-        internal: req.msg.id_str().unwrap_or("null").to_string(),
+        session: call.session.clone(),
+        internal: call.internal_id(),
         done: false,
     };
+    let mut call = Some(call);
     // `response_mode`: `json` waits for the answer alone (progress is dropped: a modern
     // client has no other stream to receive it on), `sse` streams at once, `auto` streams when
     // the answer is not ready within `stream_after` or something related comes first.
@@ -124,9 +128,19 @@ async fn respond(
         ResponseMode::Auto => (now + cfg.proxy.stream_after, false),
     };
     let first = loop {
-        let m = match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
+        let Some(c) = call.as_mut() else {
+            return jsonrpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                code::INTERNAL_ERROR,
+                "Internal error",
+            );
+        };
+        let step = match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(s) => s,
+            Err(_) => break None,
+        };
+        match step {
+            modern::Step::Closed => {
                 guard.done = true;
                 return jsonrpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -134,60 +148,59 @@ async fn respond(
                     "Request cancelled",
                 );
             }
-            Err(_) => break None,
-        };
-        match modern::outbound(&req, m) {
-            Outbound::Drop => {}
-            Outbound::Refuse(answer) => guard.refuse(answer),
-            Outbound::Agent(m) if m.kind() == Kind::Response => {
+            modern::Step::Answer(m) => {
                 guard.done = true;
                 return json_answer(m);
             }
-            Outbound::Agent(_) if json_only => {}
-            Outbound::Agent(m) => break Some(m),
+            modern::Step::Ask(m) => {
+                guard.done = true;
+                let Some(c) = call.take() else { break None };
+                return json_answer(front.inner.stateless.park(&caller, c, Some(m)));
+            }
+            modern::Step::Send(_) if json_only => {}
+            modern::Step::Send(m) => break Some(m),
         }
     };
     let queued: VecDeque<Message> = first.into_iter().collect();
-    let state = (queued, rx, guard, req);
-    let stream =
-        futures_util::stream::unfold(state, |(mut queued, mut rx, mut guard, req)| async move {
+    let state = (queued, call, guard, front.clone(), caller);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut queued, mut call, mut guard, front, caller)| async move {
             if guard.done {
                 return None;
             }
             let m = match queued.pop_front() {
                 Some(m) => m,
-                None => loop {
-                    let m = rx.recv().await?;
-                    match modern::outbound(&req, m) {
-                        Outbound::Drop => {}
-                        Outbound::Refuse(answer) => guard.refuse(answer),
-                        Outbound::Agent(m) => break m,
+                None => {
+                    let step = call.as_mut()?.next().await;
+                    match step {
+                        modern::Step::Closed => return None,
+                        modern::Step::Send(m) | modern::Step::Answer(m) => m,
+                        modern::Step::Ask(m) => {
+                            let c = call.take()?;
+                            front.inner.stateless.park(&caller, c, Some(m))
+                        }
                     }
-                },
+                }
             };
             guard.done = m.kind() == Kind::Response;
             let event = Bytes::from(sse::encode(None, m.bytes()));
             Some((
                 Ok::<_, std::convert::Infallible>(event),
-                (queued, rx, guard, req),
+                (queued, call, guard, front, caller),
             ))
-        });
+        },
+    );
     sse_response(Body::from_stream(stream))
 }
 
 /// Cancels a modern request in the session when its answer can no longer reach the agent
-/// (the client closed the stream: 2026-07-28's cancellation).
+/// (the client closed the stream: 2026-07-28's cancellation). A call parked for the agent's
+/// input is not cancelled: it waits for the retry (or its expiry).
 struct Cancel {
     session: Arc<Session>,
     internal: String,
     done: bool,
-}
-
-impl Cancel {
-    fn refuse(&self, answer: Message) {
-        let (tx, _) = mpsc::channel(1);
-        self.session.handle(answer, tx);
-    }
 }
 
 impl Drop for Cancel {
@@ -196,15 +209,11 @@ impl Drop for Cancel {
             return;
         }
         tracing::debug!(request = %self.internal, "the client closed the stream: request cancelled");
-        let cancel = jsonrpc::notification(
-            "notifications/cancelled",
-            Some(serde_json::json!({
-                "requestId": serde_json::from_str::<serde_json::Value>(&self.internal).unwrap_or_default(),
-                "reason": "the client closed the stream",
-            })),
+        modern::cancel(
+            &self.session,
+            &self.internal,
+            "the client closed the stream",
         );
-        let (tx, _) = mpsc::channel(1);
-        self.session.handle(cancel, tx);
     }
 }
 
