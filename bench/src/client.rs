@@ -34,12 +34,22 @@ fn initialize_request(id: u64) -> String {
 
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
-/// `tools/call echo` with the unique message `m-<id>`.
-fn echo_request(id: u64) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m-{id}"}}}}}}"#
-    )
+/// `tools/call echo` with the unique message `m-<id>`; a 2026-07-28 one carries the
+/// per-request envelope in `_meta`.
+fn echo_request(id: u64, modern: bool) -> String {
+    if modern {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m-{id}"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{MODERN_VERSION}","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+        )
+    } else {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m-{id}"}}}}}}"#
+        )
+    }
 }
+
+/// The stateless revision: no `initialize`, no session.
+const MODERN_VERSION: &str = "2026-07-28";
 
 /// Checks an answer whose id already matched: a result echoing exactly `m-<id>`.
 fn check_echo(v: &Value, id: u64) -> Outcome {
@@ -113,12 +123,48 @@ pub struct HttpClient {
     url: String,
     headers: HeaderMap,
     next_id: AtomicU64,
+    /// Speaks 2026-07-28: every request self-describing, no session.
+    modern: bool,
 }
 
 impl HttpClient {
     /// Opens an MCP session on `url` (with `Authorization: Bearer <bearer>` if given):
     /// `initialize`, then `notifications/initialized`.
     pub async fn connect(
+        url: &str,
+        bearer: Option<&str>,
+        pool: usize,
+        timeout: Duration,
+    ) -> Result<HttpClient, String> {
+        let mut client = HttpClient::new(url, bearer, pool, timeout)?;
+        client.open_session().await?;
+        Ok(client)
+    }
+
+    /// A 2026-07-28 client of `url`: nothing to open; each `tools/call echo` carries its
+    /// version and capabilities, and the routing headers.
+    pub fn modern(
+        url: &str,
+        bearer: Option<&str>,
+        pool: usize,
+        timeout: Duration,
+    ) -> Result<HttpClient, String> {
+        let mut client = HttpClient::new(url, bearer, pool, timeout)?;
+        client.modern = true;
+        for (name, value) in [
+            (PROTOCOL_VERSION_HEADER, MODERN_VERSION),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ] {
+            client.headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        Ok(client)
+    }
+
+    fn new(
         url: &str,
         bearer: Option<&str>,
         pool: usize,
@@ -146,12 +192,18 @@ impl HttpClient {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let mut client = HttpClient {
+        Ok(HttpClient {
             http,
             url: url.to_owned(),
             headers,
             next_id: AtomicU64::new(2),
-        };
+            modern: false,
+        })
+    }
+
+    /// `initialize`, then `notifications/initialized`, on a 2025-11-25 session.
+    async fn open_session(&mut self) -> Result<(), String> {
+        let client = self;
         let resp = client
             .post(initialize_request(1))
             .await
@@ -184,7 +236,7 @@ impl HttpClient {
         if !status.is_success() {
             return Err(format!("notifications/initialized: HTTP {status}"));
         }
-        Ok(client)
+        Ok(())
     }
 
     async fn post(&self, body: String) -> Result<reqwest::Response, reqwest::Error> {
@@ -275,7 +327,7 @@ impl HttpClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let call = async {
             let resp = self
-                .post(echo_request(id))
+                .post(echo_request(id, self.modern))
                 .await
                 .map_err(|e| format!("id {id}: {e}"))?;
             let status = resp.status();
@@ -450,7 +502,7 @@ impl StdioClient {
 
     async fn echo(&self, timeout: Duration) -> Outcome {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match self.request(id, echo_request(id), timeout).await {
+        match self.request(id, echo_request(id, false), timeout).await {
             Ok(v) => check_echo(&v, id),
             Err(e) => Outcome::Error(e),
         }
@@ -481,7 +533,7 @@ mod tests {
 
     #[test]
     fn requests_are_json() {
-        let v: Value = serde_json::from_str(&echo_request(42)).unwrap_or_default();
+        let v: Value = serde_json::from_str(&echo_request(42, false)).unwrap_or_default();
         assert_eq!(
             v.pointer("/params/arguments/message"),
             Some(&Value::from("m-42"))

@@ -7,7 +7,8 @@
 //! or the wrong text is counted as a mismatch, and there must be none.
 //!
 //! - Scenario A, stdio upstream (`mcp-warden-demo stdio`): direct over NDJSON; through
-//!   `mcp-warden stdio` over NDJSON (stdio→stdio); through `mcp-warden serve` over HTTP.
+//!   `mcp-warden stdio` over NDJSON (stdio→stdio); through `mcp-warden serve` over HTTP, by a
+//!   2025-11-25 session client and by a 2026-07-28 (stateless) client.
 //! - Scenario B, HTTP upstream (`mcp-warden-demo http`): direct over HTTP; through
 //!   `mcp-warden serve` (`url = …`) over HTTP, in front of the same demo server process.
 //!
@@ -402,6 +403,27 @@ impl Ctx {
         Ok(())
     }
 
+    /// A: the bench ⇄HTTP (2026-07-28, stateless)⇄ `mcp-warden serve` ⇄stdio⇄ demo.
+    async fn a_proxied_http_2026(&self, run: &mut Run) -> Result<(), String> {
+        let (warden, url, token) = self
+            .warden_serve("a-warden-serve-2026", &Upstream::Stdio(&self.demo))
+            .await?;
+        let client = HttpClient::modern(
+            &url,
+            token.as_deref(),
+            self.pool(),
+            self.settings.call_timeout,
+        )
+        .map_err(|e| format!("{} ({url}): {e}", warden.name()))?;
+        let client = Client::Http(std::sync::Arc::new(client));
+        // The upstream child starts with the first request (the caller's internal session).
+        let _ = client.echo(self.settings.call_timeout).await;
+        run.proxy_pid = Some(warden.pid());
+        run.upstream_pid = upstream_child(warden.pid()).await;
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
     /// B: the bench ⇄HTTP⇄ `mcp-warden-demo http`.
     async fn b_direct(&self, run: &mut Run, demo: &Proc, url: &str) -> Result<(), String> {
         let client = self.http_client(demo, url, None).await?;
@@ -460,6 +482,13 @@ async fn run_all(ctx: &Ctx, a: bool, b: bool) -> Vec<Run> {
             true,
         );
         let r = ctx.a_proxied_http(&mut run).await;
+        record(run, r, &mut runs);
+        let mut run = new_run(
+            "A.proxied-http-2026",
+            "bench =HTTP 2026-07-28 (stateless)=> mcp-warden serve =stdio=> demo",
+            true,
+        );
+        let r = ctx.a_proxied_http_2026(&mut run).await;
         record(run, r, &mut runs);
     }
     if b {

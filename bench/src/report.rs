@@ -34,6 +34,18 @@ const COMPARISONS: &[(&str, &str, &str, &str)] = &[
         "an HTTP client through the proxy vs a stdio client of the server (includes the HTTP front's cost)",
     ),
     (
+        "A HTTP2026->stdio",
+        "A.proxied-http-2026",
+        "A.direct-stdio",
+        "a 2026-07-28 (stateless) HTTP client through the proxy vs a stdio client of the server",
+    ),
+    (
+        "A 2026 vs 2025",
+        "A.proxied-http-2026",
+        "A.proxied-http",
+        "a stateless 2026-07-28 request vs a 2025-11-25 session request, both through the HTTP front (should be ~1)",
+    ),
+    (
         "B HTTP->HTTP",
         "B.proxied-http",
         "B.direct-http",

@@ -462,16 +462,17 @@ fn complete(method: &str, m: Message) -> Message {
     if add.is_empty() {
         return m;
     }
-    // Inserted right after the result object's `{`; an empty object loses the last comma.
-    let span = m.span_of(result);
+    // Inserted right after the result object's `{` (no re-parse: the spans move); an empty
+    // object loses the last comma.
+    if !result.starts_with('{') {
+        return m;
+    }
+    let at = m.span_of(result).start + 1;
     let body = result.get(1..).unwrap_or_default();
-    let with = if body.trim_start().starts_with('}') {
-        format!("{{{}{}", add.trim_end_matches(','), body)
-    } else {
-        format!("{{{add}{body}")
-    };
-    let edited = jsonrpc::splice(m.bytes(), vec![jsonrpc::Edit::new(span, with)]);
-    Message::parse(edited).unwrap_or(m)
+    if body.trim_start().starts_with('}') {
+        add.pop();
+    }
+    m.with_insert(at, &add)
 }
 
 /// The `server/discover` result for a caller: what its session's upstreams offer, merged.

@@ -329,6 +329,41 @@ impl Message {
         }
     }
 
+    /// This message with `text` inserted at byte `at`: spans after it move, a span around it
+    /// grows. For adding members to an object mcp-warden keeps the span of (the caller inserts
+    /// valid JSON text at a place where it keeps the message valid); no re-parse.
+    pub fn with_insert(&self, at: usize, text: &str) -> Message {
+        let (Some(before), Some(after)) = (self.raw.get(..at), self.raw.get(at..)) else {
+            return self.clone();
+        };
+        let mut out = Vec::with_capacity(self.raw.len() + text.len());
+        out.extend_from_slice(before);
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(after);
+        let n = text.len();
+        let shift = |s: &Option<Span>| {
+            s.map(|s| {
+                let (a, b) = (s.start as usize, s.end as usize);
+                if a >= at {
+                    Span::of(a + n..b + n)
+                } else if b > at {
+                    Span::of(a..b + n)
+                } else {
+                    s
+                }
+            })
+        };
+        Message {
+            kind: self.kind,
+            id: shift(&self.id),
+            method: shift(&self.method),
+            params: shift(&self.params),
+            result: shift(&self.result),
+            error: shift(&self.error),
+            raw: Bytes::from(out),
+        }
+    }
+
     /// Applies byte edits and re-parses (edits may move every span).
     pub fn edited(&self, edits: Vec<Edit>) -> Result<Message, ParseError> {
         if edits.is_empty() {
@@ -452,6 +487,31 @@ pub fn notification(method: &str, params: Option<serde_json::Value>) -> Message 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
+
+    #[test]
+    fn an_insertion_moves_the_spans_as_a_new_parse_would() {
+        for raw in [
+            r#"{"jsonrpc":"2.0","id":7,"result":{"a":1}}"#,
+            r#"{"result":{"a":[1,2]},"jsonrpc":"2.0","id":"x"}"#,
+            r#"{"jsonrpc":"2.0","result":{},"id":1}"#,
+        ] {
+            let m = Message::parse(Bytes::from(raw)).unwrap();
+            let result = m.result().unwrap();
+            let at = m.span_of(result).start + 1;
+            let text = if result == "{}" {
+                r#""k":0"#
+            } else {
+                r#""k":0,"#
+            };
+            let edited = m.with_insert(at, text);
+            let again = Message::parse(edited.raw.clone()).unwrap();
+            assert_eq!(edited.result(), again.result(), "{raw}");
+            assert_eq!(edited.id_str(), again.id_str(), "{raw}");
+            assert_eq!(edited.method(), again.method(), "{raw}");
+            assert!(edited.result().unwrap().starts_with(r#"{"k":0"#));
+        }
+    }
+
     use super::*;
 
     fn msg(s: &str) -> Message {
