@@ -64,11 +64,14 @@ const CACHEABLE: &[&str] = &[
 /// (legacy requests carry `_meta` too, for progress tokens).
 pub fn claims_modern(msg: &Message) -> bool {
     msg.kind() == Kind::Request
-        && msg
-            .params()
-            .and_then(|p| serde_json::from_str::<ParamsView<'_>>(p).ok())
-            .and_then(|p| p.meta)
-            .is_some_and(|m| m.get().contains(mcp::META_PROTOCOL_VERSION))
+        && msg.params().is_some_and(|p| {
+            // A legacy request pays one substring search; the typed look only when it matches.
+            memchr::memmem::find(p.as_bytes(), mcp::META_PROTOCOL_VERSION.as_bytes()).is_some()
+                && serde_json::from_str::<ParamsView<'_>>(p)
+                    .ok()
+                    .and_then(|p| p.meta)
+                    .is_some_and(|m| m.get().contains(mcp::META_PROTOCOL_VERSION))
+        })
 }
 
 /// A refusal of a modern request: its JSON-RPC error and, over HTTP, its status.
@@ -165,8 +168,9 @@ pub struct Request {
     pub target: Option<String>,
     /// The lowest level of `notifications/message` the agent asked for with this request.
     pub log_level: Option<usize>,
-    /// The client capabilities this request declared.
-    pub capabilities: Map<String, Value>,
+    /// The client capabilities this request declared (raw JSON object; read only when an
+    /// upstream asks the agent something).
+    pub capabilities: String,
 }
 
 /// Runs the validation ladder on a modern request. `headers`: over HTTP, the routing headers
@@ -188,16 +192,22 @@ pub fn validate(
     let params = msg.params().ok_or_else(bad_meta)?;
     let view: ParamsView<'_> = serde_json::from_str(params).map_err(|_| bad_meta())?;
     let meta_raw = view.meta.ok_or_else(bad_meta)?;
-    let meta: Map<String, Value> = serde_json::from_str(meta_raw.get()).map_err(|_| bad_meta())?;
-    let version = meta.get(mcp::META_PROTOCOL_VERSION).ok_or_else(bad_meta)?;
-    if !meta
-        .get(mcp::META_CLIENT_CAPABILITIES)
-        .is_some_and(Value::is_object)
-    {
-        return Err(bad_meta());
-    }
+    // `_meta`'s members, borrowed (keys with escapes are not the reserved ones: kept as
+    // they are).
+    let meta: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
+        serde_json::from_str::<IndexedMembers<'_>>(meta_raw.get())
+            .map_err(|_| bad_meta())?
+            .0;
+    let member = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
+    let version_raw = member(mcp::META_PROTOCOL_VERSION).ok_or_else(bad_meta)?;
+    let capabilities = member(mcp::META_CLIENT_CAPABILITIES)
+        .filter(|c| c.get().starts_with('{'))
+        .ok_or_else(bad_meta)?
+        .get()
+        .to_string();
+    let version: Value = serde_json::from_str(version_raw.get()).map_err(|_| bad_meta())?;
     if let Some(h) = headers {
-        check_headers(h, version, &method, &view)?;
+        check_headers(h, &version, &method, &view)?;
     }
     let Some(version) = version.as_str() else {
         return Err(bad_meta());
@@ -213,9 +223,9 @@ pub fn validate(
     if !METHODS.contains(&method.as_str()) {
         return Err(Refusal::new(code::METHOD_NOT_FOUND, "Method not found"));
     }
-    let log_level = match meta.get(mcp::META_LOG_LEVEL) {
+    let log_level = match member(mcp::META_LOG_LEVEL) {
         None => None,
-        Some(l) => match l.as_str().and_then(|l| LEVELS.iter().position(|x| *x == l)) {
+        Some(l) => match mcp::raw_str(l).and_then(|l| LEVELS.iter().position(|x| *x == l)) {
             Some(i) => Some(i),
             None => {
                 return Err(Refusal::new(
@@ -225,28 +235,34 @@ pub fn validate(
             }
         },
     };
-    // What the session serves: the request without the keys that describe the client (the
-    // upstreams behind it hold their own sessions).
-    let capabilities = match meta.get(mcp::META_CLIENT_CAPABILITIES) {
-        Some(Value::Object(c)) => c.clone(),
-        _ => Map::new(),
-    };
     let target = view.name.or(view.uri).and_then(mcp::raw_str);
-    let mut rest: Map<String, Value> = meta
-        .into_iter()
-        .filter(|(k, _)| !is_reserved_client_key(k))
-        .collect();
-    let progress_token = rest
-        .get_mut("progressToken")
-        .map(|t| std::mem::replace(t, Value::String(internal.to_string())).to_string());
+    // What the session serves: the request without the keys that describe the client (the
+    // upstreams behind it hold their own sessions), its progress token ours.
+    let internal_json = Value::String(internal.to_string()).to_string();
+    let mut progress_token = None;
+    let mut rest = String::with_capacity(meta_raw.get().len());
+    rest.push('{');
+    for (k, v) in &meta {
+        if is_reserved_client_key(k) {
+            continue;
+        }
+        if rest.len() > 1 {
+            rest.push(',');
+        }
+        rest.push_str(&Value::String(k.to_string()).to_string());
+        rest.push(':');
+        if k == "progressToken" {
+            progress_token = Some(v.get().to_string());
+            rest.push_str(&internal_json);
+        } else {
+            rest.push_str(v.get());
+        }
+    }
+    rest.push('}');
+    // Two edits whose spans move (no second parse of a request that may carry large
+    // arguments): `_meta` replaced, the id made ours.
     let span = msg.span_of(meta_raw.get());
-    let edited = jsonrpc::splice(
-        msg.bytes(),
-        vec![jsonrpc::Edit::new(span, Value::Object(rest).to_string())],
-    );
-    let msg = Message::parse(edited)
-        .map_err(|_| bad_meta())?
-        .with_id(&Value::String(internal.to_string()).to_string());
+    let msg = msg.with_replaced(span, &rest).with_id(&internal_json);
     Ok(Request {
         msg,
         id,
@@ -256,6 +272,33 @@ pub fn validate(
         log_level,
         capabilities,
     })
+}
+
+/// An object's members in order, values raw, keys borrowed when they have no escapes.
+struct IndexedMembers<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for IndexedMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = IndexedMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let v: &'de RawValue = a.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(IndexedMembers(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn is_reserved_client_key(k: &str) -> bool {
@@ -444,14 +487,28 @@ fn complete(method: &str, m: Message) -> Message {
         return m;
     }
     let Some(result) = m.result() else { return m };
-    let Ok(view) = serde_json::from_str::<ResultView<'_>>(result) else {
-        return m;
+    // Only a result that mentions one of the fields is read for them (a legacy upstream's
+    // never does): the common answer costs a substring search, not a parse.
+    let cacheable = CACHEABLE.contains(&method);
+    let mentions = result.contains("\"resultType\"")
+        || (cacheable && (result.contains("\"ttlMs\"") || result.contains("\"cacheScope\"")));
+    let view = if mentions {
+        match serde_json::from_str::<ResultView<'_>>(result) {
+            Ok(v) => v,
+            Err(_) => return m,
+        }
+    } else {
+        ResultView {
+            result_type: None,
+            ttl_ms: None,
+            cache_scope: None,
+        }
     };
     let mut add = String::new();
     if view.result_type.is_none() {
         add.push_str(r#""resultType":"complete","#);
     }
-    if CACHEABLE.contains(&method) {
+    if cacheable {
         if view.ttl_ms.is_none() {
             add.push_str(r#""ttlMs":0,"#);
         }
@@ -685,7 +742,8 @@ impl Call {
         if !MRTR_METHODS.contains(&self.req.method.as_str()) {
             return false;
         }
-        let caps = &self.req.capabilities;
+        let caps: Map<String, Value> =
+            serde_json::from_str(&self.req.capabilities).unwrap_or_default();
         match m.method() {
             Some("sampling/createMessage") => caps.contains_key("sampling"),
             Some("roots/list") => caps.contains_key("roots"),
@@ -902,11 +960,10 @@ pub fn is_retry(req: &Request) -> bool {
         state: Option<&'a RawValue>,
     }
     MRTR_METHODS.contains(&req.method.as_str())
-        && req
-            .msg
-            .params()
-            .and_then(|p| serde_json::from_str::<P<'_>>(p).ok())
-            .is_some_and(|p| p.state.is_some())
+        && req.msg.params().is_some_and(|p| {
+            p.contains("\"requestState\"")
+                && serde_json::from_str::<P<'_>>(p).is_ok_and(|p| p.state.is_some())
+        })
 }
 
 /// One caller's internal session and the fan-out of its change notifications.
@@ -1047,7 +1104,7 @@ mod tests {
             method: "tools/list".into(),
             target: None,
             log_level: None,
-            capabilities: Map::new(),
+            capabilities: "{}".into(),
         };
         let Outbound::Agent(m) = outbound(
             &req,

@@ -333,35 +333,55 @@ impl Message {
     /// grows. For adding members to an object mcp-warden keeps the span of (the caller inserts
     /// valid JSON text at a place where it keeps the message valid); no re-parse.
     pub fn with_insert(&self, at: usize, text: &str) -> Message {
-        let (Some(before), Some(after)) = (self.raw.get(..at), self.raw.get(at..)) else {
+        self.with_replaced(at..at, text)
+    }
+
+    /// This message with the bytes of `range` replaced by `text`, which must be a whole JSON
+    /// value or member list where `range` was one (e.g. a member's value): spans after it
+    /// move, a span around it grows or shrinks; no re-parse. A range that cuts a kept span in
+    /// two (not a valid use) falls back to a full parse.
+    pub fn with_replaced(&self, range: Range<usize>, text: &str) -> Message {
+        let (Some(before), Some(after)) = (self.raw.get(..range.start), self.raw.get(range.end..))
+        else {
             return self.clone();
         };
-        let mut out = Vec::with_capacity(self.raw.len() + text.len());
+        let mut out = Vec::with_capacity(before.len() + text.len() + after.len());
         out.extend_from_slice(before);
         out.extend_from_slice(text.as_bytes());
         out.extend_from_slice(after);
-        let n = text.len();
-        let shift = |s: &Option<Span>| {
+        let raw = Bytes::from(out);
+        let delta = text.len() as isize - range.len() as isize;
+        let moved = |x: usize| (x as isize + delta) as usize;
+        let mut cut = false;
+        let mut shift = |s: &Option<Span>| {
             s.map(|s| {
                 let (a, b) = (s.start as usize, s.end as usize);
-                if a >= at {
-                    Span::of(a + n..b + n)
-                } else if b > at {
-                    Span::of(a..b + n)
+                if a >= range.end {
+                    Span::of(moved(a)..moved(b))
+                } else if b <= range.start {
+                    s
+                } else if a <= range.start && b >= range.end {
+                    Span::of(a..moved(b))
                 } else {
+                    cut = true;
                     s
                 }
             })
         };
-        Message {
+        let m = Message {
             kind: self.kind,
             id: shift(&self.id),
             method: shift(&self.method),
             params: shift(&self.params),
             result: shift(&self.result),
             error: shift(&self.error),
-            raw: Bytes::from(out),
+            raw,
+        };
+        if cut {
+            debug_assert!(false, "an edit cut a kept span");
+            return Message::parse(m.raw.clone()).unwrap_or_else(|_| self.clone());
         }
+        m
     }
 
     /// Applies byte edits and re-parses (edits may move every span).
@@ -487,6 +507,24 @@ pub fn notification(method: &str, params: Option<serde_json::Value>) -> Message 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
+
+    #[test]
+    fn a_replacement_moves_the_spans_as_a_new_parse_would() {
+        let raw = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","_meta":{"a":1,"b":[2]},"arguments":{"k":"v"}}}"#;
+        let m = Message::parse(Bytes::from(raw)).unwrap();
+        let meta = &raw[raw.find(r#"{"a""#).unwrap()..raw.find(r#","arguments""#).unwrap()];
+        for text in [
+            "{}",
+            r#"{"progressToken":"mw-1","a":1,"b":[2],"c":{"d":null}}"#,
+        ] {
+            let edited = m.with_replaced(m.span_of(meta), text).with_id(r#""mw-1""#);
+            let again = Message::parse(edited.raw.clone()).unwrap();
+            assert_eq!(edited.params(), again.params());
+            assert_eq!(edited.id_str(), Some(r#""mw-1""#));
+            assert_eq!(edited.method(), again.method());
+            assert!(edited.params().unwrap().contains(text));
+        }
+    }
 
     #[test]
     fn an_insertion_moves_the_spans_as_a_new_parse_would() {

@@ -119,7 +119,7 @@ async def slow(steps: int, delay_ms: int, ctx: Context) -> str:
     return f"done after {steps} steps"
 
 
-@srv.resource("modern://readme", name="readme", mime_type="text/plain")
+@srv.resource("modern://readme", name="readme", description="About this fixture.", mime_type="text/plain")
 def readme() -> str:
     return "modern-fixture: a dual-era (2026-07-28 + 2025-11-25) MCP server for mcp-warden tests.\n"
 
