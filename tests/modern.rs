@@ -728,3 +728,91 @@ fn upstream_sampling_and_elicitation_become_input_required_results_and_back() {
     let (_, no) = send_json(&body, &headers);
     assert_ne!(no["result"]["resultType"], "input_required", "{no}");
 }
+
+/// A 2026-07-28 upstream (the Python SDK's dual-era server, tests/python/modern_server.py)
+/// over stdio: mcp-warden asks it `server/discover` and speaks to it statelessly, every
+/// request carrying the envelope. A 2025 agent and a 2026 agent are both served; list changes
+/// come through mcp-warden's own subscription; an upstream's multi round-trip result reaches a
+/// 2026 agent with its `requestState` untouched, and the retry goes back to it.
+#[test]
+fn a_2026_upstream_serves_2025_and_2026_agents() {
+    let python = python_venv_bin("python");
+    let script = root().join("tests/python/modern_server.py");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.modern]\ncommand = {:?}\nargs = [{:?}]\n",
+        python.display().to_string(),
+        script.display().to_string()
+    ));
+    // A 2025 agent, in a session.
+    let sid = open_session(&p.url);
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"from 2025"}}}"#,
+    );
+    let v = messages(r).pop().unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        "from 2025",
+        "{v}\n{}",
+        p.logs()
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the upstream spoken to in 2026-07-28",
+        || p.logs().contains("upstream speaks 2026-07-28"),
+    );
+    // A list change reaches mcp-warden through its subscription: the new tool is listed.
+    let r = post(
+        &p.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"grow","arguments":{}}}"#,
+    );
+    assert!(messages(r).pop().unwrap()["result"].is_object());
+    eventually(
+        Duration::from_secs(10),
+        "grown_1 listed to the 2025 agent",
+        || {
+            let r = post(
+                &p.url,
+                Some(&sid),
+                r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+            );
+            messages(r).pop().unwrap().to_string().contains("grown_1")
+        },
+    );
+    // A 2026 agent: the upstream's input_required passes through, and so does the retry.
+    let (body, headers) = request(
+        json!(10),
+        "tools/call",
+        json!({"name": "ask_name", "arguments": {}}),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"elicitation": {}});
+    let first = messages(send(&p.url, None, &body.to_string(), &headers))
+        .pop()
+        .unwrap();
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !state.starts_with("mw1."),
+        "the upstream's own state: {state}"
+    );
+    assert!(
+        first["result"]["inputRequests"]["user_name"].is_object(),
+        "{first}"
+    );
+    body["id"] = json!(11);
+    body["params"]["requestState"] = json!(state);
+    body["params"]["inputResponses"] =
+        json!({"user_name": {"action": "accept", "content": {"name": "Ada"}}});
+    let done = messages(send(&p.url, None, &body.to_string(), &headers))
+        .pop()
+        .unwrap();
+    assert_eq!(done["id"], 11);
+    assert_eq!(done["result"]["content"][0]["text"], "hello Ada", "{done}");
+}

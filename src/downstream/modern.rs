@@ -818,7 +818,7 @@ impl Stateless {
         let _ = getrandom::fill(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let binding = Stateless::binding(caller, &call.req);
-        let state = format!("{id}.{}", self.mac(&id, &binding));
+        let state = format!("{STATE_PREFIX}{id}.{}", self.mac(&id, &binding));
         let answer = jsonrpc::response(
             &call.req.id,
             serde_json::json!({
@@ -859,7 +859,11 @@ impl Stateless {
             .params()
             .and_then(|p| serde_json::from_str(p).ok())
             .ok_or_else(invalid)?;
-        let (id, mac) = p.request_state.split_once('.').ok_or_else(invalid)?;
+        let (id, mac) = p
+            .request_state
+            .strip_prefix(STATE_PREFIX)
+            .and_then(|s| s.split_once('.'))
+            .ok_or_else(invalid)?;
         let binding = Stateless::binding(caller, &retry);
         let expected = self.mac(id, &binding);
         if expected.is_empty()
@@ -952,17 +956,23 @@ pub fn cancel(session: &Session, internal: &str, reason: &str) {
     session.handle(cancel, no_sink());
 }
 
-/// Whether a request is the retry of a multi round-trip (it carries a `requestState`).
+/// Marks the `requestState`s mcp-warden issues; any other comes from a 2026-07-28 upstream
+/// and is passed to it untouched.
+const STATE_PREFIX: &str = "mw1.";
+
+/// Whether a request is the retry of a multi round-trip mcp-warden parked (its
+/// `requestState` is ours). A state from an upstream is opaque: the request goes to it.
 pub fn is_retry(req: &Request) -> bool {
     #[derive(Deserialize)]
-    struct P<'a> {
-        #[serde(rename = "requestState", borrow, default)]
-        state: Option<&'a RawValue>,
+    struct P {
+        #[serde(rename = "requestState", default)]
+        state: Option<String>,
     }
     MRTR_METHODS.contains(&req.method.as_str())
         && req.msg.params().is_some_and(|p| {
             p.contains("\"requestState\"")
-                && serde_json::from_str::<P<'_>>(p).is_ok_and(|p| p.state.is_some())
+                && serde_json::from_str::<P>(p)
+                    .is_ok_and(|p| p.state.is_some_and(|s| s.starts_with(STATE_PREFIX)))
         })
 }
 

@@ -183,6 +183,9 @@ pub struct Connection {
     dispatch: Arc<Dispatch>,
     next_id: AtomicU64,
     pub init: mcp::InitializeResult,
+    /// Speaks 2026-07-28 (stateless): the `_meta` members every request carries (the protocol
+    /// version, the client's capabilities and info), ready to insert.
+    modern: Option<Arc<str>>,
     /// What is sent without waiting ([`Connection::send_later`]), in order, by one task per
     /// connection (aborted with it).
     later: mpsc::Sender<Message>,
@@ -208,7 +211,66 @@ pub struct Handshake {
     pub client_info: Box<serde_json::value::RawValue>,
 }
 
+/// How long a server is given to answer `server/discover` before it is taken for a 2025 one
+/// (the specification: an error or a timeout means `initialize`).
+const DISCOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// `msg` with `members` (JSON object members, no braces) added to `params._meta`, creating
+/// `_meta` (and `params`) when absent. The spans move; nothing is parsed again.
+fn with_meta_members(msg: Message, members: &str) -> Message {
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<&'a serde_json::value::RawValue>,
+    }
+    let empty = |s: &str| s.get(1..).unwrap_or_default().trim_start().starts_with('}');
+    match msg.params() {
+        Some(params) if params.starts_with('{') => {
+            match serde_json::from_str::<P<'_>>(params)
+                .ok()
+                .and_then(|p| p.meta)
+            {
+                Some(meta) if meta.get().starts_with('{') => {
+                    let at = msg.span_of(meta.get()).start + 1;
+                    let sep = if empty(meta.get()) { "" } else { "," };
+                    msg.with_insert(at, &format!("{members}{sep}"))
+                }
+                // `_meta` that is not an object: left to the server to refuse.
+                Some(_) => msg,
+                None => {
+                    let at = msg.span_of(params).start + 1;
+                    let sep = if empty(params) { "" } else { "," };
+                    msg.with_insert(at, &format!(r#""_meta":{{{members}}}{sep}"#))
+                }
+            }
+        }
+        Some(_) => msg,
+        None => {
+            // No params: added before the message's closing brace.
+            let raw = msg.bytes();
+            let Some(end) = raw.iter().rposition(|b| *b == b'}') else {
+                return msg;
+            };
+            msg.with_insert(end, &format!(r#","params":{{"_meta":{{{members}}}}}"#))
+        }
+    }
+}
+
 impl Handshake {
+    /// The `_meta` members (no braces) of a 2026-07-28 request made for this handshake's
+    /// client: the version, its capabilities and info.
+    fn modern_meta(&self) -> String {
+        format!(
+            r#""{}":"{}","{}":{},"{}":{}"#,
+            mcp::META_PROTOCOL_VERSION,
+            mcp::MODERN_VERSIONS.last().copied().unwrap_or("2026-07-28"),
+            mcp::META_CLIENT_CAPABILITIES,
+            self.capabilities.get(),
+            mcp::META_CLIENT_INFO,
+            self.client_info.get()
+        )
+    }
+
     /// mcp-warden's own handshake (no client capabilities), for connections that no agent's
     /// `initialize` describes: shared upstreams (`mcp-warden`), readiness probes
     /// (`mcp-warden-probe`).
@@ -353,7 +415,20 @@ impl Connection {
                 server_info: None,
                 instructions: None,
             },
+            modern: None,
         };
+        // A stdio server is first asked whether it speaks 2026-07-28 (`server/discover`); one
+        // that does is spoken to statelessly, anything else (an error, silence) gets
+        // `initialize`. (Streamable HTTP upstreams: 2025 sessions for now.)
+        if matches!(cfg.transport, Transport::Stdio(_)) {
+            if let Some(init) = conn.discover(hs).await {
+                tracing::info!(version = %init.protocol_version, "upstream speaks 2026-07-28");
+                conn.modern = Some(Arc::from(hs.modern_meta()));
+                conn.init = init;
+                conn.listen_for_changes();
+                return Ok(conn);
+            }
+        }
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let reply = conn
             .send_request(id, hs.request(id), cfg.startup_timeout)
@@ -398,6 +473,87 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Asks a server whether it speaks 2026-07-28: its `DiscoverResult` as the connection's
+    /// `init`, or `None` (an error, no answer within the probe's time, no modern version).
+    async fn discover(&self, hs: &Handshake) -> Option<mcp::InitializeResult> {
+        #[derive(serde::Deserialize)]
+        struct Discover {
+            #[serde(rename = "supportedVersions", default)]
+            supported: Vec<String>,
+            #[serde(default)]
+            capabilities: serde_json::Map<String, serde_json::Value>,
+            #[serde(default)]
+            instructions: Option<String>,
+            #[serde(rename = "_meta", default)]
+            meta: serde_json::Map<String, serde_json::Value>,
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let probe = Message::parse(Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"server/discover","params":{{"_meta":{{{}}}}}}}"#,
+            hs.modern_meta()
+        )))
+        .ok()?;
+        let reply = self
+            .send_request(id, probe, DISCOVER_WAIT)
+            .await
+            .inspect_err(
+                |e| tracing::debug!(error = %e, "server/discover not answered: 2025 handshake"),
+            )
+            .ok()?;
+        let d: Discover = serde_json::from_str(reply.result()?).ok()?;
+        let version = mcp::MODERN_VERSIONS
+            .iter()
+            .rev()
+            .find(|v| d.supported.iter().any(|s| s == *v))?;
+        Some(mcp::InitializeResult {
+            protocol_version: (*version).to_string(),
+            capabilities: d.capabilities,
+            server_info: d.meta.get(mcp::META_SERVER_INFO).cloned(),
+            instructions: d.instructions,
+        })
+    }
+
+    /// A 2026-07-28 server announces list changes only on a `subscriptions/listen` stream:
+    /// one is opened for the kinds it lists, for the connection's life (its notifications
+    /// arrive like a 2025 server's).
+    fn listen_for_changes(&self) {
+        let mut kinds = serde_json::Map::new();
+        for (cap, key) in [
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ] {
+            let listed = self
+                .init
+                .capabilities
+                .get(cap)
+                .and_then(|c| c.get("listChanged"))
+                == Some(&serde_json::Value::Bool(true));
+            if listed {
+                kinds.insert(key.into(), serde_json::Value::Bool(true));
+            }
+        }
+        if kinds.is_empty() {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let listen = jsonrpc::request(
+            &id.to_string(),
+            "subscriptions/listen",
+            serde_json::json!({"notifications": kinds}),
+        );
+        self.send_later(self.envelope(listen));
+    }
+
+    /// A request as this connection's server must get it: with the 2026-07-28 envelope in
+    /// `params._meta` when it speaks that revision; unchanged otherwise.
+    fn envelope(&self, msg: Message) -> Message {
+        match &self.modern {
+            Some(members) if msg.kind() == Kind::Request => with_meta_members(msg, members),
+            _ => msg,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -418,7 +574,7 @@ impl Connection {
     /// caller restores its own, and can cancel ours.
     pub fn prepare(&self, msg: &Message) -> (u64, Message) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        (id, msg.with_id(&id.to_string()))
+        (id, self.envelope(msg.with_id(&id.to_string())))
     }
 
     /// Sends `msg` as a request under a fresh upstream id and waits for the answer.
@@ -487,7 +643,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Message, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let msg = jsonrpc::request(&id.to_string(), method, params);
+        let msg = self.envelope(jsonrpc::request(&id.to_string(), method, params));
         self.send_request(id, msg, timeout).await
     }
 
