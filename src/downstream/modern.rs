@@ -60,17 +60,37 @@ const CACHEABLE: &[&str] = &[
     "resources/read",
 ];
 
+/// The fixed strings looked for in every modern (and every legacy) message, each searcher
+/// built once: building one costs more than most searches.
+fn finder(needle: &'static str) -> memchr::memmem::Finder<'static> {
+    memchr::memmem::Finder::new(needle.as_bytes())
+}
+static VERSION_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| finder(mcp::META_PROTOCOL_VERSION));
+static REQUEST_STATE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| finder("\"requestState\""));
+static RESULT_TYPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| finder("\"resultType\""));
+static TTL_MS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| finder("\"ttlMs\""));
+static CACHE_SCOPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| finder("\"cacheScope\""));
+
+fn has(f: &memchr::memmem::Finder<'static>, text: &str) -> bool {
+    f.find(text.as_bytes()).is_some()
+}
+
 /// Whether `msg` is a modern request: only the reserved version key in `params._meta` says so
 /// (legacy requests carry `_meta` too, for progress tokens).
 pub fn claims_modern(msg: &Message) -> bool {
     msg.kind() == Kind::Request
         && msg.params().is_some_and(|p| {
             // A legacy request pays one substring search; the typed look only when it matches.
-            memchr::memmem::find(p.as_bytes(), mcp::META_PROTOCOL_VERSION.as_bytes()).is_some()
+            has(&VERSION_KEY, p)
                 && serde_json::from_str::<ParamsView<'_>>(p)
                     .ok()
                     .and_then(|p| p.meta)
-                    .is_some_and(|m| m.get().contains(mcp::META_PROTOCOL_VERSION))
+                    .is_some_and(|m| has(&VERSION_KEY, m.get()))
         })
 }
 
@@ -249,7 +269,15 @@ pub fn validate(
         if rest.len() > 1 {
             rest.push(',');
         }
-        rest.push_str(&Value::String(k.to_string()).to_string());
+        match k {
+            // A borrowed key has no escapes: it is written back as it was.
+            std::borrow::Cow::Borrowed(k) => {
+                rest.push('"');
+                rest.push_str(k);
+                rest.push('"');
+            }
+            std::borrow::Cow::Owned(k) => rest.push_str(&Value::String(k.clone()).to_string()),
+        }
         rest.push(':');
         if k == "progressToken" {
             progress_token = Some(v.get().to_string());
@@ -468,7 +496,7 @@ struct ResultView<'a> {
 /// exist is `-32602` (2026-07-28), not the older `-32002`.
 fn complete(method: &str, m: Message) -> Message {
     if let Some(e) = m.error() {
-        if e.contains(&code::RESOURCE_NOT_FOUND.to_string()) {
+        if e.contains("-32002") {
             #[derive(Deserialize)]
             struct E {
                 code: i64,
@@ -490,8 +518,8 @@ fn complete(method: &str, m: Message) -> Message {
     // Only a result that mentions one of the fields is read for them (a legacy upstream's
     // never does): the common answer costs a substring search, not a parse.
     let cacheable = CACHEABLE.contains(&method);
-    let mentions = result.contains("\"resultType\"")
-        || (cacheable && (result.contains("\"ttlMs\"") || result.contains("\"cacheScope\"")));
+    let mentions = has(&RESULT_TYPE, result)
+        || (cacheable && (has(&TTL_MS, result) || has(&CACHE_SCOPE, result)));
     let view = if mentions {
         match serde_json::from_str::<ResultView<'_>>(result) {
             Ok(v) => v,
@@ -970,7 +998,7 @@ pub fn is_retry(req: &Request) -> bool {
     }
     MRTR_METHODS.contains(&req.method.as_str())
         && req.msg.params().is_some_and(|p| {
-            p.contains("\"requestState\"")
+            has(&REQUEST_STATE, p)
                 && serde_json::from_str::<P>(p)
                     .is_ok_and(|p| p.state.is_some_and(|s| s.starts_with(STATE_PREFIX)))
         })

@@ -13,7 +13,7 @@ use crate::session::Session;
 pub(super) fn is_modern(headers: &HeaderMap, msg: &Message) -> bool {
     modern::claims_modern(msg)
         || headers
-            .get(HEADER_PROTOCOL_VERSION)
+            .get(&*PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(mcp::is_modern)
 }
@@ -33,6 +33,14 @@ pub(super) fn method_not_allowed(headers: &HeaderMap) -> Option<Response> {
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     Some(r)
 }
+
+// The routing headers, parsed once (a name given as text is parsed at every lookup).
+static PROTOCOL_VERSION: std::sync::LazyLock<header::HeaderName> =
+    std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_PROTOCOL_VERSION));
+static METHOD: std::sync::LazyLock<header::HeaderName> =
+    std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_METHOD));
+static NAME: std::sync::LazyLock<header::HeaderName> =
+    std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_NAME));
 
 fn refused(r: &Refusal, id: Option<&str>) -> Response {
     json_answer(r.answer(id))
@@ -68,6 +76,16 @@ pub(super) async fn post(
         return StatusCode::ACCEPTED.into_response();
     }
     let get = |name: &str| -> Result<Option<String>, ()> {
+        let name = match name {
+            mcp::HEADER_PROTOCOL_VERSION => &*PROTOCOL_VERSION,
+            mcp::HEADER_METHOD => &*METHOD,
+            mcp::HEADER_NAME => &*NAME,
+            other => {
+                return Ok(headers
+                    .get(other)
+                    .and_then(|v| v.to_str().ok().map(str::to_string)))
+            }
+        };
         let mut all = headers.get_all(name).iter();
         match (all.next(), all.next()) {
             (None, _) => Ok(None),
