@@ -735,7 +735,7 @@ fn upstream_sampling_and_elicitation_become_input_required_results_and_back() {
 /// come through mcp-warden's own subscription; an upstream's multi round-trip result reaches a
 /// 2026 agent with its `requestState` untouched, and the retry goes back to it.
 #[test]
-fn a_2026_upstream_serves_2025_and_2026_agents() {
+fn a_2026_upstream_over_stdio_serves_2025_and_2026_agents() {
     let python = python_venv_bin("python");
     let script = root().join("tests/python/modern_server.py");
     let p = HttpProxy::start(&format!(
@@ -743,6 +743,46 @@ fn a_2026_upstream_serves_2025_and_2026_agents() {
         python.display().to_string(),
         script.display().to_string()
     ));
+    serves_2025_and_2026_agents(&p);
+}
+
+/// The same over Streamable HTTP: the requests carry the routing headers and no session.
+#[test]
+fn a_2026_upstream_over_http_serves_2025_and_2026_agents() {
+    use std::io::BufRead;
+    let python = python_venv_bin("python");
+    let script = root().join("tests/python/modern_server.py");
+    let mut server = std::process::Command::new(python)
+        .arg(script)
+        .args(["--http", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.modern]\nurl = {url:?}\n"
+    ));
+    serves_2025_and_2026_agents(&p);
+}
+
+fn serves_2025_and_2026_agents(p: &HttpProxy) {
     // A 2025 agent, in a session.
     let sid = open_session(&p.url);
     let r = post(

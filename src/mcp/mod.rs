@@ -53,6 +53,38 @@ pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 pub const HEADER_METHOD: &str = "mcp-method";
 pub const HEADER_NAME: &str = "mcp-name";
 
+/// A header value carrying `v` as 2026-07-28 says (`Mcp-Name`, `Mcp-Param-*`): as it is when
+/// it is printable ASCII without surrounding whitespace (and does not look encoded), else
+/// `=?base64?…?=` of its UTF-8.
+pub fn header_value_encode(v: &str) -> String {
+    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
+    let printable = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let padded = v.starts_with(' ') || v.ends_with(' ');
+    if printable && !v.is_empty() && !padded && !looks_encoded {
+        return v.to_string();
+    }
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("=?base64?");
+    for chunk in v.as_bytes().chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+                out.push(char::from(B64.get(idx).copied().unwrap_or(b'A')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push_str("?=");
+    out
+}
+
 /// Whether a version string names a modern revision (known or not: a client asking for a
 /// future one gets a structured refusal, not a legacy answer).
 pub fn is_modern(v: &str) -> bool {
@@ -633,6 +665,20 @@ pub fn raw_str_text(s: &str) -> Option<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_are_encoded_as_the_specification_says() {
+        assert_eq!(header_value_encode("get_weather"), "get_weather");
+        assert_eq!(
+            header_value_encode("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+        assert_eq!(header_value_encode(" padded "), "=?base64?IHBhZGRlZCA=?=");
+        assert_eq!(
+            header_value_encode("=?base64?x?="),
+            "=?base64?PT9iYXNlNjQ/eD89?="
+        );
+    }
     use proptest::prelude::*;
 
     /// What serde_json finds for the same members (the reference the scanner must match).

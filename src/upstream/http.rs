@@ -315,18 +315,74 @@ fn is_sse(resp: &Response) -> bool {
         })
 }
 
+/// The headers a 2026-07-28 request carries beside its body (`MCP-Protocol-Version`,
+/// `Mcp-Method`, `Mcp-Name`), when the request names that revision in `params._meta`: the
+/// body says which era a request is in, and a modern one belongs to no session.
+fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        name: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        uri: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+        version: String,
+    }
+    if msg.kind() != Kind::Request {
+        return None;
+    }
+    let params = msg.params()?;
+    if !params.contains(crate::mcp::META_PROTOCOL_VERSION) {
+        return None;
+    }
+    let p: P<'_> = serde_json::from_str(params).ok()?;
+    let meta: Meta = serde_json::from_str(p.meta?.get()).ok()?;
+    let method = msg.method()?;
+    let mut out = vec![
+        (VERSION_HEADER, HeaderValue::from_str(&meta.version).ok()?),
+        (
+            HeaderName::from_static(crate::mcp::HEADER_METHOD),
+            HeaderValue::from_str(method).ok()?,
+        ),
+    ];
+    let named = match method {
+        "tools/call" | "prompts/get" => p.name,
+        "resources/read" => p.uri,
+        _ => None,
+    };
+    if let Some(n) = named.and_then(crate::mcp::raw_str) {
+        let v = crate::mcp::header_value_encode(&n);
+        out.push((
+            HeaderName::from_static(crate::mcp::HEADER_NAME),
+            HeaderValue::from_str(&v).ok()?,
+        ));
+    }
+    Some(out)
+}
+
 async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
     let is_init = msg.method() == Some("initialize");
     if is_init {
         *lock(&state.init) = Some(msg.clone());
     }
     let related = msg.id_str().and_then(|s| s.parse::<u64>().ok());
-    let session_before = lock(&state.session).clone();
+    let modern = modern_headers(&msg);
+    let session_before = match modern {
+        Some(_) => None,
+        None => lock(&state.session).clone(),
+    };
+    let mut extra = post_headers().to_vec();
+    extra.extend(modern.iter().flatten().cloned());
     let resp = state
         .send(
             Method::POST,
-            !is_init,
-            &post_headers(),
+            !is_init && modern.is_none(),
+            &extra,
             msg.bytes().clone(),
             None,
         )

@@ -417,10 +417,14 @@ impl Connection {
             },
             modern: None,
         };
-        // A stdio server is first asked whether it speaks 2026-07-28 (`server/discover`); one
-        // that does is spoken to statelessly, anything else (an error, silence) gets
-        // `initialize`. (Streamable HTTP upstreams: 2025 sessions for now.)
-        if matches!(cfg.transport, Transport::Stdio(_)) {
+        // A server is first asked whether it speaks 2026-07-28 (`server/discover`); one that
+        // does is spoken to statelessly, anything else (an error, silence) gets `initialize`.
+        // (Not over the legacy HTTP+SSE transport, which predates it.)
+        let probe = match &cfg.transport {
+            Transport::Stdio(_) => true,
+            Transport::Http(spec) => spec.flavor != HttpFlavor::LegacySse,
+        };
+        if probe {
             if let Some(init) = conn.discover(hs).await {
                 tracing::info!(version = %init.protocol_version, "upstream speaks 2026-07-28");
                 conn.modern = Some(Arc::from(hs.modern_meta()));
