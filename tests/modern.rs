@@ -783,6 +783,49 @@ fn a_2026_upstream_over_http_serves_2025_and_2026_agents() {
 }
 
 fn serves_2025_and_2026_agents(p: &HttpProxy) {
+    // A 2025 agent that can elicit: the upstream's input_required becomes an elicitation
+    // request to it, and its answer goes back in the retry.
+    {
+        use std::io::BufRead;
+        let init = INIT.replace(
+            r#""capabilities":{}"#,
+            r#""capabilities":{"elicitation":{}}"#,
+        );
+        let r = post(&p.url, None, &init);
+        let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+        let _ = r.text();
+        let resp = post(
+            &p.url,
+            Some(&sid),
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"ask_name","arguments":{}}}"#,
+        );
+        let mut lines = std::io::BufReader::new(resp).lines();
+        let ask: Value = loop {
+            let line = lines.next().expect("stream ended").unwrap();
+            if let Some(d) = line.strip_prefix("data:") {
+                if !d.trim().is_empty() {
+                    break serde_json::from_str(d.trim()).unwrap();
+                }
+            }
+        };
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"name": "Grace"}}});
+        let r = post(&p.url, Some(&sid), &answer.to_string());
+        assert_eq!(r.status(), 202);
+        let done: Value = loop {
+            let line = lines.next().expect("stream ended").unwrap();
+            if let Some(d) = line.strip_prefix("data:") {
+                let v: Value = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
+                if v["id"] == "a" {
+                    break v;
+                }
+            }
+        };
+        assert_eq!(
+            done["result"]["content"][0]["text"], "hello Grace",
+            "{done}"
+        );
+    }
     // A 2025 agent, in a session.
     let sid = open_session(&p.url);
     let r = post(

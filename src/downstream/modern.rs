@@ -1070,6 +1070,7 @@ impl Stateless {
             let (session, _) =
                 Session::initialize(name, cfg.clone(), caller.clone(), instance, &init, tx).await;
             let _ = me.set(Arc::downgrade(&session));
+            session.pass_input_required();
             tracing::info!(session = %session.id, "internal session for 2026-07-28 requests started");
             Entry {
                 session,

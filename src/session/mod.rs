@@ -15,6 +15,7 @@
 pub mod catalog;
 mod consent;
 mod lists;
+mod mrtr;
 mod relay;
 mod route;
 pub mod shared;
@@ -66,6 +67,9 @@ struct InFlight {
 struct ServerRequest {
     upstream: usize,
     upstream_id: String,
+    /// Asked by mcp-warden itself (a 2026-07-28 upstream's input request put to a 2025
+    /// agent, `mrtr`): the agent's answer goes here, not upstream.
+    waiter: Option<tokio::sync::oneshot::Sender<Message>>,
 }
 
 pub struct Session {
@@ -93,6 +97,9 @@ pub struct Session {
     announced: Mutex<[bool; 3]>,
     /// `initialize` has been answered: an upstream coming up now changes the agent's lists.
     answered: AtomicBool,
+    /// An upstream's `input_required` result goes to the agent as it is (the agent speaks
+    /// 2026-07-28) instead of being asked of it as server→client requests.
+    passes_input_required: AtomicBool,
     closed: AtomicBool,
     this: Weak<Session>,
 }
@@ -163,6 +170,7 @@ impl Session {
             last_active: Mutex::new(Instant::now()),
             announced: Mutex::new([true, false, false]),
             answered: AtomicBool::new(false),
+            passes_input_required: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             this: this.clone(),
         });
@@ -244,6 +252,12 @@ impl Session {
         }
         let instructions = (!instructions.is_empty()).then(|| instructions.join("\n\n"));
         (caps, instructions)
+    }
+
+    /// This session serves 2026-07-28 agents: an upstream's multi round-trip results reach
+    /// them as they are.
+    pub fn pass_input_required(&self) {
+        self.passes_input_required.store(true, Ordering::Relaxed);
     }
 
     pub fn touch(&self) {

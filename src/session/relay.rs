@@ -52,6 +52,13 @@ impl Session {
         // The request future is built inside the timeout, not before it: a future held in a
         // local and then moved would take its space twice in this task.
         match tokio::time::timeout(timeout, conn.request(up_id, out)).await {
+            Ok(Ok(reply)) if mrtr::asks_input(&reply) && !self.passes_input_required() => {
+                // A 2026-07-28 upstream needs input a 2025 agent gives as answers to
+                // server→client requests: asked, then the call is sent again with them.
+                let reply = Box::pin(self.bridge_input(idx, &conn, &msg, reply, key)).await;
+                record(crate::metrics::outcome(&reply));
+                reply.with_id(&id)
+            }
             Ok(Ok(reply)) => {
                 record(crate::metrics::outcome(&reply));
                 reply.with_id(&id)
@@ -127,6 +134,10 @@ impl Session {
             tracing::debug!(id = our_id, "agent answered an unknown or finished request");
             return;
         };
+        if let Some(waiter) = req.waiter {
+            let _ = waiter.send(msg);
+            return;
+        }
         if let Some(conn) = self.live(req.upstream) {
             conn.send_later(msg.with_id(&req.upstream_id));
         }
@@ -169,6 +180,7 @@ impl Session {
             ServerRequest {
                 upstream: idx,
                 upstream_id,
+                waiter: None,
             },
         );
         let out = inbound.msg.with_id(&our_id.to_string());

@@ -211,9 +211,15 @@ pub struct Handshake {
     pub client_info: Box<serde_json::value::RawValue>,
 }
 
-/// How long a server is given to answer `server/discover` before it is taken for a 2025 one
-/// (the specification: an error or a timeout means `initialize`).
+/// How long a server is given to answer `server/discover` alone before `initialize` is sent
+/// as well (the specification: an error or a timeout means a 2025 server).
 const DISCOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// How a server answered the first requests.
+enum Hello {
+    Modern(mcp::InitializeResult),
+    Legacy(Result<Message, UpstreamError>),
+}
 
 /// `msg` with `members` (JSON object members, no braces) added to `params._meta`, creating
 /// `_meta` (and `params`) when absent. The spans move; nothing is parsed again.
@@ -424,26 +430,32 @@ impl Connection {
             Transport::Stdio(_) => true,
             Transport::Http(spec) => spec.flavor != HttpFlavor::LegacySse,
         };
-        if probe {
-            if let Some(init) = conn.discover(hs).await {
+        let hello = if probe {
+            conn.hello(hs, cfg.startup_timeout).await
+        } else {
+            let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+            Hello::Legacy(
+                conn.send_request(id, hs.request(id), cfg.startup_timeout)
+                    .await,
+            )
+        };
+        let reply = match hello {
+            Hello::Modern(init) => {
                 tracing::info!(version = %init.protocol_version, "upstream speaks 2026-07-28");
                 conn.modern = Some(Arc::from(hs.modern_meta()));
                 conn.init = init;
                 conn.listen_for_changes();
                 return Ok(conn);
             }
-        }
-        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let reply = conn
-            .send_request(id, hs.request(id), cfg.startup_timeout)
-            .await
-            .map_err(|e| match e {
-                UpstreamError::Timeout(_) => UpstreamError::Start {
-                    name: cfg.name.clone(),
-                    reason: format!("no initialize answer within {:?}", cfg.startup_timeout),
-                },
-                other => other,
-            })?;
+            Hello::Legacy(reply) => reply,
+        };
+        let reply = reply.map_err(|e| match e {
+            UpstreamError::Timeout(_) => UpstreamError::Start {
+                name: cfg.name.clone(),
+                reason: format!("no initialize answer within {:?}", cfg.startup_timeout),
+            },
+            other => other,
+        })?;
         if let Some(err) = reply.error() {
             #[derive(serde::Deserialize)]
             struct E {
@@ -477,9 +489,49 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Which era the server speaks: `server/discover` first; a server that has not answered
+    /// within [`DISCOVER_WAIT`] (a process still starting) is sent `initialize` too, and
+    /// whichever answer says so decides — a late `DiscoverResult` wins over an `initialize`
+    /// the server then refuses (a dual-era server locks its era on the first request).
+    async fn hello(&self, hs: &Handshake, within: Duration) -> Hello {
+        let discover = self.discover(hs, within);
+        tokio::pin!(discover);
+        let early = tokio::select! {
+            d = &mut discover => Some(d),
+            _ = tokio::time::sleep(DISCOVER_WAIT) => None,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        match early {
+            Some(Some(init)) => return Hello::Modern(init),
+            Some(None) => {
+                return Hello::Legacy(self.send_request(id, hs.request(id), within).await)
+            }
+            None => {}
+        }
+        tracing::debug!("no server/discover answer yet: sending initialize as well");
+        let init = self.send_request(id, hs.request(id), within);
+        tokio::pin!(init);
+        tokio::select! {
+            d = &mut discover => match d {
+                Some(init) => Hello::Modern(init),
+                None => Hello::Legacy(init.await),
+            },
+            r = &mut init => {
+                let accepted = matches!(&r, Ok(m) if m.result().is_some());
+                if accepted {
+                    return Hello::Legacy(r);
+                }
+                match discover.await {
+                    Some(init) => Hello::Modern(init),
+                    None => Hello::Legacy(r),
+                }
+            }
+        }
+    }
+
     /// Asks a server whether it speaks 2026-07-28: its `DiscoverResult` as the connection's
-    /// `init`, or `None` (an error, no answer within the probe's time, no modern version).
-    async fn discover(&self, hs: &Handshake) -> Option<mcp::InitializeResult> {
+    /// `init`, or `None` (an error, no answer within `within`, no modern version).
+    async fn discover(&self, hs: &Handshake, within: Duration) -> Option<mcp::InitializeResult> {
         #[derive(serde::Deserialize)]
         struct Discover {
             #[serde(rename = "supportedVersions", default)]
@@ -498,7 +550,7 @@ impl Connection {
         )))
         .ok()?;
         let reply = self
-            .send_request(id, probe, DISCOVER_WAIT)
+            .send_request(id, probe, within)
             .await
             .inspect_err(
                 |e| tracing::debug!(error = %e, "server/discover not answered: 2025 handshake"),
