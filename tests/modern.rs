@@ -864,6 +864,18 @@ fn serves_2025_and_2026_agents(p: &HttpProxy) {
             messages(r).pop().unwrap().to_string().contains("grown_1")
         },
     );
+    // A 2026 agent's own capabilities reach a 2026 upstream, request by request: without
+    // elicitation, the upstream does not ask it anything.
+    let (plain, plain_headers) = request(
+        json!(9),
+        "tools/call",
+        json!({"name": "ask_name", "arguments": {}}),
+    );
+    let no = messages(send(&p.url, None, &plain, &plain_headers))
+        .pop()
+        .unwrap();
+    assert_ne!(no["result"]["resultType"], "input_required", "{no}");
+    assert_eq!(no["result"]["isError"], true, "{no}");
     // A 2026 agent: the upstream's input_required passes through, and so does the retry.
     let (body, headers) = request(
         json!(10),

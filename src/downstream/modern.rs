@@ -329,14 +329,12 @@ impl<'de> Deserialize<'de> for IndexedMembers<'de> {
     }
 }
 
+/// Only the version makes a request modern to a server that speaks both eras: it is taken
+/// out (mcp-warden's connection to a 2026-07-28 upstream puts its own back); the agent's
+/// capabilities, client info and log level stay, so that a 2026-07-28 upstream sees this
+/// request's, and a 2025 one ignores them.
 fn is_reserved_client_key(k: &str) -> bool {
-    matches!(
-        k,
-        mcp::META_PROTOCOL_VERSION
-            | mcp::META_CLIENT_CAPABILITIES
-            | mcp::META_CLIENT_INFO
-            | mcp::META_LOG_LEVEL
-    )
+    k == mcp::META_PROTOCOL_VERSION
 }
 
 /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` must be present and say what the body

@@ -185,7 +185,7 @@ pub struct Connection {
     pub init: mcp::InitializeResult,
     /// Speaks 2026-07-28 (stateless): the `_meta` members every request carries (the protocol
     /// version, the client's capabilities and info), ready to insert.
-    modern: Option<Arc<str>>,
+    modern: Option<Arc<[(&'static str, String)]>>,
     /// What is sent without waiting ([`Connection::send_later`]), in order, by one task per
     /// connection (aborted with it).
     later: mpsc::Sender<Message>,
@@ -221,15 +221,23 @@ enum Hello {
     Legacy(Result<Message, UpstreamError>),
 }
 
-/// `msg` with `members` (JSON object members, no braces) added to `params._meta`, creating
-/// `_meta` (and `params`) when absent. The spans move; nothing is parsed again.
-fn with_meta_members(msg: Message, members: &str) -> Message {
+/// `msg` with the envelope's members added to `params._meta` (those it does not carry already:
+/// a 2026-07-28 agent's own capabilities and client info stay), creating `_meta` (and
+/// `params`) when absent. The spans move; the message is not parsed again.
+fn with_meta_members(msg: Message, envelope: &[(&'static str, String)]) -> Message {
     #[derive(serde::Deserialize)]
     struct P<'a> {
         #[serde(rename = "_meta", borrow, default)]
         meta: Option<&'a serde_json::value::RawValue>,
     }
     let empty = |s: &str| s.get(1..).unwrap_or_default().trim_start().starts_with('}');
+    let all = || {
+        envelope
+            .iter()
+            .map(|(k, v)| format!(r#""{k}":{v}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     match msg.params() {
         Some(params) if params.starts_with('{') => {
             match serde_json::from_str::<P<'_>>(params)
@@ -237,8 +245,22 @@ fn with_meta_members(msg: Message, members: &str) -> Message {
                 .and_then(|p| p.meta)
             {
                 Some(meta) if meta.get().starts_with('{') => {
-                    let at = msg.span_of(meta.get()).start + 1;
-                    let sep = if empty(meta.get()) { "" } else { "," };
+                    let text = meta.get();
+                    let present: std::collections::BTreeMap<
+                        std::borrow::Cow<'_, str>,
+                        &serde_json::value::RawValue,
+                    > = serde_json::from_str(text).unwrap_or_default();
+                    let members = envelope
+                        .iter()
+                        .filter(|(k, _)| !present.contains_key(*k))
+                        .map(|(k, v)| format!(r#""{k}":{v}"#))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    if members.is_empty() {
+                        return msg;
+                    }
+                    let at = msg.span_of(text).start + 1;
+                    let sep = if empty(text) { "" } else { "," };
                     msg.with_insert(at, &format!("{members}{sep}"))
                 }
                 // `_meta` that is not an object: left to the server to refuse.
@@ -246,7 +268,7 @@ fn with_meta_members(msg: Message, members: &str) -> Message {
                 None => {
                     let at = msg.span_of(params).start + 1;
                     let sep = if empty(params) { "" } else { "," };
-                    msg.with_insert(at, &format!(r#""_meta":{{{members}}}{sep}"#))
+                    msg.with_insert(at, &format!(r#""_meta":{{{}}}{sep}"#, all()))
                 }
             }
         }
@@ -257,7 +279,7 @@ fn with_meta_members(msg: Message, members: &str) -> Message {
             let Some(end) = raw.iter().rposition(|b| *b == b'}') else {
                 return msg;
             };
-            msg.with_insert(end, &format!(r#","params":{{"_meta":{{{members}}}}}"#))
+            msg.with_insert(end, &format!(r#","params":{{"_meta":{{{}}}}}"#, all()))
         }
     }
 }
@@ -265,16 +287,19 @@ fn with_meta_members(msg: Message, members: &str) -> Message {
 impl Handshake {
     /// The `_meta` members (no braces) of a 2026-07-28 request made for this handshake's
     /// client: the version, its capabilities and info.
-    fn modern_meta(&self) -> String {
-        format!(
-            r#""{}":"{}","{}":{},"{}":{}"#,
-            mcp::META_PROTOCOL_VERSION,
-            mcp::MODERN_VERSIONS.last().copied().unwrap_or("2026-07-28"),
-            mcp::META_CLIENT_CAPABILITIES,
-            self.capabilities.get(),
-            mcp::META_CLIENT_INFO,
-            self.client_info.get()
-        )
+    fn modern_meta(&self) -> Vec<(&'static str, String)> {
+        let version = mcp::MODERN_VERSIONS.last().copied().unwrap_or("2026-07-28");
+        vec![
+            (
+                mcp::META_PROTOCOL_VERSION,
+                serde_json::Value::String(version.to_string()).to_string(),
+            ),
+            (
+                mcp::META_CLIENT_CAPABILITIES,
+                self.capabilities.get().to_string(),
+            ),
+            (mcp::META_CLIENT_INFO, self.client_info.get().to_string()),
+        ]
     }
 
     /// mcp-warden's own handshake (no client capabilities), for connections that no agent's
@@ -544,11 +569,10 @@ impl Connection {
             meta: serde_json::Map<String, serde_json::Value>,
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let probe = Message::parse(Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"server/discover","params":{{"_meta":{{{}}}}}}}"#,
-            hs.modern_meta()
-        )))
-        .ok()?;
+        let probe = with_meta_members(
+            jsonrpc::request(&id.to_string(), "server/discover", serde_json::json!({})),
+            &hs.modern_meta(),
+        );
         let reply = self
             .send_request(id, probe, within)
             .await
