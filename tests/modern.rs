@@ -346,17 +346,9 @@ fn closing_the_stream_cancels_the_request_upstream() {
         "tools/call",
         json!({"name": "hang", "arguments": {}}),
     );
-    let mut rb = http()
-        .post(&p.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body);
-    for (k, v) in &headers {
-        rb = rb.header(k, v);
-    }
     // No answer is coming: the proxy switches to a stream (after `stream_after`), which the
     // client then closes.
-    let r = rb.send().unwrap();
+    let r = send(&p.url, None, &body, &headers);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let upstream_log = || std::fs::read_to_string(&log).unwrap_or_default();
     eventually(
@@ -384,15 +376,7 @@ fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
         "subscriptions/listen",
         json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["x://y"]}}),
     );
-    let mut rb = http()
-        .post(&p.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body);
-    for (k, v) in &headers {
-        rb = rb.header(k, v);
-    }
-    let r = rb.send().unwrap();
+    let r = send(&p.url, None, &body, &headers);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
