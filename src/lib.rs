@@ -91,21 +91,7 @@ async fn operator_session(
     services: &instance::Instance,
 ) -> Arc<session::Session> {
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
-    let init = jsonrpc::request(
-        "0",
-        "initialize",
-        serde_json::json!({
-            "protocolVersion": mcp::LATEST_VERSION,
-            // What a typical client declares: some servers list tools only for clients that
-            // can answer sampling, elicitation or roots (what the agent will see depends on it).
-            "capabilities": {
-                "roots": {"listChanged": true},
-                "sampling": {},
-                "elicitation": {"form": {}, "url": {}}
-            },
-            "clientInfo": {"name": name, "version": env!("CARGO_PKG_VERSION")}
-        }),
-    );
+    let init = session::own_initialize(name);
     session::Session::initialize(name.into(), config, caller, services, &init, tx)
         .await
         .0

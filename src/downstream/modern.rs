@@ -1046,21 +1046,9 @@ impl Stateless {
                     let _ = fan.send(m);
                 }
             });
-            let init = jsonrpc::request(
-                "0",
-                "initialize",
-                serde_json::json!({
-                    "protocolVersion": mcp::LATEST_VERSION,
-                    // What a modern agent may be asked, request by request (multi round-trip
-                    // results): whether a request declared it is checked when asked.
-                    "capabilities": {
-                        "sampling": {},
-                        "elicitation": {"form": {}, "url": {}},
-                        "roots": {}
-                    },
-                    "clientInfo": {"name": "mcp-warden (2026-07-28 agents)", "version": env!("CARGO_PKG_VERSION")},
-                }),
-            );
+            // What a modern agent may be asked (multi round-trip results): whether a request
+            // declared it is checked when asked.
+            let init = crate::session::own_initialize("mcp-warden (2026-07-28 agents)");
             let name = match caller {
                 Caller::Agent(a) => format!("modern:{a}"),
                 Caller::User => "modern".to_string(),

@@ -104,6 +104,26 @@ pub struct Session {
     this: Weak<Session>,
 }
 
+/// The `initialize` request of a session mcp-warden opens itself (operator commands, the
+/// sessions serving 2026-07-28 agents), as client `name`, declaring that it can answer
+/// sampling, elicitation (form and URL) and roots: some servers list tools only for clients
+/// that can, and whether an agent can is checked when it is asked.
+pub fn own_initialize(name: &str) -> Message {
+    jsonrpc::request(
+        "0",
+        "initialize",
+        serde_json::json!({
+            "protocolVersion": mcp::LATEST_VERSION,
+            "capabilities": {
+                "roots": {"listChanged": true},
+                "sampling": {},
+                "elicitation": {"form": {}, "url": {}}
+            },
+            "clientInfo": {"name": name, "version": env!("CARGO_PKG_VERSION")}
+        }),
+    )
+}
+
 impl Session {
     /// Creates the session for an `initialize` request and connects every enabled upstream in
     /// parallel (each bounded by its startup timeout; one failing does not stop the others).
