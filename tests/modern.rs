@@ -895,3 +895,84 @@ fn serves_2025_and_2026_agents(p: &HttpProxy) {
     assert_eq!(done["id"], 11);
     assert_eq!(done["result"]["content"][0]["text"], "hello Ada", "{done}");
 }
+
+/// A real 2026-07-28 client: the Python SDK's `Client` in its default mode (it probes
+/// `server/discover` and speaks 2026-07-28 where it can), through both fronts, with a 2025
+/// upstream whose tool elicits (the SDK answers the multi round-trip result and retries by
+/// itself) and with a 2026 upstream.
+#[test]
+fn the_python_sdk_client_speaks_2026_through_both_fronts() {
+    let python = python_venv_bin("python");
+    let client = root().join("tests/python/modern_client.py");
+    let run = |args: &[&str]| -> Value {
+        let o = std::process::Command::new(&python)
+            .arg(&client)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
+    };
+    let server_js = node_dir().join("conformance-server.mjs");
+    let legacy_upstream = format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    );
+    let elicit = [
+        "--tool",
+        "test_elicitation",
+        "--args",
+        r#"{"message":"who?"}"#,
+    ];
+    let answered = "User response: action=accept, content={\"username\":\"ada\",\"email\":\"ada@example.com\"}";
+    // HTTP front.
+    let p = HttpProxy::start(&legacy_upstream);
+    let v = run(&[&elicit[..], &["--http", &p.url]].concat());
+    assert_eq!(v["protocol_version"], V, "{v}");
+    assert_eq!(v["text"][0], answered, "{v}");
+    drop(p);
+    // Stdio front (the client starts mcp-warden itself).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("warden.toml");
+    std::fs::write(
+        &cfg,
+        legacy_upstream.replace("[proxy]\nauth = \"none\"\n", ""),
+    )
+    .unwrap();
+    let warden = warden_bin();
+    let v = run(&[
+        &elicit[..],
+        &[
+            "--stdio",
+            warden.to_str().unwrap(),
+            "stdio",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert_eq!(v["protocol_version"], V, "{v}");
+    assert_eq!(v["text"][0], answered, "{v}");
+    // A 2026 upstream behind the HTTP front.
+    let script = root().join("tests/python/modern_server.py");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.modern]\ncommand = {:?}\nargs = [{:?}]\n",
+        python.display().to_string(),
+        script.display().to_string()
+    ));
+    let v = run(&[
+        "--tool",
+        "echo",
+        "--args",
+        r#"{"message":"both 2026"}"#,
+        "--http",
+        &p.url,
+    ]);
+    assert_eq!(v["protocol_version"], V, "{v}");
+    assert_eq!(v["text"][0], "both 2026", "{v}");
+}
