@@ -1022,7 +1022,12 @@ impl Stateless {
             .entry(caller.clone())
             .or_default()
             .clone();
-        cell.get_or_init(|| async {
+        if let Some(e) = cell.get() {
+            return e.clone();
+        }
+        // The first request of a caller starts its session (boxed: the common path's future
+        // stays small).
+        Box::pin(cell.get_or_init(|| async {
             let (tx, mut rx) = mpsc::channel::<Message>(256);
             let (changes, _) = broadcast::channel(64);
             let fan = changes.clone();
@@ -1063,7 +1068,7 @@ impl Stateless {
                 changes,
                 _pump: Arc::new(pump),
             }
-        })
+        }))
         .await
         .clone()
     }
