@@ -417,6 +417,19 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
     } else {
         resp
     };
+    if !status.is_success() && modern.is_some() && status.is_client_error() {
+        // 2026-07-28 refusals come with a JSON-RPC error for the request (400 with -32020,
+        // -32021, -32022; 404 with -32601): that error is the answer.
+        let answered = match read_limited(resp).await {
+            Ok(body) => deliver(&state, body, related, false, msg.id_str()).await,
+            Err(_) => false,
+        };
+        if !answered {
+            let text = format!("upstream {} answered HTTP {}", state.name, status.as_u16());
+            state.fail(&msg, state.bad_answer(), text).await;
+        }
+        return;
+    }
     if !status.is_success() {
         let text = if is_init
             && matches!(

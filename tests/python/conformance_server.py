@@ -33,8 +33,9 @@ Fixtures the 2026 suite calls (tools unless noted):
   (x-mcp-header); prompts test_simple_prompt, test_prompt_with_arguments (with completion),
   test_prompt_with_embedded_resource, test_prompt_with_image, test_input_required_result_prompt;
   resources test://static-text, test://static-binary, template test://template/{id}/data.
-Tasks extension (io.modelcontextprotocol/tasks, not scored): greet, slow_compute, failing_job,
-protocol_error_job, test_tool_with_task, served by the TasksExtension below.
+Tasks extension (io.modelcontextprotocol/tasks, not scored): tools greet, slow_compute,
+failing_job, protocol_error_job, confirm_delete, multi_input, test_tool_with_task, and the
+methods tasks/get, tasks/update, tasks/cancel, all served by TasksExtension below.
 Legacy-only suite fixtures (still answered on 2026 via MRTR): test_sampling, test_elicitation,
 test_elicitation_sep1034_defaults, test_elicitation_sep1330_enums, test_reconnection.
 """
@@ -42,18 +43,27 @@ test_elicitation_sep1034_defaults, test_elicitation_sep1330_enums, test_reconnec
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
+import socket
+import sys
+import uuid
 import warnings
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import anyio
 from mcp_types import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
+    CallToolRequestParams,
     CallToolResult,
-    ClientCapabilities,
     Completion,
     CompletionArgument,
     CompletionContext,
@@ -70,6 +80,7 @@ from mcp_types import (
     ListRootsRequest,
     ListRootsResult,
     PromptReference,
+    RequestParams,
     ResourceTemplateReference,
     SamplingMessage,
     SetLevelRequestParams,
@@ -81,10 +92,14 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
 from mcp.server.lowlevel import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.mcpserver.server import require_client_extension
 from mcp.server.mcpserver.tools.base import Tool
+from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 
@@ -141,7 +156,11 @@ def is_modern(ctx: Context) -> bool:
 
 
 def elicit_request(message: str, properties: dict[str, Any], required: list[str] | None = None) -> ElicitRequest:
-    schema = {"type": "object", "properties": properties, "required": list(properties) if required is None else required}
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
     return ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
 
 
@@ -229,7 +248,216 @@ def roots_text(answer: ListRootsResult) -> str:
     return ", ".join(str(root.uri) for root in answer.roots) or "(no roots)"
 
 
+# ------------------------------------------------------------ tasks extension (SEP-2663)
+
+TASKS_EXT = "io.modelcontextprotocol/tasks"
+TASK_TTL_MS = 600_000
+TASK_POLL_MS = 100
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TaskParams(RequestParams):
+    task_id: str
+
+
+class TaskUpdateParams(TaskParams):
+    input_responses: dict[str, Any] | None = None
+
+
+class TaskRecord:
+    """One task: its wire state, the pending input requests, and the coroutine running it.
+
+    Tasks live in this process's memory (never expired; a test fixture), so a retry or a
+    tasks/get must reach the same server process.
+    """
+
+    def __init__(self) -> None:
+        self.id = str(uuid.uuid4())
+        self.status = "working"
+        self.status_message: str | None = None
+        self.created_at = self.updated_at = _now()
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.pending: dict[str, dict[str, Any]] = {}  # key -> input request (wire form)
+        self.answers: dict[str, Any] = {}
+        self.answered = anyio.Event()
+        self.runner: asyncio.Task[None] | None = None
+        self._keys = 0
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        self.status, self.status_message, self.updated_at = status, message, _now()
+
+    def envelope(self) -> dict[str, Any]:
+        task = {
+            "taskId": self.id,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "lastUpdatedAt": self.updated_at,
+            "ttlMs": TASK_TTL_MS,
+            "pollIntervalMs": TASK_POLL_MS,
+        }
+        if self.status_message:
+            task["statusMessage"] = self.status_message
+        return task
+
+    def detailed(self) -> dict[str, Any]:
+        task = self.envelope()
+        if self.status == "input_required":
+            task["inputRequests"] = dict(self.pending)
+        elif self.status == "completed" and self.result is not None:
+            task["result"] = self.result
+        elif self.status == "failed" and self.error is not None:
+            task["error"] = self.error
+        return task
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, Any]:
+        """Park the task as input_required until tasks/update has answered every request."""
+        keys = {}
+        for key, request in requests.items():
+            self._keys += 1
+            keys[f"{key}-{self._keys}"] = key  # input keys stay unique over the task's lifetime
+            self.pending[f"{key}-{self._keys}"] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        self.answered = anyio.Event()
+        self.set_status("input_required", "waiting for client input")
+        while self.pending:
+            await self.answered.wait()
+            self.answered = anyio.Event()
+        self.set_status("working")
+        return {keys[k]: _as_elicit_result(self.answers.pop(k)) for k in keys}
+
+    def update(self, responses: Mapping[str, Any]) -> None:
+        for key, value in responses.items():
+            if key in self.pending:  # unknown or already answered keys are ignored
+                del self.pending[key]
+                self.answers[key] = value
+        self.answered.set()
+
+
+def _as_elicit_result(value: Any) -> Any:
+    try:
+        return ElicitResult.model_validate(value)
+    except Exception:
+        return value
+
+
+TASKS: dict[str, TaskRecord] = {}
+
+
+def start_task(body: Callable[[TaskRecord], Awaitable[CallToolResult]]) -> dict[str, Any]:
+    """Create a task (durably: tasks/get finds it as soon as this returns) and run `body` for it."""
+    task = TaskRecord()
+    TASKS[task.id] = task
+
+    async def run() -> None:
+        try:
+            result = await body(task)
+            task.result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+            task.set_status("completed")
+        except asyncio.CancelledError:
+            if task.status not in TERMINAL:
+                task.set_status("cancelled", "cancelled by tasks/cancel")
+        except MCPError as exc:
+            task.error = {"code": exc.error.code, "message": exc.error.message}
+            task.set_status("failed", exc.error.message)
+        except Exception as exc:  # a crash is a protocol-level failure of the task
+            task.error = {"code": INTERNAL_ERROR, "message": f"{type(exc).__name__}: {exc}"}
+            task.set_status("failed", "internal error")
+
+    task.runner = asyncio.get_running_loop().create_task(run())
+    return {"resultType": "task", **task.envelope()}
+
+
+def _client_declared_tasks(ctx: ServerRequestContext[Any, Any]) -> bool:
+    caps = ctx.session.client_capabilities
+    declared_ext = bool(caps and caps.extensions and TASKS_EXT in caps.extensions)
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and declared_ext
+
+
+def _decode_header_value(value: str) -> str:
+    value = value.strip()
+    if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode()
+        except ValueError:
+            return "\0invalid"
+    return value
+
+
+def _lookup_task(ctx: ServerRequestContext[Any, Any], params: TaskParams) -> TaskRecord:
+    """The checks every tasks/* method shares: extension declared, Mcp-Name header, known id."""
+    require_client_extension(ctx, TASKS_EXT)  # -32021 with requiredCapabilities.extensions
+    headers = getattr(ctx.request, "headers", None)
+    if headers is not None:  # HTTP: SEP-2663 routes tasks/* on Mcp-Name = params.taskId
+        names = headers.getlist("mcp-name") if hasattr(headers, "getlist") else [headers.get("mcp-name")]
+        if len(names) != 1 or names[0] is None or _decode_header_value(names[0]) != params.task_id:
+            raise MCPError(
+                code=HEADER_MISMATCH,
+                message=f"Header mismatch: Mcp-Name header value {names!r} does not match params.taskId",
+            )
+    task = TASKS.get(params.task_id)
+    if task is None:
+        raise MCPError(code=INVALID_PARAMS, message=f"Unknown task {params.task_id!r}", data={"taskId": params.task_id})
+    return task
+
+
+async def _tasks_get(ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+    return _lookup_task(ctx, params).detailed()
+
+
+async def _tasks_update(ctx: ServerRequestContext[Any, Any], params: TaskUpdateParams) -> dict[str, Any]:
+    task = _lookup_task(ctx, params)
+    if task.status not in TERMINAL:
+        task.update(params.input_responses or {})
+    return {}
+
+
+async def _tasks_cancel(ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+    task = _lookup_task(ctx, params)
+    if task.status not in TERMINAL:  # idempotent on terminal tasks
+        task.set_status("cancelled", "cancelled by tasks/cancel")
+        if task.runner is not None:
+            task.runner.cancel()
+    return {}
+
+
+class TasksExtension(Extension):
+    """Serves tasks/get, tasks/update, tasks/cancel and turns calls of task-capable tools into tasks.
+
+    A tool in TASK_TOOLS runs as a task when this request declared the extension in its
+    clientCapabilities; otherwise it runs synchronously (taskSupport "optional") or is refused
+    with -32021 (taskSupport "required").
+    """
+
+    identifier = TASKS_EXT
+
+    def methods(self) -> Sequence[MethodBinding]:
+        modern = frozenset(MODERN_PROTOCOL_VERSIONS)
+        return (
+            MethodBinding("tasks/get", TaskParams, _tasks_get, modern),
+            MethodBinding("tasks/update", TaskUpdateParams, _tasks_update, modern),
+            MethodBinding("tasks/cancel", TaskParams, _tasks_cancel, modern),
+        )
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        spec = TASK_TOOLS.get(params.name)
+        if spec is None:
+            return await call_next(ctx)
+        required, as_task = spec
+        if not _client_declared_tasks(ctx):
+            if required:
+                require_client_extension(ctx, TASKS_EXT)  # raises -32021
+            return await call_next(ctx)
+        return await as_task(params)
+
+
 # ---------------------------------------------------------------------------------- server
+
 
 def json_schema_2020_12_tool(
     name: str | None = None,
@@ -254,6 +482,8 @@ srv = MCPServer(
     version="1.0.0",
     instructions="mcp-warden's 2026-07-28 conformance upstream (test fixtures only).",
     tools=[JSON_SCHEMA_TOOL],
+    extensions=[TasksExtension()],
+    log_level="WARNING",
 )
 
 # Legacy clients read capabilities from the InitializeResult (listChanged defaults to false
@@ -368,7 +598,9 @@ async def test_reconnection(ctx: Context) -> str:
 
 @srv.tool(structured_output=False)
 def test_header_param(
-    region: Annotated[str, Field(description="Routed as the Mcp-Param-Region header", json_schema_extra={"x-mcp-header": "Region"})],
+    region: Annotated[
+        str, Field(description="Routed as the Mcp-Param-Region header", json_schema_extra={"x-mcp-header": "Region"})
+    ],
 ) -> str:
     """Tests SEP-2243 custom headers: `region` travels as Mcp-Param-Region on HTTP"""
     return f"region={region}"
@@ -395,7 +627,9 @@ async def test_trigger_tool_change(ctx: Context) -> str:
         srv.remove_tool(DYNAMIC_TOOL)
         done = f"removed {DYNAMIC_TOOL}"
     else:
-        srv.add_tool(_dynamic_tool, name=DYNAMIC_TOOL, description="A tool that comes and goes", structured_output=False)
+        srv.add_tool(
+            _dynamic_tool, name=DYNAMIC_TOOL, description="A tool that comes and goes", structured_output=False
+        )
         done = f"added {DYNAMIC_TOOL}"
     await ctx.notify_tools_changed()  # 2026: every subscriptions/listen stream that asked for toolsListChanged
     if not is_modern(ctx):
@@ -656,6 +890,152 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> CallToolResult | Input
     return got if isinstance(got, InputRequiredResult) else _result_text("Elicitation completed: ", got["enums"])
 
 
+# ----------------------------------------------------------------- tasks extension fixtures
+# Registered as ordinary tools (that is their synchronous path); TASK_TOOLS says which of them
+# TasksExtension runs as tasks, and how.
+
+
+@srv.tool(structured_output=False)
+def greet(name: str) -> str:
+    """Sync-only: returns Hello, {name}!"""
+    return f"Hello, {name}!"
+
+
+@srv.tool(structured_output=False)
+async def slow_compute(seconds: float = 1, label: str = "job") -> str:
+    """Task-capable: sleeps `seconds`, then reports (a task when the client declared the tasks extension)"""
+    await anyio.sleep(seconds)
+    return f"Computed {label} in {seconds}s"
+
+
+@srv.tool()
+async def failing_job() -> CallToolResult:
+    """Task required: always ends in a tool execution error (isError)"""
+    await anyio.sleep(0.5)
+    return text("failing_job failed on purpose", error=True)
+
+
+@srv.tool()
+async def protocol_error_job() -> CallToolResult:
+    """Task-capable: fails with a protocol-level (JSON-RPC) error"""
+    raise MCPError(code=INTERNAL_ERROR, message="protocol_error_job failed on purpose")
+
+
+@srv.tool()
+async def confirm_delete(filename: str, ctx: Context) -> CallToolResult | InputRequiredResult:
+    """Task-capable: asks the user to confirm deleting `filename` (one elicitation)"""
+    got = await ask(ctx, {"confirm": _confirm_request(filename)})
+    if isinstance(got, InputRequiredResult):
+        return got
+    return _deleted(filename, got["confirm"])
+
+
+@srv.tool()
+async def multi_input(ctx: Context) -> CallToolResult | InputRequiredResult:
+    """Task-capable: asks two questions at once (two elicitations pending in parallel)"""
+    got = await ask(ctx, _two_questions(), "multi_input/1")
+    if isinstance(got, InputRequiredResult):
+        return got
+    return text(f"first={elicited(got['first'], 'name')}, second={elicited(got['second'], 'name')}")
+
+
+@srv.tool()
+async def test_tool_with_task(ctx: Context) -> CallToolResult:
+    """Task required: MRTR asks for user_name first, then the work runs as a task"""
+    raise MCPError(code=INTERNAL_ERROR, message="test_tool_with_task only runs as a task")  # see TasksExtension
+
+
+def _confirm_request(filename: str) -> ElicitRequest:
+    return elicit_request(f"Delete {filename}?", {"confirm": {"type": "boolean"}})
+
+
+def _deleted(filename: str, answer: Any) -> CallToolResult:
+    ok = isinstance(answer, ElicitResult) and answer.action == "accept" and bool((answer.content or {}).get("confirm"))
+    return text(f"Deleted {filename}" if ok else f"Kept {filename}")
+
+
+def _two_questions() -> dict[str, InputRequest]:
+    return {
+        "first": elicit_request("First name?", {"name": {"type": "string"}}),
+        "second": elicit_request("Second name?", {"name": {"type": "string"}}),
+    }
+
+
+def _args(params: CallToolRequestParams) -> dict[str, Any]:
+    return params.arguments or {}
+
+
+async def _slow_compute_task(params: CallToolRequestParams) -> dict[str, Any]:
+    seconds, label = float(_args(params).get("seconds", 1)), str(_args(params).get("label", "job"))
+
+    async def body(task: TaskRecord) -> CallToolResult:
+        await anyio.sleep(seconds)
+        return text(f"Computed {label} in {seconds:g}s")
+
+    return start_task(body)
+
+
+async def _failing_job_task(params: CallToolRequestParams) -> dict[str, Any]:
+    async def body(task: TaskRecord) -> CallToolResult:
+        await anyio.sleep(0.5)
+        return text("failing_job failed on purpose", error=True)
+
+    return start_task(body)
+
+
+async def _protocol_error_task(params: CallToolRequestParams) -> dict[str, Any]:
+    async def body(task: TaskRecord) -> CallToolResult:
+        await anyio.sleep(0.1)
+        raise MCPError(code=INTERNAL_ERROR, message="protocol_error_job failed on purpose")
+
+    return start_task(body)
+
+
+async def _confirm_delete_task(params: CallToolRequestParams) -> dict[str, Any]:
+    filename = str(_args(params).get("filename", "file"))
+
+    async def body(task: TaskRecord) -> CallToolResult:
+        answers = await task.ask({"confirm": _confirm_request(filename)})
+        return _deleted(filename, answers["confirm"])
+
+    return start_task(body)
+
+
+async def _multi_input_task(params: CallToolRequestParams) -> dict[str, Any]:
+    async def body(task: TaskRecord) -> CallToolResult:
+        got = await task.ask(_two_questions())
+        names = {k: elicited(v, "name") if isinstance(v, ElicitResult) else None for k, v in got.items()}
+        return text(f"first={names['first']}, second={names['second']}")
+
+    return start_task(body)
+
+
+async def _tool_with_task(params: CallToolRequestParams) -> HandlerResult:
+    # MRTR before the task exists (resolved synchronously), then a task that uses the answer.
+    answer = (params.input_responses or {}).get("user_name")
+    if not isinstance(answer, ElicitResult):
+        question = elicit_request("What is your name?", {"name": {"type": "string"}})
+        return InputRequiredResult(input_requests={"user_name": question})
+    name = elicited(answer, "name") or "stranger"
+
+    async def body(task: TaskRecord) -> CallToolResult:
+        await anyio.sleep(0.2)
+        return text(f"Hello, {name}! (gathered before the task started)")
+
+    return start_task(body)
+
+
+# name -> (taskSupport required?, start it as a task)
+TASK_TOOLS: dict[str, tuple[bool, Callable[[CallToolRequestParams], Awaitable[HandlerResult]]]] = {
+    "slow_compute": (False, _slow_compute_task),
+    "failing_job": (True, _failing_job_task),
+    "protocol_error_job": (False, _protocol_error_task),
+    "confirm_delete": (False, _confirm_delete_task),
+    "multi_input": (False, _multi_input_task),
+    "test_tool_with_task": (True, _tool_with_task),
+}
+
+
 # ------------------------------------------------------------------------------ resources
 
 
@@ -712,7 +1092,9 @@ def test_prompt_with_arguments(
 def test_prompt_with_embedded_resource(
     resourceUri: Annotated[str, Field(description="URI of the resource to embed")],  # noqa: N803 (wire name)
 ) -> list[UserMessage]:
-    resource = TextResourceContents(uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing.")
+    resource = TextResourceContents(
+        uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."
+    )
     return [
         UserMessage(EmbeddedResource(type="resource", resource=resource)),
         UserMessage("Please process the embedded resource above."),
@@ -773,27 +1155,64 @@ _lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams,
 # ---------------------------------------------------------------------------------- main
 
 
+class MemoryEventStore(EventStore):
+    """Legacy (2025) HTTP only: keeps SSE events so a client can resume with Last-Event-ID.
+
+    With an event store the SDK sends priming events and lets test_reconnection close a POST
+    stream mid-call (SEP-1699). 2026-07-28 has no resumability; modern requests never use it.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._events: deque[tuple[str, str, Any]] = deque(maxlen=limit)  # (event id, stream id, message)
+        self._seq = 0
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        self._seq += 1
+        event_id = f"{stream_id}_{self._seq:010d}"
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        found = next((stream for eid, stream, _ in self._events if eid == last_event_id), None)
+        if found is None:
+            return None
+        after = False
+        for event_id, stream_id, message in list(self._events):
+            if after and stream_id == found and message is not None:  # priming events are not replayed
+                await send_callback(EventMessage(message, event_id))
+            after = after or event_id == last_event_id
+        return found
+
+
 async def serve_http(port: int) -> None:
     import uvicorn
+
+    # Bind first, so that a busy port is one clear error and PORT 0 yields the real port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sys.exit(f"conformance_server: cannot listen on 127.0.0.1:{port}: {exc.strerror}")
+    sock.listen(128)
 
     # One ASGI app for both eras: the SDK routes on the MCP-Protocol-Version header (2026 requests
     # are single exchanges; legacy ones get stateful sessions with Mcp-Session-Id). Host/Origin
     # checks (DNS-rebinding protection) are on for 127.0.0.1.
-    app = srv.streamable_http_app()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    app = srv.streamable_http_app(event_store=MemoryEventStore(), retry_interval=1000)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+        tg.start_soon(server.serve, [sock])
         while not server.started:
-            if server.should_exit:
-                raise SystemExit(f"cannot listen on 127.0.0.1:{port}")
             await anyio.sleep(0.02)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        print(f"listening on http://127.0.0.1:{bound}/mcp", flush=True)
+        print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp (0 = any)")
+    parser.add_argument(
+        "--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp (0 = any free port)"
+    )
     args = parser.parse_args()
     if args.http is None:
         srv.run()  # stdio
