@@ -1012,3 +1012,45 @@ fn the_typescript_sdk_v2_client_speaks_2026_through_the_http_front() {
         "{v}"
     );
 }
+
+/// Calls waiting for an agent's input are bounded per caller, to half its in-flight limit: an
+/// agent that asks and never comes back gets a clear refusal (that call cancelled upstream),
+/// and its other requests are still served.
+#[test]
+fn calls_waiting_for_input_are_bounded_per_caller() {
+    let server_js = node_dir().join("conformance-server.mjs");
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\nmax_inflight_per_session = 8\n[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        server_js.display().to_string()
+    ));
+    let (body, headers) = request(
+        json!(1),
+        "tools/call",
+        json!({"name": "test_sampling", "arguments": {"prompt": "x"}}),
+    );
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});
+    let body = body.to_string();
+    for i in 0..4 {
+        let v = messages(send(&p.url, None, &body, &headers)).pop().unwrap();
+        assert_eq!(v["result"]["resultType"], "input_required", "call {i}: {v}");
+    }
+    let v = messages(send(&p.url, None, &body, &headers)).pop().unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("waiting for this client's input"),
+        "{v}"
+    );
+    let (_, echo) = call(
+        &p.url,
+        json!(2),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "still served"}}),
+    );
+    assert_eq!(
+        echo["result"]["content"][0]["text"], "Echo: still served",
+        "{echo}"
+    );
+}

@@ -823,6 +823,29 @@ impl Stateless {
     /// that only this caller can resume (authenticated, bound to the caller and the request).
     pub fn park(&self, caller: &Caller, mut call: Call, asked: Option<Message>) -> Message {
         self.sweep();
+        // Bounded per caller: an agent that never comes back cannot fill memory with calls.
+        let binding = Stateless::binding(caller, &call.req);
+        let who = binding.split('\n').next().unwrap_or_default().to_string();
+        let parked_by_caller = lock(&self.parked)
+            .values()
+            .filter(|p| p.binding.split('\n').next() == Some(who.as_str()))
+            .count();
+        // Half the session's in-flight limit: parked calls stay in flight in the caller's
+        // internal session, and the other half stays for its other requests.
+        let max = (call.session.cfg().proxy.max_inflight_per_session / 2).max(1);
+        if parked_by_caller >= max {
+            tracing::warn!(caller = %who, "too many calls waiting for input; this one is cancelled");
+            cancel(
+                &call.session,
+                &call.internal_id(),
+                "too many calls waiting for input",
+            );
+            return Refusal::new(
+                code::INTERNAL_ERROR,
+                "Too many calls are waiting for this client's input; answer or abandon them first",
+            )
+            .answer(Some(&call.req.id));
+        }
         if let Some(m) = asked {
             let key = format!("input-{}", call.next_key);
             call.next_key += 1;
@@ -843,7 +866,6 @@ impl Stateless {
         let mut id = [0u8; 16];
         let _ = getrandom::fill(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let binding = Stateless::binding(caller, &call.req);
         let state = format!("{STATE_PREFIX}{id}.{}", self.mac(&id, &binding));
         let answer = jsonrpc::response(
             &call.req.id,
