@@ -13,7 +13,6 @@
 
 mod common;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -85,22 +84,13 @@ fn compare(
 #[test]
 fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstreams() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut server = Command::new("node")
-        .current_dir(node_dir())
-        .args(["conformance-server.mjs", "http", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start conformance server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let direct_url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listen line")
-        .to_string();
+    let (mut server, direct_url) =
+        spawn_listening(Command::new("node").current_dir(node_dir()).args([
+            "conformance-server.mjs",
+            "http",
+            "--port",
+            "0",
+        ]));
 
     let direct = run_suite(&direct_url, &tmp.path().join("direct"));
     let failing: Vec<_> = direct["scenarios"]
@@ -301,22 +291,8 @@ fn conformance_2026_same_results_direct_and_through_warden_with_a_2026_upstream(
     let tmp = tempfile::tempdir().unwrap();
     let python = python_venv_bin("python");
     let server_py = root().join("tests/python/conformance_server.py");
-    let mut server = Command::new(&python)
-        .arg(&server_py)
-        .args(["--http", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the 2026 conformance upstream");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let direct_url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listen line")
-        .to_string();
+    let (mut server, direct_url) =
+        spawn_listening(Command::new(&python).arg(&server_py).args(["--http", "0"]));
     let direct = scored(&run_suite_2026(&direct_url, &tmp.path().join("direct")));
     let failing: Vec<_> = direct.0.iter().filter(|(_, v)| *v != "pass").collect();
     assert!(

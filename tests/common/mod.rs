@@ -598,3 +598,37 @@ impl Streaming {
         out
     }
 }
+
+/// Starts `cmd` with stdout piped and reads its first line, `listening on URL`: the child and
+/// the URL (the fixtures' announcement: the demo server, the conformance upstreams).
+pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("not a listen line: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// Runs `cmd` to its end and reads its last line of output as JSON (a scripted client's
+/// report); fails with everything it printed when it does not succeed.
+pub fn json_output(cmd: &mut Command) -> serde_json::Value {
+    let o = cmd.output().expect("run the client");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
