@@ -202,9 +202,6 @@ impl Session {
     pub(super) fn upstream_notification(&self, idx: usize, inbound: Inbound) {
         let msg = inbound.msg;
         let method = msg.method().unwrap_or_default();
-        if method == "notifications/subscriptions/acknowledged" {
-            return; // our own listen on a 2026-07-28 upstream, acknowledged
-        }
         if let Some(kinds) = ListKind::from_list_changed(method) {
             self.upstream_lists_changed(kinds);
             return;

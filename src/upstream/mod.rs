@@ -94,6 +94,11 @@ impl Inlet {
             }
             return true;
         }
+        if inbound.msg.method() == Some("notifications/subscriptions/acknowledged") {
+            // The acknowledgement of the connection's own `subscriptions/listen` on a
+            // 2026-07-28 server: nothing for a session.
+            return true;
+        }
         (d.events)(Event::Message(inbound));
         true
     }
