@@ -17,11 +17,14 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn run_suite(url: &str, out: &std::path::Path) -> serde_json::Value {
+/// `run-conformance.mjs URL OUTDIR [--requirements REVISION]`: the 0.1.16 suite (`--suite
+/// all`), or the 0.2.0-alpha line at a revision's requirements.
+fn run_suite(url: &str, out: &std::path::Path, requirements: Option<&str>) -> serde_json::Value {
     let o = Command::new("node")
         .current_dir(node_dir())
         .args(["run-conformance.mjs", url])
         .arg(out)
+        .args(requirements.map(|r| ["--requirements", r]).iter().flatten())
         .stderr(Stdio::null())
         .output()
         .expect("run-conformance.mjs");
@@ -92,7 +95,7 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
             "0",
         ]));
 
-    let direct = run_suite(&direct_url, &tmp.path().join("direct"));
+    let direct = run_suite(&direct_url, &tmp.path().join("direct"), None);
     let failing: Vec<_> = direct["scenarios"]
         .as_object()
         .unwrap()
@@ -110,7 +113,7 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
         server_js.display().to_string()
     );
     let mut proxy = HttpProxy::start(&stdio_cfg);
-    let via_stdio = run_suite(&proxy.url, &tmp.path().join("stdio"));
+    let via_stdio = run_suite(&proxy.url, &tmp.path().join("stdio"), None);
     let pid = proxy.pid();
     assert!(!descendants(pid).is_empty());
     let st = proxy.stop();
@@ -131,7 +134,7 @@ fn conformance_suite_same_results_direct_and_through_warden_stdio_and_http_upstr
         "[proxy]\nresponse_mode = \"sse\"\n[upstreams.conformance]\nurl = {direct_url:?}\n"
     );
     let proxy = HttpProxy::start(&http_cfg);
-    let via_http = run_suite(&proxy.url, &tmp.path().join("http"));
+    let via_http = run_suite(&proxy.url, &tmp.path().join("http"), None);
     drop(proxy);
     let _ = server.kill();
     let _ = server.wait();
@@ -155,20 +158,7 @@ fn conformance_2026_requirements_through_warden_with_a_2025_upstream() {
         server_js.display().to_string()
     );
     let proxy = HttpProxy::start(&cfg);
-    let o = Command::new("node")
-        .current_dir(node_dir())
-        .args(["run-conformance.mjs", &proxy.url])
-        .arg(tmp.path().join("2026"))
-        .args(["--requirements", "2026-07-28"])
-        .stderr(Stdio::null())
-        .output()
-        .expect("run-conformance.mjs");
-    assert!(
-        o.status.success(),
-        "the suite could not run: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("suite JSON");
+    let v = run_suite(&proxy.url, &tmp.path().join("2026"), Some("2026-07-28"));
     let scored: Vec<&str> = v["scored"]
         .as_array()
         .unwrap()
@@ -238,24 +228,6 @@ fn conformance_2026_requirements_through_warden_with_a_2025_upstream() {
     assert!(owned >= 20, "too few server-stateless checks ran: {owned}");
 }
 
-/// `run-conformance.mjs URL OUTDIR --requirements 2026-07-28`.
-fn run_suite_2026(url: &str, out: &std::path::Path) -> serde_json::Value {
-    let o = Command::new("node")
-        .current_dir(node_dir())
-        .args(["run-conformance.mjs", url])
-        .arg(out)
-        .args(["--requirements", "2026-07-28"])
-        .stderr(Stdio::null())
-        .output()
-        .expect("run-conformance.mjs");
-    assert!(
-        o.status.success(),
-        "the suite could not run: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    serde_json::from_slice(&o.stdout).expect("suite JSON")
-}
-
 /// The scored part of a 2026-07-28 run: the verdict of every required scenario and the status
 /// of every check in them.
 fn scored(v: &serde_json::Value) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
@@ -293,7 +265,11 @@ fn conformance_2026_same_results_direct_and_through_warden_with_a_2026_upstream(
     let server_py = root().join("tests/python/conformance_server.py");
     let (mut server, direct_url) =
         spawn_listening(Command::new(&python).arg(&server_py).args(["--http", "0"]));
-    let direct = scored(&run_suite_2026(&direct_url, &tmp.path().join("direct")));
+    let direct = scored(&run_suite(
+        &direct_url,
+        &tmp.path().join("direct"),
+        Some("2026-07-28"),
+    ));
     let failing: Vec<_> = direct.0.iter().filter(|(_, v)| *v != "pass").collect();
     assert!(
         failing.is_empty(),
@@ -324,13 +300,21 @@ fn conformance_2026_same_results_direct_and_through_warden_with_a_2026_upstream(
         server_py.display().to_string()
     );
     let proxy = HttpProxy::start(&stdio_cfg);
-    let via_stdio = scored(&run_suite_2026(&proxy.url, &tmp.path().join("stdio")));
+    let via_stdio = scored(&run_suite(
+        &proxy.url,
+        &tmp.path().join("stdio"),
+        Some("2026-07-28"),
+    ));
     drop(proxy);
     compare("2026 upstream over stdio", via_stdio);
 
     let http_cfg = format!("[upstreams.conformance]\nurl = {direct_url:?}\n");
     let proxy = HttpProxy::start(&http_cfg);
-    let via_http = scored(&run_suite_2026(&proxy.url, &tmp.path().join("http")));
+    let via_http = scored(&run_suite(
+        &proxy.url,
+        &tmp.path().join("http"),
+        Some("2026-07-28"),
+    ));
     drop(proxy);
     let _ = server.kill();
     let _ = server.wait();

@@ -105,15 +105,7 @@ fn audit_log(state_dir: &std::path::Path) -> String {
 /// Waits until the SDK servers' "Transfer 5 to bob" is held by `p`, and approves it once with
 /// the CLI.
 fn approve_transfer(p: &StdioProxy) {
-    let cli = |args: &[&str]| {
-        Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(p.dir.path().join("warden.toml"))
-            .env("XDG_STATE_HOME", p.dir.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| operator_cli(p.dir.path(), args);
     eventually(Duration::from_secs(15), "held", || {
         String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("Transfer 5 to bob")
     });

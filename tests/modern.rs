@@ -484,15 +484,7 @@ fn consent_envelope_is_held_for_a_human_and_the_action_id_never_reaches_a_modern
         let r = send(&url, None, &body, &headers);
         r.text().unwrap()
     });
-    let cli = |args: &[&str]| {
-        std::process::Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(p.dir.path().join("warden.toml"))
-            .env("XDG_STATE_HOME", p.dir.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| operator_cli(p.dir.path(), args);
     eventually(Duration::from_secs(10), "held for a human", || {
         String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout)
             .contains("wants golden/consent")

@@ -632,3 +632,16 @@ pub fn json_output(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(out.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
+
+/// Runs an operator command (`approvals list`, `approve …`) against the instance whose
+/// directory `dir` holds its `warden.toml` and state, as `HttpProxy` and `StdioProxy` lay
+/// them out.
+pub fn operator_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(warden_bin())
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("warden.toml"))
+        .env("XDG_STATE_HOME", dir)
+        .output()
+        .expect("run mcp-warden")
+}
