@@ -63,16 +63,36 @@ impl Key {
         Checkpoint {
             entries,
             head: head.to_string(),
-            mac: self.checkpoint_mac(entries, head),
+            mac: self.checkpoint_mac(entries, head, None),
+            before: None,
         }
     }
 
-    fn checkpoint_mac(&self, entries: u64, head: &str) -> String {
-        self.mac(&[
-            b"checkpoint",
-            entries.to_string().as_bytes(),
-            head.as_bytes(),
-        ])
+    /// The checkpoint written while an append is in flight: it names the head the append
+    /// makes and the one it replaces, so that a process killed between the table's commit and
+    /// the settled checkpoint leaves a log that still checks, whichever side of the commit it
+    /// died on.
+    pub fn intent(&self, entries: u64, head: &str, before: (u64, &str)) -> Checkpoint {
+        let before = Head {
+            entries: before.0,
+            head: before.1.to_string(),
+        };
+        Checkpoint {
+            entries,
+            head: head.to_string(),
+            mac: self.checkpoint_mac(entries, head, Some(&before)),
+            before: Some(before),
+        }
+    }
+
+    fn checkpoint_mac(&self, entries: u64, head: &str, before: Option<&Head>) -> String {
+        let entries = entries.to_string();
+        let mut parts: Vec<&[u8]> = vec![b"checkpoint", entries.as_bytes(), head.as_bytes()];
+        let before_entries = before.map(|b| b.entries.to_string());
+        if let (Some(b), Some(n)) = (before, &before_entries) {
+            parts.extend([b"before".as_slice(), n.as_bytes(), b.head.as_bytes()]);
+        }
+        self.mac(&parts)
     }
 }
 
@@ -96,6 +116,28 @@ pub struct Checkpoint {
     pub entries: u64,
     pub head: String,
     pub mac: String,
+    /// While an append is in flight: the head it replaces (see [`Key::intent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Head>,
+}
+
+/// A chain head: how many entries, and the last one's hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub entries: u64,
+    pub head: String,
+}
+
+impl Checkpoint {
+    /// Whether the table's end (`entries`, last hash `head`) is one this checkpoint names:
+    /// its head, or, while an append was in flight, the head before it.
+    pub fn names(&self, entries: u64, head: &str) -> bool {
+        (self.entries == entries && self.head == head)
+            || self
+                .before
+                .as_ref()
+                .is_some_and(|b| b.entries == entries && b.head == head)
+    }
 }
 
 /// One stored entry.
@@ -190,9 +232,13 @@ pub fn verify(
         (Some(c), Some(key)) => {
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
                 c.mac.as_bytes(),
-                key.checkpoint_mac(c.entries, &c.head).as_bytes(),
+                key.checkpoint_mac(c.entries, &c.head, c.before.as_ref())
+                    .as_bytes(),
             )) {
                 return Err(format!("the checkpoint ({CHECKPOINT_FILE}) was edited"));
+            }
+            if c.names(entries, &prev) {
+                return Ok(Verified { entries, legacy });
             }
             if c.entries > entries {
                 return Err(format!(
@@ -348,6 +394,52 @@ mod tests {
             };
             assert!(e.starts_with(want), "keyed {keyed}: {e}");
         }
+    }
+
+    /// Killed between the intent checkpoint and the commit (found by the suite: a proxy
+    /// killed with an approval pending), or between the commit and the settled checkpoint:
+    /// either way the log still checks, and the next append records no tampering. A forged
+    /// intent (the MAC not ours) is still an edit.
+    #[test]
+    fn a_process_killed_mid_append_leaves_a_log_that_checks() {
+        let (dir, db) = log_of(3);
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let key = Key::from_secret(&super::super::control::secret(dir.path()).unwrap());
+        let settled: Checkpoint = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        // Before the commit: the table ends at the intent's `before`.
+        let intent = key.intent(4, "not-yet-committed", (3, &settled.head));
+        std::fs::write(&path, serde_json::to_vec(&intent).unwrap()).unwrap();
+        assert_eq!(check(&dir), Ok(3));
+        // After the commit: the table ends at the intent's head.
+        let last: String = db
+            .query_row(
+                "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let (prev, _): (String, i64) = db
+            .query_row("SELECT prev, seq FROM audit WHERE seq = 2", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let intent = key.intent(3, &last, (2, &prev));
+        std::fs::write(&path, serde_json::to_vec(&intent).unwrap()).unwrap();
+        assert_eq!(check(&dir), Ok(3));
+        SqliteStore::open(dir.path())
+            .unwrap()
+            .audit(&serde_json::json!({"kind": "after-restart"}))
+            .unwrap();
+        assert_eq!(check(&dir), Ok(4), "no tampering recorded");
+        let forged = Checkpoint {
+            before: Some(Head {
+                entries: 9,
+                head: "x".into(),
+            }),
+            ..serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+        };
+        std::fs::write(&path, serde_json::to_vec(&forged).unwrap()).unwrap();
+        assert!(check(&dir).unwrap_err().contains("was edited"));
     }
 
     #[test]

@@ -219,7 +219,13 @@ impl Store for SqliteStore {
             .map_err(|e| e.to_string())
             .and_then(|b| parse_checkpoint(b.as_deref()));
         let anchored = match &checkpoint {
-            Ok(Some(c)) => *c == self.key.checkpoint(seq, &prev),
+            Ok(Some(c)) => {
+                let genuine = match &c.before {
+                    None => *c == self.key.checkpoint(c.entries, &c.head),
+                    Some(b) => *c == self.key.intent(c.entries, &c.head, (b.entries, &b.head)),
+                };
+                genuine && c.names(seq, &prev)
+            }
             // No checkpoint: a log from before checkpoints (all entries unkeyed), or a new one.
             Ok(None) => !tx
                 .prepare("SELECT 1 FROM audit WHERE keyed = 1")?
@@ -246,10 +252,15 @@ impl Store for SqliteStore {
             seq += 1;
         }
         let head = self.append(&tx, seq, &prev, &event.to_string())?;
-        let anchor = serde_json::to_vec(&self.key.checkpoint(seq + 1, &head))
-            .map_err(|e| StoreError(e.to_string()))?;
-        crate::state::write_atomic(&self.dir, audit::CHECKPOINT_FILE, &anchor)
-            .map_err(|e| StoreError(format!("cannot write the audit checkpoint: {e}")))?;
+        // Intent first (names both ends), then the commit, then the settled checkpoint: killed
+        // anywhere in between, the log still ends where its checkpoint says.
+        let write = |c: &audit::Checkpoint| {
+            let bytes = serde_json::to_vec(c).map_err(|e| StoreError(e.to_string()))?;
+            crate::state::write_atomic(&self.dir, audit::CHECKPOINT_FILE, &bytes)
+                .map(|_| ())
+                .map_err(|e| StoreError(format!("cannot write the audit checkpoint: {e}")))
+        };
+        write(&self.key.intent(seq + 1, &head, (seq, &prev)))?;
         if let Err(e) = tx.commit() {
             // The checkpoint must not name an entry that was not written.
             let _ = match before {
@@ -260,6 +271,7 @@ impl Store for SqliteStore {
             };
             return Err(e.into());
         }
+        write(&self.key.checkpoint(seq + 1, &head))?;
         tracing::info!(entries = seq + 1, head = %head, "audit log appended");
         Ok(())
     }
