@@ -38,6 +38,7 @@ fn request(id: Value, method: &str, mut params: Value) -> (String, Vec<(String, 
     let name = match method {
         "tools/call" | "prompts/get" => params["name"].as_str(),
         "resources/read" => params["uri"].as_str(),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params["taskId"].as_str(),
         _ => None,
     };
     if let Some(n) = name {
@@ -1013,5 +1014,143 @@ fn calls_waiting_for_input_are_bounded_per_caller() {
     assert_eq!(
         echo["result"]["content"][0]["text"], "Echo: still served",
         "{echo}"
+    );
+}
+
+/// A 2026-07-28 upstream with the tasks extension (tests/python/conformance_server.py
+/// `--consent`) behind mcp-warden, over stdio, with a consent tool.
+fn tasks_proxy(log: &std::path::Path) -> HttpProxy {
+    HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.bank]\ncommand = {:?}\nargs = [{:?}, \"--consent\"]\nenv = {{ ENVELOPE_LOG = {:?} }}\n",
+        python_venv_bin("python").display().to_string(),
+        root()
+            .join("tests/python/conformance_server.py")
+            .display()
+            .to_string(),
+        log.display().to_string()
+    ))
+}
+
+/// A modern request that declares the tasks extension.
+fn task_call(url: &str, id: Value, method: &str, params: Value) -> (u16, Value) {
+    let (body, headers) = request(id, method, params);
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let r = send(url, None, &body.to_string(), &headers);
+    let status = r.status().as_u16();
+    (status, messages(r).pop().unwrap())
+}
+
+/// Tasks for a 2026 agent: the upstream's task ids never reach the agent (ours do, bound to
+/// the caller), and a task whose result is a consent envelope is held beside the task — it
+/// reads as working until a human approves, then completes with the approved call's result;
+/// no byte the agent receives carries the `action_id`. A task cancelled while held is never
+/// performed; an id the agent was not given is unknown.
+#[test]
+fn a_task_ending_in_a_consent_envelope_is_held_for_a_human_for_a_modern_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let actions = tmp.path().join("actions.log");
+    let p = tasks_proxy(&actions);
+    let mut wire = String::new();
+    let mut get = |id: u32, task: &str| {
+        let (status, v) = task_call(&p.url, json!(id), "tasks/get", json!({"taskId": task}));
+        wire.push_str(&v.to_string());
+        (status, v)
+    };
+
+    // Without the extension declared, tasks/* are refused as the revision says.
+    let (status, v) = call(&p.url, json!(1), "tasks/get", json!({"taskId": "x"}));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], -32021, "{v}");
+    assert_eq!(
+        v["error"]["data"]["requiredCapabilities"]["extensions"]["io.modelcontextprotocol/tasks"],
+        json!({})
+    );
+
+    let (status, created) = task_call(
+        &p.url,
+        json!(2),
+        "tools/call",
+        json!({"name": "transfer_funds", "arguments": {"amount": 5, "to": "bob"}}),
+    );
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+    assert!(
+        task.starts_with("mwt-"),
+        "our id, not the upstream's: {task}"
+    );
+
+    // The upstream's task ends with the envelope; the agent, polling, sees it working.
+    eventually(Duration::from_secs(10), "held beside the task", || {
+        let (_, v) = get(3, &task);
+        assert_eq!(v["result"]["status"], "working", "{v}");
+        String::from_utf8_lossy(&operator_cli(p.dir.path(), &["approvals", "list"]).stdout)
+            .contains("Transfer 5 to bob")
+    });
+    let (_, v) = get(4, &task);
+    assert_eq!(v["result"]["status"], "working", "{v}");
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert!(v["result"].get("result").is_none(), "{v}");
+    assert!(operator_cli(p.dir.path(), &["approve", "allow-once"])
+        .status
+        .success());
+    let mut done = Value::Null;
+    eventually(Duration::from_secs(10), "the task completes", || {
+        let (_, v) = get(5, &task);
+        done = v;
+        done["result"]["status"] == "completed"
+    });
+    assert_eq!(
+        done["result"]["result"]["content"][0]["text"], "transferred 5 to bob",
+        "{done}"
+    );
+    assert_eq!(done["result"]["taskId"], task.as_str());
+
+    // Cancelled while held: the call is never made, the task reads as cancelled.
+    let (_, created) = task_call(
+        &p.url,
+        json!(6),
+        "tools/call",
+        json!({"name": "transfer_funds", "arguments": {"amount": 7, "to": "eve"}}),
+    );
+    let second = created["result"]["taskId"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(10), "the second is held", || {
+        get(7, &second);
+        String::from_utf8_lossy(&operator_cli(p.dir.path(), &["approvals", "list"]).stdout)
+            .contains("Transfer 7 to eve")
+    });
+    let (status, ack) = task_call(&p.url, json!(8), "tasks/cancel", json!({"taskId": second}));
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["result"], json!({"resultType": "complete"}));
+    let (_, v) = get(9, &second);
+    assert_eq!(v["result"]["status"], "cancelled", "{v}");
+    eventually(Duration::from_secs(10), "the approval is withdrawn", || {
+        !String::from_utf8_lossy(&operator_cli(p.dir.path(), &["approvals", "list"]).stdout)
+            .contains("Transfer 7 to eve")
+    });
+
+    // An id this caller was not given: unknown (-32602), and audited.
+    let (status, v) = get(10, "mwt-00000000000000000000000000000000");
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let audit = operator_cli(p.dir.path(), &["audit", "list"]);
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.contains("tasks/get") && audit.contains("unknown task"),
+        "{audit}"
+    );
+    assert!(audit.contains("approval.decided"), "{audit}");
+
+    let ids = std::fs::read_to_string(&actions).unwrap();
+    assert_eq!(ids.lines().count(), 2, "two envelopes issued: {ids}");
+    for id in ids.lines() {
+        assert!(!wire.contains(id), "action id {id} reached the agent");
+        assert!(!created.to_string().contains(id));
+    }
+    assert!(
+        !p.logs().contains(ids.lines().next().unwrap()),
+        "action id in the logs"
     );
 }

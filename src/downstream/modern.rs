@@ -50,6 +50,10 @@ const METHODS: &[&str] = &[
     "subscriptions/listen",
 ];
 
+/// The tasks extension's methods (`io.modelcontextprotocol/tasks`), for requests that declare
+/// it; its removed 2025-11-25 methods (`tasks/result`, `tasks/list`) are unknown.
+const TASK_METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel"];
+
 /// Results a modern agent may cache, which carry `ttlMs` and `cacheScope`.
 const CACHEABLE: &[&str] = &[
     "server/discover",
@@ -152,6 +156,8 @@ struct ParamsView<'a> {
     name: Option<&'a RawValue>,
     #[serde(borrow, default)]
     uri: Option<&'a RawValue>,
+    #[serde(borrow, rename = "taskId", default)]
+    task_id: Option<&'a RawValue>,
 }
 
 /// The routing headers of an HTTP request, as the front read them (names are matched
@@ -240,8 +246,19 @@ pub fn validate(
         }));
         return Err(r);
     }
-    if !METHODS.contains(&method.as_str()) {
+    let task_method = TASK_METHODS.contains(&method.as_str());
+    if !METHODS.contains(&method.as_str()) && !task_method {
         return Err(Refusal::new(code::METHOD_NOT_FOUND, "Method not found"));
+    }
+    if task_method && !declares_tasks(&capabilities) {
+        let mut r = Refusal::new(
+            MISSING_CAPABILITY,
+            "Missing required client capability: the tasks extension",
+        );
+        r.data = Some(serde_json::json!({
+            "requiredCapabilities": {"extensions": {mcp::TASKS_EXTENSION: {}}}
+        }));
+        return Err(r);
     }
     let log_level = match member(mcp::META_LOG_LEVEL) {
         None => None,
@@ -329,6 +346,19 @@ impl<'de> Deserialize<'de> for IndexedMembers<'de> {
     }
 }
 
+/// Whether a request's client capabilities (raw JSON) declare the tasks extension.
+fn declares_tasks(capabilities: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Caps<'a> {
+        #[serde(borrow, default)]
+        extensions: Option<HashMap<std::borrow::Cow<'a, str>, &'a RawValue>>,
+    }
+    serde_json::from_str::<Caps<'_>>(capabilities)
+        .ok()
+        .and_then(|c| c.extensions)
+        .is_some_and(|e| e.contains_key(mcp::TASKS_EXTENSION))
+}
+
 /// Only the version makes a request modern to a server that speaks both eras: it is taken
 /// out (mcp-warden's connection to a 2026-07-28 upstream puts its own back); the agent's
 /// capabilities, client info and log level stay, so that a 2026-07-28 upstream sees this
@@ -361,10 +391,11 @@ fn check_headers(
     if get(mcp::HEADER_METHOD, "Mcp-Method")?.as_deref() != Some(method) {
         return Err(mismatch("Mcp-Method"));
     }
-    let named = match method {
-        "tools/call" | "prompts/get" => view.name,
-        "resources/read" => view.uri,
-        _ => return Ok(()),
+    let named = match mcp::named_member(method) {
+        Some("name") => view.name,
+        Some("uri") => view.uri,
+        Some(_) => view.task_id,
+        None => return Ok(()),
     };
     let body_name = named.and_then(mcp::raw_str);
     let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(|v| decode_header_value(&v));
@@ -561,8 +592,10 @@ fn complete(method: &str, m: Message) -> Message {
 /// The `server/discover` result for a caller: what its session's upstreams offer, merged.
 pub fn discover(session: &Session, id: &str) -> Message {
     let (mut capabilities, instructions) = session.merged_capabilities();
-    // A modern server sets no log level: logging is per request.
+    // A modern server sets no log level: logging is per request. Tasks are an extension now
+    // (`extensions`, as the upstreams that offer them say); 2025-11-25's capability is not.
     capabilities.remove("logging");
+    capabilities.remove("tasks");
     let mut result = serde_json::json!({
         "resultType": "complete",
         "supportedVersions": mcp::MODERN_VERSIONS,

@@ -48,6 +48,19 @@ pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+/// The body member a 2026-07-28 request's `Mcp-Name` header repeats, for the methods that
+/// name something: a tool or prompt, a resource, a task (the tasks extension).
+pub fn named_member(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
+        _ => None,
+    }
+}
+
+/// The 2026-07-28 tasks extension's identifier (in `capabilities.extensions`).
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// Modern routing headers: they repeat the body, and a request whose headers disagree with
 /// it is refused.
 pub const HEADER_METHOD: &str = "mcp-method";

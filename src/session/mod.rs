@@ -320,6 +320,8 @@ impl Session {
             }
         }
         self.lists.close();
+        // Consent holds running beside tasks end with the session.
+        lock(&self.tasks).clear();
         for slot in self.all_slots() {
             *lock(&slot.state) = SlotState::Disabled;
         }
@@ -444,9 +446,6 @@ impl Session {
         // One task per request, so that it outlives an HTTP client that disconnects. Its
         // future is kept small (rare, large branches are boxed): it is allocated and moved
         // for every call.
-        // One task per request, so that it outlives an HTTP client that disconnects. Its
-        // future is kept small (rare, large branches are boxed): it is allocated and moved
-        // for every call.
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let reply = this.serve(msg, &key).await;
@@ -485,7 +484,7 @@ impl Session {
             }
             "completion/complete" => Box::pin(self.route_completion(&msg, key)).await,
             "logging/setLevel" => Box::pin(self.broadcast_request(&msg, "logging")).await,
-            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+            "tasks/get" | "tasks/result" | "tasks/update" | "tasks/cancel" => {
                 Box::pin(self.route_task(&msg, key)).await
             }
             "tasks/list" => Box::pin(self.list_tasks(&msg)).await,

@@ -195,8 +195,9 @@ impl Session {
             approved = true;
         }
         let reply = self.forward(entry.upstream, out.clone(), key).await;
-        if kind == ListKind::Tools && tasks::is_task_augmented(&out) {
-            // The result comes later, through `tasks/result`: the consent gate waits there.
+        if kind == ListKind::Tools && tasks::may_have_created(&reply) {
+            // The result comes later, through `tasks/result` (or a 2026-07-28 `tasks/get`):
+            // the consent gate waits there.
             let later = consent
                 .then(|| tasks::without_task(&out))
                 .flatten()
@@ -208,7 +209,8 @@ impl Session {
             if consent && later.is_none() {
                 return Self::refusal(id, "internal error");
             }
-            if let Some(created) = self.task_created(entry.upstream, &reply, later) {
+            let augmented = tasks::is_task_augmented(&out);
+            if let Some(created) = self.task_created(entry.upstream, &reply, augmented, later) {
                 return created;
             }
         }

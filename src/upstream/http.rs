@@ -327,6 +327,8 @@ fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
         name: Option<&'a serde_json::value::RawValue>,
         #[serde(borrow, default)]
         uri: Option<&'a serde_json::value::RawValue>,
+        #[serde(rename = "taskId", borrow, default)]
+        task_id: Option<&'a serde_json::value::RawValue>,
     }
     #[derive(serde::Deserialize)]
     struct Meta {
@@ -350,10 +352,11 @@ fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
             HeaderValue::from_str(method).ok()?,
         ),
     ];
-    let named = match method {
-        "tools/call" | "prompts/get" => p.name,
-        "resources/read" => p.uri,
-        _ => None,
+    let named = match crate::mcp::named_member(method) {
+        Some("name") => p.name,
+        Some("uri") => p.uri,
+        Some(_) => p.task_id,
+        None => None,
     };
     if let Some(n) = named.and_then(crate::mcp::raw_str) {
         let v = crate::mcp::header_value_encode(&n);

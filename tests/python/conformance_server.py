@@ -36,6 +36,10 @@ Fixtures the 2026 suite calls (tools unless noted):
 Tasks extension (io.modelcontextprotocol/tasks, not scored): tools greet, slow_compute,
 failing_job, protocol_error_job, confirm_delete, multi_input, test_tool_with_task, and the
 methods tasks/get, tasks/update, tasks/cancel, all served by TasksExtension below.
+With `--consent` (mcp-warden's own tests, not the suite): a consent-envelope tool
+`transfer_funds(amount, to, confirmation_token=None)` that runs as a task when the request
+declared the extension; the task completes with the envelope (its action id appended to
+$ENVELOPE_LOG), and the call made again with a valid token performs the transfer at once.
 Legacy-only suite fixtures (still answered on 2026 via MRTR): test_sampling, test_elicitation,
 test_elicitation_sep1034_defaults, test_elicitation_sep1330_enums, test_reconnection.
 """
@@ -46,6 +50,8 @@ import argparse
 import asyncio
 import base64
 import json
+import os
+import secrets
 import socket
 import sys
 import uuid
@@ -1036,6 +1042,47 @@ TASK_TOOLS: dict[str, tuple[bool, Callable[[CallToolRequestParams], Awaitable[Ha
 }
 
 
+# --------------------------------------------------------------- consent envelope (--consent)
+
+ISSUED: dict[str, tuple[int, str]] = {}  # action_id -> (amount, to); single use
+
+
+def transfer_funds(amount: int, to: str, confirmation_token: str | None = None) -> CallToolResult:
+    """Transfer money. Needs a human's confirmation first."""
+    if confirmation_token is None:
+        action = secrets.token_hex(16)
+        ISSUED[action] = (amount, to)
+        if os.environ.get("ENVELOPE_LOG"):
+            with open(os.environ["ENVELOPE_LOG"], "a") as f:
+                f.write(action + "\n")
+        envelope = {
+            "ok": False,
+            "requires_confirmation": True,
+            "action_id": action,
+            "summary": f"Transfer {amount} to {to}",
+            "expires_in_seconds": 60,
+        }
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(envelope))], structured_content=envelope)
+    if ISSUED.pop(confirmation_token, None) != (amount, to):
+        return text("invalid, used or expired confirmation_token", error=True)
+    return text(f"transferred {amount} to {to}")
+
+
+async def _transfer_funds_task(params: CallToolRequestParams) -> dict[str, Any]:
+    args = _args(params)
+
+    async def body(task: TaskRecord) -> CallToolResult:
+        await anyio.sleep(0.05)
+        return transfer_funds(int(args.get("amount", 0)), str(args.get("to", "")), args.get("confirmation_token"))
+
+    return start_task(body)
+
+
+def enable_consent_tools() -> None:
+    srv.add_tool(transfer_funds)
+    TASK_TOOLS["transfer_funds"] = (False, _transfer_funds_task)
+
+
 # ------------------------------------------------------------------------------ resources
 
 
@@ -1213,7 +1260,10 @@ def main() -> None:
     parser.add_argument(
         "--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp (0 = any free port)"
     )
+    parser.add_argument("--consent", action="store_true", help="add the consent-envelope tool transfer_funds")
     args = parser.parse_args()
+    if args.consent:
+        enable_consent_tools()
     if args.http is None:
         srv.run()  # stdio
     else:
