@@ -829,6 +829,12 @@ fn serves_2025_and_2026_agents(p: &HttpProxy) {
             messages(r).pop().unwrap().to_string().contains("grown_1")
         },
     );
+    // A tool whose `x-mcp-header` is invalid is dropped, as the specification tells HTTP
+    // clients; the others stay.
+    let (_, list) = call(&p.url, json!("tl"), "tools/list", json!({}));
+    let names = names_in(&list);
+    assert!(names.iter().any(|n| n == "echo"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "bad_header"), "{names:?}");
     // A 2026 agent's own capabilities reach a 2026 upstream, request by request: without
     // elicitation, the upstream does not ask it anything.
     let (plain, plain_headers) = request(
@@ -1153,4 +1159,43 @@ fn a_task_ending_in_a_consent_envelope_is_held_for_a_human_for_a_modern_agent() 
         !p.logs().contains(ids.lines().next().unwrap()),
         "action id in the logs"
     );
+}
+
+/// `x-mcp-header` through a rewrite: the 2026 upstream's `test_header_param` wants its
+/// `region` argument as the `Mcp-Param-Region` header (and refuses a call without it). Renamed
+/// and with `region` pinned by the operator, the agent sees neither the old name nor the
+/// argument, and mcp-warden sends the header for the pinned value, named as the upstream
+/// knows the tool (`Mcp-Name`).
+#[test]
+fn param_headers_follow_renames_and_pins_towards_a_2026_upstream() {
+    let python = python_venv_bin("python");
+    let (mut server, url) = spawn_listening(
+        std::process::Command::new(&python)
+            .arg(root().join("tests/python/conformance_server.py"))
+            .args(["--http", "0"]),
+    );
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.c]\nurl = {url:?}\n[upstreams.c.tools.test_header_param]\nrename = \"regional\"\npin = {{ region = \"eu-west\" }}\n"
+    ));
+    let (_, list) = call(&p.url, json!(1), "tools/list", json!({}));
+    let tool = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "regional")
+        .unwrap_or_else(|| panic!("renamed tool missing: {list}"));
+    assert!(
+        tool["inputSchema"]["properties"].get("region").is_none(),
+        "the pinned argument is not shown: {tool}"
+    );
+    let (status, v) = call(
+        &p.url,
+        json!(2),
+        "tools/call",
+        json!({"name": "regional", "arguments": {}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "region=eu-west", "{v}");
+    let _ = server.kill();
+    let _ = server.wait();
 }

@@ -398,58 +398,41 @@ fn check_headers(
         None => return Ok(()),
     };
     let body_name = named.and_then(mcp::raw_str);
-    let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(|v| decode_header_value(&v));
+    let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(|v| mcp::header_value_decode(&v));
     match (header_name, body_name) {
         (Some(Some(h)), Some(b)) if h == b => Ok(()),
         _ => Err(mismatch("Mcp-Name")),
     }
 }
 
-/// A header value as the body would have it: surrounding whitespace dropped; a value of the
-/// form `=?base64?…?=` decoded (`None` when that is not valid base64 of UTF-8 text).
-pub fn decode_header_value(v: &str) -> Option<String> {
-    let v = v.trim_matches([' ', '\t']);
-    match v
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(b64) => base64_decode(b64).and_then(|b| String::from_utf8(b).ok()),
-        None => Some(v.to_string()),
-    }
-}
-
-/// Strict standard base64 (padding required, no whitespace).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.len() % 4 != 0 {
-        return None;
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
+/// A call's `Mcp-Param-*` headers (HTTP) against its arguments, for the tool as the caller
+/// sees it (its `x-mcp-header` annotations): a header that is missing, extra or disagrees is
+/// refused (-32020) before anything is forwarded.
+pub async fn check_param_headers(
+    session: &Session,
+    req: &Request,
+    get: &(dyn Fn(&str) -> Result<Option<String>, ()> + Sync),
+) -> Result<(), Refusal> {
+    let Some(tool) = req.target.as_deref() else {
+        return Ok(());
     };
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    for (i, chunk) in b.chunks(4).enumerate() {
-        let last = (i + 1) * 4 == b.len();
-        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for (j, c) in chunk.iter().enumerate() {
-            let v = if j >= 4 - pad { 0 } else { val(*c)? };
-            n = (n << 6) | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(bytes.get(..3 - pad)?);
+    let params = session.header_params(tool).await;
+    if params.is_empty() {
+        return Ok(());
     }
-    Some(out)
+    #[derive(Deserialize)]
+    struct Args {
+        #[serde(default)]
+        arguments: Option<Map<String, Value>>,
+    }
+    let args = req
+        .msg
+        .params()
+        .and_then(|p| serde_json::from_str::<Args>(p).ok())
+        .and_then(|a| a.arguments)
+        .unwrap_or_default();
+    mcp::header_params::check(&params, &args, get)
+        .map_err(|why| Refusal::new(HEADER_MISMATCH, format!("Header mismatch: {why}")))
 }
 
 /// What becomes of a message a session sends for a modern request.
@@ -1162,19 +1145,22 @@ mod tests {
 
     #[test]
     fn header_values_decode_as_the_specification_says() {
-        assert_eq!(decode_header_value("  name  ").as_deref(), Some("name"));
         assert_eq!(
-            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+            mcp::header_value_decode("  name  ").as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            mcp::header_value_decode("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
             Some("Hello, 世界")
         );
         assert_eq!(
-            decode_header_value("=?base64?SGVsbG8?="),
+            mcp::header_value_decode("=?base64?SGVsbG8?="),
             None,
             "bad padding"
         );
-        assert_eq!(decode_header_value("=?base64?SGVs!!!bG8=?="), None);
+        assert_eq!(mcp::header_value_decode("=?base64?SGVs!!!bG8=?="), None);
         assert_eq!(
-            decode_header_value("=?base64?SGVsbG8=").as_deref(),
+            mcp::header_value_decode("=?base64?SGVsbG8=").as_deref(),
             Some("=?base64?SGVsbG8="),
             "not the full sentinel: literal"
         );

@@ -12,6 +12,8 @@
 pub const NEVER_ADVERTISED: &[&str] = &["confirmation_token"];
 
 /// Tool names every LLM provider accepts: `^[a-zA-Z0-9_-]{1,64}$`.
+pub mod header_params;
+
 pub mod names {
     pub const MAX_LEN: usize = 64;
 
@@ -70,32 +72,35 @@ pub const HEADER_NAME: &str = "mcp-name";
 /// it is printable ASCII without surrounding whitespace (and does not look encoded), else
 /// `=?base64?…?=` of its UTF-8.
 pub fn header_value_encode(v: &str) -> String {
+    use base64::Engine;
     let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
     let printable = v.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let padded = v.starts_with(' ') || v.ends_with(' ');
+    let padded = v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']);
     if printable && !v.is_empty() && !padded && !looks_encoded {
         return v.to_string();
     }
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::from("=?base64?");
-    for chunk in v.as_bytes().chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
-                out.push(char::from(B64.get(idx).copied().unwrap_or(b'A')));
-            } else {
-                out.push('=');
-            }
-        }
+    format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(v)
+    )
+}
+
+/// A header value as the body would have it: surrounding whitespace dropped; a value of the
+/// form `=?base64?…?=` decoded (`None` when that is not valid, canonically padded base64 of
+/// UTF-8 text); anything else is literal.
+pub fn header_value_decode(v: &str) -> Option<String> {
+    use base64::Engine;
+    let v = v.trim_matches([' ', '\t']);
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        None => Some(v.to_string()),
     }
-    out.push_str("?=");
-    out
 }
 
 /// Whether a version string names a modern revision (known or not: a client asking for a

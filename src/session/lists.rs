@@ -319,6 +319,7 @@ impl Session {
             }
         }
         if kind == ListKind::Tools {
+            items.retain(|raw| conn.note_tool(raw));
             crate::metrics::METRICS.tools_listed(conn.name(), items.len());
         }
         let cfg = self.slot(idx)?.cfg();

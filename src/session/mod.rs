@@ -498,6 +498,22 @@ impl Session {
         Some(reply)
     }
 
+    /// The `x-mcp-header` annotations of the tool `exposed` as this session's agent sees it
+    /// (empty for most tools: only one whose definition mentions the key is read).
+    pub async fn header_params(&self, exposed: &str) -> Vec<mcp::header_params::HeaderParam> {
+        let list = self.list(ListKind::Tools).await;
+        let Some(item) = list.get(exposed).map(catalog::Entry::item) else {
+            return vec![];
+        };
+        if memchr::memmem::find(&item, mcp::header_params::ANNOTATION.as_bytes()).is_none() {
+            return vec![];
+        }
+        serde_json::from_slice::<serde_json::Value>(&item)
+            .ok()
+            .and_then(|t| mcp::header_params::annotations(&t["inputSchema"]).ok())
+            .unwrap_or_default()
+    }
+
     /// What this session's agent sees of `kind`: (exposed name, upstream name, original name,
     /// the item as shown). For `mcp-warden tools` and other operator views.
     pub async fn view(&self, kind: ListKind) -> Vec<(String, String, String, Bytes)> {

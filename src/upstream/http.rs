@@ -318,7 +318,7 @@ fn is_sse(resp: &Response) -> bool {
 /// The headers a 2026-07-28 request carries beside its body (`MCP-Protocol-Version`,
 /// `Mcp-Method`, `Mcp-Name`), when the request names that revision in `params._meta`: the
 /// body says which era a request is in, and a modern one belongs to no session.
-fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
+fn modern_headers(state: &State, msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
     #[derive(serde::Deserialize)]
     struct P<'a> {
         #[serde(rename = "_meta", borrow, default)]
@@ -329,6 +329,8 @@ fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
         uri: Option<&'a serde_json::value::RawValue>,
         #[serde(rename = "taskId", borrow, default)]
         task_id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        arguments: Option<&'a serde_json::value::RawValue>,
     }
     #[derive(serde::Deserialize)]
     struct Meta {
@@ -364,6 +366,23 @@ fn modern_headers(msg: &Message) -> Option<Vec<(HeaderName, HeaderValue)>> {
             HeaderName::from_static(crate::mcp::HEADER_NAME),
             HeaderValue::from_str(&v).ok()?,
         ));
+        // The arguments the tool wants as headers too (`x-mcp-header`), from the call as it
+        // is sent: after renames and pins.
+        let wanted = (method == "tools/call")
+            .then(|| state.inlet.header_params(&n))
+            .flatten();
+        if let Some(params) = wanted {
+            let args: serde_json::Map<String, serde_json::Value> = p
+                .arguments
+                .and_then(|a| serde_json::from_str(a.get()).ok())
+                .unwrap_or_default();
+            for (name, value) in crate::mcp::header_params::emit(&params, &args) {
+                out.push((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_str(&value).ok()?,
+                ));
+            }
+        }
     }
     Some(out)
 }
@@ -374,7 +393,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
         *lock(&state.init) = Some(msg.clone());
     }
     let related = msg.id_str().and_then(|s| s.parse::<u64>().ok());
-    let modern = modern_headers(&msg);
+    let modern = modern_headers(&state, &msg);
     let session_before = match modern {
         Some(_) => None,
         None => lock(&state.session).clone(),

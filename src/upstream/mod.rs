@@ -71,9 +71,21 @@ struct Dispatch {
     /// Set once a [`Connection`] owns this: a transport that fails before that (a command that
     /// cannot start) ends without a `Closed` event — its start error says it all.
     owned: AtomicBool,
+    /// The `x-mcp-header` annotations of the server's tools, by tool name, as its last
+    /// `tools/list` said: an HTTP transport sends those arguments as `Mcp-Param-*` headers.
+    header_params: Mutex<HashMap<String, Vec<mcp::header_params::HeaderParam>>>,
 }
 
 impl Inlet {
+    /// The `x-mcp-header` annotations of the server's tool `tool` (none for most tools).
+    pub(crate) fn header_params(&self, tool: &str) -> Option<Vec<mcp::header_params::HeaderParam>> {
+        let params = lock(&self.0 .0.header_params);
+        if params.is_empty() {
+            return None;
+        }
+        params.get(tool).cloned()
+    }
+
     /// Delivers one message. Returns false once the connection is gone (the transport should
     /// stop reading).
     pub(crate) fn deliver(&self, inbound: Inbound) -> bool {
@@ -349,6 +361,7 @@ impl Dispatch {
             events,
             detached: tokio::sync::watch::Sender::new(false),
             owned: AtomicBool::new(false),
+            header_params: Mutex::default(),
         });
         (d.clone(), Inlet(Arc::new(InletGuard(d))))
     }
@@ -645,6 +658,30 @@ impl Connection {
 
     pub fn is_alive(&self) -> bool {
         self.dispatch.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Reads one tool of the server's `tools/list` for its `x-mcp-header` annotations: `false`
+    /// when they are invalid (the specification: an HTTP client drops such a tool); valid
+    /// ones are remembered for the calls of that tool.
+    pub fn note_tool(&self, raw: &[u8]) -> bool {
+        use mcp::header_params::{annotations, ANNOTATION};
+        if memchr::memmem::find(raw, ANNOTATION.as_bytes()).is_none() {
+            return true;
+        }
+        let Ok(tool) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            return true;
+        };
+        let name = tool["name"].as_str().unwrap_or_default().to_string();
+        match annotations(&tool["inputSchema"]) {
+            Ok(params) => {
+                lock(&self.dispatch.header_params).insert(name, params);
+                true
+            }
+            Err(why) => {
+                tracing::warn!(upstream = %self.name, tool = %name, "tool dropped: invalid {ANNOTATION}: {why}");
+                false
+            }
+        }
     }
 
     pub fn has_capability(&self, cap: &str) -> bool {

@@ -36,8 +36,29 @@ from pydantic import BaseModel
 
 from mcp.server.lowlevel import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools.base import Tool
 
-srv = MCPServer("modern-fixture", version="1.0.0", instructions="Test fixture for mcp-warden.")
+
+
+def bad_header(zone: str) -> str:
+    """An invalid x-mcp-header (not an HTTP header name): HTTP clients drop this tool."""
+    return zone
+
+
+# The SDK refuses to declare an invalid annotation itself: the schema is set by hand.
+BAD_HEADER_TOOL = Tool.from_function(bad_header).model_copy(
+    update={
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "x-mcp-header": "Bad Zone"}},
+            "required": ["zone"],
+        }
+    }
+)
+
+srv = MCPServer(
+    "modern-fixture", version="1.0.0", instructions="Test fixture for mcp-warden.", tools=[BAD_HEADER_TOOL]
+)
 
 # Legacy clients read capabilities from the InitializeResult, built from
 # create_initialization_options() with listChanged=false by default; advertise tools.listChanged

@@ -76,14 +76,14 @@ pub(super) async fn post(
         return StatusCode::ACCEPTED.into_response();
     }
     let get = |name: &str| -> Result<Option<String>, ()> {
+        let parsed;
         let name = match name {
             mcp::HEADER_PROTOCOL_VERSION => &*PROTOCOL_VERSION,
             mcp::HEADER_METHOD => &*METHOD,
             mcp::HEADER_NAME => &*NAME,
             other => {
-                return Ok(headers
-                    .get(other)
-                    .and_then(|v| v.to_str().ok().map(str::to_string)))
+                parsed = header::HeaderName::from_bytes(other.as_bytes()).map_err(|_| ())?;
+                &parsed
             }
         };
         let mut all = headers.get_all(name).iter();
@@ -118,6 +118,11 @@ pub(super) async fn post(
             Err(r) => refused(&r, msg.id_str()),
         },
         _ => {
+            if req.method == "tools/call" {
+                if let Err(r) = modern::check_param_headers(&entry.session, &req, &get).await {
+                    return refused(&r, msg.id_str());
+                }
+            }
             let call = modern::Call::start(entry.session.clone(), req);
             respond(front, caller, call).await
         }
