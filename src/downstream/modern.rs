@@ -163,7 +163,7 @@ struct ParamsView<'a> {
 /// The routing headers of an HTTP request, as the front read them (names are matched
 /// case-insensitively by the HTTP layer). `Err` for a header sent twice or not text.
 pub struct Headers<'a> {
-    pub get: &'a dyn Fn(&str) -> Result<Option<String>, ()>,
+    pub get: &'a (dyn Fn(&str) -> Result<Option<&'a str>, ()> + Sync),
 }
 
 /// Log levels, lowest first (RFC 5424 order as MCP names them).
@@ -231,11 +231,11 @@ pub fn validate(
         .ok_or_else(bad_meta)?
         .get()
         .to_string();
-    let version: Value = serde_json::from_str(version_raw.get()).map_err(|_| bad_meta())?;
+    let version = mcp::raw_str(version_raw);
     if let Some(h) = headers {
-        check_headers(h, &version, &method, &view)?;
+        check_headers(h, version.as_deref(), &method, &view)?;
     }
-    let Some(version) = version.as_str() else {
+    let Some(version) = version.as_deref() else {
         return Err(bad_meta());
     };
     if !mcp::MODERN_VERSIONS.contains(&version) {
@@ -275,7 +275,14 @@ pub fn validate(
     let target = view.name.or(view.uri).and_then(mcp::raw_str);
     // What the session serves: the request without the keys that describe the client (the
     // upstreams behind it hold their own sessions), its progress token ours.
-    let internal_json = Value::String(internal.to_string()).to_string();
+    let internal_json = if internal
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        format!("\"{internal}\"")
+    } else {
+        Value::String(internal.to_string()).to_string()
+    };
     let mut progress_token = None;
     let mut rest = String::with_capacity(meta_raw.get().len());
     rest.push('{');
@@ -334,8 +341,11 @@ impl<'de> Deserialize<'de> for IndexedMembers<'de> {
                 self,
                 mut a: A,
             ) -> Result<Self::Value, A::Error> {
+                /// A key, borrowed unless it has escapes (`Cow` alone always owns).
+                #[derive(Deserialize)]
+                struct Key<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
                 let mut out = Vec::new();
-                while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(Key(k)) = a.next_key::<Key<'de>>()? {
                     let v: &'de RawValue = a.next_value()?;
                     out.push((k, v));
                 }
@@ -371,7 +381,7 @@ fn is_reserved_client_key(k: &str) -> bool {
 /// says.
 fn check_headers(
     h: &Headers<'_>,
-    version: &Value,
+    version: Option<&str>,
     method: &str,
     view: &ParamsView<'_>,
 ) -> Result<(), Refusal> {
@@ -381,14 +391,14 @@ fn check_headers(
             format!("Header mismatch: {what} does not match the request body"),
         )
     };
-    let get = |name: &str, what: &str| -> Result<Option<String>, Refusal> {
+    let get = |name: &str, what: &str| -> Result<Option<&str>, Refusal> {
         (h.get)(name).map_err(|()| mismatch(what))
     };
     let header_version = get(mcp::HEADER_PROTOCOL_VERSION, "MCP-Protocol-Version")?;
-    if header_version.as_deref() != version.as_str() {
+    if header_version != version {
         return Err(mismatch("MCP-Protocol-Version"));
     }
-    if get(mcp::HEADER_METHOD, "Mcp-Method")?.as_deref() != Some(method) {
+    if get(mcp::HEADER_METHOD, "Mcp-Method")? != Some(method) {
         return Err(mismatch("Mcp-Method"));
     }
     let named = match mcp::named_member(method) {
@@ -398,7 +408,7 @@ fn check_headers(
         None => return Ok(()),
     };
     let body_name = named.and_then(mcp::raw_str);
-    let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(|v| mcp::header_value_decode(&v));
+    let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(mcp::header_value_decode);
     match (header_name, body_name) {
         (Some(Some(h)), Some(b)) if h == b => Ok(()),
         _ => Err(mismatch("Mcp-Name")),
@@ -411,7 +421,7 @@ fn check_headers(
 pub async fn check_param_headers(
     session: &Session,
     req: &Request,
-    get: &(dyn Fn(&str) -> Result<Option<String>, ()> + Sync),
+    headers: &Headers<'_>,
 ) -> Result<(), Refusal> {
     let Some(tool) = req.target.as_deref() else {
         return Ok(());
@@ -431,7 +441,7 @@ pub async fn check_param_headers(
         .and_then(|p| serde_json::from_str::<Args>(p).ok())
         .and_then(|a| a.arguments)
         .unwrap_or_default();
-    mcp::header_params::check(&params, &args, get)
+    mcp::header_params::check(&params, &args, headers.get)
         .map_err(|why| Refusal::new(HEADER_MISMATCH, format!("Header mismatch: {why}")))
 }
 
@@ -1056,10 +1066,13 @@ impl Stateless {
         caller: &Caller,
         instance: &crate::instance::Instance,
     ) -> Entry {
-        let cell = lock(&self.callers)
-            .entry(caller.clone())
-            .or_default()
-            .clone();
+        let cell = {
+            let mut callers = lock(&self.callers);
+            match callers.get(caller) {
+                Some(c) => c.clone(),
+                None => callers.entry(caller.clone()).or_default().clone(),
+            }
+        };
         if let Some(e) = cell.get() {
             return e.clone();
         }

@@ -143,10 +143,10 @@ fn agrees(header: &str, body: &Value) -> bool {
 /// annotated argument present in the body must come as its header (decoded, equal), and an
 /// absent one must not. `get` reads a header by its lower-case name (`Err`: sent twice or
 /// not text). `Err` says what disagrees.
-pub fn check(
+pub fn check<'h>(
     params: &[HeaderParam],
     args: &Map<String, Value>,
-    get: &dyn Fn(&str) -> Result<Option<String>, ()>,
+    get: &dyn Fn(&str) -> Result<Option<&'h str>, ()>,
 ) -> Result<(), String> {
     for p in params {
         let header = p.header();
@@ -163,7 +163,7 @@ pub fn check(
                 ))
             }
             (Some(body), Some(h)) => {
-                let decoded = crate::mcp::header_value_decode(&h)
+                let decoded = crate::mcp::header_value_decode(h)
                     .ok_or_else(|| format!("{label} header is not valid base64"))?;
                 if !agrees(&decoded, body) {
                     return Err(format!(
@@ -236,29 +236,20 @@ mod tests {
                 ("mcp-param-n".into(), "42".into()),
             ]
         );
-        let from = |h: Vec<(String, String)>| {
-            move |name: &str| -> Result<Option<String>, ()> {
-                Ok(h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-            }
+        let check_with = |h: &[(String, String)], args: &Map<String, Value>| {
+            let get = |name: &str| Ok(h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()));
+            check(&params, args, &get)
         };
-        assert_eq!(check(&params, &args, &from(sent.clone())), Ok(()));
+        assert_eq!(check_with(&sent, &args), Ok(()));
         let mut n = sent.clone();
         n[1].1 = "42.0".into();
-        assert_eq!(
-            check(&params, &args, &from(n)),
-            Ok(()),
-            "numbers compare as numbers"
-        );
-        assert!(
-            check(&params, &args, &from(sent[1..].to_vec())).is_err(),
-            "missing"
-        );
+        assert_eq!(check_with(&n, &args), Ok(()), "numbers compare as numbers");
+        assert!(check_with(&sent[1..], &args).is_err(), "missing");
         let mut wrong = sent.clone();
         wrong[0].1 = "=?base64?SGVsbG8?=".into();
-        assert!(check(&params, &args, &from(wrong)).is_err(), "bad padding");
-        let none = Map::new();
+        assert!(check_with(&wrong, &args).is_err(), "bad padding");
         assert!(
-            check(&params, &none, &from(sent)).is_err(),
+            check_with(&sent, &Map::new()).is_err(),
             "header without argument"
         );
     }

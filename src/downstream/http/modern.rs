@@ -11,11 +11,13 @@ use crate::session::Session;
 /// names a revision that is not a legacy one (so that a version not served gets the
 /// structured refusal).
 pub(super) fn is_modern(headers: &HeaderMap, msg: &Message) -> bool {
-    modern::claims_modern(msg)
-        || headers
-            .get(&*PROTOCOL_VERSION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(mcp::is_modern)
+    // The header first: a modern client sends it with every request, and reading it costs
+    // less than looking into the body.
+    headers
+        .get(&*PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(mcp::is_modern)
+        || modern::claims_modern(msg)
 }
 
 /// A GET or DELETE from a modern client: the revision has no session and no GET stream.
@@ -75,7 +77,7 @@ pub(super) async fn post(
         // 2026-07-28 defines no client notification over HTTP: accepted and dropped.
         return StatusCode::ACCEPTED.into_response();
     }
-    let get = |name: &str| -> Result<Option<String>, ()> {
+    let get = |name: &str| -> Result<Option<&str>, ()> {
         let parsed;
         let name = match name {
             mcp::HEADER_PROTOCOL_VERSION => &*PROTOCOL_VERSION,
@@ -89,7 +91,7 @@ pub(super) async fn post(
         let mut all = headers.get_all(name).iter();
         match (all.next(), all.next()) {
             (None, _) => Ok(None),
-            (Some(v), None) => v.to_str().map(|s| Some(s.to_string())).map_err(|_| ()),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
             _ => Err(()),
         }
     };
@@ -98,7 +100,8 @@ pub(super) async fn post(
         .next_stream
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let internal = format!("mw-{n}");
-    let req = match modern::validate(&msg, Some(&modern::Headers { get: &get }), &internal) {
+    let routing = modern::Headers { get: &get };
+    let req = match modern::validate(&msg, Some(&routing), &internal) {
         Ok(r) => r,
         Err(r) => return refused(&r, msg.id_str()),
     };
@@ -119,7 +122,7 @@ pub(super) async fn post(
         },
         _ => {
             if req.method == "tools/call" {
-                if let Err(r) = modern::check_param_headers(&entry.session, &req, &get).await {
+                if let Err(r) = modern::check_param_headers(&entry.session, &req, &routing).await {
                     return refused(&r, msg.id_str());
                 }
             }
