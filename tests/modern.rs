@@ -369,7 +369,7 @@ fn closing_the_stream_cancels_the_request_upstream() {
 #[test]
 fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
     let p = HttpProxy::start(&format!(
-        "[proxy]\nauth = \"none\"\n{}",
+        "[proxy]\nauth = \"none\"\nshutdown_grace_secs = 600\n{}",
         golden_upstream("golden")
     ));
     let (body, headers) = request(
@@ -377,20 +377,7 @@ fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
         "subscriptions/listen",
         json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["x://y"]}}),
     );
-    let r = send(&p.url, None, &body, &headers);
-    assert_eq!(r.headers()["content-type"], "text/event-stream");
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(r).lines() {
-            let Ok(line) = line else { return };
-            if let Some(d) = line.strip_prefix("data:") {
-                if tx.send(serde_json::from_str(d.trim()).unwrap()).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let rx = listen_stream(&p.url, &body, &headers);
     let ack = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",
@@ -403,7 +390,7 @@ fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
     assert_eq!(
         ack["params"]["notifications"],
         json!({"toolsListChanged": true}),
-        "what is honoured (resource subscriptions are not yet)"
+        "what is honoured (the upstream takes no resource subscriptions)"
     );
     let (_, grown) = call(
         &p.url,
@@ -423,6 +410,143 @@ fn subscriptions_listen_acknowledges_then_carries_the_callers_list_changes() {
     );
     let (_, list) = call(&p.url, json!(2), "tools/list", json!({}));
     assert!(names_in(&list).contains(&"grown_1".to_string()), "{list}");
+    // Stopped by the server (mcp-warden shuts down): the listen's answer, then the end. The
+    // grace for calls in flight is longer than `stop` waits: an open listen must not hold up
+    // the shutdown.
+    let mut p = p;
+    assert!(p.stop().success());
+    let end = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(end["id"], 77, "{end}");
+    assert_eq!(end["result"]["resultType"], "complete", "{end}");
+    assert_eq!(
+        end["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        77
+    );
+}
+
+/// The messages of a `subscriptions/listen` stream, as they arrive.
+fn listen_stream(
+    url: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> std::sync::mpsc::Receiver<Value> {
+    let r = send(url, None, body, headers);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if let Some(d) = line.strip_prefix("data:") {
+                if tx.send(serde_json::from_str(d.trim()).unwrap()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Resource subscriptions of a 2026 agent (`resourceSubscriptions` in its listen): taken by a
+/// 2025 upstream as `resources/subscribe`, and by a 2026 upstream as a listen stream of
+/// mcp-warden's own; the updates arrive on the agent's listen, tagged with its id.
+#[test]
+fn a_modern_agents_resource_subscriptions_reach_2025_and_2026_upstreams() {
+    // A 2025 upstream (the Node conformance server): its watched resource changes once,
+    // shortly after a subscription.
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.c]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        node_dir()
+            .join("conformance-server.mjs")
+            .display()
+            .to_string()
+    ));
+    let (body, headers) = request(
+        json!("w"),
+        "subscriptions/listen",
+        json!({"notifications": {"resourceSubscriptions": ["test://watched-resource"]}}),
+    );
+    let rx = listen_stream(&p.url, &body, &headers);
+    let ack = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"resourceSubscriptions": ["test://watched-resource"]}),
+        "{ack}\n{}",
+        p.logs()
+    );
+    let update = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        update["method"], "notifications/resources/updated",
+        "{update}"
+    );
+    assert_eq!(update["params"]["uri"], "test://watched-resource");
+    assert_eq!(
+        update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "w"
+    );
+    drop(p);
+
+    // A 2026 upstream over Streamable HTTP: mcp-warden holds a listen of its own there.
+    let (server, url) = spawn_listening(
+        std::process::Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/modern_server.py"))
+            .args(["--http", "0"]),
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let p = HttpProxy::start(&format!(
+        "[proxy]\nauth = \"none\"\n[upstreams.modern]\nurl = {url:?}\n"
+    ));
+    let (body, headers) = request(
+        json!(9),
+        "subscriptions/listen",
+        json!({"notifications": {"resourceSubscriptions": ["modern://readme"]}}),
+    );
+    let rx = listen_stream(&p.url, &body, &headers);
+    let ack = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!(["modern://readme"]),
+        "{ack}"
+    );
+    // The upstream's own listen is open once its acknowledgement is in; a touch before that
+    // would be missed, so touch until an update arrives.
+    let mut update = Value::Null;
+    eventually(
+        Duration::from_secs(10),
+        "the update reaches the agent",
+        || {
+            let (_, t) = call(
+                &p.url,
+                json!("t"),
+                "tools/call",
+                json!({"name": "touch_readme", "arguments": {}}),
+            );
+            assert_eq!(t["result"]["content"][0]["text"], "touched", "{t}");
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(v) => {
+                    update = v;
+                    true
+                }
+                Err(_) => false,
+            }
+        },
+    );
+    assert_eq!(
+        update["method"], "notifications/resources/updated",
+        "{update}"
+    );
+    assert_eq!(update["params"]["uri"], "modern://readme");
+    assert_eq!(
+        update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
 }
 
 /// Each agent's modern requests see its own tools only: the internal session is the

@@ -612,6 +612,9 @@ pub fn discover(session: &Session, id: &str) -> Message {
 pub struct Listen {
     /// `toolsListChanged`, `promptsListChanged`, `resourcesListChanged`, as asked.
     pub kinds: [bool; 3],
+    /// The resources whose updates it gets (`resourceSubscriptions`, those the caller's
+    /// upstreams took), subscribed for as long as it lives.
+    resources: Option<ResourceSubscriptions>,
 }
 
 const LISTEN_KEYS: [(&str, &str); 3] = [
@@ -623,9 +626,50 @@ const LISTEN_KEYS: [(&str, &str); 3] = [
     ),
 ];
 
+/// A listen's resource subscriptions in the caller's session: subscribed upstream when the
+/// first listen of the caller asks for a URI, unsubscribed when the last one ends.
+struct ResourceSubscriptions {
+    session: Arc<Session>,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    uris: Vec<String>,
+}
+
+impl Drop for ResourceSubscriptions {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        for uri in &self.uris {
+            let last = match counts.get_mut(uri) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if last {
+                counts.remove(uri);
+                let req = jsonrpc::request(
+                    &internal_id("unsub"),
+                    "resources/unsubscribe",
+                    serde_json::json!({ "uri": uri }),
+                );
+                self.session.handle(req, no_sink());
+            }
+        }
+    }
+}
+
+/// An id of mcp-warden's for a request it makes in a caller's session itself.
+fn internal_id(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Value::String(format!("mw-{what}-{n}")).to_string()
+}
+
 impl Listen {
-    /// Reads `params.notifications` of a `subscriptions/listen`.
-    pub fn of(req: &Request) -> Result<Listen, Refusal> {
+    /// Reads `params.notifications` of a `subscriptions/listen` and subscribes to the
+    /// resources it names (those no upstream of the caller's takes are left out of the
+    /// acknowledgement, as the specification says for what is not supported).
+    pub async fn open(entry: &Entry, req: &Request) -> Result<Listen, Refusal> {
         #[derive(Deserialize)]
         struct P {
             notifications: Map<String, Value>,
@@ -646,17 +690,37 @@ impl Listen {
                 *k = p.notifications.get(*key) == Some(&Value::Bool(true));
             }
         }
-        Ok(Listen { kinds })
+        let asked: Vec<String> = match p.notifications.get("resourceSubscriptions") {
+            None => vec![],
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
+            Some(_) => {
+                return Err(Refusal::new(
+                    code::INVALID_PARAMS,
+                    "Invalid params: resourceSubscriptions must be a list of URIs",
+                ))
+            }
+        };
+        let resources = if asked.is_empty() {
+            None
+        } else {
+            Some(subscribe(entry, asked).await)
+        };
+        Ok(Listen { kinds, resources })
     }
 
-    /// The first message of the stream: what is honoured (resource subscriptions are not,
-    /// yet: they are left out, as the specification says for unsupported types).
+    /// The first message of the stream: what is honoured.
     pub fn acknowledgement(&self, id: &str) -> Message {
         let mut honoured = Map::new();
         for ((key, _), on) in LISTEN_KEYS.iter().zip(self.kinds) {
             if on {
                 honoured.insert((*key).to_string(), Value::Bool(true));
             }
+        }
+        if let Some(r) = self.resources.as_ref().filter(|r| !r.uris.is_empty()) {
+            honoured.insert("resourceSubscriptions".into(), serde_json::json!(r.uris));
         }
         let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
         jsonrpc::notification(
@@ -668,10 +732,32 @@ impl Listen {
         )
     }
 
-    /// A change notification of the caller's session, tagged for this subscription if it
-    /// asked for that kind.
+    /// The listen's own answer, which ends it when the server stops it (the specification:
+    /// the response, then the stream closes).
+    pub fn ending(&self, id: &str) -> Message {
+        let tag: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+        jsonrpc::response(
+            id,
+            serde_json::json!({"resultType": "complete", "_meta": {mcp::META_SUBSCRIPTION_ID: tag}}),
+        )
+    }
+
+    /// A notification of the caller's session, tagged for this subscription if it asked for
+    /// it: a kind of list change, or an update of a resource it subscribed to.
     pub fn relay(&self, id: &str, m: &Message) -> Option<Message> {
         let method = m.method()?;
+        let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+        if method == "notifications/resources/updated" {
+            let uri = m
+                .params()
+                .and_then(|p| serde_json::from_str::<mcp::UriParams<'_>>(p).ok())
+                .and_then(|p| mcp::raw_str(p.uri))?;
+            self.resources.as_ref()?.uris.contains(&uri).then_some(())?;
+            return Some(jsonrpc::notification(
+                method,
+                Some(serde_json::json!({"uri": uri, "_meta": {mcp::META_SUBSCRIPTION_ID: id}})),
+            ));
+        }
         let asked = LISTEN_KEYS
             .iter()
             .zip(self.kinds)
@@ -679,11 +765,66 @@ impl Listen {
         if !asked {
             return None;
         }
-        let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
         Some(jsonrpc::notification(
             method,
             Some(serde_json::json!({"_meta": {mcp::META_SUBSCRIPTION_ID: id}})),
         ))
+    }
+}
+
+/// Subscribes the caller's session to each URI no other listen of the caller holds; the
+/// result holds those the upstreams took (or that another listen already holds).
+async fn subscribe(entry: &Entry, asked: Vec<String>) -> ResourceSubscriptions {
+    let mut held = vec![];
+    for uri in asked {
+        if held.contains(&uri) {
+            continue;
+        }
+        let already = {
+            let mut counts = lock(&entry.resource_subs);
+            match counts.get_mut(&uri) {
+                Some(n) => {
+                    *n += 1;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !already {
+            let (tx, mut rx) = mpsc::channel::<Message>(4);
+            let req = jsonrpc::request(
+                &internal_id("sub"),
+                "resources/subscribe",
+                serde_json::json!({ "uri": uri }),
+            );
+            entry.session.handle(req, tx);
+            let answer = loop {
+                match rx.recv().await {
+                    Some(m) if m.kind() == Kind::Response => break Some(m),
+                    Some(_) => {}
+                    None => break None,
+                }
+            };
+            match answer {
+                Some(a) if a.result().is_some() => {}
+                other => {
+                    let why = other
+                        .as_ref()
+                        .and_then(Message::error)
+                        .unwrap_or("no answer")
+                        .to_string();
+                    tracing::debug!(%uri, %why, "resource subscription not taken");
+                    continue;
+                }
+            }
+            *lock(&entry.resource_subs).entry(uri.clone()).or_insert(0) += 1;
+        }
+        held.push(uri);
+    }
+    ResourceSubscriptions {
+        session: entry.session.clone(),
+        counts: entry.resource_subs.clone(),
+        uris: held,
     }
 }
 
@@ -1055,6 +1196,8 @@ pub fn is_retry(req: &Request) -> bool {
 pub struct Entry {
     pub session: Arc<Session>,
     pub changes: broadcast::Sender<Message>,
+    /// The caller's resource subscriptions: how many of its listens hold each URI.
+    resource_subs: Arc<Mutex<HashMap<String, usize>>>,
     _pump: Arc<crate::task::Owned>,
 }
 
@@ -1117,6 +1260,7 @@ impl Stateless {
             Entry {
                 session,
                 changes,
+                resource_subs: Arc::default(),
                 _pump: Arc::new(pump),
             }
         }))

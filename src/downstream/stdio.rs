@@ -429,7 +429,7 @@ impl Modern {
                 let _ = out.send(modern::discover(&session, &req.id)).await;
             }
             "subscriptions/listen" => {
-                let listen = match modern::Listen::of(&req) {
+                let listen = match modern::Listen::open(&self.entry, &req).await {
                     Ok(l) => l,
                     Err(r) => {
                         let _ = out.send(r.answer(Some(&req.id))).await;

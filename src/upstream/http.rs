@@ -60,6 +60,8 @@ struct State {
     reinit: tokio::sync::Mutex<()>,
     get_started: AtomicBool,
     inlet: Inlet,
+    /// 2026-07-28 requests in flight, by id (JSON text): what ends each one's POST.
+    streams: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// reqwest's client for an upstream, with the upstream's TLS settings when it has some.
@@ -112,6 +114,7 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         reinit: tokio::sync::Mutex::new(()),
         get_started: AtomicBool::new(false),
         inlet,
+        streams: Mutex::default(),
     });
     let for_direct = state.clone();
     let direct: super::Direct = Arc::new(move |msg| Box::pin(post(for_direct.clone(), msg, true)));
@@ -138,6 +141,24 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
 }
 
 impl State {
+    /// Ends the POST of the 2026-07-28 request a `notifications/cancelled` names; `false`
+    /// when it names none (a 2025 session's request: the notification is sent).
+    fn end_stream(&self, cancel: &Message) -> bool {
+        let Some(p) = cancel
+            .params()
+            .and_then(|p| serde_json::from_str::<crate::mcp::CancelledParams<'_>>(p).ok())
+        else {
+            return false;
+        };
+        match lock(&self.streams).remove(p.request_id.get()) {
+            Some(stop) => {
+                let _ = stop.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One request: the configured headers, our session id and protocol version when
     /// `with_session` (and we have them), then `extra`.
     async fn send(
@@ -387,13 +408,62 @@ fn modern_headers(state: &State, msg: &Message) -> Option<Vec<(HeaderName, Heade
     Some(out)
 }
 
+/// Posts one message. A 2026-07-28 request runs until its answer or until it is cancelled:
+/// the revision cancels by closing the request's stream (there is no notification over
+/// HTTP), so a `notifications/cancelled` for one of them ends its POST instead of being sent.
+/// A `subscriptions/listen` runs beside the sender for as long as the subscription.
 async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
+    if msg.kind() == Kind::Notification
+        && msg.method() == Some("notifications/cancelled")
+        && state.end_stream(&msg)
+    {
+        return;
+    }
+    let modern = modern_headers(&state, &msg);
+    let Some(key) = msg
+        .id_str()
+        .filter(|_| modern.is_some() && msg.kind() == Kind::Request)
+        .map(str::to_string)
+    else {
+        return post_inner(state, msg, may_retry, modern).await;
+    };
+    let listen = msg.method() == Some("subscriptions/listen");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    lock(&state.streams).insert(key.clone(), stop);
+    // However the POST ends (answered, cancelled, or its caller gone), it is forgotten.
+    struct Forget(Arc<State>, String);
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            lock(&self.0.streams).remove(&self.1);
+        }
+    }
+    let forget = Forget(state.clone(), key);
+    let run = async move {
+        let _forget = forget;
+        tokio::select! {
+            () = post_inner(state.clone(), msg, may_retry, modern) => {}
+            _ = stopped => {}
+            () = state.inlet.closed() => {}
+        }
+    };
+    if listen {
+        crate::task::detach(tracing::Span::current(), run);
+    } else {
+        run.await;
+    }
+}
+
+async fn post_inner(
+    state: Arc<State>,
+    msg: Message,
+    may_retry: bool,
+    modern: Option<Vec<(HeaderName, HeaderValue)>>,
+) {
     let is_init = msg.method() == Some("initialize");
     if is_init {
         *lock(&state.init) = Some(msg.clone());
     }
     let related = msg.id_str().and_then(|s| s.parse::<u64>().ok());
-    let modern = modern_headers(&state, &msg);
     let session_before = match modern {
         Some(_) => None,
         None => lock(&state.session).clone(),
@@ -425,7 +495,7 @@ async fn post(state: Arc<State>, msg: Message, may_retry: bool) {
                 // Refused before it was read: the request was not executed, so it is sent
                 // again once, in the new session.
                 if state.reinitialize(session_before).await {
-                    return Box::pin(post(state, msg, false)).await;
+                    return Box::pin(post_inner(state, msg, false, modern)).await;
                 }
                 return state
                     .fail(

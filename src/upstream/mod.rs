@@ -203,6 +203,9 @@ pub struct Connection {
     /// Speaks 2026-07-28 (stateless): the `_meta` members every request carries (the protocol
     /// version, the client's capabilities and info), ready to insert.
     modern: Option<Arc<[(&'static str, String)]>>,
+    /// On a 2026-07-28 server, the `subscriptions/listen` streams that stand for resource
+    /// subscriptions: their ids, by URI.
+    resource_listens: Mutex<HashMap<String, u64>>,
     /// What is sent without waiting ([`Connection::send_later`]), in order, by one task per
     /// connection (aborted with it).
     later: mpsc::Sender<Message>,
@@ -465,6 +468,7 @@ impl Connection {
                 instructions: None,
             },
             modern: None,
+            resource_listens: Mutex::default(),
         };
         // A server is first asked whether it speaks 2026-07-28 (`server/discover`); one that
         // does is spoken to statelessly, anything else (an error, silence) gets `initialize`.
@@ -643,6 +647,48 @@ impl Connection {
         self.send_later(self.envelope(listen));
     }
 
+    /// 2026-07-28 has no `resources/subscribe`: on a server that speaks it, a subscription to a
+    /// resource is a `subscriptions/listen` stream of its own (its updates arrive like a 2025
+    /// server's), and unsubscribing ends that stream. Answered here; `None` for anything else.
+    fn resource_subscription(&self, msg: &Message) -> Option<Message> {
+        self.modern.as_ref()?;
+        let subscribe = match msg.method()? {
+            "resources/subscribe" => true,
+            "resources/unsubscribe" => false,
+            _ => return None,
+        };
+        let id = msg.id_str()?;
+        let uri = msg
+            .params()
+            .and_then(|p| serde_json::from_str::<mcp::UriParams<'_>>(p).ok())
+            .and_then(|p| mcp::raw_str(p.uri));
+        let Some(uri) = uri else {
+            return Some(jsonrpc::error_response(
+                Some(id),
+                jsonrpc::code::INVALID_PARAMS,
+                "Invalid params: `uri` is required",
+            ));
+        };
+        let mut listens = lock(&self.resource_listens);
+        if subscribe {
+            if !listens.contains_key(&uri) {
+                let listen_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                listens.insert(uri.clone(), listen_id);
+                self.send_later(self.envelope(jsonrpc::request(
+                    &listen_id.to_string(),
+                    "subscriptions/listen",
+                    serde_json::json!({"notifications": {"resourceSubscriptions": [uri]}}),
+                )));
+            }
+        } else if let Some(listen_id) = listens.remove(&uri) {
+            self.send_later(jsonrpc::notification(
+                "notifications/cancelled",
+                Some(serde_json::json!({"requestId": listen_id, "reason": "unsubscribed"})),
+            ));
+        }
+        Some(jsonrpc::response(id, serde_json::json!({})))
+    }
+
     /// A request as this connection's server must get it: with the 2026-07-28 envelope in
     /// `params._meta` when it speaks that revision; unchanged otherwise.
     fn envelope(&self, msg: Message) -> Message {
@@ -714,6 +760,9 @@ impl Connection {
     /// Sends `msg` (already under our id `id`) and waits for the answer, however long it takes
     /// (the caller times it). Kept small: it lives inside every forwarded call's task.
     pub async fn request(&self, id: u64, msg: Message) -> Result<Message, UpstreamError> {
+        if let Some(answer) = self.resource_subscription(&msg) {
+            return Ok(answer);
+        }
         let (tx, rx) = oneshot::channel();
         lock(&self.dispatch.pending).insert(id, tx);
         // Removes the pending entry however this future ends (answer, timeout, or drop).

@@ -140,6 +140,15 @@ async def slow(steps: int, delay_ms: int, ctx: Context) -> str:
     return f"done after {steps} steps"
 
 
+@srv.tool(structured_output=False)
+async def touch_readme(ctx: Context) -> str:
+    """Announce that modern://readme changed (to its subscribers, in either era)."""
+    await ctx.notify_resource_updated("modern://readme")  # 2026: listen streams subscribed to it
+    if not is_modern(ctx):
+        await ctx.session.send_resource_updated("modern://readme")
+    return "touched"
+
+
 @srv.resource("modern://readme", name="readme", description="About this fixture.", mime_type="text/plain")
 def readme() -> str:
     return "modern-fixture: a dual-era (2026-07-28 + 2025-11-25) MCP server for mcp-warden tests.\n"

@@ -112,7 +112,7 @@ pub(super) async fn post(
         .await;
     match req.method.as_str() {
         "server/discover" => json_answer(modern::discover(&entry.session, &req.id)),
-        "subscriptions/listen" => listen(&entry, &req),
+        "subscriptions/listen" => listen(front, &entry, &req).await,
         _ if modern::is_retry(&req) => match front.inner.stateless.resume(&caller, req) {
             Ok(call) if modern::Stateless::still_asking(&call) => {
                 json_answer(front.inner.stateless.park(&caller, call, None))
@@ -244,42 +244,51 @@ impl Drop for Cancel {
 }
 
 /// `subscriptions/listen`: the acknowledgement first, then each change of the caller's lists
-/// it asked for, tagged with its id, until the client closes the stream.
-fn listen(entry: &modern::Entry, req: &modern::Request) -> Response {
-    let listen = match modern::Listen::of(req) {
+/// (and update of its subscribed resources) it asked for, tagged with its id, until the
+/// client closes the stream; when mcp-warden shuts down, the listen's own answer ends it.
+async fn listen(front: &Front, entry: &modern::Entry, req: &modern::Request) -> Response {
+    let listen = match modern::Listen::open(entry, req).await {
         Ok(l) => l,
         Err(r) => return refused(&r, Some(&req.id)),
     };
     let ack = Bytes::from(sse::encode(None, listen.acknowledgement(&req.id).bytes()));
     let rx = entry.changes.subscribe();
     let id = req.id.clone();
-    let state = (Some(ack), rx, listen, id);
-    let stream = futures_util::stream::unfold(state, |(first, mut rx, listen, id)| async move {
-        if let Some(ack) = first {
-            return Some((
-                Ok::<_, std::convert::Infallible>(ack),
-                (None, rx, listen, id),
-            ));
-        }
-        loop {
-            match rx.recv().await {
-                Ok(m) => {
-                    if let Some(n) = listen.relay(&id, &m) {
-                        let ev = Bytes::from(sse::encode(None, n.bytes()));
-                        return Some((Ok(ev), (None, rx, listen, id)));
-                    }
-                }
-                // A change missed is still a change: say the lists changed.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let all = jsonrpc::notification("notifications/tools/list_changed", None);
-                    if let Some(n) = listen.relay(&id, &all) {
-                        let ev = Bytes::from(sse::encode(None, n.bytes()));
-                        return Some((Ok(ev), (None, rx, listen, id)));
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    let stopping = front.inner.stopping.clone();
+    let event =
+        |m: &Message| Ok::<_, std::convert::Infallible>(Bytes::from(sse::encode(None, m.bytes())));
+    let state = (Some(ack), rx, listen, id, stopping);
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(first, mut rx, listen, id, mut stopping)| async move {
+            if let Some(ack) = first {
+                return Some((Ok(ack), (None, rx, listen, id, stopping)));
             }
-        }
-    });
+            if *stopping.borrow() {
+                return None;
+            }
+            loop {
+                let m = tokio::select! {
+                    m = rx.recv() => m,
+                    _ = stopping.changed() => {
+                        let done = listen.ending(&id);
+                        return Some((event(&done), (None, rx, listen, id, stopping)));
+                    }
+                };
+                let n = match m {
+                    Ok(m) => listen.relay(&id, &m),
+                    // A change missed is still a change: say the lists changed.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let all = jsonrpc::notification("notifications/tools/list_changed", None);
+                        listen.relay(&id, &all)
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                };
+                if let Some(n) = n {
+                    return Some((event(&n), (None, rx, listen, id, stopping)));
+                }
+            }
+        },
+    );
     sse_response(Body::from_stream(stream))
 }
