@@ -1,6 +1,7 @@
 //! `mcp-warden import FILE`: turns the `mcpServers` JSON that MCP clients use (Claude Desktop's
-//! `claude_desktop_config.json`, Cursor's `mcp.json`, Claude Code's `.mcp.json`) into an
-//! mcp-warden config, and shows the client-side config that points the client at mcp-warden.
+//! `claude_desktop_config.json`, Cursor's `mcp.json`, Claude Code's `.mcp.json`) or OpenClaw's
+//! JSON5 config (`mcp.servers`, and its agents) into an mcp-warden config, and shows the
+//! client-side config that points the client at mcp-warden.
 //!
 //! Values that look secret (env or header names with KEY, TOKEN, SECRET, PASSWORD, AUTH) are
 //! not copied into the config: they become `${VAR}` references, and the variables to set are
@@ -14,8 +15,8 @@ pub struct Imported {
     pub toml: String,
     /// Environment variables the config now references, with the value found in the file.
     pub secrets: Vec<(String, String)>,
-    pub client_stdio: String,
-    pub client_http: String,
+    /// What to put in the client's config instead: (how to use it, the snippet).
+    pub client: Vec<(String, String)>,
 }
 
 fn looks_secret(name: &str) -> bool {
@@ -210,12 +211,16 @@ fn secret_query(url: &str, upstream: &str, secrets: &mut Vec<(String, String)>) 
 }
 
 pub fn import(json: &str, source: &str) -> Result<Imported, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    // JSON5 is a superset of JSON: one parser reads both.
+    let v: Value = json5::from_str(json).map_err(|e| format!("neither JSON nor JSON5: {e}"))?;
+    // OpenClaw keeps its servers under `mcp.servers` and its agents under `agents.entries`.
+    let openclaw = v.get("mcp").and_then(|m| m.get("servers"));
     let servers = v
         .get("mcpServers")
         .or_else(|| v.get("servers"))
+        .or(openclaw)
         .and_then(Value::as_object)
-        .ok_or("no `mcpServers` object in the file")?;
+        .ok_or("no `mcpServers` (or OpenClaw `mcp.servers`) object in the file")?;
     let mut out = format!("# Imported by `mcp-warden import` from {source}.\n# Check it with `mcp-warden check`, see each agent's view with `mcp-warden tools`.\n");
     let mut taken = BTreeSet::new();
     let mut secrets = vec![];
@@ -225,7 +230,12 @@ pub fn import(json: &str, source: &str) -> Result<Imported, String> {
         if name != *raw_name {
             out.push_str(&format!("# was {}\n", toml_str(raw_name)));
         }
-        let kind = s.get("type").and_then(Value::as_str).unwrap_or_default();
+        // `type` (Claude Code, Cursor, VS Code) or `transport` (OpenClaw).
+        let kind = s
+            .get("type")
+            .or_else(|| s.get("transport"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         // Claude Code, Cursor and VS Code mark a server they keep but do not start.
         let disabled = s.get("disabled").and_then(Value::as_bool) == Some(true)
             || s.get("enabled").and_then(Value::as_bool) == Some(false);
@@ -278,20 +288,98 @@ pub fn import(json: &str, source: &str) -> Result<Imported, String> {
             ));
         }
     }
-    let client_stdio = serde_json::to_string_pretty(&serde_json::json!({
-        "mcpServers": {"warden": {"command": "mcp-warden", "args": ["stdio", "--config", "/path/to/mcp-warden.toml"]}}
-    }))
-    .unwrap_or_default();
-    let client_http = serde_json::to_string_pretty(&serde_json::json!({
-        "mcpServers": {"warden": {"type": "http", "url": "http://127.0.0.1:8787/mcp", "headers": {"Authorization": "Bearer ${MCP_WARDEN_TOKEN}"}}}
-    }))
-    .unwrap_or_default();
+    let client = match openclaw {
+        Some(_) => openclaw_client(&v, &mut out),
+        None => generic_client(),
+    };
     Ok(Imported {
         toml: out,
         secrets,
-        client_stdio,
-        client_http,
+        client,
     })
+}
+
+/// For Claude Desktop, Cursor, Claude Code, VS Code: one `warden` server instead of the list.
+fn generic_client() -> Vec<(String, String)> {
+    let stdio = serde_json::json!({
+        "mcpServers": {"warden": {"command": "mcp-warden", "args": ["stdio", "--config", "/path/to/mcp-warden.toml"]}}
+    });
+    let http = serde_json::json!({
+        "mcpServers": {"warden": {"type": "http", "url": "http://127.0.0.1:8787/mcp", "headers": {"Authorization": "Bearer ${MCP_WARDEN_TOKEN}"}}}
+    });
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    vec![
+        (
+            "Point the client at mcp-warden instead (stdio):".to_string(),
+            pretty(&stdio),
+        ),
+        (
+            "or over HTTP (with `mcp-warden serve`):".to_string(),
+            pretty(&http),
+        ),
+    ]
+}
+
+/// How long OpenClaw may wait for one MCP call through mcp-warden: longer than the longest
+/// approval mcp-warden holds a call for (`approvals.max_expiry`, 1 hour by default), or
+/// OpenClaw cancels a held call before a human decides.
+const OPENCLAW_REQUEST_TIMEOUT_MS: u64 = 3_660_000;
+
+/// OpenClaw passes no agent identity to MCP servers: each of its agents gets its own
+/// mcp-warden entry (`--agent NAME`), and the other agents are denied that entry's tools.
+/// Adds an `[agents.NAME]` table per OpenClaw agent to the config.
+fn openclaw_client(v: &Value, out: &mut String) -> Vec<(String, String)> {
+    let mut agents: Vec<String> = v
+        .get("agents")
+        .and_then(|a| a.get("entries"))
+        .and_then(Value::as_object)
+        .map(|e| e.keys().cloned().collect())
+        .unwrap_or_default();
+    if agents.is_empty() {
+        agents.push("main".to_string());
+    }
+    let mut taken = BTreeSet::new();
+    let names: Vec<(String, String)> = agents
+        .iter()
+        .map(|a| (a.clone(), upstream_name(a, &mut taken)))
+        .collect();
+    for (raw, name) in &names {
+        out.push_str(&format!(
+            "\n# OpenClaw agent {}: narrow what it sees (see `mcp-warden tools --agent {name}`).\n[agents.{name}]\ntools.allow = [\"*\"]\n",
+            toml_str(raw)
+        ));
+    }
+    let entry = |name: &str| format!("warden-{name}");
+    let mut servers = serde_json::Map::new();
+    let mut entries = serde_json::Map::new();
+    for (raw, name) in &names {
+        servers.insert(
+            entry(name),
+            serde_json::json!({
+                "command": "mcp-warden",
+                "args": ["stdio", "--config", "/path/to/mcp-warden.toml", "--agent", name],
+                "requestTimeoutMs": OPENCLAW_REQUEST_TIMEOUT_MS,
+            }),
+        );
+        let others: Vec<String> = names
+            .iter()
+            .filter(|(_, n)| n != name)
+            .map(|(_, n)| format!("{}__*", entry(n)))
+            .collect();
+        if !others.is_empty() {
+            entries.insert(raw.clone(), serde_json::json!({"tools": {"deny": others}}));
+        }
+    }
+    let mut snippet = serde_json::json!({"mcp": {"servers": servers}});
+    if !entries.is_empty() {
+        snippet["agents"] = serde_json::json!({"entries": entries});
+    }
+    vec![(
+        "In OpenClaw's config, replace `mcp.servers` with one mcp-warden entry per agent, each \
+         agent denied the others' (merge `agents.entries` into yours; docs/openclaw.md):"
+            .to_string(),
+        serde_json::to_string_pretty(&snippet).unwrap_or_default(),
+    )]
 }
 
 #[cfg(test)]

@@ -285,8 +285,9 @@ fn main() -> ExitCode {
                         eprintln!("  export {var}=…");
                     }
                 }
-                eprintln!("\nPoint the client at mcp-warden instead (stdio):\n{}", imported.client_stdio);
-                eprintln!("\nor over HTTP (with `mcp-warden serve`):\n{}", imported.client_http);
+                for (how, snippet) in &imported.client {
+                    eprintln!("\n{how}\n{snippet}");
+                }
                 eprintln!(
                     "with MCP_WARDEN_TOKEN set where the client runs to the token `mcp-warden serve` prints \
                      (also in {}/http-token; add `keep_token = true` under [proxy] to keep it across restarts):\n  \

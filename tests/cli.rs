@@ -370,6 +370,12 @@ fn import_converts_real_client_configs_into_checked_configs() {
             &["sk-live-abc"][..],
             &["sentry", "legacy-events", "memory"][..],
         ),
+        // OpenClaw's JSON5, with its agents.
+        (
+            "openclaw.json5",
+            &["ghp_openclawexample0001", "lin_openclaw_secret_2"][..],
+            &["github", "linear"][..],
+        ),
         // Found from outside: secrets in arguments and URL queries were copied verbatim, and
         // a disabled server was imported enabled.
         (
@@ -462,6 +468,46 @@ fn import_converts_real_client_configs_into_checked_configs() {
         ) && args.contains(r#"?token=${REMOTE_TOKEN}&region=eu""#)
             && args.contains("[upstreams.old]\nenabled = false\n"),
         "{args}"
+    );
+    // OpenClaw: each of its agents gets an agent here and its own mcp-warden entry there, the
+    // others' entries denied to it; the HTTP server keeps its transport.
+    let openclaw = std::fs::read_to_string(dir.path().join("openclaw.json5.toml")).unwrap();
+    assert!(
+        openclaw.contains("[agents.research]") && openclaw.contains("[agents.ops-bot]"),
+        "{openclaw}"
+    );
+    assert!(
+        openclaw.contains("transport = \"streamable-http\""),
+        "{openclaw}"
+    );
+    let src = root().join("tests/fixtures/imports/openclaw.json5");
+    let (_, _, err) = warden(&["import", src.to_str().unwrap()]);
+    let snippet = err
+        .split_once("docs/openclaw.md):\n")
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no OpenClaw snippet:\n{err}"));
+    let snippet: serde_json::Value = serde_json::Deserializer::from_str(snippet)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    let research = &snippet["mcp"]["servers"]["warden-research"];
+    assert_eq!(
+        research["args"],
+        serde_json::json!([
+            "stdio",
+            "--config",
+            "/path/to/mcp-warden.toml",
+            "--agent",
+            "research"
+        ]),
+        "{snippet}"
+    );
+    assert!(research["requestTimeoutMs"].as_u64().unwrap() > 3_600_000);
+    assert_eq!(
+        snippet["agents"]["entries"]["research"]["tools"]["deny"],
+        serde_json::json!(["warden-ops-bot__*"]),
+        "{snippet}"
     );
     // Not a client config: a clear error, exit 1.
     let bad = dir.path().join("bad.json");
