@@ -349,7 +349,10 @@ fn openclaw_client(v: &Value, out: &mut String) -> Vec<(String, String)> {
             toml_str(raw)
         ));
     }
-    let entry = |name: &str| format!("warden-{name}");
+    // OpenClaw names an MCP server's tools `<prefix>__<tool>`, the prefix being the server's
+    // key made provider-safe (lower case; other characters than [a-z0-9_-] become `-`): the
+    // keys here are already, so the deny globs below match.
+    let entry = |name: &str| format!("warden-{}", name.to_ascii_lowercase());
     let mut servers = serde_json::Map::new();
     let mut entries = serde_json::Map::new();
     for (raw, name) in &names {
