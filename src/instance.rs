@@ -93,6 +93,7 @@ impl Instance {
             crate::approval::control::operators_of(cfg);
         if let Some(b) = &self.broker {
             b.set_webhooks(cfg.approvals.webhooks.clone());
+            b.set_openclaw(cfg.approvals.openclaw.clone());
             b.set_grant_policy(cfg.approvals.grant_ttl, cfg.approvals.grant_per_arguments);
         }
     }

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod control;
 pub mod envelope;
+pub mod openclaw;
 pub mod store;
 pub mod webhook;
 
@@ -111,6 +112,8 @@ pub struct Broker {
     /// exact arguments; from the config, swapped on reload.
     grant_policy: std::sync::RwLock<(Option<Duration>, bool)>,
     webhooks: std::sync::RwLock<std::sync::Arc<webhook::Webhooks>>,
+    /// The OpenClaw gateway held calls are also put to, if any (swapped on reload).
+    openclaw: std::sync::RwLock<Option<std::sync::Arc<crate::config::OpenClawChannel>>>,
 }
 
 pub fn random_id(bytes: usize) -> String {
@@ -191,6 +194,7 @@ impl Broker {
             events,
             grant_policy: std::sync::RwLock::new((None, false)),
             webhooks: std::sync::RwLock::new(std::sync::Arc::new(webhook::Webhooks::new(vec![]))),
+            openclaw: std::sync::RwLock::new(None),
         };
         broker.close_abandoned();
         broker
@@ -239,6 +243,19 @@ impl Broker {
     pub fn set_webhooks(&self, hooks: Vec<crate::config::Webhook>) {
         *self.webhooks.write().unwrap_or_else(|p| p.into_inner()) =
             std::sync::Arc::new(webhook::Webhooks::new(hooks));
+    }
+
+    /// Sets the OpenClaw approval channel (at start and on every config reload).
+    pub fn set_openclaw(&self, channel: Option<crate::config::OpenClawChannel>) {
+        *self.openclaw.write().unwrap_or_else(|p| p.into_inner()) =
+            channel.map(std::sync::Arc::new);
+    }
+
+    fn openclaw(&self) -> Option<std::sync::Arc<crate::config::OpenClawChannel>> {
+        self.openclaw
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn webhooks(&self) -> std::sync::Arc<webhook::Webhooks> {
@@ -455,53 +472,85 @@ impl Broker {
                 .await;
             return Outcome::Failed("no approval channel could be reached".into());
         }
-        let outcome = tokio::select! {
-            r = rx => match r {
-                Ok((decision, by)) => {
+        // OpenClaw: its reviewers and chats decide too; unreachable, it fails closed like a
+        // webhook nobody accepts.
+        let mut openclaw = match self.openclaw() {
+            None => None,
+            Some(ch) => match openclaw::open(&ch, &info, expiry).await {
+                Ok(t) => Some(t),
+                Err(e) => {
                     guard.done = true;
-                    self.notify_closed("approval.decided", &info);
-                    let detail = Some(serde_json::json!({"decision": decision, "by": by}));
-                    if let Err(e) = self.emit("approval.decided", &info, detail).await {
-                        return Outcome::Failed(e);
-                    }
-                    match decision {
-                        Decision::Deny => Outcome::Denied,
-                        Decision::AllowOnce => Outcome::Allowed { always: false },
-                        Decision::AllowAlways => {
-                            let grant = Grant {
-                                id: random_id(6),
-                                agent: info.agent.clone(),
-                                upstream: info.upstream.clone(),
-                                tool: info.tool.clone(),
-                                created_at: now_secs(),
-                                expires_at: self.grant_policy().0.map(|t| now_secs() + t.as_secs()),
-                                arguments_sha256: self
-                                    .grant_policy()
-                                    .1
-                                    .then(|| info.arguments_sha256.clone()),
-                            };
-                            if let Some(st) = &self.store {
-                                let g = grant.clone();
-                                if let Err(e) = st.run(move |st| st.add_grant(&g)).await {
-                                    tracing::error!(error = %e, "cannot store the grant");
-                                }
-                            }
-                            self.audit(serde_json::json!({"kind": "grant.created", "grant": grant}));
-                            Outcome::Allowed { always: true }
-                        }
-                    }
+                    lock(&self.pending).remove(&info.id);
+                    tracing::warn!(approval = %info.id, "OpenClaw approval channel: {e}");
+                    let _ = self
+                        .emit(
+                            "approval.failed",
+                            &info,
+                            Some(serde_json::json!({"reason": format!("OpenClaw: {e}")})),
+                        )
+                        .await;
+                    self.notify_closed("approval.failed", &info);
+                    return Outcome::Failed("no approval channel could be reached".into());
                 }
-                Err(_) => Outcome::Failed("approval closed without a decision".into()),
             },
+        };
+        let from_openclaw = async {
+            match openclaw.as_mut() {
+                Some(t) => t.decision().await,
+                None => std::future::pending().await,
+            }
+        };
+        let decided = tokio::select! {
+            r = rx => r.ok(),
+            d = from_openclaw => {
+                // Decided in OpenClaw: no longer pending here.
+                lock(&self.pending).remove(&info.id);
+                Some((d, "openclaw".to_string()))
+            }
             _ = tokio::time::sleep(expiry) => {
                 guard.done = true;
                 lock(&self.pending).remove(&info.id);
                 let _ = self.emit("approval.expired", &info, None).await;
                 self.notify_closed("approval.expired", &info);
-                Outcome::Expired
+                return Outcome::Expired;
             }
         };
-        outcome
+        if let (Some(t), Some((d, _))) = (openclaw.as_mut(), &decided) {
+            t.settle(*d);
+        }
+        drop(openclaw);
+        let Some((decision, by)) = decided else {
+            return Outcome::Failed("approval closed without a decision".into());
+        };
+        guard.done = true;
+        self.notify_closed("approval.decided", &info);
+        let detail = Some(serde_json::json!({"decision": decision, "by": by}));
+        if let Err(e) = self.emit("approval.decided", &info, detail).await {
+            return Outcome::Failed(e);
+        }
+        match decision {
+            Decision::Deny => Outcome::Denied,
+            Decision::AllowOnce => Outcome::Allowed { always: false },
+            Decision::AllowAlways => {
+                let grant = Grant {
+                    id: random_id(6),
+                    agent: info.agent.clone(),
+                    upstream: info.upstream.clone(),
+                    tool: info.tool.clone(),
+                    created_at: now_secs(),
+                    expires_at: self.grant_policy().0.map(|t| now_secs() + t.as_secs()),
+                    arguments_sha256: self.grant_policy().1.then(|| info.arguments_sha256.clone()),
+                };
+                if let Some(st) = &self.store {
+                    let g = grant.clone();
+                    if let Err(e) = st.run(move |st| st.add_grant(&g)).await {
+                        tracing::error!(error = %e, "cannot store the grant");
+                    }
+                }
+                self.audit(serde_json::json!({"kind": "grant.created", "grant": grant}));
+                Outcome::Allowed { always: true }
+            }
+        }
     }
 }
 

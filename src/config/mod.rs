@@ -84,6 +84,8 @@ pub struct ApprovalSettings {
     pub require: Vec<RequireRule>,
     /// Signed notifications of approvals opening and closing, for chat bots and the like.
     pub webhooks: Vec<Webhook>,
+    /// An OpenClaw gateway whose reviewers (and `/approve` in its chats) decide held calls.
+    pub openclaw: Option<OpenClawChannel>,
     /// How long an allow-always grant lasts (`None`: until revoked).
     pub grant_ttl: Option<Duration>,
     /// Grants cover only calls with the approved arguments (else: any call of the tool).
@@ -95,6 +97,18 @@ pub struct Webhook {
     pub url: String,
     /// HMAC-SHA256 key for the `X-Warden-Signature` header.
     pub secret: Secret,
+}
+
+/// `[approvals.openclaw]`: held calls become plugin approvals on an OpenClaw gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenClawChannel {
+    /// The gateway's WebSocket (`ws://` or `wss://`).
+    pub url: String,
+    /// The gateway's token (`gateway.auth.token`).
+    pub token: Secret,
+    /// How long connecting and opening an approval may take before the channel counts as
+    /// unreachable (the call is then refused: fail closed).
+    pub connect_timeout: Duration,
 }
 
 /// "Calls like these need a human's approval first". A call matches when every given field
@@ -120,6 +134,7 @@ impl Default for ApprovalSettings {
             progress_interval: Duration::from_secs(10),
             require: vec![],
             webhooks: vec![],
+            openclaw: None,
             grant_ttl: None,
             grant_per_arguments: false,
         }

@@ -8,11 +8,13 @@ pub(super) const APPROVAL_KEYS: &[&str] = &[
     "progress_interval_secs",
     "require",
     "webhooks",
+    "openclaw",
     "grant_ttl_secs",
     "grant_scope",
 ];
 pub(super) const REQUIRE_KEYS: &[&str] = &["tools", "annotations", "agents", "upstreams"];
 pub(super) const WEBHOOK_KEYS: &[&str] = &["url", "secret_env"];
+pub(super) const OPENCLAW_KEYS: &[&str] = &["url", "token_env", "connect_timeout_secs"];
 pub(super) const OPERATOR_KEYS: &[&str] = &["token_env", "token_sha256"];
 
 /// `[approvals]`: expiry, grants, operator rules (`[[approvals.require]]`) and webhooks.
@@ -131,8 +133,62 @@ pub(super) fn approvals(cx: &mut Ctx, mut t: Table) -> ApprovalSettings {
             ),
         ),
     }
+    if let Some(toml::Value::Table(ot)) = t.get("openclaw") {
+        let mut ot = Table::new(t.at("openclaw"), ot);
+        approvals.openclaw = openclaw(cx, &mut ot);
+        ot.finish(cx, OPENCLAW_KEYS);
+    } else if let Some(other) = t.get("openclaw") {
+        cx.err(
+            &t.at("openclaw"),
+            format!(
+                "expected a table ([approvals.openclaw]), found {}",
+                type_name(other)
+            ),
+        );
+    }
     t.finish(cx, APPROVAL_KEYS);
     approvals
+}
+
+/// `[approvals.openclaw]`: the gateway's WebSocket and its token (from the environment).
+fn openclaw(cx: &mut Ctx, t: &mut Table) -> Option<crate::config::OpenClawChannel> {
+    let url = t.string(cx, "url");
+    let token_env = t.string(cx, "token_env");
+    let connect_timeout = t
+        .secs(cx, "connect_timeout_secs", 300)
+        .unwrap_or(Duration::from_secs(10));
+    let Some(url) = url else {
+        cx.err(
+            &t.at("url"),
+            "missing `url` (the gateway's ws:// or wss:// address)",
+        );
+        return None;
+    };
+    if !reqwest::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "ws" | "wss")) {
+        cx.err(&t.at("url"), "must be a ws:// or wss:// URL");
+        return None;
+    }
+    let Some(var) = token_env else {
+        cx.err(
+            &t.at("token_env"),
+            "missing `token_env` (the environment variable holding the gateway's token)",
+        );
+        return None;
+    };
+    match (cx.env)(&var) {
+        Some(token) if !token.is_empty() => Some(crate::config::OpenClawChannel {
+            url,
+            token: Secret::new(token),
+            connect_timeout,
+        }),
+        _ => {
+            cx.err(
+                &t.at("token_env"),
+                format!("environment variable `{var}` is not set"),
+            );
+            None
+        }
+    }
 }
 
 /// `[operators.NAME]`: the people who decide held calls, by token.
