@@ -244,6 +244,30 @@ fn held_calls_are_decided_in_openclaw_by_its_reviewers_and_chats() {
     assert_eq!(closed["decision"], "allow-once", "{closed}");
     assert_eq!(closed["resolvedBy"], "mcp-warden", "{closed}");
 
+    // 4. Nobody decides before the envelope's expiry (2 s here): the agent gets the refusal,
+    // and OpenClaw's reviewers see the approval closed (denied) by mcp-warden.
+    let expiring = HttpProxy::start_raw(
+        &format!(
+            "[proxy]\nauth = \"none\"\n[approvals.openclaw]\nurl = {:?}\ntoken_env = \"OPENCLAW_GATEWAY_TOKEN\"\n{}env = {{ CONSENT_EXPIRES = \"2\" }}\n",
+            gw.url,
+            golden_upstream("golden")
+        ),
+        &[("OPENCLAW_GATEWAY_TOKEN", &gw.token)],
+    );
+    let call = held_call(&expiring.url, "four");
+    let asked = reviewer.event("plugin.approval.requested");
+    let id = asked["id"].clone();
+    let wire4 = call.join().unwrap();
+    assert!(wire4.contains("the approval expired"), "{wire4}");
+    let closed = loop {
+        let r = reviewer.event("plugin.approval.resolved");
+        if r["id"] == id {
+            break r;
+        }
+    };
+    assert_eq!(closed["decision"], "deny", "{closed}");
+    assert_eq!(closed["resolvedBy"], "mcp-warden", "{closed}");
+
     // Audited with the channel; no action id went to OpenClaw or the agent.
     eventually(Duration::from_secs(10), "decisions audited", || {
         let audit = operator_cli(p.dir.path(), &["audit", "list"]);

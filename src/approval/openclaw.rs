@@ -29,6 +29,9 @@ type Socket =
 
 /// OpenClaw accepts approvals of at most ten minutes.
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// OpenClaw's approval outlives mcp-warden's hold by this much, so that mcp-warden's expiry
+/// (the one that counts) closes it, rather than both expiring at once.
+const OUTLIVE: Duration = Duration::from_secs(5);
 /// How long closing an approval may take before the connection is dropped anyway.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -106,7 +109,7 @@ pub async fn open(
             "toolName": truncate(&info.tool, 200),
             "agentId": truncate(&info.agent, 200),
             "allowedDecisions": ["allow-once", "allow-always", "deny"],
-            "timeoutMs": expiry.min(MAX_TIMEOUT).as_millis().max(1) as u64,
+            "timeoutMs": (expiry + OUTLIVE).min(MAX_TIMEOUT).as_millis() as u64,
             "twoPhase": true,
         });
         send(&mut ws, "approval", "plugin.approval.request", params).await?;

@@ -545,6 +545,7 @@ mod tests {
             ("approvals", super::approvals::APPROVAL_KEYS),
             ("approvals.require", super::approvals::REQUIRE_KEYS),
             ("approvals.webhooks", super::approvals::WEBHOOK_KEYS),
+            ("approvals.openclaw", super::approvals::OPENCLAW_KEYS),
         ] {
             for k in keys {
                 let quoted = format!("`{k}`");
@@ -641,6 +642,10 @@ mod tests {
             [upstreams.e]
             command = "w"
             tls = { ca = "ca.pem" }
+            [approvals.openclaw]
+            url = "http://127.0.0.1:18789"
+            token_env = "NO_SUCH_VAR"
+            conect_timeout_secs = 5
             [extra]
             "#,
         )
@@ -661,6 +666,8 @@ mod tests {
             "upstreams.d.tls: only for an https:// `url`",
             "upstreams.d.tls.sni: unknown key",
             "upstreams.e.tls: only valid for HTTP upstreams",
+            "approvals.openclaw.url: must be a ws:// or wss:// URL",
+            "approvals.openclaw.conect_timeout_secs: unknown key (did you mean `connect_timeout_secs`?)",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
