@@ -77,6 +77,20 @@ else
   exit 1
 fi
 
+# ------------------------------------------------------------------ docker
+# The container image is built and run for real (tests/container.rs): Debian's Docker daemon
+# and client, debootstrap for a base image (no image registry is reachable), docker-compose.
+if [[ -x /usr/sbin/dockerd && -x /usr/bin/docker && -x /usr/sbin/debootstrap && -x /usr/bin/docker-compose ]]; then
+  say "docker: $(/usr/bin/docker --version 2>/dev/null)"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  say "docker: installing Debian's docker.io, debootstrap and docker-compose (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose >/dev/null
+else
+  say "error: docker.io, debootstrap and docker-compose are not installed and this user cannot apt-get install them (sudo apt-get install docker.io debootstrap docker-compose)"
+  exit 1
+fi
+
 # ------------------------------------------------------------------ python
 need python3
 PY_STAMP="$VENV/.mcp-warden-install-stamp"
