@@ -392,3 +392,43 @@ fn the_image_runs_as_shipped_non_root_read_only_and_keeps_its_state() {
         String::from_utf8_lossy(&logs.stderr).to_string() + &String::from_utf8_lossy(&logs.stdout);
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// docker/compose.yaml is valid as users run it (checked with Debian's docker-compose 1.29,
+/// which is stricter than Compose v2 about top-level keys), and refuses to start without the
+/// agent's token.
+#[test]
+fn the_published_compose_file_validates() {
+    let compose = |token: Option<&str>| {
+        let mut c = Command::new("/usr/bin/docker-compose");
+        c.args(["-f", "docker/compose.yaml", "config"])
+            .current_dir(root())
+            .env_remove("MCP_WARDEN_AGENT_TOKEN");
+        if let Some(t) = token {
+            c.env("MCP_WARDEN_AGENT_TOKEN", t);
+        }
+        c.output()
+            .expect("docker-compose (scripts/install-test-deps.sh installs it)")
+    };
+    let ok = compose(Some("a-long-random-token-for-the-check-0123"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let config = String::from_utf8_lossy(&ok.stdout);
+    for want in [
+        "read_only: true",
+        "no-new-privileges:true",
+        "- ALL",
+        "127.0.0.1",
+    ] {
+        assert!(config.contains(want), "missing {want}:\n{config}");
+    }
+    let missing = compose(None);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("set MCP_WARDEN_AGENT_TOKEN"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
