@@ -34,52 +34,73 @@ struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with(free_port(), &format!("gw-{}", std::process::id()), "")
+    }
+
+    /// A gateway on `port` with `token`; `extra` adds top-level members to its JSON5 config.
+    fn start_with(port: u16, token: &str, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let token = format!("gw-{}", std::process::id());
         let config = dir.path().join("openclaw.json5");
         std::fs::write(
             &config,
             format!(
-                "{{ gateway: {{ mode: 'local', port: {port}, bind: 'loopback', auth: {{ mode: 'token', token: '{token}' }} }}, logging: {{ file: '{}' }} }}\n",
+                "{{ gateway: {{ mode: 'local', port: {port}, bind: 'loopback', auth: {{ mode: 'token', token: '{token}' }} }}, logging: {{ file: '{}' }}, {extra} }}\n",
                 dir.path().join("openclaw.log").display()
             ),
         )
         .unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let path = format!(
-            "{}:{}",
-            node24().parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let log = std::fs::File::create(dir.path().join("gateway.out")).unwrap();
-        let child = Command::new(openclaw_dir().join("node_modules/.bin/openclaw"))
+        let mut gw = Gateway {
+            child: Command::new("true").spawn().unwrap(),
+            url: format!("ws://127.0.0.1:{port}"),
+            token: token.to_string(),
+            _dir: dir,
+        };
+        let _ = gw.child.wait();
+        gw.child = gw
+            .cli()
             .args(["gateway", "run", "--bind", "loopback", "--auth", "token"])
-            .args(["--token", &token, "--port", &port.to_string()])
-            .env("PATH", path)
-            .env("HOME", &home)
-            .env("OPENCLAW_STATE_DIR", dir.path().join("state"))
-            .env("OPENCLAW_CONFIG_PATH", &config)
+            .args(["--token", token, "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .process_group(0)
             .spawn()
             .expect("start the OpenClaw gateway (scripts/install-test-deps.sh installs it)");
-        Gateway {
-            child,
-            url: format!("ws://127.0.0.1:{port}"),
-            token,
-            _dir: dir,
-        }
+        gw
     }
+
+    /// The `openclaw` command, with this gateway's environment (Node 24 first on PATH, its own
+    /// HOME, state and config).
+    fn cli(&self) -> Command {
+        let dir = self._dir.path();
+        let mut c = Command::new(openclaw_dir().join("node_modules/.bin/openclaw"));
+        c.env("PATH", node24_path())
+            .env("HOME", dir.join("home"))
+            .env("OPENCLAW_STATE_DIR", dir.join("state"))
+            .env("OPENCLAW_CONFIG_PATH", dir.join("openclaw.json5"));
+        c
+    }
+}
+
+/// PATH with Node 24 first (`openclaw` is a `#!/usr/bin/env node` script).
+fn node24_path() -> String {
+    format!(
+        "{}:{}",
+        node24().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 impl Drop for Gateway {
@@ -311,4 +332,375 @@ fn an_unreachable_openclaw_gateway_fails_closed() {
         let audit = operator_cli(p.dir.path(), &["audit", "list"]);
         String::from_utf8_lossy(&audit.stdout).contains("OpenClaw: cannot reach")
     });
+}
+
+/// tests/openclaw/fake-model.mjs: a scripted OpenAI-compatible model on a loopback port that
+/// records every request it gets.
+struct FakeModel {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl FakeModel {
+    fn start(dir: &std::path::Path) -> FakeModel {
+        let log = dir.join("model-requests.jsonl");
+        let mut child = Command::new(node24())
+            .arg(openclaw_dir().join("fake-model.mjs"))
+            .env("FAKE_MODEL_LOG", &log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("fake model: {line:?}"))
+            .to_string();
+        FakeModel { child, url, log }
+    }
+}
+
+impl Drop for FakeModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One agent turn through the gateway (`openclaw agent … --json`): the final text.
+fn turn(gw: &Gateway, agent: &str, session: &str, message: &str) -> String {
+    let child = gw
+        .cli()
+        .args([
+            "agent",
+            "--agent",
+            agent,
+            "--session-key",
+            session,
+            "-m",
+            message,
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(180)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("`openclaw agent` for {agent} did not end: {message}");
+        }
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "`openclaw agent` for {agent}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["result"]["payloads"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no final text: {v}"))
+        .to_string()
+}
+
+/// The MCP tools (mcp-warden's entries) of a `TOOLS: a, b, c` answer, or of `tools.effective`.
+fn warden_tools(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("warden-"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn listed(text: &str) -> Vec<String> {
+    warden_tools(
+        text.trim()
+            .strip_prefix("TOOLS: ")
+            .unwrap_or_else(|| panic!("not a tool list: {text}"))
+            .split(", ")
+            .map(str::to_string),
+    )
+}
+
+/// What OpenClaw shows an agent of its mcp-warden entry: its tools, and the prompt and
+/// resource utilities OpenClaw adds for every MCP server that has prompts and resources.
+fn expected(entry: &str, tools: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = tools
+        .iter()
+        .chain(&[
+            "prompts_get",
+            "prompts_list",
+            "resources_list",
+            "resources_read",
+        ])
+        .map(|t| format!("{entry}__{t}"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `tools.effective` for an agent's session and returns its MCP tools.
+fn effective(gw: &Gateway, agent: &str, session: &str) -> Vec<String> {
+    let out = Command::new(node24())
+        .arg(openclaw_dir().join("gateway-call.mjs"))
+        .arg("tools.effective")
+        .arg(
+            json!({"agentId": agent, "sessionKey": format!("agent:{agent}:{session}")}).to_string(),
+        )
+        .env("OPENCLAW_URL", &gw.url)
+        .env("OPENCLAW_GATEWAY_TOKEN", &gw.token)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    warden_tools(
+        v["payload"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["id"] == "mcp")
+            .flat_map(|g| g["tools"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t["id"].as_str().map(str::to_string)),
+    )
+}
+
+/// Runs `send_email` for alice on a thread (the turn waits while mcp-warden holds the call).
+fn send_email_turn(gw: &Gateway, session: &str, to: &str) -> std::thread::JoinHandle<String> {
+    let cli_env: Vec<(String, std::ffi::OsString)> = gw
+        .cli()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_string_lossy().to_string(), v?.to_os_string())))
+        .collect();
+    let openclaw = openclaw_dir().join("node_modules/.bin/openclaw");
+    let message = format!(
+        "CALL warden-alice__send_email {}",
+        json!({"to": to, "subject": "hi", "body": "hello"})
+    );
+    let session = session.to_string();
+    std::thread::spawn(move || {
+        let out = Command::new(openclaw)
+            .envs(cli_env)
+            .args([
+                "agent",
+                "--agent",
+                "alice",
+                "--session-key",
+                &session,
+                "-m",
+                &message,
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["result"]["payloads"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+/// How an OpenClaw agent reaches mcp-warden.
+#[derive(Clone, Copy)]
+enum Front {
+    Stdio,
+    Http,
+}
+
+/// Real OpenClaw agents (alice and bob, driven by the fake model through the gateway) behind
+/// mcp-warden: each sees exactly its own tools — in what the model is offered and in
+/// `tools.effective` — and cannot call the other's; alice's `send_email` is held by mcp-warden
+/// and decided in OpenClaw: allowed by a reviewer, allowed with `/approve` in a chat, denied,
+/// and left to expire; no `action_id` in anything the model received.
+fn agents_through(front: Front) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = FakeModel::start(tmp.path());
+    let port = free_port();
+    let token = format!("gw-{}-{}", std::process::id(), port);
+    let state = tmp.path().join("warden-state");
+    let (alice_token, bob_token) = ("alice-token-0123456789abcdef", "bob-token-0123456789abcdef");
+    let tokens = match front {
+        Front::Stdio => ("", ""),
+        Front::Http => (
+            "token_env = \"ALICE_TOKEN\"\n",
+            "token_env = \"BOB_TOKEN\"\n",
+        ),
+    };
+    let warden_cfg = format!(
+        "[proxy]\nstate_dir = {:?}\n[upstreams.demo]\ncommand = {:?}\n[agents.alice]\n{}tools.allow = [\"echo\", \"send_email\", \"sent_count\"]\n[agents.bob]\n{}tools.allow = [\"add\"]\n[approvals]\nmax_expiry_secs = 8\n[approvals.openclaw]\nurl = \"ws://127.0.0.1:{port}\"\ntoken_env = \"OPENCLAW_GATEWAY_TOKEN\"\n",
+        state.display().to_string(),
+        demo_bin().display().to_string(),
+        tokens.0,
+        tokens.1
+    );
+    let cfg_path = write_config(tmp.path(), &warden_cfg);
+    // Over HTTP, one `mcp-warden serve` for both agents, each with its token.
+    let proxy = match front {
+        Front::Stdio => None,
+        Front::Http => Some(HttpProxy::start_raw(
+            &warden_cfg,
+            &[
+                ("ALICE_TOKEN", alice_token),
+                ("BOB_TOKEN", bob_token),
+                ("OPENCLAW_GATEWAY_TOKEN", &token),
+            ],
+        )),
+    };
+    let entry = |agent: &str, agent_token: &str| {
+        match &proxy {
+        None => format!(
+            "'warden-{agent}': {{ command: {:?}, args: ['stdio', '--config', {:?}, '--agent', '{agent}'], env: {{ OPENCLAW_GATEWAY_TOKEN: '{token}' }}, requestTimeoutMs: 3660000 }}",
+            warden_bin().display().to_string(),
+            cfg_path.display().to_string()
+        ),
+        Some(p) => format!(
+            "'warden-{agent}': {{ url: {:?}, transport: 'streamable-http', headers: {{ Authorization: 'Bearer {agent_token}' }}, requestTimeoutMs: 3660000 }}",
+            p.url
+        ),
+    }
+    };
+    let extra = format!(
+        "models: {{ mode: 'replace', providers: {{ fake: {{ baseUrl: '{}/v1', apiKey: 'fake-local', api: 'openai-completions', models: [{{ id: 'fake-model', name: 'Fake model', reasoning: false, input: ['text'], cost: {{ input: 0, output: 0, cacheRead: 0, cacheWrite: 0 }}, contextWindow: 128000, maxTokens: 4096 }}] }} }} }},
+         agents: {{ ownership: 'explicit', defaults: {{ model: {{ primary: 'fake/fake-model', fallbacks: [] }}, systemAgent: {{ agentId: 'alice' }}, heartbeat: {{ every: '0m' }} }},
+                   entries: {{ alice: {{ tools: {{ deny: ['warden-bob__*'] }} }}, bob: {{ tools: {{ allow: ['warden-bob__*'], deny: ['warden-alice__*'] }} }} }} }},
+         tools: {{ toolSearch: false }},
+         mcp: {{ servers: {{ {}, {} }} }}",
+        model.url,
+        entry("alice", alice_token),
+        entry("bob", bob_token)
+    );
+    let gw = Gateway::start_with(port, &token, &extra);
+    let mut reviewer = Reviewer::start(&gw);
+
+    // Each agent is offered exactly its own tools, and OpenClaw's catalog says the same.
+    assert_eq!(
+        listed(&turn(&gw, "alice", "s1", "LIST TOOLS")),
+        expected("warden-alice", &["echo", "send_email", "sent_count"])
+    );
+    assert_eq!(
+        listed(&turn(&gw, "bob", "s1", "LIST TOOLS")),
+        expected("warden-bob", &["add"])
+    );
+    assert_eq!(
+        effective(&gw, "alice", "s1"),
+        expected("warden-alice", &["echo", "send_email", "sent_count"])
+    );
+    assert_eq!(
+        effective(&gw, "bob", "s1"),
+        expected("warden-bob", &["add"])
+    );
+    // One allowed call each; the other agent's tool is not there to call.
+    let echoed = turn(
+        &gw,
+        "alice",
+        "s1",
+        r#"CALL warden-alice__echo {"message":"hello from alice"}"#,
+    );
+    assert!(echoed.contains("hello from alice"), "{echoed}");
+    let sum = turn(&gw, "bob", "s1", r#"CALL warden-bob__add {"a":40,"b":2}"#);
+    assert!(sum.contains("42"), "{sum}");
+    let other = turn(&gw, "alice", "s1", r#"CALL warden-bob__add {"a":1,"b":2}"#);
+    assert_eq!(other.trim(), "NO TOOL warden-bob__add");
+
+    // send_email, held by mcp-warden, decided in OpenClaw: a reviewer allows it.
+    let call = send_email_turn(&gw, "s1", "bob@example.com");
+    let asked = reviewer.event("plugin.approval.requested");
+    assert_eq!(
+        asked["request"]["title"], "alice → demo/send_email",
+        "{asked}"
+    );
+    let id = asked["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        reviewer.command(json!({"resolve": id, "decision": "allow-once"}))["ok"],
+        true
+    );
+    let sent = call.join().unwrap();
+    assert!(sent.contains("\"sent\": true"), "{sent}");
+    // `/approve <id> allow-once` in an OpenClaw chat.
+    let call = send_email_turn(&gw, "s1", "carol@example.com");
+    let id = reviewer.event("plugin.approval.requested")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = reviewer.command(json!({"chat": format!("/approve {id} allow-once")}));
+    assert!(
+        reply["chat"].as_str().unwrap().contains("submitted"),
+        "{reply}"
+    );
+    let sent = call.join().unwrap();
+    assert!(sent.contains("\"sent\": true"), "{sent}");
+    // Denied by the reviewer.
+    let call = send_email_turn(&gw, "s1", "dave@example.com");
+    let id = reviewer.event("plugin.approval.requested")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        reviewer.command(json!({"resolve": id, "decision": "deny"}))["ok"],
+        true
+    );
+    let denied = call.join().unwrap();
+    assert!(denied.contains("denied by a human"), "{denied}");
+    // Nobody decides: it expires (max_expiry_secs 8), and OpenClaw sees it closed.
+    let call = send_email_turn(&gw, "s1", "erin@example.com");
+    let id = reviewer.event("plugin.approval.requested")["id"].clone();
+    let expired = call.join().unwrap();
+    assert!(expired.contains("the approval expired"), "{expired}");
+    loop {
+        let r = reviewer.event("plugin.approval.resolved");
+        if r["id"] == id {
+            assert_eq!(r["resolvedBy"], "mcp-warden", "{r}");
+            break;
+        }
+    }
+    let count = turn(&gw, "alice", "s1", "CALL warden-alice__sent_count {}");
+    assert!(count.contains("RESULT: 2"), "{count}");
+
+    // The decisions are audited as OpenClaw's; the model never saw an action id (the demo's
+    // are 32 hex digits; OpenClaw's own ids are UUIDs or 16 hex digits, digests 64).
+    let audit = Command::new(warden_bin())
+        .args(["audit", "list", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.matches("\"by\":\"openclaw\"").count(), 3, "{audit}");
+    let seen = std::fs::read_to_string(&model.log).unwrap();
+    let runs = seen
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() == 32)
+        .count();
+    assert_eq!(runs, 0, "something like an action id reached the model");
+    drop(reviewer);
+    drop(gw);
+    drop(proxy);
+}
+
+#[test]
+fn openclaw_agents_through_the_stdio_front() {
+    agents_through(Front::Stdio);
+}
+
+#[test]
+fn openclaw_agents_through_the_http_front() {
+    agents_through(Front::Http);
 }

@@ -76,7 +76,10 @@ async function connectWhenReady(name, scopes, caps, onEvent) {
   }
 }
 
-let chatReply = null;
+// Final chat messages by run id: a command's reply is the one of its own run (other runs of
+// the session, e.g. an agent's turn, send theirs on the same connection).
+const finals = new Map();
+const waiting = new Map();
 const reviewer = await connectWhenReady('reviewer', ['operator.admin'], ['plugin-approvals'], (m) => {
   if (m.event === 'plugin.approval.requested' || m.event === 'plugin.approval.resolved') {
     out({ event: m.event, payload: m.payload });
@@ -85,7 +88,9 @@ const reviewer = await connectWhenReady('reviewer', ['operator.admin'], ['plugin
 const chatter = await connectWhenReady('chat-user', ['operator.write', 'operator.approvals'], [], (m) => {
   if (m.event === 'chat' && m.payload?.state === 'final') {
     const text = m.payload.message?.content?.[0]?.text ?? '';
-    chatReply?.(text);
+    const w = waiting.get(m.payload.runId);
+    if (w) w(text);
+    else finals.set(m.payload.runId, text);
   }
 });
 out({ ready: true });
@@ -98,10 +103,17 @@ for await (const line of lines) {
     const res = await reviewer.send('plugin.approval.resolve', { id: cmd.resolve, decision: cmd.decision });
     out({ resolved: cmd.resolve, ok: res.ok, error: res.error ?? null });
   } else if (cmd.chat) {
-    const reply = new Promise((r) => (chatReply = r));
     const res = await chatter.send('chat.send', { sessionKey: 'main', message: cmd.chat, idempotencyKey: randomUUID() });
-    if (!res.ok) out({ chat: `chat.send refused: ${res.error?.message}` });
-    else out({ chat: await reply });
+    if (!res.ok) {
+      out({ chat: `chat.send refused: ${res.error?.message}` });
+      continue;
+    }
+    const runId = res.payload?.runId;
+    const reply = finals.has(runId)
+      ? finals.get(runId)
+      : await new Promise((r) => waiting.set(runId, r));
+    waiting.delete(runId);
+    out({ chat: reply });
   }
 }
 reviewer.ws.close();
