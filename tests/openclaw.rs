@@ -620,6 +620,9 @@ fn agents_through(front: Front) {
     assert!(sum.contains("42"), "{sum}");
     let other = turn(&gw, "alice", "s1", r#"CALL warden-bob__add {"a":1,"b":2}"#);
     assert_eq!(other.trim(), "NO TOOL warden-bob__add");
+    // A model that calls it anyway (a made-up call) is refused before any MCP server.
+    let made_up = turn(&gw, "alice", "s1", r#"CALL! warden-bob__add {"a":1,"b":2}"#);
+    assert!(made_up.contains("not found"), "{made_up}");
 
     // send_email, held by mcp-warden, decided in OpenClaw: a reviewer allows it.
     let call = send_email_turn(&gw, "s1", "bob@example.com");
@@ -684,6 +687,10 @@ fn agents_through(front: Front) {
         .unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(audit.matches("\"by\":\"openclaw\"").count(), 3, "{audit}");
+    assert!(
+        !audit.contains("call.refused"),
+        "a call reached mcp-warden and was refused: {audit}"
+    );
     let seen = std::fs::read_to_string(&model.log).unwrap();
     let runs = seen
         .split(|c: char| !c.is_ascii_hexdigit())
