@@ -391,6 +391,127 @@ fn the_image_runs_as_shipped_non_root_read_only_and_keeps_its_state() {
     let logs =
         String::from_utf8_lossy(&logs.stderr).to_string() + &String::from_utf8_lossy(&logs.stdout);
     assert!(logs.contains("shutting down"), "{logs}");
+    d.ok(&["rm", "mw"]);
+
+    compose_runs_for_real(&d);
+}
+
+/// docker/compose.yaml, run with docker-compose and this machine's override
+/// (tests/container/compose.override.yaml: local images, the state on a host directory): its
+/// network, published port, command and baked config as published; mcp-warden healthy in front
+/// of the third-party server (server-everything over Streamable HTTP, service `everything`) and
+/// its bundled demo; an agent container calls the third-party tool through it by its compose
+/// name, and a call held for approval is approved from the host with the CLI, through the
+/// control socket in the state volume; the published port answers on the host's loopback.
+fn compose_runs_for_real(d: &Daemon) {
+    d.ok(&["tag", "mcp-warden:test", "mcp-warden:local"]);
+    let state = d.dir.path().join("compose-state");
+    std::fs::create_dir(&state).unwrap();
+    nix::unistd::chown(&state, Some(nix::unistd::Uid::from_raw(10001)), None).unwrap();
+    let token = "compose-agent-token-0123456789abcdef";
+    let compose = |args: &[&str]| {
+        let mut c = Command::new("/usr/bin/docker-compose");
+        c.args([
+            "-f",
+            "docker/compose.yaml",
+            "-f",
+            "tests/container/compose.override.yaml",
+        ])
+        .args(["-p", "mwtest"])
+        .args(args)
+        .current_dir(root())
+        .env("DOCKER_HOST", &d.sock)
+        .env("MCP_WARDEN_AGENT_TOKEN", token)
+        .env("WARDEN_STATE", &state)
+        .env("NODE_HARNESS", node_dir())
+        .env("AGENT_DIR", root().join("tests/container"));
+        c
+    };
+    let up = compose(&["up", "-d", "--no-build", "mcp-warden", "everything"])
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "docker-compose up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> Command);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "--timeout", "10"]).output();
+        }
+    }
+    let _down = Down(&compose);
+    eventually(
+        Duration::from_secs(60),
+        "mcp-warden healthy under compose",
+        || {
+            d.ok(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                "mwtest_mcp-warden_1",
+            ]) == "healthy"
+        },
+    );
+
+    // The agent container: the third-party tool through mcp-warden, then a held call.
+    let agent = compose(&["run", "--rm", "smoke"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host_cfg = d.dir.path().join("compose-host.toml");
+    std::fs::write(
+        &host_cfg,
+        format!(
+            "[proxy]\nstate_dir = {:?}\n[upstreams.demo]\ncommand = \"true\"\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&host_cfg)
+            .uid(10001)
+            .gid(10001)
+            .output()
+            .unwrap()
+    };
+    eventually(
+        Duration::from_secs(120),
+        "the agent's send_email held",
+        || String::from_utf8_lossy(&cli(&["approvals", "list"]).stdout).contains("send_email"),
+    );
+    assert!(cli(&["approve", "allow-once"]).status.success());
+    // The published port: 127.0.0.1:8787 on the host (refused without the agent's token).
+    let r = post("http://127.0.0.1:8787/mcp", None, INIT);
+    assert_eq!(r.status(), 401);
+    let out = agent.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "agent: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        lines[0].to_string().contains("from the agent container"),
+        "the third-party tool: {}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1]["result"]["structuredContent"]["sent"], true,
+        "the held call: {}",
+        lines[1]
+    );
 }
 
 /// docker/compose.yaml is valid as users run it (checked with Debian's docker-compose 1.29,
