@@ -273,6 +273,35 @@ impl Drop for Agent {
     }
 }
 
+/// The operator's CLI on the host, on a container's state directory: run as the state's owner
+/// (the CLI refuses a state directory that belongs to another user), uid 10001 like the image's
+/// user, with a config that names only that directory.
+fn host_cli(dir: &Path, state: &Path) -> impl Fn(&[&str]) -> Output {
+    let cfg = dir.join(format!(
+        "host-{}.toml",
+        state.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nstate_dir = {:?}\n[upstreams.demo]\ncommand = \"true\"\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    move |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(warden_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .uid(10001)
+            .gid(10001)
+            .output()
+            .unwrap()
+    }
+}
+
 const SEND: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"bob@example.com","subject":"hi","body":"hello"}}}"#;
 
 #[test]
@@ -324,28 +353,7 @@ fn the_image_runs_as_shipped_non_root_read_only_and_keeps_its_state() {
 
     // A consent call held inside the container is decided from the host, through the control
     // socket in the volume; allowed always, the grant outlives a restart.
-    let host_cfg = d.dir.path().join("host.toml");
-    std::fs::write(
-        &host_cfg,
-        format!(
-            "[proxy]\nstate_dir = {:?}\n[upstreams.demo]\ncommand = \"true\"\n",
-            state.display().to_string()
-        ),
-    )
-    .unwrap();
-    // The operator on the host runs the CLI as the state's owner (the CLI refuses a state
-    // directory that belongs to another user): uid 10001, like the image's user.
-    let cli = |args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&host_cfg)
-            .uid(10001)
-            .gid(10001)
-            .output()
-            .unwrap()
-    };
+    let cli = host_cli(d.dir.path(), &state);
     let mut agent = Agent::start(&d);
     let waiter = std::thread::spawn(move || {
         let v = agent.request(SEND);
@@ -461,26 +469,7 @@ fn compose_runs_for_real(d: &Daemon) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let host_cfg = d.dir.path().join("compose-host.toml");
-    std::fs::write(
-        &host_cfg,
-        format!(
-            "[proxy]\nstate_dir = {:?}\n[upstreams.demo]\ncommand = \"true\"\n",
-            state.display().to_string()
-        ),
-    )
-    .unwrap();
-    let cli = |args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        Command::new(warden_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&host_cfg)
-            .uid(10001)
-            .gid(10001)
-            .output()
-            .unwrap()
-    };
+    let cli = host_cli(d.dir.path(), &state);
     eventually(
         Duration::from_secs(120),
         "the agent's send_email held",

@@ -487,19 +487,7 @@ fn a_modern_agents_resource_subscriptions_reach_2025_and_2026_upstreams() {
     drop(p);
 
     // A 2026 upstream over Streamable HTTP: mcp-warden holds a listen of its own there.
-    let (server, url) = spawn_listening(
-        std::process::Command::new(python_venv_bin("python"))
-            .arg(root().join("tests/python/modern_server.py"))
-            .args(["--http", "0"]),
-    );
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(server);
+    let (_server, url) = modern_http_upstream();
     let p = HttpProxy::start(&format!(
         "[proxy]\nauth = \"none\"\n[upstreams.modern]\nurl = {url:?}\n"
     ));
@@ -850,25 +838,31 @@ fn a_2026_upstream_over_stdio_serves_2025_and_2026_agents() {
 /// The same over Streamable HTTP: the requests carry the routing headers and no session.
 #[test]
 fn a_2026_upstream_over_http_serves_2025_and_2026_agents() {
-    let python = python_venv_bin("python");
-    let script = root().join("tests/python/modern_server.py");
-    let (server, url) = spawn_listening(
-        std::process::Command::new(python)
-            .arg(script)
-            .args(["--http", "0"]),
-    );
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(server);
+    let (_server, url) = modern_http_upstream();
     let p = HttpProxy::start(&format!(
         "[proxy]\nauth = \"none\"\n[upstreams.modern]\nurl = {url:?}\n"
     ));
     serves_2025_and_2026_agents(&p);
+}
+
+/// A running process, killed when dropped.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// tests/python/modern_server.py over Streamable HTTP: the process and its URL.
+fn modern_http_upstream() -> (Kill, String) {
+    let (server, url) = spawn_listening(
+        std::process::Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/modern_server.py"))
+            .args(["--http", "0"]),
+    );
+    (Kill(server), url)
 }
 
 fn serves_2025_and_2026_agents(p: &HttpProxy) {
@@ -1374,12 +1368,12 @@ fn a_task_ending_in_a_consent_envelope_is_held_for_a_human_for_a_modern_agent() 
 /// knows the tool (`Mcp-Name`).
 #[test]
 fn param_headers_follow_renames_and_pins_towards_a_2026_upstream() {
-    let python = python_venv_bin("python");
-    let (mut server, url) = spawn_listening(
-        std::process::Command::new(&python)
+    let (server, url) = spawn_listening(
+        std::process::Command::new(python_venv_bin("python"))
             .arg(root().join("tests/python/conformance_server.py"))
             .args(["--http", "0"]),
     );
+    let _server = Kill(server);
     let p = HttpProxy::start(&format!(
         "[proxy]\nauth = \"none\"\n[upstreams.c]\nurl = {url:?}\n[upstreams.c.tools.test_header_param]\nrename = \"regional\"\npin = {{ region = \"eu-west\" }}\n"
     ));
@@ -1402,6 +1396,4 @@ fn param_headers_follow_renames_and_pins_towards_a_2026_upstream() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"]["content"][0]["text"], "region=eu-west", "{v}");
-    let _ = server.kill();
-    let _ = server.wait();
 }

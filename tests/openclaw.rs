@@ -375,49 +375,79 @@ impl Drop for FakeModel {
 
 /// One agent turn through the gateway (`openclaw agent … --json`): the final text.
 fn turn(gw: &Gateway, agent: &str, session: &str, message: &str) -> String {
-    let child = gw
-        .cli()
-        .args([
-            "agent",
-            "--agent",
-            agent,
-            "--session-key",
-            session,
-            "-m",
-            message,
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(Duration::from_secs(180)) {
-        Ok(o) => o.unwrap(),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("`openclaw agent` for {agent} did not end: {message}");
+    run_turn(&cli_env(gw), agent, session, message)
+}
+
+/// The environment of `openclaw` commands for `gw` (to run them on other threads).
+fn cli_env(gw: &Gateway) -> Vec<(String, std::ffi::OsString)> {
+    gw.cli()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_string_lossy().to_string(), v?.to_os_string())))
+        .collect()
+}
+
+/// Runs `openclaw agent` until it gets a turn: the CLI refuses to start while another OpenClaw
+/// process holds the state's lifecycle lock (the gateway does, briefly, e.g. right after it
+/// started), and says so; it is asked again until it runs (at most 60 s).
+fn run_turn(
+    env: &[(String, std::ffi::OsString)],
+    agent: &str,
+    session: &str,
+    message: &str,
+) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let child = Command::new(openclaw_dir().join("node_modules/.bin/openclaw"))
+            .envs(env.iter().cloned())
+            .args([
+                "agent",
+                "--agent",
+                agent,
+                "--session-key",
+                session,
+                "-m",
+                message,
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(o) => o.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("`openclaw agent` for {agent} did not end: {message}");
+            }
+        };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "`openclaw agent` for {agent}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let busy = v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("owns state-lifecycle"));
+        if busy && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
         }
-    };
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "`openclaw agent` for {agent}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    v["result"]["payloads"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no final text: {v}"))
-        .to_string()
+        return v["result"]["payloads"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no final text: {v}"))
+            .to_string();
+    }
 }
 
 /// The MCP tools (mcp-warden's entries) of a `TOOLS: a, b, c` answer, or of `tools.effective`.
@@ -484,39 +514,13 @@ fn effective(gw: &Gateway, agent: &str, session: &str) -> Vec<String> {
 
 /// Runs `send_email` for alice on a thread (the turn waits while mcp-warden holds the call).
 fn send_email_turn(gw: &Gateway, session: &str, to: &str) -> std::thread::JoinHandle<String> {
-    let cli_env: Vec<(String, std::ffi::OsString)> = gw
-        .cli()
-        .get_envs()
-        .filter_map(|(k, v)| Some((k.to_string_lossy().to_string(), v?.to_os_string())))
-        .collect();
-    let openclaw = openclaw_dir().join("node_modules/.bin/openclaw");
+    let env = cli_env(gw);
     let message = format!(
         "CALL warden-alice__send_email {}",
         json!({"to": to, "subject": "hi", "body": "hello"})
     );
     let session = session.to_string();
-    std::thread::spawn(move || {
-        let out = Command::new(openclaw)
-            .envs(cli_env)
-            .args([
-                "agent",
-                "--agent",
-                "alice",
-                "--session-key",
-                &session,
-                "-m",
-                &message,
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["result"]["payloads"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    })
+    std::thread::spawn(move || run_turn(&env, "alice", &session, &message))
 }
 
 /// How an OpenClaw agent reaches mcp-warden.
