@@ -143,12 +143,25 @@ impl Remembered {
     }
 }
 
+/// A pin file's identity: inode and modification time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64, SystemTime);
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Stamp(m.ino(), m.modified().ok()?))
+    }
+}
+
 /// What the store's one lock guards.
 #[derive(Default)]
 struct Inner {
     file: PinFile,
-    /// The pin file's modification time when it was last read or written.
-    mtime: Option<SystemTime>,
+    /// Which pin file was last read or written: its inode and modification time. Every write
+    /// replaces the file (a new inode), so a write by another instance is seen even within the
+    /// coarse clock tick file times are taken from.
+    stamp: Option<Stamp>,
     /// upstream → the bytes of its tools found to match their pins.
     verified: HashMap<String, Remembered, Fast>,
     /// New pins recorded since the file was last written.
@@ -181,8 +194,8 @@ impl PinStore {
             .spawn(move || {
                 // Ends when the store (the only sender) is dropped.
                 while let Ok((n, bytes)) = rx.recv() {
-                    let mtime = match crate::state::write_atomic(&wdir, FILE, &bytes) {
-                        Ok(p) => std::fs::metadata(&p).and_then(|m| m.modified()).ok(),
+                    let stamp = match crate::state::write_atomic(&wdir, FILE, &bytes) {
+                        Ok(p) => std::fs::metadata(&p).ok().and_then(|m| Stamp::of(&m)),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot write the tool pin file");
                             None
@@ -191,7 +204,7 @@ impl PinStore {
                     let mut inner = lock(&winner);
                     inner.written = n;
                     if n == inner.queued {
-                        inner.mtime = mtime;
+                        inner.stamp = stamp;
                     }
                     drop(inner);
                     wsignal.notify_all();
@@ -222,17 +235,17 @@ impl PinStore {
             return; // our own write is on its way: memory is newer
         }
         let path = self.path();
-        let mtime = std::fs::symlink_metadata(&path)
+        let stamp = std::fs::symlink_metadata(&path)
             .ok()
             .filter(|m| m.file_type().is_file())
-            .and_then(|m| m.modified().ok());
-        if mtime.is_none() || mtime == inner.mtime {
+            .and_then(|m| Stamp::of(&m));
+        if stamp.is_none() || stamp == inner.stamp {
             return;
         }
         match std::fs::read(&path).map(|b| serde_json::from_slice::<PinFile>(&b)) {
             Ok(Ok(f)) => {
                 inner.file = f;
-                inner.mtime = mtime;
+                inner.stamp = stamp;
                 inner.verified.clear();
             }
             Ok(Err(e)) => {
@@ -502,7 +515,7 @@ mod tests {
             Verdict::Changed { .. }
         ));
         other.accept("fs", "t", &v2);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        other.flush();
         assert_eq!(
             store.check("fs", "t", &v2),
             Verdict::Trusted,
@@ -561,7 +574,7 @@ mod raw_tests {
         store.flush();
         let other = PinStore::open(state.clone());
         other.accept("fs", "t", &serde_json::from_slice(v2).unwrap());
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        other.flush();
         assert!(matches!(check(v1), Some(Verdict::Changed { .. })));
         assert_eq!(check(v2), Some(Verdict::Trusted));
     }
