@@ -345,23 +345,12 @@ struct FakeModel {
 impl FakeModel {
     fn start(dir: &std::path::Path) -> FakeModel {
         let log = dir.join("model-requests.jsonl");
-        let mut child = Command::new(node24())
-            .arg(openclaw_dir().join("fake-model.mjs"))
-            .env("FAKE_MODEL_LOG", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("fake model: {line:?}"))
-            .to_string();
+        let (child, url) = spawn_listening(
+            Command::new(node24())
+                .arg(openclaw_dir().join("fake-model.mjs"))
+                .env("FAKE_MODEL_LOG", &log)
+                .stdin(Stdio::null()),
+        );
         FakeModel { child, url, log }
     }
 }

@@ -400,18 +400,12 @@ fn inspector_cli_calls_through_the_http_front() {
 
 /// The demo server over HTTP on a fixed port; returns the child.
 fn demo_http(port: u16) -> Child {
-    let mut child = Command::new(demo_bin())
-        .args(["http", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on"), "{line}");
-    child
+    spawn_listening(Command::new(demo_bin()).args([
+        "http",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]))
+    .0
 }
 
 #[test]
