@@ -377,7 +377,7 @@ fn cli_env(gw: &Gateway) -> Vec<(String, std::ffi::OsString)> {
 
 /// Runs `openclaw agent` until it gets a turn: the CLI refuses to start while another OpenClaw
 /// process holds the state's lifecycle lock (the gateway does, briefly, e.g. right after it
-/// started), and says so; it is asked again until it runs (at most 60 s).
+/// started, or under load), and says so; it is asked again until it runs (at most 180 s).
 fn run_turn(
     env: &[(String, std::ffi::OsString)],
     agent: &str,
@@ -428,7 +428,7 @@ fn run_turn(
         let busy = v["error"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("owns state-lifecycle"));
-        if busy && started.elapsed() < Duration::from_secs(60) {
+        if busy && started.elapsed() < Duration::from_secs(180) {
             std::thread::sleep(Duration::from_millis(250));
             continue;
         }
@@ -525,6 +525,10 @@ enum Front {
 /// and decided in OpenClaw: allowed by a reviewer, allowed with `/approve` in a chat, denied,
 /// and left to expire; no `action_id` in anything the model received.
 fn agents_through(front: Front) {
+    // One OpenClaw run at a time: two gateways with their agents at once load a 2-core
+    // machine enough that OpenClaw's own state locks time out.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let model = FakeModel::start(tmp.path());
     let port = free_port();
