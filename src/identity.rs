@@ -1,6 +1,8 @@
 //! Who is calling, over HTTP: decided by the credential alone. A bearer token is hashed and
-//! compared in constant time against every configured agent's digest; no header (`x-agent-id`,
-//! `x-session-key`, …) can name or change the caller. Tokens are never logged.
+//! compared in constant time against every configured agent's digest; with `[auth.oidc]`, a
+//! bearer token that is none of those may be a JWT access token of the identity provider, whose
+//! claims name the agent (see [`crate::oidc`]). No header (`x-agent-id`, `x-session-key`, …) can
+//! name or change the caller. Tokens are never logged.
 
 use std::sync::Arc;
 
@@ -18,12 +20,23 @@ pub enum Caller {
     User,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No `Authorization: Bearer …` at all.
     Missing,
     /// A credential that matches nobody.
     Invalid,
+    /// A valid access token of the identity provider whose claims name no agent (or several).
+    NoAgent,
+    /// A valid access token of an agent that lacks scopes it needs: all of them (to step up).
+    InsufficientScope(String),
+}
+
+/// `[auth.oidc]` at work: the verifier and, per agent, what its tokens must be.
+struct Oidc {
+    verifier: Arc<crate::oidc::Verifier>,
+    /// (agent, claim conditions, scopes its tokens need: the endpoint's and its own).
+    agents: Vec<(Arc<str>, Vec<crate::config::ClaimMatch>, Vec<String>)>,
 }
 
 pub struct Authenticator {
@@ -33,11 +46,18 @@ pub struct Authenticator {
     /// The token generated at start for the single-user case.
     user: Option<TokenDigest>,
     open: bool,
+    oidc: Option<Oidc>,
 }
 
 impl Authenticator {
     /// `generated`: the single-user token (when no agents are named and auth is required).
-    pub fn new(cfg: &Arc<Config>, generated: Option<&str>) -> Authenticator {
+    /// `previous`: the authenticator this one replaces (a reload), whose identity provider
+    /// keys are kept when `[auth.oidc]` did not change.
+    pub fn new(
+        cfg: &Arc<Config>,
+        generated: Option<&str>,
+        previous: Option<&Authenticator>,
+    ) -> Authenticator {
         let agents = cfg
             .agents
             .iter()
@@ -63,13 +83,41 @@ impl Authenticator {
                 .filter(|_| cfg.agents.is_empty())
                 .map(TokenDigest::of),
             open: cfg.agents.is_empty() && cfg.proxy.auth == AuthMode::None,
+            oidc: cfg.oidc.as_ref().map(|settings| {
+                let verifier = previous
+                    .and_then(|p| p.oidc.as_ref())
+                    .map(|o| o.verifier.clone())
+                    .filter(|v| v.settings() == settings)
+                    .unwrap_or_else(|| crate::oidc::Verifier::new(settings.clone()));
+                let agents = cfg
+                    .agents
+                    .iter()
+                    .filter(|a| !a.claims.is_empty())
+                    .map(|a| {
+                        let mut scopes = settings.scopes.clone();
+                        scopes.extend(
+                            a.scopes
+                                .iter()
+                                .filter(|s| !settings.scopes.contains(s))
+                                .cloned(),
+                        );
+                        (Arc::from(a.name.as_str()), a.claims.clone(), scopes)
+                    })
+                    .collect();
+                Oidc { verifier, agents }
+            }),
         }
+    }
+
+    /// The identity provider's verifier, when `[auth.oidc]` is configured.
+    pub fn oidc(&self) -> Option<&Arc<crate::oidc::Verifier>> {
+        self.oidc.as_ref().map(|o| &o.verifier)
     }
 
     /// Authenticates by bearer token and, over mTLS, by the verified client certificate. When
     /// both are present they must name the same agent; a certificate that names no agent
     /// identifies nobody (the token then decides).
-    pub fn authenticate_peer(
+    pub async fn authenticate_peer(
         &self,
         headers: &HeaderMap,
         cert: Option<&rustls_pki_types::CertificateDer<'_>>,
@@ -80,7 +128,10 @@ impl Authenticator {
                 .find(|(n, _)| crate::tls::cert_matches(c, n))
                 .map(|(_, a)| Caller::Agent(a.clone()))
         });
-        let by_token = self.authenticate(headers);
+        let by_token = match self.authenticate(headers) {
+            Err(AuthError::Invalid) => self.authenticate_jwt(headers).await,
+            other => other,
+        };
         match (by_cert, by_token) {
             (Some(c), Ok(t)) if c == t => Ok(c),
             (Some(_), Ok(_)) => Err(AuthError::Invalid),
@@ -109,6 +160,37 @@ impl Authenticator {
             }
         }
         found.ok_or(AuthError::Invalid)
+    }
+}
+
+impl Authenticator {
+    /// A token that is no agent's: with `[auth.oidc]`, an access token of the identity
+    /// provider naming exactly one agent, with every scope that agent needs.
+    async fn authenticate_jwt(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let (Some(oidc), Some(token)) = (&self.oidc, bearer(headers)) else {
+            return Err(AuthError::Invalid);
+        };
+        let claims = oidc.verifier.verify(token).await.map_err(|why| {
+            tracing::info!(reason = %why, "access token refused");
+            AuthError::Invalid
+        })?;
+        let mut found = oidc
+            .agents
+            .iter()
+            .filter(|(_, conditions, _)| crate::oidc::matches(&claims, conditions));
+        let (Some((name, _, needs)), None) = (found.next(), found.next()) else {
+            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("");
+            tracing::warn!(
+                sub = %crate::term::safe(&crate::util::truncate(sub, 128)),
+                "access token refused: its claims match no agent, or more than one"
+            );
+            return Err(AuthError::NoAgent);
+        };
+        let has = crate::oidc::scopes(&claims);
+        if needs.iter().any(|s| !has.contains(&s.as_str())) {
+            return Err(AuthError::InsufficientScope(needs.join(" ")));
+        }
+        Ok(Caller::Agent(name.clone()))
     }
 }
 
@@ -334,7 +416,7 @@ mod tests {
 
     #[test]
     fn only_the_credential_decides() {
-        let auth = Authenticator::new(&cfg(), None);
+        let auth = Authenticator::new(&cfg(), None, None);
         assert_eq!(
             auth.authenticate(&headers(&[(
                 "authorization",

@@ -43,6 +43,7 @@ pub mod instance;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
+pub mod oidc;
 pub mod pins;
 pub mod policy;
 pub mod reload;

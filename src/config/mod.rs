@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use validate::{ConfigError, ConfigErrors};
+pub use validate::{secure_url, ConfigError, ConfigErrors};
 
 /// The bundled quickstart config of a checkout, used when no `--config` is given and no
 /// `mcp-warden.toml` exists in the working directory or the user's config directory.
@@ -64,6 +64,38 @@ pub struct Config {
     pub approvals: ApprovalSettings,
     /// People who may decide approvals remotely (`/control` on the HTTP listener).
     pub operators: Vec<Operator>,
+    /// `[auth.oidc]`: HTTP callers identified by JWT access tokens of an identity provider.
+    pub oidc: Option<Arc<OidcSettings>>,
+}
+
+/// `[auth.oidc]`: mcp-warden as an OAuth 2.1 resource server. A JWT access token issued by
+/// `issuer` for `resource` identifies the caller; the agent is the one whose `match` its
+/// claims satisfy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcSettings {
+    /// Compared exactly with the token's `iss` and the issuer's metadata.
+    pub issuer: String,
+    /// The canonical URL agents use for this endpoint: the audience every token must carry,
+    /// and the `resource` of the protected resource metadata.
+    pub resource: String,
+    /// Where the signing keys are; `None`: from the issuer's metadata.
+    pub jwks_uri: Option<String>,
+    /// Signature algorithms accepted (asymmetric only).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Scopes every token must carry (advertised in the metadata and the challenges).
+    pub scopes: Vec<String>,
+    /// How long fetched keys are used before they are fetched again.
+    pub jwks_refresh: Duration,
+}
+
+/// One condition of an agent's `match`: the claim (a dotted path into nested objects) has one
+/// of `values` (as a string, or as one element of an array of strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMatch {
+    pub claim: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +260,10 @@ pub struct Agent {
     pub tokens: Vec<TokenDigest>,
     /// DNS names (SANs) of TLS client certificates that identify this agent (mTLS).
     pub cert_names: Vec<String>,
+    /// With `[auth.oidc]`: a token whose claims meet every condition identifies this agent.
+    pub claims: Vec<ClaimMatch>,
+    /// With `[auth.oidc]`: scopes this agent's tokens must carry besides the endpoint's.
+    pub scopes: Vec<String>,
     /// Upstreams this agent may use at all; `None`: every upstream.
     pub servers: Option<Vec<String>>,
     pub tools: Rules,
@@ -428,6 +464,22 @@ pub struct HttpSpec {
     pub flavor: HttpFlavor,
     /// `[upstreams.NAME.tls]`: how an `https://` upstream is verified and whom we present.
     pub tls: Option<UpstreamTls>,
+    /// `oauth = { … }`: mcp-warden obtains the upstream's access tokens itself.
+    pub oauth: Option<UpstreamOAuth>,
+}
+
+/// An OAuth-protected upstream: mcp-warden is the OAuth client. The authorization server is
+/// found as the MCP authorization specification says (the upstream's protected resource
+/// metadata, then the server's own metadata); tokens are asked for this upstream's URL
+/// (`resource`, RFC 8707) and sent to nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamOAuth {
+    /// A client registered at the authorization server for mcp-warden.
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Scopes to ask for; empty: the upstream's challenge, else its metadata's
+    /// `scopes_supported`.
+    pub scopes: Vec<String>,
 }
 
 /// TLS towards an HTTPS upstream. Without it, the upstream's certificate is checked against

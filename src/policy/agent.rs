@@ -57,6 +57,8 @@ mod tests {
             name: "a".into(),
             tokens: vec![],
             cert_names: vec![],
+            claims: vec![],
+            scopes: vec![],
             servers: servers.map(|s| s.iter().map(|x| x.to_string()).collect()),
             tools: Rules {
                 allow: allow.iter().map(|x| Pattern::new(*x)).collect(),

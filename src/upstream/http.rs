@@ -62,6 +62,8 @@ struct State {
     inlet: Inlet,
     /// 2026-07-28 requests in flight, by id (JSON text): what ends each one's POST.
     streams: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>,
+    /// An OAuth-protected upstream's client (shared by the upstream's connections).
+    oauth: Option<Arc<super::oauth::OAuth>>,
 }
 
 /// reqwest's client for an upstream, with the upstream's TLS settings when it has some.
@@ -103,6 +105,10 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
             name: name.to_string(),
             reason,
         })?;
+    let oauth = super::oauth::OAuth::shared(name, spec).map_err(|reason| UpstreamError::Start {
+        name: name.to_string(),
+        reason,
+    })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),
@@ -115,6 +121,7 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
         get_started: AtomicBool::new(false),
         inlet,
         streams: Mutex::default(),
+        oauth,
     });
     let for_direct = state.clone();
     let direct: super::Direct = Arc::new(move |msg| Box::pin(post(for_direct.clone(), msg, true)));
@@ -181,6 +188,27 @@ impl State {
         for (name, value) in extra {
             headers.insert(name.clone(), value.clone());
         }
+        let Some(oauth) = &self.oauth else {
+            return self.transport.send(method, headers, body, limit).await;
+        };
+        let used = oauth.authorization().await;
+        if let Some(h) = &used {
+            headers.insert(reqwest::header::AUTHORIZATION, h.clone());
+        }
+        let resp = self
+            .transport
+            .send(method.clone(), headers.clone(), body.clone(), limit)
+            .await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        // Refused before it was processed: sent again once, with a new token.
+        let challenge = super::oauth::challenge_of(resp.headers()).cloned();
+        let fresh = oauth
+            .refused(used.as_ref(), challenge.as_ref())
+            .await
+            .map_err(|e| format!("no OAuth token: {e}"))?;
+        headers.insert(reqwest::header::AUTHORIZATION, fresh);
         self.transport.send(method, headers, body, limit).await
     }
 

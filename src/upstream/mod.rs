@@ -10,6 +10,7 @@
 //! requests go to the owner through the event channel.
 
 mod http;
+mod oauth;
 mod sse_legacy;
 mod stdio;
 mod transport;

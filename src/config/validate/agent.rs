@@ -7,6 +7,8 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "cert_names",
     "token_env",
     "token_sha256",
+    "match",
+    "scopes",
     "servers",
     "tools",
     "prompts",
@@ -42,6 +44,13 @@ pub(super) fn agent(
     let before = cx.errors.len();
     let tokens = tokens(cx, &mut t);
     let cert_names = t.strings(cx, "cert_names").unwrap_or_default();
+    let claims = super::auth::claim_matches(cx, &mut t);
+    let scopes = t.strings(cx, "scopes").unwrap_or_default();
+    for (i, s) in scopes.iter().enumerate() {
+        if !super::auth::valid_scope(s) {
+            cx.err(&format!("{}[{i}]", t.at("scopes")), "not a valid scope");
+        }
+    }
     let servers = t.strings(cx, "servers");
     if let Some(list) = &servers {
         for (i, s) in list.iter().enumerate() {
@@ -81,6 +90,8 @@ pub(super) fn agent(
         name: name.to_string(),
         tokens,
         cert_names,
+        claims,
+        scopes,
         servers,
         tools: tool_rules,
         prompts,

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 mod agent;
 mod approvals;
+mod auth;
 mod proxy;
 mod tools;
 mod upstream;
 
 use agent::agent;
+pub use auth::secure_url;
 use proxy::proxy_settings;
 use upstream::upstream;
 
@@ -338,7 +340,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-const TOP_KEYS: &[&str] = &["proxy", "upstreams", "agents", "approvals", "operators"];
+const TOP_KEYS: &[&str] = &[
+    "proxy",
+    "upstreams",
+    "agents",
+    "approvals",
+    "operators",
+    "auth",
+];
 
 /// A name usable in exposed tool names and log fields.
 fn valid_name(s: &str) -> bool {
@@ -415,6 +424,39 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    let oidc = top
+        .table(&mut cx, "auth")
+        .and_then(|t| auth::auth(&mut cx, t))
+        .map(std::sync::Arc::new);
+    for a in &agents {
+        let p = join("agents", &a.name);
+        if oidc.is_none() && !a.claims.is_empty() {
+            cx.err(
+                &format!("{p}.match"),
+                "needs [auth.oidc] (the identity provider whose tokens it matches)",
+            );
+        }
+        if oidc.is_none() && !a.scopes.is_empty() {
+            cx.err(
+                &format!("{p}.scopes"),
+                "needs [auth.oidc] (scopes are those of its access tokens)",
+            );
+        }
+    }
+    // A token identifies one agent: two identical matches could never tell them apart.
+    for (i, a) in agents.iter().enumerate() {
+        for b in &agents[i + 1..] {
+            if !a.claims.is_empty() && a.claims == b.claims {
+                cx.err(
+                    &format!("{}.match", join("agents", &b.name)),
+                    format!("is the same as agent `{}`'s", a.name),
+                );
+            }
+        }
+    }
+    if oidc.is_some() && !agents.iter().any(|a| !a.claims.is_empty()) {
+        cx.err("auth.oidc", "no agent has a `match`: name the agents its tokens identify ([agents.NAME] match = { sub = \"…\" })");
+    }
     let operators = match top.table(&mut cx, "operators") {
         Some(t) => approvals::operators(&mut cx, t),
         None => vec![],
@@ -463,6 +505,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             agents,
             approvals,
             operators,
+            oidc,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -535,6 +578,7 @@ mod tests {
             ("proxy", super::proxy::PROXY_KEYS),
             ("proxy.tls", super::proxy::TLS_KEYS),
             ("upstreams.*.tls", super::upstream::UPSTREAM_TLS_KEYS),
+            ("upstreams.*.oauth", super::upstream::UPSTREAM_OAUTH_KEYS),
             ("upstreams.*", super::upstream::UPSTREAM_KEYS),
             ("upstreams.*.limits", super::upstream::LIMIT_KEYS),
             ("tools rewrite", super::tools::REWRITE_KEYS),
@@ -546,6 +590,8 @@ mod tests {
             ("approvals.require", super::approvals::REQUIRE_KEYS),
             ("approvals.webhooks", super::approvals::WEBHOOK_KEYS),
             ("approvals.openclaw", super::approvals::OPENCLAW_KEYS),
+            ("auth", super::auth::AUTH_KEYS),
+            ("auth.oidc", super::auth::OIDC_KEYS),
         ] {
             for k in keys {
                 let quoted = format!("`{k}`");

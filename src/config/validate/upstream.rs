@@ -14,6 +14,7 @@ pub(super) const UPSTREAM_KEYS: &[&str] = &[
     "url",
     "headers",
     "tls",
+    "oauth",
     "transport",
     "namespace",
     "startup_timeout_secs",
@@ -27,6 +28,59 @@ pub(super) const UPSTREAM_KEYS: &[&str] = &[
 ];
 pub(super) const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", "processes"];
 pub(super) const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
+pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] =
+    &["grant", "client_id", "client_secret_env", "scopes"];
+
+/// `oauth = { grant = "client_credentials", client_id, client_secret_env, scopes }`.
+fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
+    let before = cx.errors.len();
+    match t.string(cx, "grant").as_deref() {
+        None | Some("client_credentials") => {}
+        Some(other) => cx.err(
+            &t.at("grant"),
+            format!("`{other}` is not supported yet: only `client_credentials` (a client registered for mcp-warden at the upstream's authorization server)"),
+        ),
+    }
+    let client_id = t.string(cx, "client_id");
+    let secret_env = t.string(cx, "client_secret_env");
+    let scopes = t.strings(cx, "scopes").unwrap_or_default();
+    for (i, s) in scopes.iter().enumerate() {
+        if !super::auth::valid_scope(s) {
+            cx.err(&format!("{}[{i}]", t.at("scopes")), "not a valid scope");
+        }
+    }
+    let path = t.path.clone();
+    t.finish(cx, UPSTREAM_OAUTH_KEYS);
+    let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
+        cx.err(
+            &path,
+            "missing `client_id` (mcp-warden's client at the authorization server)",
+        );
+        return None;
+    };
+    let Some(var) = secret_env else {
+        cx.err(
+            &path,
+            "missing `client_secret_env` (the environment variable holding the client's secret)",
+        );
+        return None;
+    };
+    let secret = match (cx.env)(&var) {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            cx.err(
+                &format!("{path}.client_secret_env"),
+                format!("environment variable `{var}` is not set"),
+            );
+            return None;
+        }
+    };
+    (cx.errors.len() == before).then(|| crate::config::UpstreamOAuth {
+        client_id,
+        client_secret: Secret::new(secret),
+        scopes,
+    })
+}
 
 pub(super) fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstream> {
     let command = t.string(cx, "command");
@@ -124,7 +178,7 @@ pub(super) fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstrea
                     "an HTTP transport needs `url`, not `command`",
                 );
             }
-            for key in ["headers", "tls"] {
+            for key in ["headers", "tls", "oauth"] {
                 if t.t.contains_key(key) {
                     cx.err(&t.at(key), "only valid for HTTP upstreams (`url`)");
                 }
@@ -227,12 +281,30 @@ pub(super) fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstrea
                 tt.finish(cx, UPSTREAM_TLS_KEYS);
                 tls
             });
+            let oauth = t.table(cx, "oauth").and_then(|ot| oauth(cx, ot));
+            if oauth.is_some()
+                && hs
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                cx.err(
+                    &t.at("oauth"),
+                    "the upstream's `Authorization` comes from OAuth: remove it from `headers`",
+                );
+            }
+            if oauth.is_some() && flavor == HttpFlavor::LegacySse {
+                cx.err(
+                    &t.at("oauth"),
+                    "not supported with the legacy SSE transport",
+                );
+            }
             match (url, ok) {
                 (Some(url), true) => Some(Transport::Http(HttpSpec {
                     url,
                     headers: hs,
                     flavor,
                     tls,
+                    oauth,
                 })),
                 _ => None,
             }

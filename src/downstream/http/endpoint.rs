@@ -9,7 +9,7 @@ pub(super) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match front.caller(&headers, peer) {
+    let caller = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -175,7 +175,7 @@ pub(super) async fn get(
     ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match front.caller(&headers, peer) {
+    let caller = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -283,7 +283,7 @@ pub(super) async fn delete(
     ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match front.caller(&headers, peer) {
+    let caller = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };

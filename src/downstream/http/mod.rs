@@ -146,8 +146,12 @@ impl Front {
         {
             tracing::warn!("no agents are named any more and no token was generated at start: restart to get one");
         }
-        *self.inner.auth.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Authenticator::new(&cfg, self.inner.generated.as_deref()));
+        let previous = crate::util::read(&self.inner.auth).clone();
+        *crate::util::write(&self.inner.auth) = Arc::new(Authenticator::new(
+            &cfg,
+            self.inner.generated.as_deref(),
+            Some(&previous),
+        ));
         self.inner.shared.apply(&cfg);
         *self.inner.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
         let sessions: Vec<(String, Arc<HttpSession>)> = lock(&self.inner.sessions)
@@ -162,14 +166,15 @@ impl Front {
         self.inner.stateless.reconfigure(&cfg, &self.inner.shared);
     }
 
-    fn caller(&self, headers: &HeaderMap, peer: crate::tls::Peer) -> Result<Caller, Response> {
-        let auth = self
-            .inner
-            .auth
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let result = auth.authenticate_peer(headers, peer.client_cert.as_deref());
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        peer: crate::tls::Peer,
+    ) -> Result<Caller, Response> {
+        let auth = crate::util::read(&self.inner.auth).clone();
+        let result = auth
+            .authenticate_peer(headers, peer.client_cert.as_deref())
+            .await;
         // A wrong credential is a failure (a missing one is not a guess); see Throttle for
         // why a right one is never refused.
         if let Err(AuthError::Invalid) = result {
@@ -189,22 +194,52 @@ impl Front {
         }
         result.map_err(|e| {
             tracing::warn!(reason = ?e, peer = %peer.addr.ip(), "request refused: authentication failed");
-            let challenge = match e {
-                AuthError::Missing => r#"Bearer realm="mcp-warden""#,
-                AuthError::Invalid => r#"Bearer realm="mcp-warden", error="invalid_token""#,
-            };
-            let mut r = jsonrpc_error(
-                StatusCode::UNAUTHORIZED,
-                code::INVALID_REQUEST,
-                "Unauthorized",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-            r
+            challenge(&e, auth.oidc().map(|v| &**v.settings()))
         })
     }
+}
+
+/// The refusal of a request whose credential does not do (RFC 6750 §3; with `[auth.oidc]`,
+/// the MCP authorization challenges: where the protected resource metadata is, and the scope
+/// to ask for or step up to).
+fn challenge(e: &AuthError, oidc: Option<&crate::config::OidcSettings>) -> Response {
+    let mut value = String::from(r#"Bearer realm="mcp-warden""#);
+    let (status, message) = match e {
+        AuthError::Missing => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        AuthError::Invalid => {
+            value.push_str(r#", error="invalid_token""#);
+            (StatusCode::UNAUTHORIZED, "Unauthorized")
+        }
+        AuthError::InsufficientScope(_) => {
+            value.push_str(r#", error="insufficient_scope""#);
+            (
+                StatusCode::FORBIDDEN,
+                "Forbidden: the access token lacks a scope this agent needs",
+            )
+        }
+        AuthError::NoAgent => (
+            StatusCode::FORBIDDEN,
+            "Forbidden: this identity is not an agent of this endpoint",
+        ),
+    };
+    if let Some(o) = oidc {
+        let scope = match e {
+            AuthError::InsufficientScope(s) => s.clone(),
+            _ => o.scopes.join(" "),
+        };
+        value.push_str(&format!(
+            r#", resource_metadata="{}""#,
+            crate::oidc::metadata_url(&o.resource)
+        ));
+        if !scope.is_empty() {
+            value.push_str(&format!(r#", scope="{scope}""#));
+        }
+    }
+    let mut r = jsonrpc_error(status, code::INVALID_REQUEST, message);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
 }
 
 /// The single user's token file in the state directory.
@@ -287,7 +322,11 @@ pub async fn serve(
             shared: crate::instance::Instance::serve(&cfg),
             stateless: Default::default(),
             throttle: crate::identity::Throttle::default(),
-            auth: std::sync::RwLock::new(Arc::new(Authenticator::new(&cfg, generated.as_deref()))),
+            auth: std::sync::RwLock::new(Arc::new(Authenticator::new(
+                &cfg,
+                generated.as_deref(),
+                None,
+            ))),
             required: Mutex::new(Default::default()),
         }),
     };
@@ -308,6 +347,14 @@ pub async fn serve(
         }
         per.into_iter().collect()
     }));
+    // The identity provider's keys, fetched before the first caller needs them.
+    let verifier = crate::util::read(&front.inner.auth).oidc().cloned();
+    let _keys = verifier.map(|v| {
+        crate::task::spawn(
+            tracing::info_span!("oidc-keys"),
+            async move { v.warm().await },
+        )
+    });
     let probe_front = front.clone();
     let _prober = crate::task::spawn(tracing::info_span!("readiness-probe"), async move {
         probe_front.probe_required().await

@@ -66,6 +66,9 @@ impl Service {
             *req.method(),
             axum::http::Method::GET | axum::http::Method::HEAD
         );
+        if let Some(suffix) = path.strip_prefix(PROTECTED_RESOURCE) {
+            return protected_resource(&front, suffix, plain_get);
+        }
         match path {
             "/healthz" | "/readyz" | "/metrics" if !plain_get => method_not_allowed("GET, HEAD"),
             "/healthz" => "ok\n".into_response(),
@@ -81,6 +84,34 @@ impl Service {
             }
         }
     }
+}
+
+const PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource";
+
+/// RFC 9728 protected resource metadata, with `[auth.oidc]`: at the well-known name followed by
+/// the resource's path (where the challenges point) and at the bare well-known name (where
+/// clients look when there is no challenge). Unauthenticated, as its readers have no token yet.
+fn protected_resource(front: &Front, suffix: &str, plain_get: bool) -> Response {
+    let auth = crate::util::read(&front.inner.auth).clone();
+    let Some(settings) = auth.oidc().map(|v| v.settings().clone()) else {
+        return jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found");
+    };
+    let resource_path = reqwest::Url::parse(&settings.resource)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    if !(suffix.is_empty() || suffix.trim_end_matches('/') == resource_path) {
+        return jsonrpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "Not found");
+    }
+    if !plain_get {
+        return method_not_allowed("GET, HEAD");
+    }
+    let body = crate::oidc::resource_metadata(&settings).to_string();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 pub(super) fn method_not_allowed(allow: &'static str) -> Response {

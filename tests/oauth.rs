@@ -1,0 +1,733 @@
+//! mcp-warden as an OAuth 2.1 resource server (`[auth.oidc]`), against a real authorization
+//! server on loopback (npm `oidc-provider`, tests/node/oauth-as.mjs): tokens it issues identify
+//! agents by their claims; every other token is refused the way the MCP authorization
+//! specification says; the protected resource metadata and the challenges lead a client to the
+//! provider.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The test authorization server (a real `oidc-provider`), on a fixed port so that it can be
+/// restarted at the same issuer with other keys.
+struct AuthServer {
+    child: Child,
+    issuer: String,
+    port: u16,
+}
+
+impl AuthServer {
+    fn start(port: u16, keys: &Path) -> AuthServer {
+        Self::start_with(port, keys, &[])
+    }
+
+    fn start_with(port: u16, keys: &Path, env: &[(&str, &str)]) -> AuthServer {
+        let (child, issuer) = spawn_listening(
+            Command::new("node")
+                .arg(node_dir().join("oauth-as.mjs"))
+                .env("PATH", node22_path())
+                .env("PORT", port.to_string())
+                .env("KEYS", keys)
+                .env("USER", "alice")
+                .env("GROUPS", "eng")
+                .envs(env.iter().copied()),
+        );
+        let port = port_of(&issuer).parse().expect("port");
+        AuthServer {
+            child,
+            issuer,
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// An access token of a client-credentials client for `resource` (RFC 8707).
+    fn client_token(&self, client: &str, secret: &str, resource: &str, scope: &str) -> String {
+        let r = http()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client, Some(secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", resource),
+                ("scope", scope),
+            ])
+            .send()
+            .expect("token request");
+        let status = r.status();
+        let v: Value = serde_json::from_str(&r.text().expect("token response")).expect("JSON");
+        assert_eq!(status, 200, "{v}");
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// A token signed with the server's current key: claims and header as the test says.
+    fn sign(&self, claims: Value, header: Value) -> String {
+        let v = http()
+            .post(format!("{}/test/sign", self.issuer))
+            .header("content-type", "application/json")
+            .body(json!({"claims": claims, "header": header}).to_string())
+            .send()
+            .expect("sign")
+            .text()
+            .expect("signed");
+        let v: Value = serde_json::from_str(&v).expect("JSON");
+        v["token"].as_str().expect("token").to_string()
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+const LEGACY_TOKEN: &str = "legacy-static-token-0123456789";
+
+/// mcp-warden on `port` trusting `issuer`: router and specialist known by their client ids
+/// (the specialist also needs `tools:write`), alice by her subject, legacy by a static token.
+fn warden(issuer: &str, port: u16) -> HttpProxy {
+    let config = format!(
+        r#"{demo}
+[auth.oidc]
+issuer = "{issuer}"
+resource = "http://127.0.0.1:{port}/mcp"
+scopes = ["mcp"]
+jwks_refresh_secs = 1
+
+[agents.router]
+match = {{ client_id = "agent-router" }}
+tools.allow = ["echo"]
+
+[agents.specialist]
+match = {{ client_id = "agent-specialist" }}
+scopes = ["tools:write"]
+tools.allow = ["*"]
+
+[agents.alice]
+match = {{ sub = "alice", groups = ["eng"] }}
+tools.allow = ["echo", "add"]
+
+[agents.legacy]
+token_env = "LEGACY_TOKEN"
+tools.allow = ["add"]
+"#,
+        demo = demo_upstream("demo", &[]),
+    );
+    HttpProxy::start_raw_listen(
+        &config,
+        &[("LEGACY_TOKEN", LEGACY_TOKEN)],
+        &format!("127.0.0.1:{port}"),
+    )
+}
+
+/// POSTs `body` with `token` (and any extra headers); status, `WWW-Authenticate` and body.
+fn call(
+    url: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut rb = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    for (k, v) in extra {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().expect("POST");
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    (status, challenge, r.text().unwrap_or_default())
+}
+
+/// The tools a caller with `token` is shown (a 2025-11-25 session over raw HTTP).
+fn tools_of(url: &str, token: &str, extra: &[(&str, &str)]) -> Vec<String> {
+    let r = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .expect("initialize");
+    assert_eq!(r.status(), 200, "initialize");
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let mut rb = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25");
+    for (k, v) in extra {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .send()
+        .expect("tools/list");
+    let mut names = names_in(&messages(r).pop().expect("answer"));
+    names.sort();
+    names
+}
+
+#[test]
+fn tokens_of_the_identity_provider_identify_agents_by_their_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let port = free_port();
+    let w = warden(&auth.issuer, port);
+    let url = w.url.clone();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    assert_eq!(url, resource);
+
+    // The metadata, at the resource's path and at the bare well-known name, unauthenticated.
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let r = http()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let m: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+        assert_eq!(m["resource"], resource.as_str());
+        assert_eq!(m["authorization_servers"], json!([auth.issuer]));
+        assert_eq!(m["scopes_supported"], json!(["mcp"]));
+        assert_eq!(m["bearer_methods_supported"], json!(["header"]));
+    }
+    let r = http()
+        .get(format!(
+            "http://127.0.0.1:{port}/.well-known/oauth-protected-resource/other"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // No token: 401 pointing at the metadata, with the scope to ask for.
+    let metadata = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    let (status, challenge, _) = call(&url, None, &[], INIT);
+    assert_eq!(status, 401);
+    assert!(
+        challenge.starts_with("Bearer ")
+            && challenge.contains(&format!(r#"resource_metadata="{metadata}""#))
+            && challenge.contains(r#"scope="mcp""#)
+            && !challenge.contains("error="),
+        "{challenge}"
+    );
+
+    // Client-credentials tokens for this endpoint: each agent sees its own tools.
+    let router = auth.client_token("agent-router", "router-secret-0123456789", &resource, "mcp");
+    let specialist = auth.client_token(
+        "agent-specialist",
+        "specialist-secret-0123456789",
+        &resource,
+        "mcp tools:write",
+    );
+    assert_eq!(tools_of(&url, &router, &[]), ["echo"]);
+    let all = tools_of(&url, &specialist, &[]);
+    assert!(
+        all.len() > 3 && all.contains(&"send_email".to_string()),
+        "{all:?}"
+    );
+    // Static tokens keep working beside them.
+    assert_eq!(tools_of(&url, LEGACY_TOKEN, &[]), ["add"]);
+    // Identity headers change nothing.
+    assert_eq!(
+        tools_of(
+            &url,
+            &router,
+            &[("x-agent-id", "specialist"), ("x-forwarded-user", "alice")]
+        ),
+        ["echo"]
+    );
+    // A user's token (sub and groups): a hand-made one with the provider's real key.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let user = |extra: Value| {
+        let mut claims = json!({
+            "iss": auth.issuer, "aud": resource, "sub": "alice", "groups": ["eng"],
+            "scope": "mcp", "iat": now, "exp": now + 300,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        auth.sign(claims, json!({}))
+    };
+    assert_eq!(tools_of(&url, &user(json!({})), &[]), ["add", "echo"]);
+
+    // A session belongs to the agent that opened it, whichever token it later presents.
+    let r = http()
+        .post(&url)
+        .bearer_auth(&router)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .unwrap();
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = call(
+        &url,
+        Some(&specialist),
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    assert_eq!(status, 404, "another agent's session is not found");
+
+    // Refused with 401 invalid_token, each for its reason.
+    let other_resource = auth.client_token(
+        "agent-router",
+        "router-secret-0123456789",
+        "http://127.0.0.1:1/elsewhere",
+        "mcp",
+    );
+    let b64 = |v: Value| {
+        use std::fmt::Write;
+        let bytes = v.to_string().into_bytes();
+        // base64url without padding, by hand: the test needs no base64 crate.
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for c in bytes.chunks(3) {
+            let n = c
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+            for i in 0..=c.len() {
+                out.write_char(A[(n >> (18 - 6 * i) & 63) as usize] as char)
+                    .unwrap();
+            }
+        }
+        out
+    };
+    let good = user(json!({}));
+    let payload = good.split('.').nth(1).unwrap();
+    let refused = [
+        ("for another resource", other_resource),
+        ("expired", user(json!({"exp": now - 3600, "iat": now - 7200}))),
+        ("not yet valid", user(json!({"nbf": now + 3600}))),
+        ("from another issuer", user(json!({"iss": "http://127.0.0.1:1"}))),
+        ("without an audience", user(json!({"aud": null}))),
+        ("without an expiry", user(json!({"exp": null}))),
+        ("of an unknown key", auth.sign(
+            json!({"iss": auth.issuer, "aud": resource, "sub": "alice", "groups": ["eng"], "scope": "mcp", "exp": now + 300}),
+            json!({"kid": "not-a-published-key"}),
+        )),
+        ("unsigned (alg none)", format!("{}.{payload}.", b64(json!({"alg": "none", "typ": "at+jwt"})))),
+        (
+            "HMAC-signed",
+            format!("{}.{payload}.{}", b64(json!({"alg": "HS256"})), good.split('.').nth(2).unwrap()),
+        ),
+        ("with a forged signature", {
+            let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+            parts[1] = b64(json!({"iss": auth.issuer, "aud": resource, "sub": "alice", "groups": ["eng"], "scope": "mcp admin", "exp": now + 300}));
+            parts.join(".")
+        }),
+        ("not a JWT", "definitely-not-a-token-at-all".to_string()),
+    ];
+    for (why, token) in &refused {
+        let (status, challenge, body) = call(&url, Some(token), &[], INIT);
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#)
+                && challenge.contains(&format!(r#"resource_metadata="{metadata}""#)),
+            "{why}: {challenge}"
+        );
+    }
+
+    // Valid, but lacking a scope: 403 insufficient_scope naming every scope to ask for.
+    let narrow = auth.client_token(
+        "agent-specialist",
+        "specialist-secret-0123456789",
+        &resource,
+        "mcp",
+    );
+    let (status, challenge, _) = call(&url, Some(&narrow), &[], INIT);
+    assert_eq!(status, 403);
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="mcp tools:write""#),
+        "{challenge}"
+    );
+    let (status, challenge, _) = call(
+        &url,
+        Some(&user(json!({"scope": "tools:write"}))),
+        &[],
+        INIT,
+    );
+    assert_eq!(status, 403, "the endpoint's own scope is needed too");
+    assert!(challenge.contains(r#"scope="mcp""#), "{challenge}");
+    // Valid, but naming no agent (deny by default): 403, no scope would help.
+    let nobody = auth.client_token("warden", "warden-secret-0123456789", &resource, "mcp");
+    let (status, challenge, body) = call(&url, Some(&nobody), &[], INIT);
+    assert_eq!(status, 403, "{body}");
+    assert!(!challenge.contains("insufficient_scope"), "{challenge}");
+    assert!(body.contains("not an agent"), "{body}");
+    let (status, _, _) = call(&url, Some(&user(json!({"groups": ["sales"]}))), &[], INIT);
+    assert_eq!(status, 403, "every claim of the match must hold");
+
+    // No token reaches the log.
+    let logs = w.logs();
+    for t in [&router, &specialist, &nobody, &good, &narrow] {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(!logs.contains(sig), "a token's signature is in the log");
+    }
+    assert!(
+        logs.contains("access token refused"),
+        "refusals are logged by reason"
+    );
+}
+
+#[test]
+fn rotated_keys_are_fetched_and_withdrawn_keys_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_keys = dir.path().join("old.json");
+    let mut auth = AuthServer::start(0, &old_keys);
+    let port = free_port();
+    let w = warden(&auth.issuer, port);
+    let url = w.url.clone();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let old = auth.client_token("agent-router", "router-secret-0123456789", &resource, "mcp");
+    assert_eq!(tools_of(&url, &old, &[]), ["echo"]);
+
+    // The provider rotates: a new signing key, the old one still published.
+    auth.stop();
+    let new_keys = dir.path().join("new.json");
+    let mut fresh = AuthServer::start(0, &new_keys); // makes the new key
+    fresh.stop();
+    let read = |p: &Path| -> Vec<Value> {
+        let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["keys"].as_array().unwrap().clone()
+    };
+    let both = dir.path().join("both.json");
+    let mut keys = read(&new_keys);
+    keys.extend(read(&old_keys));
+    std::fs::write(&both, json!({ "keys": keys }).to_string()).unwrap();
+    let mut auth = AuthServer::start(auth.port, &both);
+    let new = auth.client_token("agent-router", "router-secret-0123456789", &resource, "mcp");
+    assert_ne!(
+        new.split('.').next(),
+        old.split('.').next(),
+        "signed with another key id"
+    );
+    // A key id mcp-warden has not seen: fetched again (at most once per refresh period).
+    eventually(Duration::from_secs(15), "the new key is fetched", || {
+        call(&url, Some(&new), &[], INIT).0 == 200
+    });
+    assert_eq!(
+        call(&url, Some(&old), &[], INIT).0,
+        200,
+        "the old key is still published"
+    );
+
+    // The old key is withdrawn: its tokens are refused once the set is fetched again.
+    auth.stop();
+    let mut auth = AuthServer::start(auth.port, &new_keys);
+    eventually(
+        Duration::from_secs(15),
+        "the withdrawn key is refused",
+        || call(&url, Some(&old), &[], INIT).0 == 401,
+    );
+    assert_eq!(call(&url, Some(&new), &[], INIT).0, 200);
+
+    // The provider down: the keys known keep working; tokens of unknown keys are refused.
+    auth.stop();
+    assert_eq!(call(&url, Some(&new), &[], INIT).0, 200);
+    assert_eq!(call(&url, Some(&old), &[], INIT).0, 401);
+}
+
+/// The TypeScript SDK's own OAuth client, given only mcp-warden's URL, finds the provider
+/// through the 401 and the metadata, registers, signs alice in (authorization code + PKCE, the
+/// `resource` of this endpoint), steps up on 403 to the scope alice's agent needs, and gets
+/// alice's tools.
+#[test]
+fn an_sdk_client_signs_in_by_itself_and_steps_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let port = free_port();
+    let config = format!(
+        r#"{demo}
+[auth.oidc]
+issuer = "{issuer}"
+resource = "http://127.0.0.1:{port}/mcp"
+scopes = ["mcp"]
+
+[agents.alice]
+match = {{ sub = "alice", groups = ["eng"] }}
+scopes = ["tools:write"]
+tools.allow = ["echo", "add"]
+
+[agents.bob]
+match = {{ sub = "bob" }}
+tools.allow = ["image"]
+"#,
+        demo = demo_upstream("demo", &[]),
+        issuer = auth.issuer,
+    );
+    let w = HttpProxy::start_raw_listen(&config, &[], &format!("127.0.0.1:{port}"));
+    let run = |login: &str, client: Option<&str>| {
+        let mut cmd = Command::new("node");
+        cmd.arg(node_dir().join("oauth-client.mjs"))
+            .arg(&w.url)
+            .env("PATH", node22_path())
+            .env("LOGIN_HINT", login);
+        if let Some(c) = client {
+            cmd.env("CLIENT_ID", c);
+        }
+        json_output(&mut cmd)
+    };
+    // Alice, with a client registered beforehand (see oauth-client.mjs for why).
+    let alice = run("alice", Some("warden-cli"));
+    assert_eq!(alice["tools"], json!(["add", "echo"]), "{alice}");
+    let asked: Vec<&str> = alice["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["scope"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(asked, ["mcp", "mcp tools:write"], "{alice}");
+    for a in alice["authorizations"].as_array().unwrap() {
+        assert_eq!(a["resource"], w.url.as_str(), "{alice}");
+        assert_eq!(a["code_challenge_method"], "S256", "{alice}");
+    }
+    // Bob's client registers itself (RFC 7591) and signs bob in: his tools, no step-up (his
+    // agent needs none).
+    let bob = run("bob", None);
+    assert_eq!(bob["tools"], json!(["image"]), "{bob}");
+    assert_eq!(bob["authorizations"].as_array().unwrap().len(), 1, "{bob}");
+    assert_eq!(bob["steps"][0], "registered", "{bob}");
+}
+
+/// The first 12 hex digits of a token's SHA-256: what the OAuth-protected fixture logs.
+fn digest12(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Calls `whoami` on the OAuth-protected upstream through mcp-warden: the text it returned.
+fn whoami(url: &str, token: &str, sid: &str, id: u32) -> String {
+    let r = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"whoami","arguments":{{}}}}}}"#
+        ))
+        .send()
+        .unwrap();
+    let raw = r.text().unwrap();
+    assert!(
+        !raw.contains("eyJ"),
+        "no JWT in any byte the agent gets: {raw}"
+    );
+    raw
+}
+
+/// An OAuth-protected MCP server (the Python SDK's auth support) behind mcp-warden, which signs
+/// in as its own client (client credentials): the agent calls it without knowing; tokens are
+/// renewed before they expire; a token the upstream stops accepting is replaced at once; the
+/// agent's own credential never reaches the upstream; a refused client is a clear error.
+#[test]
+fn warden_signs_in_to_an_oauth_protected_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    // Short-lived tokens: a run of calls spans several.
+    let mut auth = AuthServer::start_with(0, &keys, &[("AT_TTL", "3")]);
+    let token_log = dir.path().join("tokens.log");
+    let issuer = auth.issuer.clone();
+    let protected = |port: &str| {
+        spawn_listening(
+            Command::new(python_venv_bin("python"))
+                .arg(root().join("tests/python/oauth_server.py"))
+                .args(["--issuer", &issuer, "--port", port])
+                .env("TOKEN_LOG", &token_log),
+        )
+    };
+    let (mut server, upstream) = protected("0");
+    let agent_token = "agent-static-token-0123456789";
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
+
+[agents.router]
+token_env = "AGENT_TOKEN"
+tools.allow = ["whoami", "echo"]
+"#
+    );
+    let w = HttpProxy::start_raw(
+        &config,
+        &[
+            ("WARDEN_SECRET", "warden-secret-0123456789"),
+            ("AGENT_TOKEN", agent_token),
+        ],
+    );
+    let r = http()
+        .post(&w.url)
+        .bearer_auth(agent_token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let accepted = || -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(&token_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.ends_with(" - -"))
+            .filter_map(|l| l.split(' ').next().map(String::from))
+            .collect()
+    };
+    // Calls until three tokens have served them (each lives 3 s): every one answered as the
+    // client mcp-warden is, for this upstream.
+    let mut id = 10;
+    eventually(Duration::from_secs(30), "three tokens in turn", || {
+        id += 1;
+        let raw = whoami(&w.url, agent_token, &sid, id);
+        assert!(
+            raw.contains(r#"\"client_id\": \"warden\""#) && !raw.contains("isError\":true"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains(&format!(r#"\"aud\": \"{upstream}\""#)),
+            "{raw}"
+        );
+        std::thread::sleep(Duration::from_millis(200)); // pacing, not a condition
+        accepted().len() >= 3
+    });
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    assert!(
+        !log.lines().any(|l| l.ends_with(" - -")),
+        "tokens are renewed before they expire, not after a refusal: {log}"
+    );
+    assert!(
+        !log.contains(&digest12(agent_token)),
+        "the agent's own token never reaches the upstream"
+    );
+
+    // The provider and the upstream start over, with new keys: the upstream refuses the token
+    // mcp-warden holds, and mcp-warden gets a new one and sends the call again (in a new
+    // upstream session) — the agent sees nothing.
+    auth.stop();
+    // (Killed: a graceful stop would wait for mcp-warden's open GET stream.)
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_file(&keys).unwrap();
+    let mut auth = AuthServer::start_with(auth.port, &keys, &[("AT_TTL", "300")]);
+    let (_server, again) = protected(&port_of(&upstream));
+    assert_eq!(again, upstream);
+    let before = accepted();
+    let raw = whoami(&w.url, agent_token, &sid, 1000);
+    assert!(
+        raw.contains(r#"\"client_id\": \"warden\""#),
+        "{raw}\n{}",
+        w.logs()
+    );
+    let after = accepted();
+    assert_eq!(after.difference(&before).count(), 1, "one new token");
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    assert!(
+        log.lines().any(|l| l.ends_with(" - -")),
+        "the old token was refused: {log}"
+    );
+
+    // A refused client: the call fails with a clear error, and the log says why.
+    auth.stop();
+    let bad = HttpProxy::start_raw(
+        &config,
+        &[
+            ("WARDEN_SECRET", "not-the-secret"),
+            ("AGENT_TOKEN", agent_token),
+        ],
+    );
+    let _auth = AuthServer::start_with(auth.port, &keys, &[]);
+    let r = http()
+        .post(&bad.url)
+        .bearer_auth(agent_token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .unwrap();
+    let raw = r.text().unwrap();
+    assert!(
+        !raw.contains("not-the-secret") && !raw.contains("eyJ"),
+        "{raw}"
+    );
+    let sid = raw_session(&bad.url, agent_token);
+    let answer = whoami(&bad.url, agent_token, &sid, 1);
+    assert!(answer.contains("error"), "{answer}");
+    assert!(!answer.contains("not-the-secret"), "{answer}");
+    eventually(Duration::from_secs(10), "the refusal is logged", || {
+        bad.logs().contains("invalid_client")
+    });
+    for logs in [w.logs(), bad.logs()] {
+        assert!(!logs.contains("eyJ"), "no token in the log");
+        assert!(!logs.contains("warden-secret-0123456789") && !logs.contains("not-the-secret"));
+    }
+}
+
+/// A session opened with `token` over raw HTTP.
+fn raw_session(url: &str, token: &str) -> String {
+    let r = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .unwrap();
+    r.headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
