@@ -60,6 +60,18 @@ enum AuditAction {
 }
 
 #[derive(Subcommand)]
+enum AuthAction {
+    /// Sign mcp-warden in to an OAuth-protected upstream (authorization code with PKCE): prints
+    /// the URL to open in a browser and waits for the redirect on a loopback port.
+    Login { upstream: String },
+    /// The OAuth upstreams and whether mcp-warden is signed in to each (never a token).
+    List,
+    /// Sign out of an upstream: revokes the refresh token where the server offers it, and
+    /// forgets the sign-in.
+    Logout { upstream: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Turn an `mcpServers` JSON file (Claude Desktop, Cursor, Claude Code) into an mcp-warden
     /// config (printed, or written with --output), and show the client config that points the
@@ -146,6 +158,13 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: Option<ToolsAction>,
+    },
+    /// Sign-ins to OAuth-protected upstreams.
+    Auth {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AuthAction,
     },
     /// Validate a config: print every error with its key path (exit 1), or a summary.
     Check {
@@ -351,6 +370,55 @@ fn main() -> ExitCode {
                         }
                         Err(e) => {
                             println!("audit log BROKEN: {} ({})", mcp_warden::term::safe(&e), dir.display());
+                            ExitCode::from(1)
+                        }
+                    },
+                }
+            }
+            Command::Auth { config, action } => {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                use mcp_warden::upstream::oauth_login;
+                match action {
+                    AuthAction::Login { upstream } => {
+                        let show = |url: &str| {
+                            eprintln!("mcp-warden: to sign in to `{upstream}`, open this URL in a browser (waiting {} s):", oauth_login::WAIT.as_secs());
+                            println!("{url}");
+                        };
+                        match oauth_login::login(&cfg, &upstream, &show).await {
+                            Ok(g) => {
+                                eprintln!(
+                                    "mcp-warden: signed in to `{upstream}` at {} (scope: {})",
+                                    g.issuer,
+                                    g.scope.as_deref().unwrap_or("-")
+                                );
+                                ExitCode::SUCCESS
+                            }
+                            Err(e) => {
+                                eprintln!("mcp-warden: {e}");
+                                ExitCode::from(1)
+                            }
+                        }
+                    }
+                    AuthAction::List => {
+                        for line in oauth_login::list(&cfg) {
+                            println!("{line}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    AuthAction::Logout { upstream } => match oauth_login::logout(&cfg, &upstream).await {
+                        Ok(true) => {
+                            eprintln!("mcp-warden: signed out of `{upstream}`");
+                            ExitCode::SUCCESS
+                        }
+                        Ok(false) => {
+                            eprintln!("mcp-warden: not signed in to `{upstream}`");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("mcp-warden: {e}");
                             ExitCode::from(1)
                         }
                     },

@@ -595,7 +595,7 @@ fn warden_signs_in_to_an_oauth_protected_upstream() {
     let config = format!(
         r#"[upstreams.secure]
 url = "{upstream}"
-oauth = {{ client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
+oauth = {{ grant = "client_credentials", client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
 
 [agents.router]
 token_env = "AGENT_TOKEN"
@@ -730,4 +730,216 @@ fn raw_session(url: &str, token: &str) -> String {
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
+}
+
+/// The "browser": follows `url`'s redirects, keeping cookies, until one leads to a
+/// `/callback` (mcp-warden's loopback redirect); returns that URL without visiting it.
+fn browse(url: &str) -> String {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut jar: Vec<(String, String)> = vec![];
+    let mut next = url.to_string();
+    for _ in 0..20 {
+        if reqwest::Url::parse(&next).unwrap().path() == "/callback" {
+            return next;
+        }
+        let cookie = jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let r = client.get(&next).header("cookie", cookie).send().unwrap();
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_string();
+            if let Some((k, v)) = pair.split_once('=') {
+                jar.retain(|(n, _)| n != k);
+                jar.push((k.to_string(), v.to_string()));
+            }
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("no redirect from {next}: {}", r.status()))
+            .to_str()
+            .unwrap()
+            .to_string();
+        next = reqwest::Url::parse(&next)
+            .unwrap()
+            .join(&location)
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects");
+}
+
+/// Runs `mcp-warden auth login UPSTREAM` for the instance in `dir` and plays the operator's
+/// browser: the printed URL, the provider's sign-in, back to mcp-warden's loopback redirect.
+fn sign_in(dir: &Path, upstream: &str) -> std::process::Output {
+    use std::io::BufRead;
+    let mut child = Command::new(warden_bin())
+        .args(["auth", "login", upstream, "--config"])
+        .arg(dir.join("warden.toml"))
+        .env("XDG_STATE_HOME", dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "the URL to open: {line:?}"
+    );
+    let back = browse(&url);
+    let r = http().get(&back).send().unwrap();
+    assert_eq!(r.status(), 200, "mcp-warden's redirect page");
+    child.wait_with_output().unwrap()
+}
+
+/// An operator signs mcp-warden in to an OAuth-protected upstream (`mcp-warden auth login`:
+/// discovery, registration, code + PKCE + resource, state and iss checked); the sealed grant
+/// serves every agent call as the signed-in user, renewed with its rotating refresh token over
+/// a run of calls; `auth list` tells without a token; a refresh token the provider no longer
+/// honours, or a sign-out, ends in a clear error naming the command to run.
+#[test]
+fn an_operator_signs_warden_in_to_an_oauth_protected_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let mut auth = AuthServer::start_with(0, &keys, &[("AT_TTL", "3")]);
+    let token_log = dir.path().join("tokens.log");
+    let (_server, upstream) = spawn_listening(
+        Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/oauth_server.py"))
+            .args(["--issuer", &auth.issuer, "--port", "0"])
+            .env("TOKEN_LOG", &token_log),
+    );
+    let agent_token = "agent-static-token-0123456789";
+    // (The agent's token as a digest: the operator's commands read the same config.)
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(agent_token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code" }}
+
+[agents.router]
+token_sha256 = "{digest}"
+tools.allow = ["whoami"]
+"#
+    );
+    let w = HttpProxy::start_raw(&config, &[]);
+    let list = || {
+        let o = operator_cli(w.dir.path(), &["auth", "list"]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(
+        list().contains("secure: not signed in (mcp-warden auth login secure)"),
+        "{}",
+        list()
+    );
+
+    let out = sign_in(w.dir.path(), "secure");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = list();
+    assert!(
+        listed.contains(&format!("secure: signed in at {}", auth.issuer)),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("refresh token") && !listed.contains("eyJ"),
+        "{listed}"
+    );
+    let sealed: Vec<_> = std::fs::read_dir(w.dir.path().join("mcp-warden/oauth"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sealed"))
+        .collect();
+    assert_eq!(sealed.len(), 1, "{sealed:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&sealed[0]).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let raw = std::fs::read(&sealed[0]).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&raw).contains("eyJ"),
+            "sealed at rest"
+        );
+    }
+
+    // The agent's calls reach the upstream as alice, through the client mcp-warden registered,
+    // across several renewals (each token lives 3 s).
+    let sid = raw_session(&w.url, agent_token);
+    let accepted = || -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(&token_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.ends_with(" - -"))
+            .filter_map(|l| l.split(' ').next().map(String::from))
+            .collect()
+    };
+    let mut id = 10;
+    eventually(Duration::from_secs(30), "three tokens in turn", || {
+        id += 1;
+        let raw = whoami(&w.url, agent_token, &sid, id);
+        assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}\n{}", w.logs());
+        assert!(!raw.contains(r#"\"client_id\": \"warden\""#), "{raw}");
+        std::thread::sleep(Duration::from_millis(200)); // pacing, not a condition
+        accepted().len() >= 3
+    });
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    assert!(
+        !log.lines().any(|l| l.ends_with(" - -")),
+        "renewed before expiry: {log}"
+    );
+
+    // The provider forgets its grants (a restart of its in-memory store: as if revoked): once
+    // the access token ends, the refresh is refused, and the agent gets an error while the log
+    // names the command to run.
+    auth.stop();
+    let _auth = AuthServer::start_with(auth.port, &keys, &[("AT_TTL", "3")]);
+    eventually(
+        Duration::from_secs(20),
+        "the revoked sign-in is told",
+        || {
+            id += 1;
+            let raw = whoami(&w.url, agent_token, &sid, id);
+            std::thread::sleep(Duration::from_millis(200)); // pacing, not a condition
+            raw.contains("\"error\"") || raw.contains("isError\":true")
+        },
+    );
+    assert!(
+        w.logs().contains("run `mcp-warden auth login secure`"),
+        "{}",
+        w.logs()
+    );
+    assert!(list().contains("secure: not signed in"), "{}", list());
+    // Signing in again brings it back; signing out ends it.
+    let out = sign_in(w.dir.path(), "secure");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    id += 1;
+    let raw = whoami(&w.url, agent_token, &sid, id);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");
+    let o = operator_cli(w.dir.path(), &["auth", "logout", "secure"]);
+    assert!(o.status.success());
+    assert!(list().contains("secure: not signed in"));
+    assert!(!w.logs().contains("eyJ"), "no token in the log");
 }

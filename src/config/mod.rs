@@ -474,12 +474,45 @@ pub struct HttpSpec {
 /// (`resource`, RFC 8707) and sent to nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamOAuth {
-    /// A client registered at the authorization server for mcp-warden.
-    pub client_id: String,
-    pub client_secret: Secret,
+    pub grant: OAuthGrant,
+    /// A client registered at the authorization server for mcp-warden (required for client
+    /// credentials; otherwise mcp-warden registers itself when the server allows it).
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
     /// Scopes to ask for; empty: the upstream's challenge, else its metadata's
     /// `scopes_supported`.
     pub scopes: Vec<String>,
+    /// Where signed-in tokens are kept (sealed): `<state dir>/oauth`.
+    pub store: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthGrant {
+    /// mcp-warden is a machine client with its own secret.
+    ClientCredentials,
+    /// An operator signs in once (`mcp-warden auth login`); the refresh token keeps it going.
+    AuthorizationCode,
+}
+
+impl HttpSpec {
+    /// The upstream's key (see [`Upstream::pin_key`]): its name and a digest of its URL.
+    pub fn key(&self, name: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"http");
+        h.update(self.url.as_bytes());
+        keyed(name, h)
+    }
+}
+
+/// `name@<12 hex digits of the digest>`.
+fn keyed(name: &str, h: sha2::Sha256) -> String {
+    use sha2::Digest;
+    let id: String = h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{name}@{id}")
 }
 
 /// TLS towards an HTTPS upstream. Without it, the upstream's certificate is checked against
@@ -508,17 +541,10 @@ impl Upstream {
                     h.update((part.len() as u64).to_be_bytes());
                     h.update(part.as_bytes());
                 }
+                keyed(&self.name, h)
             }
-            Transport::Http(spec) => {
-                h.update(b"http");
-                h.update(spec.url.as_bytes());
-            }
+            Transport::Http(spec) => spec.key(&self.name),
         }
-        let id: String = h.finalize()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{}@{id}", self.name)
     }
 
     /// Whether a running connection made for `self` can keep serving `other`: same transport,

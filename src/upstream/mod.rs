@@ -11,6 +11,8 @@
 
 mod http;
 mod oauth;
+pub mod oauth_login;
+pub mod oauth_store;
 mod sse_legacy;
 mod stdio;
 mod transport;

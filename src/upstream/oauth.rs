@@ -1,18 +1,23 @@
-//! mcp-warden as the OAuth client of an OAuth-protected HTTP upstream (`oauth = { … }`), with
-//! a client registered for it at the upstream's authorization server (client credentials).
+//! mcp-warden as the OAuth client of an OAuth-protected HTTP upstream (`oauth = { … }`).
 //!
 //! As the MCP authorization specification says: the authorization server is found from the
 //! upstream's protected resource metadata (RFC 9728: the `resource_metadata` of its 401
 //! challenge, else the well-known name at the upstream's path, then at its root), whose
 //! `resource` must be the upstream; then from the server's own metadata (RFC 8414, then OpenID
 //! Connect discovery), whose `issuer` must be the one the resource named. Tokens are asked for
-//! the upstream's URL (`resource`, RFC 8707), with the configured scopes, else the challenge's,
-//! else the metadata's `scopes_supported`.
+//! the upstream (`resource`, RFC 8707), with the configured scopes, else the challenge's, else
+//! the metadata's `scopes_supported`.
+//!
+//! Two grants. `client_credentials`: mcp-warden is a registered machine client and asks for
+//! tokens itself. `authorization_code`: an operator signs in once with `mcp-warden auth login`
+//! (see [`super::oauth_login`]), which leaves a sealed grant in the state directory
+//! ([`super::oauth_store`]); serving reads it and keeps it alive with the refresh token, under a
+//! lock shared by every instance on the state directory (refresh tokens rotate).
 //!
 //! A token is used until shortly before it expires (a tenth of its lifetime, 1 s to a minute),
 //! then a new one is obtained before the next request — one request at a time does it, the
-//! others wait for its result. A 401 from the upstream drops the token it refused (a revoked or
-//! otherwise dead token), and the request is sent again once with a new one.
+//! others wait for its result. A 401 from the upstream drops the token it refused, and the
+//! request is sent again once with a new one.
 //!
 //! Tokens go to this upstream only, never to a log or an agent: header values are marked
 //! sensitive, errors name the authorization server's `error` code, never a token or secret.
@@ -20,10 +25,11 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::config::UpstreamOAuth;
+use super::oauth_store::{Grant, Store};
+use crate::config::{OAuthGrant, UpstreamOAuth};
 use crate::util::lock;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,11 +38,13 @@ pub(crate) struct OAuth {
     upstream: String,
     /// The upstream's URL: the resource tokens are for.
     url: String,
+    /// The key of the upstream's sealed grant (name and URL digest).
+    key: String,
     settings: UpstreamOAuth,
     http: reqwest::Client,
     token: std::sync::Mutex<Option<Token>>,
     /// Serialises discovery and token requests; holds what discovery found.
-    fetch: tokio::sync::Mutex<Option<Endpoint>>,
+    fetch: tokio::sync::Mutex<Option<Discovery>>,
 }
 
 #[derive(Clone)]
@@ -46,20 +54,56 @@ struct Token {
     renew_at: Instant,
 }
 
-/// What discovery found: where to ask, and what for.
+/// What discovery found: the authorization server and what to ask it for.
 #[derive(Clone, Debug)]
-struct Endpoint {
-    token_endpoint: String,
-    resource: String,
-    scope: Option<String>,
-    /// The server takes the client's secret in the form body rather than HTTP Basic.
-    secret_in_body: bool,
+pub(crate) struct Discovery {
+    pub(crate) issuer: String,
+    /// The server's metadata (RFC 8414).
+    pub(crate) meta: Map<String, Value>,
+    /// The protected resource, as its metadata names it: the `resource` of every request.
+    pub(crate) resource: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) token_endpoint: String,
+}
+
+impl Discovery {
+    pub(crate) fn endpoint(&self, name: &str) -> Option<&str> {
+        self.meta.get(name).and_then(Value::as_str)
+    }
+
+    /// The server takes a client's secret in the form body rather than HTTP Basic.
+    fn secret_in_body(&self) -> bool {
+        let methods: Vec<&str> = self
+            .meta
+            .get("token_endpoint_auth_methods_supported")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        !methods.is_empty()
+            && !methods.contains(&"client_secret_basic")
+            && methods.contains(&"client_secret_post")
+    }
 }
 
 /// The clients of live upstream connections, so that every session of an upstream shares one
 /// token (keyed by upstream, URL and client).
 static SHARED: std::sync::Mutex<Vec<(String, std::sync::Weak<OAuth>)>> =
     std::sync::Mutex::new(Vec::new());
+
+/// The HTTP client for an upstream's authorization server: no redirects, a timeout, the
+/// upstream's TLS settings (the server may sit behind the same private CA).
+pub(crate) fn http_client(
+    tls: Option<&crate::config::UpstreamTls>,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    let builder = match tls {
+        Some(t) => builder.use_preconfigured_tls(crate::tls::client_config(Some(t))?),
+        None => builder,
+    };
+    builder.build().map_err(|e| e.to_string())
+}
 
 impl OAuth {
     /// The client for `spec`'s upstream, shared by its connections while any is alive.
@@ -70,7 +114,7 @@ impl OAuth {
         let Some(settings) = &spec.oauth else {
             return Ok(None);
         };
-        let key = format!("{upstream}\n{}\n{}", spec.url, settings.client_id);
+        let key = spec.key(upstream);
         let mut shared = lock(&SHARED);
         shared.retain(|(_, w)| w.strong_count() > 0);
         if let Some(o) = shared
@@ -81,39 +125,18 @@ impl OAuth {
         {
             return Ok(Some(o));
         }
-        let o = std::sync::Arc::new(OAuth::new(
-            upstream,
-            &spec.url,
-            settings.clone(),
-            spec.tls.as_ref(),
-        )?);
+        let o = std::sync::Arc::new(OAuth {
+            upstream: upstream.to_string(),
+            url: spec.url.clone(),
+            key: key.clone(),
+            settings: settings.clone(),
+            http: http_client(spec.tls.as_ref())?,
+            token: Default::default(),
+            fetch: Default::default(),
+        });
         shared.retain(|(k, _)| *k != key);
         shared.push((key, std::sync::Arc::downgrade(&o)));
         Ok(Some(o))
-    }
-
-    fn new(
-        upstream: &str,
-        url: &str,
-        settings: UpstreamOAuth,
-        tls: Option<&crate::config::UpstreamTls>,
-    ) -> Result<OAuth, String> {
-        let builder = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none());
-        let builder = match tls {
-            // The authorization server may sit behind the same private CA as the upstream.
-            Some(t) => builder.use_preconfigured_tls(crate::tls::client_config(Some(t))?),
-            None => builder,
-        };
-        Ok(OAuth {
-            upstream: upstream.to_string(),
-            url: url.to_string(),
-            settings,
-            http: builder.build().map_err(|e| e.to_string())?,
-            token: Default::default(),
-            fetch: Default::default(),
-        })
     }
 
     /// The `Authorization` value for the next request: the current token, or a new one. `None`
@@ -122,11 +145,11 @@ impl OAuth {
         if let Some(t) = self.fresh() {
             return Some(t);
         }
-        let mut endpoint = self.fetch.lock().await;
+        let mut discovery = self.fetch.lock().await;
         if let Some(t) = self.fresh() {
             return Some(t); // obtained while this request waited
         }
-        match self.obtain(&mut endpoint, None).await {
+        match self.obtain(&mut discovery, None, None).await {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(upstream = %self.upstream, "OAuth: {e}");
@@ -142,7 +165,7 @@ impl OAuth {
         used: Option<&HeaderValue>,
         challenge: Option<&HeaderValue>,
     ) -> Result<HeaderValue, String> {
-        let mut endpoint = self.fetch.lock().await;
+        let mut discovery = self.fetch.lock().await;
         {
             let mut token = lock(&self.token);
             match (&*token, used) {
@@ -156,8 +179,8 @@ impl OAuth {
             .and_then(|c| c.to_str().ok())
             .map(Challenge::parse);
         // A refused token may mean the server moved: look again.
-        *endpoint = None;
-        self.obtain(&mut endpoint, challenge.as_ref())
+        *discovery = None;
+        self.obtain(&mut discovery, challenge.as_ref(), used)
             .await
             .inspect_err(|e| tracing::warn!(upstream = %self.upstream, "OAuth: {e}"))
     }
@@ -171,210 +194,374 @@ impl OAuth {
 
     async fn obtain(
         &self,
-        endpoint: &mut Option<Endpoint>,
+        discovery: &mut Option<Discovery>,
         challenge: Option<&Challenge>,
+        refused: Option<&HeaderValue>,
     ) -> Result<HeaderValue, String> {
-        let ep = match endpoint {
-            Some(ep) => ep.clone(),
-            None => {
-                let ep = self.discover(challenge).await?;
-                tracing::info!(upstream = %self.upstream, token_endpoint = %ep.token_endpoint, "OAuth: authorization server found");
-                *endpoint = Some(ep.clone());
-                ep
+        let token = match self.settings.grant {
+            OAuthGrant::ClientCredentials => {
+                let d = match discovery {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = discover(&self.http, &self.url, challenge, &self.settings.scopes)
+                            .await?;
+                        tracing::info!(upstream = %self.upstream, issuer = %d.issuer, "OAuth: authorization server found");
+                        *discovery = Some(d.clone());
+                        d
+                    }
+                };
+                self.client_credentials(&d).await?
             }
+            OAuthGrant::AuthorizationCode => self.signed_in(refused).await?,
         };
-        let token = self.request_token(&ep).await?;
         let header = token.header.clone();
         *lock(&self.token) = Some(token);
         Ok(header)
     }
 
-    async fn discover(&self, challenge: Option<&Challenge>) -> Result<Endpoint, String> {
-        let url = reqwest::Url::parse(&self.url).map_err(|e| e.to_string())?;
-        // RFC 9728: the challenge's metadata URL, else the well-known name at the path, then at
-        // the root.
-        let mut candidates = vec![];
-        if let Some(m) = challenge.and_then(|c| c.resource_metadata.clone()) {
-            candidates.push(m);
-        }
-        let origin = url.origin().ascii_serialization();
-        let path = url.path().trim_end_matches('/');
-        if !path.is_empty() {
-            candidates.push(format!(
-                "{origin}/.well-known/oauth-protected-resource{path}"
-            ));
-        }
-        candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
-        let mut last = String::new();
-        let mut prm = None;
-        for c in &candidates {
-            match crate::oidc::fetch_json(&self.http, c).await {
-                Ok(doc) => {
-                    prm = Some(doc);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let prm = prm.ok_or_else(|| format!("no protected resource metadata ({last})"))?;
-        let resource = prm
-            .get("resource")
-            .and_then(Value::as_str)
-            .ok_or("the protected resource metadata names no `resource`")?
-            .to_string();
-        if !same_resource(&resource, &url) {
-            return Err(format!(
-                "the protected resource metadata is for {resource}, not this upstream (refusing it)"
-            ));
-        }
-        let issuer = prm
-            .get("authorization_servers")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-            .ok_or("the protected resource metadata names no authorization server")?
-            .to_string();
-        crate::config::secure_url(&issuer).map_err(|e| format!("authorization server {e}"))?;
-        let mut meta = None;
-        for m in crate::oidc::metadata_urls(&issuer) {
-            match crate::oidc::fetch_json(&self.http, &m).await {
-                Ok(doc) => {
-                    meta = Some(doc);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let meta = meta.ok_or_else(|| format!("no authorization server metadata ({last})"))?;
-        if meta.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
-            return Err(format!(
-                "the authorization server's metadata does not name {issuer} as its issuer (refusing it)"
-            ));
-        }
-        let token_endpoint = meta
-            .get("token_endpoint")
-            .and_then(Value::as_str)
-            .ok_or("the authorization server has no token_endpoint")?
-            .to_string();
-        crate::config::secure_url(&token_endpoint).map_err(|e| format!("token endpoint {e}"))?;
-        let methods: Vec<&str> = meta
-            .get("token_endpoint_auth_methods_supported")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let secret_in_body = !methods.is_empty()
-            && !methods.contains(&"client_secret_basic")
-            && methods.contains(&"client_secret_post");
-        let scope = if !self.settings.scopes.is_empty() {
-            Some(self.settings.scopes.join(" "))
-        } else if let Some(s) = challenge.and_then(|c| c.scope.clone()) {
-            Some(s)
-        } else {
-            prm.get("scopes_supported")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .filter(|s| !s.is_empty())
-        };
-        Ok(Endpoint {
-            token_endpoint,
-            resource,
-            scope,
-            secret_in_body,
-        })
-    }
-
-    async fn request_token(&self, ep: &Endpoint) -> Result<Token, String> {
+    async fn client_credentials(&self, d: &Discovery) -> Result<Token, String> {
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "client_credentials"),
-            ("resource", &ep.resource),
+            ("resource", &d.resource),
         ];
-        if let Some(s) = &ep.scope {
+        if let Some(s) = &d.scope {
             form.push(("scope", s));
         }
-        let secret = self.settings.client_secret.expose();
-        let mut rb = self.http.post(&ep.token_endpoint);
-        if ep.secret_in_body {
-            form.push(("client_id", &self.settings.client_id));
-            form.push(("client_secret", secret));
-        } else {
-            // RFC 6749 §2.3.1: id and secret form-encoded before Basic.
-            rb = rb.basic_auth(
-                form_encode(&self.settings.client_id),
-                Some(form_encode(secret)),
-            );
-        }
+        let client_id = self.settings.client_id.as_deref().unwrap_or_default();
+        let secret = self.settings.client_secret.as_ref().map(|s| s.expose());
         let started = Instant::now();
-        let resp = rb
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
+        let t = token_request(&self.http, d, &form, client_id, secret).await?;
+        Ok(t.token(started, crate::util::now_secs()).1)
+    }
+
+    /// A token from the operator's sign-in: the sealed grant's access token while it is fresh
+    /// (and not the one the upstream just refused), else a new one from its refresh token —
+    /// under the grant's lock, re-read once held (another instance may have refreshed it).
+    async fn signed_in(&self, refused: Option<&HeaderValue>) -> Result<Token, String> {
+        let login = format!("run `mcp-warden auth login {}`", self.upstream);
+        let store = Store::new(&self.settings.store);
+        let key = self.key.clone();
+        let dir = self.settings.store.clone();
+        let held = tokio::task::spawn_blocking(move || Store::new(&dir).lock(&key))
             .await
-            .map_err(|e| format!("token request failed: {}", crate::util::error_chain(&e)))?;
-        let status = resp.status();
-        let body: Value = resp
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null);
-        if !status.is_success() {
-            let code = body.get("error").and_then(Value::as_str).unwrap_or("");
-            let what = body
-                .get("error_description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("the sign-in's lock: {e}"))?;
+        let grant = store
+            .load(&self.key)
+            .map_err(|e| format!("{e}; {login}"))?
+            .ok_or_else(|| format!("not signed in: {login}"))?;
+        let upstream = reqwest::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        if !same_resource(&grant.resource, &upstream) {
+            return Err(format!("the sign-in is for another server; {login}"));
+        }
+        let now = crate::util::now_secs();
+        let was_refused = refused.is_some_and(|r| {
+            r.to_str()
+                .is_ok_and(|r| r.strip_prefix("Bearer ") == Some(grant.access_token.as_str()))
+        });
+        let lifetime = grant
+            .expires_at
+            .map(|e| e.saturating_sub(grant.access_issued_at));
+        let margin = lifetime.map(|l| renew_margin(Duration::from_secs(l)).as_secs());
+        let fresh = match (grant.expires_at, margin) {
+            (Some(exp), Some(m)) => now + m < exp,
+            _ => true, // no expiry known: used until refused
+        };
+        if fresh && !was_refused {
+            let left = grant
+                .expires_at
+                .map(|e| Duration::from_secs(e - now - margin.unwrap_or(0)))
+                .unwrap_or(Duration::from_secs(365 * 86_400));
+            drop(held);
+            return Ok(Token {
+                header: bearer(&grant.access_token)?,
+                renew_at: Instant::now() + left,
+            });
+        }
+        let Some(refresh) = grant.refresh_token.clone() else {
             return Err(format!(
-                "the authorization server refused a token (HTTP {}): {} {}",
-                status.as_u16(),
-                crate::term::safe(&crate::util::truncate(code, 64)),
-                crate::term::safe(&crate::util::truncate(what, 200)),
+                "the signed-in token expired and there is no refresh token; {login}"
             ));
-        }
-        let access = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or("the token response has no access_token")?;
-        let kind = body.get("token_type").and_then(Value::as_str).unwrap_or("");
-        if !kind.eq_ignore_ascii_case("bearer") {
-            return Err("the token response is not a Bearer token".into());
-        }
-        let mut header = HeaderValue::from_str(&format!("Bearer {access}"))
-            .map_err(|_| "the access token is not a valid header value")?;
-        header.set_sensitive(true);
-        // Without `expires_in` the token is used until the upstream refuses it.
-        let lifetime = body
-            .get("expires_in")
-            .and_then(Value::as_u64)
+        };
+        let d = Discovery {
+            issuer: grant.issuer.clone(),
+            meta: Map::new(),
+            resource: grant.resource.clone(),
+            scope: None,
+            token_endpoint: grant.token_endpoint.clone(),
+        };
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("resource", grant.resource.as_str()),
+        ];
+        let started = Instant::now();
+        let t = match token_request(
+            &self.http,
+            &d,
+            &form,
+            &grant.client_id,
+            grant.client_secret.as_deref(),
+        )
+        .await
+        {
+            Ok(t) => t,
+            // Revoked or expired for good, or the client it was issued to is gone: forget it,
+            // so that `auth list` says so.
+            Err(e) if e.contains("invalid_grant") || e.contains("invalid_client") => {
+                let _ = store.remove(&self.key);
+                tracing::error!(upstream = %self.upstream, "OAuth: the sign-in is no longer accepted ({e}); {login}");
+                return Err(format!("the sign-in was revoked or expired; {login}"));
+            }
+            Err(e) => return Err(e),
+        };
+        let (issued, token) = t.token(started, now);
+        let renewed = Grant {
+            access_token: t.access_token.clone(),
+            refresh_token: t.refresh_token.clone().or(grant.refresh_token.clone()),
+            expires_at: t.expires_in.map(|s| issued + s),
+            access_issued_at: issued,
+            scope: t.scope.clone().or(grant.scope.clone()),
+            ..grant
+        };
+        store
+            .save(&self.key, &renewed)
+            .map_err(|e| format!("the renewed sign-in could not be saved: {e}"))?;
+        drop(held);
+        tracing::debug!(upstream = %self.upstream, "OAuth: signed-in token renewed");
+        Ok(token)
+    }
+}
+
+/// A successful token response.
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) expires_in: Option<u64>,
+    pub(crate) scope: Option<String>,
+}
+
+impl TokenResponse {
+    /// When it was issued (Unix seconds) and the token to use, renewed a margin before it
+    /// expires (counted from `started`, when it was asked for).
+    fn token(&self, started: Instant, now: u64) -> (u64, Token) {
+        let lifetime = self
+            .expires_in
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(365 * 86_400));
-        // A tenth of the lifetime, at least a second (`exp` counts whole seconds from an `iat`
-        // rounded down) and at most a minute; never more than half of it.
-        let margin = (lifetime / 10)
-            .clamp(Duration::from_secs(1), Duration::from_secs(60))
-            .min(lifetime / 2);
-        tracing::debug!(upstream = %self.upstream, lifetime_secs = lifetime.as_secs(), "OAuth: token obtained");
-        Ok(Token {
-            header,
-            renew_at: started + lifetime - margin,
-        })
+        let header = bearer(&self.access_token).unwrap_or_else(|_| HeaderValue::from_static(""));
+        (
+            now,
+            Token {
+                header,
+                renew_at: started + lifetime - renew_margin(lifetime),
+            },
+        )
     }
+}
+
+/// How long before its expiry a token is replaced: a tenth of its lifetime, at least a second
+/// (`exp` counts whole seconds from an `iat` rounded down) and at most a minute; never more
+/// than half of it.
+fn renew_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60))
+        .min(lifetime / 2)
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, String> {
+    let mut h = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the access token is not a valid header value")?;
+    h.set_sensitive(true);
+    Ok(h)
+}
+
+/// A POST to the token endpoint: `form`, the client authenticated with HTTP Basic
+/// (form-encoded first, RFC 6749 §2.3.1) or in the body when that is all the server takes, or
+/// just named when it has no secret (a public client).
+pub(crate) async fn token_request(
+    http: &reqwest::Client,
+    d: &Discovery,
+    form: &[(&str, &str)],
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<TokenResponse, String> {
+    let mut form = form.to_vec();
+    let mut rb = http.post(&d.token_endpoint);
+    match secret {
+        Some(secret) if d.secret_in_body() => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret));
+        }
+        Some(secret) => {
+            rb = rb.basic_auth(form_encode(client_id), Some(form_encode(secret)));
+        }
+        None => form.push(("client_id", client_id)),
+    }
+    let resp = rb
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("token request failed: {}", crate::util::error_chain(&e)))?;
+    let status = resp.status();
+    let body: Value = resp
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(format!(
+            "the authorization server refused a token (HTTP {}): {}",
+            status.as_u16(),
+            oauth_error(&body)
+        ));
+    }
+    let access = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("the token response has no access_token")?;
+    let kind = body.get("token_type").and_then(Value::as_str).unwrap_or("");
+    if !kind.eq_ignore_ascii_case("bearer") {
+        return Err("the token response is not a Bearer token".into());
+    }
+    bearer(access)?;
+    Ok(TokenResponse {
+        access_token: access.to_string(),
+        refresh_token: body
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .map(String::from),
+        expires_in: body.get("expires_in").and_then(Value::as_u64),
+        scope: body.get("scope").and_then(Value::as_str).map(String::from),
+    })
+}
+
+/// An OAuth error body's `error` and `error_description`, made safe to log.
+pub(crate) fn oauth_error(body: &Value) -> String {
+    let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+    let what = body
+        .get("error_description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!(
+        "{} {}",
+        crate::term::safe(&crate::util::truncate(code, 64)),
+        crate::term::safe(&crate::util::truncate(what, 200))
+    )
+    .trim()
+    .to_string()
+}
+
+/// Finds the upstream's authorization server (see the module's description).
+pub(crate) async fn discover(
+    http: &reqwest::Client,
+    upstream: &str,
+    challenge: Option<&Challenge>,
+    scopes: &[String],
+) -> Result<Discovery, String> {
+    let url = reqwest::Url::parse(upstream).map_err(|e| e.to_string())?;
+    // RFC 9728: the challenge's metadata URL, else the well-known name at the path, then at
+    // the root.
+    let mut candidates = vec![];
+    if let Some(m) = challenge.and_then(|c| c.resource_metadata.clone()) {
+        candidates.push(m);
+    }
+    let origin = url.origin().ascii_serialization();
+    let path = url.path().trim_end_matches('/');
+    if !path.is_empty() {
+        candidates.push(format!(
+            "{origin}/.well-known/oauth-protected-resource{path}"
+        ));
+    }
+    candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
+    let mut last = String::new();
+    let mut prm = None;
+    for c in &candidates {
+        match crate::oidc::fetch_json(http, c).await {
+            Ok(doc) => {
+                prm = Some(doc);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let prm = prm.ok_or_else(|| format!("no protected resource metadata ({last})"))?;
+    let resource = prm
+        .get("resource")
+        .and_then(Value::as_str)
+        .ok_or("the protected resource metadata names no `resource`")?
+        .to_string();
+    if !same_resource(&resource, &url) {
+        return Err(format!(
+            "the protected resource metadata is for {resource}, not this upstream (refusing it)"
+        ));
+    }
+    let issuer = prm
+        .get("authorization_servers")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or("the protected resource metadata names no authorization server")?
+        .to_string();
+    crate::config::secure_url(&issuer).map_err(|e| format!("authorization server {e}"))?;
+    let mut meta = None;
+    for m in crate::oidc::metadata_urls(&issuer) {
+        match crate::oidc::fetch_json(http, &m).await {
+            Ok(doc) => {
+                meta = Some(doc);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let meta = meta.ok_or_else(|| format!("no authorization server metadata ({last})"))?;
+    if meta.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+        return Err(format!(
+            "the authorization server's metadata does not name {issuer} as its issuer (refusing it)"
+        ));
+    }
+    let token_endpoint = meta
+        .get("token_endpoint")
+        .and_then(Value::as_str)
+        .ok_or("the authorization server has no token_endpoint")?
+        .to_string();
+    crate::config::secure_url(&token_endpoint).map_err(|e| format!("token endpoint {e}"))?;
+    let scope = if !scopes.is_empty() {
+        Some(scopes.join(" "))
+    } else if let Some(s) = challenge.and_then(|c| c.scope.clone()) {
+        Some(s)
+    } else {
+        prm.get("scopes_supported")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|s| !s.is_empty())
+    };
+    Ok(Discovery {
+        issuer,
+        meta,
+        resource,
+        scope,
+        token_endpoint,
+    })
 }
 
 /// The parameters of a `WWW-Authenticate: Bearer …` challenge that matter here.
 #[derive(Debug, Default, PartialEq)]
-struct Challenge {
+pub(crate) struct Challenge {
     resource_metadata: Option<String>,
     scope: Option<String>,
 }
 
 impl Challenge {
-    fn parse(v: &str) -> Challenge {
+    pub(crate) fn parse(v: &str) -> Challenge {
         let mut c = Challenge::default();
         let mut rest = v.trim();
         if rest.len() >= 6 && rest[..6].eq_ignore_ascii_case("bearer") {
@@ -424,7 +611,7 @@ impl Challenge {
 
 /// Whether the metadata's `resource` is the upstream: same origin, and the upstream's path at
 /// or below the resource's (RFC 9728 §3.3, as the MCP SDKs check it).
-fn same_resource(resource: &str, upstream: &reqwest::Url) -> bool {
+pub(crate) fn same_resource(resource: &str, upstream: &reqwest::Url) -> bool {
     let Ok(r) = reqwest::Url::parse(resource) else {
         return false;
     };

@@ -497,6 +497,13 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             u.namespace = several.then(|| u.name.clone());
         }
     }
+    // Signed-in upstream tokens live in the state directory.
+    let oauth_store = super::Config::state_dir_or_default(proxy.state_dir.clone()).join("oauth");
+    for u in &mut upstreams {
+        if let Transport::Http(HttpSpec { oauth: Some(o), .. }) = &mut u.transport {
+            o.store = oauth_store.clone();
+        }
+    }
     if cx.errors.is_empty() {
         Ok(Config {
             source: None,

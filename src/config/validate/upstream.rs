@@ -31,17 +31,22 @@ pub(super) const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] =
     &["grant", "client_id", "client_secret_env", "scopes"];
 
-/// `oauth = { grant = "client_credentials", client_id, client_secret_env, scopes }`.
+/// `oauth = { grant, client_id, client_secret_env, scopes }`.
 fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
+    use crate::config::OAuthGrant;
     let before = cx.errors.len();
-    match t.string(cx, "grant").as_deref() {
-        None | Some("client_credentials") => {}
-        Some(other) => cx.err(
-            &t.at("grant"),
-            format!("`{other}` is not supported yet: only `client_credentials` (a client registered for mcp-warden at the upstream's authorization server)"),
-        ),
-    }
-    let client_id = t.string(cx, "client_id");
+    let grant = match t.string(cx, "grant").as_deref() {
+        None | Some("authorization_code") => OAuthGrant::AuthorizationCode,
+        Some("client_credentials") => OAuthGrant::ClientCredentials,
+        Some(other) => {
+            cx.err(
+                &t.at("grant"),
+                format!("`{other}` is not a grant mcp-warden uses: `authorization_code` (an operator signs in with `mcp-warden auth login`) or `client_credentials` (a client registered for mcp-warden)"),
+            );
+            OAuthGrant::AuthorizationCode
+        }
+    };
+    let client_id = t.string(cx, "client_id").filter(|c| !c.is_empty());
     let secret_env = t.string(cx, "client_secret_env");
     let scopes = t.strings(cx, "scopes").unwrap_or_default();
     for (i, s) in scopes.iter().enumerate() {
@@ -51,34 +56,36 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     }
     let path = t.path.clone();
     t.finish(cx, UPSTREAM_OAUTH_KEYS);
-    let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
-        cx.err(
-            &path,
-            "missing `client_id` (mcp-warden's client at the authorization server)",
-        );
-        return None;
+    let client_secret = match secret_env {
+        None => None,
+        Some(var) => match (cx.env)(&var) {
+            Some(s) if !s.is_empty() => Some(Secret::new(s)),
+            _ => {
+                cx.err(
+                    &format!("{path}.client_secret_env"),
+                    format!("environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
     };
-    let Some(var) = secret_env else {
-        cx.err(
-            &path,
-            "missing `client_secret_env` (the environment variable holding the client's secret)",
-        );
-        return None;
-    };
-    let secret = match (cx.env)(&var) {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            cx.err(
-                &format!("{path}.client_secret_env"),
-                format!("environment variable `{var}` is not set"),
-            );
-            return None;
+    if grant == OAuthGrant::ClientCredentials {
+        if client_id.is_none() {
+            cx.err(&path, "client credentials need `client_id` (mcp-warden's client at the authorization server)");
         }
-    };
+        if client_secret.is_none() && cx.errors.len() == before {
+            cx.err(&path, "client credentials need `client_secret_env` (the environment variable holding the client's secret)");
+        }
+    }
+    if client_secret.is_some() && client_id.is_none() {
+        cx.err(&path, "`client_secret_env` needs `client_id`");
+    }
     (cx.errors.len() == before).then(|| crate::config::UpstreamOAuth {
+        grant,
         client_id,
-        client_secret: Secret::new(secret),
+        client_secret,
         scopes,
+        store: PathBuf::new(), // set once the state directory is known
     })
 }
 

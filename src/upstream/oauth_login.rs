@@ -1,0 +1,364 @@
+//! `mcp-warden auth login | list | logout`: an operator signs mcp-warden in to an
+//! OAuth-protected upstream (`oauth = { grant = "authorization_code" }`), once.
+//!
+//! The authorization code flow with PKCE (S256; a server that does not list it is refused) for
+//! a native client: mcp-warden listens on a loopback port for the redirect, prints the URL to
+//! open, and waits. The client is the configured `client_id`, else one mcp-warden registers for
+//! itself (RFC 7591, `application_type: native`) when the server allows it. The request names
+//! the upstream (`resource`, RFC 8707) and a random `state`; the redirect's `state` must match,
+//! and its `iss` is checked as RFC 9207 says (required when the server advertises it, compared
+//! exactly whenever present) before the code is used. The grant is kept sealed in the state
+//! directory ([`super::oauth_store`]); serving keeps it alive with its refresh token.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::oauth::{self, Challenge, Discovery};
+use super::oauth_store::{Grant, Store};
+use crate::config::{Config, HttpSpec, OAuthGrant, Transport};
+
+/// How long a sign-in waits for the browser to come back.
+pub const WAIT: Duration = Duration::from_secs(300);
+
+/// The upstream `name` of `cfg`, if it signs in with the authorization code grant.
+fn upstream<'c>(cfg: &'c Config, name: &str) -> Result<&'c HttpSpec, String> {
+    let u = cfg
+        .upstream(name)
+        .ok_or_else(|| format!("no upstream named `{name}`"))?;
+    match &u.transport {
+        Transport::Http(spec) => match &spec.oauth {
+            Some(o) if o.grant == OAuthGrant::AuthorizationCode => Ok(spec),
+            Some(_) => Err(format!(
+                "upstream `{name}` uses client credentials: mcp-warden gets its tokens by itself"
+            )),
+            None => Err(format!("upstream `{name}` has no `oauth` setting")),
+        },
+        Transport::Stdio(_) => Err(format!("upstream `{name}` is not an HTTP upstream")),
+    }
+}
+
+fn random_b64(n: usize) -> Result<String, String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|_| "no randomness")?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Signs in to upstream `name`: `show` is given the URL to open in a browser. Returns the
+/// grant once saved.
+pub async fn login(cfg: &Config, name: &str, show: &dyn Fn(&str)) -> Result<Grant, String> {
+    let spec = upstream(cfg, name)?;
+    let Some(settings) = &spec.oauth else {
+        return Err("no oauth".into());
+    };
+    let http = oauth::http_client(spec.tls.as_ref())?;
+    // The upstream's challenge first (its scope is the one to ask for), then discovery.
+    let probe = http
+        .post(&spec.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, text/event-stream",
+        )
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .map_err(|e| format!("{name}: unreachable: {}", crate::util::error_chain(&e)))?;
+    let challenge = oauth::challenge_of(probe.headers())
+        .and_then(|v| v.to_str().ok())
+        .map(Challenge::parse);
+    let d = oauth::discover(&http, &spec.url, challenge.as_ref(), &settings.scopes).await?;
+    let methods = d
+        .meta
+        .get("code_challenge_methods_supported")
+        .and_then(Value::as_array);
+    if !methods.is_some_and(|m| m.iter().any(|x| x == "S256")) {
+        return Err(format!(
+            "{}: the authorization server does not support PKCE with S256 (refusing to go on)",
+            d.issuer
+        ));
+    }
+    let authorize = d
+        .endpoint("authorization_endpoint")
+        .ok_or("the authorization server has no authorization_endpoint")?
+        .to_string();
+    crate::config::secure_url(&authorize).map_err(|e| format!("authorization endpoint {e}"))?;
+
+    // The loopback redirect (RFC 8252 §7.3).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("no loopback port for the redirect: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+
+    let (client_id, client_secret) = match &settings.client_id {
+        Some(id) => (
+            id.clone(),
+            settings
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose().to_string()),
+        ),
+        None => register(&http, &d, &redirect).await?,
+    };
+    let verifier = random_b64(32)?;
+    let challenge_s256 = {
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let state = random_b64(24)?;
+    let mut url = reqwest::Url::parse(&authorize).map_err(|e| e.to_string())?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge_s256)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &d.resource);
+        if let Some(s) = &d.scope {
+            q.append_pair("scope", s);
+        }
+    }
+    show(url.as_str());
+
+    let query = tokio::time::timeout(WAIT, callback(listener))
+        .await
+        .map_err(|_| format!("no sign-in within {} s", WAIT.as_secs()))??;
+    let answer = reqwest::Url::parse(&format!("http://127.0.0.1/callback?{query}"))
+        .map_err(|_| "the authorization response is not a URL query")?;
+    let param = |k: &str| {
+        answer
+            .query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    // RFC 9207 before anything else of the response is acted on (its error included).
+    let advertised =
+        d.meta.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true));
+    match param("iss") {
+        Some(iss) if iss != d.issuer => {
+            return Err(format!(
+                "the authorization response comes from another issuer than {} (refused)",
+                d.issuer
+            ))
+        }
+        None if advertised => {
+            return Err(format!(
+                "the authorization response carries no `iss`, which {} promises (refused)",
+                d.issuer
+            ))
+        }
+        _ => {}
+    }
+    if param("state").as_deref() != Some(state.as_str()) {
+        return Err("the authorization response's state does not match (refused)".into());
+    }
+    if let Some(e) = param("error") {
+        let desc = param("error_description").unwrap_or_default();
+        return Err(format!(
+            "the sign-in was refused: {}",
+            oauth::oauth_error(&json!({"error": e, "error_description": desc}))
+        ));
+    }
+    let code = param("code").ok_or("the authorization response carries no code")?;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("resource", d.resource.as_str()),
+    ];
+    let now = crate::util::now_secs();
+    let t = oauth::token_request(&http, &d, &form, &client_id, client_secret.as_deref()).await?;
+    let grant = Grant {
+        issuer: d.issuer.clone(),
+        token_endpoint: d.token_endpoint.clone(),
+        revocation_endpoint: d.endpoint("revocation_endpoint").map(String::from),
+        client_id,
+        client_secret,
+        resource: d.resource.clone(),
+        scope: t.scope.clone().or(d.scope.clone()),
+        access_token: t.access_token.clone(),
+        refresh_token: t.refresh_token.clone(),
+        expires_at: t.expires_in.map(|s| now + s),
+        access_issued_at: now,
+        signed_in_at: now,
+    };
+    let store = Store::new(&settings.store);
+    store
+        .save(&spec.key(name), &grant)
+        .map_err(|e| format!("the sign-in could not be saved: {e}"))?;
+    Ok(grant)
+}
+
+/// Registers mcp-warden as a native public client (RFC 7591).
+async fn register(
+    http: &reqwest::Client,
+    d: &Discovery,
+    redirect: &str,
+) -> Result<(String, Option<String>), String> {
+    let endpoint = d.endpoint("registration_endpoint").ok_or_else(|| {
+        format!(
+            "{} does not register clients itself: register one for mcp-warden (redirect URI http://127.0.0.1/callback, any port) and set `client_id` in `oauth`",
+            d.issuer
+        )
+    })?;
+    crate::config::secure_url(endpoint).map_err(|e| format!("registration endpoint {e}"))?;
+    let mut body = json!({
+        "client_name": "mcp-warden",
+        "redirect_uris": [redirect],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    });
+    if let Some(s) = &d.scope {
+        body["scope"] = json!(s);
+    }
+    let resp = http
+        .post(endpoint)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("registration failed: {}", crate::util::error_chain(&e)))?;
+    let status = resp.status();
+    let v: Value = resp
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(format!(
+            "the authorization server refused to register mcp-warden (HTTP {}): {}",
+            status.as_u16(),
+            oauth::oauth_error(&v)
+        ));
+    }
+    let id = v
+        .get("client_id")
+        .and_then(Value::as_str)
+        .ok_or("the registration response has no client_id")?;
+    Ok((
+        id.to_string(),
+        v.get("client_secret")
+            .and_then(Value::as_str)
+            .map(String::from),
+    ))
+}
+
+/// Waits for the browser's `GET /callback?…` on `listener`; its query. Anything else gets 404.
+async fn callback(listener: tokio::net::TcpListener) -> Result<String, String> {
+    use axum::extract::RawQuery;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(move |RawQuery(q): RawQuery| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.try_send(q.unwrap_or_default());
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<!doctype html><title>mcp-warden</title><p>mcp-warden received the sign-in. You can close this tab.</p>",
+                )
+            }
+        }),
+    );
+    // Serve until the first callback arrives, then stop.
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let q = rx.recv().await.ok_or("the redirect listener stopped")?;
+    serving.abort();
+    Ok(q)
+}
+
+/// One line per upstream that signs in: whether it is signed in, to what, until when. Never a
+/// token.
+pub fn list(cfg: &Config) -> Vec<String> {
+    let mut out = vec![];
+    for u in &cfg.upstreams {
+        let Transport::Http(spec) = &u.transport else {
+            continue;
+        };
+        let Some(o) = &spec.oauth else { continue };
+        if o.grant != OAuthGrant::AuthorizationCode {
+            out.push(format!(
+                "{}: client credentials (client {})",
+                u.name,
+                o.client_id.as_deref().unwrap_or("")
+            ));
+            continue;
+        }
+        let line = match Store::new(&o.store).load(&spec.key(&u.name)) {
+            Ok(Some(g)) => {
+                let now = crate::util::now_secs();
+                let expiry = match g.expires_at {
+                    Some(e) if e > now => format!("access token valid {} s more", e - now),
+                    Some(_) => "access token expired".to_string(),
+                    None => "no expiry given".to_string(),
+                };
+                format!(
+                    "{}: signed in at {} as client {} (scope: {}; {}; {})",
+                    u.name,
+                    g.issuer,
+                    g.client_id,
+                    g.scope.as_deref().unwrap_or("-"),
+                    expiry,
+                    if g.refresh_token.is_some() {
+                        "renewed with a refresh token"
+                    } else {
+                        "no refresh token: sign in again when it expires"
+                    }
+                )
+            }
+            Ok(None) => format!(
+                "{}: not signed in (mcp-warden auth login {})",
+                u.name, u.name
+            ),
+            Err(e) => format!("{}: {e}", u.name),
+        };
+        out.push(line);
+    }
+    out
+}
+
+/// Signs out of upstream `name`: the refresh token is revoked at the server when it offers
+/// revocation (RFC 7009), and the grant forgotten. `Ok(false)`: there was none.
+pub async fn logout(cfg: &Config, name: &str) -> Result<bool, String> {
+    let spec = upstream(cfg, name)?;
+    let Some(settings) = &spec.oauth else {
+        return Err("no oauth".into());
+    };
+    let store = Store::new(&settings.store);
+    let key = spec.key(name);
+    let Some(grant) = store.load(&key).map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    if let (Some(endpoint), Some(token)) = (&grant.revocation_endpoint, &grant.refresh_token) {
+        let http = oauth::http_client(spec.tls.as_ref())?;
+        let mut rb = http.post(endpoint);
+        let mut form = vec![
+            ("token", token.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        match &grant.client_secret {
+            Some(s) => rb = rb.basic_auth(&grant.client_id, Some(s)),
+            None => form.push(("client_id", grant.client_id.as_str())),
+        }
+        match rb.form(&form).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(
+                status = r.status().as_u16(),
+                "the refresh token's revocation was refused; forgetting it anyway"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %crate::util::error_chain(&e), "the refresh token could not be revoked; forgetting it anyway")
+            }
+        }
+    }
+    store.remove(&key).map_err(|e| e.to_string())
+}
