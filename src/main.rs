@@ -63,12 +63,21 @@ enum AuditAction {
 enum AuthAction {
     /// Sign mcp-warden in to an OAuth-protected upstream (authorization code with PKCE): prints
     /// the URL to open in a browser and waits for the redirect on a loopback port.
-    Login { upstream: String },
+    Login {
+        upstream: String,
+        /// The agent this sign-in is for (upstreams with `per = "agent"`).
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// The OAuth upstreams and whether mcp-warden is signed in to each (never a token).
     List,
     /// Sign out of an upstream: revokes the refresh token where the server offers it, and
     /// forgets the sign-in.
-    Logout { upstream: String },
+    Logout {
+        upstream: String,
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -382,12 +391,12 @@ fn main() -> ExitCode {
                 };
                 use mcp_warden::upstream::oauth_login;
                 match action {
-                    AuthAction::Login { upstream } => {
+                    AuthAction::Login { upstream, agent } => {
                         let show = |url: &str| {
                             eprintln!("mcp-warden: to sign in to `{upstream}`, open this URL in a browser (waiting {} s):", oauth_login::WAIT.as_secs());
                             println!("{url}");
                         };
-                        match oauth_login::login(&cfg, &upstream, &show).await {
+                        match oauth_login::login(&cfg, &upstream, agent.as_deref(), &show).await {
                             Ok(g) => {
                                 eprintln!(
                                     "mcp-warden: signed in to `{upstream}` at {} (scope: {})",
@@ -408,7 +417,7 @@ fn main() -> ExitCode {
                         }
                         ExitCode::SUCCESS
                     }
-                    AuthAction::Logout { upstream } => match oauth_login::logout(&cfg, &upstream).await {
+                    AuthAction::Logout { upstream, agent } => match oauth_login::logout(&cfg, &upstream, agent.as_deref()).await {
                         Ok(true) => {
                             eprintln!("mcp-warden: signed out of `{upstream}`");
                             ExitCode::SUCCESS

@@ -778,9 +778,16 @@ fn browse(url: &str) -> String {
 /// Runs `mcp-warden auth login UPSTREAM` for the instance in `dir` and plays the operator's
 /// browser: the printed URL, the provider's sign-in, back to mcp-warden's loopback redirect.
 fn sign_in(dir: &Path, upstream: &str) -> std::process::Output {
+    sign_in_as(dir, upstream, &[], "alice")
+}
+
+/// [`sign_in`] with more arguments (`--agent A`), as the provider's user `who`.
+fn sign_in_as(dir: &Path, upstream: &str, args: &[&str], who: &str) -> std::process::Output {
     use std::io::BufRead;
     let mut child = Command::new(warden_bin())
-        .args(["auth", "login", upstream, "--config"])
+        .args(["auth", "login", upstream])
+        .args(args)
+        .arg("--config")
         .arg(dir.join("warden.toml"))
         .env("XDG_STATE_HOME", dir)
         .stdout(std::process::Stdio::piped())
@@ -796,7 +803,7 @@ fn sign_in(dir: &Path, upstream: &str) -> std::process::Output {
         url.starts_with("http://127.0.0.1:"),
         "the URL to open: {line:?}"
     );
-    let back = browse(&url);
+    let back = browse(&format!("{url}&login_hint={who}"));
     let r = http().get(&back).send().unwrap();
     assert_eq!(r.status(), 200, "mcp-warden's redirect page");
     child.wait_with_output().unwrap()
@@ -942,4 +949,84 @@ tools.allow = ["whoami"]
     assert!(o.status.success());
     assert!(list().contains("secure: not signed in"));
     assert!(!w.logs().contains("eyJ"), "no token in the log");
+}
+
+/// `per = "agent"`: each agent's calls go out under the sign-in made for it, never another's
+/// (the bug class of a gateway using user A's token for user B); an agent nobody signed in for
+/// gets an error, and the log names the command for it.
+#[test]
+fn each_agent_uses_only_its_own_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let (_server, upstream) = spawn_listening(
+        Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/oauth_server.py"))
+            .args(["--issuer", &auth.issuer, "--port", "0"]),
+    );
+    let sha = |t: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (ta, tb, tc) = (
+        "agent-a-token-0123456789",
+        "agent-b-token-0123456789",
+        "agent-c-token-0123456789",
+    );
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code", per = "agent" }}
+
+[agents.a]
+token_sha256 = "{}"
+tools.allow = ["whoami"]
+[agents.b]
+token_sha256 = "{}"
+tools.allow = ["whoami"]
+[agents.c]
+token_sha256 = "{}"
+tools.allow = ["whoami"]
+"#,
+        sha(ta),
+        sha(tb),
+        sha(tc)
+    );
+    let w = HttpProxy::start_raw(&config, &[]);
+    // Without --agent: refused, naming what is missing.
+    let o = operator_cli(w.dir.path(), &["auth", "login", "secure"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give --agent NAME"));
+    for (agent, who) in [("a", "alice"), ("b", "bob")] {
+        let out = sign_in_as(w.dir.path(), "secure", &["--agent", agent], who);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let o = operator_cli(w.dir.path(), &["auth", "list"]);
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(listed.contains("secure (agent a): signed in"), "{listed}");
+    assert!(listed.contains("secure (agent b): signed in"), "{listed}");
+    assert!(
+        listed.contains("secure (agent c): not signed in (mcp-warden auth login secure --agent c)"),
+        "{listed}"
+    );
+    for (token, sub) in [(ta, "alice"), (tb, "bob"), (ta, "alice"), (tb, "bob")] {
+        let sid = raw_session(&w.url, token);
+        let raw = whoami(&w.url, token, &sid, 7);
+        assert!(raw.contains(&format!(r#"\"sub\": \"{sub}\""#)), "{raw}");
+    }
+    let sid = raw_session(&w.url, tc);
+    let raw = whoami(&w.url, tc, &sid, 7);
+    assert!(!raw.contains("\"sub\""), "no one else's sign-in: {raw}");
+    assert!(
+        w.logs()
+            .contains("run `mcp-warden auth login secure --agent c`"),
+        "{}",
+        w.logs()
+    );
 }

@@ -484,6 +484,20 @@ pub struct UpstreamOAuth {
     pub scopes: Vec<String>,
     /// Where signed-in tokens are kept (sealed): `<state dir>/oauth`.
     pub store: PathBuf,
+    /// `per = "agent"`: each agent signs in on its own (`auth login NAME --agent A`); its
+    /// calls use its own grant only.
+    pub per_agent: bool,
+}
+
+impl UpstreamOAuth {
+    /// The key of the sealed grant for upstream `name` (`spec.key(name)`) acting for `agent`.
+    pub fn grant_key(&self, upstream_key: &str, agent: Option<&str>) -> String {
+        if self.per_agent {
+            format!("{upstream_key}+{}", agent.unwrap_or("user"))
+        } else {
+            upstream_key.to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -147,6 +147,10 @@ impl Session {
                 .unwrap_or_else(|| RawValue::NULL.to_owned())
         };
         let handshake = Handshake {
+            principal: match &caller {
+                Caller::Agent(name) => Some(name.clone()),
+                Caller::User => None,
+            },
             protocol_version: version.to_string(),
             capabilities: raw(params.capabilities, "{}"),
             client_info: raw(params.client_info, r#"{"name":"mcp-warden","version":"0"}"#),

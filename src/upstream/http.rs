@@ -95,7 +95,13 @@ pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
     headers
 }
 
-pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, UpstreamError> {
+/// `principal`: the agent the connection acts for (per-agent OAuth sign-ins).
+pub(super) fn spawn(
+    name: &str,
+    spec: &HttpSpec,
+    inlet: Inlet,
+    principal: Option<&str>,
+) -> Result<Pipe, UpstreamError> {
     let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {
         name: name.to_string(),
         reason: e.to_string(),
@@ -105,9 +111,11 @@ pub(super) fn spawn(name: &str, spec: &HttpSpec, inlet: Inlet) -> Result<Pipe, U
             name: name.to_string(),
             reason,
         })?;
-    let oauth = super::oauth::OAuth::shared(name, spec).map_err(|reason| UpstreamError::Start {
-        name: name.to_string(),
-        reason,
+    let oauth = super::oauth::OAuth::shared(name, spec, principal).map_err(|reason| {
+        UpstreamError::Start {
+            name: name.to_string(),
+            reason,
+        }
     })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {

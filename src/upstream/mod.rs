@@ -229,6 +229,9 @@ impl Drop for Connection {
 /// version).
 #[derive(Clone)]
 pub struct Handshake {
+    /// The agent the connection acts for (keys per-agent upstream sign-ins); `None` for
+    /// mcp-warden's own connections and the single user.
+    pub principal: Option<std::sync::Arc<str>>,
     pub protocol_version: String,
     pub capabilities: Box<serde_json::value::RawValue>,
     pub client_info: Box<serde_json::value::RawValue>,
@@ -334,6 +337,7 @@ impl Handshake {
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
         };
         Handshake {
+            principal: None,
             protocol_version: crate::mcp::LATEST_VERSION.to_string(),
             capabilities: raw("{}".into()),
             client_info: raw(
@@ -397,7 +401,7 @@ impl Connection {
                 Transport::Http(spec) => match spec.flavor {
                     HttpFlavor::Streamable => {
                         let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
-                        let pipe = http::spawn(&cfg.name, spec, inlet)?;
+                        let pipe = http::spawn(&cfg.name, spec, inlet, hs.principal.as_deref())?;
                         Self::handshake(cfg, hs, pipe, dispatch).await
                     }
                     HttpFlavor::LegacySse => {
@@ -408,7 +412,7 @@ impl Connection {
                     }
                     HttpFlavor::Auto => {
                         let (dispatch, inlet) = Dispatch::new(&cfg.name, events.clone());
-                        let pipe = http::spawn(&cfg.name, spec, inlet)?;
+                        let pipe = http::spawn(&cfg.name, spec, inlet, hs.principal.as_deref())?;
                         match Self::handshake(cfg, hs, pipe, dispatch).await {
                             Err(UpstreamError::Handshake { reason, .. })
                                 if reason.starts_with(http::LEGACY_HINT) =>

@@ -36,6 +36,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct OAuth {
     upstream: String,
+    /// The command that signs this client in (for the messages that need it).
+    login: String,
     /// The upstream's URL: the resource tokens are for.
     url: String,
     /// The key of the upstream's sealed grant (name and URL digest).
@@ -107,14 +109,16 @@ pub(crate) fn http_client(
 
 impl OAuth {
     /// The client for `spec`'s upstream, shared by its connections while any is alive.
+    /// `principal`: the agent the connection acts for, when each agent signs in on its own.
     pub(crate) fn shared(
         upstream: &str,
         spec: &crate::config::HttpSpec,
+        principal: Option<&str>,
     ) -> Result<Option<std::sync::Arc<OAuth>>, String> {
         let Some(settings) = &spec.oauth else {
             return Ok(None);
         };
-        let key = spec.key(upstream);
+        let key = settings.grant_key(&spec.key(upstream), principal);
         let mut shared = lock(&SHARED);
         shared.retain(|(_, w)| w.strong_count() > 0);
         if let Some(o) = shared
@@ -127,6 +131,10 @@ impl OAuth {
         }
         let o = std::sync::Arc::new(OAuth {
             upstream: upstream.to_string(),
+            login: match (settings.per_agent, principal) {
+                (true, Some(agent)) => format!("mcp-warden auth login {upstream} --agent {agent}"),
+                _ => format!("mcp-warden auth login {upstream}"),
+            },
             url: spec.url.clone(),
             key: key.clone(),
             settings: settings.clone(),
@@ -238,7 +246,7 @@ impl OAuth {
     /// (and not the one the upstream just refused), else a new one from its refresh token —
     /// under the grant's lock, re-read once held (another instance may have refreshed it).
     async fn signed_in(&self, refused: Option<&HeaderValue>) -> Result<Token, String> {
-        let login = format!("run `mcp-warden auth login {}`", self.upstream);
+        let login = format!("run `{}`", self.login);
         let store = Store::new(&self.settings.store);
         let key = self.key.clone();
         let dir = self.settings.store.clone();

@@ -45,10 +45,45 @@ fn random_b64(n: usize) -> Result<String, String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// Signs in to upstream `name`: `show` is given the URL to open in a browser. Returns the
-/// grant once saved.
-pub async fn login(cfg: &Config, name: &str, show: &dyn Fn(&str)) -> Result<Grant, String> {
+/// The key of the grant of upstream `name` for `agent`: checked against the config (an
+/// upstream that signs in per agent needs one of its agents; one that does not takes none).
+fn grant_key(
+    cfg: &Config,
+    name: &str,
+    spec: &HttpSpec,
+    agent: Option<&str>,
+) -> Result<String, String> {
+    let Some(settings) = &spec.oauth else {
+        return Err("no oauth".into());
+    };
+    match (settings.per_agent, agent) {
+        (false, Some(_)) => Err(format!(
+            "upstream `{name}` has one sign-in for every agent (`per = \"agent\"` gives each its own): leave out --agent"
+        )),
+        (true, None) if !cfg.agents.is_empty() => Err(format!(
+            "upstream `{name}` signs in per agent: give --agent NAME"
+        )),
+        (true, Some(a)) => match cfg.agent(a) {
+            Some(ag) if crate::policy::agent::server_allowed(Some(ag), name) => {
+                Ok(settings.grant_key(&spec.key(name), Some(a)))
+            }
+            Some(_) => Err(format!("agent `{a}` may not use upstream `{name}`")),
+            None => Err(format!("no agent named `{a}`")),
+        },
+        _ => Ok(settings.grant_key(&spec.key(name), None)),
+    }
+}
+
+/// Signs in to upstream `name` (for `agent`, when it signs in per agent): `show` is given the
+/// URL to open in a browser. Returns the grant once saved.
+pub async fn login(
+    cfg: &Config,
+    name: &str,
+    agent: Option<&str>,
+    show: &dyn Fn(&str),
+) -> Result<Grant, String> {
     let spec = upstream(cfg, name)?;
+    let key = grant_key(cfg, name, spec, agent)?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
@@ -190,7 +225,7 @@ pub async fn login(cfg: &Config, name: &str, show: &dyn Fn(&str)) -> Result<Gran
     };
     let store = Store::new(&settings.store);
     store
-        .save(&spec.key(name), &grant)
+        .save(&key, &grant)
         .map_err(|e| format!("the sign-in could not be saved: {e}"))?;
     Ok(grant)
 }
@@ -276,8 +311,8 @@ async fn callback(listener: tokio::net::TcpListener) -> Result<String, String> {
     Ok(q)
 }
 
-/// One line per upstream that signs in: whether it is signed in, to what, until when. Never a
-/// token.
+/// One line per upstream (and agent, for per-agent sign-ins) that signs in: whether it is
+/// signed in, to what, until when. Never a token.
 pub fn list(cfg: &Config) -> Vec<String> {
     let mut out = vec![];
     for u in &cfg.upstreams {
@@ -293,48 +328,64 @@ pub fn list(cfg: &Config) -> Vec<String> {
             ));
             continue;
         }
-        let line = match Store::new(&o.store).load(&spec.key(&u.name)) {
-            Ok(Some(g)) => {
-                let now = crate::util::now_secs();
-                let expiry = match g.expires_at {
-                    Some(e) if e > now => format!("access token valid {} s more", e - now),
-                    Some(_) => "access token expired".to_string(),
-                    None => "no expiry given".to_string(),
-                };
-                format!(
-                    "{}: signed in at {} as client {} (scope: {}; {}; {})",
-                    u.name,
-                    g.issuer,
-                    g.client_id,
-                    g.scope.as_deref().unwrap_or("-"),
-                    expiry,
-                    if g.refresh_token.is_some() {
-                        "renewed with a refresh token"
-                    } else {
-                        "no refresh token: sign in again when it expires"
-                    }
-                )
-            }
-            Ok(None) => format!(
-                "{}: not signed in (mcp-warden auth login {})",
-                u.name, u.name
-            ),
-            Err(e) => format!("{}: {e}", u.name),
+        let who: Vec<Option<&str>> = if o.per_agent && !cfg.agents.is_empty() {
+            cfg.agents
+                .iter()
+                .filter(|a| crate::policy::agent::server_allowed(Some(a), &u.name))
+                .map(|a| Some(a.name.as_str()))
+                .collect()
+        } else {
+            vec![None]
         };
-        out.push(line);
+        for agent in who {
+            let (label, login) = match agent {
+                Some(a) => (
+                    format!("{} (agent {a})", u.name),
+                    format!("mcp-warden auth login {} --agent {a}", u.name),
+                ),
+                None => (u.name.clone(), format!("mcp-warden auth login {}", u.name)),
+            };
+            let key = o.grant_key(&spec.key(&u.name), agent);
+            out.push(match Store::new(&o.store).load(&key) {
+                Ok(Some(g)) => describe(&label, &g),
+                Ok(None) => format!("{label}: not signed in ({login})"),
+                Err(e) => format!("{label}: {e}"),
+            });
+        }
     }
     out
 }
 
+fn describe(label: &str, g: &Grant) -> String {
+    let now = crate::util::now_secs();
+    let expiry = match g.expires_at {
+        Some(e) if e > now => format!("access token valid {} s more", e - now),
+        Some(_) => "access token expired".to_string(),
+        None => "no expiry given".to_string(),
+    };
+    format!(
+        "{label}: signed in at {} as client {} (scope: {}; {}; {})",
+        g.issuer,
+        g.client_id,
+        g.scope.as_deref().unwrap_or("-"),
+        expiry,
+        if g.refresh_token.is_some() {
+            "renewed with a refresh token"
+        } else {
+            "no refresh token: sign in again when it expires"
+        }
+    )
+}
+
 /// Signs out of upstream `name`: the refresh token is revoked at the server when it offers
 /// revocation (RFC 7009), and the grant forgotten. `Ok(false)`: there was none.
-pub async fn logout(cfg: &Config, name: &str) -> Result<bool, String> {
+pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<bool, String> {
     let spec = upstream(cfg, name)?;
+    let key = grant_key(cfg, name, spec, agent)?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
     let store = Store::new(&settings.store);
-    let key = spec.key(name);
     let Some(grant) = store.load(&key).map_err(|e| e.to_string())? else {
         return Ok(false);
     };

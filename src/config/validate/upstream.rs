@@ -29,9 +29,9 @@ pub(super) const UPSTREAM_KEYS: &[&str] = &[
 pub(super) const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", "processes"];
 pub(super) const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] =
-    &["grant", "client_id", "client_secret_env", "scopes"];
+    &["grant", "client_id", "client_secret_env", "scopes", "per"];
 
-/// `oauth = { grant, client_id, client_secret_env, scopes }`.
+/// `oauth = { grant, client_id, client_secret_env, scopes, per }`.
 fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     use crate::config::OAuthGrant;
     let before = cx.errors.len();
@@ -48,6 +48,26 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     };
     let client_id = t.string(cx, "client_id").filter(|c| !c.is_empty());
     let secret_env = t.string(cx, "client_secret_env");
+    let per_agent = match t.string(cx, "per").as_deref() {
+        None | Some("upstream") => false,
+        Some("agent") if grant == OAuthGrant::AuthorizationCode => true,
+        Some("agent") => {
+            cx.err(
+                &t.at("per"),
+                "client credentials are mcp-warden's own: one token per upstream",
+            );
+            false
+        }
+        Some(other) => {
+            cx.err(
+                &t.at("per"),
+                format!(
+                    "`{other}`: expected `upstream` (one sign-in) or `agent` (each agent signs in)"
+                ),
+            );
+            false
+        }
+    };
     let scopes = t.strings(cx, "scopes").unwrap_or_default();
     for (i, s) in scopes.iter().enumerate() {
         if !super::auth::valid_scope(s) {
@@ -86,6 +106,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
         client_secret,
         scopes,
         store: PathBuf::new(), // set once the state directory is known
+        per_agent,
     })
 }
 
@@ -289,6 +310,12 @@ pub(super) fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstrea
                 tls
             });
             let oauth = t.table(cx, "oauth").and_then(|ot| oauth(cx, ot));
+            if oauth.as_ref().is_some_and(|o| o.per_agent) && shared {
+                cx.err(
+                    &t.at("oauth"),
+                    "`per = \"agent\"` needs a connection per session: not with `shared = true`",
+                );
+            }
             if oauth.is_some()
                 && hs
                     .iter()
