@@ -206,9 +206,11 @@ impl Session {
             });
         };
         publish(List::empty(), &pending);
+        let mut failed = false;
         while let Some((pos, i, fetched)) = fetches.next().await {
             pending.retain(|&p| p != i);
-            if let Some(f) = fetched {
+            failed |= fetched.is_err();
+            if let Ok(Some(f)) = fetched {
                 let at = done.partition_point(|(p, _)| *p < pos);
                 done.insert(at, (pos, f));
             }
@@ -224,8 +226,22 @@ impl Session {
             let list = catalog::merge(kind, fetched, &ctx);
             publish(list, &pending);
         }
+        if failed {
+            // Answered as it is, but not kept: the next request builds it again.
+            tx.send_if_modified(|s| {
+                let ours = s.generation == generation;
+                if ours {
+                    s.started = false;
+                }
+                ours
+            });
+        }
     }
 }
+
+/// An upstream that is up failed to list (see [`Session::fetch_all`]).
+#[derive(Debug)]
+pub(super) struct ListingFailed;
 
 impl Session {
     /// An upstream says a list changed: re-fetch, and tell the agent only if *its* view changed
@@ -282,17 +298,25 @@ impl Session {
         }
     }
 
-    pub(super) async fn fetch_all(&self, idx: usize, kind: ListKind) -> Option<Fetched> {
+    /// What upstream `idx` lists. `Ok(None)`: nothing to list (not up: left out for now, the
+    /// agent hears `list_changed` when it is; or it lacks the capability). `Err`: it is up but
+    /// its listing failed — left out, and the list is built again at the next request instead
+    /// of being kept (an upstream whose tokens were missing, say, lists fine once signed in).
+    pub(super) async fn fetch_all(
+        &self,
+        idx: usize,
+        kind: ListKind,
+    ) -> Result<Option<Fetched>, ListingFailed> {
         // Lists never wait for an upstream that is (re)starting: they show what is up now, and
         // the agent hears `list_changed` when the rest arrives.
         let Some(conn) = self.live(idx) else {
             tracing::debug!(upstream = %self.slot(idx).map(|s| s.name()).unwrap_or_default(), "not up: left out of the list for now");
             self.reconnect_in_background(idx);
-            return None;
+            return Ok(None);
         };
         if !conn.has_capability(kind.capability()) {
             tracing::debug!(upstream = %conn.name(), capability = kind.capability(), "upstream lacks the capability");
-            return None;
+            return Ok(None);
         }
         let mut items = vec![];
         let mut cursor: Option<String> = None;
@@ -306,12 +330,18 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(upstream = %conn.name(), error = %e, "listing failed");
-                    return None;
+                    return Err(ListingFailed);
                 }
             };
             match catalog::page_items(kind, &page, &mut items) {
                 Ok(Some(next)) => cursor = Some(next),
                 Ok(None) => break,
+                // The first page refused: the upstream listed nothing. A later one: what came
+                // before stands (a cursor it no longer honours).
+                Err(e) if cursor.is_none() => {
+                    tracing::warn!(upstream = %conn.name(), method = kind.method(), "{e}");
+                    return Err(ListingFailed);
+                }
                 Err(e) => {
                     tracing::warn!(upstream = %conn.name(), method = kind.method(), "{e}");
                     break;
@@ -322,13 +352,15 @@ impl Session {
             items.retain(|raw| conn.note_tool(raw));
             crate::metrics::METRICS.tools_listed(conn.name(), items.len());
         }
-        let cfg = self.slot(idx)?.cfg();
-        Some(Fetched {
+        let Some(cfg) = self.slot(idx).map(|s| s.cfg()) else {
+            return Ok(None);
+        };
+        Ok(Some(Fetched {
             upstream: idx,
             namespace: cfg.namespace.clone(),
             cfg,
             items,
-        })
+        }))
     }
 
     pub(super) async fn answer_list(&self, msg: &Message, kind: ListKind) -> Message {

@@ -544,7 +544,7 @@ impl Session {
         tool: &str,
     ) -> Option<serde_json::Value> {
         let idx = self.all_slots().iter().find(|s| s.name() == upstream)?.id;
-        let fetched = self.fetch_all(idx, ListKind::Tools).await?;
+        let fetched = self.fetch_all(idx, ListKind::Tools).await.ok().flatten()?;
         fetched.items.iter().find_map(|raw| {
             let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
             (v.get("name")?.as_str()? == tool).then_some(v)

@@ -207,15 +207,21 @@ impl State {
             .transport
             .send(method.clone(), headers.clone(), body.clone(), limit)
             .await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
-        }
-        // Refused before it was processed: sent again once, with a new token.
         let challenge = super::oauth::challenge_of(resp.headers()).cloned();
-        let fresh = oauth
-            .refused(used.as_ref(), challenge.as_ref())
-            .await
-            .map_err(|e| format!("no OAuth token: {e}"))?;
+        let fresh = match resp.status() {
+            // Refused before it was processed: sent again once, with a new token.
+            StatusCode::UNAUTHORIZED => oauth
+                .refused(used.as_ref(), challenge.as_ref())
+                .await
+                .map_err(|e| format!("no OAuth token: {e}"))?,
+            // A scope is missing: sent again once with a token that has it, when mcp-warden
+            // can get one by itself; else the refusal stands (an operator signs in again).
+            StatusCode::FORBIDDEN => match oauth.step_up(used.as_ref(), challenge.as_ref()).await {
+                Some(fresh) => fresh,
+                None => return Ok(resp),
+            },
+            _ => return Ok(resp),
+        };
         headers.insert(reqwest::header::AUTHORIZATION, fresh);
         self.transport.send(method, headers, body, limit).await
     }

@@ -193,6 +193,71 @@ impl OAuth {
             .inspect_err(|e| tracing::warn!(upstream = %self.upstream, "OAuth: {e}"))
     }
 
+    /// The upstream answered 403 `insufficient_scope` to `used`. Client credentials: a new
+    /// token for the union of the scope asked so far and the challenge's, once per new scope
+    /// (the specification's step-up, with its retry limit). A sign-in: the operator must sign
+    /// in again — the scope wanted is kept with the grant for `auth login`, the token dropped
+    /// from memory so that the new sign-in is used as soon as it exists. `None`: the refusal
+    /// stands.
+    pub(crate) async fn step_up(
+        &self,
+        used: Option<&HeaderValue>,
+        challenge: Option<&HeaderValue>,
+    ) -> Option<HeaderValue> {
+        let challenge = challenge
+            .and_then(|c| c.to_str().ok())
+            .map(Challenge::parse)?;
+        if challenge.error.as_deref() != Some("insufficient_scope") {
+            return None;
+        }
+        let wanted = challenge.scope.as_deref().unwrap_or("");
+        let mut discovery = self.fetch.lock().await;
+        {
+            let mut token = lock(&self.token);
+            match (&*token, used) {
+                (Some(t), Some(u)) if t.header != u => return Some(t.header.clone()),
+                _ => *token = None,
+            }
+        }
+        match self.settings.grant {
+            OAuthGrant::ClientCredentials => {
+                let d = discovery.as_mut()?;
+                let union = scope_union(d.scope.as_deref(), wanted);
+                if Some(union.as_str()) == d.scope.as_deref() {
+                    tracing::warn!(upstream = %self.upstream, scope = %wanted, "OAuth: the upstream still wants more scope than the authorization server gives; giving up");
+                    return None;
+                }
+                tracing::info!(upstream = %self.upstream, scope = %union, "OAuth: stepping up to a wider scope");
+                d.scope = Some(union);
+                let d = d.clone();
+                match self.client_credentials(&d).await {
+                    Ok(t) => {
+                        let header = t.header.clone();
+                        *lock(&self.token) = Some(t);
+                        Some(header)
+                    }
+                    Err(e) => {
+                        tracing::warn!(upstream = %self.upstream, "OAuth: {e}");
+                        None
+                    }
+                }
+            }
+            OAuthGrant::AuthorizationCode => {
+                let store = Store::new(&self.settings.store);
+                if let Ok(Some(mut g)) = store.load(&self.key) {
+                    let before = g.wanted_scope.clone();
+                    let have = scope_union(g.scope.as_deref(), before.as_deref().unwrap_or(""));
+                    g.wanted_scope = Some(scope_union(Some(&have), wanted));
+                    if g.wanted_scope != before {
+                        let _ = store.save(&self.key, &g);
+                    }
+                }
+                tracing::warn!(upstream = %self.upstream, scope = %wanted, "OAuth: the upstream needs a wider scope than the sign-in has: run `{}`", self.login);
+                None
+            }
+        }
+    }
+
     fn fresh(&self) -> Option<HeaderValue> {
         lock(&self.token)
             .as_ref()
@@ -366,6 +431,21 @@ impl TokenResponse {
             },
         )
     }
+}
+
+/// The scopes of `a` and then those of `b` not in it (space-separated, order kept).
+pub(crate) fn scope_union(a: Option<&str>, b: &str) -> String {
+    let mut out: Vec<&str> = a
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in b.split(' ').filter(|s| !s.is_empty()) {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.join(" ")
 }
 
 /// How long before its expiry a token is replaced: a tenth of its lifetime, at least a second
@@ -566,6 +646,7 @@ pub(crate) async fn discover(
 pub(crate) struct Challenge {
     resource_metadata: Option<String>,
     scope: Option<String>,
+    error: Option<String>,
 }
 
 impl Challenge {
@@ -610,6 +691,7 @@ impl Challenge {
             match name.as_str() {
                 "resource_metadata" => c.resource_metadata = Some(value),
                 "scope" => c.scope = Some(value),
+                "error" => c.error = Some(value),
                 _ => {}
             }
         }

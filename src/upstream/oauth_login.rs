@@ -103,7 +103,14 @@ pub async fn login(
     let challenge = oauth::challenge_of(probe.headers())
         .and_then(|v| v.to_str().ok())
         .map(Challenge::parse);
-    let d = oauth::discover(&http, &spec.url, challenge.as_ref(), &settings.scopes).await?;
+    let mut d = oauth::discover(&http, &spec.url, challenge.as_ref(), &settings.scopes).await?;
+    // Step-up: what the sign-in had, and what the upstream asked for since, too.
+    let store = Store::new(&settings.store);
+    if let Ok(Some(before)) = store.load(&key) {
+        for more in [before.scope, before.wanted_scope].into_iter().flatten() {
+            d.scope = Some(oauth::scope_union(d.scope.as_deref(), &more));
+        }
+    }
     let methods = d
         .meta
         .get("code_challenge_methods_supported")
@@ -217,13 +224,13 @@ pub async fn login(
         client_secret,
         resource: d.resource.clone(),
         scope: t.scope.clone().or(d.scope.clone()),
+        wanted_scope: None,
         access_token: t.access_token.clone(),
         refresh_token: t.refresh_token.clone(),
         expires_at: t.expires_in.map(|s| now + s),
         access_issued_at: now,
         signed_in_at: now,
     };
-    let store = Store::new(&settings.store);
     store
         .save(&key, &grant)
         .map_err(|e| format!("the sign-in could not be saved: {e}"))?;

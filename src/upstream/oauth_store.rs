@@ -37,6 +37,10 @@ pub struct Grant {
     pub resource: String,
     #[serde(default)]
     pub scope: Option<String>,
+    /// Scopes the upstream asked for since (403 `insufficient_scope`): the next sign-in asks
+    /// for them too.
+    #[serde(default)]
+    pub wanted_scope: Option<String>,
     pub access_token: String,
     #[serde(default)]
     pub refresh_token: Option<String>,
@@ -186,6 +190,7 @@ mod tests {
             client_secret: None,
             resource: "https://mcp.example/mcp".into(),
             scope: Some("read".into()),
+            wanted_scope: None,
             access_token: "eyJ-access-token-value".into(),
             refresh_token: Some("refresh-token-value".into()),
             expires_at: Some(1),
