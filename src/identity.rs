@@ -16,8 +16,54 @@ use crate::config::{AuthMode, Config, TokenDigest};
 pub enum Caller {
     /// A named agent (by name, which stays meaningful across config reloads).
     Agent(Arc<str>),
+    /// An agent known by an identity provider's access token: the agent its claims name, and
+    /// whom the token stands for (`iss` and `sub`). Sessions, parked calls and upstream
+    /// sign-ins made for it are bound to both: two people behind one agent never share them.
+    Signed { agent: Arc<str>, subject: Arc<str> },
     /// The single-user case: no agents are named; the caller sees every upstream.
     User,
+}
+
+impl Caller {
+    /// The agent whose policy applies (`None`: the single user).
+    pub fn agent(&self) -> Option<&Arc<str>> {
+        match self {
+            Caller::Agent(a) | Caller::Signed { agent: a, .. } => Some(a),
+            Caller::User => None,
+        }
+    }
+}
+
+/// The access token a [`Caller::Signed`] presented with its current request: what token
+/// exchange trades for an upstream's token. Never shown (Debug hides it), never forwarded.
+#[derive(Clone)]
+pub struct SubjectToken(pub Arc<str>);
+
+impl std::fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectToken(<redacted>)")
+    }
+}
+
+/// The latest [`SubjectToken`] of a session's caller, shared with the session's upstream
+/// connections (token exchange reads it when it needs a new upstream token).
+#[derive(Default)]
+pub struct SubjectCell(std::sync::Mutex<Option<SubjectToken>>);
+
+impl SubjectCell {
+    pub fn set(&self, t: SubjectToken) {
+        *crate::util::lock(&self.0) = Some(t);
+    }
+
+    pub fn get(&self) -> Option<SubjectToken> {
+        crate::util::lock(&self.0).clone()
+    }
+}
+
+impl std::fmt::Debug for SubjectCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectCell")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +163,12 @@ impl Authenticator {
     /// Authenticates by bearer token and, over mTLS, by the verified client certificate. When
     /// both are present they must name the same agent; a certificate that names no agent
     /// identifies nobody (the token then decides).
+    /// With the caller, the access token it presented when that is an identity provider's.
     pub async fn authenticate_peer(
         &self,
         headers: &HeaderMap,
         cert: Option<&rustls_pki_types::CertificateDer<'_>>,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<(Caller, Option<SubjectToken>), AuthError> {
         let by_cert = cert.and_then(|c| {
             self.cert_names
                 .iter()
@@ -130,12 +177,13 @@ impl Authenticator {
         });
         let by_token = match self.authenticate(headers) {
             Err(AuthError::Invalid) => self.authenticate_jwt(headers).await,
-            other => other,
+            other => other.map(|c| (c, None)),
         };
         match (by_cert, by_token) {
-            (Some(c), Ok(t)) if c == t => Ok(c),
+            // A certificate and a token must name the same agent.
+            (Some(c), Ok((t, token))) if c.agent() == t.agent() => Ok((t, token)),
             (Some(_), Ok(_)) => Err(AuthError::Invalid),
-            (Some(c), Err(AuthError::Missing)) => Ok(c),
+            (Some(c), Err(AuthError::Missing)) => Ok((c, None)),
             (_, result) => result,
         }
     }
@@ -166,7 +214,10 @@ impl Authenticator {
 impl Authenticator {
     /// A token that is no agent's: with `[auth.oidc]`, an access token of the identity
     /// provider naming exactly one agent, with every scope that agent needs.
-    async fn authenticate_jwt(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    async fn authenticate_jwt(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Caller, Option<SubjectToken>), AuthError> {
         let (Some(oidc), Some(token)) = (&self.oidc, bearer(headers)) else {
             return Err(AuthError::Invalid);
         };
@@ -190,7 +241,15 @@ impl Authenticator {
         if needs.iter().any(|s| !has.contains(&s.as_str())) {
             return Err(AuthError::InsufficientScope(needs.join(" ")));
         }
-        Ok(Caller::Agent(name.clone()))
+        let iss = claims.get("iss").and_then(|s| s.as_str()).unwrap_or("");
+        let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("");
+        Ok((
+            Caller::Signed {
+                agent: name.clone(),
+                subject: Arc::from(format!("{iss} {sub}")),
+            },
+            Some(SubjectToken(Arc::from(token))),
+        ))
     }
 }
 

@@ -93,7 +93,7 @@ async fn operator_session(
 ) -> Arc<session::Session> {
     let (tx, _rx) = tokio::sync::mpsc::channel(64);
     let init = session::own_initialize(name);
-    session::Session::initialize(name.into(), config, caller, services, &init, tx)
+    session::Session::initialize(name.into(), config, caller, None, services, &init, tx)
         .await
         .0
 }

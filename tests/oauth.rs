@@ -1078,3 +1078,110 @@ fn the_conformance_suites_client_authorization_scenarios_pass() {
     }
     assert!(unexpected.is_empty(), "{unexpected:#?}");
 }
+
+/// Token exchange (RFC 8693): people signed in with the identity provider (`[auth.oidc]`) call
+/// an OAuth-protected upstream that trusts the same provider; mcp-warden trades each caller's
+/// token, at that provider, for one meant for the upstream — the caller's own token never
+/// reaches it — so the upstream sees each person as themselves, even behind one agent; a
+/// session stays with the person who opened it; a caller without such a token gets an error.
+#[test]
+fn callers_tokens_are_exchanged_for_the_upstreams_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let token_log = dir.path().join("tokens.log");
+    let (_server, upstream) = spawn_listening(
+        Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/oauth_server.py"))
+            .args(["--issuer", &auth.issuer, "--port", "0"])
+            .env("TOKEN_LOG", &token_log),
+    );
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "token_exchange", client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
+
+[auth.oidc]
+issuer = "{issuer}"
+resource = "{resource}"
+scopes = ["mcp"]
+
+[agents.people]
+match = {{ groups = ["eng"] }}
+tools.allow = ["whoami"]
+
+[agents.legacy]
+token_env = "LEGACY_TOKEN"
+tools.allow = ["whoami"]
+"#,
+        issuer = auth.issuer
+    );
+    let w = HttpProxy::start_raw_listen(
+        &config,
+        &[
+            ("WARDEN_SECRET", "warden-secret-0123456789"),
+            ("LEGACY_TOKEN", LEGACY_TOKEN),
+        ],
+        &format!("127.0.0.1:{port}"),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let person = |sub: &str| {
+        auth.sign(
+            json!({"iss": auth.issuer, "aud": resource, "sub": sub, "groups": ["eng"],
+                   "scope": "mcp", "iat": now, "exp": now + 300}),
+            json!({}),
+        )
+    };
+    let (alice, bob) = (person("alice"), person("bob"));
+    let alice_sid = raw_session(&w.url, &alice);
+    let raw = whoami(&w.url, &alice, &alice_sid, 2);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}\n{}", w.logs());
+    assert!(raw.contains(r#"\"client_id\": \"warden\""#), "{raw}");
+    assert!(
+        raw.contains(&format!(r#"\"aud\": \"{upstream}\""#)),
+        "{raw}"
+    );
+    let bob_sid = raw_session(&w.url, &bob);
+    let raw = whoami(&w.url, &bob, &bob_sid, 2);
+    assert!(raw.contains(r#"\"sub\": \"bob\""#), "{raw}");
+    // Alice's session is not Bob's, though both are the same agent.
+    let (status, _, _) = call(
+        &w.url,
+        Some(&bob),
+        &[
+            ("mcp-session-id", &alice_sid),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    );
+    assert_eq!(status, 404);
+    // A new token of Alice's (her client refreshed it) in her session: still Alice.
+    let alice2 = auth.sign(
+        json!({"iss": auth.issuer, "aud": resource, "sub": "alice", "groups": ["eng"],
+               "scope": "mcp", "iat": now, "exp": now + 600}),
+        json!({}),
+    );
+    let raw = whoami(&w.url, &alice2, &alice_sid, 4);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    for own in [&alice, &bob, &alice2] {
+        assert!(
+            !log.contains(&digest12(own)),
+            "a caller's own token reached the upstream"
+        );
+    }
+    // A caller with a static token has nothing to exchange.
+    let sid = raw_session(&w.url, LEGACY_TOKEN);
+    let raw = whoami(&w.url, LEGACY_TOKEN, &sid, 2);
+    assert!(!raw.contains("\"sub\""), "{raw}");
+    assert!(
+        w.logs().contains("token exchange needs a caller signed in"),
+        "{}",
+        w.logs()
+    );
+    assert!(!w.logs().contains("eyJ"), "no token in the log");
+}

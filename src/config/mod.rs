@@ -487,6 +487,9 @@ pub struct UpstreamOAuth {
     /// `per = "agent"`: each agent signs in on its own (`auth login NAME --agent A`); its
     /// calls use its own grant only.
     pub per_agent: bool,
+    /// Token exchange: the `[auth.oidc]` issuer, the only authorization server a caller's token
+    /// may be sent to.
+    pub exchange_issuer: Option<String>,
 }
 
 impl UpstreamOAuth {
@@ -506,6 +509,9 @@ pub enum OAuthGrant {
     ClientCredentials,
     /// An operator signs in once (`mcp-warden auth login`); the refresh token keeps it going.
     AuthorizationCode,
+    /// RFC 8693: the identity provider trades the caller's own access token ([auth.oidc]) for
+    /// one meant for this upstream; mcp-warden authenticates as its own client.
+    TokenExchange,
 }
 
 impl HttpSpec {

@@ -961,6 +961,7 @@ impl Stateless {
     fn binding(caller: &Caller, req: &Request) -> String {
         let who = match caller {
             Caller::Agent(a) => format!("agent:{a}"),
+            Caller::Signed { agent, subject } => format!("agent:{agent}\n{subject}"),
             Caller::User => "user".to_string(),
         };
         format!(
@@ -1203,10 +1204,12 @@ pub struct Entry {
 
 impl Stateless {
     /// The caller's internal session, started (its upstreams connected) on first use.
+    /// `subject`: the token the caller presented with this request (a [`Caller::Signed`]).
     pub async fn entry(
         &self,
         cfg: &Arc<Config>,
         caller: &Caller,
+        subject: Option<crate::identity::SubjectToken>,
         instance: &crate::instance::Instance,
     ) -> Entry {
         let cell = {
@@ -1217,6 +1220,9 @@ impl Stateless {
             }
         };
         if let Some(e) = cell.get() {
+            if let Some(t) = subject {
+                e.session.set_subject(t);
+            }
             return e.clone();
         }
         // The first request of a caller starts its session (boxed: the common path's future
@@ -1248,12 +1254,13 @@ impl Stateless {
             // What a modern agent may be asked (multi round-trip results): whether a request
             // declared it is checked when asked.
             let init = crate::session::own_initialize("mcp-warden (2026-07-28 agents)");
-            let name = match caller {
-                Caller::Agent(a) => format!("modern:{a}"),
-                Caller::User => "modern".to_string(),
+            let name = match caller.agent() {
+                Some(a) => format!("modern:{a}"),
+                None => "modern".to_string(),
             };
             let (session, _) =
-                Session::initialize(name, cfg.clone(), caller.clone(), instance, &init, tx).await;
+                Session::initialize(name, cfg.clone(), caller.clone(), subject, instance, &init, tx)
+                    .await;
             let _ = me.set(Arc::downgrade(&session));
             session.pass_input_required();
             tracing::info!(session = %session.id, "internal session for 2026-07-28 requests started");

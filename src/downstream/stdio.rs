@@ -119,7 +119,7 @@ pub async fn serve<R, W>(
             Ok(Payload::Single(msg)) => {
                 let current = crate::util::lock(&latest).clone();
                 if modern_conn.is_none() && session.is_none() && modern::claims_modern(&msg) {
-                    let entry = stateless.entry(&current, &caller, &shared).await;
+                    let entry = stateless.entry(&current, &caller, None, &shared).await;
                     modern_conn = Some(Modern::new(entry, stateless.clone(), caller.clone()));
                 }
                 if let Some(m) = &mut modern_conn {
@@ -207,6 +207,7 @@ async fn dispatch(
                 "stdio".into(),
                 cfg.clone(),
                 caller,
+                None,
                 shared,
                 &msg,
                 out.clone(),

@@ -82,6 +82,8 @@ pub struct Session {
     agent: RwLock<Option<Arc<crate::config::Agent>>>,
     pub protocol_version: &'static str,
     handshake: Handshake,
+    /// The caller's latest identity provider token (its upstream connections read it).
+    subject: Arc<crate::identity::SubjectCell>,
     slots: RwLock<Vec<Arc<Slot>>>,
     next_slot: AtomicU64,
     lists: lists::Lists,
@@ -128,10 +130,12 @@ impl Session {
     /// Creates the session for an `initialize` request and connects every enabled upstream in
     /// parallel (each bounded by its startup timeout; one failing does not stop the others).
     /// Returns the session and the `initialize` response for the agent.
+    /// `subject`: the access token a [`Caller::Signed`] presented (for token exchange).
     pub async fn initialize(
         id: String,
         cfg: Arc<Config>,
         caller: Caller,
+        subject: Option<crate::identity::SubjectToken>,
         shared: &crate::instance::Instance,
         init: &Message,
         general: Sink,
@@ -146,19 +150,18 @@ impl Session {
                 .or_else(|| RawValue::from_string(fallback.to_string()).ok())
                 .unwrap_or_else(|| RawValue::NULL.to_owned())
         };
+        let subject_cell = Arc::new(crate::identity::SubjectCell::default());
+        if let Some(t) = subject {
+            subject_cell.set(t);
+        }
         let handshake = Handshake {
-            principal: match &caller {
-                Caller::Agent(name) => Some(name.clone()),
-                Caller::User => None,
-            },
+            principal: caller.agent().cloned(),
+            subject: Some(subject_cell.clone()),
             protocol_version: version.to_string(),
             capabilities: raw(params.capabilities, "{}"),
             client_info: raw(params.client_info, r#"{"name":"mcp-warden","version":"0"}"#),
         };
-        let agent = match &caller {
-            Caller::Agent(name) => cfg.agent(name).cloned(),
-            Caller::User => None,
-        };
+        let agent = caller.agent().and_then(|name| cfg.agent(name).cloned());
         let slots: Vec<Arc<Slot>> = cfg
             .upstreams
             .iter()
@@ -183,6 +186,7 @@ impl Session {
             agent: RwLock::new(agent),
             protocol_version: version,
             handshake,
+            subject: subject_cell,
             slots: RwLock::new(slots),
             next_slot,
             lists: lists::Lists::default(),
@@ -574,11 +578,16 @@ impl Session {
         self.caller_name().to_string()
     }
 
+    /// The access token the caller presented with its latest request (a [`Caller::Signed`]).
+    pub fn set_subject(&self, t: crate::identity::SubjectToken) {
+        self.subject.set(t);
+    }
+
     /// The caller's name as policy, audit and metrics know it (`user` in single-user mode).
     fn caller_name(&self) -> &str {
-        match &self.caller {
-            Caller::Agent(n) => n,
-            Caller::User => "user",
+        match self.caller.agent() {
+            Some(n) => n,
+            None => "user",
         }
     }
 }

@@ -308,7 +308,7 @@ impl Session {
     /// Returns false (and closes the session) when its agent no longer exists.
     pub fn reconfigure(&self, cfg: Arc<Config>, services: &crate::instance::Instance) -> bool {
         let agent = match &self.caller {
-            Caller::Agent(name) => match cfg.agent(name) {
+            Caller::Agent(name) | Caller::Signed { agent: name, .. } => match cfg.agent(name) {
                 Some(a) => Some(a.clone()),
                 None => {
                     tracing::warn!(session = %self.id, agent = %name, "agent removed from the config; session closed");

@@ -95,12 +95,12 @@ pub(crate) fn header_map(spec: &HttpSpec) -> HeaderMap {
     headers
 }
 
-/// `principal`: the agent the connection acts for (per-agent OAuth sign-ins).
+/// `hs`: whom the connection acts for (per-agent sign-ins, token exchange).
 pub(super) fn spawn(
     name: &str,
     spec: &HttpSpec,
     inlet: Inlet,
-    principal: Option<&str>,
+    hs: &super::Handshake,
 ) -> Result<Pipe, UpstreamError> {
     let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {
         name: name.to_string(),
@@ -111,12 +111,11 @@ pub(super) fn spawn(
             name: name.to_string(),
             reason,
         })?;
-    let oauth = super::oauth::OAuth::shared(name, spec, principal).map_err(|reason| {
-        UpstreamError::Start {
+    let oauth =
+        super::oauth::OAuth::shared(name, spec, hs).map_err(|reason| UpstreamError::Start {
             name: name.to_string(),
             reason,
-        }
-    })?;
+        })?;
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),

@@ -232,6 +232,8 @@ pub struct Handshake {
     /// The agent the connection acts for (keys per-agent upstream sign-ins); `None` for
     /// mcp-warden's own connections and the single user.
     pub principal: Option<std::sync::Arc<str>>,
+    /// The caller's latest identity provider token, for token exchange.
+    pub subject: Option<std::sync::Arc<crate::identity::SubjectCell>>,
     pub protocol_version: String,
     pub capabilities: Box<serde_json::value::RawValue>,
     pub client_info: Box<serde_json::value::RawValue>,
@@ -338,6 +340,7 @@ impl Handshake {
         };
         Handshake {
             principal: None,
+            subject: None,
             protocol_version: crate::mcp::LATEST_VERSION.to_string(),
             capabilities: raw("{}".into()),
             client_info: raw(
@@ -401,7 +404,7 @@ impl Connection {
                 Transport::Http(spec) => match spec.flavor {
                     HttpFlavor::Streamable => {
                         let (dispatch, inlet) = Dispatch::new(&cfg.name, events);
-                        let pipe = http::spawn(&cfg.name, spec, inlet, hs.principal.as_deref())?;
+                        let pipe = http::spawn(&cfg.name, spec, inlet, hs)?;
                         Self::handshake(cfg, hs, pipe, dispatch).await
                     }
                     HttpFlavor::LegacySse => {
@@ -412,7 +415,7 @@ impl Connection {
                     }
                     HttpFlavor::Auto => {
                         let (dispatch, inlet) = Dispatch::new(&cfg.name, events.clone());
-                        let pipe = http::spawn(&cfg.name, spec, inlet, hs.principal.as_deref())?;
+                        let pipe = http::spawn(&cfg.name, spec, inlet, hs)?;
                         match Self::handshake(cfg, hs, pipe, dispatch).await {
                             Err(UpstreamError::Handshake { reason, .. })
                                 if reason.starts_with(http::LEGACY_HINT) =>

@@ -47,6 +47,8 @@ pub(crate) struct OAuth {
     token: std::sync::Mutex<Option<Token>>,
     /// Serialises discovery and token requests; holds what discovery found.
     fetch: tokio::sync::Mutex<Option<Discovery>>,
+    /// Token exchange: the connection's caller's latest identity provider token.
+    subject: Option<std::sync::Arc<crate::identity::SubjectCell>>,
 }
 
 #[derive(Clone)]
@@ -54,6 +56,14 @@ struct Token {
     /// `Bearer …`, marked sensitive.
     header: HeaderValue,
     renew_at: Instant,
+    /// Token exchange: a digest of the caller's token it was traded for (a new caller token
+    /// means a new exchange).
+    for_subject: Option<[u8; 32]>,
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).into()
 }
 
 /// What discovery found: the authorization server and what to ask it for.
@@ -109,16 +119,31 @@ pub(crate) fn http_client(
 
 impl OAuth {
     /// The client for `spec`'s upstream, shared by its connections while any is alive.
-    /// `principal`: the agent the connection acts for, when each agent signs in on its own.
+    /// `hs`: whom the connection acts for — its agent, when each agent signs in on its own;
+    /// its caller's token, for token exchange (then the client is the connection's own).
     pub(crate) fn shared(
         upstream: &str,
         spec: &crate::config::HttpSpec,
-        principal: Option<&str>,
+        hs: &super::Handshake,
     ) -> Result<Option<std::sync::Arc<OAuth>>, String> {
         let Some(settings) = &spec.oauth else {
             return Ok(None);
         };
+        let principal = hs.principal.as_deref();
         let key = settings.grant_key(&spec.key(upstream), principal);
+        if settings.grant == OAuthGrant::TokenExchange {
+            return Ok(Some(std::sync::Arc::new(OAuth {
+                upstream: upstream.to_string(),
+                login: String::new(),
+                url: spec.url.clone(),
+                key,
+                settings: settings.clone(),
+                http: http_client(spec.tls.as_ref())?,
+                token: Default::default(),
+                fetch: Default::default(),
+                subject: hs.subject.clone(),
+            })));
+        }
         let mut shared = lock(&SHARED);
         shared.retain(|(_, w)| w.strong_count() > 0);
         if let Some(o) = shared
@@ -141,6 +166,7 @@ impl OAuth {
             http: http_client(spec.tls.as_ref())?,
             token: Default::default(),
             fetch: Default::default(),
+            subject: None,
         });
         shared.retain(|(k, _)| *k != key);
         shared.push((key, std::sync::Arc::downgrade(&o)));
@@ -220,7 +246,7 @@ impl OAuth {
             }
         }
         match self.settings.grant {
-            OAuthGrant::ClientCredentials => {
+            OAuthGrant::ClientCredentials | OAuthGrant::TokenExchange => {
                 let d = discovery.as_mut()?;
                 let union = scope_union(d.scope.as_deref(), wanted);
                 if Some(union.as_str()) == d.scope.as_deref() {
@@ -230,7 +256,11 @@ impl OAuth {
                 tracing::info!(upstream = %self.upstream, scope = %union, "OAuth: stepping up to a wider scope");
                 d.scope = Some(union);
                 let d = d.clone();
-                match self.client_credentials(&d).await {
+                let again = match self.settings.grant {
+                    OAuthGrant::TokenExchange => self.exchange(&d).await,
+                    _ => self.client_credentials(&d).await,
+                };
+                match again {
                     Ok(t) => {
                         let header = t.header.clone();
                         *lock(&self.token) = Some(t);
@@ -259,9 +289,14 @@ impl OAuth {
     }
 
     fn fresh(&self) -> Option<HeaderValue> {
+        let subject = self
+            .subject
+            .as_ref()
+            .and_then(|c| c.get())
+            .map(|t| digest(&t.0));
         lock(&self.token)
             .as_ref()
-            .filter(|t| Instant::now() < t.renew_at)
+            .filter(|t| Instant::now() < t.renew_at && t.for_subject == subject)
             .map(|t| t.header.clone())
     }
 
@@ -286,10 +321,60 @@ impl OAuth {
                 self.client_credentials(&d).await?
             }
             OAuthGrant::AuthorizationCode => self.signed_in(refused).await?,
+            OAuthGrant::TokenExchange => {
+                let d = match discovery {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = discover(&self.http, &self.url, challenge, &self.settings.scopes)
+                            .await?;
+                        *discovery = Some(d.clone());
+                        d
+                    }
+                };
+                self.exchange(&d).await?
+            }
         };
         let header = token.header.clone();
         *lock(&self.token) = Some(token);
         Ok(header)
+    }
+
+    /// RFC 8693: the caller's identity provider token traded, at that same provider, for one
+    /// meant for this upstream. The caller's token goes nowhere else: an upstream whose
+    /// authorization server is another one is refused.
+    async fn exchange(&self, d: &Discovery) -> Result<Token, String> {
+        if Some(&d.issuer) != self.settings.exchange_issuer.as_ref() {
+            return Err(format!(
+                "the upstream's authorization server is {}, not the identity provider agents sign in with: their tokens are not sent there",
+                d.issuer
+            ));
+        }
+        let subject = self
+            .subject
+            .as_ref()
+            .and_then(|c| c.get())
+            .ok_or("token exchange needs a caller signed in with the identity provider ([auth.oidc]); this one presented no such token")?;
+        const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+        let mut form: Vec<(&str, &str)> = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", &subject.0),
+            ("subject_token_type", ACCESS),
+            ("requested_token_type", ACCESS),
+            ("resource", &d.resource),
+        ];
+        if let Some(s) = &d.scope {
+            form.push(("scope", s));
+        }
+        let client_id = self.settings.client_id.as_deref().unwrap_or_default();
+        let secret = self.settings.client_secret.as_ref().map(|s| s.expose());
+        let started = Instant::now();
+        let t = token_request(&self.http, d, &form, client_id, secret).await?;
+        let mut token = t.token(started, crate::util::now_secs()).1;
+        token.for_subject = Some(digest(&subject.0));
+        Ok(token)
     }
 
     async fn client_credentials(&self, d: &Discovery) -> Result<Token, String> {
@@ -349,6 +434,7 @@ impl OAuth {
             return Ok(Token {
                 header: bearer(&grant.access_token)?,
                 renew_at: Instant::now() + left,
+                for_subject: None,
             });
         }
         let Some(refresh) = grant.refresh_token.clone() else {
@@ -428,6 +514,7 @@ impl TokenResponse {
             Token {
                 header,
                 renew_at: started + lifetime - renew_margin(lifetime),
+                for_subject: None,
             },
         )
     }

@@ -30,6 +30,9 @@ fn upstream<'c>(cfg: &'c Config, name: &str) -> Result<&'c HttpSpec, String> {
     match &u.transport {
         Transport::Http(spec) => match &spec.oauth {
             Some(o) if o.grant == OAuthGrant::AuthorizationCode => Ok(spec),
+            Some(o) if o.grant == OAuthGrant::TokenExchange => Err(format!(
+                "upstream `{name}` uses token exchange: each caller's own identity provider token is traded for its token; nothing to sign in"
+            )),
             Some(_) => Err(format!(
                 "upstream `{name}` uses client credentials: mcp-warden gets its tokens by itself"
             )),
@@ -327,13 +330,20 @@ pub fn list(cfg: &Config) -> Vec<String> {
             continue;
         };
         let Some(o) = &spec.oauth else { continue };
-        if o.grant != OAuthGrant::AuthorizationCode {
-            out.push(format!(
-                "{}: client credentials (client {})",
-                u.name,
-                o.client_id.as_deref().unwrap_or("")
-            ));
-            continue;
+        let client = o.client_id.as_deref().unwrap_or("");
+        match o.grant {
+            OAuthGrant::ClientCredentials => {
+                out.push(format!("{}: client credentials (client {client})", u.name));
+                continue;
+            }
+            OAuthGrant::TokenExchange => {
+                out.push(format!(
+                    "{}: token exchange of each caller's token (client {client})",
+                    u.name
+                ));
+                continue;
+            }
+            OAuthGrant::AuthorizationCode => {}
         }
         let who: Vec<Option<&str>> = if o.per_agent && !cfg.agents.is_empty() {
             cfg.agents

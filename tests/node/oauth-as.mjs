@@ -3,6 +3,8 @@
 // `oidc-provider` (panva). Plain HTTP on 127.0.0.1, in-memory storage, no real login: every
 // authorization request is auto-logged-in and auto-consented. Never expose it.
 //
+// RFC 8693 token exchange: see "Token exchange" below.
+//
 // Env: PORT (0 = free port), KEYS (private JWKS file; first key signs, all are published;
 // created with one ES256 key if missing), AT_TTL (s, default 300), USER (auto-login subject when
 // no login_hint, default "alice" — NB most shells export USER, so set it explicitly), GROUPS (csv,
@@ -11,7 +13,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
-import { SignJWT, exportJWK, generateKeyPair, importJWK } from 'jose'; // oidc-provider's own dep
+import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify } from 'jose'; // oidc-provider's own dep
 
 // oidc-provider prints its NOTICEs with console.info (stdout): keep stdout for our one line.
 console.info = console.log = (...a) => console.error(...a);
@@ -20,6 +22,8 @@ const AT_TTL = Number(process.env.AT_TTL ?? 300);
 const DEFAULT_USER = process.env.USER || 'alice';
 const GROUPS = (process.env.GROUPS ?? '').split(',').map((g) => g.trim()).filter(Boolean);
 const RESOURCE_SCOPES = 'mcp tools:write admin';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 // ---- Keys ------------------------------------------------------------------------------------
 // The JWKS file holds private keys; keys[0] signs access tokens (and /test/sign), the rest are
@@ -49,8 +53,8 @@ function resourceServerInfo(_ctx, indicator) {
 
 // ---- Static clients -----------------------------------------------------------------------------
 // client_credentials agents: registered as client_secret_basic; oidc-provider accepts
-// client_secret_post for the same client too. The CLI is a public native client (PKCE), its
-// loopback redirect matches on any port.
+// client_secret_post for the same client too; `warden` may also use token exchange (below). The
+// CLI is a public native client (PKCE), its loopback redirect matches on any port.
 const ccClient = (client_id, client_secret) => ({
   client_id, client_secret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
   token_endpoint_auth_method: 'client_secret_basic',
@@ -58,7 +62,7 @@ const ccClient = (client_id, client_secret) => ({
 const clients = [
   ccClient('agent-router', 'router-secret-0123456789'),
   ccClient('agent-specialist', 'specialist-secret-0123456789'),
-  ccClient('warden', 'warden-secret-0123456789'),
+  { ...ccClient('warden', 'warden-secret-0123456789'), grant_types: ['client_credentials', TOKEN_EXCHANGE] },
   { client_id: 'warden-cli', application_type: 'native', token_endpoint_auth_method: 'none',
     grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
     redirect_uris: ['http://127.0.0.1/callback'] },
@@ -129,7 +133,76 @@ provider = new Provider(issuer, {
   },
 });
 provider.on('server_error', (_ctx, err) => console.error('[oauth-as] server_error', err));
+registerTokenExchange();
 providerCallback = provider.callback();
+
+// ---- Token exchange (RFC 8693) -------------------------------------------------------------------
+// A client allowed the grant (`warden`) trades an access token of this AS (subject_token, any
+// audience) for a JWT access token for one resource (same rule as above): same sub and groups,
+// act = {sub: client_id} (nested over the subject's own act), scope = requested (default: the
+// subject's) among the resource's, AT_TTL. Registered after `new Provider` on purpose: oidc-provider
+// checks a static client's grant_types against the known grant types only when the client is
+// first loaded (first request), so `warden` may list a grant type registered here.
+function registerTokenExchange() {
+  // keys[0] and the older keys, public parts only: the JWKS this AS publishes.
+  const published = createLocalJWKSet({ keys: keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) });
+
+  async function tokenExchange(ctx) {
+    const { client, params } = ctx.oidc;
+    if (!params.subject_token) throw new errors.InvalidRequest('missing required parameter subject_token');
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+    }
+    if ((params.requested_token_type ?? ACCESS_TOKEN_TYPE) !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest(`requested_token_type must be ${ACCESS_TOKEN_TYPE}`);
+    }
+    const { resource } = params; // several `resource` → an array
+    if (!resource) throw new errors.InvalidTarget('resource parameter is required by this test AS');
+    if (Array.isArray(resource)) throw new errors.InvalidTarget('only a single resource indicator value is supported');
+    if (resource.includes('#')) throw new errors.InvalidTarget('resource indicator must not contain a fragment component');
+    const rs = resourceServerInfo(ctx, resource); // invalid_target unless http loopback
+
+    let subject;
+    try {
+      // typ at+jwt: our ID tokens (same key, same iss) are not access tokens
+      ({ payload: subject } = await jwtVerify(params.subject_token, published,
+        { issuer, typ: 'at+jwt', requiredClaims: ['sub', 'exp'] }));
+    } catch (err) {
+      throw new errors.CustomOIDCProviderError('invalid_grant', `subject_token rejected: ${err.message}`);
+    }
+
+    const allowed = new Set(rs.scope.split(' '));
+    const requested = params.scope ?? (typeof subject.scope === 'string' ? subject.scope : '');
+    const scope = [...new Set(requested.split(' '))].filter((s) => allowed.has(s)).join(' ') || undefined;
+    const iat = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: issuer, sub: subject.sub, aud: rs.audience, scope, client_id: client.clientId,
+      act: { sub: client.clientId, ...(subject.act ? { act: subject.act } : {}) },
+      ...(subject.groups !== undefined ? { groups: subject.groups } : {}),
+      iat, exp: iat + rs.accessTokenTTL, jti: crypto.randomUUID(),
+    };
+    const key = await importJWK(keys[0], signer.alg);
+    const accessToken = await new SignJWT(claims).setProtectedHeader({ ...signer, typ: 'at+jwt' }).sign(key);
+    ctx.body = {
+      access_token: accessToken, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer',
+      expires_in: rs.accessTokenTTL, scope,
+    };
+  }
+  // `resource` may repeat (as for the built-in grants; more than one is refused above).
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange,
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'scope', 'resource'], ['resource']);
+
+  // A client without the grant gets invalid_request from oidc-provider ("requested grant type is
+  // not allowed for this client"); RFC 6749 §5.2 / RFC 8693 §2.2.2 say unauthorized_client.
+  provider.use(async (ctx, next) => {
+    await next();
+    const client = ctx.oidc?.route === 'token' ? ctx.oidc.client : undefined;
+    if (client && ctx.oidc.params?.grant_type === TOKEN_EXCHANGE && !client.grantTypeAllowed(TOKEN_EXCHANGE)
+      && ctx.body?.error === 'invalid_request') {
+      ctx.body = { error: 'unauthorized_client', error_description: 'this client may not use token exchange' };
+    }
+  });
+}
 
 async function route(req, res) {
   const { pathname } = new URL(req.url, issuer);

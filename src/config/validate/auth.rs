@@ -332,5 +332,34 @@ mod tests {
             e.iter().any(|e| e.contains("did you mean `leeway_secs`")),
             "{e:?}"
         );
+        let e = errors(
+            "[upstreams.b]\nurl = \"https://b.example/mcp\"\noauth = { grant = \"token_exchange\", client_id = \"w\" }\n",
+        );
+        assert!(
+            e.iter().any(|e| e.contains("needs `client_secret_env`")),
+            "{e:?}"
+        );
+        let e = Config::parse(
+            &format!("{BASE}[upstreams.b]\nurl = \"https://b.example/mcp\"\noauth = {{ grant = \"token_exchange\", client_id = \"w\", client_secret_env = \"S\" }}\n"),
+            &|k| (k == "S").then(|| "secret".to_string()),
+        )
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>();
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("upstreams.b.oauth: token exchange")
+                    && e.contains("needs [auth.oidc]")),
+            "{e:?}"
+        );
+        let e = errors(
+            "[upstreams.b]\nurl = \"https://b.example/mcp\"\nshared = true\noauth = { per = \"agent\" }\n",
+        );
+        assert!(
+            e.iter().any(|e| e.contains("not with `shared = true`")),
+            "{e:?}"
+        );
     }
 }

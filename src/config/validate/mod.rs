@@ -497,11 +497,21 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             u.namespace = several.then(|| u.name.clone());
         }
     }
-    // Signed-in upstream tokens live in the state directory.
+    // Signed-in upstream tokens live in the state directory; token exchange trades callers'
+    // tokens at their own identity provider only.
     let oauth_store = super::Config::state_dir_or_default(proxy.state_dir.clone()).join("oauth");
     for u in &mut upstreams {
         if let Transport::Http(HttpSpec { oauth: Some(o), .. }) = &mut u.transport {
             o.store = oauth_store.clone();
+            if o.grant == crate::config::OAuthGrant::TokenExchange {
+                match &oidc {
+                    Some(settings) => o.exchange_issuer = Some(settings.issuer.clone()),
+                    None => cx.err(
+                        &format!("{}.oauth", join("upstreams", &u.name)),
+                        "token exchange trades the caller's identity provider token: it needs [auth.oidc]",
+                    ),
+                }
+            }
         }
     }
     if cx.errors.is_empty() {

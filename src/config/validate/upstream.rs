@@ -38,10 +38,11 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     let grant = match t.string(cx, "grant").as_deref() {
         None | Some("authorization_code") => OAuthGrant::AuthorizationCode,
         Some("client_credentials") => OAuthGrant::ClientCredentials,
+        Some("token_exchange") => OAuthGrant::TokenExchange,
         Some(other) => {
             cx.err(
                 &t.at("grant"),
-                format!("`{other}` is not a grant mcp-warden uses: `authorization_code` (an operator signs in with `mcp-warden auth login`) or `client_credentials` (a client registered for mcp-warden)"),
+                format!("`{other}` is not a grant mcp-warden uses: `authorization_code` (an operator signs in with `mcp-warden auth login`), `client_credentials` (a client registered for mcp-warden) or `token_exchange` (the caller's own identity provider token traded for the upstream's)"),
             );
             OAuthGrant::AuthorizationCode
         }
@@ -54,7 +55,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
         Some("agent") => {
             cx.err(
                 &t.at("per"),
-                "client credentials are mcp-warden's own: one token per upstream",
+                "only a sign-in (`authorization_code`) is made per agent",
             );
             false
         }
@@ -89,12 +90,18 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
             }
         },
     };
-    if grant == OAuthGrant::ClientCredentials {
+    if matches!(
+        grant,
+        OAuthGrant::ClientCredentials | OAuthGrant::TokenExchange
+    ) {
         if client_id.is_none() {
-            cx.err(&path, "client credentials need `client_id` (mcp-warden's client at the authorization server)");
+            cx.err(
+                &path,
+                "this grant needs `client_id` (mcp-warden's client at the authorization server)",
+            );
         }
         if client_secret.is_none() && cx.errors.len() == before {
-            cx.err(&path, "client credentials need `client_secret_env` (the environment variable holding the client's secret)");
+            cx.err(&path, "this grant needs `client_secret_env` (the environment variable holding the client's secret)");
         }
     }
     if client_secret.is_some() && client_id.is_none() {
@@ -107,6 +114,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
         scopes,
         store: PathBuf::new(), // set once the state directory is known
         per_agent,
+        exchange_issuer: None, // set once [auth.oidc] is known
     })
 }
 

@@ -9,7 +9,7 @@ pub(super) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match front.caller(&headers, peer).await {
+    let (caller, subject) = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -51,10 +51,10 @@ pub(super) async fn post(
     };
     if let Payload::Single(msg) = &payload {
         if super::modern::is_modern(&headers, msg) {
-            return super::modern::post(&front, caller, &headers, msg.clone()).await;
+            return super::modern::post(&front, caller, subject, &headers, msg.clone()).await;
         }
         if msg.kind() == Kind::Request && msg.method() == Some("initialize") {
-            return initialize(&front, msg, caller).await;
+            return initialize(&front, msg, caller, subject).await;
         }
     }
     let hs = match front.session_for(&headers, caller) {
@@ -63,6 +63,9 @@ pub(super) async fn post(
     };
     if let Some(r) = version_error(&headers) {
         return r;
+    }
+    if let Some(t) = subject {
+        hs.session.set_subject(t);
     }
     match payload {
         Payload::Single(msg) => {
@@ -116,7 +119,12 @@ pub(super) fn general_sink(hs: &HttpSession) -> mpsc::Sender<Message> {
     hs.session_general.clone()
 }
 
-pub(super) async fn initialize(front: &Front, msg: &Message, caller: Caller) -> Response {
+pub(super) async fn initialize(
+    front: &Front,
+    msg: &Message,
+    caller: Caller,
+    subject: Option<crate::identity::SubjectToken>,
+) -> Response {
     let max = front.cfg().proxy.max_sessions_per_agent;
     let open = lock(&front.inner.sessions)
         .values()
@@ -141,6 +149,7 @@ pub(super) async fn initialize(front: &Front, msg: &Message, caller: Caller) -> 
         sid.clone(),
         front.cfg(),
         caller.clone(),
+        subject,
         &front.inner.shared,
         msg,
         general_tx.clone(),
@@ -175,7 +184,7 @@ pub(super) async fn get(
     ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match front.caller(&headers, peer).await {
+    let (caller, _) = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -283,7 +292,7 @@ pub(super) async fn delete(
     ConnectInfo(peer): ConnectInfo<crate::tls::Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match front.caller(&headers, peer).await {
+    let (caller, _) = match front.caller(&headers, peer).await {
         Ok(c) => c,
         Err(r) => return r,
     };

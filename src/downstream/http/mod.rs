@@ -170,7 +170,7 @@ impl Front {
         &self,
         headers: &HeaderMap,
         peer: crate::tls::Peer,
-    ) -> Result<Caller, Response> {
+    ) -> Result<(Caller, Option<crate::identity::SubjectToken>), Response> {
         let auth = crate::util::read(&self.inner.auth).clone();
         let result = auth
             .authenticate_peer(headers, peer.client_cert.as_deref())
@@ -338,9 +338,9 @@ pub async fn serve(
                 .values()
                 .filter(|s| !s.session.is_closed())
             {
-                let agent = match &s.caller {
-                    Caller::Agent(a) => a.to_string(),
-                    Caller::User => "user".to_string(),
+                let agent = match s.caller.agent() {
+                    Some(a) => a.to_string(),
+                    None => "user".to_string(),
                 };
                 *per.entry(agent).or_insert(0) += 1;
             }

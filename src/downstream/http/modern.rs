@@ -70,6 +70,7 @@ struct ErrorCode {
 pub(super) async fn post(
     front: &Front,
     caller: Caller,
+    subject: Option<crate::identity::SubjectToken>,
     headers: &HeaderMap,
     msg: Message,
 ) -> Response {
@@ -108,7 +109,7 @@ pub(super) async fn post(
     let entry = front
         .inner
         .stateless
-        .entry(&front.cfg(), &caller, &front.inner.shared)
+        .entry(&front.cfg(), &caller, subject, &front.inner.shared)
         .await;
     match req.method.as_str() {
         "server/discover" => json_answer(modern::discover(&entry.session, &req.id)),
