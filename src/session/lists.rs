@@ -65,7 +65,8 @@ impl Snapshot {
 pub(super) struct Lists {
     kinds: [watch::Sender<Snapshot>; 4],
     /// The running build of each kind (replaced, and so aborted, by a newer one).
-    builds: std::sync::Mutex<[Option<crate::task::Owned>; 4]>,
+    /// The running build of each kind and the generation it builds.
+    builds: std::sync::Mutex<[Option<(u64, crate::task::Owned)>; 4]>,
 }
 
 impl Default for Lists {
@@ -155,7 +156,14 @@ impl Session {
         };
         let span = tracing::debug_span!("list build", session = %self.id, ?kind);
         let build = crate::task::spawn(span, async move { this.build(kind, generation).await });
-        crate::util::lock(&self.lists.builds)[index(kind)] = Some(build);
+        // Kept unless a newer generation's build got here first (an invalidation between this
+        // build's start and now): replacing that one's handle would abort it, and leave its
+        // readers waiting for a list no build makes.
+        let mut builds = crate::util::lock(&self.lists.builds);
+        match &builds[index(kind)] {
+            Some((newer, _)) if *newer > generation => drop(build),
+            _ => builds[index(kind)] = Some((generation, build)),
+        }
     }
 
     /// Asks every upstream for its list at once and publishes the merged list each time one
