@@ -1033,10 +1033,10 @@ tools.allow = ["whoami"]
 
 /// The official conformance suite's client authorization scenarios (0.2.0-alpha.12, both
 /// revisions), with mcp-warden as the OAuth client of the suite's protected server
-/// (tests/node/conformance-auth-client.mjs signs it in and calls a tool through it). Every
-/// scored scenario passes but one warning: mcp-warden registers itself rather than using a
-/// Client ID Metadata Document (a SHOULD it does not do yet). The unscored extensions it does
-/// not implement are listed, so that a change in either direction shows.
+/// (tests/node/conformance-auth-client.mjs signs it in and calls a tool through it, configured
+/// as an operator who publishes mcp-warden's client ID metadata document). Every scored
+/// scenario passes. The unscored extensions it does not implement are listed, so that a change
+/// in either direction shows.
 #[test]
 fn the_conformance_suites_client_authorization_scenarios_pass() {
     let out = tempfile::tempdir().unwrap();
@@ -1068,7 +1068,6 @@ fn the_conformance_suites_client_authorization_scenarios_pass() {
             .map(|f| f["id"].as_str().unwrap())
             .collect();
         let expected_ok = match scenario {
-            "auth/basic-cimd" => failing == ["cimd-client-id-used"],
             s if not_implemented.contains(&s) => r["verdict"] == "fail",
             _ => r["verdict"] == "pass" && failing.is_empty(),
         };
@@ -1184,4 +1183,34 @@ tools.allow = ["whoami"]
         w.logs()
     );
     assert!(!w.logs().contains("eyJ"), "no token in the log");
+}
+
+/// mcp-warden publishes its client ID metadata document at the path of `client_metadata_url`
+/// (what an authorization server that takes URL client ids fetches), and only there.
+#[test]
+fn the_client_metadata_document_is_published() {
+    let w = HttpProxy::start(
+        r#"[upstreams.remote]
+url = "https://mcp.example.com/mcp"
+oauth = { client_metadata_url = "https://warden.example.com/oauth/client.json" }
+"#,
+    );
+    let base = w.url.trim_end_matches("/mcp").to_string();
+    let r = http()
+        .get(format!("{base}/oauth/client.json"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        doc["client_id"],
+        "https://warden.example.com/oauth/client.json"
+    );
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+    assert_eq!(doc["redirect_uris"], json!(["http://127.0.0.1/callback"]));
+    let r = http()
+        .get(format!("{base}/oauth/other.json"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

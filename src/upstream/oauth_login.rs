@@ -137,15 +137,19 @@ pub async fn login(
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
 
-    let (client_id, client_secret) = match &settings.client_id {
-        Some(id) => (
+    // The registration order the specification gives: a client registered beforehand, a client
+    // ID metadata document where the server takes them, else dynamic registration.
+    let url_ids = d.meta.get("client_id_metadata_document_supported") == Some(&Value::Bool(true));
+    let (client_id, client_secret) = match (&settings.client_id, &settings.client_metadata_url) {
+        (Some(id), _) => (
             id.clone(),
             settings
                 .client_secret
                 .as_ref()
                 .map(|s| s.expose().to_string()),
         ),
-        None => register(&http, &d, &redirect).await?,
+        (None, Some(url)) if url_ids => (url.clone(), None),
+        (None, _) => register(&http, &d, &redirect).await?,
     };
     let verifier = random_b64(32)?;
     let challenge_s256 = {
@@ -238,6 +242,32 @@ pub async fn login(
         .save(&key, &grant)
         .map_err(|e| format!("the sign-in could not be saved: {e}"))?;
     Ok(grant)
+}
+
+/// mcp-warden's client ID metadata document, published at `url` (which is its client id): a
+/// native public client whose redirect is a loopback port (RFC 8252: any port).
+pub fn client_metadata(url: &str) -> Value {
+    json!({
+        "client_id": url,
+        "client_name": "mcp-warden",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    })
+}
+
+/// The client metadata document `cfg` publishes at `path`, if any.
+pub fn client_metadata_at(cfg: &Config, path: &str) -> Option<Value> {
+    cfg.upstreams.iter().find_map(|u| match &u.transport {
+        Transport::Http(HttpSpec { oauth: Some(o), .. }) => o
+            .client_metadata_url
+            .as_deref()
+            .filter(|url| reqwest::Url::parse(url).is_ok_and(|p| p.path() == path))
+            .map(client_metadata),
+        _ => None,
+    })
 }
 
 /// Registers mcp-warden as a native public client (RFC 7591).

@@ -145,6 +145,10 @@ if (scenario.startsWith('auth/client-credentials')) {
   // auth/pre-registration hands out a pre-registered client (the AS has no registration
   // endpoint); everywhere else mcp-warden registers itself (RFC 7591).
   if (context.client_id) oauth.client_id = context.client_id;
+  // The operator hosts mcp-warden's client ID metadata document (mcp-warden serves it at this
+  // URL's path; the suite's mock server does not fetch it): used where the authorization server
+  // supports URL client ids, else mcp-warden registers itself.
+  oauth.client_metadata_url = 'https://conformance-test.local/client-metadata.json';
   if (context.client_secret) {
     oauth.client_secret_env = SECRET_ENV;
     childEnv[SECRET_ENV] = context.client_secret;

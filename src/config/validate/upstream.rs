@@ -28,10 +28,16 @@ pub(super) const UPSTREAM_KEYS: &[&str] = &[
 ];
 pub(super) const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", "processes"];
 pub(super) const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
-pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] =
-    &["grant", "client_id", "client_secret_env", "scopes", "per"];
+pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] = &[
+    "grant",
+    "client_id",
+    "client_secret_env",
+    "client_metadata_url",
+    "scopes",
+    "per",
+];
 
-/// `oauth = { grant, client_id, client_secret_env, scopes, per }`.
+/// `oauth = { grant, client_id, client_secret_env, client_metadata_url, scopes, per }`.
 fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     use crate::config::OAuthGrant;
     let before = cx.errors.len();
@@ -49,6 +55,25 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     };
     let client_id = t.string(cx, "client_id").filter(|c| !c.is_empty());
     let secret_env = t.string(cx, "client_secret_env");
+    let client_metadata_url = t.string(cx, "client_metadata_url");
+    if let Some(u) = &client_metadata_url {
+        // The specification: an https URL with a path, which is the client id itself.
+        let ok = reqwest::Url::parse(u).is_ok_and(|p| {
+            p.scheme() == "https"
+                && p.path() != "/"
+                && p.fragment().is_none()
+                && p.query().is_none()
+        });
+        if !ok {
+            cx.err(&t.at("client_metadata_url"), "must be an https:// URL with a path (where mcp-warden's client metadata is published)");
+        }
+        if grant != OAuthGrant::AuthorizationCode {
+            cx.err(
+                &t.at("client_metadata_url"),
+                "only for a sign-in (`authorization_code`)",
+            );
+        }
+    }
     let per_agent = match t.string(cx, "per").as_deref() {
         None | Some("upstream") => false,
         Some("agent") if grant == OAuthGrant::AuthorizationCode => true,
@@ -111,6 +136,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
         grant,
         client_id,
         client_secret,
+        client_metadata_url,
         scopes,
         store: PathBuf::new(), // set once the state directory is known
         per_agent,

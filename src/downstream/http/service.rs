@@ -69,6 +69,19 @@ impl Service {
         if let Some(suffix) = path.strip_prefix(PROTECTED_RESOURCE) {
             return protected_resource(&front, suffix, plain_get);
         }
+        // mcp-warden's client ID metadata document, where an upstream's `oauth` publishes it:
+        // public, as authorization servers fetch it.
+        if plain_get {
+            if let Some(doc) = crate::upstream::oauth_login::client_metadata_at(&front.cfg(), path)
+            {
+                return (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+                    .into_response();
+            }
+        }
         match path {
             "/healthz" | "/readyz" | "/metrics" if !plain_get => method_not_allowed("GET, HEAD"),
             "/healthz" => "ok\n".into_response(),
