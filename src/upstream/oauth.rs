@@ -355,7 +355,7 @@ impl OAuth {
             .and_then(|c| c.get())
             .ok_or("token exchange needs a caller signed in with the identity provider ([auth.oidc]); this one presented no such token")?;
         const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
-        let mut form: Vec<(&str, &str)> = vec![
+        let form: Vec<(&str, &str)> = vec![
             (
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -365,23 +365,26 @@ impl OAuth {
             ("requested_token_type", ACCESS),
             ("resource", &d.resource),
         ];
-        if let Some(s) = &d.scope {
-            form.push(("scope", s));
-        }
-        let client_id = self.settings.client_id.as_deref().unwrap_or_default();
-        let secret = self.settings.client_secret.as_ref().map(|s| s.expose());
-        let started = Instant::now();
-        let t = token_request(&self.http, d, &form, client_id, secret).await?;
-        let mut token = t.token(started, crate::util::now_secs()).1;
+        let mut token = self.as_own_client(d, form).await?;
         token.for_subject = Some(digest(&subject.0));
         Ok(token)
     }
 
     async fn client_credentials(&self, d: &Discovery) -> Result<Token, String> {
-        let mut form: Vec<(&str, &str)> = vec![
+        let form = vec![
             ("grant_type", "client_credentials"),
-            ("resource", &d.resource),
+            ("resource", d.resource.as_str()),
         ];
+        self.as_own_client(d, form).await
+    }
+
+    /// A token request of mcp-warden's own client (`client_id` and its secret), with the scope
+    /// discovery settled on.
+    async fn as_own_client(
+        &self,
+        d: &Discovery,
+        mut form: Vec<(&str, &str)>,
+    ) -> Result<Token, String> {
         if let Some(s) = &d.scope {
             form.push(("scope", s));
         }
@@ -573,26 +576,12 @@ pub(crate) async fn token_request(
         }
         None => form.push(("client_id", client_id)),
     }
-    let resp = rb
-        .header(reqwest::header::ACCEPT, "application/json")
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| format!("token request failed: {}", crate::util::error_chain(&e)))?;
-    let status = resp.status();
-    let body: Value = resp
-        .bytes()
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!(
-            "the authorization server refused a token (HTTP {}): {}",
-            status.as_u16(),
-            oauth_error(&body)
-        ));
-    }
+    let body = send_for_json(
+        rb.header(reqwest::header::ACCEPT, "application/json")
+            .form(&form),
+        "a token",
+    )
+    .await?;
     let access = body
         .get("access_token")
         .and_then(Value::as_str)
@@ -612,6 +601,33 @@ pub(crate) async fn token_request(
         expires_in: body.get("expires_in").and_then(Value::as_u64),
         scope: body.get("scope").and_then(Value::as_str).map(String::from),
     })
+}
+
+/// Sends a request to an authorization server and reads its JSON answer (`Null` when it is not
+/// JSON); a refusal is an error naming `what` was asked for and the server's OAuth error.
+pub(crate) async fn send_for_json(
+    rb: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<Value, String> {
+    let resp = rb
+        .send()
+        .await
+        .map_err(|e| format!("asking for {what} failed: {}", crate::util::error_chain(&e)))?;
+    let status = resp.status();
+    let body: Value = resp
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(format!(
+            "the authorization server refused {what} (HTTP {}): {}",
+            status.as_u16(),
+            oauth_error(&body)
+        ));
+    }
+    Ok(body)
 }
 
 /// An OAuth error body's `error` and `error_description`, made safe to log.

@@ -294,27 +294,13 @@ async fn register(
     if let Some(s) = &d.scope {
         body["scope"] = json!(s);
     }
-    let resp = http
-        .post(endpoint)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| format!("registration failed: {}", crate::util::error_chain(&e)))?;
-    let status = resp.status();
-    let v: Value = resp
-        .bytes()
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!(
-            "the authorization server refused to register mcp-warden (HTTP {}): {}",
-            status.as_u16(),
-            oauth::oauth_error(&v)
-        ));
-    }
+    let v = oauth::send_for_json(
+        http.post(endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string()),
+        "to register mcp-warden",
+    )
+    .await?;
     let id = v
         .get("client_id")
         .and_then(Value::as_str)
