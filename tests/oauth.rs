@@ -595,7 +595,7 @@ fn warden_signs_in_to_an_oauth_protected_upstream() {
     let config = format!(
         r#"[upstreams.secure]
 url = "{upstream}"
-oauth = {{ grant = "client_credentials", client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
+oauth = {{ grant = "client_credentials", issuer = "{issuer}", client_id = "warden", client_secret_env = "WARDEN_SECRET" }}
 
 [agents.router]
 token_env = "AGENT_TOKEN"
@@ -709,6 +709,29 @@ tools.allow = ["whoami", "echo"]
     assert!(!answer.contains("not-the-secret"), "{answer}");
     eventually(Duration::from_secs(10), "the refusal is logged", || {
         bad.logs().contains("invalid_client")
+    });
+    // An upstream that names another authorization server than the one mcp-warden's client
+    // belongs to: refused before anything is sent there.
+    let elsewhere = HttpProxy::start_raw(
+        &config.replace(
+            &format!(r#"issuer = "{issuer}""#),
+            r#"issuer = "http://127.0.0.1:9""#,
+        ),
+        &[
+            ("WARDEN_SECRET", "warden-secret-0123456789"),
+            ("AGENT_TOKEN", agent_token),
+        ],
+    );
+    let sid = raw_session(&elsewhere.url, agent_token);
+    let answer = whoami(&elsewhere.url, agent_token, &sid, 1);
+    assert!(
+        answer.contains("error") && !answer.contains("\"sub\""),
+        "{answer}"
+    );
+    eventually(Duration::from_secs(10), "the refusal is logged", || {
+        elsewhere
+            .logs()
+            .contains("not the configured issuer http://127.0.0.1:9")
     });
     for logs in [w.logs(), bad.logs()] {
         assert!(!logs.contains("eyJ"), "no token in the log");

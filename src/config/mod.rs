@@ -479,6 +479,9 @@ pub struct UpstreamOAuth {
     /// credentials; otherwise mcp-warden registers itself when the server allows it).
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
+    /// The authorization server mcp-warden's client belongs to: when set, an upstream naming
+    /// another one is refused (its secret, codes and callers' tokens go nowhere else).
+    pub issuer: Option<String>,
     /// The https URL of mcp-warden's client ID metadata document (served by the HTTP front at
     /// that URL's path): the client id where the authorization server takes URL client ids.
     pub client_metadata_url: Option<String>,

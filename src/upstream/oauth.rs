@@ -311,8 +311,7 @@ impl OAuth {
                 let d = match discovery {
                     Some(d) => d.clone(),
                     None => {
-                        let d = discover(&self.http, &self.url, challenge, &self.settings.scopes)
-                            .await?;
+                        let d = discover(&self.http, &self.url, challenge, &self.settings).await?;
                         tracing::info!(upstream = %self.upstream, issuer = %d.issuer, "OAuth: authorization server found");
                         *discovery = Some(d.clone());
                         d
@@ -325,8 +324,7 @@ impl OAuth {
                 let d = match discovery {
                     Some(d) => d.clone(),
                     None => {
-                        let d = discover(&self.http, &self.url, challenge, &self.settings.scopes)
-                            .await?;
+                        let d = discover(&self.http, &self.url, challenge, &self.settings).await?;
                         *discovery = Some(d.clone());
                         d
                     }
@@ -651,8 +649,9 @@ pub(crate) async fn discover(
     http: &reqwest::Client,
     upstream: &str,
     challenge: Option<&Challenge>,
-    scopes: &[String],
+    settings: &UpstreamOAuth,
 ) -> Result<Discovery, String> {
+    let scopes = &settings.scopes;
     let url = reqwest::Url::parse(upstream).map_err(|e| e.to_string())?;
     // RFC 9728: the challenge's metadata URL, else the well-known name at the path, then at
     // the root.
@@ -698,6 +697,15 @@ pub(crate) async fn discover(
         .ok_or("the protected resource metadata names no authorization server")?
         .to_string();
     crate::config::secure_url(&issuer).map_err(|e| format!("authorization server {e}"))?;
+    // A client registered at one server is used there only: an upstream that names another
+    // (moved, or hostile) gets no secret, no code, no caller's token.
+    if let Some(want) = &settings.issuer {
+        if issuer != *want {
+            return Err(format!(
+                "the upstream names the authorization server {issuer}, not the configured issuer {want}: mcp-warden's client is not used there"
+            ));
+        }
+    }
     let mut meta = None;
     for m in crate::oidc::metadata_urls(&issuer) {
         match crate::oidc::fetch_json(http, &m).await {

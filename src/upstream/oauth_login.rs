@@ -106,7 +106,7 @@ pub async fn login(
     let challenge = oauth::challenge_of(probe.headers())
         .and_then(|v| v.to_str().ok())
         .map(Challenge::parse);
-    let mut d = oauth::discover(&http, &spec.url, challenge.as_ref(), &settings.scopes).await?;
+    let mut d = oauth::discover(&http, &spec.url, challenge.as_ref(), settings).await?;
     // Step-up: what the sign-in had, and what the upstream asked for since, too.
     let store = Store::new(&settings.store);
     if let Ok(Some(before)) = store.load(&key) {

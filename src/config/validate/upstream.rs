@@ -30,6 +30,7 @@ pub(super) const LIMIT_KEYS: &[&str] = &["memory_mb", "cpu_secs", "open_files", 
 pub(super) const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] = &[
     "grant",
+    "issuer",
     "client_id",
     "client_secret_env",
     "client_metadata_url",
@@ -37,7 +38,7 @@ pub(super) const UPSTREAM_OAUTH_KEYS: &[&str] = &[
     "per",
 ];
 
-/// `oauth = { grant, client_id, client_secret_env, client_metadata_url, scopes, per }`.
+/// `oauth = { grant, issuer, client_id, client_secret_env, client_metadata_url, scopes, per }`.
 fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     use crate::config::OAuthGrant;
     let before = cx.errors.len();
@@ -55,6 +56,15 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     };
     let client_id = t.string(cx, "client_id").filter(|c| !c.is_empty());
     let secret_env = t.string(cx, "client_secret_env");
+    let issuer = t.string(cx, "issuer");
+    if let Some(i) = &issuer {
+        if let Err(e) = super::auth::secure_url(i) {
+            cx.err(
+                &t.at("issuer"),
+                format!("the authorization server's issuer: {e}"),
+            );
+        }
+    }
     let client_metadata_url = t.string(cx, "client_metadata_url");
     if let Some(u) = &client_metadata_url {
         // The specification: an https URL with a path, which is the client id itself.
@@ -134,6 +144,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
     }
     (cx.errors.len() == before).then(|| crate::config::UpstreamOAuth {
         grant,
+        issuer,
         client_id,
         client_secret,
         client_metadata_url,
