@@ -654,6 +654,18 @@ tools.allow = ["whoami", "echo"]
         "the agent's own token never reaches the upstream"
     );
 
+    // Long-lived tokens from here: once a token issued after this restart serves a call, the
+    // one mcp-warden holds is still fresh when the provider starts over below.
+    auth.stop();
+    let mut auth = AuthServer::start_with(auth.port, &keys, &[("AT_TTL", "300")]);
+    let seen = accepted().len();
+    eventually(Duration::from_secs(20), "a long-lived token", || {
+        id += 1;
+        let raw = whoami(&w.url, agent_token, &sid, id);
+        std::thread::sleep(Duration::from_millis(200)); // pacing, not a condition
+        raw.contains(r#"\"client_id\": \"warden\""#) && accepted().len() > seen
+    });
+
     // The provider and the upstream start over, with new keys: the upstream refuses the token
     // mcp-warden holds, and mcp-warden gets a new one and sends the call again (in a new
     // upstream session) — the agent sees nothing.

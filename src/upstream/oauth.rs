@@ -764,7 +764,10 @@ impl Challenge {
     pub(crate) fn parse(v: &str) -> Challenge {
         let mut c = Challenge::default();
         let mut rest = v.trim();
-        if rest.len() >= 6 && rest[..6].eq_ignore_ascii_case("bearer") {
+        if rest
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+        {
             rest = &rest[6..];
         }
         // auth-params: name=token or name="quoted \" string", comma separated.
@@ -861,6 +864,16 @@ mod tests {
         assert_eq!(c.scope.as_deref(), Some("mcp"));
         assert_eq!(c.resource_metadata.as_deref(), Some("https://b/x"));
         assert_eq!(Challenge::parse("Basic realm=\"x\""), Challenge::default());
+        // Whatever an upstream sends, parsing ends and never panics.
+        for hostile in [
+            "Beaé",
+            "bearer ====",
+            "Bearer a=\"unterminated",
+            "Bearer é=\"x\\",
+            "=,=,=\"",
+        ] {
+            let _ = Challenge::parse(hostile);
+        }
     }
 
     #[test]

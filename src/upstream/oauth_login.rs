@@ -174,7 +174,7 @@ pub async fn login(
     }
     show(url.as_str());
 
-    let query = tokio::time::timeout(WAIT, callback(listener))
+    let query = tokio::time::timeout(WAIT, callback(listener, &state))
         .await
         .map_err(|_| format!("no sign-in within {} s", WAIT.as_secs()))??;
     let answer = reqwest::Url::parse(&format!("http://127.0.0.1/callback?{query}"))
@@ -313,20 +313,36 @@ async fn register(
     ))
 }
 
-/// Waits for the browser's `GET /callback?…` on `listener`; its query. Anything else gets 404.
-async fn callback(listener: tokio::net::TcpListener) -> Result<String, String> {
+/// Waits for the browser's `GET /callback?…` carrying `state` on `listener`; its query. A
+/// callback with another state (another local process guessing) is refused and the wait goes
+/// on; anything else gets 404.
+async fn callback(listener: tokio::net::TcpListener, state: &str) -> Result<String, String> {
     use axum::extract::RawQuery;
+    use axum::response::IntoResponse;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let want = state.to_string();
     let app = axum::Router::new().route(
         "/callback",
         axum::routing::get(move |RawQuery(q): RawQuery| {
             let tx = tx.clone();
+            let want = want.clone();
             async move {
-                let _ = tx.try_send(q.unwrap_or_default());
+                let q = q.unwrap_or_default();
+                let ours = reqwest::Url::parse(&format!("http://127.0.0.1/callback?{q}"))
+                    .is_ok_and(|u| u.query_pairs().any(|(k, v)| k == "state" && v == want));
+                if !ours {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "not the sign-in mcp-warden is waiting for",
+                    )
+                        .into_response();
+                }
+                let _ = tx.try_send(q);
                 (
                     [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
                     "<!doctype html><title>mcp-warden</title><p>mcp-warden received the sign-in. You can close this tab.</p>",
                 )
+                    .into_response()
             }
         }),
     );
