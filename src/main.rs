@@ -459,6 +459,16 @@ fn main() -> ExitCode {
                     let off = if u.enabled { "" } else { " [disabled]" };
                     println!("  upstream {}: {what}{ns}{off}", u.name);
                 }
+                // OAuth upstreams: signed in or not (never a token).
+                for line in mcp_warden::upstream::oauth_login::list(&cfg) {
+                    println!("  oauth {line}");
+                }
+                if let Some(o) = &cfg.oidc {
+                    println!(
+                        "  auth.oidc: tokens of {} for {} identify agents by `match`",
+                        o.issuer, o.resource
+                    );
+                }
                 if cfg.agents.is_empty() {
                     println!("  agents: none named (single user: every upstream; HTTP needs the token generated at start)");
                 }

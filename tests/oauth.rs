@@ -1050,6 +1050,14 @@ tools.allow = ["whoami"]
         listed.contains("secure (agent c): not signed in (mcp-warden auth login secure --agent c)"),
         "{listed}"
     );
+    // `check` tells the same, for a newcomer reading what would run.
+    let o = operator_cli(w.dir.path(), &["check"]);
+    let checked = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        checked.contains("  oauth secure (agent a): signed in")
+            && checked.contains("  oauth secure (agent c): not signed in"),
+        "{checked}"
+    );
     for (token, sub) in [(ta, "alice"), (tb, "bob"), (ta, "alice"), (tb, "bob")] {
         let sid = raw_session(&w.url, token);
         let raw = whoami(&w.url, token, &sid, 7);
