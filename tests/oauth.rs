@@ -116,6 +116,7 @@ issuer = "{issuer}"
 resource = "http://127.0.0.1:{port}/mcp"
 scopes = ["mcp"]
 jwks_refresh_secs = 1
+leeway_secs = 0
 
 [agents.router]
 match = {{ client_id = "agent-router" }}
@@ -374,6 +375,24 @@ fn tokens_of_the_identity_provider_identify_agents_by_their_claims() {
             "{why}: {challenge}"
         );
     }
+
+    // A token accepted (and so remembered as verified) stops working when it expires.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3;
+    let brief = user(json!({"exp": soon}));
+    assert_eq!(call(&url, Some(&brief), &[], INIT).0, 200);
+    assert_eq!(call(&url, Some(&brief), &[], INIT).0, 200);
+    eventually(
+        Duration::from_secs(10),
+        "the expired token is refused",
+        || {
+            std::thread::sleep(Duration::from_millis(200)); // pacing, not a condition
+            call(&url, Some(&brief), &[], INIT).0 == 401
+        },
+    );
 
     // Valid, but lacking a scope: 403 insufficient_scope naming every scope to ask for.
     let narrow = auth.client_token(
