@@ -174,16 +174,8 @@ fn call(
 
 /// The tools a caller with `token` is shown (a 2025-11-25 session over raw HTTP).
 fn tools_of(url: &str, token: &str, extra: &[(&str, &str)]) -> Vec<String> {
-    let r = http()
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INIT)
-        .send()
-        .expect("initialize");
-    assert_eq!(r.status(), 200, "initialize");
-    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let sid = raw_session(url, token);
+    assert!(!sid.is_empty(), "initialize");
     let mut rb = http()
         .post(url)
         .bearer_auth(token)
@@ -296,15 +288,7 @@ fn tokens_of_the_identity_provider_identify_agents_by_their_claims() {
     assert_eq!(tools_of(&url, &user(json!({})), &[]), ["add", "echo"]);
 
     // A session belongs to the agent that opened it, whichever token it later presents.
-    let r = http()
-        .post(&url)
-        .bearer_auth(&router)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INIT)
-        .send()
-        .unwrap();
-    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let sid = raw_session(&url, &router);
     let (status, _, _) = call(
         &url,
         Some(&specialist),
@@ -557,6 +541,28 @@ tools.allow = ["image"]
     assert_eq!(bob["steps"][0], "registered", "{bob}");
 }
 
+/// The OAuth-protected upstream (the Python SDK's auth support, tests/python/oauth_server.py)
+/// trusting `issuer`, on `port` ("0": any), logging a digest of each token it receives to
+/// `token_log`: the child and its MCP URL.
+fn protected_upstream(issuer: &str, port: &str, token_log: &Path) -> (Child, String) {
+    spawn_listening(
+        Command::new(python_venv_bin("python"))
+            .arg(root().join("tests/python/oauth_server.py"))
+            .args(["--issuer", issuer, "--port", port])
+            .env("TOKEN_LOG", token_log),
+    )
+}
+
+/// The digests of the tokens the protected upstream accepted, from its token log.
+fn accepted_tokens(token_log: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(token_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.ends_with(" - -"))
+        .filter_map(|l| l.split(' ').next().map(String::from))
+        .collect()
+}
+
 /// The first 12 hex digits of a token's SHA-256: what the OAuth-protected fixture logs.
 fn digest12(token: &str) -> String {
     use sha2::Digest;
@@ -601,14 +607,7 @@ fn warden_signs_in_to_an_oauth_protected_upstream() {
     let mut auth = AuthServer::start_with(0, &keys, &[("AT_TTL", "3")]);
     let token_log = dir.path().join("tokens.log");
     let issuer = auth.issuer.clone();
-    let protected = |port: &str| {
-        spawn_listening(
-            Command::new(python_venv_bin("python"))
-                .arg(root().join("tests/python/oauth_server.py"))
-                .args(["--issuer", &issuer, "--port", port])
-                .env("TOKEN_LOG", &token_log),
-        )
-    };
+    let protected = |port: &str| protected_upstream(&issuer, port, &token_log);
     let (mut server, upstream) = protected("0");
     let agent_token = "agent-static-token-0123456789";
     let config = format!(
@@ -628,24 +627,9 @@ tools.allow = ["whoami", "echo"]
             ("AGENT_TOKEN", agent_token),
         ],
     );
-    let r = http()
-        .post(&w.url)
-        .bearer_auth(agent_token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(INIT)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
-    let accepted = || -> std::collections::BTreeSet<String> {
-        std::fs::read_to_string(&token_log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.ends_with(" - -"))
-            .filter_map(|l| l.split(' ').next().map(String::from))
-            .collect()
-    };
+    let sid = raw_session(&w.url, agent_token);
+    assert!(!sid.is_empty(), "a session");
+    let accepted = || accepted_tokens(&token_log);
     // Calls until three tokens have served them (each lives 3 s): every one answered as the
     // client mcp-warden is, for this upstream.
     let mut id = 10;
@@ -874,12 +858,7 @@ fn an_operator_signs_warden_in_to_an_oauth_protected_upstream() {
     let keys = dir.path().join("keys.json");
     let mut auth = AuthServer::start_with(0, &keys, &[("AT_TTL", "3")]);
     let token_log = dir.path().join("tokens.log");
-    let (_server, upstream) = spawn_listening(
-        Command::new(python_venv_bin("python"))
-            .arg(root().join("tests/python/oauth_server.py"))
-            .args(["--issuer", &auth.issuer, "--port", "0"])
-            .env("TOKEN_LOG", &token_log),
-    );
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &token_log);
     let agent_token = "agent-static-token-0123456789";
     // (The agent's token as a digest: the operator's commands read the same config.)
     let digest: String = {
@@ -945,14 +924,7 @@ tools.allow = ["whoami"]
     // The agent's calls reach the upstream as alice, through the client mcp-warden registered,
     // across several renewals (each token lives 3 s).
     let sid = raw_session(&w.url, agent_token);
-    let accepted = || -> std::collections::BTreeSet<String> {
-        std::fs::read_to_string(&token_log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.ends_with(" - -"))
-            .filter_map(|l| l.split(' ').next().map(String::from))
-            .collect()
-    };
+    let accepted = || accepted_tokens(&token_log);
     let mut id = 10;
     eventually(Duration::from_secs(30), "three tokens in turn", || {
         id += 1;
@@ -1012,11 +984,7 @@ tools.allow = ["whoami"]
 fn each_agent_uses_only_its_own_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let auth = AuthServer::start(0, &dir.path().join("keys.json"));
-    let (_server, upstream) = spawn_listening(
-        Command::new(python_venv_bin("python"))
-            .arg(root().join("tests/python/oauth_server.py"))
-            .args(["--issuer", &auth.issuer, "--port", "0"]),
-    );
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
     let sha = |t: &str| -> String {
         use sha2::Digest;
         sha2::Sha256::digest(t.as_bytes())
@@ -1150,12 +1118,7 @@ fn callers_tokens_are_exchanged_for_the_upstreams_own() {
     let dir = tempfile::tempdir().unwrap();
     let auth = AuthServer::start(0, &dir.path().join("keys.json"));
     let token_log = dir.path().join("tokens.log");
-    let (_server, upstream) = spawn_listening(
-        Command::new(python_venv_bin("python"))
-            .arg(root().join("tests/python/oauth_server.py"))
-            .args(["--issuer", &auth.issuer, "--port", "0"])
-            .env("TOKEN_LOG", &token_log),
-    );
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &token_log);
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let config = format!(
