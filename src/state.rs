@@ -105,13 +105,45 @@ pub fn read_private(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(data))
 }
 
-/// An exclusive lock on `dir/name`, held until dropped (or the process ends). `Err` with
-/// `WouldBlock` when another live process holds it.
+/// Makes `dir/name` a fresh random secret (32 random bytes, hex; `0600`, `O_EXCL`) unless it
+/// exists already: a secret is made once and never overwritten.
+pub fn create_secret(dir: &Path, name: &str) -> io::Result<()> {
+    ensure_dir(dir)?;
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dir.join(name));
+    match created {
+        Ok(mut f) => {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b).map_err(|_| io::Error::other("no randomness for a secret"))?;
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An exclusive lock on `dir/name`, held until dropped (or the process ends).
 pub struct DirLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// [`DirLock`] at once: `Err` with `WouldBlock` when another live process holds it.
 pub fn lock_exclusive(dir: &Path, name: &str) -> io::Result<DirLock> {
+    lock(dir, name, nix::fcntl::FlockArg::LockExclusiveNonblock)
+}
+
+/// [`DirLock`], waiting while another process holds it (blocking: call from a blocking thread).
+pub fn lock_exclusive_wait(dir: &Path, name: &str) -> io::Result<DirLock> {
+    lock(dir, name, nix::fcntl::FlockArg::LockExclusive)
+}
+
+fn lock(dir: &Path, name: &str, how: nix::fcntl::FlockArg) -> io::Result<DirLock> {
     ensure_dir(dir)?;
     let f = OpenOptions::new()
         .create(true)
@@ -120,7 +152,7 @@ pub fn lock_exclusive(dir: &Path, name: &str) -> io::Result<DirLock> {
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(dir.join(name))?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    match nix::fcntl::Flock::lock(f, how) {
         Ok(l) => Ok(DirLock { _lock: l }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,

@@ -10,7 +10,7 @@
 //! Methods: `approvals.list`, `approvals.show {id}`, `approvals.decide {id, decision, operator?}`, `grants.list`,
 //! `grants.revoke {id}`. `GET /events` streams approval events (SSE).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,26 +29,7 @@ pub const PURPOSE: &str = "approval-runtime";
 
 /// Reads the secret, creating it (O_EXCL, 0600) if it does not exist yet.
 pub fn secret(dir: &Path) -> std::io::Result<Vec<u8>> {
-    crate::state::ensure_dir(dir)?;
-    let path = dir.join(SECRET_FILE);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path);
-    match created {
-        Ok(mut f) => {
-            let s = super::random_id(32);
-            if s.is_empty() {
-                return Err(std::io::Error::other("no randomness for the secret"));
-            }
-            f.write_all(s.as_bytes())?;
-            f.sync_all()?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
+    crate::state::create_secret(dir, SECRET_FILE)?;
     existing_secret(dir)?.ok_or_else(|| std::io::Error::other("the approval secret vanished"))
 }
 

@@ -2,8 +2,9 @@
 //! file per upstream, `<upstream key>.sealed`, mode 0600 in a 0700 directory, replaced
 //! atomically on every change (a refresh rotates the refresh token).
 //!
-//! Sealed with ChaCha20-Poly1305 (ring, already built for rustls) under a 256-bit key kept
-//! beside the directory, `<state dir>/oauth-key` (0600, made once, never overwritten), with a
+//! Sealed with ChaCha20-Poly1305 (ring, already built for rustls) under a 256-bit key derived
+//! from a secret kept beside the directory, `<state dir>/oauth-key` (0600, made once, never
+//! overwritten; the key is its SHA-256), with a
 //! random nonce per write and the upstream key as associated data, so a file copied to another
 //! upstream's name does not open. What this protects: the tokens in a copy of the `oauth`
 //! directory (a backup, a volume snapshot) without the key beside it; a reader of the whole
@@ -80,29 +81,14 @@ impl Store {
 
     /// The sealing key: `oauth-key` in the state directory, made on first use.
     fn key(&self) -> std::io::Result<LessSafeKey> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use sha2::Digest;
         let state = self.dir.parent().unwrap_or(Path::new("."));
-        crate::state::ensure_dir(state)?;
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(state.join(KEY_FILE));
-        match created {
-            Ok(mut f) => {
-                let mut k = [0u8; 32];
-                getrandom::fill(&mut k).map_err(|_| std::io::Error::other("no randomness"))?;
-                f.write_all(&k)?;
-                f.sync_all()?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        let k = crate::state::read_private(state, KEY_FILE)?
-            .filter(|k| k.len() == 32)
+        crate::state::create_secret(state, KEY_FILE)?;
+        let secret = crate::state::read_private(state, KEY_FILE)?
+            .filter(|k| k.len() >= 32)
             .ok_or_else(|| std::io::Error::other(format!("{KEY_FILE} is damaged")))?;
+        // The 256-bit key: the secret's digest (the file holds it in hex).
+        let k = sha2::Sha256::digest(&secret);
         UnboundKey::new(&CHACHA20_POLY1305, &k)
             .map(LessSafeKey::new)
             .map_err(|_| std::io::Error::other("bad key"))
@@ -161,18 +147,8 @@ impl Store {
     /// Serialises refreshes of one grant across processes sharing the state directory (a
     /// refresh token rotates: two instances using the same one would lose the grant). Waits
     /// for another holder (blocking: call from a blocking thread).
-    pub fn lock(&self, upstream_key: &str) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        crate::state::ensure_dir(&self.dir)?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(self.dir.join(format!("{upstream_key}.lock")))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| std::io::Error::other(e.to_string()))
+    pub fn lock(&self, upstream_key: &str) -> std::io::Result<crate::state::DirLock> {
+        crate::state::lock_exclusive_wait(&self.dir, &format!("{upstream_key}.lock"))
     }
 }
 
