@@ -827,17 +827,7 @@ pub(crate) fn same_resource(resource: &str, upstream: &reqwest::Url) -> bool {
 
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 for Basic credentials).
 fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The `WWW-Authenticate` of a response, if any.

@@ -177,11 +177,8 @@ pub async fn login(
     let query = tokio::time::timeout(WAIT, callback(listener, &state))
         .await
         .map_err(|_| format!("no sign-in within {} s", WAIT.as_secs()))??;
-    let answer = reqwest::Url::parse(&format!("http://127.0.0.1/callback?{query}"))
-        .map_err(|_| "the authorization response is not a URL query")?;
     let param = |k: &str| {
-        answer
-            .query_pairs()
+        url::form_urlencoded::parse(query.as_bytes())
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.into_owned())
     };
@@ -328,8 +325,8 @@ async fn callback(listener: tokio::net::TcpListener, state: &str) -> Result<Stri
             let want = want.clone();
             async move {
                 let q = q.unwrap_or_default();
-                let ours = reqwest::Url::parse(&format!("http://127.0.0.1/callback?{q}"))
-                    .is_ok_and(|u| u.query_pairs().any(|(k, v)| k == "state" && v == want));
+                let ours = url::form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, v)| k == "state" && v == want);
                 if !ours {
                     return (
                         axum::http::StatusCode::BAD_REQUEST,

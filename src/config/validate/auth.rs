@@ -37,13 +37,12 @@ pub fn secure_url(s: &str) -> Result<reqwest::Url, &'static str> {
     if u.fragment().is_some() || u.query().is_some() {
         return Err("must have no query or fragment");
     }
-    let host = u.host_str().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
     match u.scheme() {
         "https" => Ok(u),
         "http" if loopback => Ok(u),
