@@ -56,14 +56,9 @@ struct Token {
     /// `Bearer …`, marked sensitive.
     header: HeaderValue,
     renew_at: Instant,
-    /// Token exchange: a digest of the caller's token it was traded for (a new caller token
-    /// means a new exchange).
-    for_subject: Option<[u8; 32]>,
-}
-
-fn digest(s: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes()).into()
+    /// Token exchange: the caller's token it was traded for (a new caller token means a new
+    /// exchange).
+    for_subject: Option<std::sync::Arc<str>>,
 }
 
 /// What discovery found: the authorization server and what to ask it for.
@@ -289,14 +284,13 @@ impl OAuth {
     }
 
     fn fresh(&self) -> Option<HeaderValue> {
-        let subject = self
-            .subject
-            .as_ref()
-            .and_then(|c| c.get())
-            .map(|t| digest(&t.0));
+        let subject = self.subject.as_ref().and_then(|c| c.get());
         lock(&self.token)
             .as_ref()
-            .filter(|t| Instant::now() < t.renew_at && t.for_subject == subject)
+            .filter(|t| {
+                Instant::now() < t.renew_at
+                    && t.for_subject.as_deref() == subject.as_ref().map(|s| &*s.0)
+            })
             .map(|t| t.header.clone())
     }
 
@@ -364,7 +358,7 @@ impl OAuth {
             ("resource", &d.resource),
         ];
         let mut token = self.as_own_client(d, form).await?;
-        token.for_subject = Some(digest(&subject.0));
+        token.for_subject = Some(subject.0.clone());
         Ok(token)
     }
 
