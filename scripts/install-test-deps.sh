@@ -3,6 +3,7 @@
 #   tests/node/node_modules   (npm ci from tests/node/package-lock.json)
 #   tests/python/.venv        (python3 venv + pip install -r tests/python/requirements.txt)
 #   tests/openclaw            (Node 24, then the OpenClaw gateway: npm ci from their locks)
+#   Debian's chromium, docker.io, postgresql-15 and haproxy when missing (as root)
 #
 # Idempotent: each half is skipped when a stamp file says it is already installed from the
 # same lock / requirements file with the same node / python. Needs only the machine's node, npm
@@ -88,6 +89,21 @@ elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap docker-compose >/dev/null
 else
   say "error: docker.io, debootstrap and docker-compose are not installed and this user cannot apt-get install them (sudo apt-get install docker.io debootstrap docker-compose)"
+  exit 1
+fi
+
+# ------------------------------------------------------------------ postgresql, haproxy
+# The fleet tests (tests/fleet.rs) run a real PostgreSQL server (initialised in a temporary
+# directory, never the Debian cluster) and a real HAProxy in front of the replicas. Debian
+# bookworm's PostgreSQL 15 and HAProxy 2.6; --no-upgrade leaves an installed one as it is.
+if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && command -v haproxy >/dev/null 2>&1; then
+  say "postgresql: $(ls /usr/lib/postgresql | sort -n | tail -1), haproxy: $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f3)"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  say "postgresql, haproxy: installing Debian's postgresql-15 and haproxy (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade postgresql-15 postgresql-client-15 haproxy >/dev/null
+else
+  say "error: postgresql-15 and haproxy are not installed and this user cannot apt-get install them (sudo apt-get install postgresql-15 haproxy)"
   exit 1
 fi
 

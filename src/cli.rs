@@ -194,6 +194,29 @@ pub async fn status(dir: &Path, json: bool) -> ExitCode {
             s["grants"],
             s["calls_refused"],
         );
+        if let Some(replicas) = s["fleet"].as_array() {
+            println!(
+                "  fleet: {} replica(s), this one {}",
+                replicas.len(),
+                safe(s["replica"].as_str().unwrap_or("?"))
+            );
+            for r in replicas {
+                println!(
+                    "    {} on {} (pid {}, {}){}; heard from {} ms ago",
+                    safe(r["id"].as_str().unwrap_or("?")),
+                    safe(r["host"].as_str().unwrap_or("?")),
+                    r["pid"],
+                    safe(r["version"].as_str().unwrap_or("?")),
+                    r["listen"]
+                        .as_str()
+                        .map(|l| format!(", listening on {}", safe(l)))
+                        .unwrap_or_default(),
+                    r["heard_ms_ago"],
+                );
+            }
+        } else if let Some(e) = s["fleet"]["error"].as_str() {
+            println!("  fleet: cannot be read ({})", safe(e));
+        }
         let sessions = s["sessions"].as_object().cloned().unwrap_or_default();
         if !sessions.is_empty() {
             let list: Vec<String> = sessions

@@ -51,7 +51,7 @@ impl Instance {
         };
         let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
         let broker =
-            (usable && serving).then(|| Arc::new(crate::approval::Broker::open(dir.clone())));
+            (usable && serving).then(|| Arc::new(crate::approval::Broker::open(dir.clone(), cfg)));
         let operators: crate::approval::control::Operators = Arc::default();
         let control = match (&broker, tokio::runtime::Handle::try_current()) {
             (Some(b), Ok(_)) => {

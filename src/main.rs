@@ -350,13 +350,38 @@ fn main() -> ExitCode {
                 }
             }
             Command::Audit { config, action } => {
-                let dir = state_dir(config);
-                let rows = match mcp_warden::approval::store::audit_rows(&dir) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("mcp-warden: cannot read the audit log in {}: {e}", dir.display());
+                // A fleet's log is in its database; otherwise in the state directory.
+                let fleet = match Config::load_from(config.clone().or_else(config::default_config_path).as_deref()) {
+                    Ok(c) => c.store.clone(),
+                    Err(errs) if errs.0.iter().any(|e| e.path.starts_with("store")) => {
+                        eprintln!("mcp-warden: the config's [store] has errors:");
+                        for e in &errs.0 {
+                            eprintln!("  {e}");
+                        }
                         return ExitCode::from(1);
                     }
+                    Err(_) => None,
+                };
+                let dir = state_dir(config);
+                let (rows, verified, place) = match &fleet {
+                    Some(s) => match mcp_warden::approval::postgres::audit_rows(s).await {
+                        Ok((rows, head)) => {
+                            let key = mcp_warden::approval::postgres::audit_key(s);
+                            let v = mcp_warden::approval::audit::verify(&rows, Some(&key), head.as_ref());
+                            (rows, v, s.display.clone())
+                        }
+                        Err(e) => {
+                            eprintln!("mcp-warden: cannot read the audit log in {}: {e}", s.display);
+                            return ExitCode::from(1);
+                        }
+                    },
+                    None => match mcp_warden::approval::store::audit_rows(&dir) {
+                        Ok(rows) => (rows, mcp_warden::approval::store::verify_dir(&dir), dir.display().to_string()),
+                        Err(e) => {
+                            eprintln!("mcp-warden: cannot read the audit log in {}: {e}", dir.display());
+                            return ExitCode::from(1);
+                        }
+                    },
                 };
                 match action {
                     AuditAction::List => {
@@ -367,18 +392,18 @@ fn main() -> ExitCode {
                         }
                         ExitCode::SUCCESS
                     }
-                    AuditAction::Verify => match mcp_warden::approval::store::verify_dir(&dir) {
+                    AuditAction::Verify => match verified {
                         Ok(v) => {
                             let legacy = if v.legacy > 0 {
                                 format!(", the first {} from before the chain was keyed", v.legacy)
                             } else {
                                 String::new()
                             };
-                            println!("audit log OK: {} entries{legacy}, chain intact ({})", v.entries, dir.display());
+                            println!("audit log OK: {} entries{legacy}, chain intact ({place})", v.entries);
                             ExitCode::SUCCESS
                         }
                         Err(e) => {
-                            println!("audit log BROKEN: {} ({})", mcp_warden::term::safe(&e), dir.display());
+                            println!("audit log BROKEN: {} ({place})", mcp_warden::term::safe(&e));
                             ExitCode::from(1)
                         }
                     },

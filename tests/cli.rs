@@ -39,6 +39,11 @@ fn check_accepts_every_bundled_config() {
                 "MCP_WARDEN_AGENT_TOKEN",
                 "sidecar-agent-token-for-the-check",
             )
+            .env("PGPASSWORD", "fleet-db-password-for-the-check")
+            .env(
+                "MCP_WARDEN_FLEET_SECRET",
+                "fleet-secret-for-the-check-0123456789abcdef",
+            )
             .output()
             .unwrap();
         let (code, out, err) = (

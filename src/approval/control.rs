@@ -268,11 +268,22 @@ async fn rpc(
         Err(Bad::Params(e)) => return rpc_error(&id, -32602, &format!("Invalid params: {e}")),
     };
     match call {
-        Call::ApprovalsList => rpc_result(&id, serde_json::json!(ctl.broker.list())),
+        Call::ApprovalsList => match ctl.broker.list().await {
+            Ok(list) => rpc_result(&id, serde_json::json!(list)),
+            Err(e) => rpc_error(&id, -32603, &format!("approvals cannot be read: {e}")),
+        },
         Call::Status => {
             let mut s = crate::metrics::METRICS.summary();
-            s["pending_approvals"] = ctl.broker.list().len().into();
+            s["pending_approvals"] = ctl.broker.list().await.map_or(0, |l| l.len()).into();
+            s["held_here"] = ctl.broker.held().into();
             s["grants"] = ctl.broker.grants().await.len().into();
+            if let Some(f) = ctl.broker.fleet() {
+                s["replica"] = f.replica().into();
+                s["fleet"] = match f.replicas().await {
+                    Ok(r) => r.into(),
+                    Err(e) => serde_json::json!({"error": e}),
+                };
+            }
             rpc_result(&id, s)
         }
         Call::Decide(p) => {
@@ -282,7 +293,11 @@ async fn rpc(
                 (w, _) => w.to_string(),
             };
             let channel = if peer.is_some() { "http" } else { "socket" };
-            match ctl.broker.decide(&p.id, p.decision, channel, &operator) {
+            match ctl
+                .broker
+                .decide(&p.id, p.decision, channel, &operator)
+                .await
+            {
                 Ok(info) => rpc_result(
                     &id,
                     serde_json::json!({"decided": info, "decision": p.decision}),
@@ -290,7 +305,14 @@ async fn rpc(
                 Err(e) => rpc_error(&id, -32602, &e),
             }
         }
-        Call::ApprovalsShow(p) => match ctl.broker.list().into_iter().find(|a| a.id == p.id) {
+        Call::ApprovalsShow(p) => match ctl
+            .broker
+            .list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.id == p.id)
+        {
             Some(a) => rpc_result(&id, serde_json::json!(a)),
             None => rpc_error(&id, -32602, &format!("no pending approval `{}`", p.id)),
         },
@@ -713,7 +735,7 @@ mod tests {
     #[test]
     fn local_authority_never_from_the_network_operator_tokens_from_anywhere() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = Arc::new(Broker::open(dir.path().join("s")));
+        let broker = Arc::new(Broker::local(dir.path().join("s")));
         let token = derive_token(&secret(&dir.path().join("s")).unwrap(), PURPOSE);
         let operators: Operators = Arc::new(std::sync::RwLock::new(vec![(
             crate::config::TokenDigest::of("operator-token-0123456789"),

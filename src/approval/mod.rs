@@ -12,12 +12,13 @@ pub mod audit;
 pub mod control;
 pub mod envelope;
 pub mod openclaw;
+pub mod postgres;
 pub mod store;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -98,22 +99,262 @@ pub struct Grant {
     pub arguments_sha256: Option<String>,
 }
 
+/// How a held call's approval ended, as the store has it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    Decided(Decision, String),
+    /// Closed without a decision (`abandoned`, `expired`, …).
+    Closed(String),
+}
+
 struct Pending {
     info: ApprovalInfo,
-    tx: oneshot::Sender<(Decision, String)>,
+    tx: oneshot::Sender<Ending>,
+}
+
+type Held = Arc<Mutex<HashMap<String, Pending>>>;
+
+/// Wakes the held call `id` with how its approval ended (if this process holds it).
+fn wake(held: &Held, id: &str, ending: Ending) {
+    if let Some(p) = lock(held).remove(id) {
+        let _ = p.tx.send(ending);
+    }
+}
+
+/// Where approvals live: the embedded SQLite database of one process (and of the instances
+/// sharing its state directory), or a fleet's PostgreSQL database. The broker's logic is the
+/// same for both: every status and every decision goes through the store first (the first
+/// decision recorded wins, over an expiry too), then wakes the held call.
+enum Backend {
+    Local(store::Worker),
+    Fleet {
+        fleet: Arc<postgres::Fleet>,
+        /// Writes nobody waits for, in order (so `flush` can wait for them).
+        detached: tokio::sync::mpsc::UnboundedSender<Detached>,
+    },
+}
+
+type Detached = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Backend {
+    async fn record(
+        &self,
+        info: &ApprovalInfo,
+        status: &'static str,
+        event: serde_json::Value,
+        only_if_open: bool,
+    ) -> Result<bool, String> {
+        match self {
+            Backend::Local(w) => {
+                let info = info.clone();
+                w.run(move |st| {
+                    let changed = st.approval(&info, status, event.get("detail"), only_if_open)?;
+                    if changed {
+                        st.audit(&event)?;
+                    }
+                    Ok(changed)
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => fleet.record(info, status, &event, only_if_open).await,
+        }
+    }
+
+    /// [`Backend::record`] where nothing can wait: queued, failures logged.
+    fn record_detached(
+        &self,
+        info: &ApprovalInfo,
+        status: &'static str,
+        event: serde_json::Value,
+        only_if_open: bool,
+    ) {
+        let info = info.clone();
+        match self {
+            Backend::Local(w) => w.submit("an approval event", move |st| {
+                let r = st
+                    .approval(&info, status, None, only_if_open)
+                    .and_then(|changed| if changed { st.audit(&event) } else { Ok(()) });
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }),
+            Backend::Fleet { fleet, detached } => {
+                let fleet = fleet.clone();
+                let _ = detached.send(Box::pin(async move {
+                    if let Err(e) = fleet.record(&info, status, &event, only_if_open).await {
+                        tracing::error!(error = %e, "cannot write the audit log");
+                    }
+                }));
+            }
+        }
+    }
+
+    fn audit_detached(&self, event: serde_json::Value) {
+        match self {
+            Backend::Local(w) => w.submit("an audit entry", move |st| {
+                if let Err(e) = st.audit(&event) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }),
+            Backend::Fleet { fleet, detached } => {
+                let fleet = fleet.clone();
+                let _ = detached.send(Box::pin(async move {
+                    if let Err(e) = fleet.audit(&event).await {
+                        tracing::error!(error = %e, "cannot write the audit log");
+                    }
+                }));
+            }
+        }
+    }
+
+    async fn flush(&self) {
+        match self {
+            Backend::Local(w) => {
+                let _ = w.run(|_| Ok(())).await;
+            }
+            Backend::Fleet { detached, .. } => {
+                let (done, wait) = oneshot::channel();
+                if detached
+                    .send(Box::pin(async move {
+                        let _ = done.send(());
+                    }))
+                    .is_ok()
+                {
+                    let _ = wait.await;
+                }
+            }
+        }
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        instance: &str,
+    ) -> Result<Option<ApprovalInfo>, String> {
+        match self {
+            Backend::Local(w) => {
+                let (id, by, instance) = (id.to_string(), by.to_string(), instance.to_string());
+                w.run(move |st| st.decide(&id, decision, &by, &instance))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => fleet.decide(id, decision, by).await,
+        }
+    }
+
+    async fn ending(&self, id: &str) -> Result<Option<Ending>, String> {
+        match self {
+            Backend::Local(w) => {
+                let id = id.to_string();
+                w.run(move |st| st.ending(&id))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => fleet.ending(id).await,
+        }
+    }
+
+    /// Approvals waiting for a human that this process can decide: its own (embedded store),
+    /// or every replica's (fleet).
+    async fn pending(&self, instance: &str) -> Result<Vec<ApprovalInfo>, String> {
+        match self {
+            Backend::Local(w) => {
+                let instance = instance.to_string();
+                let mut v = w.run(|st| st.pending()).await.map_err(|e| e.to_string())?;
+                v.retain(|i| i.instance.as_deref() == Some(instance.as_str()));
+                Ok(v)
+            }
+            Backend::Fleet { fleet, .. } => fleet.pending().await,
+        }
+    }
+
+    async fn grants(&self) -> Result<Vec<Grant>, String> {
+        match self {
+            Backend::Local(w) => w.run(|st| st.grants()).await.map_err(|e| e.to_string()),
+            Backend::Fleet { fleet, .. } => fleet.grants().await,
+        }
+    }
+
+    async fn grant_for(
+        &self,
+        agent: &str,
+        upstream: &str,
+        tool: &str,
+        args_sha256: &str,
+    ) -> Result<Option<Grant>, String> {
+        let now = now_secs();
+        match self {
+            Backend::Local(w) => {
+                let (agent, upstream, tool, args) = (
+                    agent.to_string(),
+                    upstream.to_string(),
+                    tool.to_string(),
+                    args_sha256.to_string(),
+                );
+                w.run(move |st| {
+                    Ok(st.grants()?.into_iter().find(|g| {
+                        g.agent == agent
+                            && g.upstream == upstream
+                            && g.tool == tool
+                            && g.expires_at.is_none_or(|e| e > now)
+                            && g.arguments_sha256.as_deref().is_none_or(|d| d == args)
+                    }))
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => {
+                fleet
+                    .grant_for(agent, upstream, tool, args_sha256, now)
+                    .await
+            }
+        }
+    }
+
+    async fn add_grant(&self, g: &Grant) -> Result<(), String> {
+        match self {
+            Backend::Local(w) => {
+                let g = g.clone();
+                w.run(move |st| st.add_grant(&g))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => fleet.add_grant(g).await,
+        }
+    }
+
+    async fn remove_grant(&self, id: &str) -> Result<bool, String> {
+        match self {
+            Backend::Local(w) => {
+                let id = id.to_string();
+                w.run(move |st| st.remove_grant(&id))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Fleet { fleet, .. } => fleet.remove_grant(id).await,
+        }
+    }
 }
 
 pub struct Broker {
-    pending: Mutex<HashMap<String, Pending>>,
+    held: Held,
     /// `None` (the store could not be opened): every approval is denied (fail closed).
-    store: Option<store::Worker>,
+    store: Option<Backend>,
+    /// What approvals held here are marked with: the pid (embedded store; a restart closes
+    /// only approvals whose process is gone) or the fleet replica's id.
+    instance: String,
     events: broadcast::Sender<String>,
     /// How long new grants live (`None`: until revoked) and whether they are narrowed to the
     /// exact arguments; from the config, swapped on reload.
     grant_policy: std::sync::RwLock<(Option<Duration>, bool)>,
-    webhooks: std::sync::RwLock<std::sync::Arc<webhook::Webhooks>>,
+    webhooks: std::sync::RwLock<Arc<webhook::Webhooks>>,
     /// The OpenClaw gateway held calls are also put to, if any (swapped on reload).
-    openclaw: std::sync::RwLock<Option<std::sync::Arc<crate::config::OpenClawChannel>>>,
+    openclaw: std::sync::RwLock<Option<Arc<crate::config::OpenClawChannel>>>,
+    /// The fleet's heartbeat, listener and writer tasks.
+    _tasks: Vec<crate::task::Owned>,
 }
 
 pub fn random_id(bytes: usize) -> String {
@@ -155,8 +396,8 @@ pub fn display_arguments(canonical: &str) -> String {
     format!("{}… ({} bytes in all)", &canonical[..end], canonical.len())
 }
 
-/// Removes the pending entry when the held call goes away without a decision (the agent
-/// cancelled, its session ended) and records that.
+/// Closes the approval when the held call goes away without a decision (the agent cancelled,
+/// its session ended) and records that.
 struct PendingGuard<'a> {
     broker: &'a Broker,
     id: String,
@@ -168,43 +409,151 @@ impl Drop for PendingGuard<'_> {
         if self.done {
             return;
         }
-        if let Some(p) = lock(&self.broker.pending).remove(&self.id) {
-            // Dropped, so nothing can wait here: recorded without waiting.
-            self.broker.emit_detached("approval.cancelled", &p.info);
+        if let Some(p) = lock(&self.broker.held).remove(&self.id) {
+            // Dropped, so nothing can wait here: recorded without waiting (unless a decision
+            // was recorded first: then it stands in the store, and nobody is left to apply it).
+            self.broker
+                .record_detached("approval.cancelled", &p.info, true);
             self.broker.notify_closed("approval.cancelled", &p.info);
         }
     }
 }
 
 impl Broker {
-    pub fn open(dir: PathBuf) -> Broker {
+    /// The broker of a serving instance: on the fleet's database when `[store] url` is set,
+    /// else on the embedded store in `dir`.
+    pub fn open(dir: PathBuf, cfg: &crate::config::Config) -> Broker {
+        match &cfg.store {
+            Some(settings) => Broker::on_fleet(settings.clone(), cfg.proxy.listen.to_string()),
+            None => Broker::local(dir),
+        }
+    }
+
+    fn local(dir: PathBuf) -> Broker {
         let store = match store::SqliteStore::open(&dir)
             .and_then(|s| store::Worker::start(Box::new(s)).map_err(store::StoreError::from))
         {
-            Ok(w) => Some(w),
+            Ok(w) => Some(Backend::Local(w)),
             Err(e) => {
                 tracing::error!(error = %e, "no approval store: every approval will be denied (fail closed)");
                 None
             }
         };
-        let (events, _) = broadcast::channel(256);
-        let broker = Broker {
-            pending: Mutex::new(HashMap::new()),
-            store,
-            events,
-            grant_policy: std::sync::RwLock::new((None, false)),
-            webhooks: std::sync::RwLock::new(std::sync::Arc::new(webhook::Webhooks::new(vec![]))),
-            openclaw: std::sync::RwLock::new(None),
-        };
+        let broker = Broker::with(store, std::process::id().to_string(), vec![]);
         broker.close_abandoned();
         broker
     }
 
-    /// Approvals a previous process left pending are closed as abandoned: their agents' calls
-    /// died with that process. (Several live instances may share the store: only approvals
-    /// whose process is gone should be closed — the store marks each with its instance below.)
+    fn on_fleet(settings: Arc<crate::config::StoreSettings>, listen: String) -> Broker {
+        let fleet = match (
+            postgres::Fleet::new(settings, Some(listen)),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (Ok(f), Ok(_)) => Arc::new(f),
+            (Err(e), _) => {
+                tracing::error!(error = %e, "no fleet store: every approval will be denied (fail closed)");
+                return Broker::with(None, String::new(), vec![]);
+            }
+            (_, Err(_)) => return Broker::with(None, String::new(), vec![]),
+        };
+        let mut tasks = fleet.start();
+        let (detached, mut queue) = tokio::sync::mpsc::unbounded_channel::<Detached>();
+        tasks.push(crate::task::spawn(
+            tracing::info_span!("fleet writer"),
+            async move {
+                while let Some(job) = queue.recv().await {
+                    job.await;
+                }
+            },
+        ));
+        let broker = Broker::with(
+            Some(Backend::Fleet {
+                fleet: fleet.clone(),
+                detached,
+            }),
+            fleet.replica(),
+            vec![],
+        );
+        // Decisions and closings from the database wake the calls held here; other
+        // replicas' events reach this replica's watchers.
+        let (held, events, mut notices) = (
+            broker.held.clone(),
+            broker.events.clone(),
+            fleet.subscribe(),
+        );
+        tasks.push(crate::task::spawn(
+            tracing::info_span!("fleet notices"),
+            async move {
+                loop {
+                    let ids: Vec<String> = match notices.recv().await {
+                        Ok(postgres::Notice::Closed(id)) => vec![id],
+                        Ok(postgres::Notice::Event(ev)) => {
+                            let _ = events.send(ev);
+                            continue;
+                        }
+                        // Notifications may have been missed: look at every call held here.
+                        Ok(postgres::Notice::Connected)
+                        | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            lock(&held).keys().cloned().collect()
+                        }
+                        Ok(postgres::Notice::Lost) => {
+                            let all: Vec<String> = lock(&held).keys().cloned().collect();
+                            for id in all {
+                                wake(&held, &id, Ending::Closed("abandoned".into()));
+                            }
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    for id in ids {
+                        if !lock(&held).contains_key(&id) {
+                            continue;
+                        }
+                        match fleet.ending(&id).await {
+                            Ok(Some(ending)) => wake(&held, &id, ending),
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(approval = %id, error = %e, "cannot read how an approval ended"),
+                        }
+                    }
+                }
+            },
+        ));
+        Broker {
+            _tasks: tasks,
+            ..broker
+        }
+    }
+
+    fn with(store: Option<Backend>, instance: String, tasks: Vec<crate::task::Owned>) -> Broker {
+        let (events, _) = broadcast::channel(256);
+        Broker {
+            held: Arc::default(),
+            store,
+            instance,
+            events,
+            grant_policy: std::sync::RwLock::new((None, false)),
+            webhooks: std::sync::RwLock::new(Arc::new(webhook::Webhooks::new(vec![]))),
+            openclaw: std::sync::RwLock::new(None),
+            _tasks: tasks,
+        }
+    }
+
+    /// The fleet's database, when this broker is on one.
+    pub fn fleet(&self) -> Option<&Arc<postgres::Fleet>> {
+        match &self.store {
+            Some(Backend::Fleet { fleet, .. }) => Some(fleet),
+            _ => None,
+        }
+    }
+
+    /// Approvals a previous process left pending in the embedded store are closed as
+    /// abandoned: their agents' calls died with that process. (Several live instances may
+    /// share the store: only approvals whose process is gone are closed.) A fleet's replicas
+    /// close those of replicas whose heartbeat lapsed instead.
     fn close_abandoned(&self) {
-        let Some(st) = &self.store else { return };
+        let Some(Backend::Local(st)) = &self.store else {
+            return;
+        };
         let events = self.events.clone();
         // On the store's thread, like every store access; queued first, so done before any
         // approval of this process is recorded.
@@ -221,7 +570,7 @@ impl Broker {
                     continue; // another live instance holds it
                 }
                 tracing::info!(approval = %info.id, "approval left pending by a previous process closed as abandoned");
-                let _ = st.approval(&info, "abandoned", None);
+                let _ = st.approval(&info, "abandoned", None, false);
                 let ev = serde_json::json!({"kind": "approval.abandoned", "approval": info});
                 let _ = events.send(ev.to_string());
                 if let Err(e) = st.audit(&ev) {
@@ -242,23 +591,22 @@ impl Broker {
     /// Sets the webhooks (at start and on every config reload).
     pub fn set_webhooks(&self, hooks: Vec<crate::config::Webhook>) {
         *self.webhooks.write().unwrap_or_else(|p| p.into_inner()) =
-            std::sync::Arc::new(webhook::Webhooks::new(hooks));
+            Arc::new(webhook::Webhooks::new(hooks));
     }
 
     /// Sets the OpenClaw approval channel (at start and on every config reload).
     pub fn set_openclaw(&self, channel: Option<crate::config::OpenClawChannel>) {
-        *self.openclaw.write().unwrap_or_else(|p| p.into_inner()) =
-            channel.map(std::sync::Arc::new);
+        *self.openclaw.write().unwrap_or_else(|p| p.into_inner()) = channel.map(Arc::new);
     }
 
-    fn openclaw(&self) -> Option<std::sync::Arc<crate::config::OpenClawChannel>> {
+    fn openclaw(&self) -> Option<Arc<crate::config::OpenClawChannel>> {
         self.openclaw
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn webhooks(&self) -> std::sync::Arc<webhook::Webhooks> {
+    fn webhooks(&self) -> Arc<webhook::Webhooks> {
         self.webhooks
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,37 +631,28 @@ impl Broker {
         self.events.subscribe()
     }
 
-    /// Records an event of an approval (its status and the audit log) and tells watchers. An
-    /// audit failure is returned so that the caller can deny.
+    /// Records an event of an approval (its status and the audit log) and tells watchers.
+    /// `only_if_open`: only while no decision or closing was recorded first (`Ok(false)`).
+    /// A store failure is returned so that the caller can deny.
     async fn emit(
         &self,
         kind: &str,
         info: &ApprovalInfo,
         extra: Option<serde_json::Value>,
-    ) -> Result<(), String> {
+        only_if_open: bool,
+    ) -> Result<bool, String> {
         let (ev, status) = self.event(kind, info, extra);
         let Some(st) = &self.store else {
             return Err("no approval store".into());
         };
-        let info = info.clone();
-        st.run(move |st| {
-            st.approval(&info, status, ev.get("detail"))?;
-            st.audit(&ev)
-        })
-        .await
-        .map_err(|e| e.to_string())
+        st.record(info, status, ev, only_if_open).await
     }
 
-    /// [`Broker::emit`] where nothing can wait (a held call dropped): queued, failures logged.
-    fn emit_detached(&self, kind: &str, info: &ApprovalInfo) {
+    /// [`Broker::emit`] where nothing can wait (a held call dropped).
+    fn record_detached(&self, kind: &str, info: &ApprovalInfo, only_if_open: bool) {
         let (ev, status) = self.event(kind, info, None);
         if let Some(st) = &self.store {
-            let info = info.clone();
-            st.submit("an approval event", move |st| {
-                if let Err(e) = st.approval(&info, status, None).and_then(|_| st.audit(&ev)) {
-                    tracing::error!(error = %e, "cannot write the audit log");
-                }
-            });
+            st.record_detached(info, status, ev, only_if_open);
         }
     }
 
@@ -344,50 +683,64 @@ impl Broker {
     pub fn audit(&self, event: serde_json::Value) {
         let _ = self.events.send(event.to_string());
         if let Some(st) = &self.store {
-            st.submit("an audit entry", move |st| {
-                if let Err(e) = st.audit(&event) {
-                    tracing::error!(error = %e, "cannot write the audit log");
-                }
-            });
+            st.audit_detached(event);
         }
     }
 
     /// Resolves once everything queued for the store before it is written (jobs run in order).
     pub async fn flush(&self) {
         if let Some(st) = &self.store {
-            let _ = st.run(|_| Ok(())).await;
+            st.flush().await;
         }
     }
 
-    pub fn list(&self) -> Vec<ApprovalInfo> {
-        let mut v: Vec<ApprovalInfo> = lock(&self.pending)
-            .values()
-            .map(|p| p.info.clone())
-            .collect();
+    /// Approvals waiting for a human that this process can decide (on a fleet: every
+    /// replica's), oldest first.
+    pub async fn list(&self) -> Result<Vec<ApprovalInfo>, String> {
+        let st = self.store.as_ref().ok_or("no approval store")?;
+        let mut v = st.pending(&self.instance).await?;
         v.sort_by_key(|i| i.created_at);
-        v
+        Ok(v)
     }
 
-    /// A human's decision. `channel` and `operator` go into the audit log.
-    pub fn decide(
+    /// Calls held by this process right now.
+    pub fn held(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// A human's decision. `channel` and `operator` go into the audit log. Recorded in the
+    /// store first — the first decision wins, and one that comes after the approval expired
+    /// or was cancelled is refused — then the held call wakes (on whichever replica holds it).
+    pub async fn decide(
         &self,
         id: &str,
         decision: Decision,
         channel: &str,
         operator: &str,
     ) -> Result<ApprovalInfo, String> {
-        let p = lock(&self.pending)
-            .remove(id)
+        self.decide_by(id, decision, format!("{channel}:{operator}"))
+            .await
+    }
+
+    /// [`Broker::decide`], `by` as the audit log names the decider.
+    async fn decide_by(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: String,
+    ) -> Result<ApprovalInfo, String> {
+        let st = self.store.as_ref().ok_or("no approval store")?;
+        let info = st
+            .decide(id, decision, &by, &self.instance)
+            .await?
             .ok_or_else(|| format!("no pending approval `{id}`"))?;
-        let info = p.info.clone();
-        let _ = p.tx.send((decision, format!("{channel}:{operator}")));
+        wake(&self.held, id, Ending::Decided(decision, by));
         Ok(info)
     }
 
-    /// An unexpired grant for (agent, upstream, tool).
     /// An unexpired grant for (agent, upstream, tool) — and these arguments, for a grant
-    /// narrowed to them. Read from the store each time, so a revocation (by any instance)
-    /// applies at once.
+    /// narrowed to them. Read from the store each time, so a revocation (by any instance or
+    /// replica) applies at once. A store that cannot answer grants nothing (fail closed).
     pub async fn grant_for(
         &self,
         agent: &str,
@@ -395,23 +748,20 @@ impl Broker {
         tool: &str,
         args_sha256: &str,
     ) -> Option<Grant> {
-        let now = now_secs();
-        self.grants().await.into_iter().find(|g| {
-            g.agent == agent
-                && g.upstream == upstream
-                && g.tool == tool
-                && g.expires_at.is_none_or(|e| e > now)
-                && g.arguments_sha256
-                    .as_deref()
-                    .is_none_or(|d| d == args_sha256)
-        })
+        let st = self.store.as_ref()?;
+        st.grant_for(agent, upstream, tool, args_sha256)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read grants");
+                None
+            })
     }
 
     pub async fn grants(&self) -> Vec<Grant> {
         let Some(st) = &self.store else {
             return vec![];
         };
-        st.run(|st| st.grants()).await.unwrap_or_else(|e| {
+        st.grants().await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read grants");
             vec![]
         })
@@ -421,11 +771,7 @@ impl Broker {
         let Some(st) = &self.store else {
             return false;
         };
-        let id_owned = id.to_string();
-        let removed = st
-            .run(move |st| st.remove_grant(&id_owned))
-            .await
-            .unwrap_or(false);
+        let removed = st.remove_grant(id).await.unwrap_or(false);
         if removed {
             self.audit(serde_json::json!({"kind": "grant.revoked", "grant": id}));
         }
@@ -436,11 +782,15 @@ impl Broker {
     /// (cancellation). Fails closed on any error.
     pub async fn request(&self, mut info: ApprovalInfo, expiry: Duration) -> Outcome {
         info.id = random_id(6);
-        info.instance = Some(std::process::id().to_string());
+        info.instance = Some(match self.fleet() {
+            Some(f) => f.replica(),
+            None => self.instance.clone(),
+        });
         info.created_at = now_secs();
         info.expires_at = info.created_at + expiry.as_secs();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(
+        let deadline = tokio::time::Instant::now() + expiry;
+        let (tx, mut rx) = oneshot::channel();
+        lock(&self.held).insert(
             info.id.clone(),
             Pending {
                 info: info.clone(),
@@ -452,22 +802,33 @@ impl Broker {
             id: info.id.clone(),
             done: false,
         };
-        if let Err(e) = self.emit("approval.requested", &info, None).await {
-            lock(&self.pending).remove(&info.id);
+        // Ends the approval here without a decision: no longer held, and recorded.
+        let fail = |guard: &mut PendingGuard<'_>| {
             guard.done = true;
-            return Outcome::Failed(e);
+            lock(&self.held).remove(&info.id);
+        };
+        match self.emit("approval.requested", &info, None, false).await {
+            Ok(true) => {}
+            Ok(false) => {
+                fail(&mut guard);
+                return Outcome::Failed("approval id collision".into());
+            }
+            Err(e) => {
+                fail(&mut guard);
+                return Outcome::Failed(e);
+            }
         }
         tracing::info!(approval = %info.id, agent = %info.agent, upstream = %info.upstream, tool = %info.tool, "call held for approval");
         // A configured channel that cannot be reached means no human will hear of this: deny.
         let hooks = self.webhooks();
         if !hooks.deliver("approval.requested", &info).await {
-            guard.done = true;
-            lock(&self.pending).remove(&info.id);
+            fail(&mut guard);
             let _ = self
                 .emit(
                     "approval.failed",
                     &info,
                     Some(serde_json::json!({"reason": "no webhook accepted the event"})),
+                    true,
                 )
                 .await;
             return Outcome::Failed("no approval channel could be reached".into());
@@ -479,14 +840,14 @@ impl Broker {
             Some(ch) => match openclaw::open(&ch, &info, expiry).await {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    guard.done = true;
-                    lock(&self.pending).remove(&info.id);
+                    fail(&mut guard);
                     tracing::warn!(approval = %info.id, "OpenClaw approval channel: {e}");
                     let _ = self
                         .emit(
                             "approval.failed",
                             &info,
                             Some(serde_json::json!({"reason": format!("OpenClaw: {e}")})),
+                            true,
                         )
                         .await;
                     self.notify_closed("approval.failed", &info);
@@ -494,38 +855,65 @@ impl Broker {
                 }
             },
         };
-        let from_openclaw = async {
-            match openclaw.as_mut() {
-                Some(t) => t.decision().await,
-                None => std::future::pending().await,
+        let ending = {
+            let mut from_openclaw = Box::pin(async {
+                match openclaw.as_mut() {
+                    Some(t) => t.decision().await,
+                    None => std::future::pending().await,
+                }
+            });
+            let mut asked_openclaw = false;
+            loop {
+                tokio::select! {
+                    r = &mut rx => break r.unwrap_or(Ending::Closed("closed without a decision".into())),
+                    d = &mut from_openclaw, if !asked_openclaw => {
+                        // Recorded like any decision (the first one wins); the winner's
+                        // decision then arrives on `rx`.
+                        asked_openclaw = true;
+                        if let Err(e) = self.decide_by(&info.id, d, "openclaw".into()).await {
+                            tracing::info!(approval = %info.id, "OpenClaw's decision came second: {e}");
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        match self.emit("approval.expired", &info, None, true).await {
+                            Ok(true) => {
+                                fail(&mut guard);
+                                self.notify_closed("approval.expired", &info);
+                                return Outcome::Expired;
+                            }
+                            // A decision (or a closing) was recorded first: it stands.
+                            Ok(false) => match self.ending(&info.id).await {
+                                Some(e) => break e,
+                                None => {
+                                    fail(&mut guard);
+                                    return Outcome::Failed("the approval's ending could not be read".into());
+                                }
+                            },
+                            Err(e) => {
+                                fail(&mut guard);
+                                return Outcome::Failed(e);
+                            }
+                        }
+                    }
+                }
             }
         };
-        let decided = tokio::select! {
-            r = rx => r.ok(),
-            d = from_openclaw => {
-                // Decided in OpenClaw: no longer pending here.
-                lock(&self.pending).remove(&info.id);
-                Some((d, "openclaw".to_string()))
-            }
-            _ = tokio::time::sleep(expiry) => {
-                guard.done = true;
-                lock(&self.pending).remove(&info.id);
-                let _ = self.emit("approval.expired", &info, None).await;
-                self.notify_closed("approval.expired", &info);
-                return Outcome::Expired;
+        lock(&self.held).remove(&info.id);
+        guard.done = true;
+        let (decision, by) = match ending {
+            Ending::Decided(d, by) => (d, by),
+            Ending::Closed(status) => {
+                tracing::warn!(approval = %info.id, status = %status, "approval closed without a decision");
+                return Outcome::Failed(format!("the approval was closed ({status})"));
             }
         };
-        if let (Some(t), Some((d, _))) = (openclaw.as_mut(), &decided) {
-            t.settle(*d);
+        if let Some(t) = openclaw.as_mut() {
+            t.settle(decision);
         }
         drop(openclaw);
-        let Some((decision, by)) = decided else {
-            return Outcome::Failed("approval closed without a decision".into());
-        };
-        guard.done = true;
         self.notify_closed("approval.decided", &info);
         let detail = Some(serde_json::json!({"decision": decision, "by": by}));
-        if let Err(e) = self.emit("approval.decided", &info, detail).await {
+        if let Err(e) = self.emit("approval.decided", &info, detail, false).await {
             return Outcome::Failed(e);
         }
         match decision {
@@ -542,8 +930,7 @@ impl Broker {
                     arguments_sha256: self.grant_policy().1.then(|| info.arguments_sha256.clone()),
                 };
                 if let Some(st) = &self.store {
-                    let g = grant.clone();
-                    if let Err(e) = st.run(move |st| st.add_grant(&g)).await {
+                    if let Err(e) = st.add_grant(&grant).await {
                         tracing::error!(error = %e, "cannot store the grant");
                     }
                 }
@@ -551,6 +938,13 @@ impl Broker {
                 Outcome::Allowed { always: true }
             }
         }
+    }
+
+    /// How approval `id` ended, from the store (after an update found it no longer open).
+    async fn ending(&self, id: &str) -> Option<Ending> {
+        let st = self.store.as_ref()?;
+        // Woken meanwhile by the decision itself (recorded by this process)?
+        st.ending(id).await.ok().flatten()
     }
 }
 
@@ -579,14 +973,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expires_on_paused_time_and_is_audited() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Broker::open(dir.path().to_path_buf());
+        let b = Broker::local(dir.path().to_path_buf());
         let started = tokio::time::Instant::now();
         assert_eq!(
             b.request(info(), Duration::from_secs(600)).await,
             Outcome::Expired
         );
         assert!(started.elapsed() >= Duration::from_secs(600));
-        assert!(b.list().is_empty());
+        assert!(b.list().await.unwrap().is_empty());
         let rows = store::audit_rows(dir.path()).unwrap();
         let log: String = rows.iter().map(|r| r.event.clone()).collect();
         assert!(log.contains("approval.requested") && log.contains("approval.expired"));
@@ -595,22 +989,29 @@ mod tests {
 
     /// A broker on `dir` and a call it holds (already pending).
     async fn held_call(dir: &std::path::Path) -> (Arc<Broker>, tokio::task::JoinHandle<Outcome>) {
-        let b = Arc::new(Broker::open(dir.to_path_buf()));
+        let b = Arc::new(Broker::local(dir.to_path_buf()));
         let b2 = b.clone();
         let held = tokio::spawn(async move { b2.request(info(), Duration::from_secs(600)).await });
-        while b.list().is_empty() {
+        while b.list().await.unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
         (b, held)
     }
 
-    #[tokio::test(start_paused = true)]
+    // Real time: the store's thread is outside the runtime, and paused time would run on to
+    // the expiry while the decision is being written.
+    #[tokio::test]
     async fn decisions_wake_the_held_call_and_allow_always_grants() {
         let dir = tempfile::tempdir().unwrap();
         let (b, held) = held_call(dir.path()).await;
-        let id = b.list()[0].id.clone();
-        assert!(b.decide("nope", Decision::Deny, "test", "me").is_err());
-        b.decide(&id, Decision::AllowAlways, "test", "me").unwrap();
+        let id = b.list().await.unwrap()[0].id.clone();
+        assert!(b
+            .decide("nope", Decision::Deny, "test", "me")
+            .await
+            .is_err());
+        b.decide(&id, Decision::AllowAlways, "test", "me")
+            .await
+            .unwrap();
         assert_eq!(held.await.unwrap(), Outcome::Allowed { always: true });
         assert!(b.grant_for("a", "u", "t", "0").await.is_some());
         assert!(b.grant_for("a", "u", "other", "0").await.is_none());
@@ -619,13 +1020,14 @@ mod tests {
         assert!(b.grant_for("a", "u", "t", "0").await.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn dropping_the_held_call_cancels_the_approval() {
         let dir = tempfile::tempdir().unwrap();
         let (b, held) = held_call(dir.path()).await;
         held.abort();
         let _ = held.await;
-        assert!(b.list().is_empty());
+        b.flush().await;
+        assert!(b.list().await.unwrap().is_empty());
         b.flush().await;
         let log: String = store::audit_rows(dir.path())
             .unwrap()

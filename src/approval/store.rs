@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{audit, ApprovalInfo, Grant};
+use super::{audit, ApprovalInfo, Decision, Ending, Grant};
 use crate::util::lock;
 
 pub const FILE: &str = "warden.db";
@@ -35,13 +35,25 @@ pub trait Store: Send + Sync {
     /// Appends one event to the hash-chained audit log.
     fn audit(&self, event: &Value) -> Result<(), StoreError>;
     /// Records an approval and its status (`pending`, `decided`, `expired`, `cancelled`,
-    /// `abandoned`, `failed`).
+    /// `abandoned`, `failed`). `only_if_open`: only while no decision or closing was recorded
+    /// first; returns whether anything changed.
     fn approval(
         &self,
         info: &ApprovalInfo,
         status: &str,
         detail: Option<&Value>,
-    ) -> Result<(), StoreError>;
+        only_if_open: bool,
+    ) -> Result<bool, StoreError>;
+    /// Records a decision on an open approval held by `instance` (the first one wins).
+    fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        instance: &str,
+    ) -> Result<Option<ApprovalInfo>, StoreError>;
+    /// How an approval ended, if it has.
+    fn ending(&self, id: &str) -> Result<Option<Ending>, StoreError>;
     /// Approvals still `pending` (left by a process that stopped, when called at start).
     fn pending(&self) -> Result<Vec<ApprovalInfo>, StoreError>;
     fn grants(&self) -> Result<Vec<Grant>, StoreError>;
@@ -143,8 +155,15 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS grants (
                  id TEXT PRIMARY KEY, grant_json TEXT NOT NULL);",
         )?;
+        // Decisions are recorded before the held call applies them (the first one wins).
+        if !has_column(&conn, "approvals", "decision")? {
+            conn.execute_batch(
+                "ALTER TABLE approvals ADD COLUMN decision TEXT;
+                 ALTER TABLE approvals ADD COLUMN decided_by TEXT;",
+            )?;
+        }
         // Entries from before the chain was keyed stay as they were (keyed = 0).
-        if !has_keyed_column(&conn)? {
+        if !has_column(&conn, "audit", "keyed")? {
             conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
         }
         let secret = super::control::secret(dir).map_err(|e| StoreError(e.to_string()))?;
@@ -173,9 +192,9 @@ impl SqliteStore {
     }
 }
 
-fn has_keyed_column(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info('audit') WHERE name = 'keyed'")?;
-    stmt.exists([])
+fn has_column(conn: &rusqlite::Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?;
+    stmt.exists([table, column])
 }
 
 /// The audit checkpoint in `dir`: `Ok(None)` when there is none, `Err` when it is unreadable.
@@ -281,14 +300,72 @@ impl Store for SqliteStore {
         info: &ApprovalInfo,
         status: &str,
         detail: Option<&Value>,
-    ) -> Result<(), StoreError> {
+        only_if_open: bool,
+    ) -> Result<bool, StoreError> {
         let info_json = serde_json::to_string(info).map_err(|e| StoreError(e.to_string()))?;
-        lock(&self.conn).execute(
-            "INSERT INTO approvals (id, info, status, detail, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET status = excluded.status, detail = excluded.detail, updated_at = excluded.updated_at",
+        let only = if only_if_open {
+            " WHERE approvals.status = 'pending' AND approvals.decision IS NULL"
+        } else {
+            ""
+        };
+        let n = lock(&self.conn).execute(
+            &format!("INSERT INTO approvals (id, info, status, detail, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, detail = excluded.detail, updated_at = excluded.updated_at{only}"),
             rusqlite::params![info.id, info_json, status, detail.map(|d| d.to_string()), crate::util::now_secs() as i64],
         )?;
-        Ok(())
+        Ok(n > 0)
+    }
+
+    fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        instance: &str,
+    ) -> Result<Option<ApprovalInfo>, StoreError> {
+        let decision = serde_json::to_value(decision)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let conn = lock(&self.conn);
+        let info: Option<String> = conn
+            .query_row(
+                "UPDATE approvals SET decision = ?2, decided_by = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status = 'pending' AND decision IS NULL
+                   AND json_extract(info, '$.instance') = ?5
+                 RETURNING info",
+                rusqlite::params![id, decision, by, crate::util::now_secs() as i64, instance],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        Ok(info.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    fn ending(&self, id: &str) -> Result<Option<Ending>, StoreError> {
+        let conn = lock(&self.conn);
+        let row: Option<(String, Option<String>, Option<String>)> = conn
+            .query_row(
+                "SELECT status, decision, decided_by FROM approvals WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let Some((status, decision, by)) = row else {
+            return Ok(Some(Ending::Closed("unknown".into())));
+        };
+        Ok(match decision.and_then(|d| d.parse::<Decision>().ok()) {
+            Some(d) => Some(Ending::Decided(d, by.unwrap_or_default())),
+            None if status == "pending" => None,
+            None => Some(Ending::Closed(status)),
+        })
     }
 
     fn pending(&self) -> Result<Vec<ApprovalInfo>, StoreError> {
@@ -347,7 +424,7 @@ pub fn audit_rows(dir: &Path) -> Result<Vec<audit::Row>, String> {
     )
     .map_err(|e| e.to_string())?;
     // A log never opened by a version with keyed entries has no `keyed` column: all legacy.
-    let keyed = if has_keyed_column(&conn).map_err(|e| e.to_string())? {
+    let keyed = if has_column(&conn, "audit", "keyed").map_err(|e| e.to_string())? {
         "keyed"
     } else {
         "0"

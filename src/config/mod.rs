@@ -66,6 +66,31 @@ pub struct Config {
     pub operators: Vec<Operator>,
     /// `[auth.oidc]`: HTTP callers identified by JWT access tokens of an identity provider.
     pub oidc: Option<Arc<OidcSettings>>,
+    /// `[store]`: a PostgreSQL database shared by a fleet of replicas; `None`: the embedded
+    /// SQLite database in the state directory.
+    pub store: Option<Arc<StoreSettings>>,
+}
+
+/// `[store]`: approvals, decisions, grants and the audit log in PostgreSQL, shared by every
+/// replica that names the same database (start-up only: a reload keeps the store it started
+/// with).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// The connection (`postgres://user:password@host:port/db?sslmode=require|disable`, with
+    /// `${VAR}` expanded); the password inside stays redacted in every log and message.
+    pub url: Secret,
+    /// The database as logs may name it (`host:port/db`, no user or password).
+    pub display: String,
+    /// PEM CA certificates trusted for the database's TLS certificate instead of the web PKI.
+    pub ca: Option<PathBuf>,
+    /// The fleet's shared secret (from `secret_env`): the audit chain's key, the same on
+    /// every replica so that one chain verifies.
+    pub secret: Secret,
+    pub pool_size: usize,
+    /// How often a replica says it is alive.
+    pub heartbeat: Duration,
+    /// A replica silent this long is gone: the approvals it held are closed as abandoned.
+    pub lapse: Duration,
 }
 
 /// `[auth.oidc]`: mcp-warden as an OAuth 2.1 resource server. A JWT access token issued by

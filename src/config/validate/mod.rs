@@ -11,6 +11,7 @@ mod agent;
 mod approvals;
 mod auth;
 mod proxy;
+mod store;
 mod tools;
 mod upstream;
 
@@ -347,6 +348,7 @@ const TOP_KEYS: &[&str] = &[
     "approvals",
     "operators",
     "auth",
+    "store",
 ];
 
 /// A name usable in exposed tool names and log fields.
@@ -457,6 +459,10 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
     if oidc.is_some() && !agents.iter().any(|a| !a.claims.is_empty()) {
         cx.err("auth.oidc", "no agent has a `match`: name the agents its tokens identify ([agents.NAME] match = { sub = \"…\" })");
     }
+    let store = top
+        .table(&mut cx, "store")
+        .and_then(|t| store::store(&mut cx, t))
+        .map(std::sync::Arc::new);
     let operators = match top.table(&mut cx, "operators") {
         Some(t) => approvals::operators(&mut cx, t),
         None => vec![],
@@ -523,6 +529,7 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
             approvals,
             operators,
             oidc,
+            store,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -609,6 +616,7 @@ mod tests {
             ("approvals.openclaw", super::approvals::OPENCLAW_KEYS),
             ("auth", super::auth::AUTH_KEYS),
             ("auth.oidc", super::auth::OIDC_KEYS),
+            ("store", super::store::STORE_KEYS),
         ] {
             for k in keys {
                 let quoted = format!("`{k}`");

@@ -3,7 +3,9 @@
 use super::*;
 
 /// Readiness for orchestrators: 503 until every `required` upstream has completed a handshake
-/// (and whenever its last probe failed); warnings name unsafe settings in force.
+/// (and whenever its last probe failed), and while a fleet's database does not answer (then
+/// calls that need approvals or grants are refused, plain calls still flow: a load balancer
+/// should check `/healthz`, see the README); warnings name unsafe settings in force.
 pub(super) async fn readyz(State(front): State<Front>) -> Response {
     let cfg = front.cfg();
     let mut warnings = vec![];
@@ -23,12 +25,25 @@ pub(super) async fn readyz(State(front): State<Front>) -> Response {
         ready &= state.get("up") == Some(&serde_json::Value::Bool(true));
         upstreams.insert(u.name.clone(), state);
     }
-    let body = serde_json::json!({
+    let store = match front.inner.shared.broker.as_ref().and_then(|b| b.fleet()) {
+        None => None,
+        Some(fleet) => Some(match fleet.ping().await {
+            Ok(()) => serde_json::json!({"up": true, "replica": fleet.replica()}),
+            Err(e) => {
+                ready = false;
+                serde_json::json!({"up": false, "error": e})
+            }
+        }),
+    };
+    let mut body = serde_json::json!({
         "ready": ready,
         "sessions": front.session_count(),
         "required": upstreams,
         "warnings": warnings,
     });
+    if let (Some(store), Some(obj)) = (store, body.as_object_mut()) {
+        obj.insert("store".into(), store);
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -50,7 +65,7 @@ pub(super) async fn metrics(State(front): State<Front>) -> Response {
         .shared
         .broker
         .as_ref()
-        .map_or(0, |b| b.list().len() as u64);
+        .map_or(0, |b| b.held() as u64);
     let text = crate::metrics::METRICS.render(front.session_count() as u64, pending);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
