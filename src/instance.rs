@@ -25,6 +25,8 @@ pub struct Instance {
     /// Remote operators' credentials (shared with the control endpoints; swapped on reload).
     pub operators: crate::approval::control::Operators,
     _control: Option<crate::task::Owned>,
+    /// A fleet's pin reloads, on its database's notifications.
+    _pin_sync: Option<crate::task::Owned>,
 }
 
 impl Instance {
@@ -49,9 +51,39 @@ impl Instance {
                 false
             }
         };
-        let pins = usable.then(|| Arc::new(crate::pins::PinStore::open(dir.clone())));
+        // A fleet's pins are its database's, for operator commands too (`tools accept`).
+        let pins = usable.then(|| {
+            Arc::new(match &cfg.store {
+                Some(settings) => crate::pins::PinStore::open_fleet(settings.clone()),
+                None => crate::pins::PinStore::open(dir.clone()),
+            })
+        });
         let broker =
             (usable && serving).then(|| Arc::new(crate::approval::Broker::open(dir.clone(), cfg)));
+        let pin_sync = match (&pins, broker.as_ref().and_then(|b| b.fleet())) {
+            (Some(pins), Some(fleet)) => {
+                let (pins, mut notices) = (pins.clone(), fleet.subscribe());
+                Some(crate::task::spawn(
+                    tracing::info_span!("fleet pins"),
+                    async move {
+                        use crate::approval::postgres::Notice;
+                        loop {
+                            match notices.recv().await {
+                                Ok(Notice::Pins(from)) => pins.reload(Some(&from)),
+                                // Notifications may have been missed.
+                                Ok(Notice::Connected)
+                                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    pins.reload(None)
+                                }
+                                Ok(_) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                            }
+                        }
+                    },
+                ))
+            }
+            _ => None,
+        };
         let operators: crate::approval::control::Operators = Arc::default();
         let control = match (&broker, tokio::runtime::Handle::try_current()) {
             (Some(b), Ok(_)) => {
@@ -71,6 +103,7 @@ impl Instance {
             broker,
             operators,
             _control: control,
+            _pin_sync: pin_sync,
         };
         instance.apply_settings(cfg);
         instance

@@ -12,7 +12,10 @@
 //! pinned afresh when next listed).
 //!
 //! The file is re-read when it changes on disk (an operator's `accept` reaches running
-//! instances) and written atomically.
+//! instances) and written atomically. A fleet (`[store]`) keeps its pins in its database
+//! instead, so that every replica agrees: each replica loads them at start, records a tool it
+//! sees first there (the first replica's pin wins; a replica that lost that race loads the
+//! winner's), and reloads them when another replica records or accepts one (`NOTIFY`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -166,75 +169,157 @@ struct Inner {
     verified: HashMap<String, Remembered, Fast>,
     /// New pins recorded since the file was last written.
     dirty: bool,
+    /// Pins recorded or accepted since the last save, for a fleet's database (which takes
+    /// them one by one, not as a whole file).
+    fresh: Vec<Fresh>,
     /// Writes handed to the writer thread, and the last one it finished: while one is
     /// pending, memory is newer than the file, which is then not re-read.
     queued: u64,
     written: u64,
 }
 
+/// A pin to write to a fleet's database: `accepted` replaces the fleet's pin, otherwise it is
+/// recorded only if the fleet has none yet.
+pub struct Fresh {
+    pub upstream: String,
+    pub tool: String,
+    pub pin: Pin,
+    pub accepted: bool,
+}
+
+/// What the writer thread does.
+enum Job {
+    /// Write the pin file (the embedded case).
+    File(u64, Vec<u8>),
+    /// Write pins to the fleet's database.
+    Rows(u64, Vec<Fresh>),
+    /// Load the fleet's pins (at start, and when another replica changed them); `done` is
+    /// told when it is loaded (or could not be).
+    Reload(Option<std::sync::mpsc::Sender<()>>),
+}
+
 pub struct PinStore {
-    dir: PathBuf,
+    /// The state directory (pin file), or `None` for a fleet's database.
+    dir: Option<PathBuf>,
     inner: std::sync::Arc<Mutex<Inner>>,
-    /// The pin file is written (and fsynced) on a thread of its own, never on the event loop.
-    writer: Option<std::sync::mpsc::Sender<(u64, Vec<u8>)>>,
+    /// Pins are written (and fsynced, or sent to the database) on a thread of their own, never
+    /// on the event loop.
+    writer: Option<std::sync::mpsc::Sender<Job>>,
     /// Signalled by the writer after each write.
     wrote: std::sync::Arc<std::sync::Condvar>,
     /// (upstream, tool, digest) changes already logged, to log each once.
     warned: Mutex<HashSet<(String, String, String)>>,
+    /// Names this store in the fleet's pin notifications (its own are not reloaded).
+    id: String,
 }
 
 impl PinStore {
     pub fn open(dir: PathBuf) -> PinStore {
         let inner = std::sync::Arc::new(Mutex::new(Inner::default()));
-        let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
         let wrote = std::sync::Arc::new(std::sync::Condvar::new());
         let (wdir, winner, wsignal) = (dir.clone(), inner.clone(), wrote.clone());
-        let writer = std::thread::Builder::new()
-            .name("mcp-warden-pins".into())
-            .spawn(move || {
-                // Ends when the store (the only sender) is dropped.
-                while let Ok((n, bytes)) = rx.recv() {
-                    let stamp = match crate::state::write_atomic(&wdir, FILE, &bytes) {
-                        Ok(p) => std::fs::metadata(&p).ok().and_then(|m| Stamp::of(&m)),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot write the tool pin file");
-                            None
-                        }
-                    };
-                    let mut inner = lock(&winner);
-                    inner.written = n;
-                    if n == inner.queued {
-                        inner.stamp = stamp;
-                    }
-                    drop(inner);
-                    wsignal.notify_all();
+        let writer = spawn_writer(move |job| {
+            let Job::File(n, bytes) = job else { return };
+            let stamp = match crate::state::write_atomic(&wdir, FILE, &bytes) {
+                Ok(p) => std::fs::metadata(&p).ok().and_then(|m| Stamp::of(&m)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write the tool pin file");
+                    None
                 }
-            })
-            .map_err(|e| tracing::error!(error = %e, "cannot start the pin writer: new pins are kept in memory only"))
-            .ok()
-            .map(|_| tx);
+            };
+            let mut inner = lock(&winner);
+            inner.written = n;
+            if n == inner.queued {
+                inner.stamp = stamp;
+            }
+            drop(inner);
+            wsignal.notify_all();
+        });
         let store = PinStore {
-            dir,
+            dir: Some(dir),
             inner,
             writer,
             wrote,
             warned: Mutex::new(HashSet::new()),
+            id: String::new(),
         };
         store.reload_if_changed(&mut lock(&store.inner));
         store
     }
 
-    fn path(&self) -> PathBuf {
-        self.dir.join(FILE)
+    /// The pins of a fleet, in its database: loaded before this returns (waiting at most a
+    /// few seconds: a database that is down leaves the replica with no pins until it is back,
+    /// when they are loaded and checked against again).
+    pub fn open_fleet(settings: std::sync::Arc<crate::config::StoreSettings>) -> PinStore {
+        let inner = std::sync::Arc::new(Mutex::new(Inner::default()));
+        let wrote = std::sync::Arc::new(std::sync::Condvar::new());
+        let id = crate::approval::random_id(6);
+        let (winner, wsignal, wid) = (inner.clone(), wrote.clone(), id.clone());
+        let mut db = crate::approval::postgres::PinDb::new(settings, wid);
+        let writer = spawn_writer(move |job| match job {
+            Job::Rows(n, rows) => {
+                let lost = match db.save(&rows) {
+                    Ok(lost) => lost,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record tool pins in the fleet's database; retried with the next ones");
+                        lock(&winner).fresh.extend(rows);
+                        false
+                    }
+                };
+                // Another replica pinned one of these first: its pin is the fleet's.
+                if lost {
+                    load(&mut db, &winner);
+                }
+                lock(&winner).written = n;
+                wsignal.notify_all();
+            }
+            Job::Reload(done) => {
+                load(&mut db, &winner);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            Job::File(..) => {}
+        });
+        let store = PinStore {
+            dir: None,
+            inner,
+            writer,
+            wrote,
+            warned: Mutex::new(HashSet::new()),
+            id,
+        };
+        let (done, loaded) = std::sync::mpsc::channel();
+        if store.send(Job::Reload(Some(done))) {
+            let _ = loaded.recv_timeout(std::time::Duration::from_secs(6));
+        }
+        store
+    }
+
+    /// Loads the fleet's pins again (another replica recorded or accepted one: `from` names
+    /// the store that did, and this store's own notifications are skipped; `None`: notices
+    /// may have been missed).
+    pub fn reload(&self, from: Option<&str>) {
+        if self.dir.is_none() && from != Some(self.id.as_str()) {
+            self.send(Job::Reload(None));
+        }
+    }
+
+    fn send(&self, job: Job) -> bool {
+        match &self.writer {
+            Some(w) => w.send(job).is_ok(),
+            None => false,
+        }
     }
 
     /// Re-reads the pin file if it changed on disk (another instance, or an operator's
     /// `accept`).
     fn reload_if_changed(&self, inner: &mut Inner) {
+        let Some(dir) = &self.dir else { return };
         if inner.written < inner.queued {
             return; // our own write is on its way: memory is newer
         }
-        let path = self.path();
+        let path = dir.join(FILE);
         let stamp = std::fs::symlink_metadata(&path)
             .ok()
             .filter(|m| m.file_type().is_file())
@@ -257,17 +342,25 @@ impl PinStore {
         }
     }
 
-    /// Hands the pins to the writer thread, which writes them atomically and remembers the
-    /// file's new modification time.
+    /// Hands the pins to the writer thread: the whole file, atomically (its new modification
+    /// time remembered), or the new ones to the fleet's database.
     fn save(&self, inner: &mut Inner) {
         inner.dirty = false;
-        let bytes = match serde_json::to_vec_pretty(&inner.file) {
-            Ok(b) => b,
-            Err(e) => return tracing::error!(error = %e, "cannot serialise tool pins"),
+        let fresh = std::mem::take(&mut inner.fresh);
+        let n = inner.queued + 1;
+        let job = if self.dir.is_some() {
+            match serde_json::to_vec_pretty(&inner.file) {
+                Ok(b) => Job::File(n, b),
+                Err(e) => return tracing::error!(error = %e, "cannot serialise tool pins"),
+            }
+        } else {
+            Job::Rows(n, fresh)
         };
-        let Some(w) = &self.writer else { return };
-        inner.queued += 1;
-        if w.send((inner.queued, bytes)).is_err() {
+        if self.writer.is_none() {
+            return;
+        }
+        inner.queued = n;
+        if !self.send(job) {
             inner.queued -= 1;
             tracing::error!("the pin writer stopped: new pins are kept in memory only");
         }
@@ -314,12 +407,19 @@ impl PinStore {
         let mut inner = lock(&self.inner);
         self.reload_if_changed(&mut inner);
         inner.verified.clear();
+        let pin = pin_of(tool);
+        inner.fresh.push(Fresh {
+            upstream: upstream.to_string(),
+            tool: tool_name.to_string(),
+            pin: pin.clone(),
+            accepted: true,
+        });
         inner
             .file
             .upstreams
             .entry(upstream.to_string())
             .or_default()
-            .insert(tool_name.to_string(), pin_of(tool));
+            .insert(tool_name.to_string(), pin);
         self.save(&mut inner);
         drop(inner);
         self.flush();
@@ -335,6 +435,52 @@ impl PinStore {
             .and_then(|t| t.get(tool_name))
             .cloned()
     }
+}
+
+/// Starts the thread that writes pins (it ends when the store, the only sender, is dropped).
+fn spawn_writer(mut run: impl FnMut(Job) + Send + 'static) -> Option<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("mcp-warden-pins".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                run(job);
+            }
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot start the pin writer: new pins are kept in memory only"))
+        .ok()
+        .map(|_| tx)
+}
+
+/// Replaces the pins in memory with the fleet's (keeping those not written there yet).
+fn load(db: &mut crate::approval::postgres::PinDb, inner: &Mutex<Inner>) {
+    let rows = match db.load() {
+        Ok(rows) => rows,
+        Err(e) => {
+            return tracing::error!(error = %e, "cannot load the fleet's tool pins; loaded again when the database is back")
+        }
+    };
+    let mut file = PinFile::default();
+    for (upstream, tool, digest, definition) in rows {
+        let definition = serde_json::from_str(&definition).unwrap_or(Value::Null);
+        file.upstreams
+            .entry(upstream)
+            .or_default()
+            .insert(tool, Pin { digest, definition });
+    }
+    let mut inner = lock(inner);
+    // Not written there yet: an accepted pin replaces the fleet's, a first-seen one only
+    // stands where the fleet has none.
+    for f in &inner.fresh {
+        let tools = file.upstreams.entry(f.upstream.clone()).or_default();
+        if f.accepted {
+            tools.insert(f.tool.clone(), f.pin.clone());
+        } else {
+            tools.entry(f.tool.clone()).or_insert_with(|| f.pin.clone());
+        }
+    }
+    inner.file = file;
+    inner.verified.clear();
 }
 
 /// Pin checks of a list of tools under one lock ([`PinStore::batch`]); new pins are written
@@ -354,6 +500,7 @@ impl Batch<'_> {
             pos: 0,
             file: &mut inner.file,
             dirty: &mut inner.dirty,
+            fresh: &mut inner.fresh,
             warned: &self.store.warned,
         }
     }
@@ -375,6 +522,7 @@ pub struct UpstreamPins<'b> {
     pos: usize,
     file: &'b mut PinFile,
     dirty: &'b mut bool,
+    fresh: &'b mut Vec<Fresh>,
     warned: &'b Mutex<HashSet<(String, String, String)>>,
 }
 
@@ -430,6 +578,12 @@ impl UpstreamPins<'_> {
                 Verdict::Changed { pinned, current }
             }
             None => {
+                self.fresh.push(Fresh {
+                    upstream: self.name.to_string(),
+                    tool: tool_name.to_string(),
+                    pin: current.clone(),
+                    accepted: false,
+                });
                 self.file
                     .upstreams
                     .entry(self.name.to_string())

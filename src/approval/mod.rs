@@ -496,6 +496,8 @@ impl Broker {
                         | Err(broadcast::error::RecvError::Lagged(_)) => {
                             lock(&held).keys().cloned().collect()
                         }
+                        // For the tool pins (see Instance).
+                        Ok(postgres::Notice::Pins(_)) => continue,
                         Ok(postgres::Notice::Lost) => {
                             let all: Vec<String> = lock(&held).keys().cloned().collect();
                             for id in all {

@@ -35,16 +35,19 @@ pub enum Notice {
     Connected,
     /// The others declared this replica gone (its heartbeat lapsed) and closed what it held.
     Lost,
+    /// Tool pins were recorded or accepted (by the pin store named).
+    Pins(String),
 }
 
 const LOCK_MIGRATE: i64 = 0x6d77_0001;
 const LOCK_REAP: i64 = 0x6d77_0002;
 
 /// The schema, one step per version; a database newer than the last step is refused.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "fleet: replicas, approvals, grants, audit",
-    "CREATE TABLE replicas (
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "fleet: replicas, approvals, grants, audit",
+        "CREATE TABLE replicas (
          id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL, version text NOT NULL,
          listen text, started_at timestamptz NOT NULL DEFAULT now(),
          heartbeat_at timestamptz NOT NULL DEFAULT now());
@@ -69,7 +72,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
      CREATE TABLE audit_head (
          id integer PRIMARY KEY CHECK (id = 1), entries bigint NOT NULL, head text NOT NULL,
          mac text NOT NULL);",
-)];
+    ),
+    (
+        2,
+        "fleet: tool pins",
+        "CREATE TABLE pins (
+             upstream text NOT NULL, tool text NOT NULL, digest text NOT NULL,
+             definition text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (upstream, tool));",
+    ),
+];
 
 /// Largest `NOTIFY` payload PostgreSQL takes is 8000 bytes; bigger events go as their kind
 /// and approval id (the page re-reads the list on any event).
@@ -643,13 +655,14 @@ impl Fleet {
             }
         });
         client
-            .batch_execute("LISTEN warden_decision; LISTEN warden_event")
+            .batch_execute("LISTEN warden_decision; LISTEN warden_event; LISTEN warden_pins")
             .await
             .map_err(db)?;
         let _ = self.notices.send(Notice::Connected);
         while let Some((channel, payload)) = rx.recv().await {
             let notice = match channel.as_str() {
                 "warden_decision" => Notice::Closed(payload),
+                "warden_pins" => Notice::Pins(payload),
                 _ => match serde_json::from_str::<Value>(&payload) {
                     Ok(v) if v["replica"].as_str() != Some(self.replica().as_str()) => {
                         Notice::Event(v["event"].to_string())
@@ -722,7 +735,7 @@ fn tls(s: &StoreSettings) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Er
 }
 
 /// Brings the schema up to date; refuses a database migrated by a newer mcp-warden.
-async fn migrate(c: &mut deadpool_postgres::Client) -> Result<(), Error> {
+async fn migrate(c: &mut tokio_postgres::Client) -> Result<(), Error> {
     let tx = c.transaction().await.map_err(db)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])
         .await
@@ -814,4 +827,161 @@ pub async fn audit_rows(
 /// The audit key of a fleet (its shared secret).
 pub fn audit_key(settings: &StoreSettings) -> audit::Key {
     audit::Key::from_secret(settings.secret.expose().as_bytes())
+}
+
+// ---- tool pins ---------------------------------------------------------------------------------
+
+/// A fleet's tool pins, used from the pin writer's thread (`crate::pins`): a runtime and a
+/// connection of its own, so that pin checks never wait on the event loop or the pool.
+pub struct PinDb {
+    settings: Arc<StoreSettings>,
+    rt: Option<tokio::runtime::Runtime>,
+    client: Option<tokio_postgres::Client>,
+    /// Names the pin store in its notifications.
+    id: String,
+}
+
+/// One pin as the database has it: upstream key, tool, digest, definition (JSON text).
+pub type PinRow = (String, String, String, String);
+
+impl PinDb {
+    pub fn new(settings: Arc<StoreSettings>, id: String) -> PinDb {
+        PinDb {
+            settings,
+            rt: None,
+            client: None,
+            id,
+        }
+    }
+
+    /// A runtime and a connection (made, and the schema migrated, when there is none).
+    fn connect(&mut self) -> Result<(), Error> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        if self.client.is_some() {
+            return Ok(());
+        }
+        let Some(rt) = &self.rt else {
+            return Err("no runtime".into());
+        };
+        let settings = self.settings.clone();
+        self.client = Some(rt.block_on(async move {
+            let (mut client, conn) = pg_config(&settings)?
+                .connect(tls(&settings)?)
+                .await
+                .map_err(db)?;
+            // Driven while this thread runs a query (the only time it is needed).
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            migrate(&mut client).await?;
+            Ok::<_, Error>(client)
+        })?);
+        Ok(())
+    }
+
+    /// Records pins: an accepted one replaces the fleet's, a first-seen one is kept only if
+    /// the fleet has none. `Ok(true)`: the fleet already had another pin for a tool seen here
+    /// first (reload: the fleet's pin wins).
+    pub fn save(&mut self, rows: &[crate::pins::Fresh]) -> Result<bool, Error> {
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        // A connection made earlier may have been closed by the server while idle: one retry
+        // on a new one.
+        for _ in 0..2 {
+            let reused = self.client.is_some();
+            self.connect()?;
+            let (Some(rt), Some(client)) = (&self.rt, self.client.as_mut()) else {
+                break;
+            };
+            match rt.block_on(save_pins(client, &self.id, rows)) {
+                Ok(lost) => return Ok(lost),
+                Err(e) => {
+                    self.client = None;
+                    if !reused {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err("the fleet's database is not reachable".into())
+    }
+
+    /// Every pin of the fleet.
+    pub fn load(&mut self) -> Result<Vec<PinRow>, Error> {
+        for _ in 0..2 {
+            let reused = self.client.is_some();
+            self.connect()?;
+            let (Some(rt), Some(client)) = (&self.rt, self.client.as_mut()) else {
+                break;
+            };
+            match rt.block_on(load_pins(client)) {
+                Ok(rows) => return Ok(rows),
+                Err(e) => {
+                    self.client = None;
+                    if !reused {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err("the fleet's database is not reachable".into())
+    }
+}
+
+async fn save_pins(
+    client: &mut tokio_postgres::Client,
+    id: &str,
+    rows: &[crate::pins::Fresh],
+) -> Result<bool, Error> {
+    let tx = client.transaction().await.map_err(db)?;
+    let mut lost = false;
+    for r in rows {
+        let definition = r.pin.definition.to_string();
+        if r.accepted {
+            tx.execute(
+                "INSERT INTO pins (upstream, tool, digest, definition) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (upstream, tool) DO UPDATE
+                 SET digest = excluded.digest, definition = excluded.definition, updated_at = now()",
+                &[&r.upstream, &r.tool, &r.pin.digest, &definition],
+            )
+            .await
+            .map_err(db)?;
+        } else {
+            let theirs = tx
+                .query_one(
+                    "WITH ins AS (
+                         INSERT INTO pins (upstream, tool, digest, definition) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (upstream, tool) DO NOTHING RETURNING digest)
+                     SELECT coalesce((SELECT digest FROM ins),
+                                     (SELECT digest FROM pins WHERE upstream = $1 AND tool = $2))",
+                    &[&r.upstream, &r.tool, &r.pin.digest, &definition],
+                )
+                .await
+                .map_err(db)?;
+            lost |= theirs.get::<_, Option<String>>(0).as_deref() != Some(r.pin.digest.as_str());
+        }
+    }
+    tx.execute("SELECT pg_notify('warden_pins', $1)", &[&id])
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(lost)
+}
+
+async fn load_pins(client: &mut tokio_postgres::Client) -> Result<Vec<PinRow>, Error> {
+    Ok(client
+        .query("SELECT upstream, tool, digest, definition FROM pins", &[])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
