@@ -323,6 +323,24 @@ impl HttpClient {
         }
     }
 
+    /// One `tools/call` of `name` with `arguments`: the answer, whatever it is.
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}).to_string();
+        let call = async {
+            let resp = self.post(body).await.map_err(|e| format!("id {id}: {e}"))?;
+            self.answer(resp, id).await
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| format!("id {id}: timed out after {timeout:?}"))?
+    }
+
     async fn echo(&self, timeout: Duration) -> Outcome {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let call = async {

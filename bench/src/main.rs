@@ -19,6 +19,7 @@ mod client;
 mod measure;
 mod procs;
 mod report;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,7 +43,10 @@ Options:
   --max-phase-secs S      time limit of one phase (it stops at its count or this) [default 60]
   --call-timeout-secs S   limit for one call; a call over it is an error   [default 10]
   --quick                 small counts for a smoke run (calls 200, load 2000, warm-up 50, 20 s)
-  --scenario A|B|all      run only the stdio-upstream (A) or HTTP-upstream (B) scenario [all]
+  --scenario A|B|all|store  run only the stdio-upstream (A) or HTTP-upstream (B) scenario [all];
+                          `store`: the approval store instead, SQLite against PostgreSQL (plain
+                          calls and approval round trips; needs Debian's postgresql)
+  --rounds N              approval round trips per store (scenario store)  [default 200]
   --response-mode M       write `[proxy] response_mode = M` (auto, sse or json) into the proxy's
                           config; default: leave it out (the proxy's default)
   --warden PATH           the mcp-warden binary  [target/release/mcp-warden, else target/debug]
@@ -62,6 +66,8 @@ struct Options {
     demo: Option<PathBuf>,
     quick: bool,
     response_mode: Option<String>,
+    /// `--scenario store`: approval round trips per store (else `None`).
+    store_rounds: Option<u64>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -75,6 +81,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
     let mut scenario = "all".to_owned();
     let (mut warden, mut demo) = (None, None);
     let mut response_mode = None;
+    let mut rounds = 200;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -110,7 +117,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     return Err("--concurrency: at most 1024 in flight".into());
                 }
             }
-            "--scenario" => scenario = value("A, B or all")?.to_ascii_lowercase(),
+            "--scenario" => scenario = value("A, B, all or store")?.to_ascii_lowercase(),
+            "--rounds" => rounds = number(value("a count")?)?,
             "--response-mode" => {
                 let m = value("auto, sse or json")?;
                 if !["auto", "sse", "json"].contains(&m.as_str()) {
@@ -127,7 +135,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         "a" => (true, false),
         "b" => (false, true),
         "all" => (true, true),
-        s => return Err(format!("--scenario: `{s}` is not A, B or all")),
+        "store" => (false, false),
+        s => return Err(format!("--scenario: `{s}` is not A, B, all or store")),
     };
     let (d_calls, d_load, d_warmup, d_secs) = if quick {
         (200, 2000, 50, 20)
@@ -151,6 +160,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         demo,
         quick,
         response_mode,
+        store_rounds: (scenario == "store").then_some(rounds),
     }))
 }
 
@@ -552,6 +562,18 @@ async fn main_async(opts: Options) -> Result<bool, String> {
         scratch: Scratch::create()?,
         response_mode: opts.response_mode.clone(),
     };
+    if let Some(rounds) = opts.store_rounds {
+        let settings = store::Settings {
+            calls: ctx.settings.calls,
+            rounds,
+            call_timeout: ctx.settings.call_timeout,
+            clk_tck,
+        };
+        let clean = store::run(&ctx.warden, &ctx.demo, &ctx.scratch.dir, &settings).await;
+        let mut ctx = ctx;
+        ctx.scratch.keep = !matches!(clean, Ok(true));
+        return clean;
+    }
     let started = Instant::now();
     let runs = run_all(&ctx, opts.scenario_a, opts.scenario_b).await;
     let meta = report::Meta {
