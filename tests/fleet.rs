@@ -493,6 +493,30 @@ fn a_call_held_on_one_replica_is_decided_through_another_and_grants_apply_everyw
     let answer = held.join().unwrap();
     assert!(text_of(&answer).contains("denied by a human"), "{answer}");
 
+    // Held on replica 0, decided by an operator in a real browser on replica 1's approvals
+    // page: the page lists the call held elsewhere, and its click releases it there.
+    let held = held_call(&r[0].url, "browser");
+    approval_of(&r[1].url, "browser");
+    let out = Command::new("node")
+        .current_dir(node_dir())
+        .args([
+            "approve-in-browser.mjs",
+            r[1].url.trim_end_matches("/mcp"),
+            OP,
+            "allow-once",
+        ])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{page}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(page.contains("x=browser"), "{page}");
+    let answer = held.join().unwrap();
+    assert_eq!(text_of(&answer), "performed x=browser", "{answer}");
+
     // Through the load balancer, a session stays on the replica that issued it; its id on
     // the other replica is unknown there (404: the client initialises again).
     let sid = session(&lb.url);
@@ -520,13 +544,22 @@ fn a_call_held_on_one_replica_is_decided_through_another_and_grants_apply_everyw
     sorted.sort();
     assert_eq!(sorted, vec![200, 404], "{statuses:?}");
 
-    // `status` on one replica shows the whole fleet.
+    // `status` on one replica shows the whole fleet, over /control and in the CLI.
     let st = control(&r[0].url, "status", serde_json::json!({}));
     assert_eq!(
         st["result"]["fleet"].as_array().map(Vec::len),
         Some(2),
         "{st}"
     );
+    let o = operator_cli(r[0].dir.path(), &["status"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("fleet: 2 replica(s)"),
+        "{text}"
+    );
+    for replica in st["result"]["fleet"].as_array().unwrap() {
+        assert!(text.contains(replica["id"].as_str().unwrap()), "{text}");
+    }
     // Nothing an agent or the database's listeners could read carries an action id.
     let audit = pg.sql("crossing", "SELECT string_agg(event, '') FROM audit");
     assert!(!audit.contains("act-"), "{audit}");
