@@ -704,6 +704,30 @@ fn a_database_outage_fails_closed_while_plain_calls_flow_and_recovers() {
         (200, true.into()),
         "{body}"
     );
+    // A replica given another fleet secret would fork the audit chain: it stays out, says
+    // why, and refuses what needs the store.
+    let mut env = ENV.to_vec();
+    env.retain(|(k, _)| *k != "FLEET_SECRET");
+    env.push(("FLEET_SECRET", "another-secret-0123456789abcdef0123456789"));
+    let stranger = HttpProxy::start_raw(&replica_config(&pg, "outage"), &env);
+    eventually(
+        Duration::from_secs(10),
+        "the stranger says why it is not ready",
+        || {
+            let (status, body) = readyz(&stranger);
+            status == 503
+                && body["store"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("fleet secret")
+        },
+    );
+    let answer = call(&stranger.url, "consent", "stranger");
+    assert!(
+        text_of(&answer).contains("the approval system failed"),
+        "{answer}"
+    );
+    drop(stranger);
     pg.stop();
     eventually(
         Duration::from_secs(15),

@@ -59,6 +59,12 @@ impl Key {
         ])
     }
 
+    /// A value that tells whether two parties hold the same key, and nothing about the key
+    /// (a fleet's replicas compare it at start).
+    pub fn fingerprint(&self) -> String {
+        self.mac(&[b"mcp-warden key fingerprint"])
+    }
+
     pub fn checkpoint(&self, entries: u64, head: &str) -> Checkpoint {
         Checkpoint {
             entries,

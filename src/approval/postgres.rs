@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              definition text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
              PRIMARY KEY (upstream, tool));",
     ),
+    (
+        3,
+        "fleet: the audit key's fingerprint",
+        "CREATE TABLE fleet_key (id integer PRIMARY KEY CHECK (id = 1), fingerprint text NOT NULL);",
+    ),
 ];
 
 /// Largest `NOTIFY` payload PostgreSQL takes is 8000 bytes; bigger events go as their kind
@@ -100,6 +105,8 @@ pub struct Fleet {
     key: audit::Key,
     /// The schema is in place and this replica registered: store operations may run.
     ready: AtomicBool,
+    /// Why it is not ready, for errors and `/readyz`.
+    unready: std::sync::Mutex<String>,
     notices: broadcast::Sender<Notice>,
     listen: Option<String>,
     settings: Arc<StoreSettings>,
@@ -129,6 +136,7 @@ impl Fleet {
             replica: std::sync::RwLock::new(new_replica_id()),
             key: audit::Key::from_secret(settings.secret.expose().as_bytes()),
             ready: AtomicBool::new(false),
+            unready: std::sync::Mutex::new("not connected to the fleet's database yet".into()),
             notices,
             listen,
             settings,
@@ -166,7 +174,7 @@ impl Fleet {
 
     async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
         if !self.is_ready() {
-            return Err("the fleet's database is not reachable".into());
+            return Err(crate::util::lock(&self.unready).clone());
         }
         self.pool.get().await.map_err(db)
     }
@@ -503,6 +511,23 @@ impl Fleet {
     async fn start_up(&self) -> Result<(), Error> {
         let mut c = self.pool.get().await.map_err(db)?;
         migrate(&mut c).await?;
+        // Every replica must key the one audit chain alike: the first to start records its
+        // key's fingerprint, and a replica with another secret stays out (fail closed).
+        let mine = self.key.fingerprint();
+        let theirs: String = c
+            .query_one(
+                "WITH ins AS (INSERT INTO fleet_key (id, fingerprint) VALUES (1, $1)
+                              ON CONFLICT (id) DO NOTHING RETURNING fingerprint)
+                 SELECT coalesce((SELECT fingerprint FROM ins),
+                                 (SELECT fingerprint FROM fleet_key WHERE id = 1))",
+                &[&mine],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if theirs != mine {
+            return Err("this replica's fleet secret (`[store] secret_env`) is not the one the fleet's audit chain is keyed with: give every replica the same secret".into());
+        }
         let id = self.replica();
         c.execute(
             "INSERT INTO replicas (id, host, pid, version, listen) VALUES ($1, $2, $3, $4, $5)
@@ -611,9 +636,10 @@ impl Fleet {
                 Err(e) => {
                     self.ready.store(false, Ordering::Relaxed);
                     if !logged_down {
-                        tracing::error!(database = %self.settings.display, error = %e, "the fleet's database is not reachable: calls that need approvals or grants are refused until it is back");
+                        tracing::error!(database = %self.settings.display, error = %e, "the fleet's store is not usable: calls that need approvals or grants are refused until it is");
                         logged_down = true;
                     }
+                    *crate::util::lock(&self.unready) = e;
                 }
             }
             tokio::time::sleep(self.settings.heartbeat).await;
