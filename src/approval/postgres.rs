@@ -912,23 +912,20 @@ impl PinDb {
         Ok(())
     }
 
-    /// Records pins: an accepted one replaces the fleet's, a first-seen one is kept only if
-    /// the fleet has none. `Ok(true)`: the fleet already had another pin for a tool seen here
-    /// first (reload: the fleet's pin wins).
-    pub fn save(&mut self, rows: &[crate::pins::Fresh]) -> Result<bool, Error> {
-        if rows.is_empty() {
-            return Ok(false);
-        }
-        // A connection made earlier may have been closed by the server while idle: one retry
-        // on a new one.
+    /// Runs `f` on a connection (its runtime to wait with). A connection made earlier may have
+    /// been closed by the server while idle: a failure on one is tried once more on a new one.
+    fn run<T>(
+        &mut self,
+        f: impl Fn(&tokio::runtime::Runtime, &mut tokio_postgres::Client, &str) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         for _ in 0..2 {
             let reused = self.client.is_some();
             self.connect()?;
             let (Some(rt), Some(client)) = (&self.rt, self.client.as_mut()) else {
                 break;
             };
-            match rt.block_on(save_pins(client, &self.id, rows)) {
-                Ok(lost) => return Ok(lost),
+            match f(rt, client, &self.id) {
+                Ok(v) => return Ok(v),
                 Err(e) => {
                     self.client = None;
                     if !reused {
@@ -940,25 +937,19 @@ impl PinDb {
         Err("the fleet's database is not reachable".into())
     }
 
+    /// Records pins: an accepted one replaces the fleet's, a first-seen one is kept only if
+    /// the fleet has none. `Ok(true)`: the fleet already had another pin for a tool seen here
+    /// first (reload: the fleet's pin wins).
+    pub fn save(&mut self, rows: &[crate::pins::Fresh]) -> Result<bool, Error> {
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        self.run(|rt, client, id| rt.block_on(save_pins(client, id, rows)))
+    }
+
     /// Every pin of the fleet.
     pub fn load(&mut self) -> Result<Vec<PinRow>, Error> {
-        for _ in 0..2 {
-            let reused = self.client.is_some();
-            self.connect()?;
-            let (Some(rt), Some(client)) = (&self.rt, self.client.as_mut()) else {
-                break;
-            };
-            match rt.block_on(load_pins(client)) {
-                Ok(rows) => return Ok(rows),
-                Err(e) => {
-                    self.client = None;
-                    if !reused {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Err("the fleet's database is not reachable".into())
+        self.run(|rt, client, _| rt.block_on(load_pins(client)))
     }
 }
 
