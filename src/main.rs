@@ -494,6 +494,9 @@ fn main() -> ExitCode {
                         o.issuer, o.resource
                     );
                 }
+                if let Some(s) = &cfg.store {
+                    println!("  store: PostgreSQL {} (a fleet: approvals, grants, audit log and tool pins shared)", s.display);
+                }
                 if cfg.agents.is_empty() {
                     println!("  agents: none named (single user: every upstream; HTTP needs the token generated at start)");
                 }
@@ -504,7 +507,21 @@ fn main() -> ExitCode {
                         if a.tools.deny.is_empty() { String::new() } else { format!("; deny {}", a.tools.deny.join(", ")) });
                 }
                 if probe {
-                    return mcp_warden::probe(Arc::new(cfg)).await;
+                    let store_ok = match &cfg.store {
+                        None => true,
+                        Some(s) => match mcp_warden::approval::postgres::probe(s).await {
+                            Ok(state) => {
+                                println!("  probe store: ok, {state}");
+                                true
+                            }
+                            Err(e) => {
+                                println!("  probe store: FAILED: {}", mcp_warden::term::safe(&e));
+                                false
+                            }
+                        },
+                    };
+                    let code = mcp_warden::probe(Arc::new(cfg)).await;
+                    return if store_ok { code } else { ExitCode::from(1) };
                 }
                 ExitCode::SUCCESS
             }

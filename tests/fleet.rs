@@ -727,6 +727,31 @@ fn a_database_outage_fails_closed_while_plain_calls_flow_and_recovers() {
         text_of(&answer).contains("the approval system failed"),
         "{answer}"
     );
+    // `check --probe` tells an operator the same before starting anything.
+    let probe = |env: &[(&str, &str)]| {
+        let o = Command::new(warden_bin())
+            .args(["check", "--probe", "--config"])
+            .arg(stranger.dir.path().join("warden.toml"))
+            .envs(env.iter().copied())
+            .env("XDG_STATE_HOME", stranger.dir.path())
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (ok, out) = probe(&env);
+    assert!(
+        !ok && out.contains("probe store: FAILED") && out.contains("another secret"),
+        "{out}"
+    );
+    let (ok, out) = probe(ENV);
+    assert!(
+        ok && out.contains("live replica(s); the fleet secret matches"),
+        "{out}"
+    );
+    assert!(!out.contains(PG_PASSWORD), "{out}");
     drop(stranger);
     pg.stop();
     eventually(

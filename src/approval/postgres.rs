@@ -1002,3 +1002,64 @@ async fn load_pins(client: &mut tokio_postgres::Client) -> Result<Vec<PinRow>, E
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect())
 }
+
+/// `mcp-warden check --probe`: whether the database answers, its schema, the replicas it
+/// knows to be alive, and whether this config's secret is the one the fleet's audit chain is
+/// keyed with. `Err` says what is wrong (never the URL or a secret).
+pub async fn probe(settings: &Arc<StoreSettings>) -> Result<String, Error> {
+    let (client, conn) = pg_config(settings)?
+        .connect(tls(settings)?)
+        .await
+        .map_err(db)?;
+    let _driver = crate::task::spawn(tracing::Span::current(), async move {
+        let _ = conn.await;
+    });
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let created: bool = client
+        .query_one("SELECT to_regclass('warden_schema') IS NOT NULL", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if !created {
+        return Ok(format!(
+            "reachable; no schema yet (the first replica creates it, version {known})"
+        ));
+    }
+    let schema: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM warden_schema", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if schema > known {
+        return Err(format!(
+            "the database's schema is version {schema}, newer than this mcp-warden knows ({known})"
+        ));
+    }
+    let live: i64 = client
+        .query_one(
+            "SELECT count(*) FROM replicas WHERE heartbeat_at > now() - make_interval(secs => $1)",
+            &[&settings.lapse.as_secs_f64()],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    let secret = if schema >= 3 {
+        let theirs: Option<String> = client
+            .query_opt("SELECT fingerprint FROM fleet_key WHERE id = 1", &[])
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0));
+        match theirs {
+            Some(f) if f != audit_key(settings).fingerprint() => {
+                return Err("the fleet's audit chain is keyed with another secret: give every replica the same `[store] secret_env` value".into())
+            }
+            Some(_) => "the fleet secret matches",
+            None => "no fleet secret recorded yet",
+        }
+    } else {
+        "no fleet secret recorded yet"
+    };
+    Ok(format!(
+        "reachable; schema version {schema} of {known}; {live} live replica(s); {secret}"
+    ))
+}

@@ -513,7 +513,12 @@ impl Session {
         let Some(item) = list.get(exposed).map(catalog::Entry::item) else {
             return vec![];
         };
-        if memchr::memmem::find(&item, mcp::header_params::ANNOTATION.as_bytes()).is_none() {
+        // Every 2026 tools/call asks: the searcher is built once.
+        static ANNOTATION: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| {
+                memchr::memmem::Finder::new(mcp::header_params::ANNOTATION.as_bytes())
+            });
+        if ANNOTATION.find(&item).is_none() {
             return vec![];
         }
         serde_json::from_slice::<serde_json::Value>(&item)
