@@ -130,11 +130,20 @@ enum Backend {
     Fleet {
         fleet: Arc<postgres::Fleet>,
         /// Writes nobody waits for, in order (so `flush` can wait for them).
-        detached: tokio::sync::mpsc::UnboundedSender<Detached>,
+        detached: tokio::sync::mpsc::Sender<Detached>,
     },
 }
 
 type Detached = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Queues a write nobody waits for; a full queue (the database slower than the events, e.g. a
+/// flood of refused calls) refuses it, logged, rather than growing without bound — as the
+/// embedded store's worker does.
+fn queue(q: &tokio::sync::mpsc::Sender<Detached>, what: &'static str, job: Detached) {
+    if let Err(e) = q.try_send(job) {
+        tracing::error!(what, error = %e, "the fleet store's queue is full or stopped; not written");
+    }
+}
 
 impl Backend {
     async fn record(
@@ -181,11 +190,15 @@ impl Backend {
             }),
             Backend::Fleet { fleet, detached } => {
                 let fleet = fleet.clone();
-                let _ = detached.send(Box::pin(async move {
-                    if let Err(e) = fleet.record(&info, status, &event, only_if_open).await {
-                        tracing::error!(error = %e, "cannot write the audit log");
-                    }
-                }));
+                queue(
+                    detached,
+                    "an approval event",
+                    Box::pin(async move {
+                        if let Err(e) = fleet.record(&info, status, &event, only_if_open).await {
+                            tracing::error!(error = %e, "cannot write the audit log");
+                        }
+                    }),
+                );
             }
         }
     }
@@ -199,11 +212,15 @@ impl Backend {
             }),
             Backend::Fleet { fleet, detached } => {
                 let fleet = fleet.clone();
-                let _ = detached.send(Box::pin(async move {
-                    if let Err(e) = fleet.audit(&event).await {
-                        tracing::error!(error = %e, "cannot write the audit log");
-                    }
-                }));
+                queue(
+                    detached,
+                    "an audit entry",
+                    Box::pin(async move {
+                        if let Err(e) = fleet.audit(&event).await {
+                            tracing::error!(error = %e, "cannot write the audit log");
+                        }
+                    }),
+                );
             }
         }
     }
@@ -215,12 +232,10 @@ impl Backend {
             }
             Backend::Fleet { detached, .. } => {
                 let (done, wait) = oneshot::channel();
-                if detached
-                    .send(Box::pin(async move {
-                        let _ = done.send(());
-                    }))
-                    .is_ok()
-                {
+                let marker: Detached = Box::pin(async move {
+                    let _ = done.send(());
+                });
+                if detached.send(marker).await.is_ok() {
                     let _ = wait.await;
                 }
             }
@@ -457,7 +472,7 @@ impl Broker {
             (_, Err(_)) => return Broker::with(None, String::new(), vec![]),
         };
         let mut tasks = fleet.start();
-        let (detached, mut queue) = tokio::sync::mpsc::unbounded_channel::<Detached>();
+        let (detached, mut queue) = tokio::sync::mpsc::channel::<Detached>(store::QUEUE);
         tasks.push(crate::task::spawn(
             tracing::info_span!("fleet writer"),
             async move {

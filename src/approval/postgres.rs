@@ -465,6 +465,12 @@ impl Fleet {
         tx: &deadpool_postgres::Transaction<'_>,
         event: &Value,
     ) -> Result<(), Error> {
+        // The other replicas' pages and watchers follow approvals and grants; a refused call
+        // stays in the log (a flood of them must not become a flood of notifications).
+        let kind = event["kind"].as_str().unwrap_or_default();
+        if !(kind.starts_with("approval.") || kind.starts_with("grant.")) {
+            return Ok(());
+        }
         let payload = notice_payload(&self.replica(), event);
         tx.execute("SELECT pg_notify('warden_event', $1)", &[&payload])
             .await

@@ -74,7 +74,7 @@ pub struct Worker {
 type Job = Box<dyn FnOnce(&dyn Store) + Send>;
 
 /// Jobs waiting for the store's thread.
-const QUEUE: usize = 4096;
+pub(super) const QUEUE: usize = 4096;
 
 impl Worker {
     /// Starts the thread; it ends when the worker is dropped and its queue is drained.
