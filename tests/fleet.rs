@@ -229,10 +229,19 @@ fn replica_config(pg: &Pg, db: &str) -> String {
     replica_config_with(pg, db, "")
 }
 
+/// A replica silent this long (seconds) is gone: long enough that a loaded test machine never
+/// declares a live replica gone, except in the test of exactly that ([`LAPSE_SHORT`]).
+const LAPSE: u64 = 30;
+const LAPSE_SHORT: u64 = 3;
+
 /// [`replica_config`] with `extra` keys for the golden upstream.
 fn replica_config_with(pg: &Pg, db: &str, extra: &str) -> String {
+    replica_config_lapse(pg, db, extra, LAPSE)
+}
+
+fn replica_config_lapse(pg: &Pg, db: &str, extra: &str, lapse: u64) -> String {
     format!(
-        "[store]\nurl = \"postgres://warden:${{PG_PASSWORD}}@localhost:{port}/{db}?sslmode=require\"\nca = {ca:?}\nsecret_env = \"FLEET_SECRET\"\nheartbeat_secs = 1\nlapse_secs = 2\n\
+        "[store]\nurl = \"postgres://warden:${{PG_PASSWORD}}@localhost:{port}/{db}?sslmode=require\"\nca = {ca:?}\nsecret_env = \"FLEET_SECRET\"\nheartbeat_secs = 1\nlapse_secs = {lapse}\n\
          [operators.alice]\ntoken_env = \"OP_TOKEN\"\n\
          [agents.bot]\ntoken_env = \"AGENT_TOKEN\"\ntools.allow = [\"*\"]\n{golden}{extra}",
         port = pg.port,
@@ -250,8 +259,12 @@ const ENV: &[(&str, &str)] = &[
 
 /// A fresh database on `pg` and `n` replicas on it, each ready (its store reachable).
 fn fleet(pg: &Pg, db: &str, n: usize) -> Vec<HttpProxy> {
+    fleet_lapse(pg, db, n, LAPSE)
+}
+
+fn fleet_lapse(pg: &Pg, db: &str, n: usize, lapse: u64) -> Vec<HttpProxy> {
     pg.sql("postgres", &format!("CREATE DATABASE {db}"));
-    let cfg = replica_config(pg, db);
+    let cfg = replica_config_lapse(pg, db, "", lapse);
     let replicas: Vec<HttpProxy> = (0..n).map(|_| HttpProxy::start_raw(&cfg, ENV)).collect();
     for r in &replicas {
         wait_ready(r);
@@ -631,7 +644,7 @@ fn ten_approvals_across_replicas_decided_in_scrambled_order_keep_one_audit_chain
 #[test]
 fn a_replica_that_stops_answering_has_its_held_calls_closed_as_abandoned() {
     let pg = Pg::start();
-    let mut r = fleet(&pg, "lapse", 2);
+    let mut r = fleet_lapse(&pg, "lapse", 2, LAPSE_SHORT);
     let held = held_call(&r[0].url, "frozen");
     let id = approval_of(&r[1].url, "frozen");
     // Replica 0 stops answering (its heartbeat lapses); replica 1 closes what it held.
