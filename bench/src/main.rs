@@ -16,6 +16,7 @@
 //! is stopped by a guard when the bench ends, fails or panics. See `bench/README.md`.
 
 mod client;
+mod jwt;
 mod measure;
 mod procs;
 mod report;
@@ -238,7 +239,12 @@ enum Upstream<'a> {
 /// An mcp-warden config: the demo server as the one upstream, and the proxy's state directory
 /// (where the single-user HTTP token is written) inside the bench's scratch directory, so the
 /// bench never touches the user's own state.
-fn warden_config(upstream: &Upstream<'_>, state_dir: &Path, response_mode: Option<&str>) -> String {
+fn warden_config(
+    upstream: &Upstream<'_>,
+    state_dir: &Path,
+    response_mode: Option<&str>,
+    extra: &str,
+) -> String {
     let upstream = match upstream {
         Upstream::Stdio(demo) => format!(
             "command = {}\nargs = [\"stdio\"]\n",
@@ -250,7 +256,7 @@ fn warden_config(upstream: &Upstream<'_>, state_dir: &Path, response_mode: Optio
         format!("response_mode = {}\n", toml_str(m))
     });
     format!(
-        "# written by mcp-warden-bench\n[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {}\n{mode}\n[upstreams.demo]\n{upstream}",
+        "# written by mcp-warden-bench\n[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {}\n{mode}\n[upstreams.demo]\n{upstream}\n{extra}",
         toml_str(&state_dir.to_string_lossy())
     )
 }
@@ -358,10 +364,19 @@ impl Ctx {
 
     /// Writes `<name>.toml` (state in `<name>-state/`) for mcp-warden in front of `upstream`.
     fn config(&self, name: &str, upstream: &Upstream<'_>) -> Result<(String, PathBuf), String> {
+        self.config_with(name, upstream, "")
+    }
+
+    fn config_with(
+        &self,
+        name: &str,
+        upstream: &Upstream<'_>,
+        extra: &str,
+    ) -> Result<(String, PathBuf), String> {
         let state = self.scratch.dir.join(format!("{name}-state"));
         let config = self.scratch.write(
             &format!("{name}.toml"),
-            &warden_config(upstream, &state, self.response_mode.as_deref()),
+            &warden_config(upstream, &state, self.response_mode.as_deref(), extra),
         )?;
         Ok((config.to_string_lossy().into_owned(), state))
     }
@@ -407,6 +422,38 @@ impl Ctx {
             .warden_serve("a-warden-serve", &Upstream::Stdio(&self.demo))
             .await?;
         let client = self.http_client(&warden, &url, token.as_deref()).await?;
+        run.proxy_pid = Some(warden.pid());
+        run.upstream_pid = upstream_child(warden.pid()).await;
+        self.finish(run, &client).await;
+        Ok(())
+    }
+
+    /// A: the bench ⇄HTTP (a JWT of the bench's identity provider)⇄ `mcp-warden serve` ⇄stdio⇄
+    /// demo.
+    async fn a_proxied_http_jwt(&self, run: &mut Run) -> Result<(), String> {
+        let issuer = jwt::Issuer::start().await?;
+        // The endpoint's URL is the tokens' audience: its port is chosen before it starts.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let resource = format!("http://{listen}/mcp");
+        let name = "a-warden-serve-jwt";
+        let (config, _) = self.config_with(
+            name,
+            &Upstream::Stdio(&self.demo),
+            &issuer.config(&resource),
+        )?;
+        let mut warden = Proc::spawn(
+            name,
+            &self.warden,
+            &["serve", "--config", &config, "--listen", &listen],
+            &self.scratch.dir,
+        )?;
+        let url = warden.announced_url(WARDEN_ANNOUNCE).await?;
+        let token = issuer.token(&resource)?;
+        let client = self.http_client(&warden, &url, Some(&token)).await?;
         run.proxy_pid = Some(warden.pid());
         run.upstream_pid = upstream_child(warden.pid()).await;
         self.finish(run, &client).await;
@@ -499,6 +546,13 @@ async fn run_all(ctx: &Ctx, a: bool, b: bool) -> Vec<Run> {
             true,
         );
         let r = ctx.a_proxied_http_2026(&mut run).await;
+        record(run, r, &mut runs);
+        let mut run = new_run(
+            "A.proxied-http-jwt",
+            "bench =HTTP (JWT access token, [auth.oidc])=> mcp-warden serve =stdio=> demo",
+            true,
+        );
+        let r = ctx.a_proxied_http_jwt(&mut run).await;
         record(run, r, &mut runs);
     }
     if b {
@@ -671,13 +725,19 @@ mod tests {
     #[test]
     fn configs_quote_paths() {
         let state = Path::new("/tmp/s");
-        let c = warden_config(&Upstream::Stdio(Path::new("/a b/\"demo\"")), state, None);
+        let c = warden_config(
+            &Upstream::Stdio(Path::new("/a b/\"demo\"")),
+            state,
+            None,
+            "",
+        );
         assert!(c.contains(r#"command = "/a b/\"demo\"""#));
         assert!(c.contains(r#"state_dir = "/tmp/s""#));
         assert!(warden_config(
             &Upstream::Http("http://127.0.0.1:1/mcp"),
             state,
-            Some("json")
+            Some("json"),
+            ""
         )
         .contains(r#"url = "http://127.0.0.1:1/mcp""#));
     }

@@ -46,6 +46,12 @@ const COMPARISONS: &[(&str, &str, &str, &str)] = &[
         "a stateless 2026-07-28 request vs a 2025-11-25 session request, both through the HTTP front (should be ~1)",
     ),
     (
+        "A JWT vs token",
+        "A.proxied-http-jwt",
+        "A.proxied-http",
+        "an agent signed in with an identity provider's JWT ([auth.oidc]; verified once, then remembered) vs a static bearer token (should be ~1)",
+    ),
+    (
         "B HTTP->HTTP",
         "B.proxied-http",
         "B.direct-http",
