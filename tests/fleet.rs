@@ -408,8 +408,9 @@ fn audit_verify(r: &HttpProxy) -> (bool, String) {
     )
 }
 
-/// A real HAProxy in front of the replicas: round robin, a 2025 session kept on the replica
-/// that issued its `Mcp-Session-Id` (the README's configuration).
+/// A real HAProxy in front of the replicas, as docs/fleet.md configures it: an agent kept on
+/// one replica by its credential (its 2026 calls' retries find their parked call), and a 2025
+/// session kept on the replica that issued its `Mcp-Session-Id`.
 struct Haproxy {
     child: Child,
     url: String,
@@ -432,7 +433,7 @@ impl Haproxy {
             "global\n    maxconn 256\n\
              defaults\n    mode http\n    timeout connect 2s\n    timeout client 15m\n    timeout server 15m\n\
              frontend mcp\n    bind 127.0.0.1:{port}\n    default_backend warden\n\
-             backend warden\n    balance roundrobin\n    option redispatch\n    retries 1\n    option httpchk\n    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host 127.0.0.1\n\
+             backend warden\n    balance hdr(authorization)\n    hash-type consistent\n    option redispatch\n    retries 1\n    option httpchk\n    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host 127.0.0.1\n\
              \x20   stick-table type string len 128 size 100k expire 30m\n\
              \x20   stick store-response res.hdr(mcp-session-id)\n    stick match req.hdr(mcp-session-id)\n{servers}"
         );
@@ -871,4 +872,76 @@ fn tool_pins_are_the_fleets_and_an_acceptance_reaches_every_replica() {
         "replica a holds to the fleet's pin",
         || !tools(&a.url).contains(&"notify".to_string()),
     );
+}
+
+/// A 2026-07-28 request with the routing headers and `_meta` a modern client sends, as the
+/// fleet's agent.
+fn modern_post(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    let method = body["method"].as_str().unwrap();
+    let mut req = http()
+        .post(url)
+        .header("authorization", format!("Bearer {AGENT}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = body["params"]["name"].as_str() {
+        req = req.header("mcp-name", name);
+    }
+    messages(req.body(body.to_string()).send().unwrap())
+        .pop()
+        .unwrap()
+}
+
+/// A 2026 call whose upstream asks the agent something answers `input_required`; the call
+/// waits, parked, on the replica that answered, so the agent's retry must come back to it. The
+/// balancer of docs/fleet.md keeps an agent on one replica (by its credential): every retry
+/// finds its call.
+#[test]
+fn a_2026_call_that_asks_the_agent_is_retried_on_its_replica_through_the_balancer() {
+    let pg = Pg::start();
+    pg.sql("postgres", "CREATE DATABASE asking");
+    let conformance = format!(
+        "[upstreams.conformance]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        node_dir()
+            .join("conformance-server.mjs")
+            .display()
+            .to_string()
+    );
+    let cfg = replica_config(&pg, "asking") + &conformance;
+    let r: Vec<HttpProxy> = (0..2).map(|_| HttpProxy::start_raw(&cfg, ENV)).collect();
+    for p in &r {
+        wait_ready(p);
+    }
+    let lb = Haproxy::start(&[&r[0], &r[1]]);
+    let meta = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "fleet-test", "version": "1"},
+    });
+    for round in 0..6 {
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": round * 2, "method": "tools/call", "params": {
+            "name": "conformance__test_sampling", "arguments": {"prompt": format!("capital {round}?")}, "_meta": meta}});
+        let first = modern_post(&lb.url, &call);
+        let asked = &first["result"];
+        assert_eq!(asked["resultType"], "input_required", "{first}");
+        let key = asked["inputRequests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let mut retry = call.clone();
+        retry["id"] = serde_json::json!(round * 2 + 1);
+        retry["params"]["requestState"] = asked["requestState"].clone();
+        retry["params"]["inputResponses"] = serde_json::json!({key: {"role": "assistant",
+            "content": {"type": "text", "text": format!("Paris {round}")}, "model": "m", "stopReason": "endTurn"}});
+        let done = modern_post(&lb.url, &retry);
+        assert_eq!(
+            done["result"]["content"][0]["text"],
+            format!("LLM response: Paris {round}"),
+            "round {round}: {done}"
+        );
+    }
 }
