@@ -945,3 +945,29 @@ fn a_2026_call_that_asks_the_agent_is_retried_on_its_replica_through_the_balance
         );
     }
 }
+
+/// A call held while the database restarts: every replica's connections, the listener's
+/// included, are lost, and a notification sent before a replica's listener is back never
+/// reaches it. The decision taken on another replica right after the restart still releases
+/// the call (a replica whose listener reconnects looks again at every call it holds).
+#[test]
+fn a_call_held_across_a_database_restart_is_released_by_a_decision_on_another_replica() {
+    let mut pg = Pg::start();
+    let r = fleet(&pg, "restart", 2);
+    let held = held_call(&r[0].url, "across");
+    let id = approval_of(&r[1].url, "across");
+    pg.stop();
+    eventually(
+        Duration::from_secs(15),
+        "the fleet sees the database down",
+        || readyz(&r[0]).0 == 503 && readyz(&r[1]).0 == 503,
+    );
+    pg.run();
+    wait_ready(&r[1]);
+    let d = decide(&r[1].url, &id, "allow-once");
+    assert!(d["result"].is_object(), "{d}");
+    let answer = held.join().unwrap();
+    assert_eq!(text_of(&answer), "performed x=across", "{answer}");
+    let (ok, out) = audit_verify(&r[0]);
+    assert!(ok, "{out}");
+}
