@@ -119,6 +119,17 @@ impl Instance {
     pub fn apply(&self, cfg: &Arc<Config>) {
         self.upstreams.sync(cfg);
         self.apply_settings(cfg);
+        // The store is opened once: a changed `[store]` waits for the next start.
+        if let Some(b) = &self.broker {
+            let same = match (b.fleet(), &cfg.store) {
+                (None, None) => true,
+                (Some(f), Some(s)) => f.settings().same_as(s),
+                _ => false,
+            };
+            if !same {
+                tracing::warn!("the [store] section changed: approvals, grants, the audit log and tool pins stay where they are until a restart");
+            }
+        }
     }
 
     fn apply_settings(&self, cfg: &Arc<Config>) {

@@ -970,4 +970,13 @@ fn a_call_held_across_a_database_restart_is_released_by_a_decision_on_another_re
     assert_eq!(text_of(&answer), "performed x=across", "{answer}");
     let (ok, out) = audit_verify(&r[0]);
     assert!(ok, "{out}");
+    // A reload that changes `[store]` says it waits for a restart (the store is opened once).
+    let path = r[1].dir.path().join("warden.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("lapse_secs = 30", "lapse_secs = 60")).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the reload names the store",
+        || r[1].logs().contains("the [store] section changed"),
+    );
 }

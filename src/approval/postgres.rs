@@ -157,6 +157,11 @@ impl Fleet {
         ]
     }
 
+    /// The settings this store started with.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
     }

@@ -93,6 +93,19 @@ pub struct StoreSettings {
     pub lapse: Duration,
 }
 
+impl StoreSettings {
+    /// Whether `other` names the same store with the same settings (a reload that changes
+    /// them takes effect only at the next start).
+    pub fn same_as(&self, other: &StoreSettings) -> bool {
+        self.url.expose() == other.url.expose()
+            && self.ca == other.ca
+            && self.secret.expose() == other.secret.expose()
+            && self.pool_size == other.pool_size
+            && self.heartbeat == other.heartbeat
+            && self.lapse == other.lapse
+    }
+}
+
 /// `[auth.oidc]`: mcp-warden as an OAuth 2.1 resource server. A JWT access token issued by
 /// `issuer` for `resource` identifies the caller; the agent is the one whose `match` its
 /// claims satisfy.
