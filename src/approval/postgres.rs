@@ -291,33 +291,22 @@ impl Fleet {
 
     /// Approvals still waiting for a human, on every replica.
     pub async fn pending(&self) -> Result<Vec<ApprovalInfo>, Error> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                "SELECT info FROM approvals WHERE status = 'pending' AND decision IS NULL
-                 ORDER BY created_at",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
-            .collect())
+        json_rows(
+            &self.client().await?,
+            "SELECT info FROM approvals WHERE status = 'pending' AND decision IS NULL
+             ORDER BY created_at",
+        )
+        .await
     }
 
     // ---- grants ----------------------------------------------------------------------------
 
     pub async fn grants(&self) -> Result<Vec<Grant>, Error> {
-        let c = self.client().await?;
-        let rows = c
-            .query("SELECT grant_json FROM grants ORDER BY created_at, id", &[])
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
-            .collect())
+        json_rows(
+            &self.client().await?,
+            "SELECT grant_json FROM grants ORDER BY created_at, id",
+        )
+        .await
     }
 
     /// A grant for this call, read at the moment of the call (a revocation anywhere applies at
@@ -712,6 +701,20 @@ impl Fleet {
         drop(driver);
         Ok(())
     }
+}
+
+/// The rows of `sql`, whose one column is JSON text, decoded (a row that does not decode is
+/// skipped).
+async fn json_rows<T: serde::de::DeserializeOwned>(
+    c: &deadpool_postgres::Client,
+    sql: &str,
+) -> Result<Vec<T>, Error> {
+    Ok(c.query(sql, &[])
+        .await
+        .map_err(db)?
+        .iter()
+        .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+        .collect())
 }
 
 fn decision_name(d: Decision) -> &'static str {
