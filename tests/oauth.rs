@@ -544,13 +544,14 @@ tools.allow = ["image"]
 /// The OAuth-protected upstream (the Python SDK's auth support, tests/python/oauth_server.py)
 /// trusting `issuer`, on `port` ("0": any), logging a digest of each token it receives to
 /// `token_log`: the child and its MCP URL.
-fn protected_upstream(issuer: &str, port: &str, token_log: &Path) -> (Child, String) {
-    spawn_listening(
+fn protected_upstream(issuer: &str, port: &str, token_log: &Path) -> (Kill, String) {
+    let (child, url) = spawn_listening(
         Command::new(python_venv_bin("python"))
             .arg(root().join("tests/python/oauth_server.py"))
             .args(["--issuer", issuer, "--port", port])
             .env("TOKEN_LOG", token_log),
-    )
+    );
+    (Kill(child), url)
 }
 
 /// The digests of the tokens the protected upstream accepted, from its token log.
@@ -608,7 +609,7 @@ fn warden_signs_in_to_an_oauth_protected_upstream() {
     let token_log = dir.path().join("tokens.log");
     let issuer = auth.issuer.clone();
     let protected = |port: &str| protected_upstream(&issuer, port, &token_log);
-    let (mut server, upstream) = protected("0");
+    let (server, upstream) = protected("0");
     let agent_token = "agent-static-token-0123456789";
     let config = format!(
         r#"[upstreams.secure]
@@ -674,8 +675,7 @@ tools.allow = ["whoami", "echo"]
     // upstream session) — the agent sees nothing.
     auth.stop();
     // (Killed: a graceful stop would wait for mcp-warden's open GET stream.)
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     std::fs::remove_file(&keys).unwrap();
     let mut auth = AuthServer::start_with(auth.port, &keys, &[("AT_TTL", "300")]);
     let (_server, again) = protected(&port_of(&upstream));

@@ -599,6 +599,16 @@ impl Streaming {
     }
 }
 
+/// A running process, killed (and reaped) when dropped: a `Child` dropped alone keeps running.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `cmd` with stdout piped and reads its first line, `listening on URL`: the child and
 /// the URL (the fixtures' announcement: the demo server, the conformance upstreams).
 pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
