@@ -33,7 +33,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut ns: Vec<u64>) -> Latency {
+    pub fn of(mut ns: Vec<u64>) -> Latency {
         if ns.is_empty() {
             return Latency::default();
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{Client, HttpClient, Outcome};
+use crate::measure::Latency;
 use crate::procs::{self, Proc};
 
 const OPERATOR_ENV: &str = "MCP_WARDEN_BENCH_OPERATOR";
@@ -32,9 +33,11 @@ pub struct Settings {
 /// One store's numbers.
 struct Measured {
     store: &'static str,
-    plain: Vec<u64>,
+    /// Microseconds.
+    plain: Latency,
     plain_cpu_us: f64,
-    round_trips: Vec<u64>,
+    /// Microseconds.
+    round_trips: Latency,
     errors: u64,
 }
 
@@ -201,9 +204,9 @@ async fn measure(
     drop(proc);
     Ok(Measured {
         store,
-        plain,
+        plain: Latency::of(plain),
         plain_cpu_us,
-        round_trips,
+        round_trips: Latency::of(round_trips),
         errors,
     })
 }
@@ -226,17 +229,6 @@ async fn wait_ready(url: &str) -> Result<(), String> {
     }
 }
 
-/// Nearest-rank percentile, in microseconds.
-fn pct(ns: &[u64], p: f64) -> f64 {
-    let mut v = ns.to_vec();
-    v.sort_unstable();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1] as f64 / 1000.0
-}
-
 fn print(results: &[Measured], settings: &Settings) {
     println!(
         "\napproval store: {} sequential plain calls, {} approval round trips per store",
@@ -256,20 +248,20 @@ fn print(results: &[Measured], settings: &Settings) {
         println!(
             "{:<10} {:>14.1} {:>14.1} {:>16.1} {:>18.2} {:>18.2} {:>16.2}",
             m.store,
-            pct(&m.plain, 50.0),
-            pct(&m.plain, 99.0),
+            m.plain.p50,
+            m.plain.p99,
             m.plain_cpu_us,
-            pct(&m.round_trips, 50.0) / 1000.0,
-            pct(&m.round_trips, 90.0) / 1000.0,
-            pct(&m.round_trips, 100.0) / 1000.0,
+            m.round_trips.p50 / 1000.0,
+            m.round_trips.p90 / 1000.0,
+            m.round_trips.max / 1000.0,
         );
     }
     if let [a, b] = results {
         println!(
             "postgres / sqlite: plain p50 x{:.2}, plain CPU x{:.2}, approval p50 x{:.2}",
-            pct(&b.plain, 50.0) / pct(&a.plain, 50.0),
+            b.plain.p50 / a.plain.p50,
             b.plain_cpu_us / a.plain_cpu_us,
-            pct(&b.round_trips, 50.0) / pct(&a.round_trips, 50.0),
+            b.round_trips.p50 / a.round_trips.p50,
         );
     }
     let json: Vec<Value> = results
@@ -277,8 +269,8 @@ fn print(results: &[Measured], settings: &Settings) {
         .map(|m| {
             json!({
                 "store": m.store,
-                "plain": {"p50_us": pct(&m.plain, 50.0), "p99_us": pct(&m.plain, 99.0), "cpu_us_per_call": m.plain_cpu_us},
-                "approval_round_trip": {"p50_ms": pct(&m.round_trips, 50.0) / 1000.0, "p90_ms": pct(&m.round_trips, 90.0) / 1000.0, "max_ms": pct(&m.round_trips, 100.0) / 1000.0},
+                "plain": {"p50_us": m.plain.p50, "p99_us": m.plain.p99, "cpu_us_per_call": m.plain_cpu_us},
+                "approval_round_trip": {"p50_ms": m.round_trips.p50 / 1000.0, "p90_ms": m.round_trips.p90 / 1000.0, "max_ms": m.round_trips.max / 1000.0},
                 "errors": m.errors,
             })
         })

@@ -25,6 +25,16 @@ pub const KEY_PURPOSE: &str = "mcp-warden audit chain v1";
 /// The event an append records when the checkpoint disagrees with the table.
 pub const TAMPERED: &str = "audit.tampered";
 
+/// The entry an append records first when the table does not end where its checkpoint
+/// (`said`, if readable) says: what the checkpoint named and what the table holds.
+pub fn tampered(said: Option<&Checkpoint>, entries: u64, head: &str) -> Value {
+    serde_json::json!({
+        "kind": TAMPERED,
+        "checkpoint": said.map(|c| serde_json::json!({"entries": c.entries, "head": c.head})),
+        "table": {"entries": entries, "head": head},
+    })
+}
+
 /// The chain's key.
 #[derive(Clone)]
 pub struct Key(Vec<u8>);

@@ -34,6 +34,17 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    /// The name stores and the control API use (`allow-once`, `allow-always`, `deny`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::AllowOnce => "allow-once",
+            Decision::AllowAlways => "allow-always",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
 impl std::str::FromStr for Decision {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -105,6 +116,17 @@ pub enum Ending {
     Decided(Decision, String),
     /// Closed without a decision (`abandoned`, `expired`, …).
     Closed(String),
+}
+
+impl Ending {
+    /// From a stored approval's status, decision and decider: `None` while it is still open.
+    fn of(status: String, decision: Option<String>, by: Option<String>) -> Option<Ending> {
+        match decision.and_then(|d| d.parse::<Decision>().ok()) {
+            Some(d) => Some(Ending::Decided(d, by.unwrap_or_default())),
+            None if status == "pending" => None,
+            None => Some(Ending::Closed(status)),
+        }
+    }
 }
 
 struct Pending {

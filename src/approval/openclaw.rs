@@ -76,14 +76,6 @@ impl Drop for Ticket {
     }
 }
 
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::AllowOnce => "allow-once",
-        Decision::AllowAlways => "allow-always",
-        Decision::Deny => "deny",
-    }
-}
-
 /// Opens an approval for `info` on the gateway. `Err`: the gateway cannot be reached, refused
 /// us, or has nobody to ask (no approval client connected): no human will hear of the call
 /// through OpenClaw, so the caller fails closed.
@@ -175,7 +167,7 @@ async fn keep(
     };
     match from_openclaw {
         Some(d) => {
-            tracing::info!(decision = decision_name(d), "decided in OpenClaw");
+            tracing::info!(decision = d.as_str(), "decided in OpenClaw");
             let _ = decided.send(d);
         }
         None => tracing::info!("the OpenClaw approval expired without a decision"),
@@ -191,7 +183,7 @@ async fn close(ws: &mut Socket, id: &str, decision: Decision) {
             ws,
             "close",
             "plugin.approval.resolve",
-            json!({"id": id, "decision": decision_name(decision)}),
+            json!({"id": id, "decision": decision.as_str()}),
         )
         .await?;
         // Any answer will do: "already resolved" means it is closed too.

@@ -251,7 +251,7 @@ impl Fleet {
         by: &str,
     ) -> Result<Option<ApprovalInfo>, Error> {
         let c = self.client().await?;
-        let decision = decision_name(decision);
+        let decision = decision.as_str();
         let row = c
             .query_opt(
                 "WITH d AS (
@@ -279,14 +279,7 @@ impl Fleet {
         else {
             return Ok(Some(Ending::Closed("unknown".into())));
         };
-        let status: String = r.get(0);
-        let decision: Option<String> = r.get(1);
-        let by: Option<String> = r.get(2);
-        Ok(match decision.and_then(|d| d.parse::<Decision>().ok()) {
-            Some(d) => Some(Ending::Decided(d, by.unwrap_or_default())),
-            None if status == "pending" => None,
-            None => Some(Ending::Closed(status)),
-        })
+        Ok(Ending::of(r.get(0), r.get(1), r.get(2)))
     }
 
     /// Approvals still waiting for a human, on every replica.
@@ -414,11 +407,7 @@ impl Fleet {
                 entries = seq,
                 "audit log: the table does not end where its head row says; recorded in the log"
             );
-            let found = serde_json::json!({
-                "kind": audit::TAMPERED,
-                "checkpoint": {"entries": said.entries, "head": said.head},
-                "table": {"entries": seq, "head": prev},
-            });
+            let found = audit::tampered(Some(&said), seq, &prev);
             prev = self.insert(tx, seq, &prev, &found.to_string()).await?;
             seq += 1;
         }
@@ -717,14 +706,6 @@ async fn json_rows<T: serde::de::DeserializeOwned>(
         .collect())
 }
 
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::AllowOnce => "allow-once",
-        Decision::AllowAlways => "allow-always",
-        Decision::Deny => "deny",
-    }
-}
-
 /// `{"replica", "event"}`, the event cut to its kind and approval id when too long.
 fn notice_payload(replica: &str, event: &Value) -> String {
     let full = serde_json::json!({"replica": replica, "event": event}).to_string();
@@ -760,6 +741,19 @@ fn pg_config(s: &StoreSettings) -> Result<tokio_postgres::Config, Error> {
         .keepalives_idle(Duration::from_secs(30))
         .application_name("mcp-warden");
     Ok(cfg)
+}
+
+/// A connection of its own (not the pool's), its driver running on the current runtime until
+/// the client is dropped.
+async fn connect(settings: &StoreSettings) -> Result<tokio_postgres::Client, Error> {
+    let (client, conn) = pg_config(settings)?
+        .connect(tls(settings)?)
+        .await
+        .map_err(db)?;
+    crate::task::detach(tracing::Span::current(), async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 /// TLS to the database (used when the URL says `sslmode=require`): the server's certificate
@@ -823,13 +817,7 @@ async fn migrate(c: &mut tokio_postgres::Client) -> Result<(), Error> {
 pub async fn audit_rows(
     settings: &Arc<StoreSettings>,
 ) -> Result<(Vec<audit::Row>, Option<audit::Checkpoint>), Error> {
-    let (client, conn) = pg_config(settings)?
-        .connect(tls(settings)?)
-        .await
-        .map_err(db)?;
-    let _driver = crate::task::spawn(tracing::Span::current(), async move {
-        let _ = conn.await;
-    });
+    let client = connect(settings).await?;
     let rows = client
         .query(
             "SELECT seq, time, event, prev, hash, keyed FROM audit ORDER BY seq",
@@ -911,15 +899,9 @@ impl PinDb {
             return Err("no runtime".into());
         };
         let settings = self.settings.clone();
+        // Its connection is driven while this thread runs a query (the only time it is needed).
         self.client = Some(rt.block_on(async move {
-            let (mut client, conn) = pg_config(&settings)?
-                .connect(tls(&settings)?)
-                .await
-                .map_err(db)?;
-            // Driven while this thread runs a query (the only time it is needed).
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let mut client = connect(&settings).await?;
             migrate(&mut client).await?;
             Ok::<_, Error>(client)
         })?);
@@ -1021,13 +1003,7 @@ async fn load_pins(client: &mut tokio_postgres::Client) -> Result<Vec<PinRow>, E
 /// knows to be alive, and whether this config's secret is the one the fleet's audit chain is
 /// keyed with. `Err` says what is wrong (never the URL or a secret).
 pub async fn probe(settings: &Arc<StoreSettings>) -> Result<String, Error> {
-    let (client, conn) = pg_config(settings)?
-        .connect(tls(settings)?)
-        .await
-        .map_err(db)?;
-    let _driver = crate::task::spawn(tracing::Span::current(), async move {
-        let _ = conn.await;
-    });
+    let client = connect(settings).await?;
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     let created: bool = client
         .query_one("SELECT to_regclass('warden_schema') IS NOT NULL", &[])

@@ -254,15 +254,8 @@ impl Store for SqliteStore {
         if !anchored {
             // The table does not end where the checkpoint says (a tail removed or replaced):
             // recorded in the chain first, so the evidence outlives the checkpoint written now.
-            let said = checkpoint
-                .ok()
-                .flatten()
-                .map(|c| serde_json::json!({"entries": c.entries, "head": c.head}));
-            let found = serde_json::json!({
-                "kind": audit::TAMPERED,
-                "checkpoint": said,
-                "table": {"entries": seq, "head": prev},
-            });
+            let said = checkpoint.ok().flatten();
+            let found = audit::tampered(said.as_ref(), seq, &prev);
             tracing::error!(
                 entries = seq,
                 "audit log: the table does not end where its checkpoint says; recorded in the log"
@@ -323,10 +316,7 @@ impl Store for SqliteStore {
         by: &str,
         instance: &str,
     ) -> Result<Option<ApprovalInfo>, StoreError> {
-        let decision = serde_json::to_value(decision)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let decision = decision.as_str();
         let conn = lock(&self.conn);
         let info: Option<String> = conn
             .query_row(
@@ -358,13 +348,9 @@ impl Store for SqliteStore {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(e),
             })?;
-        let Some((status, decision, by)) = row else {
-            return Ok(Some(Ending::Closed("unknown".into())));
-        };
-        Ok(match decision.and_then(|d| d.parse::<Decision>().ok()) {
-            Some(d) => Some(Ending::Decided(d, by.unwrap_or_default())),
-            None if status == "pending" => None,
-            None => Some(Ending::Closed(status)),
+        Ok(match row {
+            Some((status, decision, by)) => Ending::of(status, decision, by),
+            None => Some(Ending::Closed("unknown".into())),
         })
     }
 
