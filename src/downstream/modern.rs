@@ -14,6 +14,7 @@
 //! request's headers) and write what comes back.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Kind, Message};
 use crate::mcp;
+use crate::mcp::params::{At, Params};
 use crate::session::Session;
 use crate::util::lock;
 
@@ -71,8 +73,6 @@ fn finder(needle: &'static str) -> memchr::memmem::Finder<'static> {
 }
 static VERSION_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| finder(mcp::META_PROTOCOL_VERSION));
-static REQUEST_STATE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| finder("\"requestState\""));
 static RESULT_TYPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| finder("\"resultType\""));
 static TTL_MS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -90,11 +90,7 @@ pub fn claims_modern(msg: &Message) -> bool {
     msg.kind() == Kind::Request
         && msg.params().is_some_and(|p| {
             // A legacy request pays one substring search; the typed look only when it matches.
-            has(&VERSION_KEY, p)
-                && serde_json::from_str::<ParamsView<'_>>(p)
-                    .ok()
-                    .and_then(|p| p.meta)
-                    .is_some_and(|m| has(&VERSION_KEY, m.get()))
+            has(&VERSION_KEY, p) && Params::of(msg).protocol_version.is_some()
         })
 }
 
@@ -148,16 +144,47 @@ pub fn http_status(error_code: i64) -> u16 {
     }
 }
 
-#[derive(Deserialize)]
-struct ParamsView<'a> {
-    #[serde(borrow, rename = "_meta", default)]
-    meta: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    uri: Option<&'a RawValue>,
-    #[serde(borrow, rename = "taskId", default)]
-    task_id: Option<&'a RawValue>,
+/// The byte range that removing the member whose value spans `value` takes out of `text`:
+/// its key, its value and one comma beside it (`None` when the text around it is not a
+/// member's).
+fn member_range(text: &[u8], value: Range<usize>) -> Option<Range<usize>> {
+    let before = |mut i: usize| {
+        while i > 0 && text.get(i - 1).is_some_and(u8::is_ascii_whitespace) {
+            i -= 1;
+        }
+        i
+    };
+    let mut at = before(value.start);
+    (text.get(at.checked_sub(1)?) == Some(&b':')).then_some(())?;
+    at = before(at - 1);
+    (text.get(at.checked_sub(1)?) == Some(&b'"')).then_some(())?;
+    // The key's opening quote: the first quote before its closing one that no odd run of
+    // backslashes escapes.
+    let mut open = at - 1;
+    loop {
+        open = memchr::memrchr(b'"', text.get(..open)?)?;
+        let slashes = text
+            .get(..open)?
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if slashes % 2 == 0 {
+            break;
+        }
+    }
+    let mut after = value.end;
+    while text.get(after).is_some_and(u8::is_ascii_whitespace) {
+        after += 1;
+    }
+    if text.get(after) == Some(&b',') {
+        return Some(open..after + 1);
+    }
+    let start = before(open);
+    match text.get(start.checked_sub(1)?) {
+        Some(b',') => Some(start - 1..value.end),
+        _ => Some(open..value.end),
+    }
 }
 
 /// The routing headers of an HTTP request, as the front read them (names are matched
@@ -185,55 +212,70 @@ pub struct Request {
     /// mcp-warden's, unique among every request the session has in flight, since unrelated
     /// requests of one caller may reuse ids and tokens.
     pub msg: Message,
-    /// The agent's own id (raw JSON), restored on the answer.
-    pub id: String,
+    /// What the session reads of `msg`'s params (read once, here).
+    pub params: Params,
+    /// The request as the agent sent it: its id (restored on the answer) and declared
+    /// capabilities.
+    agent: Message,
+    /// Where the client capabilities are in `agent`.
+    capabilities: Option<At>,
     /// The agent's own progress token (raw JSON), restored on its progress.
     pub progress_token: Option<String>,
-    pub method: String,
+    pub method: &'static str,
     /// What it names: the tool or prompt (`params.name`) or resource (`params.uri`).
     pub target: Option<String>,
     /// The lowest level of `notifications/message` the agent asked for with this request.
     pub log_level: Option<usize>,
-    /// The client capabilities this request declared (raw JSON object; read only when an
+}
+
+impl Request {
+    /// The agent's own id (raw JSON).
+    pub fn id(&self) -> &str {
+        self.agent.id_str().unwrap_or("null")
+    }
+
+    /// The client capabilities this request declared (a raw JSON object; read only when an
     /// upstream asks the agent something).
-    pub capabilities: String,
+    pub fn capabilities(&self) -> &str {
+        Params::text(&self.agent, self.capabilities).unwrap_or("{}")
+    }
 }
 
 /// Runs the validation ladder on a modern request. `headers`: over HTTP, the routing headers
-/// (checked against the body); over stdio there are none. `internal`: a string unique among the
-/// caller's requests in flight, which becomes the request's id (and progress token) inside.
+/// (checked against the body); over stdio there are none. `internal`: a number unique among
+/// the caller's requests in flight, which becomes the request's id (and progress token)
+/// inside.
 pub fn validate(
     msg: &Message,
     headers: Option<&Headers<'_>>,
-    internal: &str,
+    internal: u64,
 ) -> Result<Request, Refusal> {
-    let id = msg.id_str().unwrap_or("null").to_string();
-    let method = msg.method().unwrap_or_default().to_string();
     let bad_meta = || {
         Refusal::new(
             code::INVALID_PARAMS,
             "Invalid params: params._meta must carry io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
         )
     };
-    let params = msg.params().ok_or_else(bad_meta)?;
-    let view: ParamsView<'_> = serde_json::from_str(params).map_err(|_| bad_meta())?;
-    let meta_raw = view.meta.ok_or_else(bad_meta)?;
-    // `_meta`'s members, borrowed (keys with escapes are not the reserved ones: kept as
-    // they are).
-    let meta: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
-        serde_json::from_str::<IndexedMembers<'_>>(meta_raw.get())
-            .map_err(|_| bad_meta())?
-            .0;
-    let member = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
-    let version_raw = member(mcp::META_PROTOCOL_VERSION).ok_or_else(bad_meta)?;
-    let capabilities = member(mcp::META_CLIENT_CAPABILITIES)
-        .filter(|c| c.get().starts_with('{'))
-        .ok_or_else(bad_meta)?
-        .get()
-        .to_string();
-    let version = mcp::raw_str(version_raw);
+    let method = msg.method().unwrap_or_default();
+    // One pass over `params`, shared with the session that serves the request.
+    let params = Params::of(msg);
+    if let Some(k) = params.twice {
+        return Err(Refusal::new(
+            code::INVALID_PARAMS,
+            format!("Invalid params: params names {k} twice"),
+        ));
+    }
+    let text = |at| Params::text(msg, at);
+    if !params.meta {
+        return Err(bad_meta());
+    }
+    let version_raw = text(params.protocol_version).ok_or_else(bad_meta)?;
+    let capabilities = text(params.client_capabilities)
+        .filter(|c| c.starts_with('{'))
+        .ok_or_else(bad_meta)?;
+    let version = mcp::raw_str_borrowed(version_raw);
     if let Some(h) = headers {
-        check_headers(h, version.as_deref(), &method, &view)?;
+        check_headers(h, version.as_deref(), method, msg, &params)?;
     }
     let Some(version) = version.as_deref() else {
         return Err(bad_meta());
@@ -246,11 +288,10 @@ pub fn validate(
         }));
         return Err(r);
     }
-    let task_method = TASK_METHODS.contains(&method.as_str());
-    if !METHODS.contains(&method.as_str()) && !task_method {
+    let Some(known) = METHODS.iter().chain(TASK_METHODS).find(|m| **m == method) else {
         return Err(Refusal::new(code::METHOD_NOT_FOUND, "Method not found"));
-    }
-    if task_method && !declares_tasks(&capabilities) {
+    };
+    if TASK_METHODS.contains(known) && !declares_tasks(capabilities) {
         let mut r = Refusal::new(
             MISSING_CAPABILITY,
             "Missing required client capability: the tasks extension",
@@ -260,9 +301,10 @@ pub fn validate(
         }));
         return Err(r);
     }
-    let log_level = match member(mcp::META_LOG_LEVEL) {
+    let log_level = match text(params.log_level) {
         None => None,
-        Some(l) => match mcp::raw_str(l).and_then(|l| LEVELS.iter().position(|x| *x == l)) {
+        Some(l) => match mcp::raw_str_borrowed(l).and_then(|l| LEVELS.iter().position(|x| *x == l))
+        {
             Some(i) => Some(i),
             None => {
                 return Err(Refusal::new(
@@ -272,88 +314,44 @@ pub fn validate(
             }
         },
     };
-    let target = view.name.or(view.uri).and_then(mcp::raw_str);
-    // What the session serves: the request without the keys that describe the client (the
-    // upstreams behind it hold their own sessions), its progress token ours.
-    let internal_json = if internal
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        format!("\"{internal}\"")
-    } else {
-        Value::String(internal.to_string()).to_string()
+    let target = text(params.name.or(params.uri)).and_then(mcp::raw_str_text);
+    // What the session serves, in one copy, under an id and progress token of ours: the
+    // request without the version, which alone makes a request modern to a server that speaks
+    // both eras (mcp-warden's connection to a 2026-07-28 upstream puts its own back). The
+    // agent's capabilities, client info and log level stay: a 2026-07-28 upstream sees this
+    // request's, a 2025 one ignores them.
+    let internal = {
+        let mut n = itoa::Buffer::new();
+        let n = n.format(internal);
+        let mut id = String::with_capacity(n.len() + 5);
+        id.push_str("\"mw-");
+        id.push_str(n);
+        id.push('"');
+        id
     };
-    let mut progress_token = None;
-    let mut rest = String::with_capacity(meta_raw.get().len());
-    rest.push('{');
-    for (k, v) in &meta {
-        if is_reserved_client_key(k) {
-            continue;
-        }
-        if rest.len() > 1 {
-            rest.push(',');
-        }
-        match k {
-            // A borrowed key has no escapes: it is written back as it was.
-            std::borrow::Cow::Borrowed(k) => {
-                rest.push('"');
-                rest.push_str(k);
-                rest.push('"');
-            }
-            std::borrow::Cow::Owned(k) => rest.push_str(&Value::String(k.clone()).to_string()),
-        }
-        rest.push(':');
-        if k == "progressToken" {
-            progress_token = Some(v.get().to_string());
-            rest.push_str(&internal_json);
-        } else {
-            rest.push_str(v.get());
-        }
+    let version_member = params
+        .protocol_version
+        .and_then(|v| member_range(msg.bytes(), v.range()))
+        .ok_or_else(bad_meta)?;
+    let mut edits: Vec<(Range<usize>, &str)> = Vec::with_capacity(3);
+    if let Some(id) = msg.id_str() {
+        edits.push((msg.span_of(id), &internal));
     }
-    rest.push('}');
-    // Two edits whose spans move (no second parse of a request that may carry large
-    // arguments): `_meta` replaced, the id made ours.
-    let span = msg.span_of(meta_raw.get());
-    let msg = msg.with_replaced(span, &rest).with_id(&internal_json);
+    edits.push((version_member, ""));
+    if let Some(t) = params.progress_token {
+        edits.push((t.range(), &internal));
+    }
+    edits.sort_by_key(|(r, _)| r.start);
     Ok(Request {
-        msg,
-        id,
-        progress_token,
-        method,
+        msg: msg.with_edits(&edits),
+        params: params.moved(&edits),
+        agent: msg.clone(),
+        capabilities: params.client_capabilities,
+        progress_token: text(params.progress_token).map(str::to_string),
+        method: known,
         target,
         log_level,
-        capabilities,
     })
-}
-
-/// An object's members in order, values raw, keys borrowed when they have no escapes.
-struct IndexedMembers<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for IndexedMembers<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = IndexedMembers<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                /// A key, borrowed unless it has escapes (`Cow` alone always owns).
-                #[derive(Deserialize)]
-                struct Key<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
-                let mut out = Vec::new();
-                while let Some(Key(k)) = a.next_key::<Key<'de>>()? {
-                    let v: &'de RawValue = a.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(IndexedMembers(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 /// Whether a request's client capabilities (raw JSON) declare the tasks extension.
@@ -369,21 +367,14 @@ fn declares_tasks(capabilities: &str) -> bool {
         .is_some_and(|e| e.contains_key(mcp::TASKS_EXTENSION))
 }
 
-/// Only the version makes a request modern to a server that speaks both eras: it is taken
-/// out (mcp-warden's connection to a 2026-07-28 upstream puts its own back); the agent's
-/// capabilities, client info and log level stay, so that a 2026-07-28 upstream sees this
-/// request's, and a 2025 one ignores them.
-fn is_reserved_client_key(k: &str) -> bool {
-    k == mcp::META_PROTOCOL_VERSION
-}
-
 /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` must be present and say what the body
 /// says.
 fn check_headers(
     h: &Headers<'_>,
     version: Option<&str>,
     method: &str,
-    view: &ParamsView<'_>,
+    msg: &Message,
+    params: &Params,
 ) -> Result<(), Refusal> {
     let mismatch = |what: &str| {
         Refusal::new(
@@ -402,12 +393,12 @@ fn check_headers(
         return Err(mismatch("Mcp-Method"));
     }
     let named = match mcp::named_member(method) {
-        Some("name") => view.name,
-        Some("uri") => view.uri,
-        Some(_) => view.task_id,
+        Some("name") => params.name,
+        Some("uri") => params.uri,
+        Some(_) => params.task_id,
         None => return Ok(()),
     };
-    let body_name = named.and_then(mcp::raw_str);
+    let body_name = Params::text(msg, named).and_then(mcp::raw_str_borrowed);
     let header_name = get(mcp::HEADER_NAME, "Mcp-Name")?.map(mcp::header_value_decode);
     match (header_name, body_name) {
         (Some(Some(h)), Some(b)) if h == b => Ok(()),
@@ -481,7 +472,7 @@ pub fn outbound(req: &Request, m: Message) -> Outbound {
             }
             _ => Outbound::Drop,
         },
-        Kind::Response => Outbound::Agent(complete(&req.method, m.with_id(&req.id))),
+        Kind::Response => Outbound::Agent(complete(req.method, &m, req.id())),
     }
 }
 
@@ -513,10 +504,10 @@ struct ResultView<'a> {
     cache_scope: Option<&'a RawValue>,
 }
 
-/// An answer as a modern agent must get it: every result says its `resultType`; cacheable
-/// results say how long and for whom (`private`: lists are per agent); a resource that does not
-/// exist is `-32602` (2026-07-28), not the older `-32002`.
-fn complete(method: &str, m: Message) -> Message {
+/// An answer as a modern agent must get it, under the agent's `id`: every result says its
+/// `resultType`; cacheable results say how long and for whom (`private`: lists are per agent);
+/// a resource that does not exist is `-32602` (2026-07-28), not the older `-32002`.
+fn complete(method: &str, m: &Message, id: &str) -> Message {
     if let Some(e) = m.error() {
         if e.contains("-32002") {
             #[derive(Deserialize)]
@@ -530,13 +521,15 @@ fn complete(method: &str, m: Message) -> Message {
                 if err.code == code::RESOURCE_NOT_FOUND {
                     let mut r = Refusal::new(code::INVALID_PARAMS, err.message);
                     r.data = err.data;
-                    return r.answer(m.id_str());
+                    return r.answer(Some(id));
                 }
             }
         }
-        return m;
+        return m.with_id(id);
     }
-    let Some(result) = m.result() else { return m };
+    let (Some(result), Some(old_id)) = (m.result(), m.id_str()) else {
+        return m.with_id(id);
+    };
     // Only a result that mentions one of the fields is read for them (a legacy upstream's
     // never does): the common answer costs a substring search, not a parse.
     let cacheable = CACHEABLE.contains(&method);
@@ -545,7 +538,7 @@ fn complete(method: &str, m: Message) -> Message {
     let view = if mentions {
         match serde_json::from_str::<ResultView<'_>>(result) {
             Ok(v) => v,
-            Err(_) => return m,
+            Err(_) => return m.with_id(id),
         }
     } else {
         ResultView {
@@ -566,20 +559,19 @@ fn complete(method: &str, m: Message) -> Message {
             add.push_str(r#""cacheScope":"private","#);
         }
     }
-    if add.is_empty() {
-        return m;
+    if add.is_empty() || !result.starts_with('{') {
+        return m.with_id(id);
     }
-    // Inserted right after the result object's `{` (no re-parse: the spans move); an empty
-    // object loses the last comma.
-    if !result.starts_with('{') {
-        return m;
-    }
+    // Inserted right after the result object's `{`, in the same copy as the id (no re-parse:
+    // the spans move); an empty object loses the last comma.
     let at = m.span_of(result).start + 1;
     let body = result.get(1..).unwrap_or_default();
     if body.trim_start().starts_with('}') {
         add.pop();
     }
-    m.with_insert(at, &add)
+    let mut edits = [(m.span_of(old_id), id), (at..at, add.as_str())];
+    edits.sort_by_key(|(r, _)| r.start);
+    m.with_edits(&edits)
 }
 
 /// The `server/discover` result for a caller: what its session's upstreams offer, merged.
@@ -897,7 +889,7 @@ fn no_sink() -> mpsc::Sender<Message> {
 impl Call {
     pub fn start(session: Arc<Session>, req: Request) -> Call {
         let (tx, rx) = mpsc::channel::<Message>(64);
-        session.handle(req.msg.clone(), tx);
+        session.handle_request(req.msg.clone(), req.params, tx);
         Call {
             session,
             rx,
@@ -932,11 +924,11 @@ impl Call {
     /// Whether the upstream's request can be put to the agent: only within a call that may
     /// return `input_required`, and only for what this request declared it can do.
     fn may_ask(&self, m: &Message) -> bool {
-        if !MRTR_METHODS.contains(&self.req.method.as_str()) {
+        if !MRTR_METHODS.contains(&self.req.method) {
             return false;
         }
         let caps: Map<String, Value> =
-            serde_json::from_str(&self.req.capabilities).unwrap_or_default();
+            serde_json::from_str(self.req.capabilities()).unwrap_or_default();
         match m.method() {
             Some("sampling/createMessage") => caps.contains_key("sampling"),
             Some("roots/list") => caps.contains_key("roots"),
@@ -1012,7 +1004,7 @@ impl Stateless {
                 code::INTERNAL_ERROR,
                 "Too many calls are waiting for this client's input; answer or abandon them first",
             )
-            .answer(Some(&call.req.id));
+            .answer(Some(call.req.id()));
         }
         if let Some(m) = asked {
             let key = format!("input-{}", call.next_key);
@@ -1036,7 +1028,7 @@ impl Stateless {
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let state = format!("{STATE_PREFIX}{id}.{}", self.mac(&id, &binding));
         let answer = jsonrpc::response(
-            &call.req.id,
+            call.req.id(),
             serde_json::json!({
                 "resultType": "input_required",
                 "inputRequests": requests,
@@ -1124,7 +1116,7 @@ impl Stateless {
         }
         call.asked = still;
         // The rest of the call is the retry's: its id, its progress token, its log level.
-        call.req.id = retry.id;
+        call.req.agent = retry.agent;
         if retry.progress_token.is_some() {
             call.req.progress_token = retry.progress_token;
         }
@@ -1179,17 +1171,10 @@ const STATE_PREFIX: &str = "mw1.";
 /// Whether a request is the retry of a multi round-trip mcp-warden parked (its
 /// `requestState` is ours). A state from an upstream is opaque: the request goes to it.
 pub fn is_retry(req: &Request) -> bool {
-    #[derive(Deserialize)]
-    struct P {
-        #[serde(rename = "requestState", default)]
-        state: Option<String>,
-    }
-    MRTR_METHODS.contains(&req.method.as_str())
-        && req.msg.params().is_some_and(|p| {
-            has(&REQUEST_STATE, p)
-                && serde_json::from_str::<P>(p)
-                    .is_ok_and(|p| p.state.is_some_and(|s| s.starts_with(STATE_PREFIX)))
-        })
+    MRTR_METHODS.contains(&req.method)
+        && Params::text(&req.msg, req.params.request_state)
+            .and_then(mcp::raw_str_borrowed)
+            .is_some_and(|s| s.starts_with(STATE_PREFIX))
 }
 
 /// One caller's internal session and the fan-out of its change notifications.
@@ -1331,15 +1316,62 @@ mod tests {
     }
 
     #[test]
+    fn the_session_gets_the_request_without_the_version_under_our_ids() {
+        let v = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#;
+        let caps = r#""io.modelcontextprotocol/clientCapabilities":{"a":"\"}"}"#;
+        let escaped = r#""io.modelcontextprotocol\/protocolVersion" : "2026-07-28""#;
+        for meta in [
+            format!(r#"{{{v},{caps},"progressToken":7,"k\"ey":1}}"#),
+            format!(r#"{{ {caps} , {v} , "progressToken" : "t" }}"#),
+            format!(r#"{{"progressToken":7,{caps},{v}}}"#),
+            format!(r#"{{"progressToken":7,{caps} , {escaped}}}"#),
+            format!(r#"{{"k\"ey":{{{v}}},{caps},{escaped} }}"#),
+        ] {
+            let raw = format!(
+                r#"{{"jsonrpc":"2.0","params":{{"name":"t","_meta":{meta},"arguments":{{}}}},"id":"a","method":"tools/call"}}"#
+            );
+            let req = validate(&msg(&raw), None, 9).unwrap_or_else(|r| panic!("{raw}: {r:?}"));
+            let again = Message::parse(req.msg.bytes().clone()).unwrap();
+            assert_eq!(again.params(), req.msg.params(), "{raw}");
+            assert_eq!(req.msg.id_str(), Some(r#""mw-9""#));
+            assert_eq!(req.id(), r#""a""#);
+            let params: Value = serde_json::from_str(req.msg.params().unwrap()).unwrap();
+            let sent: Value = serde_json::from_str(&raw).unwrap();
+            let mut expected = sent["params"]["_meta"].clone();
+            let m = expected.as_object_mut().unwrap();
+            m.remove(mcp::META_PROTOCOL_VERSION);
+            if m.contains_key("progressToken") {
+                m.insert("progressToken".into(), "mw-9".into());
+            }
+            assert_eq!(params["_meta"], expected, "{raw}");
+            assert_eq!(params["name"], "t");
+            assert_eq!(req.capabilities(), r#"{"a":"\"}"}"#);
+        }
+        let twice = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{{v},{caps},{escaped}}}}}}}"#
+        );
+        let r = validate(&msg(&twice), None, 1).err().unwrap();
+        assert_eq!(r.code, code::INVALID_PARAMS);
+        let two_names = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","name":"b","_meta":{{{v},{caps}}}}}}}"#
+        );
+        assert_eq!(
+            validate(&msg(&two_names), None, 1).err().unwrap().code,
+            code::INVALID_PARAMS
+        );
+    }
+
+    #[test]
     fn results_get_their_type_and_cache_hints() {
         let req = Request {
             msg: msg(r#"{"jsonrpc":"2.0","id":"mw-1","method":"tools/list"}"#),
-            id: "1".into(),
+            params: Params::default(),
+            agent: msg(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            capabilities: None,
             progress_token: None,
-            method: "tools/list".into(),
+            method: "tools/list",
             target: None,
             log_level: None,
-            capabilities: "{}".into(),
         };
         let Outbound::Agent(m) = outbound(
             &req,

@@ -416,8 +416,7 @@ impl Modern {
             return;
         }
         self.next += 1;
-        let internal = format!("mw-{}", self.next);
-        let req = match modern::validate(&msg, None, &internal) {
+        let req = match modern::validate(&msg, None, self.next) {
             Ok(r) => r,
             Err(r) => {
                 let _ = out.send(r.answer(msg.id_str())).await;
@@ -425,21 +424,21 @@ impl Modern {
             }
         };
         let session = self.entry.session.clone();
-        match req.method.as_str() {
+        match req.method {
             "server/discover" => {
-                let _ = out.send(modern::discover(&session, &req.id)).await;
+                let _ = out.send(modern::discover(&session, req.id())).await;
             }
             "subscriptions/listen" => {
                 let listen = match modern::Listen::open(&self.entry, &req).await {
                     Ok(l) => l,
                     Err(r) => {
-                        let _ = out.send(r.answer(Some(&req.id))).await;
+                        let _ = out.send(r.answer(Some(req.id()))).await;
                         return;
                     }
                 };
-                let _ = out.send(listen.acknowledgement(&req.id)).await;
+                let _ = out.send(listen.acknowledgement(req.id())).await;
                 let mut changes = self.entry.changes.subscribe();
-                let (out, id) = (out.clone(), req.id.clone());
+                let (out, id) = (out.clone(), req.id().to_string());
                 let task = crate::task::spawn(tracing::debug_span!("listen"), async move {
                     loop {
                         let m = match changes.recv().await {
@@ -456,7 +455,7 @@ impl Modern {
                         }
                     }
                 });
-                self.listens.insert(req.id.clone(), task);
+                self.listens.insert(req.id().to_string(), task);
             }
             _ => {
                 let call = if modern::is_retry(&req) {
@@ -476,7 +475,7 @@ impl Modern {
                 } else {
                     modern::Call::start(session, req)
                 };
-                let agent_id = call.req.id.clone();
+                let agent_id = call.req.id().to_string();
                 crate::util::lock(&self.inflight).insert(agent_id.clone(), call.internal_id());
                 let (out, inflight) = (out.clone(), self.inflight.clone());
                 let (stateless, caller) = (self.stateless.clone(), self.caller.clone());

@@ -287,6 +287,12 @@ impl Message {
         self.slice(&self.error)
     }
 
+    /// The text of a byte range of this message (one a view of it gave, e.g.
+    /// [`crate::mcp::params::Params`]); `None` when it is not text there.
+    pub fn text_at(&self, r: Range<usize>) -> Option<&str> {
+        std::str::from_utf8(self.raw.get(r)?).ok()
+    }
+
     /// The span of a borrowed sub-slice of this message's text (e.g. from a typed view of
     /// `params`), for [`splice`].
     pub fn span_of(&self, part: &str) -> Range<usize> {
@@ -296,36 +302,9 @@ impl Message {
     /// This message with its id replaced by `new_id` (raw JSON text). Everything else is
     /// byte-identical.
     pub fn with_id(&self, new_id: &str) -> Message {
-        let Some(r) = self.id.map(Span::range) else {
-            return self.clone();
-        };
-        // One allocation: the bytes before the id, the new id, the bytes after it.
-        let (Some(before), Some(after)) = (self.raw.get(..r.start), self.raw.get(r.end..)) else {
-            return self.clone();
-        };
-        let mut out = Vec::with_capacity(self.raw.len() + new_id.len());
-        out.extend_from_slice(before);
-        out.extend_from_slice(new_id.as_bytes());
-        out.extend_from_slice(after);
-        let raw = Bytes::from(out);
-        let delta = new_id.len() as isize - (r.end - r.start) as isize;
-        let shift = |s: &Option<Span>| {
-            s.map(|s| {
-                if s.start as usize >= r.end {
-                    Span::of((s.start as isize + delta) as usize..(s.end as isize + delta) as usize)
-                } else {
-                    s
-                }
-            })
-        };
-        Message {
-            kind: self.kind,
-            id: Some(Span::of(r.start..r.start + new_id.len())),
-            method: shift(&self.method),
-            params: shift(&self.params),
-            result: shift(&self.result),
-            error: shift(&self.error),
-            raw,
+        match self.id {
+            Some(id) => self.with_edits(&[(id.range(), new_id)]),
+            None => self.clone(),
         }
     }
 
@@ -333,55 +312,68 @@ impl Message {
     /// grows. For adding members to an object mcp-warden keeps the span of (the caller inserts
     /// valid JSON text at a place where it keeps the message valid); no re-parse.
     pub fn with_insert(&self, at: usize, text: &str) -> Message {
-        self.with_replaced(at..at, text)
+        self.with_edits(&[(at..at, text)])
     }
 
     /// This message with the bytes of `range` replaced by `text`, which must be a whole JSON
-    /// value or member list where `range` was one (e.g. a member's value): spans after it
-    /// move, a span around it grows or shrinks; no re-parse. A range that cuts a kept span in
-    /// two (not a valid use) falls back to a full parse.
+    /// value or member list where `range` was one (e.g. a member's value).
     pub fn with_replaced(&self, range: Range<usize>, text: &str) -> Message {
-        let (Some(before), Some(after)) = (self.raw.get(..range.start), self.raw.get(range.end..))
-        else {
-            return self.clone();
-        };
-        let mut out = Vec::with_capacity(before.len() + text.len() + after.len());
-        out.extend_from_slice(before);
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(after);
-        let raw = Bytes::from(out);
-        let delta = text.len() as isize - range.len() as isize;
-        let moved = |x: usize| (x as isize + delta) as usize;
-        let mut cut = false;
-        let mut shift = |s: &Option<Span>| {
-            s.map(|s| {
+        self.with_edits(&[(range, text)])
+    }
+
+    /// This message with each range's bytes replaced by its text, in one copy and without a
+    /// re-parse: `edits` in order, not overlapping, each text a whole JSON value or member list
+    /// where its range was one (or an insertion that keeps the message valid). Spans after an
+    /// edit move, a span around one grows or shrinks, an insertion where a span starts goes
+    /// before it. Edits out of order, out of range or cutting a kept span in two (not a valid
+    /// use) fall back to a splice and a full parse.
+    pub fn with_edits(&self, edits: &[(Range<usize>, &str)]) -> Message {
+        let len = self.raw.len();
+        let ordered = edits
+            .iter()
+            .try_fold(0usize, |at, (r, _)| {
+                (r.start >= at && r.start <= r.end && r.end <= len).then_some(r.end)
+            })
+            .is_some();
+        let cuts = |s: &Option<Span>| {
+            s.is_some_and(|s| {
                 let (a, b) = (s.start as usize, s.end as usize);
-                if a >= range.end {
-                    Span::of(moved(a)..moved(b))
-                } else if b <= range.start {
-                    s
-                } else if a <= range.start && b >= range.end {
-                    Span::of(a..moved(b))
-                } else {
-                    cut = true;
-                    s
-                }
+                edits
+                    .iter()
+                    .any(|(r, _)| (r.start < a && a < r.end) || (r.start < b && b < r.end))
             })
         };
-        let m = Message {
-            kind: self.kind,
-            id: shift(&self.id),
-            method: shift(&self.method),
-            params: shift(&self.params),
-            result: shift(&self.result),
-            error: shift(&self.error),
-            raw,
-        };
-        if cut {
-            debug_assert!(false, "an edit cut a kept span");
-            return Message::parse(m.raw.clone()).unwrap_or_else(|_| self.clone());
+        let spans = [self.id, self.method, self.params, self.result, self.error];
+        if !ordered || spans.iter().any(cuts) {
+            debug_assert!(false, "edits out of order or cutting a kept span");
+            let edits = edits.iter().map(|(r, t)| Edit::new(r.clone(), t)).collect();
+            return Message::parse(splice(&self.raw, edits)).unwrap_or_else(|_| self.clone());
         }
-        m
+        // Exactly the size of the result: a `Vec` whose capacity is its length becomes `Bytes`
+        // without another allocation.
+        let size = edits.iter().fold(len, |n, (r, t)| n + t.len() - r.len());
+        let mut out = Vec::with_capacity(size);
+        let mut at = 0;
+        for (r, t) in edits {
+            out.extend_from_slice(self.raw.get(at..r.start).unwrap_or_default());
+            out.extend_from_slice(t.as_bytes());
+            at = r.end;
+        }
+        out.extend_from_slice(self.raw.get(at..).unwrap_or_default());
+        let shift = |s: Option<Span>| {
+            s.map(|s| {
+                Span::of(moved(edits, s.start as usize, false)..moved(edits, s.end as usize, true))
+            })
+        };
+        Message {
+            kind: self.kind,
+            id: shift(self.id),
+            method: shift(self.method),
+            params: shift(self.params),
+            result: shift(self.result),
+            error: shift(self.error),
+            raw: Bytes::from(out),
+        }
     }
 
     /// Applies byte edits and re-parses (edits may move every span).
@@ -391,6 +383,19 @@ impl Message {
         }
         Message::parse(splice(&self.raw, edits))
     }
+}
+
+/// Where byte `x` of a message is after [`Message::with_edits`] applied `edits`: it moves by
+/// the edits that end at or before it; an insertion at the start of a range (`end`: false)
+/// lands before it, one at its end (`end`: true) after it, so an edit inside a range moves only
+/// its end.
+pub fn moved(edits: &[(Range<usize>, &str)], x: usize, end: bool) -> usize {
+    edits
+        .iter()
+        .filter(|(r, _)| r.end <= x && !(end && r.start == x))
+        .fold(x as isize, |x, (r, t)| {
+            x + t.len() as isize - r.len() as isize
+        }) as usize
 }
 
 /// Replace the bytes in `range` with `with`.
@@ -412,8 +417,11 @@ impl Edit {
 /// Applies non-overlapping edits to `raw`; all bytes outside the edited ranges are kept.
 pub fn splice(raw: &[u8], mut edits: Vec<Edit>) -> Bytes {
     edits.sort_by_key(|e| e.range.start);
-    let grow: usize = edits.iter().map(|e| e.with.len()).sum();
-    let mut out = Vec::with_capacity(raw.len() + grow);
+    // Exactly the result's size when the edits are valid (see `Message::with_edits`).
+    let size = edits.iter().fold(raw.len(), |n, e| {
+        (n + e.with.len()).saturating_sub(e.range.len())
+    });
+    let mut out = Vec::with_capacity(size);
     let mut at = 0;
     for e in edits {
         let Some(kept) = raw
@@ -524,6 +532,35 @@ mod tests {
             assert_eq!(edited.method(), again.method());
             assert!(edited.params().unwrap().contains(text));
         }
+    }
+
+    #[test]
+    fn several_edits_in_one_copy_move_the_spans_as_a_new_parse_would() {
+        let raw = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","_meta":{"v":"2026","progressToken":5,"a":1},"arguments":{"k":"v"}}}"#;
+        let m = Message::parse(Bytes::from(raw)).unwrap();
+        let at = |s: &str| raw.find(s).unwrap();
+        let id = m.id.unwrap().range();
+        let gone = at(r#""v":"2026","#)..at(r#""progressToken""#);
+        let token = at(r#"5,"a""#)..at(r#"5,"a""#) + 1;
+        // An insertion where a span ends lands after it.
+        let end = m.span_of(m.params().unwrap()).end;
+        let edited = m.with_edits(&[
+            (id, r#""mw-1""#),
+            (gone, ""),
+            (token, r#""mw-1""#),
+            (end..end, r#","x":1"#),
+        ]);
+        let again = Message::parse(edited.raw.clone()).unwrap();
+        assert_eq!(edited.params(), again.params());
+        assert_eq!(edited.id_str(), Some(r#""mw-1""#));
+        assert_eq!(edited.method(), again.method());
+        assert_eq!(
+            edited.params().unwrap(),
+            r#"{"name":"x","_meta":{"progressToken":"mw-1","a":1},"arguments":{"k":"v"}}"#
+        );
+        assert!(std::str::from_utf8(edited.bytes())
+            .unwrap()
+            .ends_with(r#"},"x":1}"#));
     }
 
     #[test]

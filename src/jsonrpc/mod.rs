@@ -17,8 +17,8 @@ pub mod skim;
 
 pub use codec::{LineError, LineReader};
 pub use message::{
-    batch_array, error_response, notification, parse_payload, request, response, splice, Edit,
-    Kind, Message, ParseError, Payload,
+    batch_array, error_response, moved, notification, parse_payload, request, response, splice,
+    Edit, Kind, Message, ParseError, Payload,
 };
 
 /// Standard JSON-RPC and MCP error codes used by mcp-warden.

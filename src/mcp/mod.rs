@@ -13,6 +13,7 @@ pub const NEVER_ADVERTISED: &[&str] = &["confirmation_token"];
 
 /// Tool names every LLM provider accepts: `^[a-zA-Z0-9_-]{1,64}$`.
 pub mod header_params;
+pub mod params;
 
 pub mod names {
     pub const MAX_LEN: usize = 64;
@@ -148,13 +149,6 @@ pub struct InitializeResult {
     pub instructions: Option<String>,
 }
 
-/// `params` of a request naming its target: `tools/call`, `prompts/get`.
-#[derive(Deserialize)]
-pub struct NamedParams<'a> {
-    #[serde(borrow)]
-    pub name: &'a RawValue,
-}
-
 /// `params` of `resources/read`, `resources/subscribe`, `resources/unsubscribe`.
 #[derive(Deserialize)]
 pub struct UriParams<'a> {
@@ -177,19 +171,6 @@ pub struct CompleteRef<'a> {
     pub name: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub uri: Option<&'a RawValue>,
-}
-
-/// Any params with `_meta.progressToken`.
-#[derive(Deserialize)]
-pub struct MetaParams<'a> {
-    #[serde(rename = "_meta", borrow, default)]
-    pub meta: Option<Meta<'a>>,
-}
-
-#[derive(Deserialize)]
-pub struct Meta<'a> {
-    #[serde(rename = "progressToken", borrow, default)]
-    pub progress_token: Option<&'a RawValue>,
 }
 
 /// `params` of `notifications/progress`.
@@ -670,13 +651,20 @@ pub fn raw_str(v: &RawValue) -> Option<String> {
 
 /// Decodes a JSON string given as its raw text (quotes included).
 pub fn raw_str_text(s: &str) -> Option<String> {
-    // Most names carry no escapes: take the bytes between the quotes as they are.
+    raw_str_borrowed(s).map(std::borrow::Cow::into_owned)
+}
+
+/// Decodes a JSON string given as its raw text (quotes included), borrowed from it when it
+/// has no escapes (most names and versions).
+pub fn raw_str_borrowed(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if !inner.contains(['\\', '"']) {
-            return Some(inner.to_string());
+            return Some(std::borrow::Cow::Borrowed(inner));
         }
     }
-    serde_json::from_str::<String>(s).ok()
+    serde_json::from_str::<String>(s)
+        .ok()
+        .map(std::borrow::Cow::Owned)
 }
 
 #[cfg(test)]

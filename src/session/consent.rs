@@ -10,18 +10,21 @@ use super::*;
 /// The call with `confirmation_token` set in its arguments (the only place mcp-warden writes an
 /// `action_id`: towards the upstream that issued it).
 pub(super) fn with_confirmation_token(call: &Message, action_id: &str) -> Result<Message, ()> {
-    let params = call.params().ok_or(())?;
-    let parsed: ArgsView<'_> = serde_json::from_str(params).map_err(|_| ())?;
-    let mut args: serde_json::Map<String, serde_json::Value> = match parsed.arguments {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| ())?,
-        None => serde_json::Map::new(),
-    };
+    let params = Params::of(call);
+    if params.twice.is_some() {
+        return Err(());
+    }
+    let mut args: serde_json::Map<String, serde_json::Value> =
+        match Params::text(call, params.arguments) {
+            Some(text) => serde_json::from_str(text).map_err(|_| ())?,
+            None => serde_json::Map::new(),
+        };
     args.insert(
         "confirmation_token".into(),
         serde_json::Value::String(action_id.to_string()),
     );
     let text = serde_json::Value::Object(args).to_string();
-    call.edited(vec![set_arguments(call, params, parsed.arguments, text)])
+    call.edited(vec![set_arguments(call, &params, text).ok_or(())?])
         .map_err(|_| ())
 }
 

@@ -22,7 +22,7 @@ pub mod shared;
 mod slots;
 mod tasks;
 
-use route::{set_arguments, ArgsView};
+use route::set_arguments;
 pub(crate) use slots::backoff;
 use slots::{Slot, SlotState};
 
@@ -40,6 +40,7 @@ use crate::config::{Config, Upstream as UpstreamConfig};
 use crate::identity::Caller;
 use crate::jsonrpc::{self, code, Edit, Kind, Message};
 use crate::mcp;
+use crate::mcp::params::Params;
 use crate::policy;
 use crate::upstream::{Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 use crate::util::lock;
@@ -353,10 +354,21 @@ impl Session {
     pub fn handle(&self, msg: Message, sink: Sink) {
         self.touch();
         match msg.kind() {
-            Kind::Request => self.start_request(msg, sink),
+            Kind::Request => {
+                let params = Params::of(&msg);
+                self.start_request(msg, params, sink)
+            }
             Kind::Notification => self.on_agent_notification(msg),
             Kind::Response => self.on_agent_response(msg),
         }
+    }
+
+    /// Handles a request whose `params` its front read already (a 2026-07-28 front, to
+    /// validate it): the one pass over them is shared.
+    pub fn handle_request(&self, msg: Message, params: Params, sink: Sink) {
+        debug_assert_eq!(msg.kind(), Kind::Request);
+        self.touch();
+        self.start_request(msg, params, sink);
     }
 
     /// Handles a JSON-RPC batch (both fronts): each item as if sent alone, the requests'
@@ -396,17 +408,12 @@ impl Session {
         (!answers.is_empty()).then(|| jsonrpc::batch_array(&answers))
     }
 
-    fn start_request(&self, msg: Message, sink: Sink) {
+    fn start_request(&self, msg: Message, params: Params, sink: Sink) {
         let Some(this) = self.this.upgrade() else {
             return;
         };
         let id = msg.id_str().unwrap_or("null").to_string();
-        let progress_token = msg
-            .params()
-            .and_then(|p| serde_json::from_str::<mcp::MetaParams<'_>>(p).ok())
-            .and_then(|p| p.meta)
-            .and_then(|m| m.progress_token)
-            .map(|t| t.get().to_string());
+        let progress_token = Params::text(&msg, params.progress_token).map(str::to_string);
         {
             let mut inflight = lock(&self.inflight);
             let max = self.cfg().proxy.max_inflight_per_session;
@@ -456,7 +463,7 @@ impl Session {
         // for every call.
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let reply = this.serve(msg, &key).await;
+                let reply = this.serve(msg, &params, &key).await;
                 let still_ours = lock(&this.inflight).remove(&key).is_some();
                 if let (true, Some(reply)) = (still_ours, reply) {
                     if let Err(mpsc::error::TrySendError::Full(reply)) = sink.try_send(reply) {
@@ -471,7 +478,7 @@ impl Session {
         }
     }
 
-    async fn serve(&self, msg: Message, key: &str) -> Option<Message> {
+    async fn serve(&self, msg: Message, params: &Params, key: &str) -> Option<Message> {
         let id = msg.id_str().unwrap_or("null");
         let method = msg.method().unwrap_or_default();
         let reply = match method {
@@ -485,8 +492,8 @@ impl Session {
                 let kind = ListKind::from_method(method)?;
                 Box::pin(self.answer_list(&msg, kind)).await
             }
-            "tools/call" => self.route_named(&msg, ListKind::Tools, key).await,
-            "prompts/get" => Box::pin(self.route_named(&msg, ListKind::Prompts, key)).await,
+            "tools/call" => self.route_named(&msg, params, ListKind::Tools, key).await,
+            "prompts/get" => Box::pin(self.route_named(&msg, params, ListKind::Prompts, key)).await,
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 Box::pin(self.route_uri(&msg, key)).await
             }

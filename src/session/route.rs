@@ -7,32 +7,18 @@
 
 use super::*;
 
-/// `params.arguments` of a call: the raw member if present.
-#[derive(serde::Deserialize)]
-pub(super) struct ArgsView<'a> {
-    #[serde(borrow, default)]
-    pub(super) arguments: Option<&'a RawValue>,
-}
-
-/// The edit that makes `params.arguments` of `msg` be `text`: replacing the present member, or
-/// inserting one as the first member of `params`.
-pub(super) fn set_arguments(
-    msg: &Message,
-    params: &str,
-    present: Option<&RawValue>,
-    text: String,
-) -> Edit {
-    match present {
-        Some(raw) => Edit::new(msg.span_of(raw.get()), text),
+/// The edit that makes `params.arguments` of `msg` be `text`: replacing the present member
+/// (`params.arguments`, as read), or inserting one as the first member of `params`.
+pub(super) fn set_arguments(msg: &Message, params: &Params, text: String) -> Option<Edit> {
+    match params.arguments {
+        Some(at) => Some(Edit::new(at.range(), text)),
         None => {
-            let p = msg.span_of(params);
-            let open = params.find('{').map(|i| p.start + i).unwrap_or(p.start);
-            let empty = params
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .eq("{}".chars());
+            let p = msg.params()?;
+            let start = msg.span_of(p).start;
+            let open = p.find('{').map(|i| start + i).unwrap_or(start);
+            let empty = p.chars().filter(|c| !c.is_whitespace()).eq("{}".chars());
             let member = format!("\"arguments\":{text}{}", if empty { "" } else { "," });
-            Edit::new(open + 1..open + 1, member)
+            Some(Edit::new(open + 1..open + 1, member))
         }
     }
 }
@@ -42,19 +28,18 @@ pub(super) fn set_arguments(
 /// Only tools with a rewrite pay for this (their arguments are re-serialised).
 pub(super) fn arguments_edit(
     msg: &Message,
+    params: &Params,
     rw: &crate::config::ToolRewrite,
 ) -> Result<Option<Edit>, String> {
-    let Some(params) = msg.params() else {
+    if msg.params().is_none() {
         return Ok(None);
-    };
-    let parsed: ArgsView<'_> =
-        serde_json::from_str(params).map_err(|_| "invalid params".to_string())?;
+    }
+    let arguments = Params::text(msg, params.arguments);
     // The common case — no pins, no hidden parameters (the consent-only rewrite every consent
     // upstream gets), an object without a never-advertised key — changes nothing: skip the
     // parse. Any backslash takes the full path, since an escaped key is still that key.
     if rw.pin.is_empty() && rw.hide.is_empty() {
-        if let Some(raw) = parsed.arguments {
-            let text = raw.get();
+        if let Some(text) = arguments {
             if text.starts_with('{')
                 && !text.contains('\\')
                 && !policy::rewrite::NEVER_ADVERTISED
@@ -65,9 +50,9 @@ pub(super) fn arguments_edit(
             }
         }
     }
-    let given: Option<serde_json::Value> = match parsed.arguments {
-        Some(raw) => {
-            Some(serde_json::from_str(raw.get()).map_err(|_| "invalid arguments".to_string())?)
+    let given: Option<serde_json::Value> = match arguments {
+        Some(text) => {
+            Some(serde_json::from_str(text).map_err(|_| "invalid arguments".to_string())?)
         }
         None => None,
     };
@@ -75,12 +60,9 @@ pub(super) fn arguments_edit(
     if given.as_ref() == Some(&out) {
         return Ok(None);
     }
-    Ok(Some(set_arguments(
-        msg,
-        params,
-        parsed.arguments,
-        out.to_string(),
-    )))
+    set_arguments(msg, params, out.to_string())
+        .map(Some)
+        .ok_or_else(|| "invalid params".to_string())
 }
 
 impl Session {
@@ -95,19 +77,22 @@ impl Session {
         (enabled.len() == 1).then(|| enabled[0])
     }
 
-    pub(super) async fn route_named(&self, msg: &Message, kind: ListKind, key: &str) -> Message {
+    pub(super) async fn route_named(
+        &self,
+        msg: &Message,
+        params: &Params,
+        kind: ListKind,
+        key: &str,
+    ) -> Message {
         let id = msg.id_str().unwrap_or("null");
-        let Some(params) = msg
-            .params()
-            .and_then(|p| serde_json::from_str::<mcp::NamedParams<'_>>(p).ok())
-        else {
+        let Some(name_raw) = Params::text(msg, params.name) else {
             return jsonrpc::error_response(
                 Some(id),
                 code::INVALID_PARAMS,
                 "Invalid params: `name` is required",
             );
         };
-        let Some(name) = mcp::raw_str(params.name) else {
+        let Some(name) = mcp::raw_str_text(name_raw) else {
             return jsonrpc::error_response(
                 Some(id),
                 code::INVALID_PARAMS,
@@ -139,7 +124,7 @@ impl Session {
         let mut edits = vec![];
         if entry.original != name {
             let quoted = serde_json::Value::String(entry.original.clone()).to_string();
-            edits.push(Edit::new(msg.span_of(params.name.get()), quoted));
+            edits.push(Edit::new(msg.span_of(name_raw), quoted));
         }
         // Consent-enabled upstreams never get a `confirmation_token` from the agent: only
         // mcp-warden supplies one, after a human approved.
@@ -151,7 +136,7 @@ impl Session {
             None => None,
         };
         if let (ListKind::Tools, Some(rw)) = (kind, &rewrite) {
-            match arguments_edit(msg, rw) {
+            match arguments_edit(msg, params, rw) {
                 Ok(Some(e)) => edits.push(e),
                 Ok(None) => {}
                 Err(refusal) => {

@@ -19,6 +19,7 @@ use super::{backoff, Session};
 use crate::config::{Config, Upstream as UpstreamConfig};
 use crate::jsonrpc::{self, code, Edit, Kind};
 use crate::mcp;
+use crate::mcp::params::Params;
 use crate::upstream::{Connection, Event, EventHandler, Handshake, Inbound, UpstreamError};
 use crate::util::lock;
 
@@ -212,25 +213,20 @@ impl SharedUpstream {
         session: &Weak<Session>,
         msg: &jsonrpc::Message,
     ) -> (jsonrpc::Message, Option<String>) {
-        let Some(tok) = msg
-            .params()
-            .and_then(|p| serde_json::from_str::<mcp::MetaParams<'_>>(p).ok())
-            .and_then(|p| p.meta)
-            .and_then(|m| m.progress_token)
-        else {
+        let params = Params::of(msg);
+        let Some(tok) = Params::text(msg, params.progress_token) else {
             return (msg.clone(), None);
         };
         // Unique per shared connection; the upstream only ever sees tokens of this shape.
         let ours = format!("\"mw-{}\"", self.next_token.fetch_add(1, Ordering::Relaxed));
-        let Ok(edited) = msg.edited(vec![Edit::new(msg.span_of(tok.get()), ours.as_bytes())])
-        else {
+        let Ok(edited) = msg.edited(vec![Edit::new(msg.span_of(tok), ours.as_bytes())]) else {
             return (msg.clone(), None);
         };
         lock(&self.tokens).insert(
             ours.clone(),
             TokenOwner {
                 session: session.clone(),
-                original: tok.get().to_string(),
+                original: tok.to_string(),
             },
         );
         (edited, Some(ours))

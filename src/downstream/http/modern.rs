@@ -100,9 +100,8 @@ pub(super) async fn post(
         .inner
         .next_stream
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let internal = format!("mw-{n}");
     let routing = modern::Headers { get: &get };
-    let req = match modern::validate(&msg, Some(&routing), &internal) {
+    let req = match modern::validate(&msg, Some(&routing), n) {
         Ok(r) => r,
         Err(r) => return refused(&r, msg.id_str()),
     };
@@ -111,8 +110,8 @@ pub(super) async fn post(
         .stateless
         .entry(&front.cfg(), &caller, subject, &front.inner.shared)
         .await;
-    match req.method.as_str() {
-        "server/discover" => json_answer(modern::discover(&entry.session, &req.id)),
+    match req.method {
+        "server/discover" => json_answer(modern::discover(&entry.session, req.id())),
         "subscriptions/listen" => listen(front, &entry, &req).await,
         _ if modern::is_retry(&req) => match front.inner.stateless.resume(&caller, req) {
             Ok(call) if modern::Stateless::still_asking(&call) => {
@@ -140,7 +139,7 @@ pub(super) async fn post(
 async fn respond(front: &Front, caller: Caller, call: modern::Call) -> Response {
     let mut guard = Cancel {
         session: call.session.clone(),
-        internal: call.internal_id(),
+        internal: call.req.msg.clone(),
         done: false,
     };
     let mut call = Some(call);
@@ -226,7 +225,8 @@ async fn respond(front: &Front, caller: Caller, call: modern::Call) -> Response 
 /// input is not cancelled: it waits for the retry (or its expiry).
 struct Cancel {
     session: Arc<Session>,
-    internal: String,
+    /// The request as the session serves it (its id is ours).
+    internal: Message,
     done: bool,
 }
 
@@ -235,12 +235,9 @@ impl Drop for Cancel {
         if self.done {
             return;
         }
-        tracing::debug!(request = %self.internal, "the client closed the stream: request cancelled");
-        modern::cancel(
-            &self.session,
-            &self.internal,
-            "the client closed the stream",
-        );
+        let internal = self.internal.id_str().unwrap_or("null");
+        tracing::debug!(request = %internal, "the client closed the stream: request cancelled");
+        modern::cancel(&self.session, internal, "the client closed the stream");
     }
 }
 
@@ -250,11 +247,11 @@ impl Drop for Cancel {
 async fn listen(front: &Front, entry: &modern::Entry, req: &modern::Request) -> Response {
     let listen = match modern::Listen::open(entry, req).await {
         Ok(l) => l,
-        Err(r) => return refused(&r, Some(&req.id)),
+        Err(r) => return refused(&r, Some(req.id())),
     };
-    let ack = Bytes::from(sse::encode(None, listen.acknowledgement(&req.id).bytes()));
+    let ack = Bytes::from(sse::encode(None, listen.acknowledgement(req.id()).bytes()));
     let rx = entry.changes.subscribe();
-    let id = req.id.clone();
+    let id = req.id().to_string();
     let stopping = front.inner.stopping.clone();
     let event =
         |m: &Message| Ok::<_, std::convert::Infallible>(Bytes::from(sse::encode(None, m.bytes())));
