@@ -2,6 +2,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -49,10 +50,11 @@ impl ParseError {
 
 /// One JSON-RPC message: the exact bytes received plus the spans of the members mcp-warden reads.
 ///
-/// Cloning is cheap (`Bytes`). Spans index into `raw`.
+/// Cloning is cheap (`Bytes`). Spans index into `raw`, which is valid UTF-8 (checked once,
+/// when parsed).
 #[derive(Clone)]
 pub struct Message {
-    raw: Bytes,
+    raw: ByteString,
     kind: Kind,
     id: Option<Span>,
     method: Option<Span>,
@@ -106,7 +108,7 @@ where
 #[derive(Deserialize)]
 struct View<'a> {
     #[serde(borrow)]
-    jsonrpc: Option<Cow<'a, str>>,
+    jsonrpc: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -167,16 +169,15 @@ impl Message {
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
         // serde_json skips unknown members without checking their UTF-8; the spans we hand out
         // must be valid text, and so must everything we forward.
-        if std::str::from_utf8(&raw).is_err() {
-            return Err(ParseError::Json("invalid UTF-8".into()));
-        }
+        let raw =
+            ByteString::try_from(raw).map_err(|_| ParseError::Json("invalid UTF-8".into()))?;
         if u32::try_from(raw.len()).is_err() {
             return Err(ParseError::Invalid("message over 4 GiB"));
         }
         // serde_json skips members it does not keep without any depth limit: a value nested
         // 100,000 deep inside `arguments` would be forwarded to a peer that cannot read it.
-        if super::skim::too_deep(&raw, super::skim::MAX_DEPTH) {
-            let skim = super::skim::Skim::of(&raw);
+        if super::skim::too_deep(raw.as_bytes(), super::skim::MAX_DEPTH) {
+            let skim = super::skim::Skim::of(raw.as_bytes());
             return Err(ParseError::TooDeep {
                 id: skim.id().map(str::to_string),
                 request: skim.has_method(),
@@ -184,16 +185,22 @@ impl Message {
         }
         // Valid JSON of the wrong shape (`42`, `"x"`, an `id` that is an object) is an invalid
         // request, not a parse error (JSON-RPC 2.0, section 6's examples).
-        let view: View<'_> = serde_json::from_slice(&raw).map_err(|e| match e.classify() {
+        let view: View<'_> = serde_json::from_str(&raw).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => {
                 ParseError::Invalid("a message is a JSON object with JSON-RPC members")
             }
             _ => ParseError::Json(e.to_string()),
         })?;
-        if view.jsonrpc.as_deref() != Some("2.0") {
+        // Compared as written ("2.0", no allocation); an escaped spelling is decoded.
+        let version_ok = view.jsonrpc.is_some_and(|v| {
+            v.get() == r#""2.0""#
+                || (v.get().contains('\\')
+                    && serde_json::from_str::<Cow<'_, str>>(v.get()).is_ok_and(|v| v == "2.0"))
+        });
+        if !version_ok {
             return Err(ParseError::Invalid("jsonrpc must be \"2.0\""));
         }
-        let base: &[u8] = &raw;
+        let base: &[u8] = raw.as_bytes();
         let span = |v: Option<&RawValue>| v.map(|v| Span::of(span_of(base, v.get())));
         let method = match view.method {
             Some(m) => {
@@ -254,16 +261,16 @@ impl Message {
     }
 
     pub fn bytes(&self) -> &Bytes {
-        &self.raw
+        self.raw.as_bytes()
     }
 
     pub fn into_bytes(self) -> Bytes {
-        self.raw
+        self.raw.into_bytes()
     }
 
     fn slice(&self, r: &Option<Span>) -> Option<&str> {
         // The spans come from serde's borrowed views of valid UTF-8 JSON.
-        r.and_then(|r| std::str::from_utf8(self.raw.get(r.range())?).ok())
+        r.and_then(|r| self.raw.get(r.range()))
     }
 
     /// The raw JSON text of the id (`"abc"`, `42`, `null`), if any.
@@ -290,13 +297,13 @@ impl Message {
     /// The text of a byte range of this message (one a view of it gave, e.g.
     /// [`crate::mcp::params::Params`]); `None` when it is not text there.
     pub fn text_at(&self, r: Range<usize>) -> Option<&str> {
-        std::str::from_utf8(self.raw.get(r)?).ok()
+        self.raw.get(r)
     }
 
     /// The span of a borrowed sub-slice of this message's text (e.g. from a typed view of
     /// `params`), for [`splice`].
     pub fn span_of(&self, part: &str) -> Range<usize> {
-        span_of(&self.raw, part)
+        span_of(self.raw.as_bytes(), part)
     }
 
     /// This message with its id replaced by `new_id` (raw JSON text). Everything else is
@@ -332,7 +339,11 @@ impl Message {
         let ordered = edits
             .iter()
             .try_fold(0usize, |at, (r, _)| {
-                (r.start >= at && r.start <= r.end && r.end <= len).then_some(r.end)
+                (r.start >= at
+                    && r.start <= r.end
+                    && self.raw.is_char_boundary(r.start)
+                    && self.raw.is_char_boundary(r.end))
+                .then_some(r.end)
             })
             .is_some();
         let cuts = |s: &Option<Span>| {
@@ -347,19 +358,20 @@ impl Message {
         if !ordered || spans.iter().any(cuts) {
             debug_assert!(false, "edits out of order or cutting a kept span");
             let edits = edits.iter().map(|(r, t)| Edit::new(r.clone(), t)).collect();
-            return Message::parse(splice(&self.raw, edits)).unwrap_or_else(|_| self.clone());
+            return Message::parse(splice(self.raw.as_bytes(), edits))
+                .unwrap_or_else(|_| self.clone());
         }
         // Exactly the size of the result: a `Vec` whose capacity is its length becomes `Bytes`
         // without another allocation.
         let size = edits.iter().fold(len, |n, (r, t)| n + t.len() - r.len());
-        let mut out = Vec::with_capacity(size);
+        let mut out = String::with_capacity(size);
         let mut at = 0;
         for (r, t) in edits {
-            out.extend_from_slice(self.raw.get(at..r.start).unwrap_or_default());
-            out.extend_from_slice(t.as_bytes());
+            out.push_str(self.raw.get(at..r.start).unwrap_or_default());
+            out.push_str(t);
             at = r.end;
         }
-        out.extend_from_slice(self.raw.get(at..).unwrap_or_default());
+        out.push_str(self.raw.get(at..).unwrap_or_default());
         let shift = |s: Option<Span>| {
             s.map(|s| {
                 Span::of(moved(edits, s.start as usize, false)..moved(edits, s.end as usize, true))
@@ -372,7 +384,7 @@ impl Message {
             params: shift(self.params),
             result: shift(self.result),
             error: shift(self.error),
-            raw: Bytes::from(out),
+            raw: ByteString::from(out),
         }
     }
 
@@ -381,7 +393,7 @@ impl Message {
         if edits.is_empty() {
             return Ok(self.clone());
         }
-        Message::parse(splice(&self.raw, edits))
+        Message::parse(splice(self.raw.as_bytes(), edits))
     }
 }
 
@@ -447,7 +459,7 @@ pub fn batch_array(answers: &[Message]) -> Bytes {
         if i > 0 {
             arr.push(b',');
         }
-        arr.extend_from_slice(&a.raw);
+        arr.extend_from_slice(a.raw.as_bytes());
     }
     arr.push(b']');
     Bytes::from(arr)
@@ -466,8 +478,8 @@ fn build(v: serde_json::Value) -> Message {
 fn unreachable_message(e: ParseError) -> Message {
     tracing::error!(error = %e, "internal: built an invalid JSON-RPC message");
     Message {
-        raw: Bytes::from_static(
-            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"internal"}}"#,
+        raw: ByteString::from_static(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"internal"}}"#,
         ),
         kind: Kind::Notification,
         id: None,
@@ -526,7 +538,7 @@ mod tests {
             r#"{"progressToken":"mw-1","a":1,"b":[2],"c":{"d":null}}"#,
         ] {
             let edited = m.with_replaced(m.span_of(meta), text).with_id(r#""mw-1""#);
-            let again = Message::parse(edited.raw.clone()).unwrap();
+            let again = Message::parse(edited.bytes().clone()).unwrap();
             assert_eq!(edited.params(), again.params());
             assert_eq!(edited.id_str(), Some(r#""mw-1""#));
             assert_eq!(edited.method(), again.method());
@@ -550,7 +562,7 @@ mod tests {
             (token, r#""mw-1""#),
             (end..end, r#","x":1"#),
         ]);
-        let again = Message::parse(edited.raw.clone()).unwrap();
+        let again = Message::parse(edited.bytes().clone()).unwrap();
         assert_eq!(edited.params(), again.params());
         assert_eq!(edited.id_str(), Some(r#""mw-1""#));
         assert_eq!(edited.method(), again.method());
@@ -579,7 +591,7 @@ mod tests {
                 r#""k":0,"#
             };
             let edited = m.with_insert(at, text);
-            let again = Message::parse(edited.raw.clone()).unwrap();
+            let again = Message::parse(edited.bytes().clone()).unwrap();
             assert_eq!(edited.result(), again.result(), "{raw}");
             assert_eq!(edited.id_str(), again.id_str(), "{raw}");
             assert_eq!(edited.method(), again.method(), "{raw}");
@@ -616,6 +628,18 @@ mod tests {
             .contains("123456789012345678901234567890"));
         let back = swapped.with_id(r#""a\u00e9""#);
         assert_eq!(std::str::from_utf8(back.bytes()).unwrap(), src);
+    }
+
+    #[test]
+    fn the_version_is_compared_as_json_text() {
+        assert!(Message::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2\u002e0","method":"n"}"#
+        ))
+        .is_ok());
+        for bad in [r#""2.0 ""#, "2.0", "null", r#""2\u002e1""#] {
+            let raw = format!(r#"{{"jsonrpc":{bad},"method":"n"}}"#);
+            assert!(Message::parse(Bytes::from(raw)).is_err(), "{bad}");
+        }
     }
 
     #[test]
