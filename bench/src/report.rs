@@ -120,6 +120,9 @@ struct Comparison {
     added_p99_us: Option<f64>,
     p50_ratio: Option<f64>,
     throughput_ratio: Vec<(String, Option<f64>)>,
+    /// Proxy CPU per call, proxied / direct, per phase (`seq`, `c16`, …): only where both
+    /// runs have a proxy (one proxy's cost against another's).
+    cpu_ratio: Vec<(String, Option<f64>)>,
 }
 
 fn comparisons(runs: &[Run], settings: &Settings) -> Vec<Comparison> {
@@ -142,6 +145,22 @@ fn comparisons(runs: &[Run], settings: &Settings) -> Vec<Comparison> {
                     (n, r)
                 })
                 .collect();
+            let cpu_ratio = std::iter::once(("seq".to_owned(), "sequential".to_owned()))
+                .chain(
+                    settings
+                        .concurrency
+                        .iter()
+                        .map(|c| (format!("c{c}"), format!("c{c}"))),
+                )
+                .map(|(label, phase)| {
+                    let r = pr
+                        .phase(&phase)
+                        .and_then(|x| x.proxy_cpu_us)
+                        .zip(dr.phase(&phase).and_then(|y| y.proxy_cpu_us))
+                        .and_then(|(x, y)| ratio(x, y));
+                    (label, r)
+                })
+                .collect();
             Some(Comparison {
                 name,
                 proxied: p,
@@ -151,6 +170,7 @@ fn comparisons(runs: &[Run], settings: &Settings) -> Vec<Comparison> {
                 added_p99_us: Some(ps.latency_us.p99 - ds.latency_us.p99),
                 p50_ratio: ratio(ps.latency_us.p50, ds.latency_us.p50),
                 throughput_ratio,
+                cpu_ratio,
             })
         })
         .collect()
@@ -319,6 +339,10 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
     for c in &settings.concurrency {
         head.push(format!("c{c} throughput ratio"));
     }
+    head.push("proxy CPU ratio seq".to_owned());
+    for c in &settings.concurrency {
+        head.push(format!("c{c}"));
+    }
     let rows: Vec<Vec<String>> = comps
         .iter()
         .map(|c| {
@@ -328,7 +352,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
                 opt(c.added_p99_us, f1),
                 opt(c.p50_ratio, |x| format!("{x:.2}")),
             ];
-            for (_, r) in &c.throughput_ratio {
+            for (_, r) in c.throughput_ratio.iter().chain(&c.cpu_ratio) {
                 row.push(opt(*r, |x| format!("{x:.3}")));
             }
             row
@@ -375,6 +399,7 @@ pub fn print(meta: &Meta, settings: &Settings, runs: &[Run]) {
             "added_p99_us": c.added_p99_us.map(r1),
             "p50_ratio": c.p50_ratio.map(r3),
             "throughput_ratio": c.throughput_ratio.iter().map(|(n, r)| (n.clone(), json!(r.map(r3)))).collect::<serde_json::Map<String, Value>>(),
+            "proxy_cpu_ratio": c.cpu_ratio.iter().map(|(n, r)| (n.clone(), json!(r.map(r3)))).collect::<serde_json::Map<String, Value>>(),
         }))).collect::<serde_json::Map<String, Value>>(),
         "errors": runs.iter().map(Run::errors).sum::<u64>(),
         "mismatches": runs.iter().map(Run::mismatches).sum::<u64>(),

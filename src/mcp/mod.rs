@@ -658,7 +658,7 @@ pub fn raw_str_text(s: &str) -> Option<String> {
 /// has no escapes (most names and versions).
 pub fn raw_str_borrowed(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        if !inner.contains(['\\', '"']) {
+        if memchr::memchr2(b'\\', b'"', inner.as_bytes()).is_none() {
             return Some(std::borrow::Cow::Borrowed(inner));
         }
     }
