@@ -18,6 +18,9 @@ use crate::upstream::UpstreamError;
 pub enum Failure {
     /// An upstream could not be started or reached, or went away while the call was open.
     Unavailable { upstream: String },
+    /// An OAuth-protected upstream nobody has signed mcp-warden in to: `login` is the command
+    /// an operator runs (it names the upstream and the agent, nothing secret).
+    SignedOut { upstream: String, login: String },
     /// An upstream did not answer in time (the upstream was told to cancel); `after`: the
     /// request timeout, when that is what ran out.
     Timeout {
@@ -42,6 +45,7 @@ impl Failure {
     pub fn code(&self) -> i64 {
         match self {
             Failure::Unavailable { .. }
+            | Failure::SignedOut { .. }
             | Failure::BadAnswer { .. }
             | Failure::Unreadable { .. } => code::UPSTREAM_UNAVAILABLE,
             Failure::Timeout { .. } => code::REQUEST_TIMEOUT,
@@ -56,6 +60,9 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Unavailable { upstream } => format!("Upstream {upstream} is unavailable"),
+            Failure::SignedOut { upstream, login } => format!(
+                "Upstream {upstream} needs a sign-in first: an operator runs `{login}`, then this call can be made again"
+            ),
             Failure::Timeout {
                 upstream,
                 after: Some(t),
@@ -84,6 +91,7 @@ impl Failure {
         use hyper::StatusCode as S;
         match self {
             Failure::Unavailable { .. }
+            | Failure::SignedOut { .. }
             | Failure::BadAnswer { .. }
             | Failure::Unreadable { .. } => S::BAD_GATEWAY,
             Failure::Timeout { .. } => S::GATEWAY_TIMEOUT,
@@ -97,6 +105,23 @@ impl Failure {
     pub fn answer(&self, id: Option<&str>, detail: &dyn Display) -> Message {
         tracing::warn!(failure = %self.message(), detail = %detail, "request failed");
         jsonrpc::error_response(id, self.code(), &self.message())
+    }
+
+    /// The answer to a `method` request `id`: a tool call that cannot run until an operator
+    /// signs in gets it as the tool's own error result, which the model reads and can pass
+    /// on (the command to run); everything else gets [`Failure::answer`].
+    pub fn answer_to(&self, method: &str, id: Option<&str>, detail: &dyn Display) -> Message {
+        if let (Failure::SignedOut { .. }, "tools/call") = (self, method) {
+            tracing::info!(failure = %self.message(), "call refused: not signed in");
+            return jsonrpc::response(
+                id.unwrap_or("null"),
+                serde_json::json!({
+                    "content": [{"type": "text", "text": self.message()}],
+                    "isError": true,
+                }),
+            );
+        }
+        self.answer(id, detail)
     }
 }
 
@@ -112,6 +137,10 @@ impl From<&UpstreamError> for Failure {
             | UpstreamError::Start { name: upstream, .. }
             | UpstreamError::Handshake { name: upstream, .. } => Failure::Unavailable {
                 upstream: upstream.clone(),
+            },
+            UpstreamError::SignIn { name, login } => Failure::SignedOut {
+                upstream: name.clone(),
+                login: login.clone(),
             },
         }
     }

@@ -425,6 +425,19 @@ impl PinStore {
         self.flush();
     }
 
+    /// The pinned definitions of an upstream's tools (by its pin key): what it offered when
+    /// last listed, as tool objects.
+    pub fn tools_of(&self, upstream: &str) -> Vec<Value> {
+        let mut inner = lock(&self.inner);
+        self.reload_if_changed(&mut inner);
+        inner
+            .file
+            .upstreams
+            .get(upstream)
+            .map(|tools| tools.values().map(|p| p.definition.clone()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn pinned(&self, upstream: &str, tool_name: &str) -> Option<Pin> {
         let mut inner = lock(&self.inner);
         self.reload_if_changed(&mut inner);

@@ -1050,15 +1050,70 @@ tools.allow = ["whoami"]
         let raw = whoami(&w.url, token, &sid, 7);
         assert!(raw.contains(&format!(r#"\"sub\": \"{sub}\""#)), "{raw}");
     }
+    // Agent c has no sign-in: the upstream's tools (pinned when a and b listed them) are
+    // still listed, and a call is the tool's own error naming what an operator runs, made
+    // without reaching the upstream. No retry storm meanwhile: one line says it.
     let sid = raw_session(&w.url, tc);
-    let raw = whoami(&w.url, tc, &sid, 7);
-    assert!(!raw.contains("\"sub\""), "no one else's sign-in: {raw}");
+    let list = http()
+        .post(&w.url)
+        .bearer_auth(tc)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(list.contains(r#""name":"whoami""#), "{list}");
+    for id in [7, 8] {
+        let raw = whoami(&w.url, tc, &sid, id);
+        assert!(!raw.contains("\"sub\""), "no one else's sign-in: {raw}");
+        let v = json_of_answer(&raw);
+        assert_eq!(v["result"]["isError"], true, "{raw}");
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("`mcp-warden auth login secure --agent c`"),
+            "{text}"
+        );
+    }
+    let logs = w.logs();
+    // A request without a token would have been refused (401) and logged as such.
     assert!(
-        w.logs()
-            .contains("run `mcp-warden auth login secure --agent c`"),
-        "{}",
-        w.logs()
+        !logs.contains("OAuth: not signed in"),
+        "nothing was sent to the upstream for c: {logs}"
     );
+    assert_eq!(
+        logs.matches("upstream not signed in").count(),
+        1,
+        "said once, not retried on a timer: {logs}"
+    );
+    // An operator signs c in; the same session's next call goes through, no restart.
+    let out = sign_in_as(w.dir.path(), "secure", &["--agent", "c"], "carol");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = whoami(&w.url, tc, &sid, 9);
+    assert!(raw.contains(r#"\"sub\": \"carol\""#), "{raw}");
+    for (token, sub) in [(ta, "alice"), (tb, "bob")] {
+        let sid = raw_session(&w.url, token);
+        let raw = whoami(&w.url, token, &sid, 10);
+        assert!(raw.contains(&format!(r#"\"sub\": \"{sub}\""#)), "{raw}");
+    }
+}
+
+/// The JSON-RPC answer in a JSON body or in an SSE stream's data lines.
+fn json_of_answer(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| {
+        raw.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("id").is_some())
+            .unwrap_or_else(|| panic!("no answer in {raw}"))
+    })
 }
 
 /// The official conformance suite's client authorization scenarios (0.2.0-alpha.12, both

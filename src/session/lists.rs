@@ -320,6 +320,9 @@ impl Session {
         let Some(conn) = self.live(idx) else {
             tracing::debug!(upstream = %self.slot(idx).map(|s| s.name()).unwrap_or_default(), "not up: left out of the list for now");
             self.reconnect_in_background(idx);
+            if kind == ListKind::Tools {
+                return Ok(self.pinned_while_signed_out(idx));
+            }
             return Ok(None);
         };
         if !conn.has_capability(kind.capability()) {

@@ -576,6 +576,9 @@ impl Session {
                 SlotState::Down { reason, .. } if s.shared.is_none() => {
                     Some((s.name(), reason.clone()))
                 }
+                SlotState::SignedOut { login } => {
+                    Some((s.name(), format!("not signed in: run `{login}`")))
+                }
                 _ => None,
             })
             .collect()

@@ -162,6 +162,12 @@ impl Session {
         // after approval is exactly `out`, the bytes the approval was bound to.
         let mut approved = false;
         if kind == ListKind::Tools && self.policy_requires_approval(entry, &name) {
+            // A call that cannot go out yet (no sign-in) is answered so before a human is
+            // asked to approve it.
+            if let Err(e) = self.sign_in_first(entry.upstream).await {
+                let method = msg.method().unwrap_or_default();
+                return crate::error::Failure::from(&e).answer_to(method, Some(id), &e);
+            }
             let cfg = self.cfg();
             let summary = format!("{} wants to call {}", self.agent_name(), name);
             // Held calls are rare and their futures large: boxed (see `start_request`).

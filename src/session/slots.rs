@@ -19,6 +19,12 @@ pub(super) enum SlotState {
         retry_at: Instant,
         reason: String,
     },
+    /// An OAuth upstream nobody has signed mcp-warden in to (for this agent): not retried on a
+    /// timer (nothing would change), but at each use, which finds a sign-in as soon as an
+    /// operator has made one. `login`: the command to run.
+    SignedOut {
+        login: String,
+    },
     Disabled,
 }
 
@@ -167,6 +173,22 @@ impl Session {
                 }
                 Ok(conn)
             }
+            Err(UpstreamError::SignIn { name, login }) => {
+                let mut st = lock(&slot.state);
+                if matches!(*st, SlotState::Disabled) {
+                    return Err(UpstreamError::SignIn { name, login });
+                }
+                let new = !matches!(*st, SlotState::SignedOut { .. });
+                *st = SlotState::SignedOut {
+                    login: login.clone(),
+                };
+                drop(st);
+                if new {
+                    tracing::info!(upstream = %slot.name(), "upstream not signed in: its pinned tools are listed, and a call to one says to run `{login}`");
+                    self.lists_changed(&[ListKind::Tools]);
+                }
+                Err(UpstreamError::SignIn { name, login })
+            }
             Err(e) => {
                 let n = slot.failures.fetch_add(1, Ordering::Relaxed);
                 let backoff = backoff(n);
@@ -216,6 +238,44 @@ impl Session {
         );
     }
 
+    /// `Err(SignIn)` while upstream `idx` has no sign-in (one made since is found, and
+    /// connected to, here); `Ok` for every other state, without connecting.
+    pub(super) async fn sign_in_first(&self, idx: usize) -> Result<(), UpstreamError> {
+        let signed_out = self
+            .slot(idx)
+            .is_some_and(|s| matches!(*lock(&s.state), SlotState::SignedOut { .. }));
+        if !signed_out {
+            return Ok(());
+        }
+        match self.connection(idx).await {
+            Err(e @ UpstreamError::SignIn { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tools upstream `idx` offered when last listed (its pins), while it has no
+    /// sign-in: the agent sees what it could call, and a call says what to do.
+    pub(super) fn pinned_while_signed_out(&self, idx: usize) -> Option<Fetched> {
+        let slot = self.slot(idx)?;
+        if !matches!(*lock(&slot.state), SlotState::SignedOut { .. }) {
+            return None;
+        }
+        let cfg = slot.cfg();
+        let items: Vec<Bytes> = self
+            .pins
+            .as_ref()?
+            .tools_of(&cfg.pin_key())
+            .iter()
+            .map(|t| Bytes::from(t.to_string()))
+            .collect();
+        (!items.is_empty()).then(|| Fetched {
+            upstream: idx,
+            namespace: cfg.namespace.clone(),
+            cfg,
+            items,
+        })
+    }
+
     /// Starts a (re)connection of a down upstream whose backoff has passed, without waiting.
     pub(super) fn reconnect_in_background(&self, idx: usize) {
         let Some(slot) = self.slot(idx) else { return };
@@ -224,6 +284,7 @@ impl Session {
         }
         let due = match &*lock(&slot.state) {
             SlotState::Down { retry_at, .. } => *retry_at <= Instant::now(),
+            SlotState::SignedOut { .. } => true,
             _ => slot.shared.is_some(),
         };
         let idle = slot.connecting.try_lock().is_ok();

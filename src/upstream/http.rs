@@ -116,6 +116,16 @@ pub(super) fn spawn(
             name: name.to_string(),
             reason,
         })?;
+    // Without a sign-in there is nothing to send: the upstream would only answer 401.
+    if let Some(login) = oauth
+        .as_deref()
+        .and_then(super::oauth::OAuth::missing_sign_in)
+    {
+        return Err(UpstreamError::SignIn {
+            name: name.to_string(),
+            login: login.to_string(),
+        });
+    }
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),

@@ -175,6 +175,11 @@ pub enum UpstreamError {
     Start { name: String, reason: String },
     #[error("upstream {name} rejected initialize: {reason}")]
     Handshake { name: String, reason: String },
+    /// An OAuth-protected upstream that nobody has signed mcp-warden in to (for this agent,
+    /// when each agent signs in on its own): nothing was sent to it. `login`: the command an
+    /// operator runs.
+    #[error("upstream {name} is not signed in: run `{login}`")]
+    SignIn { name: String, login: String },
 }
 
 /// Stdio children currently alive (started and not yet reaped), for shutdown and tests.

@@ -168,6 +168,19 @@ impl OAuth {
         Ok(Some(o))
     }
 
+    /// The command an operator runs when this client needs a sign-in that does not exist
+    /// (only an authorization code grant needs a person; a stored grant that cannot be read
+    /// is left to the requests to report).
+    pub(crate) fn missing_sign_in(&self) -> Option<&str> {
+        if self.settings.grant != OAuthGrant::AuthorizationCode {
+            return None;
+        }
+        match Store::new(&self.settings.store).load(&self.key) {
+            Ok(None) => Some(&self.login),
+            _ => None,
+        }
+    }
+
     /// The `Authorization` value for the next request: the current token, or a new one. `None`
     /// when none can be had yet (the request goes without, and its 401 tells where to ask).
     pub(crate) async fn authorization(&self) -> Option<HeaderValue> {
