@@ -78,13 +78,62 @@ fn grant_key(
 }
 
 /// Signs in to upstream `name` (for `agent`, when it signs in per agent): `show` is given the
-/// URL to open in a browser. Returns the grant once saved.
+/// URL to open in a browser, whose redirect comes back to a loopback port of this process.
+/// Returns the grant once saved.
 pub async fn login(
     cfg: &Config,
     name: &str,
     agent: Option<&str>,
     show: &dyn Fn(&str),
 ) -> Result<Grant, String> {
+    // The loopback redirect (RFC 8252 §7.3).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("no loopback port for the redirect: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let (url, pending) = start(cfg, name, agent, &redirect).await?;
+    show(&url);
+    let query = tokio::time::timeout(WAIT, callback(listener, &pending.state))
+        .await
+        .map_err(|_| format!("no sign-in within {} s", WAIT.as_secs()))??;
+    finish(pending, &query).await
+}
+
+/// A sign-in under way, between the URL handed to a browser and the authorization response:
+/// what that response is checked against and its code exchanged with. It holds the PKCE
+/// verifier, so it is never printed.
+pub(crate) struct Pending {
+    key: String,
+    store: Store,
+    http: reqwest::Client,
+    d: Discovery,
+    client_id: String,
+    client_secret: Option<String>,
+    redirect: String,
+    verifier: String,
+    pub(crate) state: String,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("issuer", &self.d.issuer)
+            .field("redirect", &self.redirect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a sign-in to upstream `name` (for `agent`) whose browser comes back to `redirect`:
+/// the upstream's challenge and its authorization server are discovered, a client chosen (or
+/// registered for `redirect`), and the authorization URL made (PKCE S256, `state`,
+/// `resource`, the scope wanted). Returns that URL and what [`finish`] needs.
+pub(crate) async fn start(
+    cfg: &Config,
+    name: &str,
+    agent: Option<&str>,
+    redirect: &str,
+) -> Result<(String, Pending), String> {
     let spec = upstream(cfg, name)?;
     let key = grant_key(cfg, name, spec, agent)?;
     let Some(settings) = &spec.oauth else {
@@ -130,13 +179,6 @@ pub async fn login(
         .to_string();
     crate::config::secure_url(&authorize).map_err(|e| format!("authorization endpoint {e}"))?;
 
-    // The loopback redirect (RFC 8252 §7.3).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("no loopback port for the redirect: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let redirect = format!("http://127.0.0.1:{port}/callback");
-
     // The registration order the specification gives: a client registered beforehand, a client
     // ID metadata document where the server takes them, else dynamic registration.
     let url_ids = d.meta.get("client_id_metadata_document_supported") == Some(&Value::Bool(true));
@@ -149,7 +191,7 @@ pub async fn login(
                 .map(|s| s.expose().to_string()),
         ),
         (None, Some(url)) if url_ids => (url.clone(), None),
-        (None, _) => register(&http, &d, &redirect).await?,
+        (None, _) => register(&http, &d, redirect).await?,
     };
     let verifier = random_b64(32)?;
     let challenge_s256 = {
@@ -163,7 +205,7 @@ pub async fn login(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
             .append_pair("client_id", &client_id)
-            .append_pair("redirect_uri", &redirect)
+            .append_pair("redirect_uri", redirect)
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge_s256)
             .append_pair("code_challenge_method", "S256")
@@ -172,11 +214,35 @@ pub async fn login(
             q.append_pair("scope", s);
         }
     }
-    show(url.as_str());
+    let pending = Pending {
+        key,
+        store,
+        http,
+        d,
+        client_id,
+        client_secret,
+        redirect: redirect.to_string(),
+        verifier,
+        state,
+    };
+    Ok((url.to_string(), pending))
+}
 
-    let query = tokio::time::timeout(WAIT, callback(listener, &state))
-        .await
-        .map_err(|_| format!("no sign-in within {} s", WAIT.as_secs()))??;
+/// Ends a sign-in with the authorization response's `query` (the redirect's): its `iss`
+/// (RFC 9207) and `state` checked, its error reported, its code exchanged for the tokens;
+/// the grant is saved and returned.
+pub(crate) async fn finish(p: Pending, query: &str) -> Result<Grant, String> {
+    let Pending {
+        key,
+        store,
+        http,
+        d,
+        client_id,
+        client_secret,
+        redirect,
+        verifier,
+        state,
+    } = p;
     let param = |k: &str| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(n, _)| n == k)
