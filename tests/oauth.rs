@@ -1089,6 +1089,31 @@ tools.allow = ["whoami"]
         1,
         "said once, not retried on a timer: {logs}"
     );
+    // A 2026-07-28 agent (stateless, its own internal session) gets the same answer.
+    let modern = http()
+        .post(&w.url)
+        .bearer_auth(tc)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "whoami")
+        .body(r#"{"jsonrpc":"2.0","id":"m1","method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let v = json_of_answer(&modern);
+    assert_eq!(v["id"], "m1", "{modern}");
+    assert_eq!(v["result"]["resultType"], "complete", "{modern}");
+    assert_eq!(v["result"]["isError"], true, "{modern}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("`mcp-warden auth login secure --agent c`"),
+        "{modern}"
+    );
     // An operator signs c in; the same session's next call goes through, no restart.
     let out = sign_in_as(w.dir.path(), "secure", &["--agent", "c"], "carol");
     assert!(
