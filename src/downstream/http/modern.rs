@@ -78,22 +78,38 @@ pub(super) async fn post(
         // 2026-07-28 defines no client notification over HTTP: accepted and dropped.
         return StatusCode::ACCEPTED.into_response();
     }
-    let get = |name: &str| -> Result<Option<&str>, ()> {
-        let parsed;
-        let name = match name {
-            mcp::HEADER_PROTOCOL_VERSION => &*PROTOCOL_VERSION,
-            mcp::HEADER_METHOD => &*METHOD,
-            mcp::HEADER_NAME => &*NAME,
-            other => {
-                parsed = header::HeaderName::from_bytes(other.as_bytes()).map_err(|_| ())?;
-                &parsed
-            }
+    // The three routing headers every request carries, found in one pass over the headers
+    // (cheaper than three lookups); a header sent twice, or not text, is an `Err`.
+    let mut routing: [Result<Option<&str>, ()>; 3] = [Ok(None), Ok(None), Ok(None)];
+    for (name, value) in headers {
+        let slot = if name == *PROTOCOL_VERSION {
+            &mut routing[0]
+        } else if name == *METHOD {
+            &mut routing[1]
+        } else if name == *NAME {
+            &mut routing[2]
+        } else {
+            continue;
         };
-        let mut all = headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+        *slot = match slot {
+            Ok(None) => value.to_str().map(Some).map_err(|_| ()),
             _ => Err(()),
+        };
+    }
+    let get = |name: &str| -> Result<Option<&str>, ()> {
+        match name {
+            mcp::HEADER_PROTOCOL_VERSION => routing[0],
+            mcp::HEADER_METHOD => routing[1],
+            mcp::HEADER_NAME => routing[2],
+            other => {
+                let name = header::HeaderName::from_bytes(other.as_bytes()).map_err(|_| ())?;
+                let mut all = headers.get_all(name).iter();
+                match (all.next(), all.next()) {
+                    (None, _) => Ok(None),
+                    (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+                    _ => Err(()),
+                }
+            }
         }
     };
     let n = front
