@@ -428,25 +428,26 @@ impl PinStore {
     /// The pinned definitions of an upstream's tools (by its pin key): what it offered when
     /// last listed, as tool objects.
     pub fn tools_of(&self, upstream: &str) -> Vec<Value> {
-        let mut inner = lock(&self.inner);
-        self.reload_if_changed(&mut inner);
-        inner
-            .file
-            .upstreams
-            .get(upstream)
-            .map(|tools| tools.values().map(|p| p.definition.clone()).collect())
-            .unwrap_or_default()
+        self.of_upstream(upstream, |tools| {
+            tools.values().map(|p| p.definition.clone()).collect()
+        })
+        .unwrap_or_default()
     }
 
     pub fn pinned(&self, upstream: &str, tool_name: &str) -> Option<Pin> {
+        self.of_upstream(upstream, |tools| tools.get(tool_name).cloned())
+            .flatten()
+    }
+
+    /// `f` of an upstream's pins as they are now (read again if another process changed them).
+    fn of_upstream<T>(
+        &self,
+        upstream: &str,
+        f: impl FnOnce(&BTreeMap<String, Pin>) -> T,
+    ) -> Option<T> {
         let mut inner = lock(&self.inner);
         self.reload_if_changed(&mut inner);
-        inner
-            .file
-            .upstreams
-            .get(upstream)
-            .and_then(|t| t.get(tool_name))
-            .cloned()
+        inner.file.upstreams.get(upstream).map(f)
     }
 }
 

@@ -67,20 +67,20 @@ pub struct Message {
 /// and these keep it at 96 bytes instead of 160 (messages are far below 4 GiB: bodies and
 /// lines are limited to a few MiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
+pub struct Span {
     start: u32,
     end: u32,
 }
 
 impl Span {
-    fn of(r: Range<usize>) -> Span {
+    pub fn of(r: Range<usize>) -> Span {
         Span {
             start: r.start as u32,
             end: r.end as u32,
         }
     }
 
-    fn range(self) -> Range<usize> {
+    pub fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
 }

@@ -13,25 +13,8 @@ use serde_json::value::RawValue;
 
 use crate::jsonrpc::Message;
 
-/// A member's value: a byte range of the message (messages stay far below 4 GiB).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct At {
-    start: u32,
-    end: u32,
-}
-
-impl At {
-    fn of(r: Range<usize>) -> At {
-        At {
-            start: r.start as u32,
-            end: r.end as u32,
-        }
-    }
-
-    pub fn range(self) -> Range<usize> {
-        self.start as usize..self.end as usize
-    }
-}
+/// A member's value: a byte range of the message.
+pub use crate::jsonrpc::Span as At;
 
 /// What a request's `params` says that mcp-warden reads. Members absent (or `null`) are
 /// `None`; so is everything when `params` is not an object.
@@ -117,9 +100,10 @@ impl Params {
     pub fn moved(&self, edits: &[(Range<usize>, &str)]) -> Params {
         let m = |a: Option<At>| {
             a.map(|a| {
+                let r = a.range();
                 At::of(
-                    crate::jsonrpc::moved(edits, a.start as usize, false)
-                        ..crate::jsonrpc::moved(edits, a.end as usize, true),
+                    crate::jsonrpc::moved(edits, r.start, false)
+                        ..crate::jsonrpc::moved(edits, r.end, true),
                 )
             })
         };
