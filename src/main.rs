@@ -437,8 +437,8 @@ fn main() -> ExitCode {
                         }
                     }
                     AuthAction::List => {
-                        for line in oauth_login::list(&cfg) {
-                            println!("{line}");
+                        for l in oauth_login::list(&cfg) {
+                            println!("{}", l.line);
                         }
                         ExitCode::SUCCESS
                     }
@@ -485,8 +485,8 @@ fn main() -> ExitCode {
                     println!("  upstream {}: {what}{ns}{off}", u.name);
                 }
                 // OAuth upstreams: signed in or not (never a token).
-                for line in mcp_warden::upstream::oauth_login::list(&cfg) {
-                    println!("  oauth {line}");
+                for l in mcp_warden::upstream::oauth_login::list(&cfg) {
+                    println!("  oauth {}", l.line);
                 }
                 if let Some(o) = &cfg.oidc {
                     println!(

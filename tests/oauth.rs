@@ -771,7 +771,8 @@ fn raw_session(url: &str, token: &str) -> String {
 }
 
 /// The "browser": follows `url`'s redirects, keeping cookies, until one leads to a
-/// `/callback` (mcp-warden's loopback redirect); returns that URL without visiting it.
+/// `…/callback` (mcp-warden's loopback redirect, or its front's `/oauth/callback`); returns
+/// that URL without visiting it.
 fn browse(url: &str) -> String {
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -781,7 +782,11 @@ fn browse(url: &str) -> String {
     let mut jar: Vec<(String, String)> = vec![];
     let mut next = url.to_string();
     for _ in 0..20 {
-        if reqwest::Url::parse(&next).unwrap().path() == "/callback" {
+        if reqwest::Url::parse(&next)
+            .unwrap()
+            .path()
+            .ends_with("/callback")
+        {
             return next;
         }
         let cookie = jar
@@ -1139,6 +1144,184 @@ fn json_of_answer(raw: &str) -> Value {
             .find(|v| v.get("id").is_some())
             .unwrap_or_else(|| panic!("no answer in {raw}"))
     })
+}
+
+/// An operator signs mcp-warden in to an upstream from the approvals page instead of a shell:
+/// signed in to the page (cookie + CSRF token), the page lists the OAuth upstreams, a sign-in
+/// started there sends this browser to the authorization server and back to the front's
+/// `/oauth/callback`, bound to the browser by a flow cookie and usable once; the agent's next
+/// call goes out under the new grant without a restart.
+#[test]
+fn an_operator_signs_in_from_the_approvals_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
+    let (op_token, agent_token) = ("operator-token-0123456789abcdef", "agent-token-0123456789");
+    let sha = |t: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    // (Digests: the operator's commands read the same config.)
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code" }}
+
+[operators.olga]
+token_sha256 = "{}"
+
+[agents.router]
+token_sha256 = "{}"
+tools.allow = ["whoami"]
+"#,
+        sha(op_token),
+        sha(agent_token)
+    );
+    let w = HttpProxy::start_raw(&config, &[]);
+    let base = w.url.trim_end_matches("/mcp").to_string();
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let cookie_of = |r: &reqwest::blocking::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    // Before: never signed in here, so nothing of the upstream is known (no pins) to list.
+    let sid = raw_session(&w.url, agent_token);
+    let raw = whoami(&w.url, agent_token, &sid, 1);
+    assert!(raw.contains("Unknown tool: whoami"), "{raw}");
+
+    let r = client
+        .post(format!("{base}/approvals/login"))
+        .header("content-type", "application/json")
+        .body(json!({"token": op_token}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = cookie_of(&r, "mw_op");
+    let csrf = serde_json::from_str::<Value>(&r.text().unwrap()).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed: Value = serde_json::from_str(
+        &client
+            .get(format!("{base}/approvals/signins"))
+            .header("cookie", &page)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(listed["signins"][0]["upstream"], "secure", "{listed}");
+    assert_eq!(listed["signins"][0]["signedIn"], false, "{listed}");
+    // Without the page's CSRF token (a cross-site form), or without signing in: refused.
+    let start = |cookie: &str, csrf: Option<&str>| {
+        let mut r = client
+            .post(format!("{base}/approvals/signins"))
+            .header("cookie", cookie)
+            .header("content-type", "application/json")
+            .body(json!({"upstream": "secure"}).to_string());
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.send().unwrap()
+    };
+    assert_eq!(start(&page, None).status(), 403);
+    assert_eq!(start("", Some(&csrf)).status(), 401);
+
+    let r = start(&page, Some(&csrf));
+    assert_eq!(r.status(), 200);
+    let flow = cookie_of(&r, "mw_flow");
+    let authorize = serde_json::from_str::<Value>(&r.text().unwrap()).unwrap()["authorize"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(authorize.starts_with(&auth.issuer), "{authorize}");
+    let back = browse(&format!("{authorize}&login_hint=dana"));
+    assert!(
+        back.starts_with(&format!("{base}/oauth/callback?")),
+        "{back}"
+    );
+    // Another browser (no flow cookie) cannot finish it; the right one can, once.
+    let r = client.get(&back).send().unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client.get(&back).header("cookie", &flow).send().unwrap();
+    let text = r.text().unwrap();
+    assert!(text.contains("signed in to secure"), "{text}");
+    let r = client.get(&back).header("cookie", &flow).send().unwrap();
+    assert_eq!(r.status(), 400, "a state serves once");
+
+    let o = operator_cli(w.dir.path(), &["auth", "list"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains(&format!("secure: signed in at {}", auth.issuer)),
+        "{out}"
+    );
+    // The same agent session finds the sign-in by itself (its upstream looks for one every
+    // few seconds) and its calls go out under the new grant.
+    let mut id = 2;
+    eventually(Duration::from_secs(30), "the sign-in is used", || {
+        id += 1;
+        whoami(&w.url, agent_token, &sid, id).contains(r#"\"sub\": \"dana\""#)
+    });
+    // The same from the page itself, in a real browser (the flow cookie is SameSite=Lax: it
+    // must come back on the authorization server's redirect): the button, the authorization
+    // server (signing its user in by itself), back to the front's callback.
+    let out = Command::new("node")
+        .current_dir(node_dir())
+        .args(["signin-in-browser.mjs", &base, op_token, "secure"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "browser run failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(
+        v["listed"]
+            .as_str()
+            .unwrap()
+            .contains("secure: signed in at"),
+        "{v}"
+    );
+    assert_eq!(v["button"], "Sign in again", "{v}");
+    assert!(
+        v["landed"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{base}/oauth/callback?")),
+        "{v}"
+    );
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("mcp-warden is signed in to secure"),
+        "{v}"
+    );
+    assert_eq!(v["failed"], json!([]), "{v}");
+    assert_eq!(v["consoleErrors"], json!([]), "{v}");
+    let logs = w.logs();
+    assert_eq!(
+        logs.matches("signed in from the approvals page").count(),
+        2,
+        "{logs}"
+    );
+    for secret in [op_token, "code="] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
 }
 
 /// The official conformance suite's client authorization scenarios (0.2.0-alpha.12, both

@@ -87,7 +87,28 @@ struct Ctl {
     web: Arc<WebSessions>,
     /// Throttling of failed sign-ins and control requests from the network.
     throttle: Arc<crate::identity::Throttle>,
+    /// The running config (the HTTP front's), for upstream sign-ins from the page.
+    cfg: Option<ConfigSource>,
+    /// Upstream sign-ins started from the page, by their `state`.
+    signins: Arc<std::sync::Mutex<std::collections::HashMap<String, SignInFlow>>>,
 }
+
+/// The running config, as the front has it now (reloads included).
+pub type ConfigSource = Arc<dyn Fn() -> Arc<crate::config::Config> + Send + Sync>;
+
+/// An upstream sign-in an operator started from the page: finished by the authorization
+/// server's redirect to `/oauth/callback`, in the same browser (its flow cookie).
+struct SignInFlow {
+    pending: crate::upstream::oauth_login::Pending,
+    cookie: String,
+    started: std::time::Instant,
+    operator: String,
+    what: String,
+}
+
+const FLOW_COOKIE: &str = "mw_flow";
+/// At most this many sign-ins wait for their browser at once.
+const MAX_FLOWS: usize = 16;
 
 /// Web sessions of the approvals page: an HttpOnly, SameSite=Strict cookie names the session;
 /// state-changing requests must also carry its CSRF token in a header (which a cross-site form
@@ -132,13 +153,7 @@ impl WebSessions {
     }
 
     fn sid(headers: &HeaderMap) -> Option<String> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(WEB_COOKIE)?.strip_prefix('='))
-            .map(str::to_string)
+        cookie_value(headers, WEB_COOKIE)
     }
 
     /// (operator, csrf) of the session named by the request's cookie.
@@ -193,6 +208,38 @@ fn authorize(ctl: &Ctl, headers: &HeaderMap, peer: Option<std::net::SocketAddr>)
     who
 }
 
+/// Who makes a state-changing request: an operator (token, or the page's cookie with its
+/// CSRF token, which a cross-site form or fetch cannot set) or the local client. Failures are
+/// throttled per address; a right credential never is (see Throttle).
+fn operator(
+    ctl: &Ctl,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<String, (StatusCode, &'static str)> {
+    let Some(who) = authorize(ctl, headers, peer) else {
+        if let Some(ip) = peer.map(|p| p.ip()) {
+            let credential = crate::identity::presented(headers);
+            if ctl.throttle.failure(ip, credential).is_some() {
+                return Err((StatusCode::TOO_MANY_REQUESTS, "too many failed attempts"));
+            }
+        }
+        tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
+        return Err((StatusCode::UNAUTHORIZED, "unauthorized"));
+    };
+    if headers.get(header::AUTHORIZATION).is_none() {
+        let expected = ctl.web.get(headers).map(|(_, c)| c).unwrap_or_default();
+        let given = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if expected.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            tracing::warn!(peer = ?peer, "control API: request refused (missing or wrong CSRF token)");
+            return Err((StatusCode::FORBIDDEN, "forbidden"));
+        }
+    }
+    Ok(who)
+}
+
 fn json(v: serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
@@ -230,30 +277,10 @@ async fn rpc(
     peer: Option<std::net::SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(who) = authorize(&ctl, &headers, peer) else {
-        // A right credential is never refused by the throttle; see Throttle.
-        if let Some(ip) = peer.map(|p| p.ip()) {
-            let credential = crate::identity::presented(&headers);
-            if ctl.throttle.failure(ip, credential).is_some() {
-                return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
-            }
-        }
-        tracing::warn!(peer = ?peer, "control API: request refused (no valid operator or local token)");
-        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    let who = match operator(&ctl, &headers, peer) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
     };
-    // A cookie-authenticated request must prove it comes from the page (CSRF): a cross-site
-    // form or fetch cannot set this header.
-    if headers.get(header::AUTHORIZATION).is_none() {
-        let expected = ctl.web.get(&headers).map(|(_, c)| c).unwrap_or_default();
-        let given = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if expected.is_empty() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            tracing::warn!(peer = ?peer, "control API: request refused (missing or wrong CSRF token)");
-            return (StatusCode::FORBIDDEN, "forbidden").into_response();
-        }
-    }
     let Ok(req) = serde_json::from_slice::<ControlRequest<'_>>(&body) else {
         return rpc_error(
             &serde_json::Value::Null,
@@ -444,6 +471,7 @@ pub fn http_routes<S>(
     dir: &Path,
     broker: Arc<Broker>,
     operators: Operators,
+    cfg: ConfigSource,
 ) -> std::io::Result<Router<S>> {
     let token = derive_token(&secret(dir)?, PURPOSE);
     let web = Arc::new(WebSessions::default());
@@ -457,17 +485,39 @@ pub fn http_routes<S>(
         .route("/approvals/login", axum::routing::post(login))
         .route("/approvals/session", axum::routing::get(web_session))
         .route("/approvals/logout", axum::routing::post(logout))
+        .route(
+            "/approvals/signins",
+            axum::routing::get(signins).post(signin_start),
+        )
+        .route("/oauth/callback", axum::routing::get(signin_finish))
         .with_state(Ctl {
             broker,
             token,
             operators,
             web,
             throttle: Arc::default(),
+            cfg: Some(cfg),
+            signins: Arc::default(),
         }))
 }
 
 /// The page's own policy: nothing but its own script, style and API.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// An HTML page of mcp-warden's own, under the page's policy.
+fn static_page(status: StatusCode, body: String) -> Response {
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(PAGE_CSP),
+    );
+    r
+}
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
     let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
@@ -564,6 +614,207 @@ async fn web_session(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
     }
 }
 
+/// The OAuth upstreams and their sign-ins, as `auth list` shows them (never a token), for
+/// operators of the page.
+async fn signins(
+    State(ctl): State<Ctl>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::tls::Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if authorize(&ctl, &headers, Some(peer.addr)).is_none() {
+        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    }
+    let Some(cfg) = ctl.cfg.as_ref().map(|c| c()) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let list: Vec<serde_json::Value> = crate::upstream::oauth_login::list(&cfg)
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({
+                "upstream": l.upstream,
+                "agent": l.agent,
+                "signIn": l.sign_in,
+                "signedIn": l.signed_in,
+                "line": l.line,
+            })
+        })
+        .collect();
+    json(serde_json::json!({ "signins": list }))
+}
+
+/// An operator starts signing mcp-warden in to an upstream (`{"upstream", "agent"}`): the
+/// answer is the authorization server's URL for this browser to open, and a flow cookie that
+/// binds the redirect back to it. The redirect is this front's `/oauth/callback`, at the host
+/// the page was reached by (`https` when the front serves TLS).
+async fn signin_start(
+    State(ctl): State<Ctl>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<crate::tls::Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match operator(&ctl, &headers, Some(peer.addr)) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let Some(cfg) = ctl.cfg.as_ref().map(|c| c()) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Start {
+        upstream: String,
+        #[serde(default)]
+        agent: Option<String>,
+    }
+    let Ok(start) = serde_json::from_slice::<Start>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"upstream\": NAME, \"agent\": NAME}",
+        )
+            .into_response();
+    };
+    // The host was checked against `allowed_hosts` before any route ran.
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return (StatusCode::BAD_REQUEST, "no Host").into_response();
+    };
+    let scheme = if cfg.proxy.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let redirect = format!("{scheme}://{host}/oauth/callback");
+    let agent = start.agent.as_deref();
+    let (authorize, pending) =
+        match crate::upstream::oauth_login::start(&cfg, &start.upstream, agent, &redirect).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(upstream = %start.upstream, "sign-in not started: {e}");
+                return (StatusCode::BAD_REQUEST, e).into_response();
+            }
+        };
+    let what = match agent {
+        Some(a) => format!("{} (agent {a})", start.upstream),
+        None => start.upstream.clone(),
+    };
+    let cookie = super::random_id(24);
+    {
+        let mut flows = crate::util::lock(&ctl.signins);
+        flows.retain(|_, f| f.started.elapsed() < crate::upstream::oauth_login::WAIT);
+        if flows.len() >= MAX_FLOWS {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sign-ins under way; finish or wait for one",
+            )
+                .into_response();
+        }
+        flows.insert(
+            pending.state.clone(),
+            SignInFlow {
+                pending,
+                cookie: cookie.clone(),
+                started: std::time::Instant::now(),
+                operator: who.clone(),
+                what: what.clone(),
+            },
+        );
+    }
+    tracing::info!(operator = %who, upstream = %what, "sign-in started from the approvals page");
+    let mut r = json(serde_json::json!({ "authorize": authorize }));
+    let secure = if scheme == "https" { "; Secure" } else { "" };
+    let set = format!(
+        "{FLOW_COOKIE}={cookie}; HttpOnly; SameSite=Lax; Path=/oauth/; Max-Age={}{secure}",
+        crate::upstream::oauth_login::WAIT.as_secs()
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&set) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// The authorization server's redirect back: the flow its `state` names (once), in the
+/// browser that started it (its flow cookie), checked and its code exchanged
+/// ([`crate::upstream::oauth_login::finish`]). Sessions waiting for this sign-in use it at
+/// their next call.
+async fn signin_finish(
+    State(ctl): State<Ctl>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let page = |status: StatusCode, text: &str| {
+        let escaped = text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body><p>{escaped}</p></body></html>"
+        );
+        let mut r = static_page(status, body);
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        r
+    };
+    let query = query.unwrap_or_default();
+    let state = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    // Only the browser that started the flow ends it (another is refused, and the flow stays
+    // for the right one); it is taken out before it is used: a state serves once.
+    let given = cookie_value(&headers, FLOW_COOKIE).unwrap_or_default();
+    let flow = {
+        let mut flows = crate::util::lock(&ctl.signins);
+        match flows.get(&state) {
+            Some(f) if !bool::from(given.as_bytes().ct_eq(f.cookie.as_bytes())) => {
+                tracing::warn!(upstream = %f.what, "sign-in callback refused: not the browser that started it");
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "This sign-in was started in another browser: finish it there, or start it again here.",
+                );
+            }
+            _ => flows.remove(&state),
+        }
+    };
+    let Some(flow) = flow.filter(|f| f.started.elapsed() < crate::upstream::oauth_login::WAIT)
+    else {
+        tracing::warn!("sign-in callback refused: unknown, used or expired state");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in is unknown, was already used or has expired: start it again from the approvals page.",
+        );
+    };
+    match crate::upstream::oauth_login::finish(flow.pending, &query).await {
+        Ok(_) => {
+            tracing::info!(operator = %flow.operator, upstream = %flow.what, "signed in from the approvals page");
+            page(
+                StatusCode::OK,
+                &format!(
+                    "mcp-warden is signed in to {}. You can close this tab.",
+                    flow.what
+                ),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %flow.what, "sign-in failed: {e}");
+            page(StatusCode::BAD_REQUEST, &format!("The sign-in failed: {e}"))
+        }
+    }
+}
+
+/// The value of cookie `name` in `headers`.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
 pub fn serve(
     dir: &Path,
     broker: Arc<Broker>,
@@ -583,6 +834,8 @@ pub fn serve(
             operators,
             web: Arc::default(),
             throttle: Arc::default(),
+            cfg: None,
+            signins: Arc::default(),
         });
     let cleanup = SocketFile(path.clone());
     Ok(crate::task::spawn(
@@ -747,6 +1000,8 @@ mod tests {
             operators,
             web: Arc::default(),
             throttle: Arc::default(),
+            cfg: None,
+            signins: Arc::default(),
         };
         let h = |t: &str| {
             let mut m = HeaderMap::new();

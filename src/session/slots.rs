@@ -10,6 +10,11 @@ use super::*;
 /// How long an upstream that keeps failing is left alone before the next attempt, at most.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How often an upstream without a sign-in looks for one made meanwhile (a file that is not
+/// there: nothing is sent anywhere). Its use looks at once; this brings back an upstream none
+/// of whose tools is listed (never signed in here, so nothing pinned).
+pub(super) const SIGNED_OUT_RECHECK: Duration = Duration::from_secs(5);
+
 pub(super) enum SlotState {
     Up {
         conn: Arc<Connection>,
@@ -19,9 +24,9 @@ pub(super) enum SlotState {
         retry_at: Instant,
         reason: String,
     },
-    /// An OAuth upstream nobody has signed mcp-warden in to (for this agent): not retried on a
-    /// timer (nothing would change), but at each use, which finds a sign-in as soon as an
-    /// operator has made one. `login`: the command to run.
+    /// An OAuth upstream nobody has signed mcp-warden in to (for this agent): nothing is sent
+    /// to it; a sign-in made meanwhile is looked for at each use and every
+    /// [`SIGNED_OUT_RECHECK`]. `login`: the command to run.
     SignedOut {
         login: String,
     },
@@ -187,6 +192,7 @@ impl Session {
                     tracing::info!(upstream = %slot.name(), "upstream not signed in: its pinned tools are listed, and a call to one says to run `{login}`");
                     self.lists_changed(&[ListKind::Tools]);
                 }
+                self.schedule_restart(idx, Instant::now() + SIGNED_OUT_RECHECK);
                 Err(UpstreamError::SignIn { name, login })
             }
             Err(e) => {

@@ -416,9 +416,21 @@ async fn callback(listener: tokio::net::TcpListener, state: &str) -> Result<Stri
     Ok(q)
 }
 
-/// One line per upstream (and agent, for per-agent sign-ins) that signs in: whether it is
-/// signed in, to what, until when. Never a token.
-pub fn list(cfg: &Config) -> Vec<String> {
+/// One OAuth upstream (and agent, when each signs in on its own) as `auth list` shows it.
+pub struct Listed {
+    pub upstream: String,
+    pub agent: Option<String>,
+    /// An operator signs in for it (authorization code); not for the other grants.
+    pub sign_in: bool,
+    /// Signed in now.
+    pub signed_in: bool,
+    /// The line `auth list` prints (never a token).
+    pub line: String,
+}
+
+/// Every OAuth upstream of `cfg` and its state: signed in (when, as which client, what
+/// scope, until when), not (the command to run), or how it gets its tokens otherwise.
+pub fn list(cfg: &Config) -> Vec<Listed> {
     let mut out = vec![];
     for u in &cfg.upstreams {
         let Transport::Http(spec) = &u.transport else {
@@ -426,16 +438,26 @@ pub fn list(cfg: &Config) -> Vec<String> {
         };
         let Some(o) = &spec.oauth else { continue };
         let client = o.client_id.as_deref().unwrap_or("");
+        let other = |line: String| Listed {
+            upstream: u.name.clone(),
+            agent: None,
+            sign_in: false,
+            signed_in: false,
+            line,
+        };
         match o.grant {
             OAuthGrant::ClientCredentials => {
-                out.push(format!("{}: client credentials (client {client})", u.name));
+                out.push(other(format!(
+                    "{}: client credentials (client {client})",
+                    u.name
+                )));
                 continue;
             }
             OAuthGrant::TokenExchange => {
-                out.push(format!(
+                out.push(other(format!(
                     "{}: token exchange of each caller's token (client {client})",
                     u.name
-                ));
+                )));
                 continue;
             }
             OAuthGrant::AuthorizationCode => {}
@@ -458,10 +480,17 @@ pub fn list(cfg: &Config) -> Vec<String> {
                 None => (u.name.clone(), format!("mcp-warden auth login {}", u.name)),
             };
             let key = o.grant_key(&spec.key(&u.name), agent);
-            out.push(match Store::new(&o.store).load(&key) {
-                Ok(Some(g)) => describe(&label, &g),
-                Ok(None) => format!("{label}: not signed in ({login})"),
-                Err(e) => format!("{label}: {e}"),
+            let (signed_in, line) = match Store::new(&o.store).load(&key) {
+                Ok(Some(g)) => (true, describe(&label, &g)),
+                Ok(None) => (false, format!("{label}: not signed in ({login})")),
+                Err(e) => (false, format!("{label}: {e}")),
+            };
+            out.push(Listed {
+                upstream: u.name.clone(),
+                agent: agent.map(str::to_string),
+                sign_in: true,
+                signed_in,
+                line,
             });
         }
     }

@@ -43,6 +43,7 @@ let timers = [];
 function showLogin() {
   $("login").hidden = false;
   $("pending").hidden = true;
+  $("signins").hidden = true;
   signedInAs(null);
   timers.forEach((t) => t.close ? t.close() : clearInterval(t));
   timers = [];
@@ -79,9 +80,43 @@ async function refresh() {
   catch (e) { $("status").textContent = e.message; }
 }
 
+// OAuth upstreams that mcp-warden signs in to with an operator's account: a button starts the
+// sign-in, which comes back to this front (`/oauth/callback`) in this browser.
+async function signins() {
+  const r = await fetch("/approvals/signins", { credentials: "same-origin" });
+  if (!r.ok) return;
+  const { signins } = await r.json();
+  const list = $("signin-list");
+  list.replaceChildren();
+  $("signins").hidden = signins.length === 0;
+  for (const s of signins) {
+    const li = document.createElement("li");
+    li.textContent = s.line + " ";
+    if (s.signIn) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = s.signedIn ? "Sign in again" : "Sign in";
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        const r = await fetch("/approvals/signins", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "content-type": "application/json", "x-csrf-token": csrf },
+          body: JSON.stringify({ upstream: s.upstream, agent: s.agent }),
+        });
+        if (!r.ok) { $("status").textContent = await r.text(); b.disabled = false; return; }
+        location.assign((await r.json()).authorize);
+      });
+      li.appendChild(b);
+    }
+    list.appendChild(li);
+  }
+}
+
 async function start() {
   $("login").hidden = true;
   $("pending").hidden = false;
+  signins();
   await refresh();
   const es = new EventSource("/control/events", { withCredentials: true });
   es.onmessage = () => refresh();

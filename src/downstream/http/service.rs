@@ -172,10 +172,12 @@ pub(super) fn fallback_router(front: &Front) -> Router {
     // loopback). Behind the same Host/Origin checks and security headers as everything else.
     if let Some(broker) = front.inner.shared.broker.clone() {
         let dir = front.cfg().state_dir();
+        let of_front = front.clone();
         match crate::approval::control::http_routes(
             &dir,
             broker,
             front.inner.shared.operators.clone(),
+            Arc::new(move || of_front.cfg()),
         ) {
             Ok(ctl) => app = app.merge(ctl),
             Err(e) => tracing::error!(error = %e, "no /control endpoint"),

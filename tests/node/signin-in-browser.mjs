@@ -1,0 +1,53 @@
+// Drives mcp-warden's approvals page in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core) to sign mcp-warden in to an OAuth-protected upstream: signs in with an
+// operator token, clicks the upstream's sign-in button, follows the authorization server (which
+// signs its user in by itself) back to mcp-warden's /oauth/callback, and reads what it says.
+//
+//   node signin-in-browser.mjs BASE_URL OPERATOR_TOKEN UPSTREAM
+//
+// Prints one JSON line: {"listed": "<the upstream's line before>", "button": "<its label>",
+// "landed": "<URL of the last page>", "text": "<its text>", "failed": [URLs answered >= 400],
+// "consoleErrors": […]} and exits 0, or prints {"error": "..."} and exits 1.
+import { chromium } from "playwright-core";
+
+const [base, token, upstream] = process.argv.slice(2);
+if (!base || !token || !upstream) {
+  console.log(JSON.stringify({ error: "usage: signin-in-browser.mjs BASE_URL TOKEN UPSTREAM" }));
+  process.exit(1);
+}
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage();
+  const errors = [];
+  const failed = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("response", (r) => { if (r.status() >= 400) failed.push(r.url()); });
+  await page.goto(`${base}/approvals`);
+  await page.fill("#token", token);
+  await page.click("#login button[type=submit]");
+  const row = page.locator("#signin-list li", { hasText: upstream }).first();
+  await row.waitFor({ timeout: 15000 });
+  const listed = await row.textContent();
+  const button = row.locator("button");
+  const label = await button.textContent();
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === "/oauth/callback", { timeout: 30000 }),
+    button.click(),
+  ]);
+  await page.waitForLoadState("load");
+  const text = await page.locator("body").textContent();
+  console.log(JSON.stringify({ listed, button: label, landed: page.url(), text, failed, consoleErrors: errors }));
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e && e.message || e) }));
+  if (browser) await browser.close().catch(() => {});
+  process.exit(1);
+}
