@@ -102,6 +102,14 @@ pub(super) fn spawn(
     inlet: Inlet,
     hs: &super::Handshake,
 ) -> Result<Pipe, UpstreamError> {
+    // Without a sign-in there is nothing to send (the upstream would only answer 401), and
+    // no client is built: a session looks again every few seconds.
+    if let Some(login) = super::oauth::OAuth::missing_sign_in(name, spec, hs) {
+        return Err(UpstreamError::SignIn {
+            name: name.to_string(),
+            login,
+        });
+    }
     let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {
         name: name.to_string(),
         reason: e.to_string(),
@@ -116,16 +124,6 @@ pub(super) fn spawn(
             name: name.to_string(),
             reason,
         })?;
-    // Without a sign-in there is nothing to send: the upstream would only answer 401.
-    if let Some(login) = oauth
-        .as_deref()
-        .and_then(super::oauth::OAuth::missing_sign_in)
-    {
-        return Err(UpstreamError::SignIn {
-            name: name.to_string(),
-            login: login.to_string(),
-        });
-    }
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
     let state = Arc::new(State {
         name: name.to_string(),

@@ -112,6 +112,19 @@ pub(crate) fn http_client(
     builder.build().map_err(|e| e.to_string())
 }
 
+/// The command an operator runs to sign `upstream` in (for `agent`, when each signs in on its
+/// own).
+fn login_command(
+    upstream: &str,
+    settings: &crate::config::UpstreamOAuth,
+    agent: Option<&str>,
+) -> String {
+    match (settings.per_agent, agent) {
+        (true, Some(agent)) => format!("mcp-warden auth login {upstream} --agent {agent}"),
+        _ => format!("mcp-warden auth login {upstream}"),
+    }
+}
+
 impl OAuth {
     /// The client for `spec`'s upstream, shared by its connections while any is alive.
     /// `hs`: whom the connection acts for — its agent, when each agent signs in on its own;
@@ -151,10 +164,7 @@ impl OAuth {
         }
         let o = std::sync::Arc::new(OAuth {
             upstream: upstream.to_string(),
-            login: match (settings.per_agent, principal) {
-                (true, Some(agent)) => format!("mcp-warden auth login {upstream} --agent {agent}"),
-                _ => format!("mcp-warden auth login {upstream}"),
-            },
+            login: login_command(upstream, settings, principal),
             url: spec.url.clone(),
             key: key.clone(),
             settings: settings.clone(),
@@ -168,15 +178,23 @@ impl OAuth {
         Ok(Some(o))
     }
 
-    /// The command an operator runs when this client needs a sign-in that does not exist
-    /// (only an authorization code grant needs a person; a stored grant that cannot be read
-    /// is left to the requests to report).
-    pub(crate) fn missing_sign_in(&self) -> Option<&str> {
-        if self.settings.grant != OAuthGrant::AuthorizationCode {
+    /// The command an operator runs when `spec`'s upstream needs a sign-in (for `hs`'s agent)
+    /// that does not exist: only an authorization code grant needs a person, and a stored
+    /// grant that cannot be read is left to the requests to report. Cheap (a file that is not
+    /// there), so asked before any client is built.
+    pub(crate) fn missing_sign_in(
+        upstream: &str,
+        spec: &crate::config::HttpSpec,
+        hs: &super::Handshake,
+    ) -> Option<String> {
+        let settings = spec.oauth.as_ref()?;
+        if settings.grant != OAuthGrant::AuthorizationCode {
             return None;
         }
-        match Store::new(&self.settings.store).load(&self.key) {
-            Ok(None) => Some(&self.login),
+        let principal = hs.principal.as_deref();
+        let key = settings.grant_key(&spec.key(upstream), principal);
+        match Store::new(&settings.store).load(&key) {
+            Ok(None) => Some(login_command(upstream, settings, principal)),
             _ => None,
         }
     }
