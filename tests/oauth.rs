@@ -566,10 +566,15 @@ fn accepted_tokens(token_log: &Path) -> std::collections::BTreeSet<String> {
 
 /// The first 12 hex digits of a token's SHA-256: what the OAuth-protected fixture logs.
 fn digest12(token: &str) -> String {
+    sha(token)[..12].to_string()
+}
+
+/// A token's SHA-256 in hex, as a config's `token_sha256` takes it (the operator's commands
+/// read the same config, without the server's environment).
+fn sha(token: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(token.as_bytes())
         .iter()
-        .take(6)
         .map(|b| format!("{b:02x}"))
         .collect()
 }
@@ -865,14 +870,7 @@ fn an_operator_signs_warden_in_to_an_oauth_protected_upstream() {
     let token_log = dir.path().join("tokens.log");
     let (_server, upstream) = protected_upstream(&auth.issuer, "0", &token_log);
     let agent_token = "agent-static-token-0123456789";
-    // (The agent's token as a digest: the operator's commands read the same config.)
-    let digest: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(agent_token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let digest = sha(agent_token);
     let config = format!(
         r#"[upstreams.secure]
 url = "{upstream}"
@@ -990,13 +988,6 @@ fn each_agent_uses_only_its_own_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let auth = AuthServer::start(0, &dir.path().join("keys.json"));
     let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
-    let sha = |t: &str| -> String {
-        use sha2::Digest;
-        sha2::Sha256::digest(t.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
     let (ta, tb, tc) = (
         "agent-a-token-0123456789",
         "agent-b-token-0123456789",
@@ -1157,14 +1148,6 @@ fn an_operator_signs_in_from_the_approvals_page() {
     let auth = AuthServer::start(0, &dir.path().join("keys.json"));
     let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
     let (op_token, agent_token) = ("operator-token-0123456789abcdef", "agent-token-0123456789");
-    let sha = |t: &str| -> String {
-        use sha2::Digest;
-        sha2::Sha256::digest(t.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    // (Digests: the operator's commands read the same config.)
     let config = format!(
         r#"[upstreams.secure]
 url = "{upstream}"

@@ -7,22 +7,16 @@
 // Prints one JSON line: {"clicked": "<decision>", "summary": "<text shown>", "args": "<shown>",
 // "formHidden", "operator", "whoShown", "signedOut", "csp": "<header>", "consoleErrors": […]}
 // and exits 0, or prints {"error": "..."} and exits 1.
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [base, token, decision = "allow-once"] = process.argv.slice(2);
 if (!base || !token) {
   console.log(JSON.stringify({ error: "usage: approve-in-browser.mjs BASE_URL TOKEN [DECISION]" }));
   process.exit(1);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
   const page = await browser.newPage();
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });

@@ -8,22 +8,16 @@
 // Prints one JSON line: {"listed": "<the upstream's line before>", "button": "<its label>",
 // "landed": "<URL of the last page>", "text": "<its text>", "failed": [URLs answered >= 400],
 // "consoleErrors": […]} and exits 0, or prints {"error": "..."} and exits 1.
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [base, token, upstream] = process.argv.slice(2);
 if (!base || !token || !upstream) {
   console.log(JSON.stringify({ error: "usage: signin-in-browser.mjs BASE_URL TOKEN UPSTREAM" }));
   process.exit(1);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
   const page = await browser.newPage();
   const errors = [];
   const failed = [];
