@@ -1110,6 +1110,41 @@ tools.allow = ["whoami"]
             .contains("`mcp-warden auth login secure --agent c`"),
         "{modern}"
     );
+    // A 2025-11-25 client that declared URL-mode elicitation (the TypeScript SDK) is pointed
+    // at the page where an operator signs in (-32042, which the SDK raises as its own error).
+    let out = Command::new("node")
+        .current_dir(node_dir())
+        .args(["url-elicitation-client.mjs", &w.url, tc, "whoami"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    let asked = &v["urlElicitation"];
+    assert_eq!(asked["class"], "UrlElicitationRequiredError", "{v}");
+    assert_eq!(asked["code"], -32042, "{v}");
+    let e = &asked["elicitations"][0];
+    assert_eq!(e["mode"], "url", "{v}");
+    assert_eq!(
+        e["url"],
+        format!("{}/approvals", w.url.trim_end_matches("/mcp")),
+        "{v}"
+    );
+    assert!(
+        e["elicitationId"]
+            .as_str()
+            .unwrap()
+            .starts_with("mw-sign-in-"),
+        "{v}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("upstream secure"),
+        "{v}"
+    );
     // An operator signs c in; the same session's next call goes through, no restart.
     let out = sign_in_as(w.dir.path(), "secure", &["--agent", "c"], "carol");
     assert!(

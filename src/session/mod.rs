@@ -85,6 +85,9 @@ pub struct Session {
     handshake: Handshake,
     /// The caller's latest identity provider token (its upstream connections read it).
     subject: Arc<crate::identity::SubjectCell>,
+    /// Where an operator signs mcp-warden in to upstreams (the approvals page, as the HTTP
+    /// front that created this session is reached); none over stdio.
+    sign_in_page: std::sync::OnceLock<String>,
     slots: RwLock<Vec<Arc<Slot>>>,
     next_slot: AtomicU64,
     lists: lists::Lists,
@@ -106,6 +109,9 @@ pub struct Session {
     closed: AtomicBool,
     this: Weak<Session>,
 }
+
+/// MCP 2025-11-25: the request needs a URL-mode elicitation completed first.
+const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// The `initialize` request of a session mcp-warden opens itself (operator commands, the
 /// sessions serving 2026-07-28 agents), as client `name`, declaring that it can answer
@@ -188,6 +194,7 @@ impl Session {
             protocol_version: version,
             handshake,
             subject: subject_cell,
+            sign_in_page: std::sync::OnceLock::new(),
             slots: RwLock::new(slots),
             next_slot,
             lists: lists::Lists::default(),
@@ -591,6 +598,55 @@ impl Session {
 
     fn agent_name(&self) -> String {
         self.caller_name().to_string()
+    }
+
+    /// Where an operator signs mcp-warden in to upstreams, for this session's agent to be
+    /// pointed at (set once, by the HTTP front that created it).
+    pub fn set_sign_in_page(&self, url: String) {
+        let _ = self.sign_in_page.set(url);
+    }
+
+    /// The answer to `method` request `id` that failed with `e`. A tool call waiting for an
+    /// upstream sign-in, from an agent that declared URL-mode elicitation (2025-11-25), gets
+    /// `-32042` pointing at the page where an operator signs in (the URL grants nothing by
+    /// itself); any other answer is [`crate::error::Failure::answer_to`]'s.
+    pub(super) fn failure_answer(&self, method: &str, id: &str, e: &UpstreamError) -> Message {
+        if let (UpstreamError::SignIn { name, .. }, "tools/call", Some(page)) =
+            (e, method, self.sign_in_page.get())
+        {
+            if self.protocol_version >= "2025-11-25" && self.agent_accepts_url_elicitation() {
+                tracing::info!(session = %self.id, upstream = %name, "call answered with a URL elicitation: an operator signs in on the approvals page");
+                let message = format!(
+                    "mcp-warden must be signed in to upstream {name} before this tool can run: an operator signs in on the approvals page, then the call can be made again"
+                );
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": {
+                        "code": URL_ELICITATION_REQUIRED,
+                        "message": message,
+                        "data": {"elicitations": [{
+                            "mode": "url",
+                            "elicitationId": format!("mw-sign-in-{}", crate::approval::random_id(12)),
+                            "url": page,
+                            "message": message,
+                        }]},
+                    },
+                });
+                if let Ok(m) = Message::parse(Bytes::from(body.to_string())) {
+                    return m.with_id(id);
+                }
+            }
+        }
+        crate::error::Failure::from(e).answer_to(method, Some(id), e)
+    }
+
+    /// Whether the agent's `initialize` declared URL-mode elicitation.
+    fn agent_accepts_url_elicitation(&self) -> bool {
+        serde_json::from_str::<serde_json::Value>(self.handshake.capabilities.get())
+            .ok()
+            .and_then(|c| c.get("elicitation")?.get("url").cloned())
+            .is_some()
     }
 
     /// The access token the caller presented with its latest request (a [`Caller::Signed`]).

@@ -12,10 +12,7 @@ impl Session {
         let id = msg.id_str().unwrap_or("null").to_string();
         let conn = match self.connection(idx).await {
             Ok(c) => c,
-            Err(e) => {
-                let method = msg.method().unwrap_or_default();
-                return crate::error::Failure::from(&e).answer_to(method, Some(&id), &e);
-            }
+            Err(e) => return self.failure_answer(msg.method().unwrap_or_default(), &id, &e),
         };
         let shared = self.slot(idx).and_then(|s| s.shared.clone());
         let (msg, our_token) = match &shared {

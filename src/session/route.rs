@@ -165,8 +165,7 @@ impl Session {
             // A call that cannot go out yet (no sign-in) is answered so before a human is
             // asked to approve it.
             if let Err(e) = self.sign_in_first(entry.upstream).await {
-                let method = msg.method().unwrap_or_default();
-                return crate::error::Failure::from(&e).answer_to(method, Some(id), &e);
+                return self.failure_answer(msg.method().unwrap_or_default(), id, &e);
             }
             let cfg = self.cfg();
             let summary = format!("{} wants to call {}", self.agent_name(), name);

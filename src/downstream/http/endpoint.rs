@@ -54,7 +54,7 @@ pub(super) async fn post(
             return super::modern::post(&front, caller, subject, &headers, msg.clone()).await;
         }
         if msg.kind() == Kind::Request && msg.method() == Some("initialize") {
-            return initialize(&front, msg, caller, subject).await;
+            return initialize(&front, msg, caller, subject, &headers).await;
         }
     }
     let hs = match front.session_for(&headers, caller) {
@@ -124,6 +124,7 @@ pub(super) async fn initialize(
     msg: &Message,
     caller: Caller,
     subject: Option<crate::identity::SubjectToken>,
+    headers: &HeaderMap,
 ) -> Response {
     let max = front.cfg().proxy.max_sessions_per_agent;
     let open = lock(&front.inner.sessions)
@@ -155,6 +156,16 @@ pub(super) async fn initialize(
         general_tx.clone(),
     )
     .await;
+    // The approvals page as this agent reaches the front (its Host passed the guard), where an
+    // operator signs mcp-warden in to upstreams.
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        let scheme = if front.cfg().proxy.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        session.set_sign_in_page(format!("{scheme}://{host}/approvals"));
+    }
     let hs = Arc::new(HttpSession {
         session,
         caller,
