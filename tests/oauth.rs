@@ -1111,19 +1111,20 @@ tools.allow = ["whoami"]
         "{modern}"
     );
     // A 2025-11-25 client that declared URL-mode elicitation (the TypeScript SDK) is pointed
-    // at the page where an operator signs in (-32042, which the SDK raises as its own error).
-    let out = Command::new("node")
-        .current_dir(node_dir())
-        .args(["url-elicitation-client.mjs", &w.url, tc, "whoami"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
+    // at the page where an operator signs in (-32042, which the SDK raises as its own error),
+    // and it waits for that elicitation to complete to call again.
+    let mut client = Kill(
+        Command::new("node")
+            .current_dir(node_dir())
+            .args(["url-elicitation-client.mjs", &w.url, tc, "whoami", "--wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
-    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let v: Value = serde_json::from_str(&first).unwrap();
     let asked = &v["urlElicitation"];
     assert_eq!(asked["class"], "UrlElicitationRequiredError", "{v}");
     assert_eq!(asked["code"], -32042, "{v}");
@@ -1152,6 +1153,13 @@ tools.allow = ["whoami"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The waiting client hears its elicitation completed (its session found the sign-in) and
+    // its call again is carol's.
+    let second = lines.next().unwrap().unwrap();
+    let done: Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(done["completed"], e["elicitationId"], "{done}");
+    assert!(done["result"].to_string().contains("carol"), "{done}");
+    assert!(client.0.wait().unwrap().success());
     let raw = whoami(&w.url, tc, &sid, 9);
     assert!(raw.contains(r#"\"sub\": \"carol\""#), "{raw}");
     for (token, sub) in [(ta, "alice"), (tb, "bob")] {

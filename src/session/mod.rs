@@ -88,6 +88,9 @@ pub struct Session {
     /// Where an operator signs mcp-warden in to upstreams (the approvals page, as the HTTP
     /// front that created this session is reached); none over stdio.
     sign_in_page: std::sync::OnceLock<String>,
+    /// The URL elicitations this session's agent was sent for upstream sign-ins, as
+    /// (upstream, elicitation id): each is completed when that upstream comes up.
+    sign_in_asked: Mutex<Vec<(String, String)>>,
     slots: RwLock<Vec<Arc<Slot>>>,
     next_slot: AtomicU64,
     lists: lists::Lists,
@@ -195,6 +198,7 @@ impl Session {
             handshake,
             subject: subject_cell,
             sign_in_page: std::sync::OnceLock::new(),
+            sign_in_asked: Mutex::default(),
             slots: RwLock::new(slots),
             next_slot,
             lists: lists::Lists::default(),
@@ -619,6 +623,15 @@ impl Session {
                 let message = format!(
                     "mcp-warden must be signed in to upstream {name} before this tool can run: an operator signs in on the approvals page, then the call can be made again"
                 );
+                let elicitation = format!("mw-sign-in-{}", crate::approval::random_id(12));
+                {
+                    // Bounded: an agent that keeps calling is told of the last few only.
+                    let mut asked = lock(&self.sign_in_asked);
+                    if asked.len() >= 32 {
+                        asked.remove(0);
+                    }
+                    asked.push((name.clone(), elicitation.clone()));
+                }
                 let body = serde_json::json!({
                     "jsonrpc": "2.0",
                     "id": null,
@@ -627,7 +640,7 @@ impl Session {
                         "message": message,
                         "data": {"elicitations": [{
                             "mode": "url",
-                            "elicitationId": format!("mw-sign-in-{}", crate::approval::random_id(12)),
+                            "elicitationId": elicitation,
                             "url": page,
                             "message": message,
                         }]},
@@ -639,6 +652,26 @@ impl Session {
             }
         }
         crate::error::Failure::from(e).answer_to(method, Some(id), e)
+    }
+
+    /// Upstream `name` came up: the URL elicitations its sign-in was asked for are complete
+    /// (`notifications/elicitation/complete`, to this session's agent only, which may then
+    /// retry the call).
+    pub(super) fn sign_in_done(&self, name: &str) {
+        let done: Vec<String> = {
+            let mut asked = lock(&self.sign_in_asked);
+            let (done, rest) = std::mem::take(&mut *asked)
+                .into_iter()
+                .partition(|(up, _)| up == name);
+            *asked = rest;
+            done.into_iter().map(|(_, id)| id).collect()
+        };
+        for id in done {
+            self.send_general(jsonrpc::notification(
+                "notifications/elicitation/complete",
+                Some(serde_json::json!({ "elicitationId": id })),
+            ));
+        }
     }
 
     /// Whether the agent's `initialize` declared URL-mode elicitation.

@@ -170,6 +170,7 @@ impl Session {
                         since: Instant::now(),
                     };
                 }
+                self.sign_in_done(&slot.name());
                 // Lists built while it was down lack its items (even before `initialize` was
                 // answered: an upstream's list_changed can trigger a build that early).
                 self.invalidate(&ListKind::ALL);
