@@ -673,16 +673,10 @@ async fn signin_start(
         )
             .into_response();
     };
-    // The host was checked against `allowed_hosts` before any route ran.
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(origin) = crate::downstream::http::origin(&cfg, &headers) else {
         return (StatusCode::BAD_REQUEST, "no Host").into_response();
     };
-    let scheme = if cfg.proxy.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let redirect = format!("{scheme}://{host}/oauth/callback");
+    let redirect = format!("{origin}/oauth/callback");
     let agent = start.agent.as_deref();
     let (authorize, pending) =
         match crate::upstream::oauth_login::start(&cfg, &start.upstream, agent, &redirect).await {
@@ -720,7 +714,11 @@ async fn signin_start(
     }
     tracing::info!(operator = %who, upstream = %what, "sign-in started from the approvals page");
     let mut r = json(serde_json::json!({ "authorize": authorize }));
-    let secure = if scheme == "https" { "; Secure" } else { "" };
+    let secure = if origin.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
     let set = format!(
         "{FLOW_COOKIE}={cookie}; HttpOnly; SameSite=Lax; Path=/oauth/; Max-Age={}{secure}",
         crate::upstream::oauth_login::WAIT.as_secs()

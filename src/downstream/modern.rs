@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -113,19 +112,7 @@ impl Refusal {
 
     /// The error answering request `id`.
     pub fn answer(&self, id: Option<&str>) -> Message {
-        let mut error = Map::new();
-        error.insert("code".into(), self.code.into());
-        error.insert("message".into(), Value::String(self.message.clone()));
-        if let Some(d) = &self.data {
-            error.insert("data".into(), d.clone());
-        }
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
-        let built = Message::parse(Bytes::from(body.to_string()))
-            .unwrap_or_else(|_| jsonrpc::error_response(None, self.code, &self.message));
-        match id {
-            Some(id) => built.with_id(id),
-            None => built,
-        }
+        jsonrpc::error_with_data(id, self.code, &self.message, self.data.clone())
     }
 }
 
@@ -1287,6 +1274,7 @@ impl Stateless {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn msg(s: &str) -> Message {
         Message::parse(Bytes::from(s.to_string())).unwrap()

@@ -492,11 +492,26 @@ fn unreachable_message(e: ParseError) -> Message {
 
 /// An error response with the given raw id. `message` must never carry internal detail.
 pub fn error_response(id: Option<&str>, code: i64, message: &str) -> Message {
+    error_with_data(id, code, message, None)
+}
+
+/// An error response with the given raw id and, when given, the error's `data`. `message` and
+/// `data` must never carry internal detail.
+pub fn error_with_data(
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+    data: Option<serde_json::Value>,
+) -> Message {
+    let mut error = serde_json::json!({"code": code, "message": message});
+    if let (Some(d), Some(e)) = (data, error.as_object_mut()) {
+        e.insert("data".into(), d);
+    }
     // The id is spliced in raw so that large integer ids survive exactly.
     let m = build(serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,
-        "error": {"code": code, "message": message},
+        "error": error,
     }));
     match id {
         Some(id) => m.with_id(id),

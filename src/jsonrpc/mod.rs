@@ -17,8 +17,8 @@ pub mod skim;
 
 pub use codec::{LineError, LineReader};
 pub use message::{
-    batch_array, error_response, moved, notification, parse_payload, request, response, splice,
-    Edit, Kind, Message, ParseError, Payload, Span,
+    batch_array, error_response, error_with_data, moved, notification, parse_payload, request,
+    response, splice, Edit, Kind, Message, ParseError, Payload, Span,
 };
 
 /// Standard JSON-RPC and MCP error codes used by mcp-warden.

@@ -632,23 +632,17 @@ impl Session {
                     }
                     asked.push((name.clone(), elicitation.clone()));
                 }
-                let body = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": {
-                        "code": URL_ELICITATION_REQUIRED,
+                return jsonrpc::error_with_data(
+                    Some(id),
+                    URL_ELICITATION_REQUIRED,
+                    &message,
+                    Some(serde_json::json!({"elicitations": [{
+                        "mode": "url",
+                        "elicitationId": elicitation,
+                        "url": page,
                         "message": message,
-                        "data": {"elicitations": [{
-                            "mode": "url",
-                            "elicitationId": elicitation,
-                            "url": page,
-                            "message": message,
-                        }]},
-                    },
-                });
-                if let Ok(m) = Message::parse(Bytes::from(body.to_string())) {
-                    return m.with_id(id);
-                }
+                    }]})),
+                );
             }
         }
         crate::error::Failure::from(e).answer_to(method, Some(id), e)

@@ -158,13 +158,8 @@ pub(super) async fn initialize(
     .await;
     // The approvals page as this agent reaches the front (its Host passed the guard), where an
     // operator signs mcp-warden in to upstreams.
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        let scheme = if front.cfg().proxy.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        session.set_sign_in_page(format!("{scheme}://{host}/approvals"));
+    if let Some(origin) = super::origin(&front.cfg(), headers) {
+        session.set_sign_in_page(format!("{origin}/approvals"));
     }
     let hs = Arc::new(HttpSession {
         session,
