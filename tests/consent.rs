@@ -885,18 +885,7 @@ fn approvals_page_in_headless_chromium_completes_the_blocked_call() {
         messages(post(&url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"consent","arguments":{"x":"browser"}}}"#)).pop().unwrap()
     });
     let base = p.url.trim_end_matches("/mcp").to_string();
-    let out = std::process::Command::new("node")
-        .current_dir(node_dir())
-        .args(["approve-in-browser.mjs", &base, op, "allow-once"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "browser run failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let v = node_json("approve-in-browser.mjs", &[&base, op, "allow-once"]);
     assert_eq!(v["summary"], "Do the thing with x=browser");
     // Found from outside: the sign-in form never hid, nobody was shown as signed in, there was
     // no sign-out, and the arguments were one line of escaped JSON.

@@ -511,23 +511,11 @@ fn a_call_held_on_one_replica_is_decided_through_another_and_grants_apply_everyw
     // page: the page lists the call held elsewhere, and its click releases it there.
     let held = held_call(&r[0].url, "browser");
     approval_of(&r[1].url, "browser");
-    let out = Command::new("node")
-        .current_dir(node_dir())
-        .args([
-            "approve-in-browser.mjs",
-            r[1].url.trim_end_matches("/mcp"),
-            OP,
-            "allow-once",
-        ])
-        .output()
-        .unwrap();
-    let page = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{page}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let page = node_json(
+        "approve-in-browser.mjs",
+        &[r[1].url.trim_end_matches("/mcp"), OP, "allow-once"],
     );
-    assert!(page.contains("x=browser"), "{page}");
+    assert!(page["summary"].to_string().contains("x=browser"), "{page}");
     let answer = held.join().unwrap();
     assert_eq!(text_of(&answer), "performed x=browser", "{answer}");
 

@@ -1303,18 +1303,7 @@ tools.allow = ["whoami"]
     // The same from the page itself, in a real browser (the flow cookie is SameSite=Lax: it
     // must come back on the authorization server's redirect): the button, the authorization
     // server (signing its user in by itself), back to the front's callback.
-    let out = Command::new("node")
-        .current_dir(node_dir())
-        .args(["signin-in-browser.mjs", &base, op_token, "secure"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "browser run failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    let v = node_json("signin-in-browser.mjs", &[&base, op_token, "secure"]);
     assert!(
         v["listed"]
             .as_str()

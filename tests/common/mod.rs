@@ -384,25 +384,31 @@ pub fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
 
 /// Runs the Node SDK test client (`tests/node/client.mjs`) and returns its JSON output.
 pub fn node_client(args: &[&str]) -> serde_json::Value {
-    let dir = node_dir();
+    node_json("client.mjs", args)
+}
+
+/// Runs a test script of `tests/node` that prints one JSON object and exits 0 (the SDK client,
+/// the browser drivers), and returns that object; anything else fails the test with what the
+/// script printed.
+pub fn node_json(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new("node")
-        .current_dir(&dir)
-        .arg("client.mjs")
+        .current_dir(node_dir())
+        .arg(script)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run node client.mjs");
+        .unwrap_or_else(|e| panic!("run node {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
-            "client.mjs printed no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {}",
+            "{script} printed no JSON ({e}); status {:?}\nstdout: {stdout}\nstderr: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )
     });
     assert!(
         out.status.success(),
-        "client.mjs failed: {v}\nstderr: {}",
+        "{script} failed: {v}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     v
