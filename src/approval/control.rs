@@ -673,7 +673,7 @@ async fn signin_start(
         )
             .into_response();
     };
-    let Some(origin) = crate::downstream::http::origin(&cfg, &headers) else {
+    let Some(origin) = cfg.proxy.origin(&headers) else {
         return (StatusCode::BAD_REQUEST, "no Host").into_response();
     };
     let redirect = format!("{origin}/oauth/callback");

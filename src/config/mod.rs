@@ -380,6 +380,18 @@ pub struct ProxySettings {
     pub state_dir: Option<PathBuf>,
 }
 
+impl ProxySettings {
+    /// The front's origin as a client reached it (`scheme://host`): the request's `Host`,
+    /// which the front checked against `allowed_hosts` before any route ran, and `https` when
+    /// the front serves TLS. For the URLs mcp-warden hands out (the approvals page, its OAuth
+    /// redirect).
+    pub fn origin(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Some(format!("{scheme}://{host}"))
+    }
+}
+
 /// How the Streamable HTTP front answers requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMode {

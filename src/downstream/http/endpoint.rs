@@ -158,7 +158,7 @@ pub(super) async fn initialize(
     .await;
     // The approvals page as this agent reaches the front (its Host passed the guard), where an
     // operator signs mcp-warden in to upstreams.
-    if let Some(origin) = super::origin(&front.cfg(), headers) {
+    if let Some(origin) = front.cfg().proxy.origin(headers) {
         session.set_sign_in_page(format!("{origin}/approvals"));
     }
     let hs = Arc::new(HttpSession {

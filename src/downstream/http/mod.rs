@@ -104,19 +104,6 @@ fn failure_response(f: &crate::error::Failure, detail: &dyn std::fmt::Display) -
         .into_response()
 }
 
-/// The front's origin as a client reached it (`scheme://host`): the request's `Host`, which
-/// the guard checked against `allowed_hosts` before any route ran, and `https` when the front
-/// serves TLS. For the URLs mcp-warden hands out (the approvals page, its OAuth redirect).
-pub(crate) fn origin(cfg: &Config, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let scheme = if cfg.proxy.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{host}"))
-}
-
 fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = jsonrpc::error_response(None, code, message).into_bytes();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
