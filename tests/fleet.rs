@@ -279,8 +279,11 @@ fn readyz(r: &HttpProxy) -> (u16, serde_json::Value) {
 }
 
 fn wait_ready(r: &HttpProxy) {
+    // Generous: after a database restart a replica is ready again at the first heartbeat
+    // (1 s here) that finds a working pooled connection, and each stale one fails a beat
+    // first; on a loaded 2-core machine that took over 20 s once.
     eventually(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the replica's store is ready",
         || readyz(r).0 == 200,
     );
