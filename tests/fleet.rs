@@ -279,9 +279,9 @@ fn readyz(r: &HttpProxy) -> (u16, serde_json::Value) {
 }
 
 fn wait_ready(r: &HttpProxy) {
-    // Generous: after a database restart a replica is ready again at the first heartbeat
-    // (1 s here) that finds a working pooled connection, and each stale one fails a beat
-    // first; on a loaded 2-core machine that took over 20 s once.
+    // Generous: after a database restart a replica is ready again at its next heartbeat
+    // (1 s here; a failed one drops the pool's idle connections), but on a loaded 2-core
+    // machine the database's own start and the replica's reconnect once took over 20 s.
     eventually(
         Duration::from_secs(60),
         "the replica's store is ready",

@@ -624,6 +624,11 @@ impl Fleet {
                 }
                 Err(e) => {
                     self.ready.store(false, Ordering::Relaxed);
+                    // A failed step may have used a connection the database dropped (it
+                    // restarted, a proxy between timed out) that still looks open: drop
+                    // every idle one, so the next step and the calls after it connect anew
+                    // instead of each finding another stale one.
+                    self.pool.retain(|_, _| false);
                     if !logged_down {
                         tracing::error!(database = %self.settings.display, error = %e, "the fleet's store is not usable: calls that need approvals or grants are refused until it is");
                         logged_down = true;
