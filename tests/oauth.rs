@@ -988,10 +988,11 @@ fn each_agent_uses_only_its_own_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let auth = AuthServer::start(0, &dir.path().join("keys.json"));
     let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
-    let (ta, tb, tc) = (
+    let (ta, tb, tc, td) = (
         "agent-a-token-0123456789",
         "agent-b-token-0123456789",
         "agent-c-token-0123456789",
+        "agent-d-token-0123456789",
     );
     let config = format!(
         r#"[upstreams.secure]
@@ -1007,10 +1008,14 @@ tools.allow = ["whoami"]
 [agents.c]
 token_sha256 = "{}"
 tools.allow = ["whoami"]
+[agents.d]
+token_sha256 = "{}"
+tools.allow = ["whoami"]
 "#,
         sha(ta),
         sha(tb),
-        sha(tc)
+        sha(tc),
+        sha(td)
     );
     let w = HttpProxy::start_raw(&config, &[]);
     // Without --agent: refused, naming what is missing.
@@ -1166,6 +1171,153 @@ tools.allow = ["whoami"]
         let sid = raw_session(&w.url, token);
         let raw = whoami(&w.url, token, &sid, 10);
         assert!(raw.contains(&format!(r#"\"sub\": \"{sub}\""#)), "{raw}");
+    }
+    // A 2026-07-28 client that declared URL-mode elicitation (the TypeScript SDK v2) is asked,
+    // in an InputRequiredResult, to open the same page. Declined: the tool's error.
+    let out = Command::new("node")
+        .current_dir(node_dir())
+        .args([
+            "url-elicitation-modern.mjs",
+            &w.url,
+            td,
+            "whoami",
+            "decline",
+        ])
+        .output()
+        .unwrap();
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 2, "asked once, then the result: {printed:?}");
+    assert_eq!(printed[0]["asked"]["mode"], "url", "{printed:?}");
+    let declined = &printed[1];
+    assert_eq!(declined["version"], "2026-07-28", "{declined}");
+    assert_eq!(declined["result"]["isError"], true, "{declined}");
+    assert!(
+        declined["result"]
+            .to_string()
+            .contains("mcp-warden auth login secure --agent d"),
+        "{declined}"
+    );
+    // Accepted: the retry waits in mcp-warden until an operator signs d in, then is dave's.
+    let mut client = Kill(
+        Command::new("node")
+            .current_dir(node_dir())
+            .args(["url-elicitation-modern.mjs", &w.url, td, "whoami", "accept"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let asked = &first["asked"];
+    assert_eq!(asked["mode"], "url", "{first}");
+    assert_eq!(
+        asked["url"],
+        format!("{}/approvals", w.url.trim_end_matches("/mcp")),
+        "{first}"
+    );
+    assert!(
+        asked["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream secure"),
+        "{first}"
+    );
+    let out = sign_in_as(w.dir.path(), "secure", &["--agent", "d"], "dave");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(done["version"], "2026-07-28", "{done}");
+    assert_eq!(done["result"]["isError"], false, "{done}");
+    assert!(
+        done["result"].to_string().contains(r#"\"sub\": \"dave\""#),
+        "{done}"
+    );
+    assert!(client.0.wait().unwrap().success());
+    let logs = w.logs();
+    assert!(
+        logs.contains("the agent did not take the sign-in page")
+            && logs.contains("the call waits for the sign-in"),
+        "{logs}"
+    );
+}
+
+/// Over stdio there is no Host to build the page's address from: with `[proxy] public_url`
+/// (the address operators reach the fronts by), a 2025-11-25 agent that declared URL-mode
+/// elicitation is pointed at the approvals page there; a config typo in it is refused.
+#[test]
+fn over_stdio_the_sign_in_page_is_at_the_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
+    let config = format!(
+        r#"[proxy]
+public_url = "https://warden.example.com"
+state_dir = "{}"
+
+[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code" }}
+"#,
+        dir.path().join("state").display()
+    );
+    write_config(dir.path(), &config);
+    let out = sign_in_as(dir.path(), "secure", &[], "erin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{"url":{}}},"clientInfo":{"name":"test","version":"1"}}}"#;
+    // Signed in: the tools are listed (and pinned), then the operator signs out.
+    {
+        let mut p = StdioProxy::start(&config);
+        p.send(init);
+        p.recv_response("0");
+        p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        let (list, _) = p.recv_response("1");
+        assert!(list.contains(r#""name":"whoami""#), "{list}");
+    }
+    let o = operator_cli(dir.path(), &["auth", "logout", "secure"]);
+    assert!(o.status.success(), "{o:?}");
+    let mut p = StdioProxy::start(&config);
+    p.send(init);
+    p.recv_response("0");
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#);
+    let (answer, _) = p.recv_response("2");
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["error"]["code"], -32042, "{answer}");
+    let e = &v["error"]["data"]["elicitations"][0];
+    assert_eq!(e["mode"], "url", "{answer}");
+    assert_eq!(e["url"], "https://warden.example.com/approvals", "{answer}");
+    // Only an origin, https (http on loopback only).
+    for (bad, why) in [
+        ("http://warden.example.com", "must be https"),
+        ("https://warden.example.com/mcp", "must be an origin only"),
+        (
+            "https://user:pw@warden.example.com",
+            "must not carry a user name or password",
+        ),
+    ] {
+        write_config(
+            dir.path(),
+            &config.replace("https://warden.example.com", bad),
+        );
+        let o = operator_cli(dir.path(), &["check"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("proxy.public_url:") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains("pw@"), "no credentials echoed: {err}");
     }
 }
 

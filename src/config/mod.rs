@@ -375,17 +375,23 @@ pub struct ProxySettings {
     pub keep_token: bool,
     /// TLS for the HTTP front (and mTLS when a client CA is given).
     pub tls: Option<TlsSettings>,
+    /// The origin agents and browsers reach the front by (`[proxy] public_url`), for the URLs
+    /// mcp-warden hands out; `None`: the request's own `Host`.
+    pub public_url: Option<String>,
     /// Where generated secrets and state live (`None`: `$XDG_STATE_HOME/mcp-warden` or
     /// `~/.local/state/mcp-warden`).
     pub state_dir: Option<PathBuf>,
 }
 
 impl ProxySettings {
-    /// The front's origin as a client reached it (`scheme://host`): the request's `Host`,
-    /// which the front checked against `allowed_hosts` before any route ran, and `https` when
-    /// the front serves TLS. For the URLs mcp-warden hands out (the approvals page, its OAuth
-    /// redirect).
+    /// The front's origin for the URLs mcp-warden hands out (the approvals page, its OAuth
+    /// redirect): `public_url` when set; else as this client reached it (`scheme://host`): the
+    /// request's `Host`, which the front checked against `allowed_hosts` before any route
+    /// ran, and `https` when the front serves TLS.
     pub fn origin(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        if let Some(u) = &self.public_url {
+            return Some(u.clone());
+        }
         let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         Some(format!("{scheme}://{host}"))
@@ -432,6 +438,7 @@ impl Default for ProxySettings {
             auth: AuthMode::Required,
             keep_token: false,
             tls: None,
+            public_url: None,
             state_dir: None,
         }
     }

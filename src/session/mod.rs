@@ -19,6 +19,7 @@ mod mrtr;
 mod relay;
 mod route;
 pub mod shared;
+mod signin;
 mod slots;
 mod tasks;
 
@@ -91,6 +92,8 @@ pub struct Session {
     /// The URL elicitations this session's agent was sent for upstream sign-ins, as
     /// (upstream, elicitation id): each is completed when that upstream comes up.
     sign_in_asked: Mutex<Vec<(String, String)>>,
+    /// Woken when an upstream comes up (a call waiting for a sign-in looks again).
+    upstream_up: tokio::sync::Notify,
     slots: RwLock<Vec<Arc<Slot>>>,
     next_slot: AtomicU64,
     lists: lists::Lists,
@@ -112,9 +115,6 @@ pub struct Session {
     closed: AtomicBool,
     this: Weak<Session>,
 }
-
-/// MCP 2025-11-25: the request needs a URL-mode elicitation completed first.
-const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// The `initialize` request of a session mcp-warden opens itself (operator commands, the
 /// sessions serving 2026-07-28 agents), as client `name`, declaring that it can answer
@@ -199,6 +199,7 @@ impl Session {
             subject: subject_cell,
             sign_in_page: std::sync::OnceLock::new(),
             sign_in_asked: Mutex::default(),
+            upstream_up: tokio::sync::Notify::new(),
             slots: RwLock::new(slots),
             next_slot,
             lists: lists::Lists::default(),
@@ -602,78 +603,6 @@ impl Session {
 
     fn agent_name(&self) -> String {
         self.caller_name().to_string()
-    }
-
-    /// Where an operator signs mcp-warden in to upstreams, for this session's agent to be
-    /// pointed at (set once, by the HTTP front that created it).
-    pub fn set_sign_in_page(&self, url: String) {
-        let _ = self.sign_in_page.set(url);
-    }
-
-    /// The answer to `method` request `id` that failed with `e`. A tool call waiting for an
-    /// upstream sign-in, from an agent that declared URL-mode elicitation (2025-11-25), gets
-    /// `-32042` pointing at the page where an operator signs in (the URL grants nothing by
-    /// itself); any other answer is [`crate::error::Failure::answer_to`]'s.
-    pub(super) fn failure_answer(&self, method: &str, id: &str, e: &UpstreamError) -> Message {
-        if let (UpstreamError::SignIn { name, .. }, "tools/call", Some(page)) =
-            (e, method, self.sign_in_page.get())
-        {
-            if self.protocol_version >= "2025-11-25" && self.agent_accepts_url_elicitation() {
-                tracing::info!(session = %self.id, upstream = %name, "call answered with a URL elicitation: an operator signs in on the approvals page");
-                let message = format!(
-                    "mcp-warden must be signed in to upstream {name} before this tool can run: an operator signs in on the approvals page, then the call can be made again"
-                );
-                let elicitation = format!("mw-sign-in-{}", crate::approval::random_id(12));
-                {
-                    // Bounded: an agent that keeps calling is told of the last few only.
-                    let mut asked = lock(&self.sign_in_asked);
-                    if asked.len() >= 32 {
-                        asked.remove(0);
-                    }
-                    asked.push((name.clone(), elicitation.clone()));
-                }
-                return jsonrpc::error_with_data(
-                    Some(id),
-                    URL_ELICITATION_REQUIRED,
-                    &message,
-                    Some(serde_json::json!({"elicitations": [{
-                        "mode": "url",
-                        "elicitationId": elicitation,
-                        "url": page,
-                        "message": message,
-                    }]})),
-                );
-            }
-        }
-        crate::error::Failure::from(e).answer_to(method, Some(id), e)
-    }
-
-    /// Upstream `name` came up: the URL elicitations its sign-in was asked for are complete
-    /// (`notifications/elicitation/complete`, to this session's agent only, which may then
-    /// retry the call).
-    pub(super) fn sign_in_done(&self, name: &str) {
-        let done: Vec<String> = {
-            let mut asked = lock(&self.sign_in_asked);
-            let (done, rest) = std::mem::take(&mut *asked)
-                .into_iter()
-                .partition(|(up, _)| up == name);
-            *asked = rest;
-            done.into_iter().map(|(_, id)| id).collect()
-        };
-        for id in done {
-            self.send_general(jsonrpc::notification(
-                "notifications/elicitation/complete",
-                Some(serde_json::json!({ "elicitationId": id })),
-            ));
-        }
-    }
-
-    /// Whether the agent's `initialize` declared URL-mode elicitation.
-    fn agent_accepts_url_elicitation(&self) -> bool {
-        serde_json::from_str::<serde_json::Value>(self.handshake.capabilities.get())
-            .ok()
-            .and_then(|c| c.get("elicitation")?.get("url").cloned())
-            .is_some()
     }
 
     /// The access token the caller presented with its latest request (a [`Caller::Signed`]).

@@ -10,9 +10,9 @@ impl Session {
     /// Forwards an agent request to upstream `idx` and returns the answer under the agent's id.
     pub(super) async fn forward(&self, idx: usize, msg: Message, key: &str) -> Message {
         let id = msg.id_str().unwrap_or("null").to_string();
-        let conn = match self.connection(idx).await {
+        let conn = match self.connection_for(idx, &msg, key).await {
             Ok(c) => c,
-            Err(e) => return self.failure_answer(msg.method().unwrap_or_default(), &id, &e),
+            Err(answer) => return answer,
         };
         let shared = self.slot(idx).and_then(|s| s.shared.clone());
         let (msg, our_token) = match &shared {

@@ -164,8 +164,10 @@ impl Session {
         if kind == ListKind::Tools && self.policy_requires_approval(entry, &name) {
             // A call that cannot go out yet (no sign-in) is answered so before a human is
             // asked to approve it.
-            if let Err(e) = self.sign_in_first(entry.upstream).await {
-                return self.failure_answer(msg.method().unwrap_or_default(), id, &e);
+            if self.signed_out(entry.upstream) {
+                if let Err(answer) = self.connection_for(entry.upstream, msg, key).await {
+                    return answer;
+                }
             }
             let cfg = self.cfg();
             let summary = format!("{} wants to call {}", self.agent_name(), name);

@@ -245,19 +245,10 @@ impl Session {
         );
     }
 
-    /// `Err(SignIn)` while upstream `idx` has no sign-in (one made since is found, and
-    /// connected to, here); `Ok` for every other state, without connecting.
-    pub(super) async fn sign_in_first(&self, idx: usize) -> Result<(), UpstreamError> {
-        let signed_out = self
-            .slot(idx)
-            .is_some_and(|s| matches!(*lock(&s.state), SlotState::SignedOut { .. }));
-        if !signed_out {
-            return Ok(());
-        }
-        match self.connection(idx).await {
-            Err(e @ UpstreamError::SignIn { .. }) => Err(e),
-            _ => Ok(()),
-        }
+    /// Whether upstream `idx` waits for a sign-in (as last seen: a call looks again).
+    pub(super) fn signed_out(&self, idx: usize) -> bool {
+        self.slot(idx)
+            .is_some_and(|s| matches!(*lock(&s.state), SlotState::SignedOut { .. }))
     }
 
     /// The tools upstream `idx` offered when last listed (its pins), while it has no

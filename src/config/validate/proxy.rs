@@ -25,6 +25,7 @@ pub(super) const PROXY_KEYS: &[&str] = &[
     "keep_token",
     "state_dir",
     "tls",
+    "public_url",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "require_client_cert"];
 
@@ -120,6 +121,23 @@ pub(super) fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
         }
         tt.finish(cx, TLS_KEYS);
     }
+    if let Some(u) = t.string(cx, "public_url") {
+        match public_origin(&u) {
+            Ok(o) => {
+                // The public address is the front's own: its host is accepted, and so is its
+                // origin (the approvals page served from it posts back to it).
+                if let Some(host) = url::Url::parse(&o).ok().and_then(|u| {
+                    let h = u.host_str()?.to_ascii_lowercase();
+                    Some(u.port().map_or(h.clone(), |port| format!("{h}:{port}")))
+                }) {
+                    p.allowed_hosts.push(host);
+                }
+                p.allowed_origins.push(o.to_ascii_lowercase());
+                p.public_url = Some(o);
+            }
+            Err(why) => cx.err(&t.at("public_url"), why),
+        }
+    }
     if let Some(d) = t.string(cx, "state_dir") {
         if let Some(d) = cx.expand(&t.at("state_dir"), &d) {
             p.state_dir = Some(PathBuf::from(d));
@@ -145,4 +163,34 @@ pub(super) fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
     }
     t.finish(cx, PROXY_KEYS);
     p
+}
+
+/// `[proxy] public_url`: the origin agents and browsers reach the front by (behind a proxy that
+/// terminates TLS, say), as `scheme://host[:port]`. https, or http on a loopback host only: it
+/// becomes the redirect of OAuth sign-ins, which authorization servers accept only so.
+fn public_origin(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err("must be https (http only on a loopback host)".to_string()),
+        other => return Err(format!("scheme `{other}` is not http or https")),
+    }
+    if u.host().is_none() {
+        return Err("has no host".to_string());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry a user name or password".to_string());
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err("must be an origin only, like https://warden.example.com (mcp-warden's routes sit at its root)"
+            .to_string());
+    }
+    Ok(u.origin().ascii_serialization())
 }

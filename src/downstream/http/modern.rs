@@ -126,6 +126,14 @@ pub(super) async fn post(
         .stateless
         .entry(&front.cfg(), &caller, subject, &front.inner.shared)
         .await;
+    if entry.session.needs_sign_in_page() {
+        // The approvals page as this caller reaches the front (its Host passed the guard).
+        if let Some(origin) = front.cfg().proxy.origin(headers) {
+            entry
+                .session
+                .set_sign_in_page(format!("{origin}/approvals"));
+        }
+    }
     match req.method {
         "server/discover" => json_answer(modern::discover(&entry.session, req.id())),
         "subscriptions/listen" => listen(front, &entry, &req).await,
