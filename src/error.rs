@@ -18,9 +18,10 @@ use crate::upstream::UpstreamError;
 pub enum Failure {
     /// An upstream could not be started or reached, or went away while the call was open.
     Unavailable { upstream: String },
-    /// An OAuth-protected upstream nobody has signed mcp-warden in to: `login` is the command
-    /// an operator runs (it names the upstream and the agent, nothing secret).
-    SignedOut { upstream: String, login: String },
+    /// An OAuth-protected upstream nobody has signed mcp-warden in to: `todo` says who signs
+    /// in, and how (the command an operator runs, or the page a person opens; it names the
+    /// upstream and the agent, nothing secret).
+    SignedOut { upstream: String, todo: String },
     /// An upstream did not answer in time (the upstream was told to cancel); `after`: the
     /// request timeout, when that is what ran out.
     Timeout {
@@ -60,8 +61,8 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Unavailable { upstream } => format!("Upstream {upstream} is unavailable"),
-            Failure::SignedOut { upstream, login } => format!(
-                "Upstream {upstream} needs a sign-in first: an operator runs `{login}`, then this call can be made again"
+            Failure::SignedOut { upstream, todo } => format!(
+                "Upstream {upstream} needs a sign-in first: {todo}, then this call can be made again"
             ),
             Failure::Timeout {
                 upstream,
@@ -138,9 +139,19 @@ impl From<&UpstreamError> for Failure {
             | UpstreamError::Handshake { name: upstream, .. } => Failure::Unavailable {
                 upstream: upstream.clone(),
             },
-            UpstreamError::SignIn { name, login } => Failure::SignedOut {
+            UpstreamError::SignIn { name, by } => Failure::SignedOut {
                 upstream: name.clone(),
-                login: login.clone(),
+                todo: match by {
+                    crate::upstream::SignInBy::Operator(cmd) => {
+                        format!("an operator runs `{cmd}`")
+                    }
+                    crate::upstream::SignInBy::Person(Some(_)) => {
+                        "you sign in for yourself on mcp-warden's sign-in page".into()
+                    }
+                    crate::upstream::SignInBy::Person(None) => {
+                        "each person signs in for themselves, so connect to mcp-warden signed in with the identity provider".into()
+                    }
+                },
             },
         }
     }

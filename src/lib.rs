@@ -44,6 +44,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
 pub mod oidc;
+pub mod oidc_login;
 pub mod pins;
 pub mod policy;
 pub mod reload;

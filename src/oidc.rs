@@ -160,6 +160,35 @@ impl Verifier {
                 }
             }
         }
+        let (claims, keys) = self.decode(token, &self.settings.resource, keys).await?;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            let mut v = crate::util::lock(&self.verified);
+            if v.generation != keys.generation {
+                *v = Verified {
+                    generation: keys.generation,
+                    entries: Default::default(),
+                };
+            }
+            if v.entries.len() >= VERIFIED_CAP {
+                let now = crate::util::now_secs();
+                v.entries.retain(|_, (_, e)| now <= *e + leeway);
+                if v.entries.len() >= VERIFIED_CAP {
+                    v.entries.clear();
+                }
+            }
+            v.entries.insert(digest, (claims.clone(), exp));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of `token`, signed with one of the provider's keys (fetched again once when
+    /// its key is not among `keys`), by the configured issuer, for `audience`, valid now.
+    async fn decode(
+        &self,
+        token: &str,
+        audience: &str,
+        keys: Arc<Keys>,
+    ) -> Result<(Arc<Map<String, Value>>, Arc<Keys>), Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         if !self.settings.algorithms.contains(&header.alg) {
             return Err(Refusal::Algorithm);
@@ -179,7 +208,7 @@ impl Verifier {
         };
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[&self.settings.issuer]);
-        v.set_audience(&[&self.settings.resource]);
+        v.set_audience(&[audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.leeway = self.settings.leeway.as_secs();
         v.validate_nbf = true;
@@ -196,22 +225,40 @@ impl Verifier {
                 E::MissingRequiredClaim(_) | E::InvalidClaimFormat(_) => Refusal::Claims,
                 _ => Refusal::Malformed,
             })?;
-        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
-            let mut v = crate::util::lock(&self.verified);
-            if v.generation != keys.generation {
-                *v = Verified {
-                    generation: keys.generation,
-                    entries: Default::default(),
-                };
-            }
-            if v.entries.len() >= VERIFIED_CAP {
-                let now = crate::util::now_secs();
-                v.entries.retain(|_, (_, e)| now <= *e + leeway);
-                if v.entries.len() >= VERIFIED_CAP {
-                    v.entries.clear();
-                }
-            }
-            v.entries.insert(digest, (claims.clone(), exp));
+        Ok((claims, keys))
+    }
+
+    /// The claims of an ID token the provider issued to mcp-warden's browser client
+    /// `client_id` (OpenID Connect Core §3.1.3.7): signature, issuer, audience, expiry as for
+    /// access tokens, the `nonce` of the sign-in it answers, and `azp` when present.
+    pub async fn verify_id_token(
+        self: &Arc<Self>,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Arc<Map<String, Value>>, Refusal> {
+        let keys = self.current().await;
+        let (claims, _) = self.decode(token, client_id, keys).await?;
+        let given = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            nonce.as_bytes(),
+        )) {
+            return Err(Refusal::Claims);
+        }
+        if claims
+            .get("azp")
+            .and_then(Value::as_str)
+            .is_some_and(|azp| azp != client_id)
+        {
+            return Err(Refusal::Audience);
+        }
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(Refusal::Claims);
         }
         Ok(claims)
     }
@@ -295,34 +342,42 @@ impl Verifier {
         Ok(keys)
     }
 
-    /// The key set's URL from the issuer's metadata: RFC 8414 (path inserted), OpenID Connect
-    /// discovery (path inserted, then appended). The metadata must name the same issuer.
+    /// The key set's URL from the issuer's metadata ([`provider_metadata`]).
     async fn discover(&self) -> Result<String, String> {
-        let issuer = &self.settings.issuer;
-        let mut last = String::from("no metadata");
-        for url in metadata_urls(issuer) {
-            match self.get_json(&url).await {
-                Ok(doc) => {
-                    if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
-                        return Err(format!(
-                            "{url}: its `issuer` is not {issuer} (refusing its keys)"
-                        ));
-                    }
-                    let Some(jwks) = doc.get("jwks_uri").and_then(Value::as_str) else {
-                        return Err(format!("{url}: no `jwks_uri`"));
-                    };
-                    crate::config::secure_url(jwks).map_err(|e| format!("{url}: jwks_uri {e}"))?;
-                    return Ok(jwks.to_string());
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let (url, doc) = provider_metadata(&self.http, &self.settings.issuer).await?;
+        let Some(jwks) = doc.get("jwks_uri").and_then(Value::as_str) else {
+            return Err(format!("{url}: no `jwks_uri`"));
+        };
+        crate::config::secure_url(jwks).map_err(|e| format!("{url}: jwks_uri {e}"))?;
+        Ok(jwks.to_string())
     }
 
     async fn get_json(&self, url: &str) -> Result<Map<String, Value>, String> {
         fetch_json(&self.http, url).await
     }
+}
+
+/// The identity provider's metadata and where it was found: RFC 8414 (path inserted), OpenID
+/// Connect discovery (path inserted, then appended). It must name the same issuer.
+pub async fn provider_metadata(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<(String, Map<String, Value>), String> {
+    let mut last = String::from("no metadata");
+    for url in metadata_urls(issuer) {
+        match fetch_json(http, &url).await {
+            Ok(doc) => {
+                if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                    return Err(format!(
+                        "{url}: its `issuer` is not {issuer} (refusing its keys)"
+                    ));
+                }
+                return Ok((url, doc));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// A GET of a JSON object (metadata, key sets): 200, at most [`MAX_DOCUMENT`] bytes.

@@ -112,6 +112,11 @@ fn modules_keep_their_must_not_rules() {
             "who is calling, from the credential alone",
         ),
         (
+            "oidc_login.rs",
+            &["downstream", "session", "approval"],
+            "a person proving who they are knows no front, session or broker",
+        ),
+        (
             "error.rs",
             &["downstream", "session"],
             "the mapping knows no front",

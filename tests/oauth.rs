@@ -76,6 +76,19 @@ impl AuthServer {
     }
 
     /// A token signed with the server's current key: claims and header as the test says.
+    /// An access token of person `sub` (group eng, scope mcp) for `resource`, valid 5 minutes.
+    fn person(&self, resource: &str, sub: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        self.sign(
+            json!({"iss": self.issuer, "aud": resource, "sub": sub, "groups": ["eng"],
+                   "scope": "mcp", "iat": now, "exp": now + 300}),
+            json!({}),
+        )
+    }
+
     fn sign(&self, claims: Value, header: Value) -> String {
         let v = http()
             .post(format!("{}/test/sign", self.issuer))
@@ -581,6 +594,28 @@ fn sha(token: &str) -> String {
 
 /// Calls `whoami` on the OAuth-protected upstream through mcp-warden: the text it returned.
 fn whoami(url: &str, token: &str, sid: &str, id: u32) -> String {
+    call_tool(url, token, sid, id, "whoami")
+}
+
+/// The tools/list answer in session `sid`.
+fn list_tools(url: &str, token: &str, sid: &str) -> Value {
+    let raw = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    json_of_answer(&raw)
+}
+
+/// Calls `tool` (no arguments) in session `sid`; the raw answer, with no JWT in it.
+fn call_tool(url: &str, token: &str, sid: &str, id: u32, tool: &str) -> String {
     let r = http()
         .post(url)
         .bearer_auth(token)
@@ -589,7 +624,7 @@ fn whoami(url: &str, token: &str, sid: &str, id: u32) -> String {
         .header("mcp-session-id", sid)
         .header("mcp-protocol-version", "2025-11-25")
         .body(format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"whoami","arguments":{{}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
         ))
         .send()
         .unwrap();
@@ -776,51 +811,82 @@ fn raw_session(url: &str, token: &str) -> String {
 }
 
 /// The "browser": follows `url`'s redirects, keeping cookies, until one leads to a
-/// `…/callback` (mcp-warden's loopback redirect, or its front's `/oauth/callback`); returns
-/// that URL without visiting it.
+/// `/callback` path; returns that URL (not visited).
 fn browse(url: &str) -> String {
-    let client = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let mut jar: Vec<(String, String)> = vec![];
-    let mut next = url.to_string();
-    for _ in 0..20 {
-        if reqwest::Url::parse(&next)
-            .unwrap()
-            .path()
-            .ends_with("/callback")
-        {
-            return next;
+    Browser::new().until_callback(url)
+}
+
+/// A browser for the sign-in tests: one cookie jar for every server it visits (they all sit on
+/// 127.0.0.1, and cookies do not tell ports apart), redirects followed by hand.
+struct Browser {
+    client: reqwest::blocking::Client,
+    jar: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            client: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            jar: vec![],
         }
-        let cookie = jar
+    }
+
+    /// A GET with the jar's cookies; the cookies it sets are kept.
+    fn get(&mut self, url: &str) -> reqwest::blocking::Response {
+        let cookie = self
+            .jar
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let r = client.get(&next).header("cookie", cookie).send().unwrap();
+        let r = self
+            .client
+            .get(url)
+            .header("cookie", cookie)
+            .send()
+            .unwrap();
         for c in r.headers().get_all("set-cookie") {
             let pair = c.to_str().unwrap().split(';').next().unwrap().to_string();
             if let Some((k, v)) = pair.split_once('=') {
-                jar.retain(|(n, _)| n != k);
-                jar.push((k.to_string(), v.to_string()));
+                self.jar.retain(|(n, _)| n != k);
+                self.jar.push((k.to_string(), v.to_string()));
             }
         }
-        let location = r
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("no redirect from {next}: {}", r.status()))
-            .to_str()
-            .unwrap()
-            .to_string();
-        next = reqwest::Url::parse(&next)
-            .unwrap()
-            .join(&location)
-            .unwrap()
-            .to_string();
+        r
     }
-    panic!("too many redirects");
+
+    /// Follows redirects from `url` until one leads to a `/callback` path; returns that URL
+    /// (not visited).
+    fn until_callback(&mut self, url: &str) -> String {
+        let mut next = url.to_string();
+        for _ in 0..20 {
+            if reqwest::Url::parse(&next)
+                .unwrap()
+                .path()
+                .ends_with("/callback")
+            {
+                return next;
+            }
+            let r = self.get(&next);
+            let location = r
+                .headers()
+                .get("location")
+                .unwrap_or_else(|| panic!("no redirect from {next}: {}", r.status()))
+                .to_str()
+                .unwrap()
+                .to_string();
+            next = reqwest::Url::parse(&next)
+                .unwrap()
+                .join(&location)
+                .unwrap()
+                .to_string();
+        }
+        panic!("too many redirects");
+    }
 }
 
 /// Runs `mcp-warden auth login UPSTREAM` for the instance in `dir` and plays the operator's
@@ -1055,18 +1121,7 @@ tools.allow = ["whoami"]
     // still listed, and a call is the tool's own error naming what an operator runs, made
     // without reaching the upstream. No retry storm meanwhile: one line says it.
     let sid = raw_session(&w.url, tc);
-    let list = http()
-        .post(&w.url)
-        .bearer_auth(tc)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let list = list_tools(&w.url, tc, &sid).to_string();
     assert!(list.contains(r#""name":"whoami""#), "{list}");
     for id in [7, 8] {
         let raw = whoami(&w.url, tc, &sid, id);
@@ -1373,10 +1428,28 @@ tools.allow = ["whoami"]
             .find(|c| c.starts_with(&format!("{name}=")))
             .unwrap_or_else(|| panic!("no {name} cookie"))
     };
-    // Before: never signed in here, so nothing of the upstream is known (no pins) to list.
+    // Before: never signed in here, so nothing of the upstream is known (no pins) to list:
+    // mcp-warden's own sign-in tool stands in for it, and says what to do.
     let sid = raw_session(&w.url, agent_token);
     let raw = whoami(&w.url, agent_token, &sid, 1);
     assert!(raw.contains("Unknown tool: whoami"), "{raw}");
+    let list = list_tools(&w.url, agent_token, &sid);
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sign_in_secure"], "{list}");
+    let v = json_of_answer(&call_tool(&w.url, agent_token, &sid, 2, "sign_in_secure"));
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("an operator runs `mcp-warden auth login secure`"),
+        "{v}"
+    );
 
     let r = client
         .post(format!("{base}/approvals/login"))
@@ -1583,14 +1656,10 @@ tools.allow = ["whoami"]
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let person = |sub: &str| {
-        auth.sign(
-            json!({"iss": auth.issuer, "aud": resource, "sub": sub, "groups": ["eng"],
-                   "scope": "mcp", "iat": now, "exp": now + 300}),
-            json!({}),
-        )
-    };
-    let (alice, bob) = (person("alice"), person("bob"));
+    let (alice, bob) = (
+        auth.person(&resource, "alice"),
+        auth.person(&resource, "bob"),
+    );
     let alice_sid = raw_session(&w.url, &alice);
     let raw = whoami(&w.url, &alice, &alice_sid, 2);
     assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}\n{}", w.logs());
@@ -1638,6 +1707,228 @@ tools.allow = ["whoami"]
         w.logs()
     );
     assert!(!w.logs().contains("eyJ"), "no token in the log");
+}
+
+/// Each person behind an agent signs mcp-warden in to an upstream for themselves
+/// (`per = "user"`): their call is answered with a link of their own; whoever opens it proves
+/// who they are at the identity provider (mcp-warden's browser client), and only the person
+/// whose call asked goes on to the upstream's sign-in; the grant then serves that person's
+/// calls only. Before anyone signed in, mcp-warden's own sign-in tool is what the agent sees;
+/// a 2026-07-28 client is asked to open the link with an input_required result and its call
+/// goes on once the person signed in.
+#[test]
+fn each_person_signs_in_to_the_upstream_for_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let token_log = dir.path().join("tokens.log");
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &token_log);
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    // mcp-warden's browser client, registered at the identity provider as any web client is.
+    let reg: Value = serde_json::from_str(
+        &http()
+            .post(format!("{}/reg", auth.issuer))
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "redirect_uris": [format!("http://127.0.0.1:{port}/oauth/callback")],
+                    "application_type": "web",
+                    "token_endpoint_auth_method": "client_secret_basic",
+                    "grant_types": ["authorization_code"],
+                    "response_types": ["code"],
+                    "scope": "openid",
+                })
+                .to_string(),
+            )
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    let client_secret = reg["client_secret"].as_str().unwrap().to_string();
+    let config = format!(
+        r#"[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code", per = "user" }}
+
+[auth.oidc]
+issuer = "{issuer}"
+resource = "{resource}"
+scopes = ["mcp"]
+browser_client_id = "{client_id}"
+browser_client_secret_env = "WEB_SECRET"
+
+[agents.people]
+match = {{ groups = ["eng"] }}
+tools.allow = ["whoami"]
+"#,
+        issuer = auth.issuer
+    );
+    let env = [("WEB_SECRET", client_secret.as_str())];
+    let w = HttpProxy::start_raw_listen(&config, &env, &format!("127.0.0.1:{port}"));
+    let (alice, bob) = (
+        auth.person(&resource, "alice"),
+        auth.person(&resource, "bob"),
+    );
+    // Nobody signed in yet: the agent sees mcp-warden's sign-in tool (its rules allow only
+    // whoami, which nobody has seen yet), and a call to it gives Alice her own link.
+    let alice_sid = raw_session(&w.url, &alice);
+    let list = list_tools(&w.url, &alice, &alice_sid);
+    assert_eq!(
+        list["result"]["tools"][0]["name"], "sign_in_secure",
+        "{list}"
+    );
+    assert_eq!(
+        list["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    let link_in = |raw: &str| -> String {
+        let v = json_of_answer(raw);
+        assert_eq!(v["result"]["isError"], true, "{v}");
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        let start = text.find("open http").unwrap_or_else(|| panic!("{text}")) + 5;
+        let link = &text[start..];
+        link[..link.find(' ').unwrap()].to_string()
+    };
+    let alice_link = link_in(&call_tool(&w.url, &alice, &alice_sid, 2, "sign_in_secure"));
+    assert!(
+        alice_link.starts_with(&format!("http://127.0.0.1:{port}/oauth/connect/")),
+        "{alice_link}"
+    );
+    // The page a link opens: what it is for, and the way on to the identity provider.
+    let continue_from = |b: &mut Browser, link: &str, who: &str| -> String {
+        let r = b.get(link);
+        assert_eq!(r.status(), 200);
+        let page = r.text().unwrap();
+        assert!(page.contains("Sign in to secure (agent people)"), "{page}");
+        let at = page.find("<a href=\"").unwrap() + 9;
+        let href = page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&");
+        assert!(href.starts_with(&auth.issuer), "{href}");
+        b.until_callback(&format!("{href}&login_hint={who}"))
+    };
+    // Bob opens Alice's link: he proves who he is, and is refused; nothing is saved.
+    let mut bobs_browser = Browser::new();
+    let back = continue_from(&mut bobs_browser, &alice_link, "bob");
+    let r = bobs_browser.get(&back);
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("someone else"));
+    let o = operator_cli_env(w.dir.path(), &["auth", "list"], &env);
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        listed.contains("secure: each person signs in for themselves (0 signed in)"),
+        "{listed}"
+    );
+    // Alice opens it: the identity provider says she is Alice, the upstream's authorization
+    // server signs her in (her session there: no second login), and she is signed in.
+    let mut browser = Browser::new();
+    let back = continue_from(&mut browser, &alice_link, "alice");
+    let r = browser.get(&back);
+    assert_eq!(r.status(), 303, "on to the upstream's sign-in");
+    let upstream_auth = r.headers()["location"].to_str().unwrap().to_string();
+    let back = browser.until_callback(&upstream_auth);
+    let r = browser.get(&back);
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .unwrap()
+        .contains("mcp-warden is signed in to secure (agent people)"));
+    // Her agent calls the sign-in tool again, hears she is signed in, and finds the tools.
+    let v = json_of_answer(&call_tool(&w.url, &alice, &alice_sid, 3, "sign_in_secure"));
+    assert_eq!(
+        v["result"]["content"][0]["text"], "Signed in to secure: its tools are listed now.",
+        "{v}"
+    );
+    let list = list_tools(&w.url, &alice, &alice_sid);
+    assert_eq!(list["result"]["tools"][0]["name"], "whoami", "{list}");
+    assert_eq!(
+        list["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    let raw = whoami(&w.url, &alice, &alice_sid, 4);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");
+    // Bob's calls do not go out under Alice's sign-in: his own link, another one.
+    let bob_sid = raw_session(&w.url, &bob);
+    let bob_link = link_in(&whoami(&w.url, &bob, &bob_sid, 2));
+    assert_ne!(bob_link, alice_link);
+    // Bob's 2026-07-28 client (the TypeScript SDK v2) is asked to open his link; its call
+    // waits while he signs in, then is his.
+    let mut client = Kill(
+        Command::new("node")
+            .current_dir(node_dir())
+            .args([
+                "url-elicitation-modern.mjs",
+                &w.url,
+                &bob,
+                "whoami",
+                "accept",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["asked"]["url"], bob_link.as_str(), "{first}");
+    assert!(
+        first["asked"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("your own sign-in"),
+        "{first}"
+    );
+    let mut browser = Browser::new();
+    let back = continue_from(&mut browser, &bob_link, "bob");
+    let r = browser.get(&back);
+    let upstream_auth = r.headers()["location"].to_str().unwrap().to_string();
+    let back = browser.until_callback(&upstream_auth);
+    assert_eq!(browser.get(&back).status(), 200);
+    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(done["version"], "2026-07-28", "{done}");
+    assert!(
+        done["result"].to_string().contains(r#"\"sub\": \"bob\""#),
+        "{done}"
+    );
+    assert!(client.0.wait().unwrap().success());
+    // Alice is still herself; two people are signed in; an operator cannot sign in for them.
+    let raw = whoami(&w.url, &alice, &alice_sid, 5);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");
+    let o = operator_cli_env(w.dir.path(), &["auth", "list"], &env);
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        listed.contains("secure: each person signs in for themselves (2 signed in)"),
+        "{listed}"
+    );
+    let o = operator_cli_env(w.dir.path(), &["auth", "login", "secure"], &env);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("people sign in for themselves"),
+        "{o:?}"
+    );
+    // Neither person's own token reached the upstream; no token in the logs.
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    for own in [&alice, &bob] {
+        assert!(
+            !log.contains(&digest12(own)),
+            "a caller's own token reached the upstream"
+        );
+    }
+    let logs = w.logs();
+    assert!(!logs.contains("eyJ"), "no token in the log");
+    assert!(
+        logs.contains("a sign-in link was opened by another person than the one whose call asked"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("a person signed in to an upstream for themselves")
+            .count(),
+        2,
+        "{logs}"
+    );
 }
 
 /// mcp-warden publishes its client ID metadata document at the path of `client_metadata_url`

@@ -76,6 +76,7 @@ fn measure(label: &str, cfg_text: &str, items: &[Bytes], pinned: bool) -> serde_
             cfg: up.clone(),
             namespace: Some("big".into()),
             items: items.to_vec(),
+            signed_out: false,
         }]
     };
     let input = fetched();

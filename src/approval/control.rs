@@ -78,8 +78,8 @@ pub fn operators_of(cfg: &crate::config::Config) -> Vec<(crate::config::TokenDig
 }
 
 #[derive(Clone)]
-struct Ctl {
-    broker: Arc<Broker>,
+pub(super) struct Ctl {
+    pub(super) broker: Arc<Broker>,
     /// The local token (derived from the secret file).
     token: String,
     operators: Operators,
@@ -88,22 +88,88 @@ struct Ctl {
     /// Throttling of failed sign-ins and control requests from the network.
     throttle: Arc<crate::identity::Throttle>,
     /// The running config (the HTTP front's), for upstream sign-ins from the page.
-    cfg: Option<ConfigSource>,
-    /// Upstream sign-ins started from the page, by their `state`.
+    pub(super) cfg: Option<ConfigSource>,
+    /// Sign-ins under way in browsers, by the `state` of the step they are at.
     signins: Arc<std::sync::Mutex<std::collections::HashMap<String, SignInFlow>>>,
 }
 
 /// The running config, as the front has it now (reloads included).
 pub type ConfigSource = Arc<dyn Fn() -> Arc<crate::config::Config> + Send + Sync>;
 
-/// An upstream sign-in an operator started from the page: finished by the authorization
-/// server's redirect to `/oauth/callback`, in the same browser (its flow cookie).
-struct SignInFlow {
-    pending: crate::upstream::oauth_login::Pending,
-    cookie: String,
+/// A sign-in under way in a browser: an operator's, started from the page, or a person's,
+/// started from the link their agent was given. Each step ends with a redirect to
+/// `/oauth/callback`, in the same browser (its flow cookie).
+pub(super) struct SignInFlow {
+    pub(super) stage: Stage,
+    pub(super) cookie: String,
     started: std::time::Instant,
-    operator: String,
-    what: String,
+    /// Who signs in (an operator's name, or `person`), for the log.
+    pub(super) by: String,
+    /// The upstream (and agent), as the pages and the log name it.
+    pub(super) what: String,
+}
+
+/// Where a browser sign-in is.
+pub(super) enum Stage {
+    /// At the upstream's authorization server.
+    Upstream(crate::upstream::oauth_login::Pending),
+    /// At the identity provider: the person proves who they are before the upstream's step.
+    Person {
+        link: super::connect::Link,
+        pending: crate::oidc_login::Pending,
+    },
+}
+
+impl Ctl {
+    /// Records a browser sign-in's next step under its `state`; `Err`: too many under way.
+    pub(super) fn begin_flow(&self, state: String, flow: SignInFlow) -> Result<(), TooManyFlows> {
+        let mut flows = crate::util::lock(&self.signins);
+        flows.retain(|_, f| f.started.elapsed() < crate::upstream::oauth_login::WAIT);
+        if flows.len() >= MAX_FLOWS {
+            return Err(TooManyFlows);
+        }
+        flows.insert(state, flow);
+        Ok(())
+    }
+}
+
+/// [`MAX_FLOWS`] sign-ins are under way.
+pub(super) struct TooManyFlows;
+
+impl IntoResponse for TooManyFlows {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sign-ins under way; finish or wait for one",
+        )
+            .into_response()
+    }
+}
+
+impl SignInFlow {
+    pub(super) fn new(stage: Stage, cookie: String, by: String, what: String) -> SignInFlow {
+        SignInFlow {
+            stage,
+            cookie,
+            started: std::time::Instant::now(),
+            by,
+            what,
+        }
+    }
+}
+
+/// The flow cookie that binds a browser sign-in's redirects to the browser that started it.
+pub(super) fn flow_cookie(origin: &str, cookie: &str) -> Option<header::HeaderValue> {
+    let secure = if origin.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    header::HeaderValue::from_str(&format!(
+        "{FLOW_COOKIE}={cookie}; HttpOnly; SameSite=Lax; Path=/oauth/; Max-Age={}{secure}",
+        crate::upstream::oauth_login::WAIT.as_secs()
+    ))
+    .ok()
 }
 
 const FLOW_COOKIE: &str = "mw_flow";
@@ -490,6 +556,10 @@ pub fn http_routes<S>(
             axum::routing::get(signins).post(signin_start),
         )
         .route("/oauth/callback", axum::routing::get(signin_finish))
+        .route(
+            "/oauth/connect/{handle}",
+            axum::routing::get(super::connect::open),
+        )
         .with_state(Ctl {
             broker,
             token,
@@ -505,7 +575,7 @@ pub fn http_routes<S>(
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// An HTML page of mcp-warden's own, under the page's policy.
-fn static_page(status: StatusCode, body: String) -> Response {
+pub(super) fn static_page(status: StatusCode, body: String) -> Response {
     let mut r = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -678,82 +748,75 @@ async fn signin_start(
     };
     let redirect = format!("{origin}/oauth/callback");
     let agent = start.agent.as_deref();
-    let (authorize, pending) =
-        match crate::upstream::oauth_login::start(&cfg, &start.upstream, agent, &redirect).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(upstream = %start.upstream, "sign-in not started: {e}");
-                return (StatusCode::BAD_REQUEST, e).into_response();
-            }
-        };
+    let (authorize, pending) = match crate::upstream::oauth_login::start(
+        &cfg,
+        &start.upstream,
+        crate::upstream::oauth_login::For {
+            agent,
+            person: None,
+        },
+        &redirect,
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(upstream = %start.upstream, "sign-in not started: {e}");
+            return (StatusCode::BAD_REQUEST, e).into_response();
+        }
+    };
     let what = match agent {
         Some(a) => format!("{} (agent {a})", start.upstream),
         None => start.upstream.clone(),
     };
     let cookie = super::random_id(24);
-    {
-        let mut flows = crate::util::lock(&ctl.signins);
-        flows.retain(|_, f| f.started.elapsed() < crate::upstream::oauth_login::WAIT);
-        if flows.len() >= MAX_FLOWS {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many sign-ins under way; finish or wait for one",
-            )
-                .into_response();
-        }
-        flows.insert(
-            pending.state.clone(),
-            SignInFlow {
-                pending,
-                cookie: cookie.clone(),
-                started: std::time::Instant::now(),
-                operator: who.clone(),
-                what: what.clone(),
-            },
-        );
+    let state = pending.state.clone();
+    let flow = SignInFlow::new(
+        Stage::Upstream(pending),
+        cookie.clone(),
+        who.clone(),
+        what.clone(),
+    );
+    if let Err(r) = ctl.begin_flow(state, flow) {
+        return r.into_response();
     }
     tracing::info!(operator = %who, upstream = %what, "sign-in started from the approvals page");
     let mut r = json(serde_json::json!({ "authorize": authorize }));
-    let secure = if origin.starts_with("https:") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let set = format!(
-        "{FLOW_COOKIE}={cookie}; HttpOnly; SameSite=Lax; Path=/oauth/; Max-Age={}{secure}",
-        crate::upstream::oauth_login::WAIT.as_secs()
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&set) {
+    if let Some(v) = flow_cookie(&origin, &cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
 }
 
-/// The authorization server's redirect back: the flow its `state` names (once), in the
-/// browser that started it (its flow cookie), checked and its code exchanged
-/// ([`crate::upstream::oauth_login::finish`]). Sessions waiting for this sign-in use it at
-/// their next call.
+/// A small page of mcp-warden's own (the text escaped, never cached), for the ends of browser
+/// sign-ins.
+pub(super) fn message_page(status: StatusCode, text: &str) -> Response {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body><p>{escaped}</p></body></html>"
+    );
+    let mut r = static_page(status, body);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// The redirect back from an authorization server or the identity provider: the flow its
+/// `state` names (once), in the browser that started it (its flow cookie). An upstream's
+/// answer is checked and its code exchanged ([`crate::upstream::oauth_login::finish`]):
+/// sessions waiting for this sign-in use it at their next call. A person's identity step
+/// leads on to the upstream's ([`super::connect::person_proved`]).
 async fn signin_finish(
     State(ctl): State<Ctl>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let page = |status: StatusCode, text: &str| {
-        let escaped = text
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;");
-        let body = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body><p>{escaped}</p></body></html>"
-        );
-        let mut r = static_page(status, body);
-        r.headers_mut().insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
-        r
-    };
     let query = query.unwrap_or_default();
     let state = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "state")
@@ -767,7 +830,7 @@ async fn signin_finish(
         match flows.get(&state) {
             Some(f) if !bool::from(given.as_bytes().ct_eq(f.cookie.as_bytes())) => {
                 tracing::warn!(upstream = %f.what, "sign-in callback refused: not the browser that started it");
-                return page(
+                return message_page(
                     StatusCode::FORBIDDEN,
                     "This sign-in was started in another browser: finish it there, or start it again here.",
                 );
@@ -778,31 +841,40 @@ async fn signin_finish(
     let Some(flow) = flow.filter(|f| f.started.elapsed() < crate::upstream::oauth_login::WAIT)
     else {
         tracing::warn!("sign-in callback refused: unknown, used or expired state");
-        return page(
+        return message_page(
             StatusCode::BAD_REQUEST,
-            "This sign-in is unknown, was already used or has expired: start it again from the approvals page.",
+            "This sign-in is unknown, was already used or has expired: start it again.",
         );
     };
-    match crate::upstream::oauth_login::finish(flow.pending, &query).await {
-        Ok(_) => {
-            tracing::info!(operator = %flow.operator, upstream = %flow.what, "signed in from the approvals page");
-            page(
-                StatusCode::OK,
-                &format!(
-                    "mcp-warden is signed in to {}. You can close this tab.",
-                    flow.what
-                ),
-            )
+    let (by, what) = (flow.by, flow.what);
+    match flow.stage {
+        Stage::Person { link, pending } => {
+            super::connect::person_proved(&ctl, &headers, flow.cookie, link, pending, &query).await
         }
-        Err(e) => {
-            tracing::warn!(upstream = %flow.what, "sign-in failed: {e}");
-            page(StatusCode::BAD_REQUEST, &format!("The sign-in failed: {e}"))
+        Stage::Upstream(pending) => {
+            match crate::upstream::oauth_login::finish(pending, &query).await {
+                Ok(_) => {
+                    if by == super::connect::PERSON {
+                        tracing::info!(upstream = %what, "a person signed in to an upstream for themselves");
+                    } else {
+                        tracing::info!(operator = %by, upstream = %what, "signed in from the approvals page");
+                    }
+                    message_page(
+                        StatusCode::OK,
+                        &format!("mcp-warden is signed in to {what}. You can close this tab."),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %what, "sign-in failed: {e}");
+                    message_page(StatusCode::BAD_REQUEST, &format!("The sign-in failed: {e}"))
+                }
+            }
         }
     }
 }
 
 /// The value of cookie `name` in `headers`.
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

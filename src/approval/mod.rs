@@ -9,6 +9,7 @@
 //! decide. Every failure denies (fail closed).
 
 pub mod audit;
+pub mod connect;
 pub mod control;
 pub mod envelope;
 pub mod openclaw;
@@ -390,6 +391,8 @@ pub struct Broker {
     webhooks: std::sync::RwLock<Arc<webhook::Webhooks>>,
     /// The OpenClaw gateway held calls are also put to, if any (swapped on reload).
     openclaw: std::sync::RwLock<Option<Arc<crate::config::OpenClawChannel>>>,
+    /// The links people are given to sign in to upstreams for themselves (`per = "user"`).
+    pub links: connect::Links,
     /// The fleet's heartbeat, listener and writer tasks.
     _tasks: Vec<crate::task::Owned>,
 }
@@ -573,6 +576,7 @@ impl Broker {
             grant_policy: std::sync::RwLock::new((None, false)),
             webhooks: std::sync::RwLock::new(Arc::new(webhook::Webhooks::new(vec![]))),
             openclaw: std::sync::RwLock::new(None),
+            links: connect::Links::default(),
             _tasks: tasks,
         }
     }

@@ -126,6 +126,19 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// How long fetched keys are used before they are fetched again.
     pub jwks_refresh: Duration,
+    /// mcp-warden's own client at the provider for people's browsers (`browser_client_id`):
+    /// on its sign-in page a person proves who they are before signing in to an upstream
+    /// for themselves (`per = "user"`).
+    pub browser: Option<BrowserClient>,
+}
+
+/// A web client of mcp-warden's at the identity provider (authorization code with PKCE, its
+/// redirect the front's `/oauth/callback`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowserClient {
+    pub client_id: String,
+    /// `None`: a public client.
+    pub client_secret: Option<Secret>,
 }
 
 /// One condition of an agent's `match`: the claim (a dotted path into nested objects) has one
@@ -547,21 +560,45 @@ pub struct UpstreamOAuth {
     pub scopes: Vec<String>,
     /// Where signed-in tokens are kept (sealed): `<state dir>/oauth`.
     pub store: PathBuf,
-    /// `per = "agent"`: each agent signs in on its own (`auth login NAME --agent A`); its
-    /// calls use its own grant only.
-    pub per_agent: bool,
+    /// Whose sign-in a call uses: one for everyone, each agent's (`auth login NAME --agent
+    /// A`), or each person's (signed in with `[auth.oidc]`, who signs in themselves).
+    pub per: GrantPer,
     /// Token exchange: the `[auth.oidc]` issuer, the only authorization server a caller's token
     /// may be sent to.
     pub exchange_issuer: Option<String>,
 }
 
+/// Whose sign-in an authorization code upstream's calls go out under (`per`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantPer {
+    /// One sign-in serves every caller.
+    Upstream,
+    /// Each agent has its own, made by an operator.
+    Agent,
+    /// Each person behind an agent (their `[auth.oidc]` identity) has their own, which they
+    /// make themselves on mcp-warden's sign-in page.
+    Person,
+}
+
 impl UpstreamOAuth {
-    /// The key of the sealed grant for upstream `name` (`spec.key(name)`) acting for `agent`.
-    pub fn grant_key(&self, upstream_key: &str, agent: Option<&str>) -> String {
-        if self.per_agent {
-            format!("{upstream_key}+{}", agent.unwrap_or("user"))
-        } else {
-            upstream_key.to_string()
+    /// The key of the sealed grant for upstream `name` (`spec.key(name)`) acting for `agent`,
+    /// or for `person` (an identity provider's `iss sub`). `None`: a per-person upstream and
+    /// a caller who is nobody in particular (a static token, stdio): no grant can be theirs.
+    pub fn grant_key(
+        &self,
+        upstream_key: &str,
+        agent: Option<&str>,
+        person: Option<&str>,
+    ) -> Option<String> {
+        match self.per {
+            GrantPer::Upstream => Some(upstream_key.to_string()),
+            GrantPer::Agent => Some(format!("{upstream_key}+{}", agent.unwrap_or("user"))),
+            GrantPer::Person => {
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(person?.as_bytes());
+                let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+                Some(format!("{upstream_key}+p-{hex}"))
+            }
         }
     }
 }

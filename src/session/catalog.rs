@@ -83,7 +83,14 @@ pub struct Entry {
     raw: Shown,
     /// For tools: the rewrite that applies to calls (pinned and hidden arguments).
     pub rewrite: Option<Arc<ToolRewrite>>,
+    /// mcp-warden's own tool standing in for an upstream that waits for a sign-in and offered
+    /// nothing yet ([`SIGN_IN_TOOL`]): a call is answered by mcp-warden, never forwarded.
+    pub own: bool,
 }
+
+/// The original name of the tool that stands in for an upstream waiting for its first
+/// sign-in (shown as `sign_in_<upstream>`).
+pub const SIGN_IN_TOOL: &str = "mcp-warden/sign-in";
 
 /// An item's bytes: the upstream's (a slice of the page they came in) or a rewritten copy.
 /// When only the name changes, `name` is where the upstream's name is, and the entry's
@@ -201,6 +208,31 @@ impl List {
         (name, hash)
     }
 
+    /// mcp-warden's own `sign_in_<upstream>` tool for upstream `idx` (`name`), which waits for
+    /// its first sign-in: listed whatever the agent's tool rules (it reaches no upstream), it
+    /// is how the agent learns where the sign-in is made.
+    fn add_sign_in_tool(&mut self, idx: usize, name: &str) {
+        let (exposed, hash) = self.claim(format!("sign_in_{name}"));
+        let tool = serde_json::json!({
+            "name": exposed,
+            "title": format!("Sign in to {name}"),
+            "description": format!("{name} needs a sign-in before its tools can be used. Call this tool to be pointed at the page where the sign-in is made; {name}'s tools are listed once it is."),
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false},
+        });
+        self.push(
+            hash,
+            Entry {
+                upstream: idx,
+                original: SIGN_IN_TOOL.to_string(),
+                exposed,
+                raw: Shown::whole(Bytes::from(tool.to_string())),
+                rewrite: None,
+                own: true,
+            },
+        );
+    }
+
     /// Adds `entry`, whose exposed name hashes to `hash` and is not taken yet.
     fn push(&mut self, hash: u64, entry: Entry) {
         let at = self.entries.len();
@@ -229,6 +261,9 @@ pub struct Fetched {
     pub cfg: std::sync::Arc<crate::config::Upstream>,
     pub namespace: Option<String>,
     pub items: Vec<Bytes>,
+    /// The upstream waits for a sign-in: `items` are its pins, and with none, mcp-warden's own
+    /// sign-in tool stands in for it (the agent has something to call that says what to do).
+    pub signed_out: bool,
 }
 
 /// Extracts the raw items of `kind` from a list page; returns the next cursor.
@@ -319,6 +354,10 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
     };
     for f in fetched {
         let up = f.cfg.clone();
+        if kind == ListKind::Tools && f.signed_out && f.items.is_empty() {
+            list.add_sign_in_tool(f.upstream, &up.name);
+            continue;
+        }
         let pin_key = pin_batch.as_ref().map(|_| up.pin_key()).unwrap_or_default();
         let mut pins = pin_batch.as_mut().map(|b| b.upstream(&pin_key));
         let profile = ctx
@@ -436,6 +475,7 @@ pub fn merge(kind: ListKind, fetched: Vec<Fetched>, ctx: &PolicyCtx<'_>) -> List
                     exposed,
                     raw,
                     rewrite,
+                    own: false,
                 },
             );
         }
@@ -553,6 +593,7 @@ mod tests {
                 .iter()
                 .map(|s| Bytes::copy_from_slice(s.as_bytes()))
                 .collect(),
+            signed_out: false,
         }
     }
 

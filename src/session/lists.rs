@@ -371,6 +371,7 @@ impl Session {
             namespace: cfg.namespace.clone(),
             cfg,
             items,
+            signed_out: false,
         }))
     }
 

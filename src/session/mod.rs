@@ -86,9 +86,9 @@ pub struct Session {
     handshake: Handshake,
     /// The caller's latest identity provider token (its upstream connections read it).
     subject: Arc<crate::identity::SubjectCell>,
-    /// Where an operator signs mcp-warden in to upstreams (the approvals page, as the HTTP
-    /// front that created this session is reached); none over stdio.
-    sign_in_page: std::sync::OnceLock<String>,
+    /// The HTTP front's origin as this session's agent reaches it, where the pages for
+    /// upstream sign-ins are; none over stdio.
+    front_origin: std::sync::OnceLock<String>,
     /// The URL elicitations this session's agent was sent for upstream sign-ins, as
     /// (upstream, elicitation id): each is completed when that upstream comes up.
     sign_in_asked: Mutex<Vec<(String, String)>>,
@@ -166,6 +166,10 @@ impl Session {
         }
         let handshake = Handshake {
             principal: caller.agent().cloned(),
+            person: match &caller {
+                Caller::Signed { subject, .. } => Some(subject.clone()),
+                _ => None,
+            },
             subject: Some(subject_cell.clone()),
             protocol_version: version.to_string(),
             capabilities: raw(params.capabilities, "{}"),
@@ -197,7 +201,7 @@ impl Session {
             protocol_version: version,
             handshake,
             subject: subject_cell,
-            sign_in_page: std::sync::OnceLock::new(),
+            front_origin: std::sync::OnceLock::new(),
             sign_in_asked: Mutex::default(),
             upstream_up: tokio::sync::Notify::new(),
             slots: RwLock::new(slots),
@@ -588,9 +592,7 @@ impl Session {
                 SlotState::Down { reason, .. } if s.shared.is_none() => {
                     Some((s.name(), reason.clone()))
                 }
-                SlotState::SignedOut { login } => {
-                    Some((s.name(), format!("not signed in: run `{login}`")))
-                }
+                SlotState::SignedOut { by } => Some((s.name(), format!("not signed in: {by}"))),
                 _ => None,
             })
             .collect()

@@ -119,6 +119,9 @@ impl Session {
                 &format!("Unknown {what}: {name}"),
             );
         };
+        if entry.own {
+            return self.sign_in_tool(entry.upstream, msg, key).await;
+        }
         // From here on the call is known by its exposed name (rules and logs use it).
         let name = entry.exposed.clone();
         let mut edits = vec![];

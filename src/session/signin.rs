@@ -1,37 +1,55 @@
 //! What an agent gets when its call needs an upstream that mcp-warden is not signed in to
-//! (OAuth authorization code with no grant yet): the agent is pointed at the approvals page,
-//! where an operator signs mcp-warden in, in the form its protocol revision has for it —
-//! a 2026-07-28 agent that declared URL-mode elicitation gets an `InputRequiredResult` asking
-//! it to open the page and the call goes on once the sign-in is there; a 2025-11-25 one gets
-//! `-32042` and `notifications/elicitation/complete` when it may call again; any other the
-//! tool's error naming the command an operator runs.
+//! (OAuth authorization code with no grant yet): the agent is pointed at the page where the
+//! sign-in is made — the approvals page, where an operator signs mcp-warden in, or, for a
+//! sign-in of the person's own (`per = "user"`), their link — in the form its protocol
+//! revision has for it: a 2026-07-28 agent that declared URL-mode elicitation gets an
+//! `InputRequiredResult` asking it to open the page, and the call goes on once the sign-in is
+//! there; a 2025-11-25 one gets `-32042`, then `notifications/elicitation/complete` when it
+//! may call again; any other the tool's error saying who signs in where.
 //!
-//! Must not: put anything in the URL that grants something by itself (the page asks the
-//! operator to sign in), or tell the agent anything but which upstream waits for a sign-in.
+//! Must not: put anything in the URL that grants something by itself (the page asks an
+//! operator, or the very person, to sign in), or tell the agent anything but which upstream
+//! waits for a sign-in.
 
 use super::*;
+use crate::upstream::SignInBy;
 
 /// MCP 2025-11-25: the request needs a URL-mode elicitation completed first.
 const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 impl Session {
-    /// Where an operator signs mcp-warden in to upstreams, for this session's agent to be
-    /// pointed at (set once, by the HTTP front: the approvals page as that agent reaches it).
-    pub fn set_sign_in_page(&self, url: String) {
-        let _ = self.sign_in_page.set(url);
+    /// The HTTP front's origin as this session's agent reaches it (set once, by the front).
+    pub fn set_front_origin(&self, origin: String) {
+        let _ = self.front_origin.set(origin);
     }
 
-    /// Whether the front still has to tell this session where the page is.
-    pub fn needs_sign_in_page(&self) -> bool {
-        self.sign_in_page.get().is_none()
+    /// Whether the front still has to tell this session its origin.
+    pub fn needs_front_origin(&self) -> bool {
+        self.front_origin.get().is_none()
     }
 
-    /// The approvals page: `[proxy] public_url`'s, else as the HTTP front that serves this
+    /// The page where the missing sign-in is made: the approvals page, where an operator
+    /// signs in; or, for a sign-in of the caller's own (`per = "user"`), their link, which
+    /// only they can use. At `[proxy] public_url`, else as the HTTP front that serves this
     /// session is reached; none over stdio without a public URL.
-    fn sign_in_page(&self) -> Option<String> {
-        match &self.cfg().proxy.public_url {
-            Some(u) => Some(format!("{u}/approvals")),
-            None => self.sign_in_page.get().cloned(),
+    fn sign_in_url(&self, name: &str, by: &SignInBy) -> Option<String> {
+        let cfg = self.cfg();
+        let origin = match &cfg.proxy.public_url {
+            Some(u) => u.clone(),
+            None => self.front_origin.get()?.clone(),
+        };
+        match by {
+            SignInBy::Operator(_) => Some(format!("{origin}/approvals")),
+            SignInBy::Person(Some(person)) => {
+                let agent = self.caller.agent().map(|a| a.to_string());
+                let handle = self
+                    .broker
+                    .as_ref()?
+                    .links
+                    .link(name, agent.as_deref(), person);
+                Some(format!("{origin}/oauth/connect/{handle}"))
+            }
+            SignInBy::Person(None) => None,
         }
     }
 
@@ -50,33 +68,65 @@ impl Session {
         };
         let method = msg.method().unwrap_or_default();
         let id = msg.id_str().unwrap_or("null");
-        if let (UpstreamError::SignIn { name, .. }, "tools/call", Some(page)) =
-            (&e, method, self.sign_in_page())
-        {
+        let UpstreamError::SignIn { name, by } = &e else {
+            return Err(crate::error::Failure::from(&e).answer_to(method, Some(id), &e));
+        };
+        let url = self.sign_in_url(name, by);
+        if let (Some(url), "tools/call") = (&url, method) {
             if self.passes_input_required() {
-                if let Some(c) = Box::pin(self.sign_in_by_url(idx, name, &page, key)).await {
+                if let Some(c) = Box::pin(self.sign_in_by_url(idx, name, by, url, key)).await {
                     return Ok(c);
                 }
             } else if self.protocol_version >= "2025-11-25" && self.agent_accepts_url_elicitation()
             {
-                return Err(self.url_elicitation_required(id, name, &page));
+                return Err(self.url_elicitation_required(id, name, by, url));
             }
         }
-        Err(crate::error::Failure::from(&e).answer_to(method, Some(id), &e))
+        let failure = match (by, &url) {
+            // Their own: only they can make it, at their link.
+            (SignInBy::Person(Some(_)), Some(url)) => crate::error::Failure::SignedOut {
+                upstream: name.clone(),
+                todo: format!("open {url} in a browser and sign in there as yourself"),
+            },
+            _ => crate::error::Failure::from(&e),
+        };
+        Err(failure.answer_to(method, Some(id), &e))
+    }
+
+    /// A call to mcp-warden's own `sign_in_<upstream>` tool (listed while upstream `idx`
+    /// waits for its first sign-in): the sign-in answer, or, once signed in, a result saying
+    /// so (the agent hears `list_changed` and finds the upstream's tools).
+    pub(super) async fn sign_in_tool(&self, idx: usize, msg: &Message, key: &str) -> Message {
+        let id = msg.id_str().unwrap_or("null");
+        match self.connection_for(idx, msg, key).await {
+            Ok(conn) => jsonrpc::response(
+                id,
+                serde_json::json!({"content": [{"type": "text", "text": format!(
+                    "Signed in to {}: its tools are listed now.",
+                    conn.name()
+                )}]}),
+            ),
+            Err(answer) => answer,
+        }
     }
 
     /// What the agent is told the page is for.
-    fn sign_in_message(name: &str) -> String {
-        format!(
-            "mcp-warden must be signed in to upstream {name} before this tool can run: an operator signs in on the approvals page, then the call can be made again"
-        )
+    fn sign_in_message(name: &str, by: &SignInBy) -> String {
+        match by {
+            SignInBy::Person(_) => format!(
+                "Upstream {name} needs your own sign-in before this tool can run: on this page you prove who you are, then sign in to {name}; then the call can be made again"
+            ),
+            SignInBy::Operator(_) => format!(
+                "mcp-warden must be signed in to upstream {name} before this tool can run: an operator signs in on the approvals page, then the call can be made again"
+            ),
+        }
     }
 
     /// `-32042` with one URL elicitation, remembered so that its completion is announced
     /// when the upstream comes up ([`Session::sign_in_done`]).
-    fn url_elicitation_required(&self, id: &str, name: &str, page: &str) -> Message {
-        tracing::info!(session = %self.id, upstream = %name, "call answered with a URL elicitation: an operator signs in on the approvals page");
-        let message = Self::sign_in_message(name);
+    fn url_elicitation_required(&self, id: &str, name: &str, by: &SignInBy, url: &str) -> Message {
+        tracing::info!(session = %self.id, upstream = %name, "call answered with a URL elicitation of the sign-in page");
+        let message = Self::sign_in_message(name, by);
         let elicitation = format!("mw-sign-in-{}", crate::approval::random_id(12));
         {
             // Bounded: an agent that keeps calling is told of the last few only.
@@ -93,7 +143,7 @@ impl Session {
             Some(serde_json::json!({"elicitations": [{
                 "mode": "url",
                 "elicitationId": elicitation,
-                "url": page,
+                "url": url,
                 "message": message,
             }]})),
         )
@@ -110,7 +160,8 @@ impl Session {
         &self,
         idx: usize,
         name: &str,
-        page: &str,
+        by: &SignInBy,
+        url: &str,
         key: &str,
     ) -> Option<Arc<Connection>> {
         let sink = lock(&self.inflight).get(key).map(|f| f.sink.clone())?;
@@ -129,8 +180,8 @@ impl Session {
             "elicitation/create",
             serde_json::json!({
                 "mode": "url",
-                "url": page,
-                "message": Self::sign_in_message(name),
+                "url": url,
+                "message": Self::sign_in_message(name, by),
             }),
         );
         let timeout = self.cfg().proxy.request_timeout;

@@ -24,11 +24,11 @@ pub(super) enum SlotState {
         retry_at: Instant,
         reason: String,
     },
-    /// An OAuth upstream nobody has signed mcp-warden in to (for this agent): nothing is sent
-    /// to it; a sign-in made meanwhile is looked for at each use and every
-    /// [`SIGNED_OUT_RECHECK`]. `login`: the command to run.
+    /// An OAuth upstream nobody has signed mcp-warden in to (for this agent or person):
+    /// nothing is sent to it; a sign-in made meanwhile is looked for at each use and every
+    /// [`SIGNED_OUT_RECHECK`]. `by`: who makes it.
     SignedOut {
-        login: String,
+        by: crate::upstream::SignInBy,
     },
     Disabled,
 }
@@ -179,22 +179,20 @@ impl Session {
                 }
                 Ok(conn)
             }
-            Err(UpstreamError::SignIn { name, login }) => {
+            Err(UpstreamError::SignIn { name, by }) => {
                 let mut st = lock(&slot.state);
                 if matches!(*st, SlotState::Disabled) {
-                    return Err(UpstreamError::SignIn { name, login });
+                    return Err(UpstreamError::SignIn { name, by });
                 }
                 let new = !matches!(*st, SlotState::SignedOut { .. });
-                *st = SlotState::SignedOut {
-                    login: login.clone(),
-                };
+                *st = SlotState::SignedOut { by: by.clone() };
                 drop(st);
                 if new {
-                    tracing::info!(upstream = %slot.name(), "upstream not signed in: its pinned tools are listed, and a call to one says to run `{login}`");
+                    tracing::info!(upstream = %slot.name(), "upstream not signed in: its pinned tools are listed, and a call to one says so ({by})");
                     self.lists_changed(&[ListKind::Tools]);
                 }
                 self.schedule_restart(idx, Instant::now() + SIGNED_OUT_RECHECK);
-                Err(UpstreamError::SignIn { name, login })
+                Err(UpstreamError::SignIn { name, by })
             }
             Err(e) => {
                 let n = slot.failures.fetch_add(1, Ordering::Relaxed);
@@ -252,25 +250,28 @@ impl Session {
     }
 
     /// The tools upstream `idx` offered when last listed (its pins), while it has no
-    /// sign-in: the agent sees what it could call, and a call says what to do.
+    /// sign-in: the agent sees what it could call, and a call says what to do. With none
+    /// pinned, mcp-warden's own sign-in tool stands in (see [`Fetched::signed_out`]).
     pub(super) fn pinned_while_signed_out(&self, idx: usize) -> Option<Fetched> {
         let slot = self.slot(idx)?;
         if !matches!(*lock(&slot.state), SlotState::SignedOut { .. }) {
             return None;
         }
         let cfg = slot.cfg();
-        let items: Vec<Bytes> = self
-            .pins
-            .as_ref()?
-            .tools_of(&cfg.pin_key())
-            .iter()
-            .map(|t| Bytes::from(t.to_string()))
-            .collect();
-        (!items.is_empty()).then(|| Fetched {
+        let items: Vec<Bytes> = match &self.pins {
+            Some(pins) => pins
+                .tools_of(&cfg.pin_key())
+                .iter()
+                .map(|t| Bytes::from(t.to_string()))
+                .collect(),
+            None => vec![],
+        };
+        Some(Fetched {
             upstream: idx,
             namespace: cfg.namespace.clone(),
             cfg,
             items,
+            signed_out: true,
         })
     }
 

@@ -104,10 +104,10 @@ pub(super) fn spawn(
 ) -> Result<Pipe, UpstreamError> {
     // Without a sign-in there is nothing to send (the upstream would only answer 401), and
     // no client is built: a session looks again every few seconds.
-    if let Some(login) = super::oauth::OAuth::missing_sign_in(name, spec, hs) {
+    if let Some(by) = super::oauth::OAuth::missing_sign_in(name, spec, hs) {
         return Err(UpstreamError::SignIn {
             name: name.to_string(),
-            login,
+            by,
         });
     }
     let url = reqwest::Url::parse(&spec.url).map_err(|e| UpstreamError::Start {

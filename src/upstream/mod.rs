@@ -10,7 +10,7 @@
 //! requests go to the owner through the event channel.
 
 mod http;
-mod oauth;
+pub(crate) mod oauth;
 pub mod oauth_login;
 pub mod oauth_store;
 mod sse_legacy;
@@ -175,11 +175,34 @@ pub enum UpstreamError {
     Start { name: String, reason: String },
     #[error("upstream {name} rejected initialize: {reason}")]
     Handshake { name: String, reason: String },
-    /// An OAuth-protected upstream that nobody has signed mcp-warden in to (for this agent,
-    /// when each agent signs in on its own): nothing was sent to it. `login`: the command an
-    /// operator runs.
-    #[error("upstream {name} is not signed in: run `{login}`")]
-    SignIn { name: String, login: String },
+    /// An OAuth-protected upstream that nobody has signed mcp-warden in to (for this agent or
+    /// person, when each signs in on their own): nothing was sent to it.
+    #[error("upstream {name} is not signed in: {by}")]
+    SignIn { name: String, by: SignInBy },
+}
+
+/// Who makes a missing upstream sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInBy {
+    /// An operator, with this command (or from the approvals page).
+    Operator(String),
+    /// The person behind the call (`iss sub` of their identity provider sign-in), on
+    /// mcp-warden's sign-in page; `None`: the caller is nobody in particular (a static token,
+    /// stdio), so no sign-in can be theirs.
+    Person(Option<std::sync::Arc<str>>),
+}
+
+impl std::fmt::Display for SignInBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignInBy::Operator(cmd) => write!(f, "run `{cmd}`"),
+            SignInBy::Person(Some(_)) => write!(f, "each person signs in on mcp-warden's page"),
+            SignInBy::Person(None) => write!(
+                f,
+                "each person signs in, and this caller is not signed in with the identity provider"
+            ),
+        }
+    }
 }
 
 /// Stdio children currently alive (started and not yet reaped), for shutdown and tests.
@@ -237,6 +260,9 @@ pub struct Handshake {
     /// The agent the connection acts for (keys per-agent upstream sign-ins); `None` for
     /// mcp-warden's own connections and the single user.
     pub principal: Option<std::sync::Arc<str>>,
+    /// The person behind the caller (`iss sub` of an identity provider sign-in; keys
+    /// per-person upstream sign-ins); `None` for anyone else.
+    pub person: Option<std::sync::Arc<str>>,
     /// The caller's latest identity provider token, for token exchange.
     pub subject: Option<std::sync::Arc<crate::identity::SubjectCell>>,
     pub protocol_version: String,
@@ -345,6 +371,7 @@ impl Handshake {
         };
         Handshake {
             principal: None,
+            person: None,
             subject: None,
             protocol_version: crate::mcp::LATEST_VERSION.to_string(),
             capabilities: raw("{}".into()),

@@ -29,15 +29,15 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::oauth_store::{Grant, Store};
-use crate::config::{OAuthGrant, UpstreamOAuth};
+use crate::config::{GrantPer, OAuthGrant, UpstreamOAuth};
 use crate::util::lock;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct OAuth {
     upstream: String,
-    /// The command that signs this client in (for the messages that need it).
-    login: String,
+    /// Who signs this client in, and how (for the messages that need it).
+    login: super::SignInBy,
     /// The upstream's URL: the resource tokens are for.
     url: String,
     /// The key of the upstream's sealed grant (name and URL digest).
@@ -112,16 +112,19 @@ pub(crate) fn http_client(
     builder.build().map_err(|e| e.to_string())
 }
 
-/// The command an operator runs to sign `upstream` in (for `agent`, when each signs in on its
-/// own).
-fn login_command(
+/// Who signs `upstream` in for a connection of `hs`'s: the command an operator runs (for its
+/// agent, when each signs in on its own), or the person behind the call.
+fn sign_in_by(
     upstream: &str,
     settings: &crate::config::UpstreamOAuth,
-    agent: Option<&str>,
-) -> String {
-    match (settings.per_agent, agent) {
-        (true, Some(agent)) => format!("mcp-warden auth login {upstream} --agent {agent}"),
-        _ => format!("mcp-warden auth login {upstream}"),
+    hs: &super::Handshake,
+) -> super::SignInBy {
+    match (settings.per, hs.principal.as_deref()) {
+        (GrantPer::Person, _) => super::SignInBy::Person(hs.person.clone()),
+        (GrantPer::Agent, Some(agent)) => {
+            super::SignInBy::Operator(format!("mcp-warden auth login {upstream} --agent {agent}"))
+        }
+        _ => super::SignInBy::Operator(format!("mcp-warden auth login {upstream}")),
     }
 }
 
@@ -137,12 +140,17 @@ impl OAuth {
         let Some(settings) = &spec.oauth else {
             return Ok(None);
         };
-        let principal = hs.principal.as_deref();
-        let key = settings.grant_key(&spec.key(upstream), principal);
+        let key = settings
+            .grant_key(
+                &spec.key(upstream),
+                hs.principal.as_deref(),
+                hs.person.as_deref(),
+            )
+            .ok_or("this upstream signs in each person, and the caller is nobody in particular")?;
         if settings.grant == OAuthGrant::TokenExchange {
             return Ok(Some(std::sync::Arc::new(OAuth {
                 upstream: upstream.to_string(),
-                login: String::new(),
+                login: sign_in_by(upstream, settings, hs),
                 url: spec.url.clone(),
                 key,
                 settings: settings.clone(),
@@ -164,7 +172,7 @@ impl OAuth {
         }
         let o = std::sync::Arc::new(OAuth {
             upstream: upstream.to_string(),
-            login: login_command(upstream, settings, principal),
+            login: sign_in_by(upstream, settings, hs),
             url: spec.url.clone(),
             key: key.clone(),
             settings: settings.clone(),
@@ -186,15 +194,18 @@ impl OAuth {
         upstream: &str,
         spec: &crate::config::HttpSpec,
         hs: &super::Handshake,
-    ) -> Option<String> {
+    ) -> Option<super::SignInBy> {
         let settings = spec.oauth.as_ref()?;
         if settings.grant != OAuthGrant::AuthorizationCode {
             return None;
         }
-        let principal = hs.principal.as_deref();
-        let key = settings.grant_key(&spec.key(upstream), principal);
-        match Store::new(&settings.store).load(&key) {
-            Ok(None) => Some(login_command(upstream, settings, principal)),
+        let key = settings.grant_key(
+            &spec.key(upstream),
+            hs.principal.as_deref(),
+            hs.person.as_deref(),
+        );
+        match key.map(|k| Store::new(&settings.store).load(&k)) {
+            None | Some(Ok(None)) => Some(sign_in_by(upstream, settings, hs)),
             _ => None,
         }
     }
@@ -308,7 +319,7 @@ impl OAuth {
                         let _ = store.save(&self.key, &g);
                     }
                 }
-                tracing::warn!(upstream = %self.upstream, scope = %wanted, "OAuth: the upstream needs a wider scope than the sign-in has: run `{}`", self.login);
+                tracing::warn!(upstream = %self.upstream, scope = %wanted, "OAuth: the upstream needs a wider scope than the sign-in has: {}", self.login);
                 None
             }
         }
@@ -422,7 +433,7 @@ impl OAuth {
     /// (and not the one the upstream just refused), else a new one from its refresh token —
     /// under the grant's lock, re-read once held (another instance may have refreshed it).
     async fn signed_in(&self, refused: Option<&HeaderValue>) -> Result<Token, String> {
-        let login = format!("run `{}`", self.login);
+        let login = self.login.to_string();
         let store = Store::new(&self.settings.store);
         let key = self.key.clone();
         let dir = self.settings.store.clone();

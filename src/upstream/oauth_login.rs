@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::oauth::{self, Challenge, Discovery};
 use super::oauth_store::{Grant, Store};
-use crate::config::{Config, HttpSpec, OAuthGrant, Transport};
+use crate::config::{Config, GrantPer, HttpSpec, OAuthGrant, Transport};
 
 /// How long a sign-in waits for the browser to come back.
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -42,38 +42,68 @@ fn upstream<'c>(cfg: &'c Config, name: &str) -> Result<&'c HttpSpec, String> {
     }
 }
 
-fn random_b64(n: usize) -> Result<String, String> {
+/// `n` random bytes, base64url (for `state`, `nonce` and PKCE verifiers).
+pub(crate) fn random_b64(n: usize) -> Result<String, String> {
     let mut b = vec![0u8; n];
     getrandom::fill(&mut b).map_err(|_| "no randomness")?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// The key of the grant of upstream `name` for `agent`: checked against the config (an
-/// upstream that signs in per agent needs one of its agents; one that does not takes none).
-fn grant_key(
-    cfg: &Config,
-    name: &str,
-    spec: &HttpSpec,
-    agent: Option<&str>,
-) -> Result<String, String> {
+/// A PKCE verifier and its S256 challenge (RFC 7636).
+pub(crate) fn pkce() -> Result<(String, String), String> {
+    use sha2::Digest;
+    let verifier = random_b64(32)?;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    Ok((verifier, challenge))
+}
+
+/// Whom a sign-in is made for: an agent (when each signs in on its own), or a person (who
+/// proved who they are on mcp-warden's sign-in page: `iss sub`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct For<'a> {
+    pub agent: Option<&'a str>,
+    pub person: Option<&'a str>,
+}
+
+/// The key of the grant of upstream `name` for `who`: checked against the config (an
+/// upstream that signs in per agent needs one of its agents; one that does not takes none;
+/// one that signs in per person is signed in by that person only).
+fn grant_key(cfg: &Config, name: &str, spec: &HttpSpec, who: For<'_>) -> Result<String, String> {
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
-    match (settings.per_agent, agent) {
-        (false, Some(_)) => Err(format!(
+    let key = |agent, person| {
+        settings
+            .grant_key(&spec.key(name), agent, person)
+            .ok_or_else(|| format!("upstream `{name}`: no person to sign in for"))
+    };
+    let allowed = |a: &str| match cfg.agent(a) {
+        Some(ag) if crate::policy::agent::server_allowed(Some(ag), name) => Ok(()),
+        Some(_) => Err(format!("agent `{a}` may not use upstream `{name}`")),
+        None => Err(format!("no agent named `{a}`")),
+    };
+    match (settings.per, who.agent, who.person) {
+        (GrantPer::Person, agent, Some(person)) => {
+            if let Some(a) = agent {
+                allowed(a)?;
+            }
+            key(agent, Some(person))
+        }
+        (GrantPer::Person, _, None) => Err(format!(
+            "upstream `{name}` signs in each person (`per = \"user\"`): people sign in for themselves on the page their agent points them at"
+        )),
+        (GrantPer::Upstream, Some(_), _) => Err(format!(
             "upstream `{name}` has one sign-in for every agent (`per = \"agent\"` gives each its own): leave out --agent"
         )),
-        (true, None) if !cfg.agents.is_empty() => Err(format!(
+        (GrantPer::Agent, None, _) if !cfg.agents.is_empty() => Err(format!(
             "upstream `{name}` signs in per agent: give --agent NAME"
         )),
-        (true, Some(a)) => match cfg.agent(a) {
-            Some(ag) if crate::policy::agent::server_allowed(Some(ag), name) => {
-                Ok(settings.grant_key(&spec.key(name), Some(a)))
-            }
-            Some(_) => Err(format!("agent `{a}` may not use upstream `{name}`")),
-            None => Err(format!("no agent named `{a}`")),
-        },
-        _ => Ok(settings.grant_key(&spec.key(name), None)),
+        (GrantPer::Agent, Some(a), _) => {
+            allowed(a)?;
+            key(Some(a), None)
+        }
+        _ => key(None, None),
     }
 }
 
@@ -92,7 +122,16 @@ pub async fn login(
         .map_err(|e| format!("no loopback port for the redirect: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
-    let (url, pending) = start(cfg, name, agent, &redirect).await?;
+    let (url, pending) = start(
+        cfg,
+        name,
+        For {
+            agent,
+            person: None,
+        },
+        &redirect,
+    )
+    .await?;
     show(&url);
     let query = tokio::time::timeout(WAIT, callback(listener, &pending.state))
         .await
@@ -131,11 +170,11 @@ impl std::fmt::Debug for Pending {
 pub(crate) async fn start(
     cfg: &Config,
     name: &str,
-    agent: Option<&str>,
+    who: For<'_>,
     redirect: &str,
 ) -> Result<(String, Pending), String> {
     let spec = upstream(cfg, name)?;
-    let key = grant_key(cfg, name, spec, agent)?;
+    let key = grant_key(cfg, name, spec, who)?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
@@ -193,12 +232,7 @@ pub(crate) async fn start(
         (None, Some(url)) if url_ids => (url.clone(), None),
         (None, _) => register(&http, &d, redirect).await?,
     };
-    let verifier = random_b64(32)?;
-    let challenge_s256 = {
-        use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(verifier.as_bytes()))
-    };
+    let (verifier, challenge_s256) = pkce()?;
     let state = random_b64(24)?;
     let mut url = reqwest::Url::parse(&authorize).map_err(|e| e.to_string())?;
     {
@@ -462,7 +496,27 @@ pub fn list(cfg: &Config) -> Vec<Listed> {
             }
             OAuthGrant::AuthorizationCode => {}
         }
-        let who: Vec<Option<&str>> = if o.per_agent && !cfg.agents.is_empty() {
+        if o.per == GrantPer::Person {
+            // Each person's own: how many there are, never who.
+            let prefix = format!("{}+p-", spec.key(&u.name));
+            let people = std::fs::read_dir(&o.store)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| {
+                            let n = e.file_name();
+                            let n = n.to_string_lossy();
+                            n.starts_with(&prefix) && n.ends_with(".sealed")
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            out.push(other(format!(
+                "{}: each person signs in for themselves ({people} signed in)",
+                u.name
+            )));
+            continue;
+        }
+        let who: Vec<Option<&str>> = if o.per == GrantPer::Agent && !cfg.agents.is_empty() {
             cfg.agents
                 .iter()
                 .filter(|a| crate::policy::agent::server_allowed(Some(a), &u.name))
@@ -479,7 +533,9 @@ pub fn list(cfg: &Config) -> Vec<Listed> {
                 ),
                 None => (u.name.clone(), format!("mcp-warden auth login {}", u.name)),
             };
-            let key = o.grant_key(&spec.key(&u.name), agent);
+            let key = o
+                .grant_key(&spec.key(&u.name), agent, None)
+                .unwrap_or_default();
             let (signed_in, line) = match Store::new(&o.store).load(&key) {
                 Ok(Some(g)) => (true, describe(&label, &g)),
                 Ok(None) => (false, format!("{label}: not signed in ({login})")),
@@ -522,7 +578,15 @@ fn describe(label: &str, g: &Grant) -> String {
 /// revocation (RFC 7009), and the grant forgotten. `Ok(false)`: there was none.
 pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<bool, String> {
     let spec = upstream(cfg, name)?;
-    let key = grant_key(cfg, name, spec, agent)?;
+    let key = grant_key(
+        cfg,
+        name,
+        spec,
+        For {
+            agent,
+            person: None,
+        },
+    )?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };

@@ -653,11 +653,17 @@ pub fn json_output(cmd: &mut Command) -> serde_json::Value {
 /// directory `dir` holds its `warden.toml` and state, as `HttpProxy` and `StdioProxy` lay
 /// them out.
 pub fn operator_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    operator_cli_env(dir, args, &[])
+}
+
+/// [`operator_cli`] with the environment variables the config names.
+pub fn operator_cli_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(warden_bin())
         .args(args)
         .arg("--config")
         .arg(dir.join("warden.toml"))
         .env("XDG_STATE_HOME", dir)
+        .envs(env.iter().copied())
         .output()
         .expect("run mcp-warden")
 }

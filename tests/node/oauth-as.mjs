@@ -105,8 +105,11 @@ provider = new Provider(issuer, {
       enabled: true,
       // No `resource` at /auth or in client_credentials → invalid_target (MCP clients must send
       // one). At /token a single granted resource is used when `resource` is omitted.
-      defaultResource: async (_ctx, _client, oneOf) => {
+      defaultResource: async (_ctx, client, oneOf) => {
         if (oneOf) return oneOf; // several granted and none chosen: oidc-provider errors
+        // A client registered for sign-ins only (`scope: "openid"`, an OpenID Connect relying
+        // party such as mcp-warden's browser client) asks for ID tokens, for no resource.
+        if (client?.scope === 'openid') return undefined;
         throw new errors.InvalidTarget('resource parameter is required by this test AS');
       },
       useGrantedResource: async () => true,

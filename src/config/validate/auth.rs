@@ -12,6 +12,8 @@ pub(super) const OIDC_KEYS: &[&str] = &[
     "leeway_secs",
     "scopes",
     "jwks_refresh_secs",
+    "browser_client_id",
+    "browser_client_secret_env",
 ];
 
 /// The algorithms `algorithms` may name: asymmetric signatures only (a shared HMAC secret
@@ -107,6 +109,29 @@ fn oidc(cx: &mut Ctx, mut t: Table) -> Option<crate::config::OidcSettings> {
     let jwks_refresh = t
         .secs(cx, "jwks_refresh_secs", 86_400)
         .unwrap_or(Duration::from_secs(300));
+    let browser_id = t.string(cx, "browser_client_id");
+    let browser_secret =
+        t.string(cx, "browser_client_secret_env")
+            .and_then(|var| match (cx.env)(&var) {
+                Some(s) if !s.is_empty() => Some(Secret::new(s)),
+                _ => {
+                    cx.err(
+                        &t.at("browser_client_secret_env"),
+                        format!("environment variable `{var}` is not set"),
+                    );
+                    None
+                }
+            });
+    if browser_secret.is_some() && browser_id.is_none() {
+        cx.err(
+            &t.at("browser_client_secret_env"),
+            "needs `browser_client_id`",
+        );
+    }
+    let browser = browser_id.map(|client_id| crate::config::BrowserClient {
+        client_id,
+        client_secret: browser_secret,
+    });
     let path = t.path.clone();
     t.finish(cx, OIDC_KEYS);
     let Some(issuer) = issuer else {
@@ -140,6 +165,7 @@ fn oidc(cx: &mut Ctx, mut t: Table) -> Option<crate::config::OidcSettings> {
         leeway,
         scopes,
         jwks_refresh,
+        browser,
     })
 }
 
@@ -222,6 +248,38 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_sign_in_per_user_needs_the_browser_client_and_a_sign_in_grant() {
+        let up = "[upstreams.s]\nurl = \"https://s.example.com/mcp\"\n";
+        let e = errors(&format!("{up}oauth = {{ per = \"user\" }}\n"));
+        assert!(
+            e.iter().any(|e| e.starts_with("upstreams.s.oauth.per:")
+                && e.contains("browser_client_id")),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{up}oauth = {{ grant = \"client_credentials\", client_id = \"w\", per = \"user\" }}\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("only a sign-in (`authorization_code`) is made per user")),
+            "{e:?}"
+        );
+        let oidc = "[auth.oidc]\nissuer = \"https://idp\"\nresource = \"https://w/mcp\"\n";
+        let e = errors(&format!(
+            "{up}oauth = {{ per = \"user\" }}\n{oidc}browser_client_secret_env = \"NOPE\"\n[agents.a]\nmatch = {{ sub = \"x\" }}\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("auth.oidc.browser_client_secret_env:")),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{up}oauth = {{ per = \"user\" }}\n{oidc}browser_client_id = \"w\"\n[agents.a]\nmatch = {{ sub = \"x\" }}\n"
+        ));
+        assert_eq!(e, Vec::<String>::new());
     }
 
     #[test]

@@ -509,6 +509,13 @@ pub(super) fn parse(text: &str, env: Env) -> Result<Config, ConfigErrors> {
     for u in &mut upstreams {
         if let Transport::Http(HttpSpec { oauth: Some(o), .. }) = &mut u.transport {
             o.store = oauth_store.clone();
+            let browser = oidc.as_ref().is_some_and(|s| s.browser.is_some());
+            if o.per == crate::config::GrantPer::Person && !browser {
+                cx.err(
+                    &format!("{}.oauth.per", join("upstreams", &u.name)),
+                    "each person signs in on mcp-warden's page after proving who they are: it needs [auth.oidc] with `browser_client_id`",
+                );
+            }
             if o.grant == crate::config::OAuthGrant::TokenExchange {
                 match &oidc {
                     Some(settings) => o.exchange_issuer = Some(settings.issuer.clone()),

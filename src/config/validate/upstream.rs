@@ -3,6 +3,7 @@
 
 use super::tools::{rewrite, schema_profile};
 use super::*;
+use crate::config::GrantPer;
 
 pub(super) const UPSTREAM_KEYS: &[&str] = &[
     "command",
@@ -84,24 +85,25 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
             );
         }
     }
-    let per_agent = match t.string(cx, "per").as_deref() {
-        None | Some("upstream") => false,
-        Some("agent") if grant == OAuthGrant::AuthorizationCode => true,
-        Some("agent") => {
+    let per = match t.string(cx, "per").as_deref() {
+        None | Some("upstream") => GrantPer::Upstream,
+        Some(p @ ("agent" | "user")) if grant != OAuthGrant::AuthorizationCode => {
             cx.err(
                 &t.at("per"),
-                "only a sign-in (`authorization_code`) is made per agent",
+                format!("only a sign-in (`authorization_code`) is made per {p}"),
             );
-            false
+            GrantPer::Upstream
         }
+        Some("agent") => GrantPer::Agent,
+        Some("user") => GrantPer::Person,
         Some(other) => {
             cx.err(
                 &t.at("per"),
                 format!(
-                    "`{other}`: expected `upstream` (one sign-in) or `agent` (each agent signs in)"
+                    "`{other}`: expected `upstream` (one sign-in), `agent` (each agent signs in) or `user` (each person signs in)"
                 ),
             );
-            false
+            GrantPer::Upstream
         }
     };
     let scopes = t.strings(cx, "scopes").unwrap_or_default();
@@ -150,7 +152,7 @@ fn oauth(cx: &mut Ctx, mut t: Table) -> Option<crate::config::UpstreamOAuth> {
         client_metadata_url,
         scopes,
         store: PathBuf::new(), // set once the state directory is known
-        per_agent,
+        per,
         exchange_issuer: None, // set once [auth.oidc] is known
     })
 }
@@ -355,10 +357,10 @@ pub(super) fn upstream(cx: &mut Ctx, name: &str, mut t: Table) -> Option<Upstrea
                 tls
             });
             let oauth = t.table(cx, "oauth").and_then(|ot| oauth(cx, ot));
-            if oauth.as_ref().is_some_and(|o| o.per_agent) && shared {
+            if oauth.as_ref().is_some_and(|o| o.per != GrantPer::Upstream) && shared {
                 cx.err(
                     &t.at("oauth"),
-                    "`per = \"agent\"` needs a connection per session: not with `shared = true`",
+                    "a sign-in per agent or per user needs a connection per session: not with `shared = true`",
                 );
             }
             if oauth.is_some()

@@ -156,10 +156,10 @@ pub(super) async fn initialize(
         general_tx.clone(),
     )
     .await;
-    // The approvals page as this agent reaches the front (its Host passed the guard), where an
-    // operator signs mcp-warden in to upstreams.
+    // The front as this agent reaches it (its Host passed the guard): where the pages it may
+    // be pointed at for upstream sign-ins are.
     if let Some(origin) = front.cfg().proxy.origin(headers) {
-        session.set_sign_in_page(format!("{origin}/approvals"));
+        session.set_front_origin(origin);
     }
     let hs = Arc::new(HttpSession {
         session,

@@ -126,12 +126,10 @@ pub(super) async fn post(
         .stateless
         .entry(&front.cfg(), &caller, subject, &front.inner.shared)
         .await;
-    if entry.session.needs_sign_in_page() {
-        // The approvals page as this caller reaches the front (its Host passed the guard).
+    if entry.session.needs_front_origin() {
+        // The front as this caller reaches it (its Host passed the guard).
         if let Some(origin) = front.cfg().proxy.origin(headers) {
-            entry
-                .session
-                .set_sign_in_page(format!("{origin}/approvals"));
+            entry.session.set_front_origin(origin);
         }
     }
     match req.method {
