@@ -443,12 +443,16 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     AuthAction::Logout { upstream, agent } => match oauth_login::logout(&cfg, &upstream, agent.as_deref()).await {
-                        Ok(true) => {
+                        Ok(0) => {
+                            eprintln!("mcp-warden: not signed in to `{upstream}`");
+                            ExitCode::SUCCESS
+                        }
+                        Ok(1) => {
                             eprintln!("mcp-warden: signed out of `{upstream}`");
                             ExitCode::SUCCESS
                         }
-                        Ok(false) => {
-                            eprintln!("mcp-warden: not signed in to `{upstream}`");
+                        Ok(n) => {
+                            eprintln!("mcp-warden: signed out of `{upstream}` ({n} sign-ins)");
                             ExitCode::SUCCESS
                         }
                         Err(e) => {

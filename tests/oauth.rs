@@ -1909,6 +1909,19 @@ tools.allow = ["whoami"]
         String::from_utf8_lossy(&o.stderr).contains("people sign in for themselves"),
         "{o:?}"
     );
+    // An operator signs everyone out at once (each refresh token revoked, each grant gone).
+    let o = operator_cli_env(w.dir.path(), &["auth", "logout", "secure"], &env);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("signed out of `secure` (2 sign-ins)"),
+        "{o:?}"
+    );
+    let o = operator_cli_env(w.dir.path(), &["auth", "list"], &env);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("secure: each person signs in for themselves (0 signed in)"),
+        "{o:?}"
+    );
     // Neither person's own token reached the upstream; no token in the logs.
     let log = std::fs::read_to_string(&token_log).unwrap();
     for own in [&alice, &bob] {

@@ -191,7 +191,11 @@ impl Session {
                     tracing::info!(upstream = %slot.name(), "upstream not signed in: its pinned tools are listed, and a call to one says so ({by})");
                     self.lists_changed(&[ListKind::Tools]);
                 }
-                self.schedule_restart(idx, Instant::now() + SIGNED_OUT_RECHECK);
+                self.schedule_restart_or(
+                    idx,
+                    Instant::now() + SIGNED_OUT_RECHECK,
+                    Some(crate::upstream::oauth_store::saved()),
+                );
                 Err(UpstreamError::SignIn { name, by })
             }
             Err(e) => {
@@ -220,6 +224,16 @@ impl Session {
     /// One timer per slot; a failed attempt schedules the next (with a longer backoff), for any
     /// number of crashes, until the session closes.
     pub(super) fn schedule_restart(&self, idx: usize, at: Instant) {
+        self.schedule_restart_or(idx, at, None)
+    }
+
+    /// [`Session::schedule_restart`], or sooner when `early` is notified (a sign-in saved).
+    fn schedule_restart_or(
+        &self,
+        idx: usize,
+        at: Instant,
+        early: Option<&'static tokio::sync::Notify>,
+    ) {
         let Some(slot) = self.slot(idx) else { return };
         if slot.shared.is_some()
             || self.is_closed()
@@ -231,7 +245,16 @@ impl Session {
         crate::task::detach(
             tracing::info_span!("restart", session = %self.id, upstream = %slot.name()),
             async move {
-                tokio::time::sleep_until(at).await;
+                let early = async {
+                    match early {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = early => {}
+                }
                 let Some(s) = this.upgrade() else { return };
                 if let Some(slot) = s.slot(idx) {
                     slot.restart_pending.store(false, Ordering::Release);

@@ -498,18 +498,7 @@ pub fn list(cfg: &Config) -> Vec<Listed> {
         }
         if o.per == GrantPer::Person {
             // Each person's own: how many there are, never who.
-            let prefix = format!("{}+p-", spec.key(&u.name));
-            let people = std::fs::read_dir(&o.store)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter(|e| {
-                            let n = e.file_name();
-                            let n = n.to_string_lossy();
-                            n.starts_with(&prefix) && n.ends_with(".sealed")
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
+            let people = people_keys(o, &spec.key(&u.name)).len();
             out.push(other(format!(
                 "{}: each person signs in for themselves ({people} signed in)",
                 u.name
@@ -574,24 +563,56 @@ fn describe(label: &str, g: &Grant) -> String {
     )
 }
 
-/// Signs out of upstream `name`: the refresh token is revoked at the server when it offers
-/// revocation (RFC 7009), and the grant forgotten. `Ok(false)`: there was none.
-pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<bool, String> {
+/// The keys of the people's own sign-ins to the upstream keyed `upstream_key` (`per = "user"`).
+fn people_keys(settings: &crate::config::UpstreamOAuth, upstream_key: &str) -> Vec<String> {
+    let prefix = format!("{upstream_key}+p-");
+    std::fs::read_dir(&settings.store)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".sealed")
+                        .filter(|k| k.starts_with(&prefix))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Signs out of upstream `name` (for `agent`; for every person, when each signs in for
+/// themselves): each refresh token is revoked at the server when it offers revocation (RFC
+/// 7009), and the grant forgotten. Returns how many there were.
+pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<usize, String> {
     let spec = upstream(cfg, name)?;
-    let key = grant_key(
-        cfg,
-        name,
-        spec,
-        For {
-            agent,
-            person: None,
-        },
-    )?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
+    let keys = match (settings.per, agent) {
+        (GrantPer::Person, None) => people_keys(settings, &spec.key(name)),
+        _ => vec![grant_key(
+            cfg,
+            name,
+            spec,
+            For {
+                agent,
+                person: None,
+            },
+        )?],
+    };
     let store = Store::new(&settings.store);
-    let Some(grant) = store.load(&key).map_err(|e| e.to_string())? else {
+    let mut forgotten = 0;
+    for key in keys {
+        if forget(spec, &store, &key).await? {
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
+/// Revokes and forgets one grant; `Ok(false)`: there was none.
+async fn forget(spec: &HttpSpec, store: &Store, key: &str) -> Result<bool, String> {
+    let Some(grant) = store.load(key).map_err(|e| e.to_string())? else {
         return Ok(false);
     };
     if let (Some(endpoint), Some(token)) = (&grant.revocation_endpoint, &grant.refresh_token) {
@@ -616,5 +637,5 @@ pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<boo
             }
         }
     }
-    store.remove(&key).map_err(|e| e.to_string())
+    store.remove(key).map_err(|e| e.to_string())
 }

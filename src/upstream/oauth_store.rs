@@ -66,6 +66,16 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+/// Woken whenever this process saves a grant (a sign-in made here, a token renewed): a session
+/// waiting for a sign-in looks at once instead of at its next timer (one made by another
+/// process is found by that timer).
+static SAVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// See [`SAVED`].
+pub fn saved() -> &'static tokio::sync::Notify {
+    &SAVED
+}
+
 /// The grants of one state directory.
 pub struct Store {
     dir: PathBuf,
@@ -119,6 +129,14 @@ impl Store {
     }
 
     pub fn save(&self, upstream_key: &str, grant: &Grant) -> std::io::Result<()> {
+        let saved = self.seal_and_write(upstream_key, grant);
+        if saved.is_ok() {
+            SAVED.notify_waiters();
+        }
+        saved
+    }
+
+    fn seal_and_write(&self, upstream_key: &str, grant: &Grant) -> std::io::Result<()> {
         let mut buf = serde_json::to_vec(grant).map_err(std::io::Error::other)?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| std::io::Error::other("no randomness"))?;
