@@ -1949,7 +1949,10 @@ tools.allow = ["whoami"]
 #[test]
 fn the_client_metadata_document_is_published() {
     let w = HttpProxy::start(
-        r#"[upstreams.remote]
+        r#"[proxy]
+public_url = "https://warden.example.com"
+
+[upstreams.remote]
 url = "https://mcp.example.com/mcp"
 oauth = { client_metadata_url = "https://warden.example.com/oauth/client.json" }
 "#,
@@ -1966,7 +1969,13 @@ oauth = { client_metadata_url = "https://warden.example.com/oauth/client.json" }
         "https://warden.example.com/oauth/client.json"
     );
     assert_eq!(doc["token_endpoint_auth_method"], "none");
-    assert_eq!(doc["redirect_uris"], json!(["http://127.0.0.1/callback"]));
+    assert_eq!(
+        doc["redirect_uris"],
+        json!([
+            "http://127.0.0.1/callback",
+            "https://warden.example.com/oauth/callback"
+        ])
+    );
     let r = http()
         .get(format!("{base}/oauth/other.json"))
         .send()

@@ -342,12 +342,19 @@ pub(crate) async fn finish(p: Pending, query: &str) -> Result<Grant, String> {
 }
 
 /// mcp-warden's client ID metadata document, published at `url` (which is its client id): a
-/// native public client whose redirect is a loopback port (RFC 8252: any port).
-pub fn client_metadata(url: &str) -> Value {
+/// native public client whose redirect is a loopback port (RFC 8252: any port), and the
+/// front's `/oauth/callback` at `public_url` (sign-ins from the approvals page or a person's
+/// link) when that is set.
+pub fn client_metadata(url: &str, public_url: Option<&str>) -> Value {
+    // `auth login`'s loopback redirect, and the approvals page's at the front's public address.
+    let mut redirects = vec!["http://127.0.0.1/callback".to_string()];
+    if let Some(p) = public_url {
+        redirects.push(format!("{p}/oauth/callback"));
+    }
     json!({
         "client_id": url,
         "client_name": "mcp-warden",
-        "redirect_uris": ["http://127.0.0.1/callback"],
+        "redirect_uris": redirects,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
@@ -362,12 +369,34 @@ pub fn client_metadata_at(cfg: &Config, path: &str) -> Option<Value> {
             .client_metadata_url
             .as_deref()
             .filter(|url| reqwest::Url::parse(url).is_ok_and(|p| p.path() == path))
-            .map(client_metadata),
+            .map(|url| client_metadata(url, cfg.proxy.public_url.as_deref())),
         _ => None,
     })
 }
 
-/// Registers mcp-warden as a native public client (RFC 7591).
+/// OpenID Connect Dynamic Registration's `application_type` for a client whose redirect is
+/// `redirect`: `native` for a loopback redirect (`auth login`, RFC 8252: any port), `web` for
+/// the front's `/oauth/callback` at its public address (native clients may not use those at
+/// many servers).
+fn application_type(redirect: &str) -> &'static str {
+    let loopback = reqwest::Url::parse(redirect)
+        .ok()
+        .and_then(|u| {
+            Some(match u.host()? {
+                url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+                url::Host::Ipv4(a) => a.is_loopback(),
+                url::Host::Ipv6(a) => a.is_loopback(),
+            })
+        })
+        .unwrap_or(false);
+    if loopback {
+        "native"
+    } else {
+        "web"
+    }
+}
+
+/// Registers mcp-warden as a public client (RFC 7591) whose redirect is `redirect`.
 async fn register(
     http: &reqwest::Client,
     d: &Discovery,
@@ -386,7 +415,7 @@ async fn register(
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
-        "application_type": "native",
+        "application_type": application_type(redirect),
     });
     if let Some(s) = &d.scope {
         body["scope"] = json!(s);
@@ -638,4 +667,24 @@ async fn forget(spec: &HttpSpec, store: &Store, key: &str) -> Result<bool, Strin
         }
     }
     store.remove(key).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::application_type;
+
+    #[test]
+    fn a_loopback_redirect_registers_a_native_client_and_a_public_one_a_web_client() {
+        for native in [
+            "http://127.0.0.1:4242/callback",
+            "http://localhost:8787/oauth/callback",
+            "http://[::1]:8787/oauth/callback",
+        ] {
+            assert_eq!(application_type(native), "native", "{native}");
+        }
+        assert_eq!(
+            application_type("https://warden.example.com/oauth/callback"),
+            "web"
+        );
+    }
 }
