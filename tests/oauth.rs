@@ -1823,18 +1823,28 @@ tools.allow = ["whoami"]
     );
     // Alice opens it: the identity provider says she is Alice, the upstream's authorization
     // server signs her in (her session there: no second login), and she is signed in.
+    // At each step, another browser (without the flow cookie) cannot finish her sign-in, and
+    // the step stays hers; a step's answer serves once.
     let mut browser = Browser::new();
     let back = continue_from(&mut browser, &alice_link, "alice");
+    assert_eq!(Browser::new().get(&back).status(), 403);
     let r = browser.get(&back);
     assert_eq!(r.status(), 303, "on to the upstream's sign-in");
+    assert_eq!(browser.get(&back).status(), 400, "used once");
     let upstream_auth = r.headers()["location"].to_str().unwrap().to_string();
     let back = browser.until_callback(&upstream_auth);
+    assert_eq!(Browser::new().get(&back).status(), 403);
     let r = browser.get(&back);
     assert_eq!(r.status(), 200);
     assert!(r
         .text()
         .unwrap()
         .contains("mcp-warden is signed in to secure (agent people)"));
+    assert_eq!(browser.get(&back).status(), 400, "used once");
+    // A link nobody was given leads nowhere.
+    let base = w.url.trim_end_matches("/mcp");
+    let r = Browser::new().get(&format!("{base}/oauth/connect/{}", "0".repeat(32)));
+    assert_eq!(r.status(), 404);
     // Her agent calls the sign-in tool again, hears she is signed in, and finds the tools.
     let v = json_of_answer(&call_tool(&w.url, &alice, &alice_sid, 3, "sign_in_secure"));
     assert_eq!(
@@ -1931,7 +1941,9 @@ tools.allow = ["whoami"]
         );
     }
     let logs = w.logs();
-    assert!(!logs.contains("eyJ"), "no token in the log");
+    for secret in ["eyJ", "code=", client_secret.as_str()] {
+        assert!(!logs.contains(secret), "{secret} in the log");
+    }
     assert!(
         logs.contains("a sign-in link was opened by another person than the one whose call asked"),
         "{logs}"
