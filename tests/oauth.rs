@@ -1825,8 +1825,12 @@ tools.allow = ["whoami"]
     // server signs her in (her session there: no second login), and she is signed in.
     // At each step, another browser (without the flow cookie) cannot finish her sign-in, and
     // the step stays hers; a step's answer serves once.
+    // A link holds one sign-in at a time: opened again, the earlier one is gone.
+    let mut earlier = Browser::new();
+    let earlier_back = continue_from(&mut earlier, &alice_link, "alice");
     let mut browser = Browser::new();
     let back = continue_from(&mut browser, &alice_link, "alice");
+    assert_eq!(earlier.get(&earlier_back).status(), 400);
     assert_eq!(Browser::new().get(&back).status(), 403);
     let r = browser.get(&back);
     assert_eq!(r.status(), 303, "on to the upstream's sign-in");

@@ -125,6 +125,7 @@ pub(super) async fn open(
         cookie.clone(),
         PERSON.into(),
         what.clone(),
+        Some(handle),
     );
     if let Err(r) = ctl.begin_flow(state, flow) {
         return r.into_response();
@@ -159,16 +160,27 @@ fn describe(link: &Link) -> String {
     }
 }
 
+/// A person's flow at its identity step: its cookie, its link and that link's handle.
+pub(super) struct Step {
+    pub(super) cookie: String,
+    pub(super) handle: Option<String>,
+    pub(super) link: Link,
+}
+
 /// The identity provider's redirect back, in the browser that opened the link: the person it
 /// names must be the link's; then on to the upstream's sign-in, for that person.
 pub(super) async fn person_proved(
     ctl: &Ctl,
     headers: &HeaderMap,
-    cookie: String,
-    link: Link,
+    step: Step,
     pending: crate::oidc_login::Pending,
     query: &str,
 ) -> Response {
+    let Step {
+        cookie,
+        handle,
+        link,
+    } = step;
     let what = describe(&link);
     let Some(cfg) = ctl.cfg.as_ref().map(|c| c()) else {
         return message_page(StatusCode::NOT_FOUND, "Not found.");
@@ -221,6 +233,7 @@ pub(super) async fn person_proved(
         cookie.clone(),
         PERSON.into(),
         what,
+        handle,
     );
     if let Err(r) = ctl.begin_flow(state, flow) {
         return r.into_response();

@@ -107,6 +107,9 @@ pub(super) struct SignInFlow {
     pub(super) by: String,
     /// The upstream (and agent), as the pages and the log name it.
     pub(super) what: String,
+    /// A person's sign-in: the handle of their link. One flow per link: a new one (the link
+    /// opened again) replaces the last, so that nobody fills the table from one link.
+    pub(super) link: Option<String>,
 }
 
 /// Where a browser sign-in is.
@@ -124,7 +127,10 @@ impl Ctl {
     /// Records a browser sign-in's next step under its `state`; `Err`: too many under way.
     pub(super) fn begin_flow(&self, state: String, flow: SignInFlow) -> Result<(), TooManyFlows> {
         let mut flows = crate::util::lock(&self.signins);
-        flows.retain(|_, f| f.started.elapsed() < crate::upstream::oauth_login::WAIT);
+        flows.retain(|_, f| {
+            f.started.elapsed() < crate::upstream::oauth_login::WAIT
+                && (f.link.is_none() || f.link != flow.link)
+        });
         if flows.len() >= MAX_FLOWS {
             return Err(TooManyFlows);
         }
@@ -147,13 +153,20 @@ impl IntoResponse for TooManyFlows {
 }
 
 impl SignInFlow {
-    pub(super) fn new(stage: Stage, cookie: String, by: String, what: String) -> SignInFlow {
+    pub(super) fn new(
+        stage: Stage,
+        cookie: String,
+        by: String,
+        what: String,
+        link: Option<String>,
+    ) -> SignInFlow {
         SignInFlow {
             stage,
             cookie,
             started: std::time::Instant::now(),
             by,
             what,
+            link,
         }
     }
 }
@@ -173,8 +186,9 @@ pub(super) fn flow_cookie(origin: &str, cookie: &str) -> Option<header::HeaderVa
 }
 
 const FLOW_COOKIE: &str = "mw_flow";
-/// At most this many sign-ins wait for their browser at once.
-const MAX_FLOWS: usize = 16;
+/// At most this many sign-ins wait for their browser at once (operators' and people's; a
+/// person's link holds one at a time).
+const MAX_FLOWS: usize = 256;
 
 /// Web sessions of the approvals page: an HttpOnly, SameSite=Strict cookie names the session;
 /// state-changing requests must also carry its CSRF token in a header (which a cross-site form
@@ -776,6 +790,7 @@ async fn signin_start(
         cookie.clone(),
         who.clone(),
         what.clone(),
+        None,
     );
     if let Err(r) = ctl.begin_flow(state, flow) {
         return r.into_response();
@@ -849,7 +864,12 @@ async fn signin_finish(
     let (by, what) = (flow.by, flow.what);
     match flow.stage {
         Stage::Person { link, pending } => {
-            super::connect::person_proved(&ctl, &headers, flow.cookie, link, pending, &query).await
+            let step = super::connect::Step {
+                cookie: flow.cookie,
+                handle: flow.link,
+                link,
+            };
+            super::connect::person_proved(&ctl, &headers, step, pending, &query).await
         }
         Stage::Upstream(pending) => {
             match crate::upstream::oauth_login::finish(pending, &query).await {
