@@ -1173,18 +1173,11 @@ tools.allow = ["whoami"]
     // A 2025-11-25 client that declared URL-mode elicitation (the TypeScript SDK) is pointed
     // at the page where an operator signs in (-32042, which the SDK raises as its own error),
     // and it waits for that elicitation to complete to call again.
-    let mut client = Kill(
-        Command::new("node")
-            .current_dir(node_dir())
-            .args(["url-elicitation-client.mjs", &w.url, tc, "whoami", "--wait"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut client = NodeLines::start(
+        "url-elicitation-client.mjs",
+        &[&w.url, tc, "whoami", "--wait"],
     );
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
-    let first = lines.next().unwrap().unwrap();
-    let v: Value = serde_json::from_str(&first).unwrap();
+    let v = client.next_json();
     let asked = &v["urlElicitation"];
     assert_eq!(asked["class"], "UrlElicitationRequiredError", "{v}");
     assert_eq!(asked["code"], -32042, "{v}");
@@ -1215,11 +1208,10 @@ tools.allow = ["whoami"]
     );
     // The waiting client hears its elicitation completed (its session found the sign-in) and
     // its call again is carol's.
-    let second = lines.next().unwrap().unwrap();
-    let done: Value = serde_json::from_str(&second).unwrap();
+    let done = client.next_json();
     assert_eq!(done["completed"], e["elicitationId"], "{done}");
     assert!(done["result"].to_string().contains("carol"), "{done}");
-    assert!(client.0.wait().unwrap().success());
+    client.succeeds();
     let raw = whoami(&w.url, tc, &sid, 9);
     assert!(raw.contains(r#"\"sub\": \"carol\""#), "{raw}");
     for (token, sub) in [(ta, "alice"), (tb, "bob")] {
@@ -1256,17 +1248,11 @@ tools.allow = ["whoami"]
         "{declined}"
     );
     // Accepted: the retry waits in mcp-warden until an operator signs d in, then is dave's.
-    let mut client = Kill(
-        Command::new("node")
-            .current_dir(node_dir())
-            .args(["url-elicitation-modern.mjs", &w.url, td, "whoami", "accept"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut client = NodeLines::start(
+        "url-elicitation-modern.mjs",
+        &[&w.url, td, "whoami", "accept"],
     );
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let first = client.next_json();
     let asked = &first["asked"];
     assert_eq!(asked["mode"], "url", "{first}");
     assert_eq!(
@@ -1287,14 +1273,14 @@ tools.allow = ["whoami"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let done = client.next_json();
     assert_eq!(done["version"], "2026-07-28", "{done}");
     assert_eq!(done["result"]["isError"], false, "{done}");
     assert!(
         done["result"].to_string().contains(r#"\"sub\": \"dave\""#),
         "{done}"
     );
-    assert!(client.0.wait().unwrap().success());
+    client.succeeds();
     let logs = w.logs();
     assert!(
         logs.contains("the agent did not take the sign-in page")
@@ -1870,23 +1856,11 @@ tools.allow = ["whoami"]
     assert_ne!(bob_link, alice_link);
     // Bob's 2026-07-28 client (the TypeScript SDK v2) is asked to open his link; its call
     // waits while he signs in, then is his.
-    let mut client = Kill(
-        Command::new("node")
-            .current_dir(node_dir())
-            .args([
-                "url-elicitation-modern.mjs",
-                &w.url,
-                &bob,
-                "whoami",
-                "accept",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut client = NodeLines::start(
+        "url-elicitation-modern.mjs",
+        &[&w.url, &bob, "whoami", "accept"],
     );
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(client.0.stdout.take().unwrap()));
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let first = client.next_json();
     assert_eq!(first["asked"]["url"], bob_link.as_str(), "{first}");
     assert!(
         first["asked"]["message"]
@@ -1901,13 +1875,13 @@ tools.allow = ["whoami"]
     let upstream_auth = r.headers()["location"].to_str().unwrap().to_string();
     let back = browser.until_callback(&upstream_auth);
     assert_eq!(browser.get(&back).status(), 200);
-    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let done = client.next_json();
     assert_eq!(done["version"], "2026-07-28", "{done}");
     assert!(
         done["result"].to_string().contains(r#"\"sub\": \"bob\""#),
         "{done}"
     );
-    assert!(client.0.wait().unwrap().success());
+    client.succeeds();
     // Alice is still herself; two people are signed in; an operator cannot sign in for them.
     let raw = whoami(&w.url, &alice, &alice_sid, 5);
     assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");

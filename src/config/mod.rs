@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use validate::{secure_url, ConfigError, ConfigErrors};
+pub use validate::{loopback_host, secure_url, ConfigError, ConfigErrors};
 
 /// The bundled quickstart config of a checkout, used when no `--config` is given and no
 /// `mcp-warden.toml` exists in the working directory or the user's config directory.

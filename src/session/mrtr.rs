@@ -33,7 +33,51 @@ struct InputRequired {
     request_state: Option<String>,
 }
 
+/// Why a request mcp-warden put to the agent got no answer.
+pub(super) enum NoAnswer {
+    /// The agent's request is gone (its sink closed).
+    NotSent,
+    /// No answer in time.
+    TimedOut,
+}
+
 impl Session {
+    /// Puts `method` to the agent, on the sink of the agent's request that needs it, as a
+    /// request of mcp-warden's own (for upstream `idx`), and waits up to `timeout` for the
+    /// answer (which [`Session::handle`] routes here, not upstream).
+    pub(super) async fn ask_agent(
+        &self,
+        idx: usize,
+        sink: &Sink,
+        method: &str,
+        params: serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> Result<Message, NoAnswer> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let our_id = self.seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.server_requests).insert(
+            our_id,
+            ServerRequest {
+                upstream: idx,
+                upstream_id: String::new(),
+                waiter: Some(tx),
+            },
+        );
+        let ask = jsonrpc::request(&our_id.to_string(), method, params);
+        let answer = if sink.send(ask).await.is_err() {
+            Err(NoAnswer::NotSent)
+        } else {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(answer)) => Ok(answer),
+                _ => Err(NoAnswer::TimedOut),
+            }
+        };
+        if answer.is_err() {
+            lock(&self.server_requests).remove(&our_id);
+        }
+        answer
+    }
+
     pub(super) fn passes_input_required(&self) -> bool {
         self.passes_input_required.load(Ordering::Relaxed)
     }
@@ -85,27 +129,12 @@ impl Session {
                         &format!("The server needs input this client cannot give ({method})"),
                     );
                 }
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let our_id = self.seq.fetch_add(1, Ordering::Relaxed);
-                lock(&self.server_requests).insert(
-                    our_id,
-                    ServerRequest {
-                        upstream: idx,
-                        upstream_id: String::new(),
-                        waiter: Some(tx),
-                    },
-                );
                 let params = request
                     .get("params")
                     .cloned()
                     .unwrap_or_else(|| serde_json::json!({}));
-                let ask = jsonrpc::request(&our_id.to_string(), method, params);
-                if sink.send(ask).await.is_err() {
-                    lock(&self.server_requests).remove(&our_id);
-                    break;
-                }
-                match tokio::time::timeout(timeout, rx).await {
-                    Ok(Ok(answer)) => {
+                match self.ask_agent(idx, &sink, method, params, timeout).await {
+                    Ok(answer) => {
                         if let Some(r) = answer.result() {
                             if let Ok(v) = serde_json::from_str::<serde_json::Value>(r) {
                                 responses.insert(name.clone(), v);
@@ -113,8 +142,8 @@ impl Session {
                         }
                         // An error answer: left out; the upstream asks again or fails.
                     }
-                    _ => {
-                        lock(&self.server_requests).remove(&our_id);
+                    Err(NoAnswer::NotSent) => break,
+                    Err(NoAnswer::TimedOut) => {
                         return jsonrpc::error_response(
                             msg.id_str(),
                             code::INTERNAL_ERROR,

@@ -165,34 +165,16 @@ impl Session {
         key: &str,
     ) -> Option<Arc<Connection>> {
         let sink = lock(&self.inflight).get(key).map(|f| f.sink.clone())?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let our_id = self.seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.server_requests).insert(
-            our_id,
-            ServerRequest {
-                upstream: idx,
-                upstream_id: String::new(),
-                waiter: Some(tx),
-            },
-        );
-        let ask = jsonrpc::request(
-            &our_id.to_string(),
-            "elicitation/create",
-            serde_json::json!({
-                "mode": "url",
-                "url": url,
-                "message": Self::sign_in_message(name, by),
-            }),
-        );
         let timeout = self.cfg().proxy.request_timeout;
-        let answer = match sink.send(ask).await {
-            Ok(()) => tokio::time::timeout(timeout, rx).await.ok()?.ok(),
-            Err(_) => None,
-        };
-        let Some(answer) = answer else {
-            lock(&self.server_requests).remove(&our_id);
-            return None;
-        };
+        let params = serde_json::json!({
+            "mode": "url",
+            "url": url,
+            "message": Self::sign_in_message(name, by),
+        });
+        let answer = self
+            .ask_agent(idx, &sink, "elicitation/create", params, timeout)
+            .await
+            .ok()?;
         #[derive(serde::Deserialize)]
         struct Answer<'a> {
             #[serde(borrow)]

@@ -379,17 +379,7 @@ pub fn client_metadata_at(cfg: &Config, path: &str) -> Option<Value> {
 /// the front's `/oauth/callback` at its public address (native clients may not use those at
 /// many servers).
 fn application_type(redirect: &str) -> &'static str {
-    let loopback = reqwest::Url::parse(redirect)
-        .ok()
-        .and_then(|u| {
-            Some(match u.host()? {
-                url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-                url::Host::Ipv4(a) => a.is_loopback(),
-                url::Host::Ipv6(a) => a.is_loopback(),
-            })
-        })
-        .unwrap_or(false);
-    if loopback {
+    if reqwest::Url::parse(redirect).is_ok_and(|u| crate::config::loopback_host(&u)) {
         "native"
     } else {
         "web"

@@ -615,6 +615,48 @@ impl Drop for Kill {
     }
 }
 
+/// A node script of tests/node that prints one JSON line per step, read as it goes (a client
+/// that waits for something the test does in between).
+pub struct NodeLines {
+    child: Kill,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeLines {
+    pub fn start(script: &str, args: &[&str]) -> NodeLines {
+        let mut child = Kill(
+            Command::new("node")
+                .current_dir(node_dir())
+                .arg(script)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("run node {script}: {e}")),
+        );
+        let stdout = child.0.stdout.take().expect("stdout");
+        NodeLines {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line, as JSON.
+    pub fn next_json(&mut self) -> serde_json::Value {
+        let line = self
+            .lines
+            .next()
+            .expect("the script ended early")
+            .expect("read its output");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Waits for the script to end, successfully.
+    pub fn succeeds(mut self) {
+        assert!(self.child.0.wait().expect("wait").success());
+    }
+}
+
 /// Starts `cmd` with stdout piped and reads its first line, `listening on URL`: the child and
 /// the URL (the fixtures' announcement: the demo server, the conformance upstreams).
 pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {

@@ -33,21 +33,25 @@ const ASYMMETRIC: &[(&str, jsonwebtoken::Algorithm)] = {
     ]
 };
 
+/// Whether `u`'s host is this machine (`localhost`, 127.0.0.0/8, ::1).
+pub fn loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// An authorization server's URL: https, or plain http on loopback only (tests, local IdPs).
 pub fn secure_url(s: &str) -> Result<reqwest::Url, &'static str> {
     let u = reqwest::Url::parse(s).map_err(|_| "not an absolute URL")?;
     if u.fragment().is_some() || u.query().is_some() {
         return Err("must have no query or fragment");
     }
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match u.scheme() {
         "https" => Ok(u),
-        "http" if loopback => Ok(u),
+        "http" if loopback_host(&u) => Ok(u),
         "http" => Err("must be https:// (plain http only on loopback)"),
         _ => Err("must be an https:// URL"),
     }

@@ -16,7 +16,7 @@ mod tools;
 mod upstream;
 
 use agent::agent;
-pub use auth::secure_url;
+pub use auth::{loopback_host, secure_url};
 use proxy::proxy_settings;
 use upstream::upstream;
 

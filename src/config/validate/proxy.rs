@@ -169,28 +169,15 @@ pub(super) fn proxy_settings(cx: &mut Ctx, mut t: Table) -> ProxySettings {
 /// terminates TLS, say), as `scheme://host[:port]`. https, or http on a loopback host only: it
 /// becomes the redirect of OAuth sign-ins, which authorization servers accept only so.
 fn public_origin(s: &str) -> Result<String, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => false,
-    };
-    match u.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => return Err("must be https (http only on a loopback host)".to_string()),
-        other => return Err(format!("scheme `{other}` is not http or https")),
-    }
-    if u.host().is_none() {
-        return Err("has no host".to_string());
-    }
+    let u = super::auth::secure_url(s).map_err(str::to_string)?;
     if !u.username().is_empty() || u.password().is_some() {
         return Err("must not carry a user name or password".to_string());
     }
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-        return Err("must be an origin only, like https://warden.example.com (mcp-warden's routes sit at its root)"
-            .to_string());
+    if u.path() != "/" {
+        return Err(
+            "must be an origin only, like https://warden.example.com (mcp-warden's routes sit at its root)"
+                .to_string(),
+        );
     }
     Ok(u.origin().ascii_serialization())
 }
