@@ -810,7 +810,8 @@ async fn subscribe(entry: &Entry, asked: Vec<String>) -> ResourceSubscriptions {
 /// The internal sessions serving modern callers, one per caller, created on first use; and
 /// the calls waiting for an agent's input (multi round-trip requests).
 pub struct Stateless {
-    callers: Mutex<HashMap<Caller, Arc<tokio::sync::OnceCell<Entry>>>>,
+    /// (foldhash: a caller is an authenticated identity, hashed at every request.)
+    callers: Mutex<HashMap<Caller, Arc<tokio::sync::OnceCell<Entry>>, foldhash::fast::RandomState>>,
     /// Calls whose upstream asked the agent something, by the id in their `requestState`.
     parked: Mutex<HashMap<String, Parked>>,
     /// Authenticates the `requestState`s mcp-warden issues (per process: parked calls live

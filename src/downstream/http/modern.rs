@@ -36,13 +36,9 @@ pub(super) fn method_not_allowed(headers: &HeaderMap) -> Option<Response> {
     Some(r)
 }
 
-// The routing headers, parsed once (a name given as text is parsed at every lookup).
+// The version header, parsed once (a name given as text is parsed at every lookup).
 static PROTOCOL_VERSION: std::sync::LazyLock<header::HeaderName> =
     std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_PROTOCOL_VERSION));
-static METHOD: std::sync::LazyLock<header::HeaderName> =
-    std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_METHOD));
-static NAME: std::sync::LazyLock<header::HeaderName> =
-    std::sync::LazyLock::new(|| header::HeaderName::from_static(mcp::HEADER_NAME));
 
 fn refused(r: &Refusal, id: Option<&str>) -> Response {
     json_answer(r.answer(id))
@@ -82,14 +78,13 @@ pub(super) async fn post(
     // (cheaper than three lookups); a header sent twice, or not text, is an `Err`.
     let mut routing: [Result<Option<&str>, ()>; 3] = [Ok(None), Ok(None), Ok(None)];
     for (name, value) in headers {
-        let slot = if name == *PROTOCOL_VERSION {
-            &mut routing[0]
-        } else if name == *METHOD {
-            &mut routing[1]
-        } else if name == *NAME {
-            &mut routing[2]
-        } else {
-            continue;
+        // By the name's text: a match on strings tests lengths first, cheaper than comparing
+        // each name with three `HeaderName`s.
+        let slot = match name.as_str() {
+            mcp::HEADER_PROTOCOL_VERSION => &mut routing[0],
+            mcp::HEADER_METHOD => &mut routing[1],
+            mcp::HEADER_NAME => &mut routing[2],
+            _ => continue,
         };
         *slot = match slot {
             Ok(None) => value.to_str().map(Some).map_err(|_| ()),
