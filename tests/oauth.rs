@@ -597,6 +597,16 @@ fn whoami(url: &str, token: &str, sid: &str, id: u32) -> String {
     call_tool(url, token, sid, id, "whoami")
 }
 
+/// The events of the instance's audit log (`mcp-warden audit list`), with the environment its
+/// config needs.
+fn audit_events(dir: &Path, env: &[(&str, &str)]) -> Vec<Value> {
+    let o = operator_cli_env(dir, &["audit", "list"], env);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .collect()
+}
+
 /// The tools/list answer in session `sid`.
 fn list_tools(url: &str, token: &str, sid: &str) -> Value {
     let raw = http()
@@ -1545,6 +1555,21 @@ tools.allow = ["whoami"]
         2,
         "{logs}"
     );
+    eventually(Duration::from_secs(10), "both sign-ins audited", || {
+        let events = audit_events(w.dir.path(), &[]);
+        events
+            .iter()
+            .filter(|e| e["kind"] == "upstream.signed_in")
+            .map(|e| {
+                (
+                    e["operator"].clone(),
+                    e["upstream"].clone(),
+                    e["person"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+            == vec![(json!("operator:olga"), json!("secure"), Value::Null); 2]
+    });
     for secret in [op_token, "code="] {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
@@ -1897,6 +1922,28 @@ tools.allow = ["whoami"]
         String::from_utf8_lossy(&o.stderr).contains("people sign in for themselves"),
         "{o:?}"
     );
+    // The audit chain says who signed in to what, and who was refused (never a token).
+    let issuer = &auth.issuer;
+    eventually(Duration::from_secs(10), "the sign-ins are audited", || {
+        let events = audit_events(w.dir.path(), &env);
+        let of = |kind: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|e| e["kind"] == kind)
+                .cloned()
+                .collect()
+        };
+        let people: Vec<String> = of("upstream.signed_in")
+            .iter()
+            .map(|e| e["person"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let refused = of("upstream.sign_in_refused");
+        people == [format!("{issuer} alice"), format!("{issuer} bob")]
+            && refused.len() == 1
+            && refused[0]["person"] == format!("{issuer} alice")
+            && refused[0]["signed_in_as"] == format!("{issuer} bob")
+            && refused[0]["upstream"] == "secure (agent people)"
+    });
     // An operator signs everyone out at once (each refresh token revoked, each grant gone).
     let o = operator_cli_env(w.dir.path(), &["auth", "logout", "secure"], &env);
     assert!(o.status.success(), "{o:?}");

@@ -200,6 +200,12 @@ pub(super) async fn person_proved(
     };
     if !bool::from(person.as_bytes().ct_eq(link.person.as_bytes())) {
         tracing::warn!(upstream = %what, "a sign-in link was opened by another person than the one whose call asked: refused");
+        ctl.broker.audit(serde_json::json!({
+            "kind": "upstream.sign_in_refused",
+            "upstream": what,
+            "person": &*link.person,
+            "signed_in_as": person,
+        }));
         return message_page(
             StatusCode::FORBIDDEN,
             "You signed in as someone else than the person whose call asked for this sign-in. Only they can make it: the link is theirs.",
@@ -229,7 +235,10 @@ pub(super) async fn person_proved(
     };
     let state = pending.state.clone();
     let flow = SignInFlow::new(
-        Stage::Upstream(pending),
+        Stage::Upstream {
+            pending,
+            person: Some(person.clone()),
+        },
         cookie.clone(),
         PERSON.into(),
         what,

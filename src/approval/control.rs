@@ -114,8 +114,11 @@ pub(super) struct SignInFlow {
 
 /// Where a browser sign-in is.
 pub(super) enum Stage {
-    /// At the upstream's authorization server.
-    Upstream(crate::upstream::oauth_login::Pending),
+    /// At the upstream's authorization server; for a person (`iss sub`), once proven.
+    Upstream {
+        pending: crate::upstream::oauth_login::Pending,
+        person: Option<String>,
+    },
     /// At the identity provider: the person proves who they are before the upstream's step.
     Person {
         link: super::connect::Link,
@@ -786,7 +789,10 @@ async fn signin_start(
     let cookie = super::random_id(24);
     let state = pending.state.clone();
     let flow = SignInFlow::new(
-        Stage::Upstream(pending),
+        Stage::Upstream {
+            pending,
+            person: None,
+        },
         cookie.clone(),
         who.clone(),
         what.clone(),
@@ -871,7 +877,7 @@ async fn signin_finish(
             };
             super::connect::person_proved(&ctl, &headers, step, pending, &query).await
         }
-        Stage::Upstream(pending) => {
+        Stage::Upstream { pending, person } => {
             match crate::upstream::oauth_login::finish(pending, &query).await {
                 Ok(_) => {
                     if by == super::connect::PERSON {
@@ -879,6 +885,13 @@ async fn signin_finish(
                     } else {
                         tracing::info!(operator = %by, upstream = %what, "signed in from the approvals page");
                     }
+                    // Who bound which account to mcp-warden, in the audit chain (never a token).
+                    ctl.broker.audit(serde_json::json!({
+                        "kind": "upstream.signed_in",
+                        "upstream": what,
+                        "operator": (by != super::connect::PERSON).then_some(&by),
+                        "person": person,
+                    }));
                     message_page(
                         StatusCode::OK,
                         &format!("mcp-warden is signed in to {what}. You can close this tab."),
