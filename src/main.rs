@@ -72,11 +72,15 @@ enum AuthAction {
     /// The OAuth upstreams and whether mcp-warden is signed in to each (never a token).
     List,
     /// Sign out of an upstream: revokes the refresh token where the server offers it, and
-    /// forgets the sign-in.
+    /// forgets the sign-in. An upstream whose people sign in for themselves (`per = "user"`):
+    /// every person, or the one `--person` names.
     Logout {
         upstream: String,
         #[arg(long)]
         agent: Option<String>,
+        /// The person whose own sign-in goes: their `sub` at the `[auth.oidc]` issuer.
+        #[arg(long)]
+        person: Option<String>,
     },
 }
 
@@ -442,7 +446,7 @@ fn main() -> ExitCode {
                         }
                         ExitCode::SUCCESS
                     }
-                    AuthAction::Logout { upstream, agent } => match oauth_login::logout(&cfg, &upstream, agent.as_deref()).await {
+                    AuthAction::Logout { upstream, agent, person } => match oauth_login::logout(&cfg, &upstream, agent.as_deref(), person.as_deref()).await {
                         Ok(0) => {
                             eprintln!("mcp-warden: not signed in to `{upstream}`");
                             ExitCode::SUCCESS

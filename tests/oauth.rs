@@ -1944,11 +1944,28 @@ tools.allow = ["whoami"]
             && refused[0]["signed_in_as"] == format!("{issuer} bob")
             && refused[0]["upstream"] == "secure (agent people)"
     });
-    // An operator signs everyone out at once (each refresh token revoked, each grant gone).
+    // An operator signs one person out (their refresh token revoked, their grant gone): Bob's
+    // next session is asked to sign in again, Alice's is still hers.
+    let o = operator_cli_env(
+        w.dir.path(),
+        &["auth", "logout", "secure", "--person", "bob"],
+        &env,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("signed out of `secure`"),
+        "{o:?}"
+    );
+    let sid = raw_session(&w.url, &bob);
+    assert_eq!(link_in(&whoami(&w.url, &bob, &sid, 2)), bob_link);
+    let sid = raw_session(&w.url, &alice);
+    let raw = whoami(&w.url, &alice, &sid, 2);
+    assert!(raw.contains(r#"\"sub\": \"alice\""#), "{raw}");
+    // And everyone at once.
     let o = operator_cli_env(w.dir.path(), &["auth", "logout", "secure"], &env);
     assert!(o.status.success(), "{o:?}");
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("signed out of `secure` (2 sign-ins)"),
+        String::from_utf8_lossy(&o.stderr).contains("signed out of `secure`"),
         "{o:?}"
     );
     let o = operator_cli_env(w.dir.path(), &["auth", "list"], &env);

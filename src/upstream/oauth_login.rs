@@ -599,16 +599,40 @@ fn people_keys(settings: &crate::config::UpstreamOAuth, upstream_key: &str) -> V
         .unwrap_or_default()
 }
 
-/// Signs out of upstream `name` (for `agent`; for every person, when each signs in for
-/// themselves): each refresh token is revoked at the server when it offers revocation (RFC
-/// 7009), and the grant forgotten. Returns how many there were.
-pub async fn logout(cfg: &Config, name: &str, agent: Option<&str>) -> Result<usize, String> {
+/// Signs out of upstream `name` (for `agent`; when each person signs in for themselves, for
+/// `person` — their `sub` at the `[auth.oidc]` issuer — or for every person): each refresh
+/// token is revoked at the server when it offers revocation (RFC 7009), and the grant
+/// forgotten. Returns how many there were.
+pub async fn logout(
+    cfg: &Config,
+    name: &str,
+    agent: Option<&str>,
+    person: Option<&str>,
+) -> Result<usize, String> {
     let spec = upstream(cfg, name)?;
     let Some(settings) = &spec.oauth else {
         return Err("no oauth".into());
     };
-    let keys = match (settings.per, agent) {
-        (GrantPer::Person, None) => people_keys(settings, &spec.key(name)),
+    let keys = match (settings.per, agent, person) {
+        (GrantPer::Person, _, Some(sub)) => {
+            let issuer = cfg.oidc.as_ref().map(|o| o.issuer.as_str()).unwrap_or("");
+            let person = format!("{issuer} {sub}");
+            vec![grant_key(
+                cfg,
+                name,
+                spec,
+                For {
+                    agent: None,
+                    person: Some(&person),
+                },
+            )?]
+        }
+        (GrantPer::Person, _, None) => people_keys(settings, &spec.key(name)),
+        (_, _, Some(_)) => {
+            return Err(format!(
+                "upstream `{name}` is not signed in per person: leave out --person"
+            ))
+        }
         _ => vec![grant_key(
             cfg,
             name,
