@@ -1299,6 +1299,61 @@ tools.allow = ["whoami"]
     );
 }
 
+/// A 2026-07-28 client that accepted to open the sign-in page has its retry held while the
+/// sign-in is not there, but not longer than clients wait for a request: then it is asked again
+/// (another input_required, the same page), and its call goes on once someone signed in.
+/// Here the upstream was never signed in, so its agent sees mcp-warden's sign-in tool.
+#[test]
+fn a_2026_client_waiting_for_a_sign_in_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthServer::start(0, &dir.path().join("keys.json"));
+    let (_server, upstream) = protected_upstream(&auth.issuer, "0", &dir.path().join("tokens.log"));
+    let token = "agent-token-0123456789";
+    let config = format!(
+        r#"[proxy]
+request_timeout_secs = 10
+
+[upstreams.secure]
+url = "{upstream}"
+oauth = {{ grant = "authorization_code" }}
+
+[agents.a]
+token_sha256 = "{}"
+"#,
+        sha(token)
+    );
+    let w = HttpProxy::start_raw(&config, &[]);
+    let page = format!("{}/approvals", w.url.trim_end_matches("/mcp"));
+    let mut client = NodeLines::start(
+        "url-elicitation-modern.mjs",
+        &[&w.url, token, "sign_in_secure", "accept"],
+    );
+    let first = client.next_json();
+    assert_eq!(first["asked"]["url"], page.as_str(), "{first}");
+    // Held for half the request timeout, then asked again.
+    let again = client.next_json();
+    assert_eq!(again["asked"]["url"], page.as_str(), "{again}");
+    let out = sign_in(w.dir.path(), "secure");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = client.next_json();
+    assert_eq!(done["version"], "2026-07-28", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Signed in to secure: its tools are listed now.",
+        "{done}"
+    );
+    client.succeeds();
+    assert!(
+        w.logs()
+            .contains("no sign-in yet: the agent is asked again"),
+        "{}",
+        w.logs()
+    );
+}
+
 /// Over stdio there is no Host to build the page's address from: with `[proxy] public_url`
 /// (the address operators reach the fronts by), a 2025-11-25 agent that declared URL-mode
 /// elicitation is pointed at the approvals page there; a config typo in it is refused.

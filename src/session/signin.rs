@@ -14,6 +14,13 @@
 use super::*;
 use crate::upstream::SignInBy;
 
+/// How long a 2026 agent's retry is held waiting for a sign-in before it is asked again: under
+/// the minute clients give a request (the TypeScript SDK's default), and at most half the
+/// request timeout, so that a short one still asks twice.
+fn sign_in_round(request_timeout: std::time::Duration) -> std::time::Duration {
+    (request_timeout / 2).min(std::time::Duration::from_secs(45))
+}
+
 /// MCP 2025-11-25: the request needs a URL-mode elicitation completed first.
 const URL_ELICITATION_REQUIRED: i64 = -32042;
 
@@ -152,10 +159,12 @@ impl Session {
     /// A 2026-07-28 agent's call: asks the agent to open the page (a URL-mode
     /// `elicitation/create`, which the front returns as an `InputRequiredResult` when the
     /// request declared URL-mode elicitation, and refuses otherwise). Once the agent accepted
-    /// and retried, waits — up to the request timeout — for the upstream to come up (the
-    /// session finds a sign-in by itself: `SlotState::SignedOut`) and returns its connection.
-    /// `None`: not asked, declined, or no sign-in in time (the caller answers with the
-    /// command).
+    /// and retried, waits for the upstream to come up (the session finds a sign-in by itself:
+    /// `SlotState::SignedOut`) and returns its connection. A retry is held at most
+    /// [`sign_in_round`] (clients give up on a request after a minute or so): then the agent
+    /// is asked again — the specification's answer to an interaction not complete yet — until
+    /// the request timeout has passed since the first ask. `None`: not asked, declined, or no
+    /// sign-in in time (the caller answers with what to do).
     async fn sign_in_by_url(
         &self,
         idx: usize,
@@ -166,41 +175,51 @@ impl Session {
     ) -> Option<Arc<Connection>> {
         let sink = lock(&self.inflight).get(key).map(|f| f.sink.clone())?;
         let timeout = self.cfg().proxy.request_timeout;
-        let params = serde_json::json!({
-            "mode": "url",
-            "url": url,
-            "message": Self::sign_in_message(name, by),
-        });
-        let answer = self
-            .ask_agent(idx, &sink, "elicitation/create", params, timeout)
-            .await
-            .ok()?;
-        #[derive(serde::Deserialize)]
-        struct Answer<'a> {
-            #[serde(borrow)]
-            action: Option<&'a str>,
-        }
-        let action = answer
-            .result()
-            .and_then(|r| serde_json::from_str::<Answer<'_>>(r).ok())
-            .and_then(|a| a.action);
-        if action != Some("accept") {
-            tracing::info!(session = %self.id, upstream = %name, action = action.unwrap_or("none"), "the agent did not take the sign-in page");
-            return None;
-        }
-        tracing::info!(session = %self.id, upstream = %name, "the agent opened the sign-in page; the call waits for the sign-in");
         let deadline = tokio::time::Instant::now() + timeout;
+        let round = sign_in_round(timeout);
         loop {
-            // Registered before looking, so that a sign-in found in between is not missed.
-            let up = self.upstream_up.notified();
-            tokio::pin!(up);
-            up.as_mut().enable();
-            match self.connection(idx).await {
-                Ok(c) => return Some(c),
-                Err(UpstreamError::SignIn { .. }) => {}
-                Err(_) => return None,
+            let params = serde_json::json!({
+                "mode": "url",
+                "url": url,
+                "message": Self::sign_in_message(name, by),
+            });
+            let answer = self
+                .ask_agent(idx, &sink, "elicitation/create", params, timeout)
+                .await
+                .ok()?;
+            #[derive(serde::Deserialize)]
+            struct Answer<'a> {
+                #[serde(borrow)]
+                action: Option<&'a str>,
             }
-            tokio::time::timeout_at(deadline, up).await.ok()?;
+            let action = answer
+                .result()
+                .and_then(|r| serde_json::from_str::<Answer<'_>>(r).ok())
+                .and_then(|a| a.action);
+            if action != Some("accept") {
+                tracing::info!(session = %self.id, upstream = %name, action = action.unwrap_or("none"), "the agent did not take the sign-in page");
+                return None;
+            }
+            tracing::info!(session = %self.id, upstream = %name, "the agent opened the sign-in page; the call waits for the sign-in");
+            let until = deadline.min(tokio::time::Instant::now() + round);
+            loop {
+                // Registered before looking, so that a sign-in found in between is not missed.
+                let up = self.upstream_up.notified();
+                tokio::pin!(up);
+                up.as_mut().enable();
+                match self.connection(idx).await {
+                    Ok(c) => return Some(c),
+                    Err(UpstreamError::SignIn { .. }) => {}
+                    Err(_) => return None,
+                }
+                if tokio::time::timeout_at(until, up).await.is_err() {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tracing::info!(session = %self.id, upstream = %name, "no sign-in yet: the agent is asked again");
         }
     }
 
