@@ -64,6 +64,17 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByLabels {
+    by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AskedLabels {
+    upstream: String,
+    form: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentLabels {
     agent: String,
 }
@@ -83,6 +94,8 @@ pub struct Metrics {
     latency: Latency,
     refused: Family<RefusedLabels, Counter>,
     approvals: Family<OutcomeLabels, Counter>,
+    sign_ins: Family<ByLabels, Counter>,
+    sign_ins_asked: Family<AskedLabels, Counter>,
     starts: Family<StartLabels, Counter>,
     /// Whether an upstream's last connection came up and is still alive (the last event wins:
     /// with a child per session, one session's crash marks it down until the next start).
@@ -143,6 +156,8 @@ impl Metrics {
             latency: Latency::new_with_constructor(latency_histogram),
             refused: Family::default(),
             approvals: Family::default(),
+            sign_ins: Family::default(),
+            sign_ins_asked: Family::default(),
             starts: Family::default(),
             up: Family::default(),
             tools: Family::default(),
@@ -189,6 +204,16 @@ impl Metrics {
             "mcp_warden_approvals",
             "Held calls decided, by outcome",
             m.approvals.clone(),
+        );
+        r.register(
+            "mcp_warden_upstream_sign_ins",
+            "Upstream sign-ins made in a browser, by whom (operator, person), and people's links refused to someone else (refused)",
+            m.sign_ins.clone(),
+        );
+        r.register(
+            "mcp_warden_upstream_sign_ins_asked",
+            "Calls that needed an upstream sign-in first, by how the agent was told (input_required, url_elicitation, tool_error, error)",
+            m.sign_ins_asked.clone(),
         );
         r.register(
             "mcp_warden_upstream_starts",
@@ -320,6 +345,22 @@ impl Metrics {
     pub fn approval(&self, outcome: &'static str) {
         self.approvals
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// An upstream sign-in made in a browser (`operator`, `person`), or a person's link refused
+    /// to someone else (`refused`).
+    pub fn sign_in(&self, by: &'static str) {
+        self.sign_ins.get_or_create(&ByLabels { by }).inc();
+    }
+
+    /// A call that needed a sign-in to `upstream` first, and how the agent was told.
+    pub fn sign_in_asked(&self, upstream: &str, form: &'static str) {
+        self.sign_ins_asked
+            .get_or_create(&AskedLabels {
+                upstream: upstream.into(),
+                form,
+            })
             .inc();
     }
 

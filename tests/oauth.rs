@@ -1999,6 +1999,20 @@ tools.allow = ["whoami"]
             && refused[0]["signed_in_as"] == format!("{issuer} bob")
             && refused[0]["upstream"] == "secure (agent people)"
     });
+    // The metrics count them too.
+    let metrics = http()
+        .get(w.url.replace("/mcp", "/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        r#"mcp_warden_upstream_sign_ins_total{by="person"} 2"#,
+        r#"mcp_warden_upstream_sign_ins_total{by="refused"} 1"#,
+        r#"mcp_warden_upstream_sign_ins_asked_total{upstream="secure",form="input_required"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     // An operator signs one person out (their refresh token revoked, their grant gone): Bob's
     // next session is asked to sign in again, Alice's is still hers.
     let o = operator_cli_env(

@@ -200,6 +200,7 @@ pub(super) async fn person_proved(
     };
     if !bool::from(person.as_bytes().ct_eq(link.person.as_bytes())) {
         tracing::warn!(upstream = %what, "a sign-in link was opened by another person than the one whose call asked: refused");
+        crate::metrics::METRICS.sign_in("refused");
         ctl.broker.audit(serde_json::json!({
             "kind": "upstream.sign_in_refused",
             "upstream": what,

@@ -885,6 +885,11 @@ async fn signin_finish(
                     } else {
                         tracing::info!(operator = %by, upstream = %what, "signed in from the approvals page");
                     }
+                    crate::metrics::METRICS.sign_in(if person.is_some() {
+                        "person"
+                    } else {
+                        "operator"
+                    });
                     // Who bound which account to mcp-warden, in the audit chain (never a token).
                     ctl.broker.audit(serde_json::json!({
                         "kind": "upstream.signed_in",

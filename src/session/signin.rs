@@ -89,6 +89,12 @@ impl Session {
                 return Err(self.url_elicitation_required(id, name, by, url));
             }
         }
+        let form = if method == "tools/call" {
+            "tool_error"
+        } else {
+            "error"
+        };
+        crate::metrics::METRICS.sign_in_asked(name, form);
         let failure = match (by, &url) {
             // Their own: only they can make it, at their link.
             (SignInBy::Person(Some(_)), Some(url)) => crate::error::Failure::SignedOut {
@@ -133,6 +139,7 @@ impl Session {
     /// when the upstream comes up ([`Session::sign_in_done`]).
     fn url_elicitation_required(&self, id: &str, name: &str, by: &SignInBy, url: &str) -> Message {
         tracing::info!(session = %self.id, upstream = %name, "call answered with a URL elicitation of the sign-in page");
+        crate::metrics::METRICS.sign_in_asked(name, "url_elicitation");
         let message = Self::sign_in_message(name, by);
         let elicitation = format!("mw-sign-in-{}", crate::approval::random_id(12));
         {
@@ -183,6 +190,7 @@ impl Session {
                 "url": url,
                 "message": Self::sign_in_message(name, by),
             });
+            crate::metrics::METRICS.sign_in_asked(name, "input_required");
             let answer = self
                 .ask_agent(idx, &sink, "elicitation/create", params, timeout)
                 .await
