@@ -21,6 +21,8 @@ pub struct Pending {
     verifier: String,
     redirect: String,
     token_endpoint: String,
+    /// The provider promises `iss` in its answers (RFC 9207).
+    iss_advertised: bool,
 }
 
 impl std::fmt::Debug for Pending {
@@ -31,14 +33,6 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-fn http() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 /// The provider's authorization URL for this browser (scope `openid`, `state`, `nonce`,
 /// PKCE S256), coming back to `redirect`, and what [`finish`] checks the answer against.
 pub async fn start(settings: &OidcSettings, redirect: &str) -> Result<(String, Pending), String> {
@@ -46,7 +40,8 @@ pub async fn start(settings: &OidcSettings, redirect: &str) -> Result<(String, P
         .browser
         .as_ref()
         .ok_or("no browser client (`[auth.oidc] browser_client_id`)")?;
-    let (_, meta) = crate::oidc::provider_metadata(&http()?, &settings.issuer).await?;
+    let http = crate::upstream::oauth::http_client(None)?;
+    let (_, meta) = crate::oidc::provider_metadata(&http, &settings.issuer).await?;
     let endpoint = |name: &str| -> Result<String, String> {
         let u = meta
             .get(name)
@@ -78,6 +73,8 @@ pub async fn start(settings: &OidcSettings, redirect: &str) -> Result<(String, P
             verifier,
             redirect: redirect.to_string(),
             token_endpoint,
+            iss_advertised: meta.get("authorization_response_iss_parameter_supported")
+                == Some(&Value::Bool(true)),
         },
     ))
 }
@@ -94,42 +91,25 @@ pub async fn finish(
         .browser
         .as_ref()
         .ok_or("no browser client (`[auth.oidc] browser_client_id`)")?;
-    let param = |k: &str| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
-    if param("iss").is_some_and(|iss| iss != settings.issuer) {
-        return Err("the answer comes from another identity provider (refused)".into());
-    }
-    if param("state").as_deref() != Some(p.state.as_str()) {
-        return Err("the answer's state does not match (refused)".into());
-    }
-    if let Some(e) = param("error") {
-        let desc = param("error_description").unwrap_or_default();
-        return Err(format!(
-            "the identity provider refused the sign-in: {}",
-            crate::upstream::oauth::oauth_error(
-                &serde_json::json!({"error": e, "error_description": desc})
-            )
-        ));
-    }
-    let code = param("code").ok_or("the answer carries no code")?;
+    let code = crate::upstream::oauth_login::authorization_code(
+        query,
+        &settings.issuer,
+        p.iss_advertised,
+        &p.state,
+    )?;
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("redirect_uri", p.redirect.as_str()),
         ("code_verifier", p.verifier.as_str()),
     ];
-    let mut rb = http()?.post(&p.token_endpoint);
-    match &client.client_secret {
-        Some(secret) => {
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            rb = rb.basic_auth(enc(&client.client_id), Some(enc(secret.expose())));
-        }
-        None => form.push(("client_id", client.client_id.as_str())),
-    }
+    let rb = crate::upstream::oauth::client_auth(
+        crate::upstream::oauth::http_client(None)?.post(&p.token_endpoint),
+        &mut form,
+        &client.client_id,
+        client.client_secret.as_ref().map(|s| s.expose()),
+        false,
+    );
     let body = crate::upstream::oauth::send_for_json(
         rb.header(reqwest::header::ACCEPT, "application/json")
             .form(&form),

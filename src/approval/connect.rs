@@ -16,7 +16,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::control::{flow_cookie, message_page, Ctl, SignInFlow, Stage};
+use super::control::{
+    flow_cookie, html_escape, message_page, sign_in_page, Ctl, SignInFlow, Stage,
+};
 
 /// Who signs in, in a person's flow (the log's `by`; an operator's flow has their name).
 pub(super) const PERSON: &str = "person";
@@ -131,22 +133,12 @@ pub(super) async fn open(
         return r.into_response();
     }
     tracing::info!(upstream = %what, "a person's sign-in started from their link");
-    let escaped = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body><h1>Sign in to {up}</h1><p>Your agent's call needs your own sign-in to {up}. mcp-warden first asks your identity provider who you are: only the person whose call asked can go on. Then {up}'s own sign-in page asks you to allow mcp-warden to act for you; your sign-in serves only your calls.</p><p><a href=\"{href}\">Continue</a></p></body></html>",
-        up = escaped(&what),
-        href = escaped(&authorize),
+    let content = format!(
+        "<h1>Sign in to {up}</h1><p>Your agent's call needs your own sign-in to {up}. mcp-warden first asks your identity provider who you are: only the person whose call asked can go on. Then {up}'s own sign-in page asks you to allow mcp-warden to act for you; your sign-in serves only your calls.</p><p><a href=\"{href}\">Continue</a></p>",
+        up = html_escape(&what),
+        href = html_escape(&authorize),
     );
-    let mut r = super::control::static_page(StatusCode::OK, body);
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    let mut r = sign_in_page(StatusCode::OK, &content);
     if let Some(v) = flow_cookie(&origin, &cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }

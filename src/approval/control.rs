@@ -592,7 +592,7 @@ pub fn http_routes<S>(
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// An HTML page of mcp-warden's own, under the page's policy.
-pub(super) fn static_page(status: StatusCode, body: String) -> Response {
+fn static_page(status: StatusCode, body: String) -> Response {
     let mut r = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -809,16 +809,25 @@ async fn signin_start(
     r
 }
 
+/// `s` as HTML text or a quoted attribute value.
+pub(super) fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// A small page of mcp-warden's own (the text escaped, never cached), for the ends of browser
 /// sign-ins.
 pub(super) fn message_page(status: StatusCode, text: &str) -> Response {
-    let escaped = text
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;");
+    sign_in_page(status, &format!("<p>{}</p>", html_escape(text)))
+}
+
+/// A page of the browser sign-ins, `content` its body (HTML, escaped by the caller), never
+/// cached.
+pub(super) fn sign_in_page(status: StatusCode, content: &str) -> Response {
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body><p>{escaped}</p></body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mcp-warden sign-in</title><link rel=\"icon\" href=\"/approvals/icon.svg\" type=\"image/svg+xml\"></head><body>{content}</body></html>"
     );
     let mut r = static_page(status, body);
     r.headers_mut().insert(
@@ -839,10 +848,7 @@ async fn signin_finish(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let state = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let state = crate::upstream::oauth_login::query_param(&query, "state").unwrap_or_default();
     // Only the browser that started the flow ends it (another is refused, and the flow stays
     // for the right one); it is taken out before it is used: a state serves once.
     let given = cookie_value(&headers, FLOW_COOKIE).unwrap_or_default();

@@ -599,17 +599,13 @@ pub(crate) async fn token_request(
     secret: Option<&str>,
 ) -> Result<TokenResponse, String> {
     let mut form = form.to_vec();
-    let mut rb = http.post(&d.token_endpoint);
-    match secret {
-        Some(secret) if d.secret_in_body() => {
-            form.push(("client_id", client_id));
-            form.push(("client_secret", secret));
-        }
-        Some(secret) => {
-            rb = rb.basic_auth(form_encode(client_id), Some(form_encode(secret)));
-        }
-        None => form.push(("client_id", client_id)),
-    }
+    let rb = client_auth(
+        http.post(&d.token_endpoint),
+        &mut form,
+        client_id,
+        secret,
+        d.secret_in_body(),
+    );
     let body = send_for_json(
         rb.header(reqwest::header::ACCEPT, "application/json")
             .form(&form),
@@ -864,6 +860,31 @@ pub(crate) fn same_resource(resource: &str, upstream: &reqwest::Url) -> bool {
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 for Basic credentials).
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Authenticates mcp-warden's client on a request to an authorization server (its token or
+/// revocation endpoint): HTTP Basic with both parts form-encoded first (RFC 6749 §2.3.1), or in
+/// the form body when `in_body` (a server that takes only `client_secret_post`), or just named
+/// when it has no secret (a public client).
+pub(crate) fn client_auth<'a>(
+    rb: reqwest::RequestBuilder,
+    form: &mut Vec<(&'a str, &'a str)>,
+    client_id: &'a str,
+    secret: Option<&'a str>,
+    in_body: bool,
+) -> reqwest::RequestBuilder {
+    match secret {
+        Some(secret) if in_body => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret));
+            rb
+        }
+        Some(secret) => rb.basic_auth(form_encode(client_id), Some(form_encode(secret))),
+        None => {
+            form.push(("client_id", client_id));
+            rb
+        }
+    }
 }
 
 /// The `WWW-Authenticate` of a response, if any.

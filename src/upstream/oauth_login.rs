@@ -262,6 +262,49 @@ pub(crate) async fn start(
     Ok((url.to_string(), pending))
 }
 
+/// Parameter `name` of a URL query (the first, decoded).
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The code of an authorization response (a redirect's `query`), once it is known to come from
+/// `issuer` (RFC 9207 `iss`: checked when present, required when the server `advertised` it),
+/// to answer this sign-in (`state`), and not to report an error (which is returned, made safe).
+pub(crate) fn authorization_code(
+    query: &str,
+    issuer: &str,
+    advertised: bool,
+    state: &str,
+) -> Result<String, String> {
+    let param = |k: &str| query_param(query, k);
+    match param("iss") {
+        Some(iss) if iss != issuer => {
+            return Err(format!(
+                "the authorization response comes from another issuer than {issuer} (refused)"
+            ))
+        }
+        None if advertised => {
+            return Err(format!(
+                "the authorization response carries no `iss`, which {issuer} promises (refused)"
+            ))
+        }
+        _ => {}
+    }
+    if param("state").as_deref() != Some(state) {
+        return Err("the authorization response's state does not match (refused)".into());
+    }
+    if let Some(e) = param("error") {
+        let desc = param("error_description").unwrap_or_default();
+        return Err(format!(
+            "the sign-in was refused: {}",
+            oauth::oauth_error(&json!({"error": e, "error_description": desc}))
+        ));
+    }
+    param("code").ok_or_else(|| "the authorization response carries no code".into())
+}
+
 /// Ends a sign-in with the authorization response's `query` (the redirect's): its `iss`
 /// (RFC 9207) and `state` checked, its error reported, its code exchanged for the tokens;
 /// the grant is saved and returned.
@@ -277,40 +320,10 @@ pub(crate) async fn finish(p: Pending, query: &str) -> Result<Grant, String> {
         verifier,
         state,
     } = p;
-    let param = |k: &str| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
     // RFC 9207 before anything else of the response is acted on (its error included).
     let advertised =
         d.meta.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true));
-    match param("iss") {
-        Some(iss) if iss != d.issuer => {
-            return Err(format!(
-                "the authorization response comes from another issuer than {} (refused)",
-                d.issuer
-            ))
-        }
-        None if advertised => {
-            return Err(format!(
-                "the authorization response carries no `iss`, which {} promises (refused)",
-                d.issuer
-            ))
-        }
-        _ => {}
-    }
-    if param("state").as_deref() != Some(state.as_str()) {
-        return Err("the authorization response's state does not match (refused)".into());
-    }
-    if let Some(e) = param("error") {
-        let desc = param("error_description").unwrap_or_default();
-        return Err(format!(
-            "the sign-in was refused: {}",
-            oauth::oauth_error(&json!({"error": e, "error_description": desc}))
-        ));
-    }
-    let code = param("code").ok_or("the authorization response carries no code")?;
+    let code = authorization_code(query, &d.issuer, advertised, &state)?;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -660,15 +673,17 @@ async fn forget(spec: &HttpSpec, store: &Store, key: &str) -> Result<bool, Strin
     };
     if let (Some(endpoint), Some(token)) = (&grant.revocation_endpoint, &grant.refresh_token) {
         let http = oauth::http_client(spec.tls.as_ref())?;
-        let mut rb = http.post(endpoint);
         let mut form = vec![
             ("token", token.as_str()),
             ("token_type_hint", "refresh_token"),
         ];
-        match &grant.client_secret {
-            Some(s) => rb = rb.basic_auth(&grant.client_id, Some(s)),
-            None => form.push(("client_id", grant.client_id.as_str())),
-        }
+        let rb = oauth::client_auth(
+            http.post(endpoint),
+            &mut form,
+            &grant.client_id,
+            grant.client_secret.as_deref(),
+            false,
+        );
         match rb.form(&form).send().await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(
