@@ -278,7 +278,9 @@ pub fn validate(
     let Some(known) = METHODS.iter().chain(TASK_METHODS).find(|m| **m == method) else {
         return Err(Refusal::new(code::METHOD_NOT_FOUND, "Method not found"));
     };
-    if TASK_METHODS.contains(known) && !declares_tasks(capabilities) {
+    if TASK_METHODS.contains(known)
+        && !mcp::declares(capabilities, &["extensions", mcp::TASKS_EXTENSION])
+    {
         let mut r = Refusal::new(
             MISSING_CAPABILITY,
             "Missing required client capability: the tasks extension",
@@ -339,19 +341,6 @@ pub fn validate(
         target,
         log_level,
     })
-}
-
-/// Whether a request's client capabilities (raw JSON) declare the tasks extension.
-fn declares_tasks(capabilities: &str) -> bool {
-    #[derive(Deserialize)]
-    struct Caps<'a> {
-        #[serde(borrow, default)]
-        extensions: Option<HashMap<std::borrow::Cow<'a, str>, &'a RawValue>>,
-    }
-    serde_json::from_str::<Caps<'_>>(capabilities)
-        .ok()
-        .and_then(|c| c.extensions)
-        .is_some_and(|e| e.contains_key(mcp::TASKS_EXTENSION))
 }
 
 /// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` must be present and say what the body
@@ -915,21 +904,24 @@ impl Call {
         if !MRTR_METHODS.contains(&self.req.method) {
             return false;
         }
-        let caps: Map<String, Value> =
-            serde_json::from_str(self.req.capabilities()).unwrap_or_default();
+        let caps = self.req.capabilities();
         match m.method() {
-            Some("sampling/createMessage") => caps.contains_key("sampling"),
-            Some("roots/list") => caps.contains_key("roots"),
+            Some("sampling/createMessage") => mcp::declares(caps, &["sampling"]),
+            Some("roots/list") => mcp::declares(caps, &["roots"]),
             Some("elicitation/create") => {
                 let url_mode = m
                     .params()
                     .and_then(|p| serde_json::from_str::<Value>(p).ok())
                     .is_some_and(|p| p.get("mode") == Some(&Value::String("url".into())));
-                match caps.get("elicitation") {
-                    None => false,
-                    Some(e) if url_mode => e.get("url").is_some(),
+                if url_mode {
+                    mcp::declares(caps, &["elicitation", "url"])
+                } else {
                     // `elicitation: {}` is form mode.
-                    Some(e) => e.get("form").is_some() || e.as_object().is_some_and(Map::is_empty),
+                    mcp::declares(caps, &["elicitation", "form"])
+                        || serde_json::from_str::<Value>(caps)
+                            .ok()
+                            .and_then(|c| c.get("elicitation").cloned())
+                            .is_some_and(|e| e.as_object().is_some_and(Map::is_empty))
                 }
             }
             _ => false,

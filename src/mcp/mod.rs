@@ -667,6 +667,14 @@ pub fn raw_str_borrowed(s: &str) -> Option<std::borrow::Cow<'_, str>> {
         .map(std::borrow::Cow::Owned)
 }
 
+/// Whether client capabilities (raw JSON) declare `path`: `["sampling"]`, `["elicitation",
+/// "url"]`, `["extensions", TASKS_EXTENSION]` — a member at each step.
+pub fn declares(capabilities: &str, path: &[&str]) -> bool {
+    serde_json::from_str::<serde_json::Value>(capabilities)
+        .ok()
+        .is_some_and(|v| path.iter().try_fold(&v, |v, k| v.get(k)).is_some())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {

@@ -84,15 +84,18 @@ impl Session {
 
     /// Whether the agent's `initialize` declared what an input request needs.
     fn agent_can(&self, method: &str) -> bool {
-        let caps: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(self.handshake.capabilities.get()).unwrap_or_default();
         let cap = match method {
             "sampling/createMessage" => "sampling",
             "elicitation/create" => "elicitation",
             "roots/list" => "roots",
             _ => return false,
         };
-        caps.contains_key(cap)
+        self.agent_declares(&[cap])
+    }
+
+    /// Whether the agent's `initialize` declared capability `path` ([`mcp::declares`]).
+    pub(super) fn agent_declares(&self, path: &[&str]) -> bool {
+        mcp::declares(self.handshake.capabilities.get(), path)
     }
 
     /// Asks the agent what `reply` needs and sends the call again with its answers, round

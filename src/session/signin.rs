@@ -84,7 +84,8 @@ impl Session {
                 if let Some(c) = Box::pin(self.sign_in_by_url(idx, name, by, url, key)).await {
                     return Ok(c);
                 }
-            } else if self.protocol_version >= "2025-11-25" && self.agent_accepts_url_elicitation()
+            } else if self.protocol_version >= "2025-11-25"
+                && self.agent_declares(&["elicitation", "url"])
             {
                 return Err(self.url_elicitation_required(id, name, by, url));
             }
@@ -250,13 +251,5 @@ impl Session {
                 Some(serde_json::json!({ "elicitationId": id })),
             ));
         }
-    }
-
-    /// Whether the agent's `initialize` declared URL-mode elicitation.
-    fn agent_accepts_url_elicitation(&self) -> bool {
-        serde_json::from_str::<serde_json::Value>(self.handshake.capabilities.get())
-            .ok()
-            .and_then(|c| c.get("elicitation")?.get("url").cloned())
-            .is_some()
     }
 }
