@@ -7,7 +7,7 @@
 // Prints one JSON line: {"clicked": "<decision>", "summary": "<text shown>", "args": "<shown>",
 // "formHidden", "operator", "whoShown", "signedOut", "csp": "<header>", "consoleErrors": […]}
 // and exits 0, or prints {"error": "..."} and exits 1.
-import { launch } from "./browser.mjs";
+import { launch, signedInPage } from "./browser.mjs";
 
 const [base, token, decision = "allow-once"] = process.argv.slice(2);
 if (!base || !token) {
@@ -17,13 +17,8 @@ if (!base || !token) {
 let browser;
 try {
   browser = await launch();
-  const page = await browser.newPage();
-  const errors = [];
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-  const resp = await page.goto(`${base}/approvals`);
-  const csp = resp.headers()["content-security-policy"] || "";
-  await page.fill("#token", token);
-  await page.click("#login button[type=submit]");
+  const { page, response, errors } = await signedInPage(browser, base, token);
+  const csp = response.headers()["content-security-policy"] || "";
   const item = page.locator("li.approval").first();
   await item.waitFor({ timeout: 15000 });
   // What the operator sees once signed in: no sign-in form, who they are, readable arguments.

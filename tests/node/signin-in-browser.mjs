@@ -8,7 +8,7 @@
 // Prints one JSON line: {"listed": "<the upstream's line before>", "button": "<its label>",
 // "landed": "<URL of the last page>", "text": "<its text>", "failed": [URLs answered >= 400],
 // "consoleErrors": […]} and exits 0, or prints {"error": "..."} and exits 1.
-import { launch } from "./browser.mjs";
+import { launch, signedInPage } from "./browser.mjs";
 
 const [base, token, upstream] = process.argv.slice(2);
 if (!base || !token || !upstream) {
@@ -18,14 +18,7 @@ if (!base || !token || !upstream) {
 let browser;
 try {
   browser = await launch();
-  const page = await browser.newPage();
-  const errors = [];
-  const failed = [];
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-  page.on("response", (r) => { if (r.status() >= 400) failed.push(r.url()); });
-  await page.goto(`${base}/approvals`);
-  await page.fill("#token", token);
-  await page.click("#login button[type=submit]");
+  const { page, errors, failed } = await signedInPage(browser, base, token);
   const row = page.locator("#signin-list li", { hasText: upstream }).first();
   await row.waitFor({ timeout: 15000 });
   const listed = await row.textContent();
