@@ -31,6 +31,7 @@ struct Gateway {
     child: Child,
     url: String,
     token: String,
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -60,25 +61,55 @@ impl Gateway {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.out")).unwrap();
         let mut gw = Gateway {
             child: Command::new("true").spawn().unwrap(),
             url: format!("ws://127.0.0.1:{port}"),
             token: token.to_string(),
+            port,
             _dir: dir,
         };
         let _ = gw.child.wait();
-        gw.child = gw
+        gw.run();
+        gw
+    }
+
+    /// Starts the gateway process (its output appended to `gateway.out`).
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self._dir.path().join("gateway.out"))
+            .unwrap();
+        self.child = self
             .cli()
             .args(["gateway", "run", "--bind", "loopback", "--auth", "token"])
-            .args(["--token", token, "--port", &port.to_string()])
+            .args(["--token", &self.token, "--port", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .process_group(0)
             .spawn()
             .expect("start the OpenClaw gateway (scripts/install-test-deps.sh installs it)");
-        gw
+    }
+
+    /// Stops the gateway process and everything it started (SIGTERM, then SIGKILL).
+    fn stop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// The same gateway (state, config, port, token) in a new process.
+    fn restart(&mut self) {
+        self.stop();
+        self.run();
     }
 
     /// The `openclaw` command, with this gateway's environment (Node 24 first on PATH, its own
@@ -105,16 +136,7 @@ fn node24_path() -> String {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
-        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -590,14 +612,17 @@ fn agents_through(front: Front) {
         entry("alice", alice_token),
         entry("bob", bob_token)
     );
-    let gw = Gateway::start_with(port, &token, &extra);
-    let mut reviewer = Reviewer::start(&gw);
+    let mut gw = Gateway::start_with(port, &token, &extra);
+    // (Its reviewer's sign-in says when the gateway is up.)
+    let reviewer = Reviewer::start(&gw);
 
     // Each agent is offered exactly its own tools, and OpenClaw's catalog says the same; one
     // allowed call each, and the other agent's tool is not there to call. All of bob's turns
-    // come first, then alice's: OpenClaw keeps one agent's database open at a time, and each
-    // switch closes the other's under a state lock that a loaded machine can make it miss
-    // (after which that agent's turns fail until the gateway restarts).
+    // come first, then alice's in a new gateway process: OpenClaw keeps one agent's database
+    // open at a time, and a switch closes the other's under a state lock that a loaded machine
+    // can make it miss (a SQLite lock file of its own, 5 s busy timeout, no setting), after
+    // which it refuses that agent ("Agent database cleanup failed") until it restarts — seen
+    // once in six full runs even with a single switch. A new process has no agent open.
     assert_eq!(
         listed(&turn(&gw, "bob", "s1", "LIST TOOLS")),
         expected("warden-bob", &["add"])
@@ -608,6 +633,9 @@ fn agents_through(front: Front) {
     );
     let sum = turn(&gw, "bob", "s1", r#"CALL warden-bob__add {"a":40,"b":2}"#);
     assert!(sum.contains("42"), "{sum}");
+    drop(reviewer);
+    gw.restart();
+    let mut reviewer = Reviewer::start(&gw);
     assert_eq!(
         listed(&turn(&gw, "alice", "s1", "LIST TOOLS")),
         expected("warden-alice", &["echo", "send_email", "sent_count"])
